@@ -1,0 +1,182 @@
+"""Frozen dataclasses the rules read and produce; no I/O, no FHIR models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import NewType
+
+PatientRef = NewType("PatientRef", str)
+"""A FHIR reference to a patient, e.g. ``Patient/abc``."""
+ResourceRef = NewType("ResourceRef", str)
+"""A FHIR reference to any resource, e.g. ``Observation/xyz``."""
+
+
+class Severity(StrEnum):
+    """How fast a clinician must respond (monitoring reference section 1)."""
+
+    URGENT = "urgent"
+    ACTION = "action"
+    REVIEW = "review"
+
+    @property
+    def rank(self) -> int:
+        """Higher is more severe; used where several rules fire and the highest wins."""
+        return {"urgent": 3, "action": 2, "review": 1}[self.value]
+
+
+class FindingKind(StrEnum):
+    DUE = "due"
+    OVERDUE = "overdue"
+    OUT_OF_RANGE = "out_of_range"
+    PRESCRIBING = "prescribing"
+
+
+class MatchMethod(StrEnum):
+    """How a prescription was recognised as a monitored drug."""
+
+    CODE = "code"
+    TEXT = "text"
+
+
+Coding = tuple[str, str]
+"""A (system, code) pair."""
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    ref: PatientRef
+    birth_date: date | None
+    sex: str | None
+    deceased: bool
+    practice: str | None = None
+
+    def age_on(self, day: date) -> int | None:
+        """Whole years of age on ``day``; None when the birth date is unknown."""
+        if self.birth_date is None:
+            return None
+        born = self.birth_date
+        return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+@dataclass(frozen=True, slots=True)
+class Dosage:
+    """What could be read from ``dosageInstruction``: structured first, text as fallback."""
+
+    text: str
+    per_day: float | None
+    """Administrations per day (a once-weekly dose is 1/7)."""
+    dose_value: float | None
+    dose_unit: str | None
+    """``mg``, ``ug`` (per dose or per hour for patches), or a unit form such as ``tablet``."""
+    source: str
+    """``structured``, ``text`` or ``none``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prescription:
+    """One MedicationRequest, reduced to what the rules need."""
+
+    ref: ResourceRef
+    patient: PatientRef
+    status: str
+    intent: str
+    authored_on: date
+    codings: tuple[Coding, ...]
+    text: str
+    """Lower-cased medication text and displays, for ingredient-name matching."""
+    strength_mg: float | None
+    """Strength of one unit of the product (mg, or micrograms/hour for patches)."""
+    dosage: Dosage
+    validity_end: date | None = None
+    medication_ref: ResourceRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabResult:
+    """One Observation value for an analyte in scope, with its unit normalised where possible."""
+
+    ref: ResourceRef
+    patient: PatientRef
+    analyte: str
+    effective: date
+    value: float | None
+    unit: str | None
+    """The analyte's canonical unit when ``normalised``, else the unit as recorded."""
+    normalised: bool
+    ref_low: float | None = None
+    ref_high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A resource or line left out of the evaluation, and why."""
+
+    source: str
+    reason: str
+
+
+@dataclass(slots=True)
+class PatientRecord:
+    """Everything read for one patient; built by an adapter, read by the rules."""
+
+    patient: Patient | None
+    prescriptions: list[Prescription] = field(default_factory=list)
+    results: list[LabResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing the programme must act on, explained and traced to its rule and evidence."""
+
+    patient: PatientRef
+    kind: FindingKind
+    drug_group: str
+    medication: ResourceRef
+    rule: str
+    """``<rule-id>@<version>``."""
+    check: str
+    """The part of the rule that fired: a schedule, threshold or prescribing check id."""
+    reason: str
+    source: str
+    """Citation URL."""
+    verified: bool
+    evidence: tuple[ResourceRef, ...]
+    identifier: str
+    """Deterministic business identifier: patient, rule, kind and due cycle."""
+    tests: tuple[str, ...] = ()
+    due_date: date | None = None
+    analyte: str | None = None
+    value: float | None = None
+    unit: str | None = None
+    severity: Severity | None = None
+    code: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The ``hrm-fhir evaluate --format json`` shape of this finding."""
+        out: dict[str, object] = {
+            "patient": self.patient,
+            "kind": self.kind.value,
+            "drug_group": self.drug_group,
+            "medication": self.medication,
+            "rule": self.rule,
+            "check": self.check,
+            "reason": self.reason,
+            "source": self.source,
+            "verified": self.verified,
+            "evidence": list(self.evidence),
+            "identifier": self.identifier,
+        }
+        if self.kind in (FindingKind.DUE, FindingKind.OVERDUE):
+            out["tests"] = list(self.tests)
+            out["due_date"] = self.due_date.isoformat() if self.due_date else None
+        elif self.kind is FindingKind.OUT_OF_RANGE:
+            out["analyte"] = self.analyte
+            out["value"] = self.value
+            out["unit"] = self.unit
+            out["severity"] = self.severity.value if self.severity else None
+        else:
+            out["code"] = self.code
+            out["severity"] = self.severity.value if self.severity else None
+        return out

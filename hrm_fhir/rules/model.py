@@ -1,0 +1,258 @@
+"""Rule definitions as frozen dataclasses: what a rule pack and the code catalogue say."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from hrm_fhir.domain import Severity
+from hrm_fhir.rules.durations import Duration
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    key: str
+    publisher: str
+    title: str
+    url: str
+    accessed: str
+    section: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A code with the research tag behind it (``verified`` false for [S]/[M] codes)."""
+
+    system: str
+    code: str
+    display: str = ""
+    verified: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OMEFactor:
+    """Oral morphine equivalent: mg OME per mg/day (or per microgram/hour for patches)."""
+
+    factor: float
+    per: str
+    """``mg`` (oral dose per day) or ``ug/h`` (transdermal rate)."""
+    citation: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ingredient:
+    name: str
+    synonyms: tuple[str, ...] = ()
+    codes: tuple[Code, ...] = ()
+    ome: OMEFactor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One test on a patient's state; exactly one of the kinds is set.
+
+    - measure: ``measure op value`` (age, weight, crcl, an analyte's latest value,
+      daily_dose_mg or strength_mg of the check's ingredient);
+    - co_prescribed: a current drug group or medication class;
+    - on_therapy_less_than: time since the start of the course (or the last dose change);
+    - falling: the analyte fell at each of its last ``count`` results.
+    """
+
+    measure: str | None = None
+    op: str | None = None
+    value: float | None = None
+    co_prescribed: str | None = None
+    on_therapy_less_than: Duration | None = None
+    falling: str | None = None
+    count: int = 2
+
+    def describe(self) -> str:
+        if self.measure is not None:
+            words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+            return f"{self.measure.replace('_', ' ')} {words.get(self.op or '', self.op)} {self.value:g}"
+        if self.co_prescribed is not None:
+            return f"also prescribed {self.co_prescribed}"
+        if self.on_therapy_less_than is not None:
+            return f"within {self.on_therapy_less_than.describe()} of starting or a dose change"
+        return f"{self.falling} falling over {self.count} results"
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """A stretch of therapy measured from the phase anchor (start or last dose change).
+
+    ``until`` None means open-ended. ``interval`` None means one check due at the end of the phase.
+    """
+
+    until: Duration | None
+    interval: Duration | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalFromMeasure:
+    """Interval in months = measure / divisor (DOACs: CrCl / 10)."""
+
+    measure: str
+    divisor: float
+
+
+@dataclass(frozen=True, slots=True)
+class Modifier:
+    """A shorter interval that applies while every ``when`` condition holds."""
+
+    when: tuple[Condition, ...]
+    citation: str
+    verified: bool
+    interval: Duration | None = None
+    interval_months_from: IntervalFromMeasure | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    id: str
+    title: str
+    tests: tuple[str, ...]
+    phases: tuple[Phase, ...]
+    citation: str
+    verified: bool
+    modifiers: tuple[Modifier, ...] = ()
+    ends_after: Duration | None = None
+    """Routine monitoring stops once the anchor is this far back (sulfasalazine after 12 months)."""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    id: str
+    analyte: str
+    op: str
+    value: float
+    unit: str
+    severity: Severity
+    advice: str
+    citation: str
+    verified: bool
+    also: tuple[Condition, ...] = ()
+    baseline_window: Duration | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrescribingCheck:
+    id: str
+    code: str
+    check: str
+    """``max_frequency`` (administrations per week above value), ``ome_at_least``, ``criteria``."""
+    severity: Severity
+    advice: str
+    citation: str
+    verified: bool
+    value: float | None = None
+    ingredient: str | None = None
+    criteria: tuple[Condition, ...] = ()
+    min_match: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RulePack:
+    id: str
+    version: int
+    status: str
+    drug_group: str
+    title: str
+    summary: str
+    effective_from: date
+    authored_by: str
+    citations: dict[str, Citation]
+    ingredients: tuple[Ingredient, ...]
+    schedules: tuple[Schedule, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+    prescribing: tuple[PrescribingCheck, ...] = ()
+    restart_on_dose_change: bool = True
+    escalation: str = ""
+    effective_until: date | None = None
+    reviewed_by: str = ""
+    approved_on: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def verified(self) -> bool:
+        """True only when every schedule, modifier, threshold and check is verified."""
+        parts = [*self.schedules, *self.thresholds, *self.prescribing]
+        mods = [m for s in self.schedules for m in s.modifiers]
+        return all(p.verified for p in [*parts, *mods])
+
+    def is_in_force(self, day: date) -> bool:
+        return (
+            self.status == "active"
+            and self.effective_from <= day
+            and (self.effective_until is None or day < self.effective_until)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UnitConversion:
+    """canonical = (value + offset) * factor."""
+
+    unit: str
+    factor: float
+    offset: float = 0.0
+    citation: str = ""
+    verified: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Analyte:
+    id: str
+    title: str
+    unit: str
+    codes: tuple[Code, ...]
+    conversions: tuple[UnitConversion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
+    """A test a schedule asks for (e.g. ``fbc``) and the analytes whose results satisfy it."""
+
+    id: str
+    title: str
+    analytes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationClass:
+    """A co-medication class the checks look for (e.g. benzodiazepines) that is not monitored."""
+
+    id: str
+    title: str
+    ingredients: tuple[Ingredient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CockcroftGault:
+    """CrCl (mL/min) = (age_offset - age) * weight * factor[sex] / creatinine (umol/L)."""
+
+    age_offset: float
+    factor_male: float
+    factor_female: float
+    citation: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    version: int
+    citations: dict[str, Citation]
+    tests: dict[str, Test]
+    analytes: dict[str, Analyte]
+    classes: dict[str, MedicationClass]
+    cockcroft_gault: CockcroftGault
+    due_window_days: int
+    current_issue_lookback: Duration
+    course_gap: Duration
+    code_index: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(system, code) -> analyte id, built at load."""

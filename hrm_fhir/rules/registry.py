@@ -1,0 +1,138 @@
+"""Load and validate every rule pack and the catalogue shipped in the package."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError
+
+from hrm_fhir.errors import RuleDefinitionError
+from hrm_fhir.rules.model import Catalogue, Condition, RulePack
+from hrm_fhir.rules.schema import load_catalogue, load_pack
+
+DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg"})
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Every pack version and the catalogue, validated together."""
+
+    catalogue: Catalogue
+    packs: tuple[RulePack, ...]
+
+    def in_force(self, day: date) -> tuple[RulePack, ...]:
+        """The highest in-force version of each rule id on ``day``."""
+        best: dict[str, RulePack] = {}
+        for pack in self.packs:
+            if pack.is_in_force(day) and (pack.id not in best or pack.version > best[pack.id].version):
+                best[pack.id] = pack
+        return tuple(sorted(best.values(), key=lambda p: p.id))
+
+    def get(self, rule_id: str, version: int | None = None) -> RulePack:
+        """One pack by id, the highest version unless ``version`` is given."""
+        matches = [p for p in self.packs if p.id == rule_id and version in (None, p.version)]
+        if not matches:
+            raise KeyError(rule_id if version is None else f"{rule_id}@{version}")
+        return max(matches, key=lambda p: p.version)
+
+
+def _read_toml(name: str, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleDefinitionError(f"{name}: not valid TOML: {exc}") from exc
+
+
+def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
+    """Validate a catalogue and pack files given as text (name -> TOML); raise on any problem."""
+    try:
+        catalogue = load_catalogue(_read_toml("catalogue.toml", catalogue_text))
+    except ValidationError as exc:
+        raise RuleDefinitionError(f"catalogue.toml: {exc.messages}") from exc
+    loaded: list[RulePack] = []
+    seen: dict[tuple[str, int], str] = {}
+    for name, text in sorted(packs.items()):
+        try:
+            pack = load_pack(_read_toml(name, text))
+        except ValidationError as exc:
+            raise RuleDefinitionError(f"{name}: {exc.messages}") from exc
+        key = (pack.id, pack.version)
+        if key in seen:
+            raise RuleDefinitionError(
+                f"{name}: duplicate rule {pack.id} version {pack.version} (also in {seen[key]})"
+            )
+        seen[key] = name
+        problems = list(_reference_problems(pack, catalogue))
+        if problems:
+            raise RuleDefinitionError(f"{name}: " + "; ".join(problems))
+        loaded.append(pack)
+    groups = {p.drug_group for p in loaded}
+    for pack in loaded:
+        for cond in _conditions(pack):
+            target = cond.co_prescribed
+            if target is not None and target not in groups and target not in catalogue.classes:
+                raise RuleDefinitionError(
+                    f"{pack.id}@{pack.version}: co_prescribed names unknown group or class {target!r}"
+                )
+    return RuleSet(catalogue=catalogue, packs=tuple(loaded))
+
+
+def _conditions(pack: RulePack) -> Iterable[Condition]:
+    for s in pack.schedules:
+        for m in s.modifiers:
+            yield from m.when
+    for t in pack.thresholds:
+        yield from t.also
+    for c in pack.prescribing:
+        yield from c.criteria
+
+
+def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
+    analytes = catalogue.analytes
+    for s in pack.schedules:
+        for test in s.tests:
+            if test not in catalogue.tests:
+                yield f"schedule {s.id} asks for unknown test {test!r}"
+    for t in pack.thresholds:
+        if t.analyte not in analytes:
+            yield f"threshold {t.id} names unknown analyte {t.analyte!r}"
+        elif t.unit != analytes[t.analyte].unit:
+            yield (
+                f"threshold {t.id} is in {t.unit!r} but {t.analyte} is compared in "
+                f"{analytes[t.analyte].unit!r}"
+            )
+    ingredient_names = {i.name for i in pack.ingredients}
+    for c in pack.prescribing:
+        if c.ingredient is not None and c.ingredient not in ingredient_names:
+            yield f"check {c.id} names ingredient {c.ingredient!r} the pack does not cover"
+        if c.check == "ome_at_least" and not any(i.ome for i in pack.ingredients):
+            yield f"check {c.id} needs OME factors on the pack's ingredients"
+    for cond in _conditions(pack):
+        for name in (cond.measure, cond.falling):
+            if name is not None and name not in analytes and name not in DERIVED_MEASURES:
+                yield f"condition names unknown measure {name!r}"
+
+
+def _package_files() -> tuple[str, dict[str, str]]:
+    root = resources.files("hrm_fhir.rules")
+    catalogue = root.joinpath("catalogue.toml").read_text(encoding="utf-8")
+    packs = {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in root.joinpath("definitions").iterdir()
+        if entry.name.endswith(".toml")
+    }
+    return catalogue, packs
+
+
+def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
+    """The packs shipped in the package (plus ``extra_dir/*.toml`` when given), validated."""
+    catalogue, packs = _package_files()
+    if extra_dir is not None:
+        packs.update({p.name: p.read_text(encoding="utf-8") for p in sorted(extra_dir.glob("*.toml"))})
+    return build_rule_set(catalogue, packs)

@@ -1,0 +1,430 @@
+"""marshmallow schemas that turn rule-pack and catalogue TOML into frozen definitions.
+
+Unknown keys raise (marshmallow's default ``RAISE``); every schedule, modifier, threshold and
+check must name a citation the file defines; references to tests, analytes and groups are
+checked against the catalogue by the registry.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from hrm_fhir.domain import Severity
+from hrm_fhir.rules import model
+from hrm_fhir.rules.durations import Duration
+
+OPERATORS = ("lt", "le", "gt", "ge")
+THRESHOLD_OPERATORS = (
+    *OPERATORS,
+    "below_ref_low",
+    "above_ref_high",
+    "above_ref_high_times",
+    "rise_pct_from_baseline",
+)
+CHECKS = ("max_frequency", "ome_at_least", "criteria")
+
+
+class DurationField(fields.Field[Duration]):
+    """An ISO 8601 duration string such as ``P12W``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Duration:
+        if not isinstance(value, str):
+            raise ValidationError("expected a duration string such as P12W")
+        try:
+            return Duration.parse(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def _serialize(self, value: Duration | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else str(value)
+
+
+class CitationSchema(Schema):
+    publisher = fields.String(required=True, validate=validate.Length(min=1))
+    title = fields.String(required=True, validate=validate.Length(min=1))
+    url = fields.Url(required=True, schemes={"http", "https"})
+    accessed = fields.String(required=True)
+    section = fields.String(load_default="")
+
+
+class CodeSchema(Schema):
+    system = fields.String(required=True)
+    code = fields.String(required=True)
+    display = fields.String(load_default="")
+    verified = fields.Boolean(required=True)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Code:
+        return model.Code(**data)
+
+
+class OMESchema(Schema):
+    factor = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    per = fields.String(required=True, validate=validate.OneOf(["mg", "ug/h"]))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.OMEFactor:
+        return model.OMEFactor(**data)
+
+
+class IngredientSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=3))
+    synonyms = fields.List(fields.String(), load_default=list)
+    codes = fields.List(fields.Nested(CodeSchema), load_default=list)
+    ome = fields.Nested(OMESchema, load_default=None)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Ingredient:
+        return model.Ingredient(
+            name=data["name"].lower(),
+            synonyms=tuple(s.lower() for s in data["synonyms"]),
+            codes=tuple(data["codes"]),
+            ome=data["ome"],
+        )
+
+
+class ConditionSchema(Schema):
+    measure = fields.String()
+    op = fields.String(validate=validate.OneOf(OPERATORS))
+    value = fields.Float()
+    co_prescribed = fields.String()
+    on_therapy_less_than = DurationField()
+    falling = fields.String()
+    count = fields.Integer(validate=validate.Range(min=2))
+
+    @validates_schema
+    def one_kind(self, data: dict[str, Any], **_: Any) -> None:
+        kinds = [k for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling") if k in data]
+        if len(kinds) != 1:
+            raise ValidationError(
+                "a condition needs exactly one of measure, co_prescribed, "
+                f"on_therapy_less_than, falling (got {kinds or 'none'})"
+            )
+        if "measure" in data and ("op" not in data or "value" not in data):
+            raise ValidationError("a measure condition needs op and value")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Condition:
+        return model.Condition(**data)
+
+
+class PhaseSchema(Schema):
+    until = DurationField(load_default=None)
+    interval = DurationField(load_default=None)
+
+    @validates_schema
+    def bounded(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("until") is None and data.get("interval") is None:
+            raise ValidationError("an open-ended phase needs an interval")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Phase:
+        return model.Phase(**data)
+
+
+class IntervalFromMeasureSchema(Schema):
+    measure = fields.String(required=True)
+    divisor = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.IntervalFromMeasure:
+        return model.IntervalFromMeasure(**data)
+
+
+class ModifierSchema(Schema):
+    when = fields.List(fields.Nested(ConditionSchema), required=True, validate=validate.Length(min=1))
+    interval = DurationField(load_default=None)
+    interval_months_from = fields.Nested(IntervalFromMeasureSchema, load_default=None)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @validates_schema
+    def one_interval(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("interval") is None) == (data.get("interval_months_from") is None):
+            raise ValidationError("a modifier needs exactly one of interval, interval_months_from")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Modifier:
+        return model.Modifier(**{**data, "when": tuple(data["when"])})
+
+
+class ScheduleSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    title = fields.String(required=True)
+    tests = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    phases = fields.List(fields.Nested(PhaseSchema), required=True, validate=validate.Length(min=1))
+    modifiers = fields.List(fields.Nested(ModifierSchema), load_default=list)
+    ends_after = DurationField(load_default=None)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @validates_schema
+    def last_phase_open(self, data: dict[str, Any], **_: Any) -> None:
+        phases = data.get("phases") or []
+        if phases and (phases[-1].until is not None or phases[-1].interval is None):
+            raise ValidationError("the last phase must be open-ended with an interval")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Schedule:
+        return model.Schedule(
+            **{
+                **data,
+                "tests": tuple(data["tests"]),
+                "phases": tuple(data["phases"]),
+                "modifiers": tuple(data["modifiers"]),
+            }
+        )
+
+
+class ThresholdSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    analyte = fields.String(required=True)
+    op = fields.String(required=True, validate=validate.OneOf(THRESHOLD_OPERATORS))
+    value = fields.Float(required=True)
+    unit = fields.String(required=True)
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    advice = fields.String(required=True, validate=validate.Length(min=5))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    also = fields.List(fields.Nested(ConditionSchema), load_default=list)
+    baseline_window = DurationField(load_default=None)
+
+    @validates_schema
+    def baseline(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("op") == "rise_pct_from_baseline") != (data.get("baseline_window") is not None):
+            raise ValidationError("baseline_window goes with op rise_pct_from_baseline, and only it")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Threshold:
+        return model.Threshold(**{**data, "also": tuple(data["also"])})
+
+
+class PrescribingSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    check = fields.String(required=True, validate=validate.OneOf(CHECKS))
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    advice = fields.String(required=True, validate=validate.Length(min=5))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    value = fields.Float(load_default=None)
+    ingredient = fields.String(load_default=None)
+    criteria = fields.List(fields.Nested(ConditionSchema), load_default=list)
+    min_match = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+    @validates_schema
+    def shape(self, data: dict[str, Any], **_: Any) -> None:
+        check = data.get("check")
+        if check in ("max_frequency", "ome_at_least") and data.get("value") is None:
+            raise ValidationError(f"check {check} needs a value")
+        if check == "criteria" and not data.get("criteria"):
+            raise ValidationError("check criteria needs at least one criterion")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.PrescribingCheck:
+        return model.PrescribingCheck(**{**data, "criteria": tuple(data["criteria"])})
+
+
+class RulePackSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    status = fields.String(required=True, validate=validate.OneOf(["draft", "active", "retired"]))
+    drug_group = fields.String(required=True)
+    title = fields.String(required=True)
+    summary = fields.String(required=True)
+    effective_from = fields.Date(required=True)
+    effective_until = fields.Date(load_default=None)
+    authored_by = fields.String(required=True)
+    reviewed_by = fields.String(load_default="")
+    approved_on = fields.String(load_default="")
+    escalation = fields.String(load_default="")
+    restart_on_dose_change = fields.Boolean(load_default=True)
+    citations = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CitationSchema), required=True,
+        validate=validate.Length(min=1),
+    )
+    ingredients = fields.List(
+        fields.Nested(IngredientSchema), required=True, validate=validate.Length(min=1)
+    )
+    schedules = fields.List(fields.Nested(ScheduleSchema), load_default=list)
+    thresholds = fields.List(fields.Nested(ThresholdSchema), load_default=list)
+    prescribing = fields.List(fields.Nested(PrescribingSchema), load_default=list)
+
+    @validates_schema
+    def cited(self, data: dict[str, Any], **_: Any) -> None:
+        keys = set((data.get("citations") or {}).keys())
+        cited: list[tuple[str, str]] = []
+        for s in data.get("schedules") or []:
+            cited.append((f"schedule {s.id}", s.citation))
+            cited.extend((f"schedule {s.id} modifier", m.citation) for m in s.modifiers)
+        cited.extend((f"threshold {t.id}", t.citation) for t in data.get("thresholds") or [])
+        cited.extend((f"check {c.id}", c.citation) for c in data.get("prescribing") or [])
+        for ing in data.get("ingredients") or []:
+            if ing.ome is not None:
+                cited.append((f"OME factor for {ing.name}", ing.ome.citation))
+        missing = [f"{where} cites unknown {key!r}" for where, key in cited if key not in keys]
+        if missing:
+            raise ValidationError(missing, "citations")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.RulePack:
+        citations = {
+            key: model.Citation(key=key, **value) for key, value in data.pop("citations").items()
+        }
+        return model.RulePack(
+            **{
+                **data,
+                "citations": citations,
+                "ingredients": tuple(data["ingredients"]),
+                "schedules": tuple(data["schedules"]),
+                "thresholds": tuple(data["thresholds"]),
+                "prescribing": tuple(data["prescribing"]),
+            }
+        )
+
+
+class UnitConversionSchema(Schema):
+    unit = fields.String(required=True)
+    factor = fields.Float(required=True)
+    offset = fields.Float(load_default=0.0)
+    citation = fields.String(load_default="")
+    verified = fields.Boolean(load_default=True)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.UnitConversion:
+        return model.UnitConversion(**data)
+
+
+class AnalyteSchema(Schema):
+    title = fields.String(required=True)
+    unit = fields.String(required=True)
+    codes = fields.List(fields.Nested(CodeSchema), required=True, validate=validate.Length(min=1))
+    conversions = fields.List(fields.Nested(UnitConversionSchema), load_default=list)
+
+
+class TestSchema(Schema):
+    title = fields.String(required=True)
+    analytes = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+
+
+class MedicationClassSchema(Schema):
+    title = fields.String(required=True)
+    ingredients = fields.List(fields.Nested(IngredientSchema), required=True)
+
+
+class CockcroftGaultSchema(Schema):
+    age_offset = fields.Float(required=True)
+    factor_male = fields.Float(required=True)
+    factor_female = fields.Float(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.CockcroftGault:
+        return model.CockcroftGault(**data)
+
+
+class ProgrammeSchema(Schema):
+    due_window_days = fields.Integer(required=True, validate=validate.Range(min=0))
+    current_issue_lookback = DurationField(required=True)
+    course_gap = DurationField(required=True)
+    note = fields.String(load_default="")
+
+
+class CatalogueSchema(Schema):
+    version = fields.Integer(required=True, strict=True)
+    citations = fields.Dict(keys=fields.String(), values=fields.Nested(CitationSchema), required=True)
+    programme = fields.Nested(ProgrammeSchema, required=True)
+    tests = fields.Dict(keys=fields.String(), values=fields.Nested(TestSchema), required=True)
+    analytes = fields.Dict(keys=fields.String(), values=fields.Nested(AnalyteSchema), required=True)
+    classes = fields.Dict(
+        keys=fields.String(), values=fields.Nested(MedicationClassSchema), load_default=dict
+    )
+    cockcroft_gault = fields.Nested(CockcroftGaultSchema, required=True)
+
+    @validates_schema
+    def consistent(self, data: dict[str, Any], **_: Any) -> None:
+        analytes = data.get("analytes") or {}
+        problems = [
+            f"test {tid} names unknown analyte {a!r}"
+            for tid, t in (data.get("tests") or {}).items()
+            for a in t["analytes"]
+            if a not in analytes
+        ]
+        keys = set((data.get("citations") or {}).keys())
+        cg = data.get("cockcroft_gault")
+        if cg is not None and cg.citation not in keys:
+            problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        for aid, a in analytes.items():
+            problems.extend(
+                f"analyte {aid} conversion from {c.unit} cites unknown {c.citation!r}"
+                for c in a["conversions"]
+                if c.citation and c.citation not in keys
+            )
+        if problems:
+            raise ValidationError(problems)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Catalogue:
+        analytes = {
+            aid: model.Analyte(
+                id=aid,
+                title=a["title"],
+                unit=a["unit"],
+                codes=tuple(a["codes"]),
+                conversions=tuple(a["conversions"]),
+            )
+            for aid, a in data["analytes"].items()
+        }
+        index: dict[tuple[str, str], str] = {}
+        for analyte in analytes.values():
+            for code in analyte.codes:
+                key = (code.system, code.code)
+                if key in index and index[key] != analyte.id:
+                    raise ValidationError(f"code {key} belongs to {index[key]} and {analyte.id}")
+                index[key] = analyte.id
+        programme = data["programme"]
+        return model.Catalogue(
+            version=data["version"],
+            citations={k: model.Citation(key=k, **v) for k, v in data["citations"].items()},
+            tests={
+                tid: model.Test(id=tid, title=t["title"], analytes=tuple(t["analytes"]))
+                for tid, t in data["tests"].items()
+            },
+            analytes=analytes,
+            classes={
+                cid: model.MedicationClass(id=cid, title=c["title"], ingredients=tuple(c["ingredients"]))
+                for cid, c in data["classes"].items()
+            },
+            cockcroft_gault=data["cockcroft_gault"],
+            due_window_days=programme["due_window_days"],
+            current_issue_lookback=programme["current_issue_lookback"],
+            course_gap=programme["course_gap"],
+            code_index=index,
+        )
+
+
+def load_pack(raw: dict[str, Any]) -> model.RulePack:
+    """Validate one parsed rule-pack file; raises marshmallow ValidationError."""
+    pack = RulePackSchema().load(_dates_as_text(raw))
+    assert isinstance(pack, model.RulePack)  # noqa: S101 - post_load guarantees it
+    return pack
+
+
+def load_catalogue(raw: dict[str, Any]) -> model.Catalogue:
+    """Validate the parsed catalogue file; raises marshmallow ValidationError."""
+    catalogue = CatalogueSchema().load(raw)
+    assert isinstance(catalogue, model.Catalogue)  # noqa: S101 - post_load guarantees it
+    return catalogue
+
+
+def _dates_as_text(raw: dict[str, Any]) -> dict[str, Any]:
+    """TOML gives native dates; marshmallow's Date field reads ISO text."""
+    return {k: v.isoformat() if isinstance(v, date) else v for k, v in raw.items()}
