@@ -50,7 +50,12 @@ class Patient:
     birth_date: date | None
     sex: str | None
     deceased: bool
+    deceased_on: date | None = None
     practice: str | None = None
+
+    def is_alive_on(self, day: date) -> bool:
+        """False once a recorded death (dated on or before ``day``, or undated) applies."""
+        return not self.deceased or (self.deceased_on is not None and self.deceased_on > day)
 
     def age_on(self, day: date) -> int | None:
         """Whole years of age on ``day``; None when the birth date is unknown."""
@@ -86,8 +91,10 @@ class Prescription:
     codings: tuple[Coding, ...]
     text: str
     """Lower-cased medication text and displays, for ingredient-name matching."""
-    strength_mg: float | None
-    """Strength of one unit of the product (mg, or micrograms/hour for patches)."""
+    strength: float | None
+    """Strength of one unit of the product, in ``strength_unit``."""
+    strength_unit: str | None
+    """``mg`` for solid and liquid doses, ``ug/h`` for transdermal patches."""
     dosage: Dosage
     validity_end: date | None = None
     medication_ref: ResourceRef | None = None
@@ -150,6 +157,8 @@ class Finding:
     analyte: str | None = None
     value: float | None = None
     unit: str | None = None
+    observed_on: date | None = None
+    """For out-of-range findings: the date of the result."""
     severity: Severity | None = None
     code: str | None = None
 
@@ -175,6 +184,7 @@ class Finding:
             out["analyte"] = self.analyte
             out["value"] = self.value
             out["unit"] = self.unit
+            out["observed_on"] = self.observed_on.isoformat() if self.observed_on else None
             out["severity"] = self.severity.value if self.severity else None
         else:
             out["code"] = self.code

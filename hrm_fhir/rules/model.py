@@ -21,7 +21,7 @@ class Citation:
 
 @dataclass(frozen=True, slots=True)
 class Code:
-    """A code with the research tag behind it (``verified`` false for [S]/[M] codes)."""
+    """A code with its research tag (``verified`` false for [S]/[M] codes)."""
 
     system: str
     code: str
@@ -70,7 +70,8 @@ class Condition:
     def describe(self) -> str:
         if self.measure is not None:
             words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-            return f"{self.measure.replace('_', ' ')} {words.get(self.op or '', self.op)} {self.value:g}"
+            name = self.measure.replace("_", " ")
+            return f"{name} {words.get(self.op or '', self.op)} {self.value:g}"
         if self.co_prescribed is not None:
             return f"also prescribed {self.co_prescribed}"
         if self.on_therapy_less_than is not None:
@@ -182,9 +183,12 @@ class RulePack:
     @property
     def verified(self) -> bool:
         """True only when every schedule, modifier, threshold and check is verified."""
-        parts = [*self.schedules, *self.thresholds, *self.prescribing]
-        mods = [m for s in self.schedules for m in s.modifiers]
-        return all(p.verified for p in [*parts, *mods])
+        flags = [s.verified for s in self.schedules]
+        flags += [t.verified for t in self.thresholds]
+        flags += [c.verified for c in self.prescribing]
+        flags += [m.verified for s in self.schedules for m in s.modifiers]
+        flags += [i.ome.verified for i in self.ingredients if i.ome is not None]
+        return all(flags)
 
     def is_in_force(self, day: date) -> bool:
         return (

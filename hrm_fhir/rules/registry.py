@@ -30,7 +30,9 @@ class RuleSet:
         """The highest in-force version of each rule id on ``day``."""
         best: dict[str, RulePack] = {}
         for pack in self.packs:
-            if pack.is_in_force(day) and (pack.id not in best or pack.version > best[pack.id].version):
+            if pack.is_in_force(day) and (
+                pack.id not in best or pack.version > best[pack.id].version
+            ):
                 best[pack.id] = pack
         return tuple(sorted(best.values(), key=lambda p: p.id))
 
@@ -78,7 +80,7 @@ def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
             target = cond.co_prescribed
             if target is not None and target not in groups and target not in catalogue.classes:
                 raise RuleDefinitionError(
-                    f"{pack.id}@{pack.version}: co_prescribed names unknown group or class {target!r}"
+                    f"{pack.ref}: co_prescribed names unknown group or class {target!r}"
                 )
     return RuleSet(catalogue=catalogue, packs=tuple(loaded))
 
@@ -134,5 +136,7 @@ def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
     """The packs shipped in the package (plus ``extra_dir/*.toml`` when given), validated."""
     catalogue, packs = _package_files()
     if extra_dir is not None:
-        packs.update({p.name: p.read_text(encoding="utf-8") for p in sorted(extra_dir.glob("*.toml"))})
+        packs.update(
+            {p.name: p.read_text(encoding="utf-8") for p in sorted(extra_dir.glob("*.toml"))}
+        )
     return build_rule_set(catalogue, packs)

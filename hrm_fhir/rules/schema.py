@@ -99,7 +99,9 @@ class ConditionSchema(Schema):
 
     @validates_schema
     def one_kind(self, data: dict[str, Any], **_: Any) -> None:
-        kinds = [k for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling") if k in data]
+        kinds = [
+            k for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling") if k in data
+        ]
         if len(kinds) != 1:
             raise ValidationError(
                 "a condition needs exactly one of measure, co_prescribed, "
@@ -137,7 +139,9 @@ class IntervalFromMeasureSchema(Schema):
 
 
 class ModifierSchema(Schema):
-    when = fields.List(fields.Nested(ConditionSchema), required=True, validate=validate.Length(min=1))
+    when = fields.List(
+        fields.Nested(ConditionSchema), required=True, validate=validate.Length(min=1)
+    )
     interval = DurationField(load_default=None)
     interval_months_from = fields.Nested(IntervalFromMeasureSchema, load_default=None)
     citation = fields.String(required=True)
@@ -198,8 +202,12 @@ class ThresholdSchema(Schema):
 
     @validates_schema
     def baseline(self, data: dict[str, Any], **_: Any) -> None:
-        if (data.get("op") == "rise_pct_from_baseline") != (data.get("baseline_window") is not None):
-            raise ValidationError("baseline_window goes with op rise_pct_from_baseline, and only it")
+        if (data.get("op") == "rise_pct_from_baseline") != (
+            data.get("baseline_window") is not None
+        ):
+            raise ValidationError(
+                "baseline_window goes with op rise_pct_from_baseline, and only it"
+            )
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Threshold:
@@ -247,7 +255,9 @@ class RulePackSchema(Schema):
     escalation = fields.String(load_default="")
     restart_on_dose_change = fields.Boolean(load_default=True)
     citations = fields.Dict(
-        keys=fields.String(), values=fields.Nested(CitationSchema), required=True,
+        keys=fields.String(),
+        values=fields.Nested(CitationSchema),
+        required=True,
         validate=validate.Length(min=1),
     )
     ingredients = fields.List(
@@ -340,7 +350,9 @@ class ProgrammeSchema(Schema):
 
 class CatalogueSchema(Schema):
     version = fields.Integer(required=True, strict=True)
-    citations = fields.Dict(keys=fields.String(), values=fields.Nested(CitationSchema), required=True)
+    citations = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CitationSchema), required=True
+    )
     programme = fields.Nested(ProgrammeSchema, required=True)
     tests = fields.Dict(keys=fields.String(), values=fields.Nested(TestSchema), required=True)
     analytes = fields.Dict(keys=fields.String(), values=fields.Nested(AnalyteSchema), required=True)
@@ -400,7 +412,9 @@ class CatalogueSchema(Schema):
             },
             analytes=analytes,
             classes={
-                cid: model.MedicationClass(id=cid, title=c["title"], ingredients=tuple(c["ingredients"]))
+                cid: model.MedicationClass(
+                    id=cid, title=c["title"], ingredients=tuple(c["ingredients"])
+                )
                 for cid, c in data["classes"].items()
             },
             cockcroft_gault=data["cockcroft_gault"],

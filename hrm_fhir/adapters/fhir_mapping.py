@@ -1,0 +1,345 @@
+"""Translate parsed FHIR R4 resources (plain dicts) into domain records, purely.
+
+Each resource either becomes a domain object, is ignored because it is out of scope (an
+unmonitored analyte, a preliminary result), or is skipped with a reason a person can act on.
+Dates are read as Europe/London calendar dates; a partial date takes its first day.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hrm_fhir.adapters.dosage import parse_dosage
+from hrm_fhir.domain import (
+    LabResult,
+    Patient,
+    PatientRecord,
+    PatientRef,
+    Prescription,
+    ResourceRef,
+    Skipped,
+)
+from hrm_fhir.rules.model import Catalogue
+from hrm_fhir.rules.units import UnitTable
+
+LONDON = ZoneInfo("Europe/London")
+RESULT_STATUSES = frozenset({"final", "amended", "corrected"})
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|g|micrograms?|mcg|ug)\b(\s*/\s*(hour|hr|h)\b)?")
+_MASS_TO_MG = {
+    "mg": 1.0,
+    "g": 1000.0,
+    "microgram": 0.001,
+    "micrograms": 0.001,
+    "mcg": 0.001,
+    "ug": 0.001,
+}
+
+Resource = dict[str, Any]
+
+
+class MappingError(ValueError):
+    """A resource is malformed in a way that stops it being used."""
+
+
+def parse_date(value: Any) -> date | None:
+    """A FHIR date/dateTime/instant as a Europe/London calendar date; None if absent or bad."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        if len(value) == 4:
+            return date(int(value), 1, 1)
+        if len(value) == 7:
+            return date(int(value[:4]), int(value[5:7]), 1)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.date()
+    return moment.astimezone(LONDON).date()
+
+
+def _reference(value: Any, kind: str) -> str | None:
+    ref = value.get("reference") if isinstance(value, dict) else None
+    if not isinstance(ref, str) or not ref:
+        return None
+    ref = ref.split("/_history/")[0]
+    parts = ref.rsplit("/", 2)
+    if len(parts) >= 2 and parts[-2] == kind:
+        return f"{kind}/{parts[-1]}"
+    if ref.startswith("urn:uuid:"):
+        return f"{kind}/{ref[9:]}"
+    return None
+
+
+def _codings(concept: Any) -> list[tuple[str, str, str]]:
+    if not isinstance(concept, dict):
+        return []
+    out = []
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and coding.get("code") is not None:
+            out.append(
+                (str(coding.get("system", "")), str(coding["code"]), str(coding.get("display", "")))
+            )
+    return out
+
+
+def _concept_text(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    parts = [str(concept.get("text") or "")]
+    parts.extend(display for _, _, display in _codings(concept))
+    return " ".join(p for p in parts if p).lower()
+
+
+def product_strength(text: str) -> tuple[float, str] | None:
+    """Unit strength from text: ``10mg`` -> (10, mg); ``25 micrograms/hour`` -> (25, ug/h)."""
+    match = _STRENGTH.search(text)
+    if match is None:
+        return None
+    value, unit = float(match.group(1)), match.group(2)
+    if match.group(3):
+        return value * _MASS_TO_MG[unit] * 1000, "ug/h"
+    return value * _MASS_TO_MG[unit], "mg"
+
+
+class RecordBuilder:
+    """Collect resources (in any order) into one PatientRecord per patient."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._codes = catalogue.code_index
+        self._units = UnitTable(catalogue)
+        self._medications: dict[str, Resource] = {}
+        self._pending: list[tuple[str, Resource]] = []
+        self.records: dict[PatientRef, PatientRecord] = {}
+        self.skipped: list[Skipped] = []
+
+    def add(self, origin: str, resource: Resource) -> None:
+        """Map one resource; malformed ones are recorded in ``skipped`` and never raise."""
+        kind = resource.get("resourceType")
+        try:
+            if kind == "Observation":
+                self._observation(resource)
+            elif kind == "MedicationRequest":
+                self._pending.append((origin, resource))
+            elif kind == "Patient":
+                self._patient(resource)
+            elif kind == "Medication":
+                if isinstance(resource.get("id"), str):
+                    self._medications[f"Medication/{resource['id']}"] = resource
+            elif kind == "DiagnosticReport":
+                self._diagnostic_report(resource)
+        except MappingError as exc:
+            self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            self.skipped.append(
+                Skipped(source=_label(origin, resource), reason=f"malformed {kind}: {exc}")
+            )
+
+    def finish(self) -> dict[PatientRef, PatientRecord]:
+        """Map MedicationRequests (every Medication is known now) and return the records."""
+        for origin, resource in self._pending:
+            try:
+                self._medication_request(resource)
+            except MappingError as exc:
+                self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                self.skipped.append(
+                    Skipped(
+                        source=_label(origin, resource),
+                        reason=f"malformed MedicationRequest: {exc}",
+                    )
+                )
+        self._pending.clear()
+        return self.records
+
+    def _record(self, patient: PatientRef) -> PatientRecord:
+        record = self.records.get(patient)
+        if record is None:
+            record = self.records[patient] = PatientRecord(patient=None)
+        return record
+
+    def _patient(self, resource: Resource) -> None:
+        rid = _require_id(resource)
+        deceased_on = parse_date(resource.get("deceasedDateTime"))
+        deceased = bool(resource.get("deceasedBoolean")) or deceased_on is not None
+        practice = None
+        for gp in resource.get("generalPractitioner") or []:
+            practice = _reference(gp, "Organization") or practice
+        practice = _reference(resource.get("managingOrganization"), "Organization") or practice
+        gender = resource.get("gender")
+        patient = Patient(
+            ref=PatientRef(f"Patient/{rid}"),
+            birth_date=parse_date(resource.get("birthDate")),
+            sex=gender if gender in ("male", "female") else None,
+            deceased=deceased,
+            deceased_on=deceased_on,
+            practice=practice,
+        )
+        self._record(patient.ref).patient = patient
+
+    def _observation(self, resource: Resource, subject: str | None = None) -> None:
+        if resource.get("status") not in RESULT_STATUSES:
+            return
+        analyte = self._analyte(resource.get("code"))
+        components = resource.get("component") or []
+        if analyte is None and not components:
+            return
+        rid = _require_id(resource)
+        patient = _reference(resource.get("subject"), "Patient") or subject
+        if patient is None:
+            raise MappingError("Observation has no Patient subject")
+        effective = (
+            parse_date(resource.get("effectiveDateTime"))
+            or parse_date((resource.get("effectivePeriod") or {}).get("start"))
+            or parse_date(resource.get("effectiveInstant"))
+            or parse_date(resource.get("issued"))
+        )
+        if effective is None:
+            raise MappingError("Observation has no usable effective date or issued time")
+        ref = ResourceRef(f"Observation/{rid}")
+        results = self._record(PatientRef(patient)).results
+        if analyte is not None:
+            results.append(self._result(ref, PatientRef(patient), analyte, effective, resource))
+        for component in components:
+            part = self._analyte(component.get("code"))
+            if part is not None:
+                results.append(self._result(ref, PatientRef(patient), part, effective, component))
+
+    def _analyte(self, concept: Any) -> str | None:
+        if not isinstance(concept, dict):
+            return None
+        for coding in concept.get("coding") or ():
+            analyte = self._codes.get((coding.get("system"), coding.get("code")))
+            if analyte is not None:
+                return analyte
+        return None
+
+    def _result(
+        self,
+        ref: ResourceRef,
+        patient: PatientRef,
+        analyte: str,
+        effective: date,
+        element: Resource,
+    ) -> LabResult:
+        quantity = element.get("valueQuantity")
+        low = high = None
+        for rng in element.get("referenceRange") or ():
+            low = _number((rng.get("low") or {}).get("value"))
+            high = _number((rng.get("high") or {}).get("value"))
+            break
+        if not isinstance(quantity, dict) or _number(quantity.get("value")) is None:
+            return LabResult(ref, patient, analyte, effective, None, None, False, low, high)
+        value = float(quantity["value"])
+        unit = (
+            quantity.get("code") if quantity.get("system") == "http://unitsofmeasure.org" else None
+        )
+        unit = unit or quantity.get("unit")
+        normal = self._units.normalise(analyte, value, unit)
+        if normal is None:
+            return LabResult(ref, patient, analyte, effective, value, unit, False, low, high)
+        return LabResult(ref, patient, analyte, effective, normal[0], normal[1], True, low, high)
+
+    def _diagnostic_report(self, resource: Resource) -> None:
+        subject = _reference(resource.get("subject"), "Patient")
+        for contained in resource.get("contained") or ():
+            if isinstance(contained, dict) and contained.get("resourceType") == "Observation":
+                contained = {**contained, "id": f"{resource.get('id')}-{contained.get('id')}"}
+                if "effectiveDateTime" not in contained and "effectivePeriod" not in contained:
+                    contained["effectiveDateTime"] = resource.get("effectiveDateTime")
+                    contained.setdefault("issued", resource.get("issued"))
+                self._observation(contained, subject)
+
+    def _medication_request(self, resource: Resource) -> None:
+        rid = _require_id(resource)
+        patient = _reference(resource.get("subject"), "Patient")
+        if patient is None:
+            raise MappingError("MedicationRequest has no Patient subject")
+        authored = parse_date(resource.get("authoredOn")) or parse_date(
+            ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("start")
+        )
+        if authored is None:
+            raise MappingError("MedicationRequest has no authoredOn date")
+        concept, medication_ref, medication = self._medication(resource)
+        codings = _codings(concept)
+        text = _concept_text(concept)
+        if medication is not None:
+            for ingredient in medication.get("ingredient") or ():
+                item = ingredient.get("itemCodeableConcept")
+                codings.extend(_codings(item))
+                text = f"{text} {_concept_text(item)}"
+        if not codings and not text.strip():
+            raise MappingError("MedicationRequest names no medication (no code, no text)")
+        strength = _medication_strength(medication) or product_strength(text)
+        validity_end = parse_date(
+            ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
+        )
+        prescription = Prescription(
+            ref=ResourceRef(f"MedicationRequest/{rid}"),
+            patient=PatientRef(patient),
+            status=str(resource.get("status") or "unknown"),
+            intent=str(resource.get("intent") or "order"),
+            authored_on=authored,
+            codings=tuple((system, code) for system, code, _ in codings),
+            text=text,
+            strength=strength[0] if strength else None,
+            strength_unit=strength[1] if strength else None,
+            dosage=parse_dosage(resource.get("dosageInstruction")),
+            validity_end=validity_end,
+            medication_ref=ResourceRef(medication_ref) if medication_ref else None,
+        )
+        self._record(prescription.patient).prescriptions.append(prescription)
+
+    def _medication(self, resource: Resource) -> tuple[Any, str | None, Resource | None]:
+        concept = resource.get("medicationCodeableConcept")
+        if concept is not None:
+            return concept, None, None
+        ref = (resource.get("medicationReference") or {}).get("reference")
+        if not isinstance(ref, str):
+            raise MappingError(
+                "MedicationRequest has neither medicationCodeableConcept nor medicationReference"
+            )
+        if ref.startswith("#"):
+            for contained in resource.get("contained") or ():
+                if contained.get("resourceType") == "Medication" and contained.get("id") == ref[1:]:
+                    return contained.get("code"), None, contained
+            raise MappingError(f"MedicationRequest references contained {ref} that is not there")
+        key = _reference({"reference": ref}, "Medication")
+        medication = self._medications.get(key or "")
+        if medication is None:
+            raise MappingError(f"MedicationRequest references {ref}, which is not in the input")
+        return medication.get("code"), key, medication
+
+
+def _medication_strength(medication: Resource | None) -> tuple[float, str] | None:
+    if medication is None:
+        return None
+    for ingredient in medication.get("ingredient") or ():
+        numerator = ((ingredient.get("strength") or {}).get("numerator")) or {}
+        value = _number(numerator.get("value"))
+        unit = str(numerator.get("code") or numerator.get("unit") or "").lower()
+        if value is not None and unit in _MASS_TO_MG:
+            return value * _MASS_TO_MG[unit], "mg"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _require_id(resource: Resource) -> str:
+    rid = resource.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise MappingError(f"{resource.get('resourceType')} has no id")
+    return rid
+
+
+def _label(origin: str, resource: Resource) -> str:
+    rid = resource.get("id")
+    kind = resource.get("resourceType", "resource")
+    return f"{kind}/{rid} ({origin})" if isinstance(rid, str) else f"{kind} at {origin}"

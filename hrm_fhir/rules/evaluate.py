@@ -1,0 +1,547 @@
+"""Pure evaluation of rule packs against one patient's record on an as-of date.
+
+No clock, no I/O: the same record, rules and date always give the same findings, in the same
+order, whatever order the resources arrived in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from itertools import pairwise
+
+from hrm_fhir.domain import (
+    Finding,
+    FindingKind,
+    LabResult,
+    PatientRecord,
+    PatientRef,
+    Prescription,
+    ResourceRef,
+)
+from hrm_fhir.rules.durations import Duration
+from hrm_fhir.rules.model import (
+    Catalogue,
+    Condition,
+    Modifier,
+    PrescribingCheck,
+    RulePack,
+    Schedule,
+    Threshold,
+)
+from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.rules.therapy import MedicationIndex, Therapy, build_therapies, daily_dose_mg
+
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+_SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
+
+
+def business_identifier(*parts: str) -> str:
+    """A stable id usable as a FHIR logical id (letters, digits, dashes; at most 64 chars)."""
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
+    return f"hrm-{digest}"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The rules in force on ``as_of``, compiled once for a run over many patients."""
+
+    rules: RuleSet
+    as_of: date
+    window_days: int
+    packs: tuple[RulePack, ...] = field(init=False)
+    index: MedicationIndex = field(init=False)
+    lookback_start: date = field(init=False)
+
+    def __post_init__(self) -> None:
+        packs = self.rules.in_force(self.as_of)
+        object.__setattr__(self, "packs", packs)
+        object.__setattr__(self, "index", MedicationIndex(packs, self.rules.catalogue))
+        lookback = self.rules.catalogue.current_issue_lookback.before(self.as_of)
+        object.__setattr__(self, "lookback_start", lookback)
+
+    @classmethod
+    def create(cls, rules: RuleSet, as_of: date, window_days: int | None = None) -> Engine:
+        days = rules.catalogue.due_window_days if window_days is None else window_days
+        return cls(rules=rules, as_of=as_of, window_days=days)
+
+    def evaluate(self, record: PatientRecord) -> list[Finding]:
+        """Every finding for one patient, sorted for stable output."""
+        patient = record.patient
+        if patient is not None and not patient.is_alive_on(self.as_of):
+            return []
+        catalogue = self.rules.catalogue
+        gap = self.as_of - catalogue.course_gap.before(self.as_of)
+        restart = frozenset(p.drug_group for p in self.packs if p.restart_on_dose_change)
+        therapies = build_therapies(
+            record.prescriptions, self.index, self.as_of, self.lookback_start, gap.days, restart
+        )
+        if not any(t.current for t in therapies.values()):
+            return []
+        facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)
+        findings: list[Finding] = []
+        for pack in self.packs:
+            therapy = therapies.get(pack.drug_group)
+            if therapy is None or not therapy.current:
+                continue
+            findings.extend(_monitoring(pack, therapy, facts, self.as_of, self.window_days))
+            findings.extend(_out_of_range(pack, therapy, facts))
+            findings.extend(_prescribing(pack, therapy, facts))
+        findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
+        return findings
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What conditions and thresholds read: results by analyte, current groups, derived measures."""
+
+    patient: PatientRef
+    as_of: date
+    age: int | None
+    sex: str | None
+    results: dict[str, list[LabResult]]
+    """Results on or before as-of, oldest first, per analyte."""
+    current_groups: frozenset[str]
+    therapies: dict[str, Therapy]
+    lookback_start: date
+    catalogue: Catalogue
+
+    @classmethod
+    def build(
+        cls,
+        record: PatientRecord,
+        therapies: dict[str, Therapy],
+        catalogue: Catalogue,
+        as_of: date,
+        lookback_start: date,
+    ) -> Facts:
+        by_analyte: dict[str, list[LabResult]] = {}
+        for result in record.results:
+            if result.effective <= as_of:
+                by_analyte.setdefault(result.analyte, []).append(result)
+        for series in by_analyte.values():
+            series.sort(key=lambda r: (r.effective, r.ref))
+        patient = record.patient
+        ref = patient.ref if patient else _patient_of(record)
+        return cls(
+            patient=ref,
+            as_of=as_of,
+            age=patient.age_on(as_of) if patient else None,
+            sex=patient.sex if patient else None,
+            results=by_analyte,
+            current_groups=frozenset(g for g, t in therapies.items() if t.current),
+            therapies=therapies,
+            lookback_start=lookback_start,
+            catalogue=catalogue,
+        )
+
+    def latest(self, analyte: str) -> LabResult | None:
+        """The newest comparable (normalised, valued) result for an analyte."""
+        for result in reversed(self.results.get(analyte, ())):
+            if result.normalised and result.value is not None:
+                return result
+        return None
+
+    def last_done(self, analytes: Iterable[str]) -> LabResult | None:
+        """The newest result that shows a test was done (a value, or a panel/procedure code)."""
+        best: LabResult | None = None
+        for analyte in analytes:
+            dimensionless = self.catalogue.analytes[analyte].unit == "1"
+            for result in reversed(self.results.get(analyte, ())):
+                if result.value is not None or dimensionless:
+                    if best is None or (result.effective, result.ref) > (best.effective, best.ref):
+                        best = result
+                    break
+        return best
+
+    def crcl(self) -> tuple[float, tuple[ResourceRef, ...]] | None:
+        """Recorded CrCl when at least as recent as the latest creatinine, else Cockcroft-Gault."""
+        recorded = self.latest("crcl")
+        creatinine = self.latest("creatinine")
+        if recorded is not None and (
+            creatinine is None or recorded.effective >= creatinine.effective
+        ):
+            assert recorded.value is not None  # noqa: S101 - latest() guarantees it
+            return recorded.value, (recorded.ref,)
+        weight = self.latest("weight")
+        cg = self.catalogue.cockcroft_gault
+        if creatinine is None or weight is None or self.age is None or self.sex is None:
+            return None
+        assert creatinine.value is not None  # noqa: S101 - latest() guarantees it
+        assert weight.value is not None  # noqa: S101 - latest() guarantees it
+        if creatinine.value <= 0:
+            return None
+        factor = cg.factor_male if self.sex == "male" else cg.factor_female
+        value = (cg.age_offset - self.age) * weight.value * factor / creatinine.value
+        return round(value, 1), (creatinine.ref, weight.ref)
+
+    def measure(self, name: str, ingredient: Prescription | None) -> float | None:
+        if name == "age":
+            return None if self.age is None else float(self.age)
+        if name == "crcl":
+            found = self.crcl()
+            return None if found is None else found[0]
+        if name == "daily_dose_mg":
+            return None if ingredient is None else daily_dose_mg(ingredient)
+        if name == "strength_mg":
+            if ingredient is None or ingredient.strength_unit != "mg":
+                return None
+            return ingredient.strength
+        latest = self.latest(name)
+        return None if latest is None else latest.value
+
+    def holds(self, cond: Condition, ingredient: Prescription | None = None) -> bool:
+        """Whether one condition holds; unknown values never satisfy a condition."""
+        if cond.measure is not None:
+            value = self.measure(cond.measure, ingredient)
+            assert cond.op is not None  # noqa: S101 - schema checks
+            assert cond.value is not None  # noqa: S101 - schema checks
+            return value is not None and COMPARE[cond.op](value, cond.value)
+        if cond.co_prescribed is not None:
+            return cond.co_prescribed in self.current_groups
+        if cond.on_therapy_less_than is not None:
+            return False  # resolved per therapy in _holds_for_therapy
+        assert cond.falling is not None  # noqa: S101 - schema checks
+        values = [
+            r.value
+            for r in self.results.get(cond.falling, ())
+            if r.normalised and r.value is not None
+        ]
+        tail = values[-(cond.count + 1) :]
+        return len(tail) == cond.count + 1 and all(b < a for a, b in pairwise(tail))
+
+
+def _holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy) -> bool:
+    if cond.on_therapy_less_than is not None:
+        return facts.as_of < cond.on_therapy_less_than.after(therapy.anchor)
+    return facts.holds(cond)
+
+
+# ------------------------------------------------------------------ monitoring schedules
+
+
+def _next_due(schedule: Schedule, anchor: date, base: date) -> tuple[date, Duration | None]:
+    """Due date from the phase the base date falls in (checkpoint phases: due at their end)."""
+    for phase in schedule.phases:
+        end = phase.until.after(anchor) if phase.until is not None else None
+        if end is None or base < end:
+            if phase.interval is None:
+                assert end is not None  # noqa: S101 - schema checks
+                return end, None
+            return phase.interval.after(base), phase.interval
+    raise AssertionError("schema guarantees an open-ended last phase")  # pragma: no cover
+
+
+def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date) -> date | None:
+    if not all(_holds_for_therapy(facts, c, therapy) for c in modifier.when):
+        return None
+    if modifier.interval is not None:
+        return modifier.interval.after(base)
+    source = modifier.interval_months_from
+    assert source is not None  # noqa: S101 - schema checks
+    value = facts.measure(source.measure, None)
+    if value is None:
+        return None
+    months = max(1, int(value // source.divisor))
+    return Duration(months, "M").after(base)
+
+
+@dataclass(frozen=True)
+class _TestDue:
+    test: str
+    due: date
+    last: LabResult | None
+    schedule: Schedule
+    interval_text: str
+    verified: bool
+
+
+def _monitoring(
+    pack: RulePack, therapy: Therapy, facts: Facts, as_of: date, window_days: int
+) -> list[Finding]:
+    catalogue = facts.catalogue
+    dues: dict[str, _TestDue] = {}
+    for schedule in pack.schedules:
+        if schedule.ends_after is not None and schedule.ends_after.after(therapy.anchor) <= as_of:
+            continue
+        for test in schedule.tests:
+            last = facts.last_done(catalogue.tests[test].analytes)
+            base = max(last.effective, therapy.anchor) if last else therapy.anchor
+            due, interval = _next_due(schedule, therapy.anchor, base)
+            text = f"every {interval.describe()}" if interval else "at the schedule checkpoint"
+            verified = schedule.verified
+            for modifier in schedule.modifiers:
+                modified = _modified_due(modifier, facts, therapy, base)
+                if modified is not None and modified < due:
+                    due, verified = modified, schedule.verified and modifier.verified
+                    text = "more often: " + ", ".join(c.describe() for c in modifier.when)
+            entry = _TestDue(test, due, last, schedule, text, verified)
+            if test not in dues or entry.due < dues[test].due:
+                dues[test] = entry
+    horizon = as_of + timedelta(days=window_days)
+    included = [d for d in dues.values() if d.due <= horizon]
+    if not included:
+        return []
+    order = list(catalogue.tests)
+    included.sort(key=lambda d: order.index(d.test))
+    due_date = min(d.due for d in included)
+    kind = FindingKind.OVERDUE if due_date < as_of else FindingKind.DUE
+    parts = []
+    for d in included:
+        done = f"last {d.last.effective.isoformat()}" if d.last else "no result on record"
+        parts.append(f"{catalogue.tests[d.test].title} ({done}; {d.interval_text})")
+    state = (
+        f"overdue since {due_date.isoformat()}"
+        if kind is FindingKind.OVERDUE
+        else f"due by {due_date.isoformat()}"
+    )
+    reason = f"{pack.title} monitoring {state}: " + "; ".join(parts) + "."
+    evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
+    schedule = included[0].schedule
+    return [
+        Finding(
+            patient=facts.patient,
+            kind=kind,
+            drug_group=pack.drug_group,
+            medication=therapy.latest.ref,
+            rule=pack.ref,
+            check=",".join(sorted({d.schedule.id for d in included})),
+            reason=reason,
+            source=pack.citations[schedule.citation].url,
+            verified=all(d.verified for d in included),
+            evidence=tuple(dict.fromkeys(evidence)),
+            identifier=business_identifier(
+                facts.patient, pack.id, "monitoring", due_date.isoformat()
+            ),
+            tests=tuple(d.test for d in included),
+            due_date=due_date,
+        )
+    ]
+
+
+# ------------------------------------------------------------------ out-of-range results
+
+
+def _fires(threshold: Threshold, latest: LabResult, facts: Facts) -> bool:
+    value = latest.value
+    assert value is not None  # noqa: S101 - latest() guarantees it
+    op = threshold.op
+    if op in COMPARE:
+        hit = COMPARE[op](value, threshold.value)
+    elif op == "below_ref_low":
+        hit = latest.ref_low is not None and value < latest.ref_low
+    elif op == "above_ref_high":
+        hit = latest.ref_high is not None and value > latest.ref_high
+    elif op == "above_ref_high_times":
+        hit = latest.ref_high is not None and value > latest.ref_high * threshold.value
+    else:
+        baseline = _baseline(threshold, latest, facts)
+        hit = baseline is not None and value > baseline.value * (1 + threshold.value / 100)  # type: ignore[operator]
+    return hit and all(facts.holds(c) for c in threshold.also)
+
+
+def _baseline(threshold: Threshold, latest: LabResult, facts: Facts) -> LabResult | None:
+    """The lowest value in the window before the latest result ([D]: first or lowest)."""
+    assert threshold.baseline_window is not None  # noqa: S101 - schema checks
+    since = threshold.baseline_window.before(latest.effective)
+    earlier = [
+        r
+        for r in facts.results.get(threshold.analyte, ())
+        if r.normalised and r.value is not None and since <= r.effective < latest.effective
+    ]
+    return min(earlier, key=lambda r: (r.value, r.effective)) if earlier else None
+
+
+def _describe_threshold(threshold: Threshold, latest: LabResult, facts: Facts) -> str:
+    unit = threshold.unit
+    if threshold.op in _SYMBOL:
+        return f"{_SYMBOL[threshold.op]} {threshold.value:g} {unit}"
+    if threshold.op == "below_ref_low":
+        return f"below the laboratory range (low {latest.ref_low:g})"
+    if threshold.op == "above_ref_high":
+        return f"above the laboratory range (high {latest.ref_high:g})"
+    if threshold.op == "above_ref_high_times":
+        return f"more than {threshold.value:g} x the upper limit ({latest.ref_high:g})"
+    baseline = _baseline(threshold, latest, facts)
+    assert baseline is not None  # noqa: S101 - only described when it fired
+    return (
+        f"more than {threshold.value:g}% above the baseline {baseline.value:g} {unit} "
+        f"of {baseline.effective.isoformat()}"
+    )
+
+
+def _out_of_range(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
+    worst: dict[str, tuple[Threshold, LabResult]] = {}
+    for threshold in pack.thresholds:
+        latest = facts.latest(threshold.analyte)
+        if latest is None or not _fires(threshold, latest, facts):
+            continue
+        current = worst.get(threshold.analyte)
+        if current is None or threshold.severity.rank > current[0].severity.rank:
+            worst[threshold.analyte] = (threshold, latest)
+    findings = []
+    for analyte, (threshold, latest) in sorted(worst.items()):
+        title = facts.catalogue.analytes[analyte].title
+        reason = (
+            f"{title} {latest.value:g} {latest.unit} on {latest.effective.isoformat()} is "
+            f"{_describe_threshold(threshold, latest, facts)} on {pack.title}: {threshold.advice}."
+        )
+        findings.append(
+            Finding(
+                patient=facts.patient,
+                kind=FindingKind.OUT_OF_RANGE,
+                drug_group=pack.drug_group,
+                medication=therapy.latest.ref,
+                rule=pack.ref,
+                check=threshold.id,
+                reason=reason,
+                source=pack.citations[threshold.citation].url,
+                verified=threshold.verified,
+                evidence=(latest.ref, therapy.latest.ref),
+                identifier=business_identifier(
+                    facts.patient, pack.id, "result", analyte, latest.ref
+                ),
+                analyte=analyte,
+                value=latest.value,
+                unit=latest.unit,
+                observed_on=latest.effective,
+                severity=threshold.severity,
+            )
+        )
+    return findings
+
+
+# ------------------------------------------------------------------ prescribing safety
+
+
+def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
+    current = therapy.current_by_ingredient(facts.as_of, facts.lookback_start)
+    findings = []
+    for check in pack.prescribing:
+        outcome = _run_check(pack, check, current, facts, therapy)
+        if outcome is None:
+            continue
+        detail, evidence, verified = outcome
+        findings.append(
+            Finding(
+                patient=facts.patient,
+                kind=FindingKind.PRESCRIBING,
+                drug_group=pack.drug_group,
+                medication=therapy.latest.ref,
+                rule=pack.ref,
+                check=check.id,
+                reason=f"{detail}: {check.advice}.",
+                source=pack.citations[check.citation].url,
+                verified=verified and check.verified,
+                evidence=evidence,
+                identifier=business_identifier(
+                    facts.patient, pack.id, "prescribing", check.code, therapy.start.isoformat()
+                ),
+                code=check.code,
+                severity=check.severity,
+            )
+        )
+    return findings
+
+
+def _run_check(
+    pack: RulePack,
+    check: PrescribingCheck,
+    current: dict[str, Prescription],
+    facts: Facts,
+    therapy: Therapy,
+) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
+    if check.ingredient is not None:
+        current = {k: v for k, v in current.items() if k == check.ingredient}
+    if not current:
+        return None
+    if check.check == "max_frequency":
+        assert check.value is not None  # noqa: S101 - schema checks
+        for name, request in sorted(current.items()):
+            per_day = request.dosage.per_day
+            if per_day is not None and per_day * 7 > check.value + 1e-9:
+                times = per_day * 7
+                return (
+                    f"{name.capitalize()} prescribed {times:g} times a week "
+                    f'("{request.dosage.text}"), more than {check.value:g} a week',
+                    (request.ref,),
+                    True,
+                )
+        return None
+    if check.check == "ome_at_least":
+        return _ome(pack, check, current)
+    subject_request = current.get(check.ingredient) if check.ingredient else therapy.latest
+    held = [
+        c
+        for c in check.criteria
+        if _holds_for_therapy_or_ingredient(facts, c, therapy, subject_request)
+    ]
+    needed = check.min_match or len(check.criteria)
+    if len(held) < needed:
+        return None
+    subject = check.ingredient or pack.title
+    detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in held)
+    return detail, tuple(sorted(r.ref for r in current.values())), True
+
+
+def _holds_for_therapy_or_ingredient(
+    facts: Facts, cond: Condition, therapy: Therapy, request: Prescription | None
+) -> bool:
+    if cond.measure in ("daily_dose_mg", "strength_mg"):
+        return facts.holds(cond, request)
+    return _holds_for_therapy(facts, cond, therapy)
+
+
+def _ome(
+    pack: RulePack, check: PrescribingCheck, current: dict[str, Prescription]
+) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
+    assert check.value is not None  # noqa: S101 - schema checks
+    factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
+    total, parts, verified, unknown = 0.0, [], True, []
+    for name, request in sorted(current.items()):
+        ome = factors.get(name)
+        if ome is None:
+            unknown.append(name)
+            continue
+        if ome.per == "ug/h":
+            if request.strength_unit != "ug/h" or not request.strength:
+                unknown.append(name)
+                continue
+            patches = request.dosage.dose_value if request.dosage.dose_unit == "unit" else 1.0
+            amount = request.strength * (patches or 1.0)
+            contribution = amount * ome.factor
+            parts.append(f"{name} {amount:g} micrograms/hour x {ome.factor:g}")
+        else:
+            dose = daily_dose_mg(request)
+            if dose is None:
+                unknown.append(name)
+                continue
+            contribution = dose * ome.factor
+            parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
+        total += contribution
+        verified = verified and ome.verified
+    if total < check.value:
+        return None
+    detail = (
+        f"Oral morphine equivalent {total:g} mg/day ({'; '.join(parts)}) "
+        f"is at or above {check.value:g} mg/day"
+    )
+    if unknown:
+        detail += f" (not counted, dose unknown: {', '.join(unknown)})"
+    return detail, tuple(sorted(r.ref for r in current.values())), verified
+
+
+def _patient_of(record: PatientRecord) -> PatientRef:
+    if record.prescriptions:
+        return record.prescriptions[0].patient
+    if record.results:
+        return record.results[0].patient
+    raise ValueError("a record with no patient, prescriptions or results")

@@ -1,0 +1,172 @@
+"""Which monitored drugs a patient is on: medication matching, courses, currency, dose changes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from hrm_fhir.domain import MatchMethod, Prescription
+from hrm_fhir.rules.model import Catalogue, Ingredient, RulePack
+
+COUNTING_INTENTS = frozenset(
+    {"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"}
+)
+IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled", "draft"})
+CURRENT_WHILE_ISSUED = frozenset({"completed", "unknown"})
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationMatch:
+    group: str
+    """A drug group (rule pack) or a co-medication class id."""
+    ingredient: str
+    method: MatchMethod
+
+
+class MedicationIndex:
+    """Recognise prescriptions by code first, then by ingredient name in the text."""
+
+    def __init__(self, packs: tuple[RulePack, ...], catalogue: Catalogue) -> None:
+        self._codes: dict[tuple[str, str], tuple[str, str]] = {}
+        names: dict[str, tuple[str, str]] = {}
+        sources: list[tuple[str, tuple[Ingredient, ...]]] = [
+            (p.drug_group, p.ingredients) for p in packs
+        ]
+        sources.extend((c.id, c.ingredients) for c in catalogue.classes.values())
+        for group, ingredients in sources:
+            for ingredient in ingredients:
+                for code in ingredient.codes:
+                    self._codes.setdefault((code.system, code.code), (group, ingredient.name))
+                for name in (ingredient.name, *ingredient.synonyms):
+                    names.setdefault(name, (group, ingredient.name))
+        self._names = names
+        alternation = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        self._pattern = re.compile(rf"\b({alternation})\b") if names else None
+
+    def match(self, prescription: Prescription) -> MedicationMatch | None:
+        for coding in prescription.codings:
+            hit = self._codes.get(coding)
+            if hit is not None:
+                return MedicationMatch(hit[0], hit[1], MatchMethod.CODE)
+        if self._pattern is not None:
+            found = self._pattern.search(prescription.text)
+            if found is not None:
+                group, ingredient = self._names[found.group(1)]
+                return MedicationMatch(group, ingredient, MatchMethod.TEXT)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Therapy:
+    """A patient's current course of one drug group (or co-medication class)."""
+
+    group: str
+    requests: tuple[Prescription, ...]
+    """The counting requests of the current course, oldest first."""
+    ingredients: tuple[str, ...]
+    """Matched ingredient per request, parallel to ``requests``."""
+    method: MatchMethod
+    start: date
+    anchor: date
+    """Where the schedule's phases are measured from: course start or last dose change."""
+    current: bool
+
+    @property
+    def latest(self) -> Prescription:
+        return self.requests[-1]
+
+    def current_by_ingredient(self, as_of: date, lookback_start: date) -> dict[str, Prescription]:
+        """The latest request per ingredient that is itself current."""
+        latest: dict[str, Prescription] = {}
+        for request, ingredient in zip(self.requests, self.ingredients, strict=True):
+            latest[ingredient] = request
+        return {name: req for name, req in latest.items() if is_current(req, as_of, lookback_start)}
+
+
+def counts(prescription: Prescription, as_of: date) -> bool:
+    """Requests that count: not erroneous, cancelled or draft; real orders; not in the future."""
+    return (
+        prescription.status not in IGNORED_STATUSES
+        and prescription.intent in COUNTING_INTENTS
+        and prescription.authored_on <= as_of
+    )
+
+
+def is_current(prescription: Prescription, as_of: date, lookback_start: date) -> bool:
+    """Active requests are current; issued (completed) ones only within the look-back window."""
+    if prescription.status == "active":
+        return prescription.validity_end is None or prescription.validity_end >= lookback_start
+    if prescription.status in CURRENT_WHILE_ISSUED:
+        return prescription.authored_on >= lookback_start
+    return False
+
+
+def daily_dose_mg(prescription: Prescription) -> float | None:
+    """mg per day from the dosage and, for tablets or capsules, the product strength."""
+    dosage = prescription.dosage
+    if dosage.per_day is None or dosage.dose_value is None:
+        return None
+    if dosage.dose_unit == "mg":
+        return dosage.per_day * dosage.dose_value
+    if dosage.dose_unit == "unit" and prescription.strength_unit == "mg" and prescription.strength:
+        return dosage.per_day * dosage.dose_value * prescription.strength
+    return None
+
+
+def build_therapies(
+    prescriptions: list[Prescription],
+    index: MedicationIndex,
+    as_of: date,
+    lookback_start: date,
+    course_gap_days: int,
+    restart_groups: frozenset[str],
+) -> dict[str, Therapy]:
+    """One Therapy per matched group, for the course running at (or last before) ``as_of``."""
+    grouped: dict[str, list[tuple[Prescription, MedicationMatch]]] = {}
+    for prescription in prescriptions:
+        if not counts(prescription, as_of):
+            continue
+        match = index.match(prescription)
+        if match is not None:
+            grouped.setdefault(match.group, []).append((prescription, match))
+    therapies: dict[str, Therapy] = {}
+    for group, items in grouped.items():
+        items.sort(key=lambda item: (item[0].authored_on, item[0].ref))
+        first = len(items) - 1
+        while (
+            first > 0
+            and (items[first][0].authored_on - items[first - 1][0].authored_on).days
+            <= course_gap_days
+        ):
+            first -= 1
+        course = items[first:]
+        requests = tuple(p for p, _ in course)
+        ingredients = tuple(m.ingredient for _, m in course)
+        start = requests[0].authored_on
+        anchor = _last_dose_change(course) if group in restart_groups else None
+        therapies[group] = Therapy(
+            group=group,
+            requests=requests,
+            ingredients=ingredients,
+            method=course[-1][1].method,
+            start=start,
+            anchor=max(start, anchor) if anchor else start,
+            current=is_current(requests[-1], as_of, lookback_start),
+        )
+    return therapies
+
+
+def _last_dose_change(course: list[tuple[Prescription, MedicationMatch]]) -> date | None:
+    """Date of the last request whose ingredient or known daily dose differs from the one before."""
+    changed: date | None = None
+    previous: tuple[str, float] | None = None
+    for prescription, match in course:
+        dose = daily_dose_mg(prescription)
+        if dose is None:
+            continue
+        current = (match.ingredient, round(dose, 3))
+        if previous is not None and current != previous:
+            changed = prescription.authored_on
+        previous = current
+    return changed

@@ -1,0 +1,37 @@
+"""A readable summary of an evaluation run, for the console (``--format summary``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hrm_fhir.domain import FindingKind, Severity
+from hrm_fhir.offline import EvaluationRun
+
+_KINDS = (FindingKind.OVERDUE, FindingKind.DUE, FindingKind.OUT_OF_RANGE, FindingKind.PRESCRIBING)
+
+
+def render_summary(run: EvaluationRun, urgent_limit: int = 20) -> str:
+    """Counts per drug group and kind, the urgent items, and what was skipped."""
+    counts: Counter[tuple[str, FindingKind]] = Counter((f.drug_group, f.kind) for f in run.findings)
+    groups = sorted({group for group, _ in counts})
+    patients = len({f.patient for f in run.findings})
+    lines = [
+        f"hrm-fhir evaluation as of {run.as_of.isoformat()}",
+        f"{run.patients} patient records read; {patients} with findings; "
+        f"{len(run.findings)} findings; {len(run.skipped)} resources or lines skipped",
+        "",
+        f"{'DRUG GROUP':<15}" + "".join(f"{k.value.upper():>14}" for k in _KINDS),
+    ]
+    for group in groups:
+        lines.append(f"{group:<15}" + "".join(f"{counts[(group, k)]:>14}" for k in _KINDS))
+    urgent = [f for f in run.findings if f.severity is Severity.URGENT]
+    if urgent:
+        lines += ["", f"URGENT (same working day): {len(urgent)}"]
+        lines += [f"- {f.patient} [{f.drug_group}] {f.reason}" for f in urgent[:urgent_limit]]
+        if len(urgent) > urgent_limit:
+            lines.append(f"  ... and {len(urgent) - urgent_limit} more (use --format json)")
+    if run.skipped:
+        reasons = Counter(s.reason.split(":")[0] for s in run.skipped)
+        lines += ["", "SKIPPED"]
+        lines += [f"- {n} x {reason}" for reason, n in reasons.most_common(10)]
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Turn findings into FHIR R4 Task and Flag resources (fhir.resources R4B models), purely.
+
+- due / overdue monitoring, prescribing reviews and review-grade results -> Task
+- out-of-range results graded ``action`` or ``urgent`` -> Flag (never a Flag for overdue bloods)
+Each resource's logical id is the finding's deterministic business identifier, so a rerun can
+PUT the same id and never duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import date, timedelta
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.task import Task
+
+from hrm_fhir import terminology as t
+from hrm_fhir.domain import Finding, FindingKind, Severity
+
+SERVICE = {"display": "hrm-fhir monitoring service"}
+TECHNICIANS = {"display": "Practice monitoring technicians"}
+PHARMACIST = {"display": "Practice pharmacist"}
+_PRIORITY = {Severity.URGENT: "stat", Severity.ACTION: "urgent", Severity.REVIEW: "routine"}
+
+
+def is_flag(finding: Finding) -> bool:
+    """Out-of-range results at ``action`` or ``urgent`` are shown as Flags."""
+    return finding.kind is FindingKind.OUT_OF_RANGE and finding.severity in (
+        Severity.ACTION,
+        Severity.URGENT,
+    )
+
+
+def build_resource(finding: Finding, as_of: date, window_days: int = 14) -> Task | Flag:
+    """The Task or Flag a finding becomes."""
+    if is_flag(finding):
+        return build_flag(finding)
+    return build_task(finding, as_of, window_days)
+
+
+def _common(finding: Finding) -> dict[str, Any]:
+    return {
+        "id": finding.identifier,
+        "meta": {"tag": [{"system": t.TAG, "code": "hrm-fhir"}]},
+        "identifier": [{"system": t.FINDING_IDENTIFIER, "value": finding.identifier}],
+    }
+
+
+def _rule_extensions(finding: Finding) -> list[dict[str, Any]]:
+    return [
+        {"url": t.RULE_EXTENSION, "valueString": f"{finding.rule}#{finding.check}"},
+        {"url": t.SOURCE_EXTENSION, "valueUri": finding.source},
+    ]
+
+
+def build_task(finding: Finding, as_of: date, window_days: int = 14) -> Task:
+    """A Task for monitoring that is due or overdue, a prescribing review or a result review."""
+    if finding.kind in (FindingKind.DUE, FindingKind.OVERDUE):
+        code, text = "monitoring-due", "Drug monitoring blood test due"
+        status, owner = "to-contact", TECHNICIANS
+        priority = "urgent" if finding.kind is FindingKind.OVERDUE else "routine"
+    elif finding.kind is FindingKind.PRESCRIBING:
+        code, text = "prescribing-review", "Prescribing safety review"
+        status, owner = "awaiting-pharmacist", PHARMACIST
+        priority = _PRIORITY[finding.severity or Severity.REVIEW]
+    else:
+        code, text = "result-review", "Result review"
+        status, owner = "awaiting-pharmacist", PHARMACIST
+        priority = _PRIORITY[finding.severity or Severity.REVIEW]
+    inputs: list[dict[str, Any]] = [
+        {
+            "type": {"coding": [{"system": t.TASK_INPUT, "code": "required-test"}]},
+            "valueCodeableConcept": {
+                "coding": [{"system": t.MONITORING_TEST, "code": test}],
+                "text": test,
+            },
+        }
+        for test in finding.tests
+    ]
+    inputs.append(
+        {
+            "type": {"coding": [{"system": t.TASK_INPUT, "code": "rule"}]},
+            "valueString": finding.rule,
+        }
+    )
+    inputs.append(
+        {
+            "type": {"coding": [{"system": t.TASK_INPUT, "code": "source"}]},
+            "valueUrl": finding.source,
+        }
+    )
+    inputs.extend(
+        {
+            "type": {"coding": [{"system": t.TASK_INPUT, "code": "evidence"}]},
+            "valueReference": {"reference": ref},
+        }
+        for ref in finding.evidence
+    )
+    body: dict[str, Any] = {
+        **_common(finding),
+        "extension": _rule_extensions(finding),
+        "status": "requested",
+        "businessStatus": {
+            "coding": [{"system": t.BUSINESS_STATUS, "code": status}],
+            "text": status,
+        },
+        "intent": "order",
+        "priority": priority,
+        "code": {"coding": [{"system": t.TASK_CODE, "code": code}], "text": text},
+        "description": finding.reason,
+        "for": {"reference": finding.patient},
+        "focus": {"reference": finding.medication},
+        "authoredOn": as_of.isoformat(),
+        "requester": SERVICE,
+        "owner": owner,
+        "input": inputs,
+    }
+    if finding.due_date is not None:
+        start = finding.due_date - timedelta(days=window_days)
+        body["restriction"] = {
+            "period": {"start": start.isoformat(), "end": finding.due_date.isoformat()}
+        }
+    return Task.model_validate(body)
+
+
+def build_flag(finding: Finding) -> Flag:
+    """A Flag for an out-of-range result: what a clinician sees in the record."""
+    observation = next((r for r in finding.evidence if r.startswith("Observation/")), None)
+    extensions = _rule_extensions(finding)
+    if observation is not None:
+        extensions.append({"url": t.FLAG_DETAIL, "valueReference": {"reference": observation}})
+    body: dict[str, Any] = {
+        **_common(finding),
+        "extension": extensions,
+        "status": "active",
+        "category": [{"coding": [{"system": t.FLAG_CATEGORY, "code": "lab", "display": "Lab"}]}],
+        "code": {
+            "coding": [{"system": t.FLAG_CODE, "code": f"{finding.analyte}-{finding.severity}"}],
+            "text": f"[{(finding.severity or Severity.ACTION).value.upper()}] {finding.reason}",
+        },
+        "subject": {"reference": finding.patient},
+        "author": SERVICE,
+    }
+    if finding.observed_on is not None:
+        body["period"] = {"start": finding.observed_on.isoformat()}
+    return Flag.model_validate(body)
+
+
+def build_bundle(findings: Iterable[Finding], as_of: date, window_days: int = 14) -> dict[str, Any]:
+    """A collection Bundle of every Task and Flag, as JSON-ready data."""
+    entries = []
+    for finding in findings:
+        resource = build_resource(finding, as_of, window_days)
+        name = f"{t.FINDING_IDENTIFIER}/{finding.identifier}"
+        full_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
+        entries.append({"fullUrl": full_url, "resource": resource})
+    bundle = Bundle.model_validate(
+        {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    )
+    dumped: dict[str, Any] = bundle.model_dump(mode="json", exclude_none=True)
+    return dumped
