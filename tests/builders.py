@@ -1,0 +1,126 @@
+"""Small builders for synthetic FHIR R4 resources used by the tests (plain dicts)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, timedelta
+from typing import Any
+
+from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.domain import Finding, PatientRecord
+from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.registry import RuleSet, load_rule_set
+
+AS_OF = date(2026, 11, 27)
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+_ids = itertools.count(1)
+_RULES: list[RuleSet] = []
+
+
+def rules() -> RuleSet:
+    """The shipped rule set, loaded once per test session."""
+    if not _RULES:
+        _RULES.append(load_rule_set())
+    return _RULES[0]
+
+
+def patient(pid: str = "p1", born: str = "1960-01-01", sex: str = "female", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "birthDate": born, "gender": sex, **extra}
+
+
+def prescription(
+    text: str,
+    authored: date,
+    *,
+    pid: str = "p1",
+    status: str = "active",
+    intent: str = "order",
+    dosage: str = "As directed",
+    codes: tuple[tuple[str, str], ...] = (),
+    timing: dict[str, Any] | None = None,
+    dose: dict[str, Any] | None = None,
+    rid: str | None = None,
+) -> dict[str, Any]:
+    instruction: dict[str, Any] = {"text": dosage}
+    if timing is not None:
+        instruction["timing"] = {"repeat": timing}
+    if dose is not None:
+        instruction["doseAndRate"] = [{"doseQuantity": dose}]
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid or f"mr{next(_ids)}",
+        "status": status,
+        "intent": intent,
+        "subject": {"reference": f"Patient/{pid}"},
+        "authoredOn": authored.isoformat(),
+        "medicationCodeableConcept": {
+            "coding": [{"system": s, "code": c} for s, c in codes],
+            "text": text,
+        },
+        "dosageInstruction": [instruction],
+    }
+
+
+def repeats(
+    text: str, start: date, end: date, every_days: int = 28, **kwargs: Any
+) -> list[dict[str, Any]]:
+    """A repeat-prescribing chain: completed issues from ``start``, the last one active."""
+    out = []
+    day = start
+    while day <= end:
+        out.append(prescription(text, day, status="completed", **kwargs))
+        day += timedelta(days=every_days)
+    out[-1]["status"] = kwargs.get("status", "active")
+    return out
+
+
+def observation(
+    code: str,
+    value: float | None,
+    unit: str,
+    on: date,
+    *,
+    pid: str = "p1",
+    system: str = SNOMED,
+    status: str = "final",
+    ref_range: tuple[float, float] | None = None,
+    rid: str | None = None,
+) -> dict[str, Any]:
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": rid or f"obs{next(_ids)}",
+        "status": status,
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": f"{on.isoformat()}T09:30:00+00:00",
+    }
+    if value is not None:
+        obs["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    if ref_range is not None:
+        obs["referenceRange"] = [{"low": {"value": ref_range[0]}, "high": {"value": ref_range[1]}}]
+    return obs
+
+
+def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
+    builder = RecordBuilder(rules().catalogue)
+    for resource in resources:
+        builder.add("test", resource)
+    return dict(builder.finish())
+
+
+def evaluate(
+    resources: list[dict[str, Any]], as_of: date = AS_OF, window_days: int | None = None
+) -> list[Finding]:
+    """Map and evaluate resources through the real reader and engine."""
+    engine = Engine.create(rules(), as_of, window_days)
+    found: list[Finding] = []
+    for key, record in sorted(records(resources).items()):
+        found.extend(engine.evaluate(record))
+    return found
+
+
+def of_kind(findings: list[Finding], kind: str, group: str | None = None) -> list[Finding]:
+    return [f for f in findings if f.kind.value == kind and (group is None or f.drug_group == group)]

@@ -1,0 +1,177 @@
+"""The ``hrm-fhir`` command line: input formats, bad input, output formats, rule listings."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from fhir.resources.R4B.bundle import Bundle
+
+from hrm_fhir.cli import main
+from tests.builders import AS_OF, evaluate, observation, of_kind, patient, prescription, repeats
+
+MTX = "Methotrexate 2.5mg tablets"
+NEUT = "1022551000000104"
+LITHIUM = "1006681000000100"
+
+
+def _run(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _practice() -> list[dict[str, Any]]:
+    chain = repeats(MTX, AS_OF - timedelta(days=500), AS_OF - timedelta(days=5), dosage="10mg weekly")
+    return [patient(), *chain, observation(NEUT, 1.2, "10*9/L", AS_OF - timedelta(days=3))]
+
+
+def _write_ndjson(path: Path, resources: list[dict[str, Any]], extra: bytes = b"") -> None:
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in resources) + b"\n" + extra)
+
+
+def test_evaluate_prints_the_json_contract(tmp_path: Path) -> None:
+    _write_ndjson(tmp_path / "export.ndjson", _practice())
+    result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "json", str(tmp_path))
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["as_of"] == "2026-11-27"
+    kinds = {f["kind"] for f in doc["findings"]}
+    assert kinds == {"overdue", "out_of_range"}
+    oor = next(f for f in doc["findings"] if f["kind"] == "out_of_range")
+    assert oor["patient"] == "Patient/p1"
+    assert (oor["analyte"], oor["value"], oor["unit"], oor["severity"]) == ("neutrophils", 1.2, "10*9/L", "action")
+    assert oor["rule"] == "methotrexate@1"
+    assert oor["source"].startswith("https://")
+    assert any(e.startswith("Observation/") for e in oor["evidence"])
+    overdue = next(f for f in doc["findings"] if f["kind"] == "overdue")
+    assert overdue["tests"] and overdue["due_date"]
+
+
+def test_bad_ndjson_line_is_named_and_the_rest_still_evaluated(tmp_path: Path) -> None:
+    _write_ndjson(tmp_path / "export.ndjson", _practice(), extra=b'{"resourceType": "Observ\n')
+    result = CliRunner().invoke(main, ["evaluate", "--as-of", "2026-11-27", str(tmp_path)])
+    assert result.exit_code == 0
+    lines = len(_practice()) + 1
+    assert f"export.ndjson:{lines}: not valid JSON" in result.stderr
+    doc = json.loads(result.stdout)
+    assert any(f["kind"] == "out_of_range" for f in doc["findings"])
+    assert any(s["source"].endswith(f"export.ndjson:{lines}") for s in doc["skipped"])
+
+
+def test_malformed_resource_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    broken = observation(NEUT, 0.5, "10*9/L", AS_OF)
+    del broken["subject"]
+    undated = observation(NEUT, 0.5, "10*9/L", AS_OF)
+    del undated["effectiveDateTime"]
+    _write_ndjson(tmp_path / "x.ndjson", [*_practice(), broken, undated])
+    doc = json.loads(_run("evaluate", "--as-of", "2026-11-27", str(tmp_path)).stdout)
+    reasons = {s["reason"] for s in doc["skipped"]}
+    assert "Observation has no Patient subject" in reasons
+    assert "Observation has no usable effective date or issued time" in reasons
+    assert any(f["kind"] == "out_of_range" for f in doc["findings"])
+
+
+def test_missing_path_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "no such file or directory" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_unreadable_json_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    result = CliRunner().invoke(main, ["evaluate", "--as-of", "2026-11-27", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "bad.json: not valid JSON" in result.stderr
+
+
+@pytest.mark.parametrize("bundle_type", ["collection", "searchset", "transaction", "batch"])
+def test_bundles_of_any_type_are_read(tmp_path: Path, bundle_type: str) -> None:
+    bundle = {"resourceType": "Bundle", "type": bundle_type, "entry": [{"resource": r} for r in _practice()]}
+    (tmp_path / "b.json").write_bytes(orjson.dumps(bundle))
+    doc = json.loads(_run("evaluate", "--as-of", "2026-11-27", str(tmp_path / "b.json")).stdout)
+    assert {f["kind"] for f in doc["findings"]} == {"overdue", "out_of_range"}
+
+
+def test_medication_reference_contained_and_separate() -> None:
+    separate = prescription("", AS_OF - timedelta(days=10))
+    del separate["medicationCodeableConcept"]
+    separate["medicationReference"] = {"reference": "Medication/lith"}
+    medication = {"resourceType": "Medication", "id": "lith", "code": {"text": "Lithium carbonate 400mg MR tablets"}}
+    contained = prescription("", AS_OF - timedelta(days=10), pid="p2")
+    del contained["medicationCodeableConcept"]
+    contained["medicationReference"] = {"reference": "#m"}
+    contained["contained"] = [{"resourceType": "Medication", "id": "m", "code": {"text": "Methotrexate 2.5mg tablets"}}]
+    found = evaluate([separate, medication, contained, patient(), patient("p2")])
+    monitoring = of_kind(found, "overdue") + of_kind(found, "due")
+    assert {(f.patient, f.drug_group) for f in monitoring} == {
+        ("Patient/p1", "lithium"), ("Patient/p2", "methotrexate"),
+    }
+
+
+def test_diagnostic_report_with_contained_results() -> None:
+    report = {
+        "resourceType": "DiagnosticReport", "id": "dr1", "status": "final",
+        "code": {"text": "Lithium level"}, "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": (AS_OF - timedelta(days=2)).isoformat(),
+        "contained": [observation(LITHIUM, 1.6, "mmol/L", AS_OF, rid="r1")],
+    }
+    del report["contained"][0]["effectiveDateTime"]
+    del report["contained"][0]["subject"]
+    chain = repeats("Lithium carbonate 400mg tablets", AS_OF - timedelta(days=700), AS_OF - timedelta(days=5))
+    [finding] = of_kind(evaluate([patient(), *chain, report]), "out_of_range")
+    assert (finding.analyte, finding.value, finding.severity.value) == ("lithium", 1.6, "urgent")
+    assert finding.observed_on == AS_OF - timedelta(days=2)
+
+
+def test_effective_period_and_issued_give_the_result_date() -> None:
+    chain = repeats("Lithium carbonate 400mg tablets", AS_OF - timedelta(days=700), AS_OF - timedelta(days=5))
+    by_period = observation(LITHIUM, 1.6, "mmol/L", AS_OF)
+    by_period["effectivePeriod"] = {"start": (AS_OF - timedelta(days=4)).isoformat()}
+    del by_period["effectiveDateTime"]
+    [finding] = of_kind(evaluate([patient(), *chain, by_period]), "out_of_range")
+    assert finding.observed_on == AS_OF - timedelta(days=4)
+    by_issued = observation(LITHIUM, 1.6, "mmol/L", AS_OF)
+    by_issued["issued"] = f"{(AS_OF - timedelta(days=6)).isoformat()}T23:30:00Z"
+    del by_issued["effectiveDateTime"]
+    [finding] = of_kind(evaluate([patient(), *chain, by_issued]), "out_of_range")
+    assert finding.observed_on == AS_OF - timedelta(days=6)
+
+
+def test_fhir_format_is_a_valid_bundle_of_tasks_and_flags(tmp_path: Path) -> None:
+    _write_ndjson(tmp_path / "e.ndjson", _practice())
+    out = _run("evaluate", "--as-of", "2026-11-27", "--format", "fhir", str(tmp_path)).stdout
+    bundle = Bundle.model_validate_json(out)
+    kinds = sorted(e.resource.get_resource_type() for e in bundle.entry)
+    assert kinds == ["Flag", "Task"]
+    again = _run("evaluate", "--as-of", "2026-11-27", "--format", "fhir", str(tmp_path)).stdout
+    assert again == out, "the same input gives byte-identical resources"
+    for entry in bundle.entry:
+        resource = entry.resource
+        assert resource.id == resource.identifier[0].value
+        assert resource.id.startswith("hrm-")
+
+
+def test_rules_list_and_show_read_as_a_schedule() -> None:
+    listing = _run("rules", "list").stdout
+    assert "methotrexate@1" in listing
+    assert "lithium@1" in listing
+    shown = _run("rules", "show", "methotrexate").stdout
+    assert "every 2 weeks until 6 weeks" in shown
+    assert "every 12 weeks thereafter" in shown
+    assert "https://www.sps.nhs.uk/monitorings/methotrexate-monitoring/" in shown
+    assert "NOT CLINICALLY SIGNED OFF" in shown
+    missing = CliRunner().invoke(main, ["rules", "show", "nothing"])
+    assert missing.exit_code == 2
+    assert "known rules" in missing.stderr
+
+
+def test_summary_format_is_readable(tmp_path: Path) -> None:
+    _write_ndjson(tmp_path / "e.ndjson", _practice())
+    out = _run("evaluate", "--as-of", "2026-11-27", "--format", "summary", str(tmp_path)).stdout
+    assert "hrm-fhir evaluation as of 2026-11-27" in out
+    assert "methotrexate" in out

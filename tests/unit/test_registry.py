@@ -1,0 +1,88 @@
+"""Rule packs load only when complete, cited and unambiguous."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrm_fhir.errors import RuleDefinitionError
+from hrm_fhir.rules.registry import _package_files, build_rule_set, load_rule_set
+
+CATALOGUE, PACKS = _package_files()
+MTX = PACKS["methotrexate.toml"]
+GROUPS = {
+    "methotrexate", "azathioprine", "sulfasalazine", "leflunomide", "mycophenolate", "lithium",
+    "amiodarone", "warfarin", "doac", "antipsychotic", "opioid", "gabapentinoid",
+}
+
+
+def _with(name: str, text: str) -> dict[str, str]:
+    return {**PACKS, name: text}
+
+
+def test_shipped_packs_cover_every_drug_group_and_load() -> None:
+    rule_set = load_rule_set()
+    assert {p.drug_group for p in rule_set.packs} == GROUPS
+    for pack in rule_set.packs:
+        assert pack.citations, pack.id
+        assert pack.reviewed_by == "", "no pack is clinically signed off yet"
+
+
+def test_unknown_key_refuses_to_load() -> None:
+    text = MTX.replace('status = "active"', 'status = "active"\ncolour = "blue"', 1)
+    with pytest.raises(RuleDefinitionError, match="colour"):
+        build_rule_set(CATALOGUE, _with("methotrexate.toml", text))
+
+
+def test_missing_citation_refuses_to_load() -> None:
+    text = MTX.replace('citation = "sps-lef"', 'citation = "nowhere"', 1)
+    with pytest.raises(RuleDefinitionError, match="nowhere"):
+        build_rule_set(CATALOGUE, _with("methotrexate.toml", text))
+
+
+def test_threshold_without_citation_refuses_to_load() -> None:
+    text = MTX.replace('citation = "sps-lef"\nverified = true', "verified = true", 1)
+    with pytest.raises(RuleDefinitionError, match="citation"):
+        build_rule_set(CATALOGUE, _with("methotrexate.toml", text))
+
+
+def test_duplicate_id_and_version_refuses_to_load() -> None:
+    with pytest.raises(RuleDefinitionError, match="duplicate rule methotrexate version 1"):
+        build_rule_set(CATALOGUE, _with("methotrexate-copy.toml", MTX))
+
+
+def test_new_version_supersedes_and_old_version_stays_traceable() -> None:
+    v2 = MTX.replace("version = 1", "version = 2", 1).replace("value = 1.6", "value = 1.5", 1)
+    rule_set = build_rule_set(CATALOGUE, _with("methotrexate.v2.toml", v2))
+    assert rule_set.get("methotrexate").version == 2
+    assert rule_set.get("methotrexate", 1).version == 1
+    in_force = {p.id: p.version for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)}
+    assert in_force["methotrexate"] == 2
+
+
+def test_retired_pack_is_not_in_force() -> None:
+    retired = MTX.replace('status = "active"', 'status = "retired"', 1)
+    rule_set = build_rule_set(CATALOGUE, _with("methotrexate.toml", retired))
+    assert "methotrexate" not in {p.id for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('tests = ["fbc", "lft", "renal"]', 'tests = ["fbc", "xray"]', "unknown test"),
+        ('analyte = "wbc"', 'analyte = "unobtainium"', "unknown analyte"),
+        ('unit = "10*9/L"', 'unit = "10*3/uL"', "is compared in"),
+        ('op = "lt"', 'op = "roughly"', "op"),
+        ('interval = "P12W"', 'interval = "12 weeks"', "duration"),
+        ('severity = "action"', 'severity = "critical"', "severity"),
+        ('co_prescribed = "trimethoprim"', 'co_prescribed = "unicorn"', "unknown group or class"),
+    ],
+)
+def test_malformed_definitions_refuse_to_load(old: str, new: str, message: str) -> None:
+    assert old in MTX
+    with pytest.raises(RuleDefinitionError, match=message):
+        build_rule_set(CATALOGUE, _with("methotrexate.toml", MTX.replace(old, new, 1)))
+
+
+def test_invalid_toml_names_the_file() -> None:
+    with pytest.raises(RuleDefinitionError, match="broken.toml"):
+        build_rule_set(CATALOGUE, _with("broken.toml", "id = "))

@@ -1,0 +1,174 @@
+"""Every threshold and every maintenance interval in the shipped packs, tested on both sides.
+
+Cases are generated from the rule data itself and run through the real reader and engine, so a
+new pack or a changed number is covered without editing this file, and a wrong comparison (``<``
+where the pack says ``<=``), a unit slip or an off-by-one day fails here.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from hrm_fhir.domain import Severity
+from hrm_fhir.rules.durations import Duration
+from hrm_fhir.rules.model import RulePack, Schedule, Threshold
+from tests.builders import AS_OF, evaluate, observation, patient, repeats, rules
+
+START = AS_OF - timedelta(days=3 * 365)
+# A normal result that shows each test was done, chosen so that no threshold or modifier fires.
+NEUTRAL: dict[str, tuple[str, float | None, str]] = {
+    "fbc": ("fbc_panel", None, "1"),
+    "lft": ("lft_panel", None, "1"),
+    "renal": ("egfr", 90, "mL/min/{1.73_m2}"),
+    "lithium": ("lithium", 0.6, "mmol/L"),
+    "tft": ("tft_panel", None, "1"),
+    "calcium": ("calcium", 2.35, "mmol/L"),
+    "inr": ("inr", 2.5, "{INR}"),
+    "hba1c": ("hba1c", 38, "mmol/mol"),
+    "lipids": ("cholesterol", 4.5, "mmol/L"),
+    "weight": ("weight", 70, "kg"),
+    "bp": ("sbp", 120, "mm[Hg]"),
+    "ecg": ("qtc", 400, "ms"),
+    "review": ("medication_review", None, "1"),
+}
+
+
+def _code(analyte: str) -> str:
+    return rules().catalogue.analytes[analyte].codes[0].code
+
+
+def _system(analyte: str) -> str:
+    return rules().catalogue.analytes[analyte].codes[0].system
+
+
+def _on_drug(pack: RulePack) -> list[dict[str, Any]]:
+    name = pack.ingredients[0].name
+    return [patient(born="1976-06-15"), *repeats(f"{name} 10mg tablets", START, AS_OF - timedelta(days=7))]
+
+
+def _result(analyte: str, value: float | None, unit: str, on: date, **kw: Any) -> dict[str, Any]:
+    return observation(_code(analyte), value, unit, on, system=_system(analyte), **kw)
+
+
+def _threshold_cases() -> list[Any]:
+    cases = []
+    for pack in rules().in_force(AS_OF):
+        for th in pack.thresholds:
+            if not th.also:
+                cases.append(pytest.param(pack, th, id=f"{pack.id}-{th.id}"))
+    return cases
+
+
+def _sides(th: Threshold) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(resources that must fire, must not fire at the boundary, must not fire inside)."""
+    day = AS_OF - timedelta(days=3)
+    eps = 0.001 * max(abs(th.value), 1.0)
+    if th.op in ("lt", "le", "gt", "ge"):
+        outside = th.value - eps if th.op in ("lt", "le") else th.value + eps
+        inside = th.value + eps if th.op in ("lt", "le") else th.value - eps
+        at = th.value
+        fire = [_result(th.analyte, outside, th.unit, day)]
+        boundary = [_result(th.analyte, at, th.unit, day)]
+        calm = [_result(th.analyte, inside, th.unit, day)]
+        if th.op in ("le", "ge"):
+            fire, boundary = boundary, calm
+        return fire, boundary, calm
+    if th.op in ("below_ref_low", "above_ref_high"):
+        low, high = 10.0, 20.0
+        edge = low if th.op == "below_ref_low" else high
+        step = -eps if th.op == "below_ref_low" else eps
+        mk = lambda v: [_result(th.analyte, v, th.unit, day, ref_range=(low, high))]  # noqa: E731
+        return mk(edge + step), mk(edge), mk(15.0)
+    if th.op == "above_ref_high_times":
+        limit = 40.0 * th.value
+        mk = lambda v: [_result(th.analyte, v, th.unit, day, ref_range=(5.0, 40.0))]  # noqa: E731
+        return mk(limit + eps), mk(limit), mk(limit - eps)
+    assert th.op == "rise_pct_from_baseline"
+    base_day = day - timedelta(days=90)
+    limit = 100.0 * (1 + th.value / 100)
+
+    def mk(v: float) -> list[dict[str, Any]]:
+        return [_result(th.analyte, 100.0, th.unit, base_day), _result(th.analyte, v, th.unit, day)]
+
+    return mk(limit + 0.1), mk(limit), mk(100.0)
+
+
+@pytest.mark.parametrize(("pack", "threshold"), _threshold_cases())
+def test_threshold_fires_only_beyond_its_boundary(pack: RulePack, threshold: Threshold) -> None:
+    fire, boundary, calm = _sides(threshold)
+    base = _on_drug(pack)
+
+    def hits(extra: list[dict[str, Any]]) -> list[Any]:
+        return [
+            f
+            for f in evaluate(base + extra)
+            if f.kind.value == "out_of_range" and f.drug_group == pack.drug_group
+            and f.analyte == threshold.analyte
+        ]
+
+    fired = hits(fire)
+    assert fired, f"{threshold.id} did not fire beyond its boundary"
+    assert fired[0].severity is not None
+    assert fired[0].severity.rank >= threshold.severity.rank
+    assert fired[0].source.startswith("http")
+    for quiet in (boundary, calm):
+        assert all(f.check != threshold.id for f in hits(quiet)), f"{threshold.id} fired inside"
+
+
+def _schedule_cases() -> list[Any]:
+    cases = []
+    for pack in rules().in_force(AS_OF):
+        for schedule in pack.schedules:
+            if schedule.ends_after is None:
+                cases.append(pytest.param(pack, schedule, id=f"{pack.id}-{schedule.id}"))
+    return cases
+
+
+def _done(tests: tuple[str, ...], on: date) -> list[dict[str, Any]]:
+    out = []
+    for test in tests:
+        analyte, value, unit = NEUTRAL[test]
+        out.append(_result(analyte, value, unit, on))
+    return out
+
+
+@pytest.mark.parametrize(("pack", "schedule"), _schedule_cases())
+def test_maintenance_interval_boundary(pack: RulePack, schedule: Schedule) -> None:
+    interval = schedule.phases[-1].interval
+    assert isinstance(interval, Duration)
+    others = tuple(
+        t for s in pack.schedules if s is not schedule for t in s.tests if t not in schedule.tests
+    )
+    base = _on_drug(pack) + _done(others, AS_OF)
+    window = rules().catalogue.due_window_days
+
+    def monitoring(last: date) -> list[Any]:
+        found = evaluate(base + _done(schedule.tests, last))
+        return [f for f in found if f.kind.value in ("due", "overdue") and f.drug_group == pack.drug_group]
+
+    due_today = interval.before(AS_OF)
+    [on_due_date] = monitoring(due_today)
+    assert on_due_date.kind.value == "due"
+    assert on_due_date.due_date == AS_OF
+    assert set(schedule.tests) <= set(on_due_date.tests)
+
+    [late] = monitoring(due_today - timedelta(days=1))
+    assert late.kind.value == "overdue"
+    assert late.due_date == AS_OF - timedelta(days=1)
+
+    edge = interval.before(AS_OF + timedelta(days=window))
+    [edge_finding] = monitoring(edge)
+    assert edge_finding.kind.value == "due"
+    assert monitoring(edge + timedelta(days=1)) == []
+
+
+def test_every_pack_has_cited_sources_and_severities() -> None:
+    for pack in rules().packs:
+        for th in pack.thresholds:
+            assert th.severity in Severity
+            assert pack.citations[th.citation].url.startswith("http")
+        for s in pack.schedules:
+            assert pack.citations[s.citation].url.startswith("http")
