@@ -27,7 +27,9 @@ def rules() -> RuleSet:
     return _RULES[0]
 
 
-def patient(pid: str = "p1", born: str = "1960-01-01", sex: str = "female", **extra: Any) -> dict[str, Any]:
+def patient(
+    pid: str = "p1", born: str = "1960-01-01", sex: str = "female", **extra: Any
+) -> dict[str, Any]:
     return {"resourceType": "Patient", "id": pid, "birthDate": born, "gender": sex, **extra}
 
 
@@ -117,10 +119,12 @@ def evaluate(
     """Map and evaluate resources through the real reader and engine."""
     engine = Engine.create(rules(), as_of, window_days)
     found: list[Finding] = []
-    for key, record in sorted(records(resources).items()):
+    for _, record in sorted(records(resources).items()):
         found.extend(engine.evaluate(record))
     return found
 
 
 def of_kind(findings: list[Finding], kind: str, group: str | None = None) -> list[Finding]:
-    return [f for f in findings if f.kind.value == kind and (group is None or f.drug_group == group)]
+    return [
+        f for f in findings if f.kind.value == kind and (group is None or f.drug_group == group)
+    ]

@@ -297,7 +297,9 @@ def _monitoring(
     parts = []
     for d in included:
         done = f"last {d.last.effective.isoformat()}" if d.last else "no result on record"
-        parts.append(f"{catalogue.tests[d.test].title} ({done}; {d.interval_text})")
+        parts.append(
+            f"{catalogue.tests[d.test].title} ({done}; due {d.due.isoformat()}; {d.interval_text})"
+        )
     state = (
         f"overdue since {due_date.isoformat()}"
         if kind is FindingKind.OVERDUE

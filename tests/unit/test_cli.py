@@ -25,7 +25,9 @@ def _run(*args: str) -> Any:
 
 
 def _practice() -> list[dict[str, Any]]:
-    chain = repeats(MTX, AS_OF - timedelta(days=500), AS_OF - timedelta(days=5), dosage="10mg weekly")
+    chain = repeats(
+        MTX, AS_OF - timedelta(days=500), AS_OF - timedelta(days=5), dosage="10mg weekly"
+    )
     return [patient(), *chain, observation(NEUT, 1.2, "10*9/L", AS_OF - timedelta(days=3))]
 
 
@@ -43,12 +45,18 @@ def test_evaluate_prints_the_json_contract(tmp_path: Path) -> None:
     assert kinds == {"overdue", "out_of_range"}
     oor = next(f for f in doc["findings"] if f["kind"] == "out_of_range")
     assert oor["patient"] == "Patient/p1"
-    assert (oor["analyte"], oor["value"], oor["unit"], oor["severity"]) == ("neutrophils", 1.2, "10*9/L", "action")
+    assert (oor["analyte"], oor["value"], oor["unit"], oor["severity"]) == (
+        "neutrophils",
+        1.2,
+        "10*9/L",
+        "action",
+    )
     assert oor["rule"] == "methotrexate@1"
     assert oor["source"].startswith("https://")
     assert any(e.startswith("Observation/") for e in oor["evidence"])
     overdue = next(f for f in doc["findings"] if f["kind"] == "overdue")
-    assert overdue["tests"] and overdue["due_date"]
+    assert overdue["tests"]
+    assert overdue["due_date"]
 
 
 def test_bad_ndjson_line_is_named_and_the_rest_still_evaluated(tmp_path: Path) -> None:
@@ -91,7 +99,11 @@ def test_unreadable_json_file_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bundle_type", ["collection", "searchset", "transaction", "batch"])
 def test_bundles_of_any_type_are_read(tmp_path: Path, bundle_type: str) -> None:
-    bundle = {"resourceType": "Bundle", "type": bundle_type, "entry": [{"resource": r} for r in _practice()]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": bundle_type,
+        "entry": [{"resource": r} for r in _practice()],
+    }
     (tmp_path / "b.json").write_bytes(orjson.dumps(bundle))
     doc = json.loads(_run("evaluate", "--as-of", "2026-11-27", str(tmp_path / "b.json")).stdout)
     assert {f["kind"] for f in doc["findings"]} == {"overdue", "out_of_range"}
@@ -101,35 +113,49 @@ def test_medication_reference_contained_and_separate() -> None:
     separate = prescription("", AS_OF - timedelta(days=10))
     del separate["medicationCodeableConcept"]
     separate["medicationReference"] = {"reference": "Medication/lith"}
-    medication = {"resourceType": "Medication", "id": "lith", "code": {"text": "Lithium carbonate 400mg MR tablets"}}
+    medication = {
+        "resourceType": "Medication",
+        "id": "lith",
+        "code": {"text": "Lithium carbonate 400mg MR tablets"},
+    }
     contained = prescription("", AS_OF - timedelta(days=10), pid="p2")
     del contained["medicationCodeableConcept"]
     contained["medicationReference"] = {"reference": "#m"}
-    contained["contained"] = [{"resourceType": "Medication", "id": "m", "code": {"text": "Methotrexate 2.5mg tablets"}}]
+    contained["contained"] = [
+        {"resourceType": "Medication", "id": "m", "code": {"text": "Methotrexate 2.5mg tablets"}}
+    ]
     found = evaluate([separate, medication, contained, patient(), patient("p2")])
     monitoring = of_kind(found, "overdue") + of_kind(found, "due")
     assert {(f.patient, f.drug_group) for f in monitoring} == {
-        ("Patient/p1", "lithium"), ("Patient/p2", "methotrexate"),
+        ("Patient/p1", "lithium"),
+        ("Patient/p2", "methotrexate"),
     }
 
 
 def test_diagnostic_report_with_contained_results() -> None:
     report = {
-        "resourceType": "DiagnosticReport", "id": "dr1", "status": "final",
-        "code": {"text": "Lithium level"}, "subject": {"reference": "Patient/p1"},
+        "resourceType": "DiagnosticReport",
+        "id": "dr1",
+        "status": "final",
+        "code": {"text": "Lithium level"},
+        "subject": {"reference": "Patient/p1"},
         "effectiveDateTime": (AS_OF - timedelta(days=2)).isoformat(),
         "contained": [observation(LITHIUM, 1.6, "mmol/L", AS_OF, rid="r1")],
     }
     del report["contained"][0]["effectiveDateTime"]
     del report["contained"][0]["subject"]
-    chain = repeats("Lithium carbonate 400mg tablets", AS_OF - timedelta(days=700), AS_OF - timedelta(days=5))
+    chain = repeats(
+        "Lithium carbonate 400mg tablets", AS_OF - timedelta(days=700), AS_OF - timedelta(days=5)
+    )
     [finding] = of_kind(evaluate([patient(), *chain, report]), "out_of_range")
     assert (finding.analyte, finding.value, finding.severity.value) == ("lithium", 1.6, "urgent")
     assert finding.observed_on == AS_OF - timedelta(days=2)
 
 
 def test_effective_period_and_issued_give_the_result_date() -> None:
-    chain = repeats("Lithium carbonate 400mg tablets", AS_OF - timedelta(days=700), AS_OF - timedelta(days=5))
+    chain = repeats(
+        "Lithium carbonate 400mg tablets", AS_OF - timedelta(days=700), AS_OF - timedelta(days=5)
+    )
     by_period = observation(LITHIUM, 1.6, "mmol/L", AS_OF)
     by_period["effectivePeriod"] = {"start": (AS_OF - timedelta(days=4)).isoformat()}
     del by_period["effectiveDateTime"]

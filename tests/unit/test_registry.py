@@ -10,8 +10,18 @@ from hrm_fhir.rules.registry import _package_files, build_rule_set, load_rule_se
 CATALOGUE, PACKS = _package_files()
 MTX = PACKS["methotrexate.toml"]
 GROUPS = {
-    "methotrexate", "azathioprine", "sulfasalazine", "leflunomide", "mycophenolate", "lithium",
-    "amiodarone", "warfarin", "doac", "antipsychotic", "opioid", "gabapentinoid",
+    "methotrexate",
+    "azathioprine",
+    "sulfasalazine",
+    "leflunomide",
+    "mycophenolate",
+    "lithium",
+    "amiodarone",
+    "warfarin",
+    "doac",
+    "antipsychotic",
+    "opioid",
+    "gabapentinoid",
 }
 
 
@@ -55,14 +65,18 @@ def test_new_version_supersedes_and_old_version_stays_traceable() -> None:
     rule_set = build_rule_set(CATALOGUE, _with("methotrexate.v2.toml", v2))
     assert rule_set.get("methotrexate").version == 2
     assert rule_set.get("methotrexate", 1).version == 1
-    in_force = {p.id: p.version for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)}
+    in_force = {
+        p.id: p.version for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)
+    }
     assert in_force["methotrexate"] == 2
 
 
 def test_retired_pack_is_not_in_force() -> None:
     retired = MTX.replace('status = "active"', 'status = "retired"', 1)
     rule_set = build_rule_set(CATALOGUE, _with("methotrexate.toml", retired))
-    assert "methotrexate" not in {p.id for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)}
+    assert "methotrexate" not in {
+        p.id for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)
+    }
 
 
 @pytest.mark.parametrize(
@@ -70,7 +84,7 @@ def test_retired_pack_is_not_in_force() -> None:
     [
         ('tests = ["fbc", "lft", "renal"]', 'tests = ["fbc", "xray"]', "unknown test"),
         ('analyte = "wbc"', 'analyte = "unobtainium"', "unknown analyte"),
-        ('unit = "10*9/L"', 'unit = "10*3/uL"', "is compared in"),
+        ('unit = "10*9/L"', 'unit = "10*3/uL"', r"is compared in"),
         ('op = "lt"', 'op = "roughly"', "op"),
         ('interval = "P12W"', 'interval = "12 weeks"', "duration"),
         ('severity = "action"', 'severity = "critical"', "severity"),
@@ -84,5 +98,5 @@ def test_malformed_definitions_refuse_to_load(old: str, new: str, message: str) 
 
 
 def test_invalid_toml_names_the_file() -> None:
-    with pytest.raises(RuleDefinitionError, match="broken.toml"):
+    with pytest.raises(RuleDefinitionError, match=r"broken\.toml"):
         build_rule_set(CATALOGUE, _with("broken.toml", "id = "))

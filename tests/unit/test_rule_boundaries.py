@@ -46,7 +46,10 @@ def _system(analyte: str) -> str:
 
 def _on_drug(pack: RulePack) -> list[dict[str, Any]]:
     name = pack.ingredients[0].name
-    return [patient(born="1976-06-15"), *repeats(f"{name} 10mg tablets", START, AS_OF - timedelta(days=7))]
+    return [
+        patient(born="1976-06-15"),
+        *repeats(f"{name} 10mg tablets", START, AS_OF - timedelta(days=7)),
+    ]
 
 
 def _result(analyte: str, value: float | None, unit: str, on: date, **kw: Any) -> dict[str, Any]:
@@ -62,7 +65,9 @@ def _threshold_cases() -> list[Any]:
     return cases
 
 
-def _sides(th: Threshold) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def _sides(
+    th: Threshold,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """(resources that must fire, must not fire at the boundary, must not fire inside)."""
     day = AS_OF - timedelta(days=3)
     eps = 0.001 * max(abs(th.value), 1.0)
@@ -105,7 +110,8 @@ def test_threshold_fires_only_beyond_its_boundary(pack: RulePack, threshold: Thr
         return [
             f
             for f in evaluate(base + extra)
-            if f.kind.value == "out_of_range" and f.drug_group == pack.drug_group
+            if f.kind.value == "out_of_range"
+            and f.drug_group == pack.drug_group
             and f.analyte == threshold.analyte
         ]
 
@@ -147,7 +153,11 @@ def test_maintenance_interval_boundary(pack: RulePack, schedule: Schedule) -> No
 
     def monitoring(last: date) -> list[Any]:
         found = evaluate(base + _done(schedule.tests, last))
-        return [f for f in found if f.kind.value in ("due", "overdue") and f.drug_group == pack.drug_group]
+        return [
+            f
+            for f in found
+            if f.kind.value in ("due", "overdue") and f.drug_group == pack.drug_group
+        ]
 
     due_today = interval.before(AS_OF)
     [on_due_date] = monitoring(due_today)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.builders import AS_OF, SNOMED, evaluate, observation, of_kind, patient, prescription, repeats
+from tests.builders import (
+    AS_OF,
+    SNOMED,
+    evaluate,
+    observation,
+    of_kind,
+    patient,
+    prescription,
+    repeats,
+)
 
 MTX = "Methotrexate 2.5mg tablets"
 WEEKLY = {"frequency": 1, "period": 1, "periodUnit": "wk"}
@@ -20,7 +29,10 @@ def _bloods(on, **kw):
 
 
 def _established(**kw):
-    return [patient(), *repeats(MTX, AS_OF - timedelta(days=800), AS_OF - timedelta(days=10), timing=WEEKLY, **kw)]
+    return [
+        patient(),
+        *repeats(MTX, AS_OF - timedelta(days=800), AS_OF - timedelta(days=10), timing=WEEKLY, **kw),
+    ]
 
 
 def test_flags_overdue_monitoring_when_last_result_predates_interval() -> None:
@@ -40,7 +52,9 @@ def test_in_range_result_inside_interval_removes_the_overdue_finding() -> None:
 
 
 def test_results_dated_after_as_of_are_ignored() -> None:
-    resources = _established() + _bloods(AS_OF - timedelta(days=120)) + _bloods(AS_OF + timedelta(days=2))
+    resources = (
+        _established() + _bloods(AS_OF - timedelta(days=120)) + _bloods(AS_OF + timedelta(days=2))
+    )
     assert of_kind(evaluate(resources), "overdue", "methotrexate")
 
 
@@ -60,15 +74,26 @@ def test_stopped_course_raises_nothing() -> None:
 
 
 def test_completed_issue_counts_as_current_only_within_three_months() -> None:
-    recent = [patient(), prescription(MTX, AS_OF - timedelta(days=60), status="completed", timing=WEEKLY)]
+    recent = [
+        patient(),
+        prescription(MTX, AS_OF - timedelta(days=60), status="completed", timing=WEEKLY),
+    ]
     assert of_kind(evaluate(recent), "overdue", "methotrexate")
-    old = [patient(), prescription(MTX, AS_OF - timedelta(days=120), status="completed", timing=WEEKLY)]
+    old = [
+        patient(),
+        prescription(MTX, AS_OF - timedelta(days=120), status="completed", timing=WEEKLY),
+    ]
     assert evaluate(old) == []
 
 
 def test_erroneous_draft_and_proposed_requests_are_ignored() -> None:
-    for kw in ({"status": "entered-in-error"}, {"status": "cancelled"}, {"status": "draft"},
-               {"intent": "proposal"}, {"intent": "option"}):
+    for kw in (
+        {"status": "entered-in-error"},
+        {"status": "cancelled"},
+        {"status": "draft"},
+        {"intent": "proposal"},
+        {"intent": "option"},
+    ):
         resources = [patient(), prescription(MTX, AS_OF - timedelta(days=20), timing=WEEKLY, **kw)]
         assert evaluate(resources) == [], kw
 
@@ -83,13 +108,17 @@ def test_deceased_patient_raises_nothing() -> None:
 
 def test_new_start_follows_the_initiation_schedule() -> None:
     start = AS_OF - timedelta(days=20)
-    resources = [patient(), prescription(MTX, start, timing=WEEKLY)] + _bloods(start - timedelta(days=3))
+    resources = [patient(), prescription(MTX, start, timing=WEEKLY)] + _bloods(
+        start - timedelta(days=3)
+    )
     [finding] = of_kind(evaluate(resources), "overdue", "methotrexate")
     assert finding.due_date == start + timedelta(weeks=2)
 
 
 def test_dose_change_restarts_the_initiation_schedule() -> None:
-    chain = repeats(MTX, AS_OF - timedelta(days=800), AS_OF - timedelta(days=40), dosage="10mg once weekly")
+    chain = repeats(
+        MTX, AS_OF - timedelta(days=800), AS_OF - timedelta(days=40), dosage="10mg once weekly"
+    )
     changed = AS_OF - timedelta(days=12)
     chain.append(prescription(MTX, changed, dosage="15mg once weekly"))
     chain[-2]["status"] = "completed"
@@ -109,13 +138,19 @@ def test_due_window_is_configurable() -> None:
 
 
 def test_medication_matched_by_text_when_no_code_is_known() -> None:
-    resources = [patient(), prescription("METHOTREXATE 10mg/ml injection", AS_OF - timedelta(days=30))]
+    resources = [
+        patient(),
+        prescription("METHOTREXATE 10mg/ml injection", AS_OF - timedelta(days=30)),
+    ]
     [finding] = of_kind(evaluate(resources), "overdue", "methotrexate")
     assert finding.medication.startswith("MedicationRequest/")
 
 
 def test_medication_matched_by_code_without_text() -> None:
-    resources = [patient(), prescription("", AS_OF - timedelta(days=30), codes=((SNOMED, "68887009"),))]
+    resources = [
+        patient(),
+        prescription("", AS_OF - timedelta(days=30), codes=((SNOMED, "68887009"),)),
+    ]
     assert of_kind(evaluate(resources), "overdue", "methotrexate")
 
 

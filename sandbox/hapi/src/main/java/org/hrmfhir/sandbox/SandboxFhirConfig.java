@@ -19,6 +19,7 @@ import ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
 import ca.uhn.fhir.jpa.provider.JpaSystemProvider;
 import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
+import ca.uhn.fhir.jpa.subscription.channel.config.SubscriptionChannelConfig;
 import ca.uhn.fhir.narrative2.NullNarrativeGenerator;
 import ca.uhn.fhir.rest.api.EncodingEnum;
 import ca.uhn.fhir.rest.server.ETagSupportEnum;
@@ -50,7 +51,7 @@ import javax.sql.DataSource;
  *
  * <p>Imports the HAPI JPA core (R4 DAOs and resource providers, search, paging, validation
  * support), the Batch2 job framework and its job definitions (needed for bulk $export), and the
- * thread-pool factory. It deliberately leaves out subscriptions, clinical reasoning, CDS Hooks,
+ * thread-pool factory, and the in-memory message channel Batch2 needs. It deliberately leaves out subscriptions, clinical reasoning, CDS Hooks,
  * MDM, IPS, OpenAPI and the test page overlay.
  */
 @Configuration
@@ -60,6 +61,9 @@ import javax.sql.DataSource;
 	HapiJpaConfig.class,
 	JpaBatch2Config.class,
 	Batch2JobsConfig.class,
+	// In-memory (LinkedBlockingQueue) message broker; Batch2 uses it to hand out work chunks.
+	// It does not enable FHIR Subscriptions.
+	SubscriptionChannelConfig.class,
 	ThreadPoolFactoryConfig.class
 })
 public class SandboxFhirConfig {

@@ -1,0 +1,1017 @@
+"""Deterministic synthetic GP practice: FHIR R4 resources for tests and benchmarks.
+
+Every patient is invented: family name "Testpatient", NHS numbers from the 999 test range with a
+valid Modulus 11 check digit. The same (patients, seed, as_of) always gives byte-identical output;
+the only source of randomness is one ``random.Random(seed)``.
+
+The population mixes all twelve monitored drug groups with patients on unmonitored drugs only
+(about 40%), and covers therapy phases (established, overdue bloods, new and recent starts, dose
+changes, stopped), out-of-range results, unit variants, unusual statuses and dates, medication
+representations (coded, text only, referenced, contained), structured and free-text dosage, and a
+small share (about 0.2%) of malformed resources.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+
+Resource = dict[str, Any]
+Override = tuple[tuple[str, float], ...]
+"""Analyte values forced onto the latest blood draw, e.g. ``(("inr", 5.5),)``."""
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
+BASE_URL = "https://example.org/fhir"
+BUNDLE_PATIENTS = 500
+_COURSE = "http://terminology.hl7.org/CodeSystem/medicationrequest-course-of-therapy"
+_OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+_REPORT_CATEGORY = "http://terminology.hl7.org/CodeSystem/v2-0074"
+
+
+# ---------------------------------------------------------------- observations
+@dataclass(frozen=True, slots=True)
+class _Analyte:
+    display: str
+    snomed: str | None
+    loinc: str
+    unit: str
+    low: float
+    """Normal values are drawn uniformly from [low, high]."""
+    high: float
+    digits: int
+    category: str = "laboratory"
+    reference: tuple[float | None, float | None] | None = None
+
+
+_ANALYTES: dict[str, _Analyte] = {
+    "wbc": _Analyte("Total white cell count", "1022541000000102", "6690-2", "10*9/L", 4.0, 11.0, 1),
+    "neutrophils": _Analyte("Neutrophil count", "1022551000000104", "26499-4", "10*9/L", 2.0, 7.0, 1),
+    "platelets": _Analyte("Platelet count", "1022651000000100", "777-3", "10*9/L", 160, 400, 0),
+    "haemoglobin": _Analyte(
+        "Haemoglobin concentration", "1022431000000105", "718-7", "g/L", 122, 160, 0
+    ),
+    "alt": _Analyte(
+        "Serum alanine aminotransferase level", "1018251000000107", "1742-6", "U/L", 10, 38, 0,
+        reference=(None, 40),
+    ),
+    "creatinine": _Analyte(
+        "Serum creatinine level", "1000731000000107", "14682-9", "umol/L", 60, 100, 0
+    ),
+    "egfr": _Analyte(
+        "eGFR using creatinine (CKD-EPI) per 1.73 square metres",
+        "1011481000000105", "62238-1", "mL/min/{1.73_m2}", 65, 100, 0,
+    ),
+    "lithium": _Analyte("Serum lithium level", "1006681000000100", "14334-7", "mmol/L", 0.5, 0.8, 2),
+    "tsh": _Analyte(
+        "Serum TSH level", "1022791000000101", "3016-3", "m[IU]/L", 0.5, 4.0, 2,
+        reference=(0.27, 4.2),
+    ),
+    "ft4": _Analyte(
+        "Serum free T4 level", "1016971000000106", "14920-3", "pmol/L", 12, 21, 1,
+        reference=(12, 22),
+    ),
+    "calcium": _Analyte("Serum calcium level", "1000691000000101", "2000-8", "mmol/L", 2.2, 2.55, 2),
+    "inr": _Analyte(
+        "INR in Platelet poor plasma by Coagulation assay", None, "6301-6", "{INR}", 2.0, 3.0, 1
+    ),
+    "hba1c": _Analyte(
+        "Haemoglobin A1c level - IFCC standardised",
+        "999791000000106", "59261-8", "mmol/mol", 32, 41, 0,
+    ),
+    "cholesterol": _Analyte(
+        "Serum total cholesterol level", "1005671000000105", "14647-2", "mmol/L", 3.5, 5.8, 1
+    ),
+    "hdl": _Analyte("Serum HDL cholesterol level", "1005681000000107", "14646-4", "mmol/L", 0.9, 1.8, 1),
+    "weight": _Analyte("Body weight", "27113001", "29463-7", "kg", 55, 105, 1, "vital-signs"),
+    "sbp": _Analyte("Systolic blood pressure", "72313002", "8480-6", "mm[Hg]", 112, 138, 0),
+    "dbp": _Analyte("Diastolic blood pressure", "1091811000000102", "8462-4", "mm[Hg]", 68, 86, 0),
+}
+_FBC = ("wbc", "haemoglobin", "neutrophils", "platelets")
+_COUNTS = ("10*3/uL", None, lambda v: v, 1)
+_UNIT_VARIANTS: dict[str, tuple[str, str | None, Callable[[float], float], int]] = {
+    "wbc": _COUNTS,
+    "neutrophils": _COUNTS,
+    "platelets": _COUNTS,
+    "creatinine": ("mg/dL", "2160-0", lambda v: v / 88.42, 2),
+    "hba1c": ("%", "4548-4", lambda v: v / 10.929 + 2.15, 1),
+    "lithium": ("meq/L", None, lambda v: v, 2),
+}
+"""Canonical value -> (unit, replacement LOINC or None, conversion, digits)."""
+
+
+# ---------------------------------------------------------------- medications
+@dataclass(frozen=True, slots=True)
+class _Dose:
+    text: str
+    mg: float | None = None
+    """Per administration; None when the text gives no dose."""
+    frequency: int | None = 1
+    period: float = 1
+    period_unit: str = "d"
+
+
+@dataclass(frozen=True, slots=True)
+class _Product:
+    text: str
+    ingredient: str
+    codes: tuple[tuple[str, str], ...]
+    doses: tuple[_Dose, ...]
+    strength_mg: float | None = None
+    """Per tablet or capsule; None for patches and liquids."""
+    form: str = "tablet"
+
+
+def _daily(text: str, mg: float, times: int = 1) -> _Dose:
+    return _Dose(text, mg, times)
+
+
+def _rx(code: str, *snomed: str) -> tuple[tuple[str, str], ...]:
+    return ((RXNORM, code), *((SNOMED, s) for s in snomed))
+
+
+_WEEKLY = "wk"
+_MTX = _Product(
+    "Methotrexate 2.5mg tablets", "methotrexate", _rx("6851", "68887009"),
+    (
+        _Dose("15mg once weekly", 15, 1, 1, _WEEKLY),
+        _Dose("20mg once weekly", 20, 1, 1, _WEEKLY),
+        _Dose("10mg once weekly", 10, 1, 1, _WEEKLY),
+        _Dose("As directed", None, 1, 1, _WEEKLY),
+    ),
+    2.5,
+)
+_MTX_DAILY = _Dose("10mg once daily", 10)
+_LEFLUNOMIDE = _Product(
+    "Leflunomide 10mg tablets", "leflunomide", _rx("27169"),
+    (_daily("20mg once daily", 20), _daily("10mg once daily", 10)), 10,
+)
+_PREGABALIN = _Product(
+    "Pregabalin 150mg capsules", "pregabalin", _rx("187832"),
+    (_daily("150mg twice daily", 150, 2), _daily("300mg twice daily", 300, 2)), 150, "capsule",
+)
+_DIAZEPAM = _Product(
+    "Diazepam 5mg tablets", "diazepam", _rx("3322"), (_daily("5mg three times daily", 5, 3),), 5
+)
+_TRIMETHOPRIM = _Product(
+    "Trimethoprim 200mg tablets", "trimethoprim", _rx("10829"), (_daily("200mg twice daily", 200, 2),),
+    200,
+)
+_HIGH_OME = (
+    _Product(
+        "Oxycodone 10mg modified-release tablets", "oxycodone", _rx("7804", "777027001"),
+        (_daily("60mg twice daily", 60, 2),), 10,
+    ),
+    _Product(
+        "Morphine sulfate 30mg modified-release tablets", "morphine", _rx("7052", "773372004"),
+        (_daily("60mg twice daily", 60, 2), _daily("90mg twice daily", 90, 2)), 30,
+    ),
+    _Product(
+        "Fentanyl 75micrograms/hour transdermal patches", "fentanyl", _rx("4337"),
+        (_Dose("Apply one patch every 72 hours", None, 1, 72, "h"),), None, "patch",
+    ),
+)
+_UNMONITORED = (
+    _Product("Atorvastatin 20mg tablets", "atorvastatin", _rx("83367"), (_daily("20mg at night", 20),), 20),
+    _Product("Ramipril 5mg capsules", "ramipril", _rx("35296"), (_daily("5mg once daily", 5),), 5, "capsule"),
+    _Product("Amlodipine 5mg tablets", "amlodipine", _rx("17767"), (_daily("5mg once daily", 5),), 5),
+    _Product(
+        "Metformin 500mg tablets", "metformin", _rx("6809"), (_daily("500mg twice daily", 500, 2),), 500
+    ),
+    _Product(
+        "Levothyroxine sodium 50microgram tablets", "levothyroxine", _rx("10582"),
+        (_Dose("50 micrograms once daily"),),
+    ),
+    _Product("Omeprazole 20mg gastro-resistant capsules", "omeprazole", _rx("7646"),
+             (_daily("20mg once daily", 20),), 20, "capsule"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    name: str
+    weight: int
+    products: tuple[_Product, ...]
+    panel: tuple[str, ...]
+    """Analytes drawn together at each check; "bp" is a panel with two components."""
+    in_date: int
+    """An in-date result is at most this many days old."""
+    overdue: tuple[int, int]
+    """Age range, in days, of the last result when bloods are overdue."""
+    ages: tuple[int, int]
+    abnormal: tuple[Override, ...] = ()
+    draws: int = 1
+
+
+_DMARD_PANEL = ("neutrophils", "platelets", "alt", "creatinine", "egfr")
+_DMARD_ABNORMAL: tuple[Override, ...] = (
+    (("neutrophils", 1.2),), (("neutrophils", 0.8),), (("platelets", 120),), (("platelets", 45),),
+    (("alt", 130),), (("egfr", 48),),
+)
+_GROUPS: dict[str, _Group] = {
+    g.name: g
+    for g in (
+        _Group("methotrexate", 8, (_MTX,), _DMARD_PANEL, 70, (120, 365), (30, 85), _DMARD_ABNORMAL),
+        _Group(
+            "azathioprine", 4,
+            (_Product(
+                "Azathioprine 50mg tablets", "azathioprine", _rx("1256"),
+                (_daily("100mg once daily", 100), _daily("150mg once daily", 150),
+                 _daily("50mg twice daily", 50, 2)), 50,
+            ),),
+            _DMARD_PANEL, 70, (120, 365), (25, 85), _DMARD_ABNORMAL,
+        ),
+        _Group(
+            "sulfasalazine", 5,
+            (_Product(
+                "Sulfasalazine 500mg gastro-resistant tablets", "sulfasalazine", _rx("9524"),
+                (_daily("1g twice daily", 1000, 2), _daily("1g at night", 1000),
+                 _daily("1.5g twice daily", 1500, 2)), 500,
+            ),),
+            _DMARD_PANEL, 70, (120, 365), (25, 85), _DMARD_ABNORMAL,
+        ),
+        _Group(
+            "leflunomide", 2, (_LEFLUNOMIDE,), (*_DMARD_PANEL, "bp"), 70, (120, 365), (30, 85),
+            (*_DMARD_ABNORMAL, (("sbp", 158), ("dbp", 96))),
+        ),
+        _Group(
+            "mycophenolate", 2,
+            (
+                _Product(
+                    "Mycophenolate mofetil 500mg tablets", "mycophenolate mofetil", _rx("68149"),
+                    (_daily("1g twice daily", 1000, 2), _daily("500mg twice daily", 500, 2)), 500,
+                ),
+                _Product(
+                    "Mycophenolic acid 360mg gastro-resistant tablets", "mycophenolic acid",
+                    _rx("7145"), (_daily("720mg twice daily", 720, 2),), 360,
+                ),
+            ),
+            _DMARD_PANEL, 70, (120, 365), (25, 75), (*_DMARD_ABNORMAL, (("creatinine", 160),)),
+        ),
+        _Group(
+            "lithium", 3,
+            (
+                _Product(
+                    "Priadel 400mg modified-release tablets (lithium carbonate)", "lithium carbonate",
+                    _rx("42351", "766311000001100"),
+                    (_daily("800mg at night", 800), _daily("400mg at night", 400),
+                     _daily("1200mg at night", 1200)), 400,
+                ),
+                _Product(
+                    "Lithium carbonate 250mg tablets", "lithium carbonate", _rx("42351", "321730000"),
+                    (_daily("500mg twice daily", 500, 2),), 250,
+                ),
+            ),
+            ("lithium", "creatinine", "egfr", "tsh", "calcium"), 80, (120, 365), (25, 80),
+            ((("lithium", 1.3),), (("lithium", 1.6),), (("lithium", 0.9),), (("egfr", 42),),
+             (("tsh", 8.5),), (("calcium", 2.75),)),
+        ),
+        _Group(
+            "amiodarone", 3,
+            (_Product(
+                "Amiodarone 200mg tablets", "amiodarone", _rx("703"),
+                (_daily("200mg once daily", 200), _daily("100mg once daily", 100)), 200,
+            ),),
+            ("tsh", "ft4", "alt", "creatinine"), 150, (200, 400), (55, 90),
+            ((("tsh", 12.0),), (("tsh", 0.05), ("ft4", 31.0)), (("alt", 130),)),
+        ),
+        _Group(
+            "warfarin", 6,
+            tuple(
+                _Product(f"Warfarin {mg}mg tablets", "warfarin", _rx("11289", vmp),
+                         (_Dose("As directed", None, None),), mg)
+                for mg, vmp in ((1, "319733000"), (3, "319734006"), (5, "319735007"))
+            ),
+            ("inr",), 35, (100, 200), (50, 92),
+            ((("inr", 5.5),), (("inr", 8.4),), (("inr", 3.6),), (("inr", 1.6),)), draws=3,
+        ),
+        _Group(
+            "doac", 16,
+            (
+                _Product("Apixaban 5mg tablets", "apixaban", _rx("1364430", "703908001"),
+                         (_daily("5mg twice daily", 5, 2),), 5),
+                _Product("Apixaban 2.5mg tablets", "apixaban", _rx("1364430", "703907006"),
+                         (_daily("2.5mg twice daily", 2.5, 2),), 2.5),
+                _Product("Rivaroxaban 20mg tablets", "rivaroxaban", _rx("1114195", "19842211000001107"),
+                         (_daily("20mg once daily", 20),), 20),
+                _Product("Edoxaban 60mg tablets", "edoxaban", _rx("1599538", "29903411000001101"),
+                         (_daily("60mg once daily", 60),), 60),
+                _Product("Dabigatran etexilate 150mg capsules", "dabigatran",
+                         _rx("1037042", "19469811000001101"),
+                         (_daily("150mg twice daily", 150, 2),), 150, "capsule"),
+                _Product("Dabigatran etexilate 110mg capsules", "dabigatran",
+                         _rx("1037042", "13532811000001109"),
+                         (_daily("110mg twice daily", 110, 2),), 110, "capsule"),
+            ),
+            ("haemoglobin", "creatinine", "egfr", "alt", "weight"), 100, (400, 600), (60, 92),
+            ((("haemoglobin", 98),), (("egfr", 40), ("creatinine", 140)), (("alt", 95),)),
+        ),
+        _Group(
+            "antipsychotic", 10,
+            (
+                _Product("Olanzapine 10mg tablets", "olanzapine", _rx("61381"),
+                         (_daily("10mg at night", 10), _daily("5mg at night", 5)), 10),
+                _Product("Risperidone 2mg tablets", "risperidone", _rx("35636"),
+                         (_daily("2mg twice daily", 2, 2), _daily("4mg at night", 4)), 2),
+                _Product("Aripiprazole 10mg tablets", "aripiprazole", _rx("89013"),
+                         (_daily("10mg once daily", 10), _daily("15mg once daily", 15)), 10),
+                _Product("Quetiapine 100mg tablets", "quetiapine", _rx("51272"),
+                         (_daily("150mg twice daily", 150, 2), _daily("300mg at night", 300)), 100),
+            ),
+            ("hba1c", "cholesterol", "hdl", "weight", "bp"), 300, (430, 700), (19, 70),
+            ((("hba1c", 50),), (("hba1c", 44),), (("cholesterol", 7.8),),
+             (("sbp", 152), ("dbp", 95))),
+        ),
+        _Group(
+            "opioid", 18,
+            (
+                _Product("Oxycodone 10mg modified-release tablets", "oxycodone", _rx("7804", "777027001"),
+                         (_daily("20mg twice daily", 20, 2), _daily("10mg twice daily", 10, 2)), 10),
+                _Product("Morphine sulfate 30mg modified-release tablets", "morphine",
+                         _rx("7052", "773372004"), (_daily("30mg twice daily", 30, 2),), 30),
+                _Product("Codeine phosphate 30mg tablets", "codeine", _rx("2670"),
+                         (_Dose("Two tablets four times a day", 60, 4),), 30),
+                _Product("Tramadol 50mg capsules", "tramadol", _rx("10689"),
+                         (_daily("100mg four times daily", 100, 4), _daily("50mg four times daily", 50, 4)),
+                         50, "capsule"),
+                _Product("Fentanyl 25micrograms/hour transdermal patches", "fentanyl", _rx("4337"),
+                         (_Dose("Apply one patch every 72 hours", None, 1, 72, "h"),), None, "patch"),
+                _Product("Buprenorphine 10micrograms/hour seven day transdermal patches",
+                         "buprenorphine", _rx("1819"),
+                         (_Dose("Apply one patch every 7 days", None, 1, 7, "d"),), None, "patch"),
+            ),
+            (), 0, (0, 0), (30, 88),
+        ),
+        _Group(
+            "gabapentinoid", 14,
+            (
+                _Product("Gabapentin 300mg capsules", "gabapentin", _rx("25480"),
+                         (_daily("300mg three times daily", 300, 3),
+                          _daily("600mg three times daily", 600, 3)), 300, "capsule"),
+                _PREGABALIN,
+            ),
+            ("creatinine", "egfr"), 300, (400, 700), (25, 88), ((("egfr", 25), ("creatinine", 210)),),
+        ),
+    )
+}
+_GROUP_NAMES = tuple(_GROUPS)
+_GROUP_WEIGHTS = tuple(g.weight for g in _GROUPS.values())
+
+
+# ---------------------------------------------------------------- plans
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one patient looks like: drug group (None: unmonitored only), phase and edge cases."""
+
+    group: str | None
+    phase: str = "established"
+    flags: frozenset[str] = frozenset()
+    abnormal: Override = ()
+
+
+_PHASES = ("established", "overdue", "new", "recent", "dose_change", "stopped")
+_PHASE_WEIGHTS = (45, 20, 8, 10, 8, 9)
+_GENERIC_FLAGS = (
+    ("structured", 0.35), ("req_eie", 0.02), ("req_cancelled", 0.02), ("req_draft", 0.02),
+    ("proposal", 0.02), ("unit_variant", 0.1), ("unknown_unit", 0.005), ("res_eie", 0.02),
+    ("res_prelim", 0.02), ("res_future", 0.02), ("period_date", 0.03), ("issued_date", 0.03),
+    ("diag_report", 0.3), ("creatinine_rise", 0.03),
+)
+_GROUP_FLAGS: dict[str, tuple[tuple[str, float], ...]] = {
+    "methotrexate": (("daily", 0.03), ("with_leflunomide", 0.03), ("with_trimethoprim", 0.03)),
+    "lithium": (("age65", 0.3),),
+    "doac": (("low_crcl", 0.15),),
+    "opioid": (("high_ome", 0.15), ("benzo", 0.1), ("with_gabapentinoid", 0.12)),
+}
+_REPRESENTATIONS = (("med_ref", 0.05), ("contained", 0.05), ("text_only", 0.04))
+_MALFORMED = ("bad_subject", "bad_date", "bad_authored")
+
+
+def _plan(*flags: str, group: str | None, phase: str = "established", abnormal: Override = ()) -> _Plan:
+    return _Plan(group, phase, frozenset(flags), abnormal)
+
+
+_SHOWCASE: tuple[_Plan, ...] = (
+    _plan("structured", group="methotrexate"),
+    _plan(group="azathioprine", abnormal=(("neutrophils", 1.2),)),
+    _plan("text_only", group="sulfasalazine", phase="overdue"),
+    _plan(group="leflunomide", phase="new"),
+    _plan(group="mycophenolate", phase="recent", abnormal=(("egfr", 48),)),
+    _plan("age65", group="lithium", abnormal=(("lithium", 1.3),)),
+    _plan("med_ref", group="amiodarone", phase="overdue"),
+    _plan(group="warfarin", abnormal=(("inr", 5.5),)),
+    _plan("low_crcl", group="doac"),
+    _plan(group="antipsychotic", abnormal=(("hba1c", 50),)),
+    _plan("high_ome", "benzo", group="opioid"),
+    _plan("structured", group="gabapentinoid"),
+    _plan(group=None),
+    _plan("daily", "structured", group="methotrexate"),
+    _plan(group="methotrexate", phase="dose_change"),
+    _plan(group="methotrexate", phase="stopped"),
+    _plan("creatinine_rise", group="methotrexate"),
+    _plan("age65", group="lithium", phase="overdue", abnormal=(("lithium", 1.6),)),
+    _plan(group="warfarin", abnormal=(("inr", 8.4),)),
+    _plan("with_gabapentinoid", group="opioid"),
+    _plan("deceased", group="azathioprine"),
+    _plan("contained", "unit_variant", group="azathioprine", abnormal=(("platelets", 120),)),
+    _plan("diag_report", "unit_variant", group="methotrexate", abnormal=(("alt", 130),)),
+    _plan("unit_variant", group="lithium"),
+    _plan("unit_variant", group="antipsychotic"),
+    _plan("unit_variant", "low_crcl", group="doac"),
+    _plan("unknown_unit", "res_eie", "res_prelim", group="methotrexate"),
+    _plan("res_future", "period_date", group="methotrexate"),
+    _plan("issued_date", group="amiodarone"),
+    _plan("req_eie", "req_cancelled", group="methotrexate"),
+    _plan("req_draft", "proposal", group="leflunomide"),
+    _plan("proposal", group=None),
+    _plan("bad_subject", group="methotrexate"),
+    _plan("bad_date", group="azathioprine"),
+    _plan("bad_authored", group=None),
+    _plan("with_leflunomide", group="methotrexate"),
+    _plan("with_trimethoprim", group="methotrexate"),
+    _plan("high_ome", "structured", group="opioid", phase="dose_change"),
+    _plan("diag_report", group="doac", phase="overdue"),
+)
+"""The first patients of every practice, so that each edge case appears at any size."""
+
+
+def _random_plan(rng: random.Random) -> _Plan:
+    flags = {"deceased"} if rng.random() < 0.01 else set()
+    if rng.random() < 0.012:
+        flags.add(rng.choice(_MALFORMED))
+    if rng.random() < 0.4:
+        if rng.random() < 0.04:
+            flags.add(rng.choice(("proposal", "req_draft", "req_cancelled", "req_eie")))
+        return _Plan(None, "established", frozenset(flags))
+    group = rng.choices(_GROUP_NAMES, _GROUP_WEIGHTS)[0]
+    phase = rng.choices(_PHASES, _PHASE_WEIGHTS)[0]
+    for flag, chance in (*_GENERIC_FLAGS, *_GROUP_FLAGS.get(group, ())):
+        if rng.random() < chance:
+            flags.add(flag)
+    pick = rng.random()
+    for flag, chance in _REPRESENTATIONS:
+        if pick < chance:
+            flags.add(flag)
+            break
+        pick -= chance
+    options = _GROUPS[group].abnormal
+    abnormal = rng.choice(options) if options and rng.random() < 0.15 else ()
+    return _Plan(group, phase, frozenset(flags), abnormal)
+
+
+# ---------------------------------------------------------------- helpers
+def _instant(day: date, time: str = "09:30:00") -> str:
+    return f"{day.isoformat()}T{time}+00:00"
+
+
+def _number(value: float, digits: int) -> float | int:
+    return round(value) if digits == 0 else round(value, digits)
+
+
+def _quantity(value: float | int, unit: str, *, ucum: bool = True) -> Resource:
+    if not ucum:
+        return {"value": value, "unit": unit}
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def _every(start: date, end: date, interval: int) -> list[date]:
+    days = (end - start).days
+    return [start + timedelta(days=i) for i in range(0, days + 1, interval)]
+
+
+def nhs_check_digit(nine: str) -> int | None:
+    """Modulus 11 check digit for the first nine digits; None when the number is invalid."""
+    total = sum(int(digit) * (10 - i) for i, digit in enumerate(nine))
+    check = 11 - total % 11
+    return None if check == 10 else check % 11
+
+
+def _nhs_numbers(seed: int) -> Iterator[str]:
+    """Distinct test-range numbers (999 prefix, valid check digit), starting at a seed offset."""
+    serial = seed * 7919 % 1_000_000
+    while True:
+        nine = f"999{serial:06d}"
+        check = nhs_check_digit(nine)
+        if check is not None:
+            yield f"{nine}{check}"
+        serial = (serial + 1) % 1_000_000
+
+
+# ---------------------------------------------------------------- one patient
+class _PatientBuilder:
+    """Build one patient's resources from a plan, drawing every choice from the shared rng."""
+
+    def __init__(self, rng: random.Random, seed: int, number: int, as_of: date, plan: _Plan) -> None:
+        self.rng = rng
+        self.key = f"{seed}-{number}"
+        self.practice = f"Organization/practice-{seed}"
+        self.as_of = as_of
+        self.plan = plan
+        self.flags = plan.flags
+        self.serial = 0
+        self.medications: list[Resource] = []
+        self.requests: list[Resource] = []
+        self.observations: list[Resource] = []
+        self.reports: list[Resource] = []
+
+    def build(self, nhs_number: str) -> list[Resource]:
+        group = _GROUPS[self.plan.group] if self.plan.group else None
+        age = self._age(group)
+        end = self.as_of
+        patient = self._patient(nhs_number, age, group)
+        if "deceased" in self.flags:
+            end = self.as_of - timedelta(days=self.rng.randint(20, 400))
+            patient["deceasedDateTime"] = _instant(end, "14:00:00")
+        if group is None:
+            self._unmonitored(end)
+        else:
+            self._monitored(group, age, end)
+        malformed = self._malformed()
+        return [
+            patient, *self.medications, *self.requests, *self.observations, *self.reports, *malformed
+        ]
+
+    # -- identity
+    def _id(self, prefix: str) -> str:
+        self.serial += 1
+        return f"{prefix}-{self.key}-{self.serial}"
+
+    def _subject(self) -> Resource:
+        return {"reference": f"Patient/p-{self.key}"}
+
+    def _age(self, group: _Group | None) -> int:
+        if "low_crcl" in self.flags:
+            return self.rng.randint(82, 93)
+        if "age65" in self.flags:
+            return self.rng.randint(66, 88)
+        low, high = group.ages if group else (18, 95)
+        return self.rng.randint(low, high)
+
+    def _patient(self, nhs_number: str, age: int, group: _Group | None) -> Resource:
+        born = self.as_of - timedelta(days=age * 365 + age // 4 + self.rng.randint(1, 360))
+        gender = self.rng.choice(("female", "male")) if self.rng.random() > 0.005 else "unknown"
+        label = f"{(group.name if group else 'unmonitored').title()} {self.plan.phase.replace('_', ' ')}"
+        return {
+            "resourceType": "Patient",
+            "id": f"p-{self.key}",
+            "identifier": [{"system": NHS_NUMBER, "value": nhs_number}],
+            "name": [{"family": "Testpatient", "given": [label.title()]}],
+            "gender": gender,
+            "birthDate": born.isoformat(),
+            "generalPractitioner": [{"reference": self.practice}],
+            "managingOrganization": {"reference": self.practice},
+        }
+
+    # -- prescribing
+    def _unmonitored(self, end: date) -> None:
+        count = 1 if self.rng.random() < 0.55 else 2
+        for product in self.rng.sample(_UNMONITORED, count):
+            start = end - timedelta(days=self.rng.randint(0, 27) + 28 * self.rng.randint(0, 1))
+            self._chain(product, _every(start, end, 28), [product.doses[0]])
+        if self.rng.random() < 0.35:
+            key = self.rng.choice(("cholesterol", "hba1c", "weight", "bp"))
+            day = end - timedelta(days=self.rng.randint(30, 700))
+            self.observations.extend(self._draw(day, (key,), {}))
+        if self.flags & {"proposal", "req_draft", "req_cancelled", "req_eie"}:
+            group = _GROUPS[self.rng.choice(_GROUP_NAMES)]
+            product = self.rng.choice(group.products)
+            self._non_counting(product, product.doses[0], end)
+
+    def _monitored(self, group: _Group, age: int, end: date) -> None:
+        rng = self.rng
+        product = rng.choice(_HIGH_OME if "high_ome" in self.flags else group.products)
+        dates, change = self._issue_dates(end)
+        doses = list(product.doses)
+        dose = _MTX_DAILY if "daily" in self.flags else rng.choice(doses)
+        per_request = [dose] * len(dates)
+        if change is not None:
+            other = [d for d in doses if d.mg is not None and d != dose] or [
+                _Dose(f"{dose.text} (increased)", dose.mg and dose.mg * 1.5, dose.frequency)
+            ]
+            per_request[:change] = [rng.choice(other)] * change
+        representation = next(
+            (f for f in ("med_ref", "contained", "text_only") if f in self.flags), "coded"
+        )
+        last = self._chain(product, dates, per_request, representation)
+        self._companions(dates, end)
+        self._non_counting(product, dose, dates[-1], last)
+        if group.panel:
+            self._bloods(group, age, dates, change, end)
+
+    def _issue_dates(self, end: date) -> tuple[list[date], int | None]:
+        """Issue dates, oldest first, and the index of the first request after a dose change."""
+        rng, phase = self.rng, self.plan.phase
+        if phase == "new":
+            return _every(end - timedelta(days=rng.randint(3, 41)), end, 28), None
+        if phase == "recent":
+            span = rng.randint(45, 180)
+            return _every(end - timedelta(days=span), end, 28 * (span // 84 + 1)), None
+        if phase == "stopped":
+            last = end - timedelta(days=rng.randint(400, 1500))
+            count = rng.randint(2, 3)
+            return [last - timedelta(days=28 * (count - 1 - i)) for i in range(count)], None
+        count = rng.randint(3, 4)
+        interval = 84 if count == 3 else rng.choice((56, 84))
+        if phase == "dose_change":
+            changed = end - timedelta(days=rng.randint(7, 70))
+            before = [changed - timedelta(days=interval * (count - 1 - i) + 84) for i in range(count - 1)]
+            return [*before, *_every(changed, end, 28)], count - 1
+        last = end - timedelta(days=rng.randint(0, 27))
+        return [last - timedelta(days=interval * (count - 1 - i)) for i in range(count)], None
+
+    def _chain(
+        self,
+        product: _Product,
+        dates: list[date],
+        doses: list[_Dose],
+        representation: str = "coded",
+        course: str = "continuous",
+    ) -> Resource:
+        """A repeat chain: completed issues, the latest active (or stopped). Returns the latest."""
+        medication = self._medication(product, representation)
+        final = "stopped" if self.plan.phase == "stopped" and course == "continuous" else "active"
+        request: Resource = {}
+        for index, (day, dose) in enumerate(zip(dates, doses, strict=True)):
+            status = final if index == len(dates) - 1 else "completed"
+            request = self._request(product, day, dose, status, course, medication)
+            self.requests.append(request)
+        return request
+
+    def _medication(self, product: _Product, representation: str) -> tuple[str, Resource]:
+        concept: Resource = {
+            "coding": [{"system": s, "code": c, "display": product.text} for s, c in product.codes],
+            "text": product.text,
+        }
+        if representation == "text_only":
+            return "medicationCodeableConcept", {"text": product.text}
+        if representation not in ("med_ref", "contained"):
+            return "medicationCodeableConcept", concept
+        ingredient: Resource = {"itemCodeableConcept": {"text": product.ingredient}}
+        if product.strength_mg is not None:
+            form = "capsule" if product.form == "capsule" else "tablet"
+            ingredient["strength"] = {
+                "numerator": _quantity(product.strength_mg, "mg"),
+                "denominator": {"value": 1, "unit": form, "system": UCUM, "code": f"{{{form[:3]}}}"},
+            }
+        if representation == "contained":
+            medication = {"resourceType": "Medication", "id": "med", "code": concept,
+                          "ingredient": [ingredient]}
+            return "#med", medication
+        medication = {"resourceType": "Medication", "id": self._id("med"), "code": concept,
+                      "ingredient": [ingredient]}
+        self.medications.append(medication)
+        return "medicationReference", {"reference": f"Medication/{medication['id']}"}
+
+    def _request(
+        self,
+        product: _Product,
+        day: date,
+        dose: _Dose,
+        status: str,
+        course: str,
+        medication: tuple[str, Resource],
+        intent: str = "order",
+    ) -> Resource:
+        request: Resource = {
+            "resourceType": "MedicationRequest",
+            "id": self._id("mr"),
+            "status": status,
+            "intent": intent,
+            "subject": self._subject(),
+            "authoredOn": day.isoformat(),
+            "courseOfTherapyType": {"coding": [{"system": _COURSE, "code": course}]},
+            "dosageInstruction": [self._dosage(product, dose)],
+        }
+        kind, value = medication
+        if kind == "#med":
+            request["contained"] = [value]
+            request["medicationReference"] = {"reference": "#med"}
+        else:
+            request[kind] = value
+        return request
+
+    def _dosage(self, product: _Product, dose: _Dose) -> Resource:
+        dosage: Resource = {"text": dose.text}
+        if "structured" not in self.flags or dose.frequency is None:
+            return dosage
+        dosage["timing"] = {
+            "repeat": {"frequency": dose.frequency, "period": dose.period, "periodUnit": dose.period_unit}
+        }
+        if dose.mg is not None and product.strength_mg and product.form != "patch":
+            units = dose.mg / product.strength_mg
+            form, code = ("capsule", "{cap}") if product.form == "capsule" else ("tablet", "{tbl}")
+            dosage["doseAndRate"] = [{"doseQuantity": {
+                "value": _number(units, 0 if units.is_integer() else 2), "unit": form,
+                "system": UCUM, "code": code,
+            }}]
+        return dosage
+
+    def _companions(self, dates: list[date], end: date) -> None:
+        """Co-prescriptions that interact: opioid + benzodiazepine or gabapentinoid, MTX + others."""
+        for flag, product in (
+            ("benzo", _DIAZEPAM), ("with_gabapentinoid", _PREGABALIN), ("with_leflunomide", _LEFLUNOMIDE)
+        ):
+            if flag in self.flags:
+                dose = self.rng.choice(product.doses)
+                self._chain(product, dates, [dose] * len(dates))
+        if "with_trimethoprim" in self.flags:
+            day = end - timedelta(days=self.rng.randint(0, 10))
+            self._chain(_TRIMETHOPRIM, [day], [_TRIMETHOPRIM.doses[0]], course="acute")
+
+    def _non_counting(
+        self, product: _Product, dose: _Dose, day: date, latest: Resource | None = None
+    ) -> None:
+        """Requests the engine must ignore: entered in error, cancelled, draft, proposal."""
+        medication = self._medication(product, "coded")
+        for flag, status, intent in (
+            ("req_eie", "entered-in-error", "order"),
+            ("req_cancelled", "cancelled", "order"),
+            ("req_draft", "draft", "order"),
+            ("proposal", "active", "proposal"),
+        ):
+            if flag in self.flags:
+                request = self._request(product, day, dose, status, "continuous", medication, intent)
+                if latest is not None and flag == "req_eie":
+                    request["dosageInstruction"] = [{"text": "100mg once daily"}]
+                self.requests.append(request)
+
+    # -- results
+    def _bloods(
+        self, group: _Group, age: int, dates: list[date], change: int | None, end: date
+    ) -> None:
+        rng, phase = self.rng, self.plan.phase
+        if phase == "established":
+            latest: date | None = end - timedelta(days=rng.randint(7, group.in_date))
+        elif phase == "overdue":
+            latest = end - timedelta(days=rng.randint(*group.overdue))
+        elif phase == "new":
+            latest = dates[0] - timedelta(days=rng.randint(3, 21)) if rng.random() < 0.7 else None
+        elif phase == "recent":
+            latest = end - timedelta(days=rng.randint(10, 40))
+        elif phase == "dose_change" and change is not None:
+            latest = dates[change] - timedelta(days=rng.randint(3, 14))
+        else:
+            latest = dates[-1] - timedelta(days=rng.randint(0, 60))
+        if latest is None:
+            return
+        overrides: dict[str, float] = dict(self.plan.abnormal)
+        if "low_crcl" in self.flags:
+            overrides |= {
+                "weight": round(rng.uniform(44, 58), 1),
+                "creatinine": rng.randint(150, 220),
+                "egfr": rng.randint(24, 38),
+            }
+        day = latest
+        for draw in range(group.draws):
+            self.observations.extend(self._draw(day, group.panel, overrides if draw == 0 else {},
+                                                latest=draw == 0))
+            day -= timedelta(days=rng.randint(21, 42))
+        if "creatinine_rise" in self.flags and "creatinine" in group.panel:
+            baseline = rng.randint(62, 85)
+            rise = {"creatinine": round(baseline * rng.uniform(1.35, 1.6))}
+            for obs in self.observations:
+                if obs["code"]["coding"][0]["code"] == _ANALYTES["creatinine"].snomed:
+                    obs["valueQuantity"] = _quantity(rise["creatinine"], "umol/L")
+            earlier = latest - timedelta(days=rng.randint(150, 330))
+            self.observations.extend(self._draw(earlier, ("creatinine",), {"creatinine": baseline}))
+        self._result_oddities(group, latest, end)
+
+    def _draw(
+        self, day: date, keys: tuple[str, ...], overrides: dict[str, float], *, latest: bool = False
+    ) -> list[Resource]:
+        """One blood draw (or clinic check): Observations, or a DiagnosticReport for the FBC."""
+        variant = latest and "unit_variant" in self.flags
+        report_keys: tuple[str, ...] = ()
+        if latest and "diag_report" in self.flags and any(k in _FBC for k in keys):
+            report_keys = _FBC
+            keys = tuple(k for k in keys if k not in _FBC)
+        out = [self._observation(k, day, overrides, variant=variant) for k in keys]
+        if latest and "unknown_unit" in self.flags and out:
+            out[0]["valueQuantity"] = _quantity(out[0]["valueQuantity"].get("value", 1), "furlongs",
+                                                ucum=False)
+        if latest and "period_date" in self.flags and out:
+            del out[0]["effectiveDateTime"]
+            out[0]["effectivePeriod"] = {"start": _instant(day), "end": _instant(day, "09:45:00")}
+        if latest and "issued_date" in self.flags and out:
+            del out[0]["effectiveDateTime"]
+            out[0]["issued"] = _instant(day + timedelta(days=1), "16:05:00")
+        if report_keys:
+            self.reports.append(self._report(day, report_keys, overrides, variant))
+        return out
+
+    def _observation(
+        self, key: str, day: date, overrides: dict[str, float], *, variant: bool = False,
+        status: str = "final",
+    ) -> Resource:
+        if key == "bp":
+            return self._blood_pressure(day, overrides)
+        analyte = _ANALYTES[key]
+        value = overrides.get(key, self.rng.uniform(analyte.low, analyte.high))
+        resource: Resource = {
+            "resourceType": "Observation",
+            "id": self._id("obs"),
+            "status": status,
+            "category": [{"coding": [{"system": _OBS_CATEGORY, "code": analyte.category}]}],
+            "code": {},
+            "subject": self._subject(),
+            "effectiveDateTime": _instant(day),
+        }
+        resource.update(self._value(key, value, variant))
+        if analyte.reference is not None:
+            low, high = analyte.reference
+            bounds = {"low": low, "high": high}
+            resource["referenceRange"] = [
+                {name: _quantity(v, analyte.unit) for name, v in bounds.items() if v is not None}
+            ]
+        return resource
+
+    def _value(self, key: str, value: float, variant: bool) -> Resource:
+        """``code`` and ``valueQuantity`` for one analyte, in its canonical unit or a variant."""
+        analyte = _ANALYTES[key]
+        unit, loinc, digits = analyte.unit, analyte.loinc, analyte.digits
+        if variant and key in _UNIT_VARIANTS:
+            unit, other_loinc, convert, digits = _UNIT_VARIANTS[key]
+            loinc, value = other_loinc or loinc, convert(value)
+        coding = [{"system": LOINC, "code": loinc, "display": analyte.display}]
+        if analyte.snomed is not None:
+            coding.insert(0, {"system": SNOMED, "code": analyte.snomed, "display": analyte.display})
+        return {
+            "code": {"coding": coding, "text": analyte.display},
+            "valueQuantity": _quantity(_number(value, digits), unit),
+        }
+
+    def _blood_pressure(self, day: date, overrides: dict[str, float]) -> Resource:
+        components = []
+        for key in ("sbp", "dbp"):
+            analyte = _ANALYTES[key]
+            value = overrides.get(key, self.rng.uniform(analyte.low, analyte.high))
+            components.append(self._value(key, value, False))
+        return {
+            "resourceType": "Observation",
+            "id": self._id("obs"),
+            "status": "final",
+            "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "vital-signs"}]}],
+            "code": {
+                "coding": [
+                    {"system": SNOMED, "code": "75367002", "display": "Blood pressure"},
+                    {"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"},
+                ],
+                "text": "Blood pressure",
+            },
+            "subject": self._subject(),
+            "effectiveDateTime": _instant(day),
+            "component": components,
+        }
+
+    def _report(
+        self, day: date, keys: tuple[str, ...], overrides: dict[str, float], variant: bool
+    ) -> Resource:
+        contained = []
+        for index, key in enumerate(keys, start=1):
+            analyte = _ANALYTES[key]
+            value = overrides.get(key, self.rng.uniform(analyte.low, analyte.high))
+            contained.append(
+                {"resourceType": "Observation", "id": f"o{index}", "status": "final",
+                 **self._value(key, value, variant)}
+            )
+        return {
+            "resourceType": "DiagnosticReport",
+            "id": self._id("dr"),
+            "contained": contained,
+            "status": "final",
+            "category": [{"coding": [{"system": _REPORT_CATEGORY, "code": "HM"}]}],
+            "code": {
+                "coding": [
+                    {"system": SNOMED, "code": "1022441000000101", "display": "Full blood count"},
+                    {"system": LOINC, "code": "58410-2", "display": "Full blood count"},
+                ],
+                "text": "Full blood count",
+            },
+            "subject": self._subject(),
+            "effectiveDateTime": _instant(day),
+            "issued": _instant(day, "16:00:00"),
+            "result": [{"reference": f"#o{i}"} for i in range(1, len(keys) + 1)],
+        }
+
+    def _result_oddities(self, group: _Group, latest: date, end: date) -> None:
+        """Results the engine must ignore: entered in error, preliminary, dated after as-of."""
+        key = next(k for k in group.panel if k != "bp")
+        analyte = _ANALYTES[key]
+        wild = {key: analyte.high * 3}
+        for flag, status, day in (
+            ("res_eie", "entered-in-error", latest + timedelta(days=1)),
+            ("res_prelim", "preliminary", latest + timedelta(days=2)),
+            ("res_future", "final", end + timedelta(days=self.rng.randint(1, 30))),
+        ):
+            if flag in self.flags:
+                self.observations.append(self._observation(key, day, wild, status=status))
+
+    # -- malformed
+    def _malformed(self) -> list[Resource]:
+        """At most one broken copy of an existing resource, with a fresh id."""
+        observations = [o for o in self.observations if o["status"] == "final"]
+        if "bad_authored" in self.flags or (self.flags & {"bad_subject", "bad_date"} and not observations):
+            broken = {**self.requests[-1], "id": self._id("mr")}
+            del broken["authoredOn"]
+            return [broken]
+        if "bad_subject" in self.flags:
+            broken = {**observations[0], "id": self._id("obs")}
+            del broken["subject"]
+            return [broken]
+        if "bad_date" in self.flags:
+            broken = {**observations[0], "id": self._id("obs")}
+            for name in ("effectiveDateTime", "effectivePeriod", "issued"):
+                broken.pop(name, None)
+            return [broken]
+        return []
+
+
+# ---------------------------------------------------------------- public API
+def generate_practice(patients: int, seed: int, as_of: date) -> Iterator[Resource]:
+    """Yield the practice Organization, then each patient's resources (Patient first)."""
+    # S311: synthetic test data, not security; a seeded PRNG is exactly what is wanted.
+    rng = random.Random(seed)  # noqa: S311
+    numbers = _nhs_numbers(seed)
+    yield {
+        "resourceType": "Organization",
+        "id": f"practice-{seed}",
+        "active": True,
+        "name": f"Synthetic Practice {seed}",
+    }
+    for number in range(patients):
+        plan = _SHOWCASE[number] if number < len(_SHOWCASE) else _random_plan(rng)
+        yield from _PatientBuilder(rng, seed, number, as_of, plan).build(next(numbers))
+
+
+def write_practice(out: Path, patients: int, seed: int, as_of: date) -> dict[str, int]:
+    """Write ``out/ndjson/<Type>.ndjson`` and ``out/bundles/*.json``; return counts per type.
+
+    The NDJSON files are laid out as a Bulk Data $export writes them (one resource per line, one
+    file per type); each collection Bundle holds the same resources for up to 500 patients.
+    Existing ``*.ndjson`` and ``*.json`` files in those two folders are replaced.
+    """
+    ndjson_dir, bundle_dir = out / "ndjson", out / "bundles"
+    for folder, pattern in ((ndjson_dir, "*.ndjson"), (bundle_dir, "*.json")):
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(pattern):
+            stale.unlink()
+    counts: dict[str, int] = {}
+    entries: list[Resource] = []
+    bundles = 0
+    in_bundle = 0
+
+    def flush() -> None:
+        nonlocal bundles, in_bundle
+        bundles += 1
+        name = f"practice-{seed}-{bundles:04d}"
+        bundle = {"resourceType": "Bundle", "id": name, "type": "collection", "entry": entries}
+        (bundle_dir / f"{name}.json").write_bytes(orjson.dumps(bundle))
+        entries.clear()
+        in_bundle = 0
+
+    with ExitStack() as stack:
+        handles: dict[str, IO[bytes]] = {}
+        for resource in generate_practice(patients, seed, as_of):
+            kind = resource["resourceType"]
+            if kind == "Patient":
+                if in_bundle == BUNDLE_PATIENTS:
+                    flush()
+                in_bundle += 1
+            handle = handles.get(kind)
+            if handle is None:
+                handle = handles[kind] = stack.enter_context((ndjson_dir / f"{kind}.ndjson").open("wb"))
+            handle.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
+            counts[kind] = counts.get(kind, 0) + 1
+            entries.append({"fullUrl": f"{BASE_URL}/{kind}/{resource['id']}", "resource": resource})
+    if entries:
+        flush()
+    return dict(sorted(counts.items()))
+
+
+@click.group()
+def fixtures() -> None:
+    """Synthetic FHIR test data."""
+
+
+@fixtures.command()
+@click.option("--patients", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write ndjson/ and bundles/ into.")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default="2026-11-27",
+              show_default=True, help="The date the practice is generated relative to.")
+def generate(patients: int, seed: int, out: Path, as_of: datetime) -> None:
+    """Write a deterministic synthetic practice as NDJSON and collection Bundles."""
+    counts = write_practice(out, patients, seed, as_of.date())
+    click.echo(orjson.dumps(counts).decode())
