@@ -13,6 +13,7 @@ small share (about 0.2%) of malformed resources.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -55,52 +56,45 @@ class _Analyte:
     reference: tuple[float | None, float | None] | None = None
 
 
+# fmt: off
 _ANALYTES: dict[str, _Analyte] = {
-    "wbc": _Analyte("Total white cell count", "1022541000000102", "6690-2", "10*9/L", 4.0, 11.0, 1),
-    "neutrophils": _Analyte("Neutrophil count", "1022551000000104", "26499-4", "10*9/L", 2.0, 7.0, 1),
+    "wbc": _Analyte("Total white cell count", "1022541000000102", "6690-2", "10*9/L", 4, 11, 1),
+    "neutrophils": _Analyte("Neutrophil count", "1022551000000104", "26499-4", "10*9/L", 2, 7, 1),
     "platelets": _Analyte("Platelet count", "1022651000000100", "777-3", "10*9/L", 160, 400, 0),
-    "haemoglobin": _Analyte(
-        "Haemoglobin concentration", "1022431000000105", "718-7", "g/L", 122, 160, 0
-    ),
-    "alt": _Analyte(
-        "Serum alanine aminotransferase level", "1018251000000107", "1742-6", "U/L", 10, 38, 0,
-        reference=(None, 40),
-    ),
-    "creatinine": _Analyte(
-        "Serum creatinine level", "1000731000000107", "14682-9", "umol/L", 60, 100, 0
-    ),
-    "egfr": _Analyte(
-        "eGFR using creatinine (CKD-EPI) per 1.73 square metres",
-        "1011481000000105", "62238-1", "mL/min/{1.73_m2}", 65, 100, 0,
-    ),
-    "lithium": _Analyte("Serum lithium level", "1006681000000100", "14334-7", "mmol/L", 0.5, 0.8, 2),
-    "tsh": _Analyte(
-        "Serum TSH level", "1022791000000101", "3016-3", "m[IU]/L", 0.5, 4.0, 2,
-        reference=(0.27, 4.2),
-    ),
-    "ft4": _Analyte(
-        "Serum free T4 level", "1016971000000106", "14920-3", "pmol/L", 12, 21, 1,
-        reference=(12, 22),
-    ),
-    "calcium": _Analyte("Serum calcium level", "1000691000000101", "2000-8", "mmol/L", 2.2, 2.55, 2),
-    "inr": _Analyte(
-        "INR in Platelet poor plasma by Coagulation assay", None, "6301-6", "{INR}", 2.0, 3.0, 1
-    ),
-    "hba1c": _Analyte(
-        "Haemoglobin A1c level - IFCC standardised",
-        "999791000000106", "59261-8", "mmol/mol", 32, 41, 0,
-    ),
-    "cholesterol": _Analyte(
-        "Serum total cholesterol level", "1005671000000105", "14647-2", "mmol/L", 3.5, 5.8, 1
-    ),
-    "hdl": _Analyte("Serum HDL cholesterol level", "1005681000000107", "14646-4", "mmol/L", 0.9, 1.8, 1),
+    "haemoglobin": _Analyte("Haemoglobin concentration", "1022431000000105", "718-7", "g/L",
+                            122, 160, 0),
+    "alt": _Analyte("Serum alanine aminotransferase level", "1018251000000107", "1742-6", "U/L",
+                    10, 38, 0, reference=(None, 40)),
+    "creatinine": _Analyte("Serum creatinine level", "1000731000000107", "14682-9", "umol/L",
+                           60, 100, 0),
+    "egfr": _Analyte("eGFR using creatinine (CKD-EPI) per 1.73 square metres", "1011481000000105",
+                     "62238-1", "mL/min/{1.73_m2}", 65, 100, 0),
+    "lithium": _Analyte("Serum lithium level", "1006681000000100", "14334-7", "mmol/L",
+                        0.5, 0.8, 2),
+    "tsh": _Analyte("Serum TSH level", "1022791000000101", "3016-3", "m[IU]/L", 0.5, 4, 2,
+                    reference=(0.27, 4.2)),
+    "ft4": _Analyte("Serum free T4 level", "1016971000000106", "14920-3", "pmol/L", 12, 21, 1,
+                    reference=(12, 22)),
+    "calcium": _Analyte("Serum calcium level", "1000691000000101", "2000-8", "mmol/L",
+                        2.2, 2.55, 2),
+    "inr": _Analyte("INR in Platelet poor plasma by Coagulation assay", None, "6301-6", "{INR}",
+                    2, 3, 1),
+    "hba1c": _Analyte("Haemoglobin A1c level - IFCC standardised", "999791000000106", "59261-8",
+                      "mmol/mol", 32, 41, 0),
+    "cholesterol": _Analyte("Serum total cholesterol level", "1005671000000105", "14647-2",
+                            "mmol/L", 3.5, 5.8, 1),
+    "hdl": _Analyte("Serum HDL cholesterol level", "1005681000000107", "14646-4", "mmol/L",
+                    0.9, 1.8, 1),
     "weight": _Analyte("Body weight", "27113001", "29463-7", "kg", 55, 105, 1, "vital-signs"),
     "sbp": _Analyte("Systolic blood pressure", "72313002", "8480-6", "mm[Hg]", 112, 138, 0),
-    "dbp": _Analyte("Diastolic blood pressure", "1091811000000102", "8462-4", "mm[Hg]", 68, 86, 0),
+    "dbp": _Analyte("Diastolic blood pressure", "1091811000000102", "8462-4", "mm[Hg]",
+                    68, 86, 0),
 }
+# fmt: on
 _FBC = ("wbc", "haemoglobin", "neutrophils", "platelets")
-_COUNTS = ("10*3/uL", None, lambda v: v, 1)
-_UNIT_VARIANTS: dict[str, tuple[str, str | None, Callable[[float], float], int]] = {
+_Variant = tuple[str, str | None, Callable[[float], float], int]
+_COUNTS: _Variant = ("10*3/uL", None, lambda v: v, 1)
+_UNIT_VARIANTS: dict[str, _Variant] = {
     "wbc": _COUNTS,
     "neutrophils": _COUNTS,
     "platelets": _COUNTS,
@@ -118,6 +112,7 @@ class _Dose:
     mg: float | None = None
     """Per administration; None when the text gives no dose."""
     frequency: int | None = 1
+    """Administrations per period; None when there is no structured timing (As directed)."""
     period: float = 1
     period_unit: str = "d"
 
@@ -127,75 +122,64 @@ class _Product:
     text: str
     ingredient: str
     codes: tuple[tuple[str, str], ...]
+    strength_mg: float | None
+    """Per tablet or capsule; None for patches."""
+    form: str
     doses: tuple[_Dose, ...]
-    strength_mg: float | None = None
-    """Per tablet or capsule; None for patches and liquids."""
-    form: str = "tablet"
 
 
-def _daily(text: str, mg: float, times: int = 1) -> _Dose:
+def _product(
+    text: str, ingredient: str, codes: str, strength: float | None, form: str, *doses: _Dose
+) -> _Product:
+    """``codes`` is "rxnorm" or "rxnorm snomed"; the SNOMED code is a dm+d VTM, VMP or AMP."""
+    rxnorm, *snomed = codes.split()
+    coding = ((RXNORM, rxnorm), *((SNOMED, code) for code in snomed))
+    return _Product(text, ingredient, coding, strength, form, doses)
+
+
+def _d(text: str, mg: float, times: int = 1) -> _Dose:
     return _Dose(text, mg, times)
 
 
-def _rx(code: str, *snomed: str) -> tuple[tuple[str, str], ...]:
-    return ((RXNORM, code), *((SNOMED, s) for s in snomed))
+_AS_DIRECTED = _Dose("As directed", None, None)
+_EVERY_72H = _Dose("Apply one patch every 72 hours", None, 1, 72, "h")
 
-
-_WEEKLY = "wk"
-_MTX = _Product(
-    "Methotrexate 2.5mg tablets", "methotrexate", _rx("6851", "68887009"),
-    (
-        _Dose("15mg once weekly", 15, 1, 1, _WEEKLY),
-        _Dose("20mg once weekly", 20, 1, 1, _WEEKLY),
-        _Dose("10mg once weekly", 10, 1, 1, _WEEKLY),
-        _Dose("As directed", None, 1, 1, _WEEKLY),
-    ),
-    2.5,
+# fmt: off
+_MTX = _product(
+    "Methotrexate 2.5mg tablets", "methotrexate", "6851 68887009", 2.5, "tablet",
+    _Dose("15mg once weekly", 15, 1, 1, "wk"), _Dose("20mg once weekly", 20, 1, 1, "wk"),
+    _Dose("10mg once weekly", 10, 1, 1, "wk"), _Dose("As directed", None, 1, 1, "wk"),
 )
-_MTX_DAILY = _Dose("10mg once daily", 10)
-_LEFLUNOMIDE = _Product(
-    "Leflunomide 10mg tablets", "leflunomide", _rx("27169"),
-    (_daily("20mg once daily", 20), _daily("10mg once daily", 10)), 10,
-)
-_PREGABALIN = _Product(
-    "Pregabalin 150mg capsules", "pregabalin", _rx("187832"),
-    (_daily("150mg twice daily", 150, 2), _daily("300mg twice daily", 300, 2)), 150, "capsule",
-)
-_DIAZEPAM = _Product(
-    "Diazepam 5mg tablets", "diazepam", _rx("3322"), (_daily("5mg three times daily", 5, 3),), 5
-)
-_TRIMETHOPRIM = _Product(
-    "Trimethoprim 200mg tablets", "trimethoprim", _rx("10829"), (_daily("200mg twice daily", 200, 2),),
-    200,
-)
+_MTX_DAILY = _d("10mg once daily", 10)
+_LEFLUNOMIDE = _product("Leflunomide 10mg tablets", "leflunomide", "27169", 10, "tablet",
+                        _d("20mg once daily", 20), _d("10mg once daily", 10))
+_PREGABALIN = _product("Pregabalin 150mg capsules", "pregabalin", "187832", 150, "capsule",
+                       _d("150mg twice daily", 150, 2), _d("300mg twice daily", 300, 2))
+_DIAZEPAM = _product("Diazepam 5mg tablets", "diazepam", "3322", 5, "tablet",
+                     _d("5mg three times daily", 5, 3))
+_TRIMETHOPRIM = _product("Trimethoprim 200mg tablets", "trimethoprim", "10829", 200, "tablet",
+                         _d("200mg twice daily", 200, 2))
 _HIGH_OME = (
-    _Product(
-        "Oxycodone 10mg modified-release tablets", "oxycodone", _rx("7804", "777027001"),
-        (_daily("60mg twice daily", 60, 2),), 10,
-    ),
-    _Product(
-        "Morphine sulfate 30mg modified-release tablets", "morphine", _rx("7052", "773372004"),
-        (_daily("60mg twice daily", 60, 2), _daily("90mg twice daily", 90, 2)), 30,
-    ),
-    _Product(
-        "Fentanyl 75micrograms/hour transdermal patches", "fentanyl", _rx("4337"),
-        (_Dose("Apply one patch every 72 hours", None, 1, 72, "h"),), None, "patch",
-    ),
+    _product("Oxycodone 10mg modified-release tablets", "oxycodone", "7804 777027001", 10,
+             "tablet", _d("60mg twice daily", 60, 2)),
+    _product("Morphine sulfate 30mg modified-release tablets", "morphine", "7052 773372004", 30,
+             "tablet", _d("60mg twice daily", 60, 2), _d("90mg twice daily", 90, 2)),
+    _product("Fentanyl 75micrograms/hour transdermal patches", "fentanyl", "4337", None, "patch",
+             _EVERY_72H),
 )
 _UNMONITORED = (
-    _Product("Atorvastatin 20mg tablets", "atorvastatin", _rx("83367"), (_daily("20mg at night", 20),), 20),
-    _Product("Ramipril 5mg capsules", "ramipril", _rx("35296"), (_daily("5mg once daily", 5),), 5, "capsule"),
-    _Product("Amlodipine 5mg tablets", "amlodipine", _rx("17767"), (_daily("5mg once daily", 5),), 5),
-    _Product(
-        "Metformin 500mg tablets", "metformin", _rx("6809"), (_daily("500mg twice daily", 500, 2),), 500
-    ),
-    _Product(
-        "Levothyroxine sodium 50microgram tablets", "levothyroxine", _rx("10582"),
-        (_Dose("50 micrograms once daily"),),
-    ),
-    _Product("Omeprazole 20mg gastro-resistant capsules", "omeprazole", _rx("7646"),
-             (_daily("20mg once daily", 20),), 20, "capsule"),
+    _product("Atorvastatin 20mg tablets", "atorvastatin", "83367", 20, "tablet",
+             _d("20mg at night", 20)),
+    _product("Ramipril 5mg capsules", "ramipril", "35296", 5, "capsule", _d("5mg once daily", 5)),
+    _product("Amlodipine 5mg tablets", "amlodipine", "17767", 5, "tablet", _d("5mg once daily", 5)),
+    _product("Metformin 500mg tablets", "metformin", "6809", 500, "tablet",
+             _d("500mg twice daily", 500, 2)),
+    _product("Levothyroxine sodium 50microgram tablets", "levothyroxine", "10582", None, "tablet",
+             _Dose("50 micrograms once daily")),
+    _product("Omeprazole 20mg gastro-resistant capsules", "omeprazole", "7646", 20, "capsule",
+             _d("20mg once daily", 20)),
 )
+# fmt: on
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,175 +188,131 @@ class _Group:
     weight: int
     products: tuple[_Product, ...]
     panel: tuple[str, ...]
-    """Analytes drawn together at each check; "bp" is a panel with two components."""
+    """Analytes checked together; "bp" is a blood-pressure panel with two components."""
     in_date: int
     """An in-date result is at most this many days old."""
     overdue: tuple[int, int]
-    """Age range, in days, of the last result when bloods are overdue."""
+    """Age range, in days, of the last result when monitoring is overdue."""
     ages: tuple[int, int]
     abnormal: tuple[Override, ...] = ()
     draws: int = 1
 
 
-_DMARD_PANEL = ("neutrophils", "platelets", "alt", "creatinine", "egfr")
+_DMARD = ("neutrophils", "platelets", "alt", "creatinine", "egfr")
 _DMARD_ABNORMAL: tuple[Override, ...] = (
-    (("neutrophils", 1.2),), (("neutrophils", 0.8),), (("platelets", 120),), (("platelets", 45),),
-    (("alt", 130),), (("egfr", 48),),
-)
-_GROUPS: dict[str, _Group] = {
-    g.name: g
-    for g in (
-        _Group("methotrexate", 8, (_MTX,), _DMARD_PANEL, 70, (120, 365), (30, 85), _DMARD_ABNORMAL),
-        _Group(
-            "azathioprine", 4,
-            (_Product(
-                "Azathioprine 50mg tablets", "azathioprine", _rx("1256"),
-                (_daily("100mg once daily", 100), _daily("150mg once daily", 150),
-                 _daily("50mg twice daily", 50, 2)), 50,
-            ),),
-            _DMARD_PANEL, 70, (120, 365), (25, 85), _DMARD_ABNORMAL,
-        ),
-        _Group(
-            "sulfasalazine", 5,
-            (_Product(
-                "Sulfasalazine 500mg gastro-resistant tablets", "sulfasalazine", _rx("9524"),
-                (_daily("1g twice daily", 1000, 2), _daily("1g at night", 1000),
-                 _daily("1.5g twice daily", 1500, 2)), 500,
-            ),),
-            _DMARD_PANEL, 70, (120, 365), (25, 85), _DMARD_ABNORMAL,
-        ),
-        _Group(
-            "leflunomide", 2, (_LEFLUNOMIDE,), (*_DMARD_PANEL, "bp"), 70, (120, 365), (30, 85),
-            (*_DMARD_ABNORMAL, (("sbp", 158), ("dbp", 96))),
-        ),
-        _Group(
-            "mycophenolate", 2,
-            (
-                _Product(
-                    "Mycophenolate mofetil 500mg tablets", "mycophenolate mofetil", _rx("68149"),
-                    (_daily("1g twice daily", 1000, 2), _daily("500mg twice daily", 500, 2)), 500,
-                ),
-                _Product(
-                    "Mycophenolic acid 360mg gastro-resistant tablets", "mycophenolic acid",
-                    _rx("7145"), (_daily("720mg twice daily", 720, 2),), 360,
-                ),
-            ),
-            _DMARD_PANEL, 70, (120, 365), (25, 75), (*_DMARD_ABNORMAL, (("creatinine", 160),)),
-        ),
-        _Group(
-            "lithium", 3,
-            (
-                _Product(
-                    "Priadel 400mg modified-release tablets (lithium carbonate)", "lithium carbonate",
-                    _rx("42351", "766311000001100"),
-                    (_daily("800mg at night", 800), _daily("400mg at night", 400),
-                     _daily("1200mg at night", 1200)), 400,
-                ),
-                _Product(
-                    "Lithium carbonate 250mg tablets", "lithium carbonate", _rx("42351", "321730000"),
-                    (_daily("500mg twice daily", 500, 2),), 250,
-                ),
-            ),
-            ("lithium", "creatinine", "egfr", "tsh", "calcium"), 80, (120, 365), (25, 80),
-            ((("lithium", 1.3),), (("lithium", 1.6),), (("lithium", 0.9),), (("egfr", 42),),
-             (("tsh", 8.5),), (("calcium", 2.75),)),
-        ),
-        _Group(
-            "amiodarone", 3,
-            (_Product(
-                "Amiodarone 200mg tablets", "amiodarone", _rx("703"),
-                (_daily("200mg once daily", 200), _daily("100mg once daily", 100)), 200,
-            ),),
-            ("tsh", "ft4", "alt", "creatinine"), 150, (200, 400), (55, 90),
-            ((("tsh", 12.0),), (("tsh", 0.05), ("ft4", 31.0)), (("alt", 130),)),
-        ),
-        _Group(
-            "warfarin", 6,
-            tuple(
-                _Product(f"Warfarin {mg}mg tablets", "warfarin", _rx("11289", vmp),
-                         (_Dose("As directed", None, None),), mg)
-                for mg, vmp in ((1, "319733000"), (3, "319734006"), (5, "319735007"))
-            ),
-            ("inr",), 35, (100, 200), (50, 92),
-            ((("inr", 5.5),), (("inr", 8.4),), (("inr", 3.6),), (("inr", 1.6),)), draws=3,
-        ),
-        _Group(
-            "doac", 16,
-            (
-                _Product("Apixaban 5mg tablets", "apixaban", _rx("1364430", "703908001"),
-                         (_daily("5mg twice daily", 5, 2),), 5),
-                _Product("Apixaban 2.5mg tablets", "apixaban", _rx("1364430", "703907006"),
-                         (_daily("2.5mg twice daily", 2.5, 2),), 2.5),
-                _Product("Rivaroxaban 20mg tablets", "rivaroxaban", _rx("1114195", "19842211000001107"),
-                         (_daily("20mg once daily", 20),), 20),
-                _Product("Edoxaban 60mg tablets", "edoxaban", _rx("1599538", "29903411000001101"),
-                         (_daily("60mg once daily", 60),), 60),
-                _Product("Dabigatran etexilate 150mg capsules", "dabigatran",
-                         _rx("1037042", "19469811000001101"),
-                         (_daily("150mg twice daily", 150, 2),), 150, "capsule"),
-                _Product("Dabigatran etexilate 110mg capsules", "dabigatran",
-                         _rx("1037042", "13532811000001109"),
-                         (_daily("110mg twice daily", 110, 2),), 110, "capsule"),
-            ),
-            ("haemoglobin", "creatinine", "egfr", "alt", "weight"), 100, (400, 600), (60, 92),
-            ((("haemoglobin", 98),), (("egfr", 40), ("creatinine", 140)), (("alt", 95),)),
-        ),
-        _Group(
-            "antipsychotic", 10,
-            (
-                _Product("Olanzapine 10mg tablets", "olanzapine", _rx("61381"),
-                         (_daily("10mg at night", 10), _daily("5mg at night", 5)), 10),
-                _Product("Risperidone 2mg tablets", "risperidone", _rx("35636"),
-                         (_daily("2mg twice daily", 2, 2), _daily("4mg at night", 4)), 2),
-                _Product("Aripiprazole 10mg tablets", "aripiprazole", _rx("89013"),
-                         (_daily("10mg once daily", 10), _daily("15mg once daily", 15)), 10),
-                _Product("Quetiapine 100mg tablets", "quetiapine", _rx("51272"),
-                         (_daily("150mg twice daily", 150, 2), _daily("300mg at night", 300)), 100),
-            ),
-            ("hba1c", "cholesterol", "hdl", "weight", "bp"), 300, (430, 700), (19, 70),
-            ((("hba1c", 50),), (("hba1c", 44),), (("cholesterol", 7.8),),
-             (("sbp", 152), ("dbp", 95))),
-        ),
-        _Group(
-            "opioid", 18,
-            (
-                _Product("Oxycodone 10mg modified-release tablets", "oxycodone", _rx("7804", "777027001"),
-                         (_daily("20mg twice daily", 20, 2), _daily("10mg twice daily", 10, 2)), 10),
-                _Product("Morphine sulfate 30mg modified-release tablets", "morphine",
-                         _rx("7052", "773372004"), (_daily("30mg twice daily", 30, 2),), 30),
-                _Product("Codeine phosphate 30mg tablets", "codeine", _rx("2670"),
-                         (_Dose("Two tablets four times a day", 60, 4),), 30),
-                _Product("Tramadol 50mg capsules", "tramadol", _rx("10689"),
-                         (_daily("100mg four times daily", 100, 4), _daily("50mg four times daily", 50, 4)),
-                         50, "capsule"),
-                _Product("Fentanyl 25micrograms/hour transdermal patches", "fentanyl", _rx("4337"),
-                         (_Dose("Apply one patch every 72 hours", None, 1, 72, "h"),), None, "patch"),
-                _Product("Buprenorphine 10micrograms/hour seven day transdermal patches",
-                         "buprenorphine", _rx("1819"),
-                         (_Dose("Apply one patch every 7 days", None, 1, 7, "d"),), None, "patch"),
-            ),
-            (), 0, (0, 0), (30, 88),
-        ),
-        _Group(
-            "gabapentinoid", 14,
-            (
-                _Product("Gabapentin 300mg capsules", "gabapentin", _rx("25480"),
-                         (_daily("300mg three times daily", 300, 3),
-                          _daily("600mg three times daily", 600, 3)), 300, "capsule"),
-                _PREGABALIN,
-            ),
-            ("creatinine", "egfr"), 300, (400, 700), (25, 88), ((("egfr", 25), ("creatinine", 210)),),
-        ),
-    )
-}
+    (("neutrophils", 1.2),), (("neutrophils", 0.8),), (("platelets", 120),),
+    (("platelets", 45),), (("alt", 130),), (("egfr", 48),),
+)  # fmt: skip
+# fmt: off
+_GROUPS: dict[str, _Group] = {g.name: g for g in (
+    _Group("methotrexate", 8, (_MTX,), _DMARD, 70, (120, 365), (30, 85), _DMARD_ABNORMAL),
+    _Group("azathioprine", 4, (
+        _product("Azathioprine 50mg tablets", "azathioprine", "1256", 50, "tablet",
+                 _d("100mg once daily", 100), _d("150mg once daily", 150),
+                 _d("50mg twice daily", 50, 2)),
+    ), _DMARD, 70, (120, 365), (25, 85), _DMARD_ABNORMAL),
+    _Group("sulfasalazine", 5, (
+        _product("Sulfasalazine 500mg gastro-resistant tablets", "sulfasalazine", "9524", 500,
+                 "tablet", _d("1g twice daily", 1000, 2), _d("1g at night", 1000),
+                 _d("1.5g twice daily", 1500, 2)),
+    ), _DMARD, 70, (120, 365), (25, 85), _DMARD_ABNORMAL),
+    _Group("leflunomide", 2, (_LEFLUNOMIDE,), (*_DMARD, "bp"), 70, (120, 365), (30, 85),
+           (*_DMARD_ABNORMAL, (("sbp", 158), ("dbp", 96)))),
+    _Group("mycophenolate", 2, (
+        _product("Mycophenolate mofetil 500mg tablets", "mycophenolate mofetil", "68149", 500,
+                 "tablet", _d("1g twice daily", 1000, 2), _d("500mg twice daily", 500, 2)),
+        _product("Mycophenolic acid 360mg gastro-resistant tablets", "mycophenolic acid", "7145",
+                 360, "tablet", _d("720mg twice daily", 720, 2)),
+    ), _DMARD, 70, (120, 365), (25, 75), (*_DMARD_ABNORMAL, (("creatinine", 160),))),
+    _Group("lithium", 3, (
+        _product("Priadel 400mg modified-release tablets (lithium carbonate)", "lithium carbonate",
+                 "42351 766311000001100", 400, "tablet", _d("800mg at night", 800),
+                 _d("400mg at night", 400), _d("1200mg at night", 1200)),
+        _product("Lithium carbonate 250mg tablets", "lithium carbonate", "42351 321730000", 250,
+                 "tablet", _d("500mg twice daily", 500, 2)),
+    ), ("lithium", "creatinine", "egfr", "tsh", "calcium"), 80, (120, 365), (25, 80), (
+        (("lithium", 1.3),), (("lithium", 1.6),), (("lithium", 0.9),), (("egfr", 42),),
+        (("tsh", 8.5),), (("calcium", 2.75),),
+    )),
+    _Group("amiodarone", 3, (
+        _product("Amiodarone 200mg tablets", "amiodarone", "703", 200, "tablet",
+                 _d("200mg once daily", 200), _d("100mg once daily", 100)),
+    ), ("tsh", "ft4", "alt", "creatinine"), 150, (200, 400), (55, 90),
+        ((("tsh", 12),), (("tsh", 0.05), ("ft4", 31)), (("alt", 130),))),
+    _Group("warfarin", 6, tuple(
+        _product(f"Warfarin {mg}mg tablets", "warfarin", f"11289 {vmp}", mg, "tablet",
+                 _AS_DIRECTED)
+        for mg, vmp in ((1, "319733000"), (3, "319734006"), (5, "319735007"))
+    ), ("inr",), 35, (100, 200), (50, 92),
+        ((("inr", 5.5),), (("inr", 8.4),), (("inr", 3.6),), (("inr", 1.6),)), draws=3),
+    _Group("doac", 16, (
+        _product("Apixaban 5mg tablets", "apixaban", "1364430 703908001", 5, "tablet",
+                 _d("5mg twice daily", 5, 2)),
+        _product("Apixaban 2.5mg tablets", "apixaban", "1364430 703907006", 2.5, "tablet",
+                 _d("2.5mg twice daily", 2.5, 2)),
+        _product("Rivaroxaban 20mg tablets", "rivaroxaban", "1114195 19842211000001107", 20,
+                 "tablet", _d("20mg once daily", 20)),
+        _product("Edoxaban 60mg tablets", "edoxaban", "1599538 29903411000001101", 60, "tablet",
+                 _d("60mg once daily", 60)),
+        _product("Dabigatran etexilate 150mg capsules", "dabigatran", "1037042 19469811000001101",
+                 150, "capsule", _d("150mg twice daily", 150, 2)),
+        _product("Dabigatran etexilate 110mg capsules", "dabigatran", "1037042 13532811000001109",
+                 110, "capsule", _d("110mg twice daily", 110, 2)),
+    ), ("haemoglobin", "creatinine", "egfr", "alt", "weight"), 100, (400, 600), (60, 92),
+        ((("haemoglobin", 98),), (("egfr", 40), ("creatinine", 140)), (("alt", 95),))),
+    _Group("antipsychotic", 10, (
+        _product("Olanzapine 10mg tablets", "olanzapine", "61381", 10, "tablet",
+                 _d("10mg at night", 10), _d("5mg at night", 5)),
+        _product("Risperidone 2mg tablets", "risperidone", "35636", 2, "tablet",
+                 _d("2mg twice daily", 2, 2), _d("4mg at night", 4)),
+        _product("Aripiprazole 10mg tablets", "aripiprazole", "89013", 10, "tablet",
+                 _d("10mg once daily", 10), _d("15mg once daily", 15)),
+        _product("Quetiapine 100mg tablets", "quetiapine", "51272", 100, "tablet",
+                 _d("150mg twice daily", 150, 2), _d("300mg at night", 300)),
+    ), ("hba1c", "cholesterol", "hdl", "weight", "bp"), 300, (430, 700), (19, 70), (
+        (("hba1c", 50),), (("hba1c", 44),), (("cholesterol", 7.8),), (("sbp", 152), ("dbp", 95)),
+    )),
+    _Group("opioid", 18, (
+        _product("Oxycodone 10mg modified-release tablets", "oxycodone", "7804 777027001", 10,
+                 "tablet", _d("20mg twice daily", 20, 2), _d("10mg twice daily", 10, 2)),
+        _product("Morphine sulfate 30mg modified-release tablets", "morphine", "7052 773372004",
+                 30, "tablet", _d("30mg twice daily", 30, 2)),
+        _product("Codeine phosphate 30mg tablets", "codeine", "2670", 30, "tablet",
+                 _d("Two tablets four times a day", 60, 4)),
+        _product("Tramadol 50mg capsules", "tramadol", "10689", 50, "capsule",
+                 _d("100mg four times daily", 100, 4), _d("50mg four times daily", 50, 4)),
+        _product("Fentanyl 25micrograms/hour transdermal patches", "fentanyl", "4337", None,
+                 "patch", _EVERY_72H),
+        _product("Buprenorphine 10micrograms/hour seven day transdermal patches", "buprenorphine",
+                 "1819", None, "patch", _Dose("Apply one patch every 7 days", None, 1, 7, "d")),
+    ), (), 0, (0, 0), (30, 88)),
+    _Group("gabapentinoid", 14, (
+        _product("Gabapentin 300mg capsules", "gabapentin", "25480", 300, "capsule",
+                 _d("300mg three times daily", 300, 3), _d("600mg three times daily", 600, 3)),
+        _PREGABALIN,
+    ), ("creatinine", "egfr"), 300, (400, 700), (25, 88), ((("egfr", 25), ("creatinine", 210)),)),
+)}
+# fmt: on
 _GROUP_NAMES = tuple(_GROUPS)
 _GROUP_WEIGHTS = tuple(g.weight for g in _GROUPS.values())
+
+
+def _previous_dose(product: _Product, dose: _Dose, group: _Group) -> tuple[_Product, _Dose] | None:
+    """A different dose of the same ingredient to precede a dose change; None if there is none."""
+    for other in product.doses:
+        if other.mg is not None and other.mg != dose.mg:
+            return product, other
+    for other_product in group.products:
+        same = other_product.ingredient == product.ingredient
+        if same and other_product.strength_mg != product.strength_mg:
+            return other_product, other_product.doses[0]
+    return None
 
 
 # ---------------------------------------------------------------- plans
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """What one patient looks like: drug group (None: unmonitored only), phase and edge cases."""
+    """One patient: drug group (None: unmonitored drugs only), phase and edge cases."""
 
     group: str | None
     phase: str = "established"
@@ -382,6 +322,7 @@ class _Plan:
 
 _PHASES = ("established", "overdue", "new", "recent", "dose_change", "stopped")
 _PHASE_WEIGHTS = (45, 20, 8, 10, 8, 9)
+# fmt: off
 _GENERIC_FLAGS = (
     ("structured", 0.35), ("req_eie", 0.02), ("req_cancelled", 0.02), ("req_draft", 0.02),
     ("proposal", 0.02), ("unit_variant", 0.1), ("unknown_unit", 0.005), ("res_eie", 0.02),
@@ -394,14 +335,19 @@ _GROUP_FLAGS: dict[str, tuple[tuple[str, float], ...]] = {
     "doac": (("low_crcl", 0.15),),
     "opioid": (("high_ome", 0.15), ("benzo", 0.1), ("with_gabapentinoid", 0.12)),
 }
+# fmt: on
 _REPRESENTATIONS = (("med_ref", 0.05), ("contained", 0.05), ("text_only", 0.04))
+_NON_COUNTING = ("req_eie", "req_cancelled", "req_draft", "proposal")
 _MALFORMED = ("bad_subject", "bad_date", "bad_authored")
 
 
-def _plan(*flags: str, group: str | None, phase: str = "established", abnormal: Override = ()) -> _Plan:
+def _plan(
+    *flags: str, group: str | None, phase: str = "established", abnormal: Override = ()
+) -> _Plan:
     return _Plan(group, phase, frozenset(flags), abnormal)
 
 
+# fmt: off
 _SHOWCASE: tuple[_Plan, ...] = (
     _plan("structured", group="methotrexate"),
     _plan(group="azathioprine", abnormal=(("neutrophils", 1.2),)),
@@ -442,8 +388,10 @@ _SHOWCASE: tuple[_Plan, ...] = (
     _plan("with_trimethoprim", group="methotrexate"),
     _plan("high_ome", "structured", group="opioid", phase="dose_change"),
     _plan("diag_report", group="doac", phase="overdue"),
+    _plan("med_ref", "structured", group="doac", phase="dose_change"),
 )
 """The first patients of every practice, so that each edge case appears at any size."""
+# fmt: on
 
 
 def _random_plan(rng: random.Random) -> _Plan:
@@ -452,7 +400,7 @@ def _random_plan(rng: random.Random) -> _Plan:
         flags.add(rng.choice(_MALFORMED))
     if rng.random() < 0.4:
         if rng.random() < 0.04:
-            flags.add(rng.choice(("proposal", "req_draft", "req_cancelled", "req_eie")))
+            flags.add(rng.choice(_NON_COUNTING))
         return _Plan(None, "established", frozenset(flags))
     group = rng.choices(_GROUP_NAMES, _GROUP_WEIGHTS)[0]
     phase = rng.choices(_PHASES, _PHASE_WEIGHTS)[0]
@@ -508,11 +456,32 @@ def _nhs_numbers(seed: int) -> Iterator[str]:
         serial = (serial + 1) % 1_000_000
 
 
+def _concept(product: _Product) -> Resource:
+    return {
+        "coding": [{"system": s, "code": c, "display": product.text} for s, c in product.codes],
+        "text": product.text,
+    }
+
+
+def _med_body(product: _Product) -> Resource:
+    """``code`` and ``ingredient`` of a Medication; strength only for tablets and capsules."""
+    ingredient: Resource = {"itemCodeableConcept": {"text": product.ingredient}}
+    if product.strength_mg is not None and product.form != "patch":
+        form, code = ("capsule", "{cap}") if product.form == "capsule" else ("tablet", "{tbl}")
+        ingredient["strength"] = {
+            "numerator": _quantity(product.strength_mg, "mg"),
+            "denominator": {"value": 1, "unit": form, "system": UCUM, "code": code},
+        }
+    return {"code": _concept(product), "ingredient": [ingredient]}
+
+
 # ---------------------------------------------------------------- one patient
 class _PatientBuilder:
     """Build one patient's resources from a plan, drawing every choice from the shared rng."""
 
-    def __init__(self, rng: random.Random, seed: int, number: int, as_of: date, plan: _Plan) -> None:
+    def __init__(
+        self, rng: random.Random, seed: int, number: int, as_of: date, plan: _Plan
+    ) -> None:
         self.rng = rng
         self.key = f"{seed}-{number}"
         self.practice = f"Organization/practice-{seed}"
@@ -536,10 +505,15 @@ class _PatientBuilder:
         if group is None:
             self._unmonitored(end)
         else:
-            self._monitored(group, age, end)
+            self._monitored(group, end)
         malformed = self._malformed()
         return [
-            patient, *self.medications, *self.requests, *self.observations, *self.reports, *malformed
+            patient,
+            *self.medications,
+            *self.requests,
+            *self.observations,
+            *self.reports,
+            *malformed,
         ]
 
     # -- identity
@@ -561,7 +535,7 @@ class _PatientBuilder:
     def _patient(self, nhs_number: str, age: int, group: _Group | None) -> Resource:
         born = self.as_of - timedelta(days=age * 365 + age // 4 + self.rng.randint(1, 360))
         gender = self.rng.choice(("female", "male")) if self.rng.random() > 0.005 else "unknown"
-        label = f"{(group.name if group else 'unmonitored').title()} {self.plan.phase.replace('_', ' ')}"
+        label = f"{group.name if group else 'unmonitored'} {self.plan.phase.replace('_', ' ')}"
         return {
             "resourceType": "Patient",
             "id": f"p-{self.key}",
@@ -578,36 +552,36 @@ class _PatientBuilder:
         count = 1 if self.rng.random() < 0.55 else 2
         for product in self.rng.sample(_UNMONITORED, count):
             start = end - timedelta(days=self.rng.randint(0, 27) + 28 * self.rng.randint(0, 1))
-            self._chain(product, _every(start, end, 28), [product.doses[0]])
+            dates = _every(start, end, 28)
+            self._chain([(product, product.doses[0])] * len(dates), dates)
         if self.rng.random() < 0.35:
             key = self.rng.choice(("cholesterol", "hba1c", "weight", "bp"))
             day = end - timedelta(days=self.rng.randint(30, 700))
             self.observations.extend(self._draw(day, (key,), {}))
-        if self.flags & {"proposal", "req_draft", "req_cancelled", "req_eie"}:
+        if self.flags.intersection(_NON_COUNTING):
             group = _GROUPS[self.rng.choice(_GROUP_NAMES)]
             product = self.rng.choice(group.products)
             self._non_counting(product, product.doses[0], end)
 
-    def _monitored(self, group: _Group, age: int, end: date) -> None:
+    def _monitored(self, group: _Group, end: date) -> None:
         rng = self.rng
         product = rng.choice(_HIGH_OME if "high_ome" in self.flags else group.products)
+        dose = _MTX_DAILY if "daily" in self.flags else rng.choice(product.doses)
         dates, change = self._issue_dates(end)
-        doses = list(product.doses)
-        dose = _MTX_DAILY if "daily" in self.flags else rng.choice(doses)
-        per_request = [dose] * len(dates)
-        if change is not None:
-            other = [d for d in doses if d.mg is not None and d != dose] or [
-                _Dose(f"{dose.text} (increased)", dose.mg and dose.mg * 1.5, dose.frequency)
-            ]
-            per_request[:change] = [rng.choice(other)] * change
+        items = [(product, dose)] * len(dates)
+        previous = _previous_dose(product, dose, group)
+        if change is not None and previous is not None:
+            items[:change] = [previous] * change
+        elif change is not None:
+            change = None
         representation = next(
             (f for f in ("med_ref", "contained", "text_only") if f in self.flags), "coded"
         )
-        last = self._chain(product, dates, per_request, representation)
+        self._chain(items, dates, representation)
         self._companions(dates, end)
-        self._non_counting(product, dose, dates[-1], last)
+        self._non_counting(product, dose, dates[-1])
         if group.panel:
-            self._bloods(group, age, dates, change, end)
+            self._bloods(group, dates, change, end)
 
     def _issue_dates(self, end: date) -> tuple[list[date], int | None]:
         """Issue dates, oldest first, and the index of the first request after a dose change."""
@@ -625,53 +599,47 @@ class _PatientBuilder:
         interval = 84 if count == 3 else rng.choice((56, 84))
         if phase == "dose_change":
             changed = end - timedelta(days=rng.randint(7, 70))
-            before = [changed - timedelta(days=interval * (count - 1 - i) + 84) for i in range(count - 1)]
+            before = [
+                changed - timedelta(days=interval * (count - 1 - i)) for i in range(count - 1)
+            ]
             return [*before, *_every(changed, end, 28)], count - 1
         last = end - timedelta(days=rng.randint(0, 27))
         return [last - timedelta(days=interval * (count - 1 - i)) for i in range(count)], None
 
     def _chain(
         self,
-        product: _Product,
+        items: list[tuple[_Product, _Dose]],
         dates: list[date],
-        doses: list[_Dose],
         representation: str = "coded",
         course: str = "continuous",
-    ) -> Resource:
-        """A repeat chain: completed issues, the latest active (or stopped). Returns the latest."""
-        medication = self._medication(product, representation)
+    ) -> None:
+        """A repeat chain: completed issues, the latest active (or stopped when therapy ended)."""
         final = "stopped" if self.plan.phase == "stopped" and course == "continuous" else "active"
-        request: Resource = {}
-        for index, (day, dose) in enumerate(zip(dates, doses, strict=True)):
+        med_ids: dict[str, str] = {}
+        for index, (day, (product, dose)) in enumerate(zip(dates, items, strict=True)):
             status = final if index == len(dates) - 1 else "completed"
-            request = self._request(product, day, dose, status, course, medication)
-            self.requests.append(request)
-        return request
+            if representation == "med_ref" and product.text not in med_ids:
+                med_ids[product.text] = self._medication_resource(product)
+            medication = self._medication(product, representation, med_ids.get(product.text))
+            self.requests.append(self._request(product, day, dose, status, course, medication))
 
-    def _medication(self, product: _Product, representation: str) -> tuple[str, Resource]:
-        concept: Resource = {
-            "coding": [{"system": s, "code": c, "display": product.text} for s, c in product.codes],
-            "text": product.text,
-        }
+    def _medication_resource(self, product: _Product) -> str:
+        """A separate Medication resource for ``medicationReference``; returns its id."""
+        med_id = self._id("med")
+        self.medications.append({"resourceType": "Medication", "id": med_id, **_med_body(product)})
+        return med_id
+
+    def _medication(
+        self, product: _Product, representation: str, med_id: str | None = None
+    ) -> tuple[str, Resource]:
+        """How a request names its medication: (element name, value), fresh dicts each time."""
         if representation == "text_only":
             return "medicationCodeableConcept", {"text": product.text}
-        if representation not in ("med_ref", "contained"):
-            return "medicationCodeableConcept", concept
-        ingredient: Resource = {"itemCodeableConcept": {"text": product.ingredient}}
-        if product.strength_mg is not None:
-            form = "capsule" if product.form == "capsule" else "tablet"
-            ingredient["strength"] = {
-                "numerator": _quantity(product.strength_mg, "mg"),
-                "denominator": {"value": 1, "unit": form, "system": UCUM, "code": f"{{{form[:3]}}}"},
-            }
         if representation == "contained":
-            medication = {"resourceType": "Medication", "id": "med", "code": concept,
-                          "ingredient": [ingredient]}
-            return "#med", medication
-        medication = {"resourceType": "Medication", "id": self._id("med"), "code": concept,
-                      "ingredient": [ingredient]}
-        self.medications.append(medication)
-        return "medicationReference", {"reference": f"Medication/{medication['id']}"}
+            return "#med", {"resourceType": "Medication", "id": "med", **_med_body(product)}
+        if med_id is not None:
+            return "medicationReference", {"reference": f"Medication/{med_id}"}
+        return "medicationCodeableConcept", _concept(product)
 
     def _request(
         self,
@@ -706,34 +674,42 @@ class _PatientBuilder:
         if "structured" not in self.flags or dose.frequency is None:
             return dosage
         dosage["timing"] = {
-            "repeat": {"frequency": dose.frequency, "period": dose.period, "periodUnit": dose.period_unit}
+            "repeat": {
+                "frequency": dose.frequency,
+                "period": dose.period,
+                "periodUnit": dose.period_unit,
+            }
         }
         if dose.mg is not None and product.strength_mg and product.form != "patch":
             units = dose.mg / product.strength_mg
             form, code = ("capsule", "{cap}") if product.form == "capsule" else ("tablet", "{tbl}")
-            dosage["doseAndRate"] = [{"doseQuantity": {
-                "value": _number(units, 0 if units.is_integer() else 2), "unit": form,
-                "system": UCUM, "code": code,
-            }}]
+            dosage["doseAndRate"] = [
+                {
+                    "doseQuantity": {
+                        "value": _number(units, 0 if units.is_integer() else 2),
+                        "unit": form,
+                        "system": UCUM,
+                        "code": code,
+                    }
+                }
+            ]
         return dosage
 
     def _companions(self, dates: list[date], end: date) -> None:
-        """Co-prescriptions that interact: opioid + benzodiazepine or gabapentinoid, MTX + others."""
+        """Interacting co-prescriptions: opioid + benzodiazepine or gabapentinoid, MTX + others."""
         for flag, product in (
-            ("benzo", _DIAZEPAM), ("with_gabapentinoid", _PREGABALIN), ("with_leflunomide", _LEFLUNOMIDE)
+            ("benzo", _DIAZEPAM),
+            ("with_gabapentinoid", _PREGABALIN),
+            ("with_leflunomide", _LEFLUNOMIDE),
         ):
             if flag in self.flags:
-                dose = self.rng.choice(product.doses)
-                self._chain(product, dates, [dose] * len(dates))
+                self._chain([(product, self.rng.choice(product.doses))] * len(dates), dates)
         if "with_trimethoprim" in self.flags:
             day = end - timedelta(days=self.rng.randint(0, 10))
-            self._chain(_TRIMETHOPRIM, [day], [_TRIMETHOPRIM.doses[0]], course="acute")
+            self._chain([(_TRIMETHOPRIM, _TRIMETHOPRIM.doses[0])], [day], course="acute")
 
-    def _non_counting(
-        self, product: _Product, dose: _Dose, day: date, latest: Resource | None = None
-    ) -> None:
+    def _non_counting(self, product: _Product, dose: _Dose, day: date) -> None:
         """Requests the engine must ignore: entered in error, cancelled, draft, proposal."""
-        medication = self._medication(product, "coded")
         for flag, status, intent in (
             ("req_eie", "entered-in-error", "order"),
             ("req_cancelled", "cancelled", "order"),
@@ -741,15 +717,13 @@ class _PatientBuilder:
             ("proposal", "active", "proposal"),
         ):
             if flag in self.flags:
-                request = self._request(product, day, dose, status, "continuous", medication, intent)
-                if latest is not None and flag == "req_eie":
-                    request["dosageInstruction"] = [{"text": "100mg once daily"}]
-                self.requests.append(request)
+                medication = self._medication(product, "coded")
+                self.requests.append(
+                    self._request(product, day, dose, status, "continuous", medication, intent)
+                )
 
     # -- results
-    def _bloods(
-        self, group: _Group, age: int, dates: list[date], change: int | None, end: date
-    ) -> None:
+    def _bloods(self, group: _Group, dates: list[date], change: int | None, end: date) -> None:
         rng, phase = self.rng, self.plan.phase
         if phase == "established":
             latest: date | None = end - timedelta(days=rng.randint(7, group.in_date))
@@ -772,19 +746,18 @@ class _PatientBuilder:
                 "creatinine": rng.randint(150, 220),
                 "egfr": rng.randint(24, 38),
             }
-        day = latest
-        for draw in range(group.draws):
-            self.observations.extend(self._draw(day, group.panel, overrides if draw == 0 else {},
-                                                latest=draw == 0))
-            day -= timedelta(days=rng.randint(21, 42))
         if "creatinine_rise" in self.flags and "creatinine" in group.panel:
             baseline = rng.randint(62, 85)
-            rise = {"creatinine": round(baseline * rng.uniform(1.35, 1.6))}
-            for obs in self.observations:
-                if obs["code"]["coding"][0]["code"] == _ANALYTES["creatinine"].snomed:
-                    obs["valueQuantity"] = _quantity(rise["creatinine"], "umol/L")
+            overrides["creatinine"] = round(baseline * rng.uniform(1.35, 1.6))
             earlier = latest - timedelta(days=rng.randint(150, 330))
             self.observations.extend(self._draw(earlier, ("creatinine",), {"creatinine": baseline}))
+        day = latest
+        for draw in range(group.draws):
+            current = draw == 0
+            self.observations.extend(
+                self._draw(day, group.panel, overrides if current else {}, latest=current)
+            )
+            day -= timedelta(days=rng.randint(21, 42))
         self._result_oddities(group, latest, end)
 
     def _draw(
@@ -798,20 +771,26 @@ class _PatientBuilder:
             keys = tuple(k for k in keys if k not in _FBC)
         out = [self._observation(k, day, overrides, variant=variant) for k in keys]
         if latest and "unknown_unit" in self.flags and out:
-            out[0]["valueQuantity"] = _quantity(out[0]["valueQuantity"].get("value", 1), "furlongs",
-                                                ucum=False)
+            value = out[0]["valueQuantity"]["value"]
+            out[0]["valueQuantity"] = _quantity(value, "furlongs", ucum=False)
         if latest and "period_date" in self.flags and out:
             del out[0]["effectiveDateTime"]
             out[0]["effectivePeriod"] = {"start": _instant(day), "end": _instant(day, "09:45:00")}
         if latest and "issued_date" in self.flags and out:
-            del out[0]["effectiveDateTime"]
-            out[0]["issued"] = _instant(day + timedelta(days=1), "16:05:00")
+            out[-1].pop("effectiveDateTime", None)
+            out[-1].pop("effectivePeriod", None)
+            out[-1]["issued"] = _instant(day + timedelta(days=1), "16:05:00")
         if report_keys:
             self.reports.append(self._report(day, report_keys, overrides, variant))
         return out
 
     def _observation(
-        self, key: str, day: date, overrides: dict[str, float], *, variant: bool = False,
+        self,
+        key: str,
+        day: date,
+        overrides: dict[str, float],
+        *,
+        variant: bool = False,
         status: str = "final",
     ) -> Resource:
         if key == "bp":
@@ -882,8 +861,12 @@ class _PatientBuilder:
             analyte = _ANALYTES[key]
             value = overrides.get(key, self.rng.uniform(analyte.low, analyte.high))
             contained.append(
-                {"resourceType": "Observation", "id": f"o{index}", "status": "final",
-                 **self._value(key, value, variant)}
+                {
+                    "resourceType": "Observation",
+                    "id": f"o{index}",
+                    "status": "final",
+                    **self._value(key, value, variant),
+                }
             )
         return {
             "resourceType": "DiagnosticReport",
@@ -921,16 +904,18 @@ class _PatientBuilder:
     def _malformed(self) -> list[Resource]:
         """At most one broken copy of an existing resource, with a fresh id."""
         observations = [o for o in self.observations if o["status"] == "final"]
-        if "bad_authored" in self.flags or (self.flags & {"bad_subject", "bad_date"} and not observations):
-            broken = {**self.requests[-1], "id": self._id("mr")}
+        if "bad_authored" in self.flags or (
+            self.flags & {"bad_subject", "bad_date"} and not observations
+        ):
+            broken = {**copy.deepcopy(self.requests[-1]), "id": self._id("mr")}
             del broken["authoredOn"]
             return [broken]
         if "bad_subject" in self.flags:
-            broken = {**observations[0], "id": self._id("obs")}
+            broken = {**copy.deepcopy(observations[0]), "id": self._id("obs")}
             del broken["subject"]
             return [broken]
         if "bad_date" in self.flags:
-            broken = {**observations[0], "id": self._id("obs")}
+            broken = {**copy.deepcopy(observations[0]), "id": self._id("obs")}
             for name in ("effectiveDateTime", "effectivePeriod", "issued"):
                 broken.pop(name, None)
             return [broken]
@@ -990,7 +975,9 @@ def write_practice(out: Path, patients: int, seed: int, as_of: date) -> dict[str
                 in_bundle += 1
             handle = handles.get(kind)
             if handle is None:
-                handle = handles[kind] = stack.enter_context((ndjson_dir / f"{kind}.ndjson").open("wb"))
+                handle = handles[kind] = stack.enter_context(
+                    (ndjson_dir / f"{kind}.ndjson").open("wb")
+                )
             handle.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
             counts[kind] = counts.get(kind, 0) + 1
             entries.append({"fullUrl": f"{BASE_URL}/{kind}/{resource['id']}", "resource": resource})
@@ -1007,10 +994,20 @@ def fixtures() -> None:
 @fixtures.command()
 @click.option("--patients", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write ndjson/ and bundles/ into.")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default="2026-11-27",
-              show_default=True, help="The date the practice is generated relative to.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write ndjson/ and bundles/ into.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default="2026-11-27",
+    show_default=True,
+    help="The date the practice is generated relative to.",
+)
 def generate(patients: int, seed: int, out: Path, as_of: datetime) -> None:
     """Write a deterministic synthetic practice as NDJSON and collection Bundles."""
     counts = write_practice(out, patients, seed, as_of.date())

@@ -118,6 +118,8 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
                 rule = (f"{c.ingredient}: " if c.ingredient else "") + (
                     f"{need} of: {conds}" if need < len(c.criteria) else conds
                 )
+                if c.requires:
+                    rule = " and ".join(x.describe() for x in c.requires) + f", with {rule}"
             lines.append(f"- {c.severity.value.upper():<7} {rule}: {c.advice}{mark(c.verified)}")
             lines.append(f"    source: {cite(c.citation)}")
     ome = [i for i in pack.ingredients if i.ome is not None]

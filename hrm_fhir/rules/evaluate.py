@@ -481,16 +481,17 @@ def _run_check(
     if check.check == "ome_at_least":
         return _ome(pack, check, current)
     subject_request = current.get(check.ingredient) if check.ingredient else therapy.latest
-    held = [
-        c
-        for c in check.criteria
-        if _holds_for_therapy_or_ingredient(facts, c, therapy, subject_request)
-    ]
+    def holds(cond: Condition) -> bool:
+        return _holds_for_therapy_or_ingredient(facts, cond, therapy, subject_request)
+
+    if not all(holds(c) for c in check.requires):
+        return None
+    held = [c for c in check.criteria if holds(c)]
     needed = check.min_match or len(check.criteria)
     if len(held) < needed:
         return None
     subject = check.ingredient or pack.title
-    detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in held)
+    detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in (*check.requires, *held))
     return detail, tuple(sorted(r.ref for r in current.values())), True
 
 

@@ -151,6 +151,8 @@ class PrescribingCheck:
     verified: bool
     value: float | None = None
     ingredient: str | None = None
+    requires: tuple[Condition, ...] = ()
+    """Conditions that must all hold before ``criteria`` are counted."""
     criteria: tuple[Condition, ...] = ()
     min_match: int | None = None
 

@@ -92,6 +92,7 @@ def _conditions(pack: RulePack) -> Iterable[Condition]:
     for t in pack.thresholds:
         yield from t.also
     for c in pack.prescribing:
+        yield from c.requires
         yield from c.criteria
 
 

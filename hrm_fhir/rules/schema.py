@@ -224,6 +224,7 @@ class PrescribingSchema(Schema):
     verified = fields.Boolean(required=True)
     value = fields.Float(load_default=None)
     ingredient = fields.String(load_default=None)
+    requires = fields.List(fields.Nested(ConditionSchema), load_default=list)
     criteria = fields.List(fields.Nested(ConditionSchema), load_default=list)
     min_match = fields.Integer(load_default=None, validate=validate.Range(min=1))
 
@@ -234,10 +235,14 @@ class PrescribingSchema(Schema):
             raise ValidationError(f"check {check} needs a value")
         if check == "criteria" and not data.get("criteria"):
             raise ValidationError("check criteria needs at least one criterion")
+        if (data.get("min_match") or 0) > len(data.get("criteria") or []):
+            raise ValidationError("min_match is larger than the number of criteria")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.PrescribingCheck:
-        return model.PrescribingCheck(**{**data, "criteria": tuple(data["criteria"])})
+        return model.PrescribingCheck(
+            **{**data, "requires": tuple(data["requires"]), "criteria": tuple(data["criteria"])}
+        )
 
 
 class RulePackSchema(Schema):

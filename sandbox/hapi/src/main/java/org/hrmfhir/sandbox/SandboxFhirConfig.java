@@ -1,7 +1,9 @@
 package org.hrmfhir.sandbox;
 
+import ca.uhn.fhir.batch2.api.IJobMaintenanceService;
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
 import ca.uhn.fhir.batch2.jobs.export.BulkDataExportProvider;
+import ca.uhn.fhir.batch2.maintenance.JobMaintenanceServiceImpl;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
@@ -32,6 +34,7 @@ import com.zaxxer.hikari.HikariDataSource;
 import jakarta.persistence.EntityManagerFactory;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.springframework.beans.factory.SmartInitializingSingleton;
 import org.springframework.beans.factory.annotation.Value;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.context.annotation.Bean;
@@ -81,6 +84,12 @@ public class SandboxFhirConfig {
 
 	@Value("${hrm.sandbox.max-page-size:500}")
 	private int myMaxPageSize;
+
+	@Value("${hrm.sandbox.if-match-412:true}")
+	private boolean myIfMatch412;
+
+	@Value("${hrm.sandbox.batch2-maintenance-interval-ms:5000}")
+	private long myBatch2MaintenanceIntervalMs;
 
 	@Bean(destroyMethod = "close")
 	public DataSource dataSource() {
@@ -168,6 +177,22 @@ public class SandboxFhirConfig {
 		return new DatabaseBinaryContentStorageSvcImpl();
 	}
 
+	/**
+	 * Batch2 advances a job from one step to the next in its maintenance pass, which HAPI runs once
+	 * a minute; a small bulk export then takes about three minutes. The sandbox runs it more often
+	 * so that a $export of a few hundred resources finishes in seconds. Must be set before the
+	 * scheduler registers its jobs (on context refresh), hence SmartInitializingSingleton.
+	 */
+	@Bean
+	public SmartInitializingSingleton batch2MaintenanceInterval(IJobMaintenanceService maintenanceService) {
+		return () -> {
+			if (maintenanceService instanceof JobMaintenanceServiceImpl impl && myBatch2MaintenanceIntervalMs > 0) {
+				impl.setScheduledJobFrequencyMillis(myBatch2MaintenanceIntervalMs);
+				ourLog.info("Batch2 maintenance pass every {} ms", myBatch2MaintenanceIntervalMs);
+			}
+		};
+	}
+
 	@Bean
 	public RestfulServer restfulServer(
 			IFhirSystemDao<?, ?> systemDao,
@@ -203,13 +228,17 @@ public class SandboxFhirConfig {
 		server.setDefaultResponseEncoding(EncodingEnum.JSON);
 		server.setDefaultPrettyPrint(false);
 		server.setServerAddressStrategy(new IncomingRequestAddressStrategy());
+		if (myIfMatch412) {
+			server.registerInterceptor(new IfMatchPreconditionInterceptor());
+		}
 
 		ourLog.info(
 				"hrm-fhir sandbox: default page size {}, max page size {}, search cache off, "
-						+ "client id strategy {}, bulk export on",
+						+ "client id strategy {}, bulk export on, stale If-Match -> {}",
 				myDefaultPageSize,
 				myMaxPageSize,
-				storageSettings.getResourceClientIdStrategy());
+				storageSettings.getResourceClientIdStrategy(),
+				myIfMatch412 ? "412" : "409 (HAPI default)");
 		return server;
 	}
 }
