@@ -481,6 +481,7 @@ def _run_check(
     if check.check == "ome_at_least":
         return _ome(pack, check, current)
     subject_request = current.get(check.ingredient) if check.ingredient else therapy.latest
+
     def holds(cond: Condition) -> bool:
         return _holds_for_therapy_or_ingredient(facts, cond, therapy, subject_request)
 

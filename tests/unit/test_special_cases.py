@@ -10,7 +10,11 @@ import pytest
 from tests.builders import AS_OF, evaluate, observation, of_kind, patient, repeats
 
 FBC, LFT, EGFR, LITHIUM, CRCL = (
-    "1022441000000101", "997531000000108", "1011481000000105", "1006681000000100", "968191000000100",
+    "1022441000000101",
+    "997531000000108",
+    "1011481000000105",
+    "1006681000000100",
+    "968191000000100",
 )
 CREAT, TSH, CALCIUM, WEIGHT = "1000731000000107", "1022791000000101", "1000691000000101", "27113001"
 HBA1C, CHOL, SBP = "999791000000106", "1005671000000105", "72313002"
@@ -21,26 +25,52 @@ def _monitoring(found: list[Any], group: str) -> list[Any]:
 
 
 def _bloods(on: date) -> list[dict[str, Any]]:
-    return [observation(FBC, None, "1", on), observation(LFT, None, "1", on), observation(EGFR, 90, "mL/min/{1.73_m2}", on)]
+    return [
+        observation(FBC, None, "1", on),
+        observation(LFT, None, "1", on),
+        observation(EGFR, 90, "mL/min/{1.73_m2}", on),
+    ]
 
 
 def test_sulfasalazine_stops_routine_bloods_after_twelve_months() -> None:
-    established = [patient(), *repeats("Sulfasalazine 500mg EC tablets", AS_OF - timedelta(days=800), AS_OF - timedelta(days=5))]
-    assert _monitoring(evaluate(established + _bloods(AS_OF - timedelta(days=200))), "sulfasalazine") == []
-    recent = [patient(), *repeats("Sulfasalazine 500mg EC tablets", AS_OF - timedelta(days=300), AS_OF - timedelta(days=5))]
-    [finding] = _monitoring(evaluate(recent + _bloods(AS_OF - timedelta(days=100))), "sulfasalazine")
+    established = [
+        patient(),
+        *repeats(
+            "Sulfasalazine 500mg EC tablets", AS_OF - timedelta(days=800), AS_OF - timedelta(days=5)
+        ),
+    ]
+    assert (
+        _monitoring(evaluate(established + _bloods(AS_OF - timedelta(days=200))), "sulfasalazine")
+        == []
+    )
+    recent = [
+        patient(),
+        *repeats(
+            "Sulfasalazine 500mg EC tablets", AS_OF - timedelta(days=300), AS_OF - timedelta(days=5)
+        ),
+    ]
+    [finding] = _monitoring(
+        evaluate(recent + _bloods(AS_OF - timedelta(days=100))), "sulfasalazine"
+    )
     assert finding.kind.value == "overdue"
 
 
-def _lithium(born: str, level: float, level_days_ago: int, egfr: list[dict[str, Any]] | None = None) -> list[Any]:
+def _lithium(
+    born: str, level: float, level_days_ago: int, egfr: list[dict[str, Any]] | None = None
+) -> list[Any]:
     start = AS_OF - timedelta(days=3 * 365)
     on = AS_OF - timedelta(days=level_days_ago)
-    others = [observation(c, v, u, AS_OF - timedelta(days=10)) for c, v, u in (
-        (TSH, 2.0, "m[IU]/L"), (CALCIUM, 2.3, "mmol/L"), (WEIGHT, 70, "kg"))]
+    others = [
+        observation(c, v, u, AS_OF - timedelta(days=10))
+        for c, v, u in ((TSH, 2.0, "m[IU]/L"), (CALCIUM, 2.3, "mmol/L"), (WEIGHT, 70, "kg"))
+    ]
     renal = egfr or [observation(EGFR, 90, "mL/min/{1.73_m2}", AS_OF - timedelta(days=10))]
     resources = [
-        patient(born=born), *repeats("Lithium carbonate 400mg MR tablets", start, AS_OF - timedelta(days=5)),
-        observation(LITHIUM, level, "mmol/L", on), *others, *renal,
+        patient(born=born),
+        *repeats("Lithium carbonate 400mg MR tablets", start, AS_OF - timedelta(days=5)),
+        observation(LITHIUM, level, "mmol/L", on),
+        *others,
+        *renal,
     ]
     return [f for f in _monitoring(evaluate(resources), "lithium") if "lithium" in f.tests]
 
@@ -62,24 +92,41 @@ def test_lithium_six_monthly_otherwise() -> None:
 
 
 def test_lithium_three_monthly_when_egfr_falls_over_two_results() -> None:
-    falling = [observation(EGFR, v, "mL/min/{1.73_m2}", AS_OF - timedelta(days=d)) for v, d in ((90, 300), (80, 200), (70, 10))]
+    falling = [
+        observation(EGFR, v, "mL/min/{1.73_m2}", AS_OF - timedelta(days=d))
+        for v, d in ((90, 300), (80, 200), (70, 10))
+    ]
     assert _lithium("1970-01-01", 0.6, 100, falling)
-    steady = [observation(EGFR, v, "mL/min/{1.73_m2}", AS_OF - timedelta(days=d)) for v, d in ((90, 300), (70, 200), (75, 10))]
+    steady = [
+        observation(EGFR, v, "mL/min/{1.73_m2}", AS_OF - timedelta(days=d))
+        for v, d in ((90, 300), (70, 200), (75, 10))
+    ]
     assert _lithium("1970-01-01", 0.6, 100, steady) == []
 
 
 def test_lithium_three_monthly_in_the_first_year() -> None:
     start = AS_OF - timedelta(days=240)
-    resources = [patient(born="1980-01-01"), *repeats("Priadel 400mg tablets", start, AS_OF - timedelta(days=5)),
-                 observation(LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=100))]
+    resources = [
+        patient(born="1980-01-01"),
+        *repeats("Priadel 400mg tablets", start, AS_OF - timedelta(days=5)),
+        observation(LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=100)),
+    ]
     found = _monitoring(evaluate(resources), "lithium")
     assert any("lithium" in f.tests and f.kind.value == "overdue" for f in found)
 
 
 def _doac(born: str, renal_days_ago: int, crcl: float | None = None) -> list[Any]:
     on = AS_OF - timedelta(days=renal_days_ago)
-    renal = [observation(CRCL, crcl, "mL/min", on)] if crcl is not None else [observation(EGFR, 80, "mL/min/{1.73_m2}", on)]
-    resources = [patient(born=born, sex="male"), *repeats("Apixaban 2.5mg tablets", AS_OF - timedelta(days=900), AS_OF - timedelta(days=5)), *renal]
+    renal = (
+        [observation(CRCL, crcl, "mL/min", on)]
+        if crcl is not None
+        else [observation(EGFR, 80, "mL/min/{1.73_m2}", on)]
+    )
+    resources = [
+        patient(born=born, sex="male"),
+        *repeats("Apixaban 2.5mg tablets", AS_OF - timedelta(days=900), AS_OF - timedelta(days=5)),
+        *renal,
+    ]
     return [f for f in _monitoring(evaluate(resources), "doac") if "renal" in f.tests]
 
 
@@ -90,18 +137,38 @@ def test_doac_renal_four_monthly_from_age_75(born: str, due: bool) -> None:
 
 @pytest.mark.parametrize(
     ("crcl", "days", "due"),
-    [(60, 200, False), (59, 200, True), (30, 60, False), (30, 100, True), (45, 100, False), (45, 125, True)],
+    [
+        (60, 200, False),
+        (59, 200, True),
+        (30, 60, False),
+        (30, 100, True),
+        (45, 100, False),
+        (45, 125, True),
+    ],
 )
-def test_doac_renal_interval_is_crcl_over_ten_months_below_60(crcl: float, days: int, due: bool) -> None:
+def test_doac_renal_interval_is_crcl_over_ten_months_below_60(
+    crcl: float, days: int, due: bool
+) -> None:
     assert bool(_doac("1970-01-01", days, crcl)) is due
 
 
 def test_antipsychotic_checks_at_12_weeks_then_one_year_then_annually() -> None:
     start = AS_OF - timedelta(weeks=12) + timedelta(days=3)
-    baseline = [observation(c, v, u, start - timedelta(days=3)) for c, v, u in (
-        (HBA1C, 38, "mmol/mol"), (CHOL, 4.5, "mmol/L"), (SBP, 120, "mm[Hg]"), (WEIGHT, 70, "kg"))]
+    baseline = [
+        observation(c, v, u, start - timedelta(days=3))
+        for c, v, u in (
+            (HBA1C, 38, "mmol/mol"),
+            (CHOL, 4.5, "mmol/L"),
+            (SBP, 120, "mm[Hg]"),
+            (WEIGHT, 70, "kg"),
+        )
+    ]
     weighed = observation(WEIGHT, 71, "kg", AS_OF - timedelta(days=10))
-    resources = [patient(), *repeats("Olanzapine 10mg tablets", start, AS_OF - timedelta(days=5)), *baseline]
+    resources = [
+        patient(),
+        *repeats("Olanzapine 10mg tablets", start, AS_OF - timedelta(days=5)),
+        *baseline,
+    ]
     [weekly] = _monitoring(evaluate(resources), "antipsychotic")
     assert weekly.kind.value == "overdue", "weight is weekly for the first 6 weeks"
     [finding] = _monitoring(evaluate([*resources, weighed]), "antipsychotic")
@@ -109,16 +176,37 @@ def test_antipsychotic_checks_at_12_weeks_then_one_year_then_annually() -> None:
     assert finding.due_date == start + timedelta(weeks=12)
     assert set(finding.tests) == {"hba1c", "lipids", "weight", "bp"}
     later = AS_OF - timedelta(weeks=30)
-    checked = [observation(c, v, u, later + timedelta(weeks=12)) for c, v, u in (
-        (HBA1C, 38, "mmol/mol"), (CHOL, 4.5, "mmol/L"), (SBP, 120, "mm[Hg]"), (WEIGHT, 70, "kg"))]
-    resources = [patient(), *repeats("Olanzapine 10mg tablets", later, AS_OF - timedelta(days=5)), *checked]
+    checked = [
+        observation(c, v, u, later + timedelta(weeks=12))
+        for c, v, u in (
+            (HBA1C, 38, "mmol/mol"),
+            (CHOL, 4.5, "mmol/L"),
+            (SBP, 120, "mm[Hg]"),
+            (WEIGHT, 70, "kg"),
+        )
+    ]
+    resources = [
+        patient(),
+        *repeats("Olanzapine 10mg tablets", later, AS_OF - timedelta(days=5)),
+        *checked,
+    ]
     assert _monitoring(evaluate(resources), "antipsychotic") == []
 
 
 @pytest.mark.parametrize(("with_leflunomide", "overdue"), [(False, False), (True, True)])
 def test_methotrexate_with_leflunomide_is_monthly(with_leflunomide: bool, overdue: bool) -> None:
-    chain = repeats("Methotrexate 2.5mg tablets", AS_OF - timedelta(days=800), AS_OF - timedelta(days=5), dosage="10mg weekly")
+    chain = repeats(
+        "Methotrexate 2.5mg tablets",
+        AS_OF - timedelta(days=800),
+        AS_OF - timedelta(days=5),
+        dosage="10mg weekly",
+    )
     if with_leflunomide:
-        chain += repeats("Leflunomide 10mg tablets", AS_OF - timedelta(days=800), AS_OF - timedelta(days=5), dosage="10mg daily")
+        chain += repeats(
+            "Leflunomide 10mg tablets",
+            AS_OF - timedelta(days=800),
+            AS_OF - timedelta(days=5),
+            dosage="10mg daily",
+        )
     found = evaluate([patient(), *chain, *_bloods(AS_OF - timedelta(weeks=5))])
     assert bool(of_kind(found, "overdue", "methotrexate")) is overdue

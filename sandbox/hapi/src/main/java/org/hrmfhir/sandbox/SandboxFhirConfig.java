@@ -111,9 +111,10 @@ public class SandboxFhirConfig {
 		JpaStorageSettings s = new JpaStorageSettings();
 		// No search-result cache: a search right after a write must see the write.
 		s.setReuseCachedSearchResultsForMillis(null);
-		// Hard cap on what one search may load per request when no paging applies; with the
-		// paging provider max this gives "at most 500 per page" like a production server cap.
-		s.setFetchSizeDefaultMaximum(myMaxPageSize);
+		// The 500-per-page cap is the paging provider's maximum (see restfulServer below).
+		// FetchSizeDefaultMaximum is deliberately left at HAPI's default (no limit): it caps
+		// *synchronous* searches, and bulk export loads resources synchronously in id batches of
+		// up to 800, so a cap of 500 makes $export fail for any type with more than 500 resources.
 		// Client-assigned ids: PUT Task/hrm-abc creates. Purely numeric client ids stay refused.
 		s.setResourceClientIdStrategy(JpaStorageSettings.ClientIdStrategyEnum.ALPHANUMERIC);
 		// Bulk export ($export) runs as a Batch2 job.

@@ -1,0 +1,102 @@
+"""Findings become Tasks and Flags that a clinical system can show."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.task import Task
+
+from hrm_fhir import terminology
+from hrm_fhir.domain import Finding, FindingKind, PatientRef, ResourceRef, Severity
+from hrm_fhir.tasks.build import build_resource
+
+AS_OF = date(2026, 11, 27)
+
+
+def _finding(kind: FindingKind, **kw: object) -> Finding:
+    base: dict[str, object] = {
+        "patient": PatientRef("Patient/p1"),
+        "kind": kind,
+        "drug_group": "lithium",
+        "medication": ResourceRef("MedicationRequest/m1"),
+        "rule": "lithium@1",
+        "check": "level",
+        "reason": "A reason a clinician reads.",
+        "source": "https://www.sps.nhs.uk/monitorings/lithium-monitoring/",
+        "verified": True,
+        "evidence": (ResourceRef("MedicationRequest/m1"), ResourceRef("Observation/o1")),
+        "identifier": "hrm-abc123",
+    }
+    base.update(kw)
+    return Finding(**base)  # type: ignore[arg-type]
+
+
+def test_overdue_monitoring_becomes_a_task_with_its_due_window_and_tests() -> None:
+    task = build_resource(
+        _finding(FindingKind.OVERDUE, tests=("lithium", "renal"), due_date=date(2026, 11, 1)), AS_OF
+    )
+    assert isinstance(task, Task)
+    assert (task.status, task.intent, task.priority) == ("requested", "order", "urgent")
+    assert task.for_fhir.reference == "Patient/p1"
+    assert task.focus.reference == "MedicationRequest/m1"
+    assert task.restriction.period.end.isoformat() == "2026-11-01"
+    assert task.businessStatus.coding[0].code == "to-contact"
+    tests = [i.valueCodeableConcept.coding[0].code for i in task.input if i.valueCodeableConcept]
+    assert tests == ["lithium", "renal"]
+    assert any(i.valueString == "lithium@1" for i in task.input)
+    assert any(
+        i.valueUrl == "https://www.sps.nhs.uk/monitorings/lithium-monitoring/" for i in task.input
+    )
+    assert task.identifier[0].system == terminology.FINDING_IDENTIFIER
+    assert task.id == "hrm-abc123"
+
+
+def test_action_and_urgent_results_become_flags_pointing_at_the_result() -> None:
+    for severity in (Severity.ACTION, Severity.URGENT):
+        flag = build_resource(
+            _finding(
+                FindingKind.OUT_OF_RANGE,
+                analyte="lithium",
+                value=1.6,
+                unit="mmol/L",
+                severity=severity,
+                observed_on=date(2026, 11, 24),
+            ),
+            AS_OF,
+        )
+        assert isinstance(flag, Flag)
+        assert flag.status == "active"
+        assert flag.category[0].coding[0].code == "lab"
+        assert flag.period.start.isoformat() == "2026-11-24"
+        assert severity.value.upper() in flag.code.text
+        detail = [e for e in flag.extension if e.url == terminology.FLAG_DETAIL]
+        assert detail[0].valueReference.reference == "Observation/o1"
+
+
+def test_review_grade_results_are_tasks_not_flags() -> None:
+    task = build_resource(
+        _finding(
+            FindingKind.OUT_OF_RANGE,
+            analyte="lithium",
+            value=0.85,
+            unit="mmol/L",
+            severity=Severity.REVIEW,
+            observed_on=date(2026, 11, 24),
+        ),
+        AS_OF,
+    )
+    assert isinstance(task, Task)
+    assert task.priority == "routine"
+    assert task.code.coding[0].code == "result-review"
+
+
+def test_prescribing_reviews_go_to_the_pharmacist_with_priority_by_severity() -> None:
+    urgent = build_resource(
+        _finding(FindingKind.PRESCRIBING, code="methotrexate-not-weekly", severity=Severity.URGENT),
+        AS_OF,
+    )
+    assert isinstance(urgent, Task)
+    assert urgent.priority == "stat"
+    assert urgent.businessStatus.coding[0].code == "awaiting-pharmacist"
+    assert urgent.restriction is None
