@@ -89,6 +89,7 @@ _ANALYTES: dict[str, _Analyte] = {
     "sbp": _Analyte("Systolic blood pressure", "72313002", "8480-6", "mm[Hg]", 112, 138, 0),
     "dbp": _Analyte("Diastolic blood pressure", "1091811000000102", "8462-4", "mm[Hg]",
                     68, 86, 0),
+    "qtc": _Analyte("QTc interval", None, "8636-3", "ms", 390, 440, 0, "procedure"),
 }
 # fmt: on
 _FBC = ("wbc", "haemoglobin", "neutrophils", "platelets")
@@ -196,6 +197,8 @@ class _Group:
     ages: tuple[int, int]
     abnormal: tuple[Override, ...] = ()
     draws: int = 1
+    review: int = 0
+    """When above 0, a medication review is recorded and is in date up to this many days."""
 
 
 _DMARD = ("neutrophils", "platelets", "alt", "creatinine", "egfr")
@@ -216,7 +219,7 @@ _GROUPS: dict[str, _Group] = {g.name: g for g in (
                  "tablet", _d("1g twice daily", 1000, 2), _d("1g at night", 1000),
                  _d("1.5g twice daily", 1500, 2)),
     ), _DMARD, 70, (120, 365), (25, 85), _DMARD_ABNORMAL),
-    _Group("leflunomide", 2, (_LEFLUNOMIDE,), (*_DMARD, "bp"), 70, (120, 365), (30, 85),
+    _Group("leflunomide", 2, (_LEFLUNOMIDE,), (*_DMARD, "bp", "weight"), 70, (120, 365), (30, 85),
            (*_DMARD_ABNORMAL, (("sbp", 158), ("dbp", 96)))),
     _Group("mycophenolate", 2, (
         _product("Mycophenolate mofetil 500mg tablets", "mycophenolate mofetil", "68149", 500,
@@ -230,14 +233,14 @@ _GROUPS: dict[str, _Group] = {g.name: g for g in (
                  _d("400mg at night", 400), _d("1200mg at night", 1200)),
         _product("Lithium carbonate 250mg tablets", "lithium carbonate", "42351 321730000", 250,
                  "tablet", _d("500mg twice daily", 500, 2)),
-    ), ("lithium", "creatinine", "egfr", "tsh", "calcium"), 80, (120, 365), (25, 80), (
+    ), ("lithium", "creatinine", "egfr", "tsh", "calcium", "weight"), 80, (120, 365), (25, 80), (
         (("lithium", 1.3),), (("lithium", 1.6),), (("lithium", 0.9),), (("egfr", 42),),
         (("tsh", 8.5),), (("calcium", 2.75),),
     )),
     _Group("amiodarone", 3, (
         _product("Amiodarone 200mg tablets", "amiodarone", "703", 200, "tablet",
                  _d("200mg once daily", 200), _d("100mg once daily", 100)),
-    ), ("tsh", "ft4", "alt", "creatinine"), 150, (200, 400), (55, 90),
+    ), ("tsh", "ft4", "alt", "creatinine", "qtc"), 150, (200, 400), (55, 90),
         ((("tsh", 12),), (("tsh", 0.05), ("ft4", 31)), (("alt", 130),))),
     _Group("warfarin", 6, tuple(
         _product(f"Warfarin {mg}mg tablets", "warfarin", f"11289 {vmp}", mg, "tablet",
@@ -259,7 +262,7 @@ _GROUPS: dict[str, _Group] = {g.name: g for g in (
         _product("Dabigatran etexilate 110mg capsules", "dabigatran", "1037042 13532811000001109",
                  110, "capsule", _d("110mg twice daily", 110, 2)),
     ), ("haemoglobin", "creatinine", "egfr", "alt", "weight"), 100, (400, 600), (60, 92),
-        ((("haemoglobin", 98),), (("egfr", 40), ("creatinine", 140)), (("alt", 95),))),
+        ((("haemoglobin", 98),), (("egfr", 40), ("creatinine", 140)), (("alt", 95),)), review=60),
     _Group("antipsychotic", 10, (
         _product("Olanzapine 10mg tablets", "olanzapine", "61381", 10, "tablet",
                  _d("10mg at night", 10), _d("5mg at night", 5)),
@@ -285,12 +288,13 @@ _GROUPS: dict[str, _Group] = {g.name: g for g in (
                  "patch", _EVERY_72H),
         _product("Buprenorphine 10micrograms/hour seven day transdermal patches", "buprenorphine",
                  "1819", None, "patch", _Dose("Apply one patch every 7 days", None, 1, 7, "d")),
-    ), (), 0, (0, 0), (30, 88)),
+    ), (), 0, (120, 365), (30, 88), review=60),
     _Group("gabapentinoid", 14, (
         _product("Gabapentin 300mg capsules", "gabapentin", "25480", 300, "capsule",
                  _d("300mg three times daily", 300, 3), _d("600mg three times daily", 600, 3)),
         _PREGABALIN,
-    ), ("creatinine", "egfr"), 300, (400, 700), (25, 88), ((("egfr", 25), ("creatinine", 210)),)),
+    ), ("creatinine", "egfr"), 300, (400, 700), (25, 88), ((("egfr", 25), ("creatinine", 210)),),
+        review=300),
 )}
 # fmt: on
 _GROUP_NAMES = tuple(_GROUPS)
@@ -580,8 +584,11 @@ class _PatientBuilder:
         self._chain(items, dates, representation)
         self._companions(dates, end)
         self._non_counting(product, dose, dates[-1])
-        if group.panel:
-            self._bloods(group, dates, change, end)
+        latest = self._latest_check(group, dates, change, end)
+        if latest is not None and group.panel:
+            self._bloods(group, latest, end)
+        if latest is not None and group.review:
+            self._review(group, latest, end)
 
     def _issue_dates(self, end: date) -> tuple[list[date], int | None]:
         """Issue dates, oldest first, and the index of the first request after a dose change."""
@@ -595,8 +602,7 @@ class _PatientBuilder:
             last = end - timedelta(days=rng.randint(400, 1500))
             count = rng.randint(2, 3)
             return [last - timedelta(days=28 * (count - 1 - i)) for i in range(count)], None
-        count = rng.randint(3, 4)
-        interval = 84 if count == 3 else rng.choice((56, 84))
+        count, interval = rng.randint(3, 4), 28 * rng.randint(3, 6)
         if phase == "dose_change":
             changed = end - timedelta(days=rng.randint(7, 70))
             before = [
@@ -723,22 +729,45 @@ class _PatientBuilder:
                 )
 
     # -- results
-    def _bloods(self, group: _Group, dates: list[date], change: int | None, end: date) -> None:
+    def _latest_check(
+        self, group: _Group, dates: list[date], change: int | None, end: date
+    ) -> date | None:
+        """When monitoring was last done, by phase; None for a new start with no baseline."""
         rng, phase = self.rng, self.plan.phase
         if phase == "established":
-            latest: date | None = end - timedelta(days=rng.randint(7, group.in_date))
-        elif phase == "overdue":
-            latest = end - timedelta(days=rng.randint(*group.overdue))
-        elif phase == "new":
-            latest = dates[0] - timedelta(days=rng.randint(3, 21)) if rng.random() < 0.7 else None
-        elif phase == "recent":
-            latest = end - timedelta(days=rng.randint(10, 40))
-        elif phase == "dose_change" and change is not None:
-            latest = dates[change] - timedelta(days=rng.randint(3, 14))
-        else:
-            latest = dates[-1] - timedelta(days=rng.randint(0, 60))
-        if latest is None:
-            return
+            return end - timedelta(days=rng.randint(7, group.in_date or group.review))
+        if phase == "overdue":
+            return end - timedelta(days=rng.randint(*group.overdue))
+        if phase == "new":
+            return dates[0] - timedelta(days=rng.randint(3, 21)) if rng.random() < 0.7 else None
+        if phase == "recent":
+            return end - timedelta(days=rng.randint(10, 40))
+        if phase == "dose_change" and change is not None:
+            return dates[change] - timedelta(days=rng.randint(3, 14))
+        return dates[-1] - timedelta(days=rng.randint(0, 60))
+
+    def _review(self, group: _Group, latest: date, end: date) -> None:
+        """A coded "medication review done" Observation (no value)."""
+        if self.plan.phase == "established":
+            latest = end - timedelta(days=self.rng.randint(7, group.review))
+        self.observations.append(
+            {
+                "resourceType": "Observation",
+                "id": self._id("obs"),
+                "status": "final",
+                "code": {
+                    "coding": [
+                        {"system": SNOMED, "code": "314530002", "display": "Medication review done"}
+                    ],
+                    "text": "Medication review done",
+                },
+                "subject": self._subject(),
+                "effectiveDateTime": _instant(latest, "11:00:00"),
+            }
+        )
+
+    def _bloods(self, group: _Group, latest: date, end: date) -> None:
+        rng = self.rng
         overrides: dict[str, float] = dict(self.plan.abnormal)
         if "low_crcl" in self.flags:
             overrides |= {
