@@ -95,6 +95,31 @@ def _write(document: object) -> None:
 
 
 @main.group()
+def fixtures() -> None:
+    """Synthetic FHIR data for demonstrations, tests and benchmarks."""
+
+
+@fixtures.command("generate")
+@click.option("--patients", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default="2026-11-27",
+    show_default=True,
+    help="The date the practice's history runs up to.",
+)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+def fixtures_generate(patients: int, seed: int, as_of: datetime, out: Path) -> None:
+    """Write a deterministic synthetic practice as NDJSON (ndjson/) and Bundles (bundles/)."""
+    from hrm_fhir.synthetic import write_practice
+
+    counts = write_practice(out, patients, seed, as_of.date())
+    click.echo(orjson.dumps(counts).decode())
+
+
+@main.group()
 def rules() -> None:
     """Read the monitoring rule packs."""
 

@@ -18,11 +18,10 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-import click
 import orjson
 
 Resource = dict[str, Any]
@@ -199,6 +198,8 @@ class _Group:
     draws: int = 1
     review: int = 0
     """When above 0, a medication review is recorded and is in date up to this many days."""
+    course: tuple[int, int] = (200, 500)
+    """Length range, in days, of an established course (3-4 issues, at most 168 days apart)."""
 
 
 _DMARD = ("neutrophils", "platelets", "alt", "creatinine", "egfr")
@@ -255,13 +256,17 @@ _GROUPS: dict[str, _Group] = {g.name: g for g in (
                  _d("2.5mg twice daily", 2.5, 2)),
         _product("Rivaroxaban 20mg tablets", "rivaroxaban", "1114195 19842211000001107", 20,
                  "tablet", _d("20mg once daily", 20)),
+        _product("Rivaroxaban 15mg tablets", "rivaroxaban", "1114195", 15, "tablet",
+                 _d("15mg once daily", 15)),
         _product("Edoxaban 60mg tablets", "edoxaban", "1599538 29903411000001101", 60, "tablet",
                  _d("60mg once daily", 60)),
+        _product("Edoxaban 30mg tablets", "edoxaban", "1599538", 30, "tablet",
+                 _d("30mg once daily", 30)),
         _product("Dabigatran etexilate 150mg capsules", "dabigatran", "1037042 19469811000001101",
                  150, "capsule", _d("150mg twice daily", 150, 2)),
         _product("Dabigatran etexilate 110mg capsules", "dabigatran", "1037042 13532811000001109",
                  110, "capsule", _d("110mg twice daily", 110, 2)),
-    ), ("haemoglobin", "creatinine", "egfr", "alt", "weight"), 100, (400, 600), (60, 92),
+    ), ("haemoglobin", "creatinine", "egfr", "alt", "weight"), 75, (400, 600), (60, 92),
         ((("haemoglobin", 98),), (("egfr", 40), ("creatinine", 140)), (("alt", 95),)), review=60),
     _Group("antipsychotic", 10, (
         _product("Olanzapine 10mg tablets", "olanzapine", "61381", 10, "tablet",
@@ -272,9 +277,9 @@ _GROUPS: dict[str, _Group] = {g.name: g for g in (
                  _d("10mg once daily", 10), _d("15mg once daily", 15)),
         _product("Quetiapine 100mg tablets", "quetiapine", "51272", 100, "tablet",
                  _d("150mg twice daily", 150, 2), _d("300mg at night", 300)),
-    ), ("hba1c", "cholesterol", "hdl", "weight", "bp"), 300, (430, 700), (19, 70), (
+    ), ("hba1c", "cholesterol", "hdl", "weight", "bp"), 70, (430, 700), (19, 70), (
         (("hba1c", 50),), (("hba1c", 44),), (("cholesterol", 7.8),), (("sbp", 152), ("dbp", 95)),
-    )),
+    ), course=(440, 500)),
     _Group("opioid", 18, (
         _product("Oxycodone 10mg modified-release tablets", "oxycodone", "7804 777027001", 10,
                  "tablet", _d("20mg twice daily", 20, 2), _d("10mg twice daily", 10, 2)),
@@ -293,7 +298,7 @@ _GROUPS: dict[str, _Group] = {g.name: g for g in (
         _product("Gabapentin 300mg capsules", "gabapentin", "25480", 300, "capsule",
                  _d("300mg three times daily", 300, 3), _d("600mg three times daily", 600, 3)),
         _PREGABALIN,
-    ), ("creatinine", "egfr"), 300, (400, 700), (25, 88), ((("egfr", 25), ("creatinine", 210)),),
+    ), ("creatinine",), 300, (400, 700), (25, 88), ((("creatinine", 210),),),
         review=300),
 )}
 # fmt: on
@@ -553,7 +558,7 @@ class _PatientBuilder:
 
     # -- prescribing
     def _unmonitored(self, end: date) -> None:
-        count = 1 if self.rng.random() < 0.55 else 2
+        count = 1 if self.rng.random() < 0.7 else 2
         for product in self.rng.sample(_UNMONITORED, count):
             start = end - timedelta(days=self.rng.randint(0, 27) + 28 * self.rng.randint(0, 1))
             dates = _every(start, end, 28)
@@ -571,7 +576,7 @@ class _PatientBuilder:
         rng = self.rng
         product = rng.choice(_HIGH_OME if "high_ome" in self.flags else group.products)
         dose = _MTX_DAILY if "daily" in self.flags else rng.choice(product.doses)
-        dates, change = self._issue_dates(end)
+        dates, change = self._issue_dates(group, end)
         items = [(product, dose)] * len(dates)
         previous = _previous_dose(product, dose, group)
         if change is not None and previous is not None:
@@ -590,7 +595,7 @@ class _PatientBuilder:
         if latest is not None and group.review:
             self._review(group, latest, end)
 
-    def _issue_dates(self, end: date) -> tuple[list[date], int | None]:
+    def _issue_dates(self, group: _Group, end: date) -> tuple[list[date], int | None]:
         """Issue dates, oldest first, and the index of the first request after a dose change."""
         rng, phase = self.rng, self.plan.phase
         if phase == "new":
@@ -602,15 +607,15 @@ class _PatientBuilder:
             last = end - timedelta(days=rng.randint(400, 1500))
             count = rng.randint(2, 3)
             return [last - timedelta(days=28 * (count - 1 - i)) for i in range(count)], None
-        count, interval = rng.randint(3, 4), 28 * rng.randint(3, 6)
-        if phase == "dose_change":
-            changed = end - timedelta(days=rng.randint(7, 70))
-            before = [
-                changed - timedelta(days=interval * (count - 1 - i)) for i in range(count - 1)
-            ]
-            return [*before, *_every(changed, end, 28)], count - 1
+        span = rng.randint(*group.course)
+        gaps = 2 if span <= 336 else 3
         last = end - timedelta(days=rng.randint(0, 27))
-        return [last - timedelta(days=interval * (count - 1 - i)) for i in range(count)], None
+        if phase == "dose_change":
+            last = end - timedelta(days=rng.randint(7, 70))
+        dates = [last - timedelta(days=span * (gaps - i) // gaps) for i in range(gaps + 1)]
+        if phase != "dose_change":
+            return dates, None
+        return [*dates[:-1], *_every(last, end, 28)], gaps
 
     def _chain(
         self,
@@ -1013,31 +1018,3 @@ def write_practice(out: Path, patients: int, seed: int, as_of: date) -> dict[str
     if entries:
         flush()
     return dict(sorted(counts.items()))
-
-
-@click.group()
-def fixtures() -> None:
-    """Synthetic FHIR test data."""
-
-
-@fixtures.command()
-@click.option("--patients", type=click.IntRange(min=0), default=200, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder to write ndjson/ and bundles/ into.",
-)
-@click.option(
-    "--as-of",
-    "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default="2026-11-27",
-    show_default=True,
-    help="The date the practice is generated relative to.",
-)
-def generate(patients: int, seed: int, out: Path, as_of: datetime) -> None:
-    """Write a deterministic synthetic practice as NDJSON and collection Bundles."""
-    counts = write_practice(out, patients, seed, as_of.date())
-    click.echo(orjson.dumps(counts).decode())
