@@ -428,3 +428,12 @@ def test_cli_generate_prints_counts(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.output) == write_practice(tmp_path / "b", 5, 1, date(2025, 2, 3))
+
+
+def test_bundled_practice_matches_the_generator(tmp_path: Path) -> None:
+    bundled = Path(__file__).resolve().parents[2] / "fixtures" / "practice"
+    write_practice(tmp_path, 200, 1, date(2026, 11, 27))
+    for path in sorted((bundled / "ndjson").iterdir()):
+        assert path.read_bytes() == (tmp_path / "ndjson" / path.name).read_bytes(), (
+            f"{path.name} is stale: run `make practice`"
+        )
