@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,6 +24,19 @@ class EvaluationRun:
     patients: int
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Reading builds hundreds of thousands of long-lived objects and no reference cycles;
+    the cyclic collector would rescan them over and over (measured: half the read time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_records(
     paths: Iterable[Path], rules: RuleSet, problem: Callable[[str, str], None]
 ) -> tuple[dict[PatientRef, PatientRecord], list[Skipped]]:
@@ -34,9 +49,10 @@ def read_records(
         skipped.append(Skipped(source=where, reason=what))
         problem(where, what)
 
-    for origin, resource in iter_resources(files, report):
-        builder.add(origin, resource)
-    records = builder.finish()
+    with _collector_paused():
+        for origin, resource in iter_resources(files, report):
+            builder.add(origin, resource)
+        records = builder.finish()
     return records, [*skipped, *builder.skipped]
 
 
@@ -51,6 +67,7 @@ def evaluate_paths(
     records, skipped = read_records(paths, rules, problem)
     engine = Engine.create(rules, as_of, window_days)
     findings: list[Finding] = []
-    for key in sorted(records):
-        findings.extend(engine.evaluate(records[key]))
+    with _collector_paused():
+        for key in sorted(records):
+            findings.extend(engine.evaluate(records[key]))
     return EvaluationRun(as_of=as_of, findings=findings, skipped=skipped, patients=len(records))

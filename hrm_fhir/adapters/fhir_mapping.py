@@ -8,12 +8,16 @@ Dates are read as Europe/London calendar dates; a partial date takes its first d
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from hrm_fhir.adapters.dosage import parse_dosage
 from hrm_fhir.domain import (
+    Dosage,
     LabResult,
     Patient,
     PatientRecord,
@@ -38,6 +42,14 @@ _MASS_TO_MG = {
 }
 
 Resource = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Product:
+    codings: tuple[tuple[str, str], ...]
+    text: str
+    strength: float | None
+    strength_unit: str | None
 
 
 class MappingError(ValueError):
@@ -67,6 +79,8 @@ def _reference(value: Any, kind: str) -> str | None:
     ref = value.get("reference") if isinstance(value, dict) else None
     if not isinstance(ref, str) or not ref:
         return None
+    if ref.startswith(kind) and ref.count("/") == 1 and ref[len(kind)] == "/":
+        return ref
     ref = ref.split("/_history/")[0]
     parts = ref.rsplit("/", 2)
     if len(parts) >= 2 and parts[-2] == kind:
@@ -114,6 +128,8 @@ class RecordBuilder:
         self._codes = catalogue.code_index
         self._units = UnitTable(catalogue)
         self._medications: dict[str, Resource] = {}
+        self._products: dict[bytes, _Product] = {}
+        self._dosages: dict[bytes, Dosage] = {}
         self._pending: list[tuple[str, Resource]] = []
         self.records: dict[PatientRef, PatientRecord] = {}
         self.skipped: list[Skipped] = []
@@ -266,16 +282,9 @@ class RecordBuilder:
         if authored is None:
             raise MappingError("MedicationRequest has no authoredOn date")
         concept, medication_ref, medication = self._medication(resource)
-        codings = _codings(concept)
-        text = _concept_text(concept)
-        if medication is not None:
-            for ingredient in medication.get("ingredient") or ():
-                item = ingredient.get("itemCodeableConcept")
-                codings.extend(_codings(item))
-                text = f"{text} {_concept_text(item)}"
-        if not codings and not text.strip():
+        product = self._product(concept, medication)
+        if not product.codings and not product.text.strip():
             raise MappingError("MedicationRequest names no medication (no code, no text)")
-        strength = _medication_strength(medication) or product_strength(text)
         validity_end = parse_date(
             ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
         )
@@ -285,15 +294,43 @@ class RecordBuilder:
             status=str(resource.get("status") or "unknown"),
             intent=str(resource.get("intent") or "order"),
             authored_on=authored,
-            codings=tuple((system, code) for system, code, _ in codings),
-            text=text,
-            strength=strength[0] if strength else None,
-            strength_unit=strength[1] if strength else None,
-            dosage=parse_dosage(resource.get("dosageInstruction")),
+            codings=product.codings,
+            text=product.text,
+            strength=product.strength,
+            strength_unit=product.strength_unit,
+            dosage=self._dosage(resource.get("dosageInstruction")),
             validity_end=validity_end,
             medication_ref=ResourceRef(medication_ref) if medication_ref else None,
         )
         self._record(prescription.patient).prescriptions.append(prescription)
+
+    def _product(self, concept: Any, medication: Resource | None) -> _Product:
+        """Codes, text and strength of a product; repeat issues share one cached reading."""
+        key = orjson.dumps(medication if medication is not None else concept)
+        product = self._products.get(key)
+        if product is None:
+            codings = _codings(concept)
+            text = _concept_text(concept)
+            if medication is not None:
+                for ingredient in medication.get("ingredient") or ():
+                    item = ingredient.get("itemCodeableConcept")
+                    codings.extend(_codings(item))
+                    text = f"{text} {_concept_text(item)}"
+            strength = _medication_strength(medication) or product_strength(text)
+            product = self._products[key] = _Product(
+                codings=tuple((system, code) for system, code, _ in codings),
+                text=text,
+                strength=strength[0] if strength else None,
+                strength_unit=strength[1] if strength else None,
+            )
+        return product
+
+    def _dosage(self, instructions: Any) -> Dosage:
+        key = orjson.dumps(instructions)
+        dosage = self._dosages.get(key)
+        if dosage is None:
+            dosage = self._dosages[key] = parse_dosage(instructions)
+        return dosage
 
     def _medication(self, resource: Resource) -> tuple[Any, str | None, Resource | None]:
         concept = resource.get("medicationCodeableConcept")
@@ -320,11 +357,17 @@ def _medication_strength(medication: Resource | None) -> tuple[float, str] | Non
     if medication is None:
         return None
     for ingredient in medication.get("ingredient") or ():
-        numerator = ((ingredient.get("strength") or {}).get("numerator")) or {}
+        ratio = ingredient.get("strength") or {}
+        numerator = ratio.get("numerator") or {}
+        denominator = ratio.get("denominator") or {}
         value = _number(numerator.get("value"))
         unit = str(numerator.get("code") or numerator.get("unit") or "").lower()
-        if value is not None and unit in _MASS_TO_MG:
-            return value * _MASS_TO_MG[unit], "mg"
+        per = str(denominator.get("code") or denominator.get("unit") or "").lower()
+        if value is None or unit not in _MASS_TO_MG:
+            continue
+        if per in ("h", "hour", "hr"):
+            return value * _MASS_TO_MG[unit] * 1000, "ug/h"
+        return value * _MASS_TO_MG[unit], "mg"
     return None
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+from calendar import monthrange
 from dataclasses import dataclass
-from datetime import date
-
-from dateutil.relativedelta import relativedelta
+from datetime import date, timedelta
 
 _PATTERN = re.compile(r"^P(\d+)([DWMY])$")
+
+
+def add_months(day: date, months: int) -> date:
+    """Calendar month arithmetic; the day clamps to the month's end (31 Jan + 1 month = 28/29 Feb)."""
+    years, month0 = divmod(day.month - 1 + months, 12)
+    year, month = day.year + years, month0 + 1
+    return date(year, month, min(day.day, monthrange(year, month)[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,20 +32,20 @@ class Duration:
         return cls(int(match.group(1)), match.group(2))
 
     def after(self, day: date) -> date:
-        """The calendar date this duration after ``day`` (month ends clamp, as calendars do)."""
-        return day + self.delta()
+        """The calendar date this duration after ``day``."""
+        return self._shift(day, 1)
 
     def before(self, day: date) -> date:
         """The calendar date this duration before ``day``."""
-        return day - self.delta()
+        return self._shift(day, -1)
 
-    def delta(self) -> relativedelta:
-        return {
-            "D": relativedelta(days=self.amount),
-            "W": relativedelta(weeks=self.amount),
-            "M": relativedelta(months=self.amount),
-            "Y": relativedelta(years=self.amount),
-        }[self.unit]
+    def _shift(self, day: date, sign: int) -> date:
+        if self.unit == "D":
+            return day + timedelta(days=sign * self.amount)
+        if self.unit == "W":
+            return day + timedelta(weeks=sign * self.amount)
+        months = self.amount if self.unit == "M" else 12 * self.amount
+        return add_months(day, sign * months)
 
     def __str__(self) -> str:
         return f"P{self.amount}{self.unit}"
