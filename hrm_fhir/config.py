@@ -1,0 +1,86 @@
+"""Settings, built once from ``HRM_*`` environment variables; no other module reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    fhir_base_url: str = "http://127.0.0.1:8080/fhir"
+    database_url: str = "sqlite:///hrm-fhir.db"
+    fhir_timeout: float = 30.0
+    fhir_max_retries: int = 4
+    page_size: int = 200
+    auth: str = "none"
+    """``none`` | ``bearer`` | ``smart``."""
+    bearer_token: str = ""
+    smart_token_url: str = ""
+    smart_client_id: str = ""
+    smart_key_file: str = ""
+    smart_key_id: str = ""
+    smart_algorithm: str = "RS384"
+    smart_scope: str = (
+        "system/Patient.rs system/MedicationRequest.rs system/Observation.rs "
+        "system/Medication.rs system/Task.cruds system/Flag.cruds"
+    )
+    practice: str = ""
+    """Organization id whose patients are swept; empty means the whole server."""
+    due_window_days: int | None = None
+    sweep_cron: str = "0 6 * * mon"
+    reconcile_cron: str = "0 5 1 * *"
+    timezone: str = "Europe/London"
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    """API key -> role (``read`` or ``operator``)."""
+    watermark_overlap_seconds: int = 300
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        return replace(self, **dict(overrides))
+
+
+_ENV = {
+    "HRM_FHIR_BASE_URL": ("fhir_base_url", str),
+    "HRM_DATABASE_URL": ("database_url", str),
+    "HRM_FHIR_TIMEOUT": ("fhir_timeout", float),
+    "HRM_FHIR_MAX_RETRIES": ("fhir_max_retries", int),
+    "HRM_PAGE_SIZE": ("page_size", int),
+    "HRM_FHIR_AUTH": ("auth", str),
+    "HRM_FHIR_BEARER_TOKEN": ("bearer_token", str),
+    "HRM_SMART_TOKEN_URL": ("smart_token_url", str),
+    "HRM_SMART_CLIENT_ID": ("smart_client_id", str),
+    "HRM_SMART_KEY_FILE": ("smart_key_file", str),
+    "HRM_SMART_KEY_ID": ("smart_key_id", str),
+    "HRM_SMART_ALGORITHM": ("smart_algorithm", str),
+    "HRM_SMART_SCOPE": ("smart_scope", str),
+    "HRM_PRACTICE": ("practice", str),
+    "HRM_DUE_WINDOW_DAYS": ("due_window_days", int),
+    "HRM_SWEEP_CRON": ("sweep_cron", str),
+    "HRM_RECONCILE_CRON": ("reconcile_cron", str),
+    "HRM_WATERMARK_OVERLAP_SECONDS": ("watermark_overlap_seconds", int),
+}
+
+
+def _api_keys(text: str) -> dict[str, str]:
+    """``key1:operator,key2:read`` -> {key1: operator, key2: read}."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, role = item.partition(":")
+        if role not in ("read", "operator"):
+            raise ValueError("HRM_API_KEYS entries are key:read or key:operator")
+        keys[key] = role
+    return keys
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment (or the mapping given), over the built-in defaults."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (attr, kind) in _ENV.items():
+        if env.get(name):
+            values[attr] = kind(env[name])
+    if env.get("HRM_API_KEYS"):
+        values["api_keys"] = _api_keys(env["HRM_API_KEYS"])
+    return Settings(**values)
