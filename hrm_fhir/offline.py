@@ -14,6 +14,7 @@ from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import Finding, PatientRecord, PatientRef, Skipped
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.rules.therapy import MedicationIndex
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ def read_records(
 ) -> tuple[dict[PatientRef, PatientRecord], list[Skipped]]:
     """Every patient's record from the files under ``paths``; unreadable parts reported."""
     files = expand_paths(paths)
-    builder = RecordBuilder(rules.catalogue)
+    index = MedicationIndex(rules.packs, rules.catalogue)
+    builder = RecordBuilder(rules.catalogue, index.is_relevant)
     skipped: list[Skipped] = []
 
     def report(where: str, what: str) -> None:

@@ -8,6 +8,7 @@ Dates are read as Europe/London calendar dates; a partial date takes its first d
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -124,7 +125,11 @@ def product_strength(text: str) -> tuple[float, str] | None:
 class RecordBuilder:
     """Collect resources (in any order) into one PatientRecord per patient."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(
+        self, catalogue: Catalogue, is_relevant: Callable[[Prescription], bool] | None = None
+    ) -> None:
+        """``is_relevant`` drops prescriptions no rule can use (e.g. statins) as they are read."""
+        self._is_relevant = is_relevant
         self._codes = catalogue.code_index
         self._units = UnitTable(catalogue)
         self._medications: dict[str, Resource] = {}
@@ -141,7 +146,10 @@ class RecordBuilder:
             if kind == "Observation":
                 self._observation(resource)
             elif kind == "MedicationRequest":
-                self._pending.append((origin, resource))
+                if "medicationReference" in resource:
+                    self._pending.append((origin, resource))
+                else:
+                    self._medication_request(resource)
             elif kind == "Patient":
                 self._patient(resource)
             elif kind == "Medication":
@@ -302,7 +310,8 @@ class RecordBuilder:
             validity_end=validity_end,
             medication_ref=ResourceRef(medication_ref) if medication_ref else None,
         )
-        self._record(prescription.patient).prescriptions.append(prescription)
+        if self._is_relevant is None or self._is_relevant(prescription):
+            self._record(prescription.patient).prescriptions.append(prescription)
 
     def _product(self, concept: Any, medication: Resource | None) -> _Product:
         """Codes, text and strength of a product; repeat issues share one cached reading."""

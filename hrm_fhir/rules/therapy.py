@@ -43,8 +43,19 @@ class MedicationIndex:
         self._names = names
         alternation = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         self._pattern = re.compile(rf"\b({alternation})\b") if names else None
+        self._seen: dict[tuple[tuple[tuple[str, str], ...], str], MedicationMatch | None] = {}
 
     def match(self, prescription: Prescription) -> MedicationMatch | None:
+        """The group and ingredient a prescription belongs to (cached per product)."""
+        key = (prescription.codings, prescription.text)
+        if key not in self._seen:
+            self._seen[key] = self._match(prescription)
+        return self._seen[key]
+
+    def is_relevant(self, prescription: Prescription) -> bool:
+        return self.match(prescription) is not None
+
+    def _match(self, prescription: Prescription) -> MedicationMatch | None:
         for coding in prescription.codings:
             hit = self._codes.get(coding)
             if hit is not None:
