@@ -91,6 +91,15 @@ def _reference(value: Any, kind: str) -> str | None:
     return None
 
 
+def patient_key(resource: Resource) -> str | None:
+    """The ``Patient/<id>`` a resource belongs to, if it says."""
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        rid = resource.get("id")
+        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
+    return _reference(resource.get("subject"), "Patient")
+
+
 def _codings(concept: Any) -> list[tuple[str, str, str]]:
     if not isinstance(concept, dict):
         return []

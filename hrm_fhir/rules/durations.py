@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
-from calendar import monthrange
+from calendar import isleap
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 _PATTERN = re.compile(r"^P(\d+)([DWMY])$")
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def add_months(day: date, months: int) -> date:
-    """Calendar month arithmetic; the day clamps to the month's end (31 Jan + 1 month = 28/29 Feb)."""
+    """Calendar month arithmetic; the day clamps to the month end (31 Jan + 1 month = 28 Feb)."""
     years, month0 = divmod(day.month - 1 + months, 12)
     year, month = day.year + years, month0 + 1
-    return date(year, month, min(day.day, monthrange(year, month)[1]))
+    last = 29 if month == 2 and isleap(year) else _MONTH_DAYS[month]
+    return date(year, month, min(day.day, last))
 
 
 @dataclass(frozen=True, slots=True)

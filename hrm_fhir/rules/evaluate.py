@@ -60,13 +60,21 @@ class Engine:
     packs: tuple[RulePack, ...] = field(init=False)
     index: MedicationIndex = field(init=False)
     lookback_start: date = field(init=False)
+    course_gap_days: int = field(init=False)
+    restart_groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
+        catalogue = self.rules.catalogue
         packs = self.rules.in_force(self.as_of)
-        object.__setattr__(self, "packs", packs)
-        object.__setattr__(self, "index", MedicationIndex(packs, self.rules.catalogue))
-        lookback = self.rules.catalogue.current_issue_lookback.before(self.as_of)
-        object.__setattr__(self, "lookback_start", lookback)
+        derived = {
+            "packs": packs,
+            "index": MedicationIndex(packs, catalogue),
+            "lookback_start": catalogue.current_issue_lookback.before(self.as_of),
+            "course_gap_days": (self.as_of - catalogue.course_gap.before(self.as_of)).days,
+            "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def create(cls, rules: RuleSet, as_of: date, window_days: int | None = None) -> Engine:
@@ -78,11 +86,16 @@ class Engine:
         patient = record.patient
         if patient is not None and not patient.is_alive_on(self.as_of):
             return []
+        if not record.prescriptions:
+            return []
         catalogue = self.rules.catalogue
-        gap = self.as_of - catalogue.course_gap.before(self.as_of)
-        restart = frozenset(p.drug_group for p in self.packs if p.restart_on_dose_change)
         therapies = build_therapies(
-            record.prescriptions, self.index, self.as_of, self.lookback_start, gap.days, restart
+            record.prescriptions,
+            self.index,
+            self.as_of,
+            self.lookback_start,
+            self.course_gap_days,
+            self.restart_groups,
         )
         if not any(t.current for t in therapies.values()):
             return []
@@ -290,8 +303,8 @@ def _monitoring(
     included = [d for d in dues.values() if d.due <= horizon]
     if not included:
         return []
-    order = list(catalogue.tests)
-    included.sort(key=lambda d: order.index(d.test))
+    order = {test: n for n, test in enumerate(catalogue.tests)}
+    included.sort(key=lambda d: order[d.test])
     due_date = min(d.due for d in included)
     kind = FindingKind.OVERDUE if due_date < as_of else FindingKind.DUE
     parts = []
