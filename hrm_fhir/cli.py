@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 import orjson
 
+from hrm_fhir.config import Settings, load_settings
 from hrm_fhir.errors import HRMError, InputError
 from hrm_fhir.offline import EvaluationRun, evaluate_paths
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
@@ -117,6 +118,122 @@ def fixtures_generate(patients: int, seed: int, as_of: datetime, out: Path) -> N
 
     counts = write_practice(out, patients, seed, as_of.date())
     click.echo(orjson.dumps(counts).decode())
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = load_settings()
+    return settings.with_overrides({k: v for k, v in overrides.items() if v is not None})
+
+
+@main.command("init-db")
+def init_db_command() -> None:
+    """Create or migrate the service database (HRM_DATABASE_URL)."""
+    from hrm_fhir.db import init_db
+
+    settings = _settings()
+    init_db(settings.database_url).dispose()
+    click.echo(f"database ready: {settings.database_url}")
+
+
+@main.command()
+@click.option("--fhir-base", default=None, help="FHIR server base URL (default HRM_FHIR_BASE_URL).")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Evaluate as of this date (default: today, Europe/London).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@click.option(
+    "--full",
+    "mode",
+    flag_value="full",
+    default=None,
+    help="Re-read everything in scope (reconciliation).",
+)
+@click.option(
+    "--incremental",
+    "mode",
+    flag_value="incremental",
+    help="Read only what changed since the last watermark (default after the first run).",
+)
+@click.option("--practice", default=None, help="Organization id: sweep only its patients.")
+def sweep(
+    fhir_base: str | None,
+    as_of: datetime | None,
+    dry_run: bool,
+    mode: str | None,
+    practice: str | None,
+) -> None:
+    """Run one sweep against a FHIR server and print a JSON summary."""
+    from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+    from hrm_fhir.db import init_db, make_session_factory
+    from hrm_fhir.sweep import default_as_of, run_sweep
+
+    settings = _settings(fhir_base_url=fhir_base, practice=practice)
+    engine = init_db(settings.database_url)
+    gateway = FHIRGateway.from_settings(settings)
+    try:
+        summary = run_sweep(
+            settings,
+            make_session_factory(engine),
+            gateway,
+            _rules(),
+            as_of=as_of.date() if as_of else default_as_of(settings),
+            dry_run=dry_run,
+            full=None if mode is None else mode == "full",
+        )
+    except HRMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        gateway.close()
+        engine.dispose()
+    _write(summary.to_json())
+
+
+@main.command()
+@click.option("--fhir-base", required=True, help="FHIR server base URL.")
+@click.option("--chunk", type=click.IntRange(min=1, max=1000), default=250, show_default=True)
+@click.option("--transaction", is_flag=True, help="Send transactions (all or nothing) not batches.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def load(fhir_base: str, chunk: int, transaction: bool, paths: tuple[Path, ...]) -> None:
+    """Upload Bundles and NDJSON files to a FHIR server (PUT by id, so reloading is harmless)."""
+    from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+    from hrm_fhir.loader import load_paths
+
+    def problem(where: str, what: str) -> None:
+        click.echo(f"hrm-fhir: {where}: {what}", err=True)
+
+    gateway = FHIRGateway.from_settings(_settings(fhir_base_url=fhir_base))
+    try:
+        report = load_paths(
+            gateway, paths, chunk_size=chunk, transaction=transaction, problem=problem
+        )
+    except InputError as exc:
+        click.echo(f"hrm-fhir: {exc}", err=True)
+        sys.exit(2)
+    except HRMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        gateway.close()
+    _write(report.to_json())
+    if report.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("action", type=click.Choice(["start", "stop", "status", "url"]))
+@click.option("--port", type=int, default=None, help="Port (default HRM_SANDBOX_PORT or 8080).")
+def sandbox(action: str, port: int | None) -> None:
+    """Build and run the local HAPI FHIR R4 JPA sandbox (sandbox/hapi, see docs/sandbox.md)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "sandbox" / "hapi" / "run.sh"
+    if not script.exists():
+        raise click.ClickException(f"{script} not found: run from a source checkout")
+    args = ["bash", str(script), action, *([str(port)] if port and action == "start" else [])]
+    sys.exit(subprocess.call(args))  # noqa: S603 - fixed script, arguments validated by click
 
 
 @main.group()

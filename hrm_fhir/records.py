@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Enum, ForeignKey, MetaData, String, Text
+from sqlalchemy import DateTime, Enum, ForeignKey, LargeBinary, MetaData, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -203,3 +203,15 @@ class LockRecord(Base):
     holder: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class SnapshotRecord(Base):
+    """The last-read FHIR resources of one monitored patient (orjson list), so an incremental
+    sweep re-reads only what changed yet still re-evaluates everyone as time passes."""
+
+    __tablename__ = "snapshots"
+
+    patient: Mapped[str] = mapped_column(String(128), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    fetched_at: Mapped[datetime]
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))

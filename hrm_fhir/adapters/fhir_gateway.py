@@ -348,7 +348,9 @@ class FHIRGateway:
         if body is not None:
             data = orjson.dumps(body)
             extra["Content-Type"] = FHIR_JSON
-        versioned = "If-Match" in extra
+        # A PUT that collides with another writer (409, or 412 on If-Match) is a version conflict
+        # the caller resolves by re-reading and re-applying.
+        versioned = method == "PUT" or "If-Match" in extra
         retries = 0
         reauthorised = False
         while True:

@@ -21,6 +21,7 @@ from hrm_fhir.records import (
     LockRecord,
     PollCursor,
     ResourceType,
+    SnapshotRecord,
     SweepMode,
     SweepRecord,
     SweepStatus,
@@ -385,3 +386,27 @@ def release_lock(session: Session, name: str, holder: str) -> bool:
     )
     session.commit()
     return cast("CursorResult[Any]", result).rowcount == 1
+
+
+def load_snapshots(session: Session) -> dict[str, bytes]:
+    """Every monitored patient's last-read resources (orjson list), by patient reference."""
+    return {row.patient: row.body for row in session.scalars(select(SnapshotRecord))}
+
+
+def save_snapshots(
+    session: Session, bodies: Mapping[str, bytes], *, sweep_id: int, now: datetime
+) -> None:
+    """Replace the snapshots of these patients; an empty body removes the patient."""
+    for patient, body in bodies.items():
+        row = session.get(SnapshotRecord, patient)
+        if not body or body == b"[]":
+            if row is not None:
+                session.delete(row)
+            continue
+        if row is None:
+            session.add(
+                SnapshotRecord(patient=patient, body=body, fetched_at=now, sweep_id=sweep_id)
+            )
+        else:
+            row.body, row.fetched_at, row.sweep_id = body, now, sweep_id
+    session.flush()

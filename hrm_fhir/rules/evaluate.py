@@ -81,6 +81,27 @@ class Engine:
         days = rules.catalogue.due_window_days if window_days is None else window_days
         return cls(rules=rules, as_of=as_of, window_days=days)
 
+    def therapies(self, record: PatientRecord) -> dict[str, Therapy]:
+        """The patient's courses per drug group (and co-medication class) on the as-of date."""
+        return build_therapies(
+            record.prescriptions,
+            self.index,
+            self.as_of,
+            self.lookback_start,
+            self.course_gap_days,
+            self.restart_groups,
+        )
+
+    def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
+        """Per test id, the newest result on or before as-of that shows the test done."""
+        facts = Facts.build(record, {}, self.rules.catalogue, self.as_of, self.lookback_start)
+        out: dict[str, tuple[date, ResourceRef]] = {}
+        for test in self.rules.catalogue.tests.values():
+            last = facts.last_done(test.analytes)
+            if last is not None:
+                out[test.id] = (last.effective, last.ref)
+        return out
+
     def evaluate(self, record: PatientRecord) -> list[Finding]:
         """Every finding for one patient, sorted for stable output."""
         patient = record.patient
@@ -89,14 +110,7 @@ class Engine:
         if not record.prescriptions:
             return []
         catalogue = self.rules.catalogue
-        therapies = build_therapies(
-            record.prescriptions,
-            self.index,
-            self.as_of,
-            self.lookback_start,
-            self.course_gap_days,
-            self.restart_groups,
-        )
+        therapies = self.therapies(record)
         if not any(t.current for t in therapies.values()):
             return []
         facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)

@@ -26,7 +26,7 @@ from hrm_fhir.db import (
 from hrm_fhir.records import Base, LockRecord, ResourceType, WriteAction, WriteOutcome
 from tests.store.examples import LONDON, NOW, start
 
-TABLES = {"sweeps", "findings", "writes", "poll_cursors", "locks", "alembic_version"}
+TABLES = {"sweeps", "findings", "writes", "poll_cursors", "locks", "snapshots", "alembic_version"}
 
 
 def _revision(engine: Engine) -> str | None:

@@ -1,4 +1,4 @@
-"""Initial schema: sweeps, findings ledger, write audit, poll cursors and locks.
+"""Initial schema: sweeps, findings ledger, write audit, poll cursors, locks and snapshots.
 
 Revision ID: 0001
 Revises:
@@ -125,8 +125,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_locks")),
     )
 
+    op.create_table(
+        "snapshots",
+        sa.Column("patient", sa.String(length=128), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        _timestamp("fetched_at"),
+        sa.Column("sweep_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["sweep_id"], ["sweeps.id"], name=op.f("fk_snapshots_sweep_id_sweeps")
+        ),
+        sa.PrimaryKeyConstraint("patient", name=op.f("pk_snapshots")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("snapshots")
     op.drop_table("locks")
     op.drop_table("poll_cursors")
     op.drop_table("writes")

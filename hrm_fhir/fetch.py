@@ -1,0 +1,206 @@
+"""What a sweep reads from the FHIR server: narrow searches, deduplicated resources.
+
+- Patients on monitored drugs are found by prescription code, a few codes per search (never one
+  giant OR-list), optionally within one practice (chained on the patient's general practitioner).
+- Their records are then read a few patients at a time: Patient, MedicationRequest (with the
+  Medications they reference), Observation and DiagnosticReport.
+- An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
+  server's own clock minus an overlap) and re-reads only those patients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir_mapping import patient_key
+from hrm_fhir.rules.registry import RuleSet
+
+Resource = dict[str, Any]
+CODES_PER_SEARCH = 10
+PATIENTS_PER_SEARCH = 20
+"""HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
+RECORD_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The whole server, or the patients of one practice (Organization id)."""
+
+    practice: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"Organization/{self.practice}" if self.practice else "all"
+
+    def params(self, resource_type: str) -> dict[str, str]:
+        if not self.practice:
+            return {}
+        org = f"Organization/{self.practice}"
+        if resource_type == "Patient":
+            return {"general-practitioner": org}
+        return {"subject:Patient.general-practitioner": org}
+
+
+@dataclass
+class FetchReport:
+    """What the reads returned: server time for the next watermark, and any paging shortfall."""
+
+    server_time: str | None = None
+    searches: int = 0
+    resources: int = 0
+    shortfalls: list[str] = field(default_factory=list)
+
+    def note_time(self, value: str | None) -> None:
+        """Keep the earliest server time seen: nothing changed after it is missed next time."""
+        if value and (self.server_time is None or value < self.server_time):
+            self.server_time = value
+
+
+def monitored_codes(rules: RuleSet) -> list[str]:
+    """``system|code`` for every medication code in the packs (any version), sorted."""
+    codes = {
+        f"{code.system}|{code.code}"
+        for pack in rules.packs
+        for ingredient in pack.ingredients
+        for code in ingredient.codes
+    }
+    return sorted(codes)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _search(
+    gateway: FHIRGateway, report: FetchReport, resource_type: str, params: dict[str, str]
+) -> list[Resource]:
+    result = gateway.search(resource_type, params)
+    report.searches += 1
+    report.note_time(result.server_time)
+    if result.shortfall:
+        report.shortfalls.append(
+            f"{resource_type} search returned {len(result.resources)} of {result.total}"
+        )
+    return result.resources
+
+
+def prescribed_patients(
+    gateway: FHIRGateway, rules: RuleSet, scope: Scope, report: FetchReport, since: str | None
+) -> set[str]:
+    """Patients with a monitored prescription (changed since ``since`` when given)."""
+    found: set[str] = set()
+    for codes in _chunks(monitored_codes(rules), CODES_PER_SEARCH):
+        params = {
+            "code": ",".join(codes),
+            "_elements": "subject",
+            **scope.params("MedicationRequest"),
+        }
+        if since:
+            params["_lastUpdated"] = f"gt{since}"
+        for resource in _search(gateway, report, "MedicationRequest", params):
+            key = patient_key(resource)
+            if key:
+                found.add(key)
+    return found
+
+
+def uncoded_candidates(
+    gateway: FHIRGateway,
+    scope: Scope,
+    report: FetchReport,
+    is_monitored: Callable[[Resource], bool],
+    since: str | None,
+) -> set[str]:
+    """Patients whose prescriptions a code search cannot find: medication named only in text,
+    or held in a referenced Medication. Pages the prescriptions in scope with just the fields
+    needed and matches them locally (full reconciliation, and changes in incremental sweeps)."""
+    params = {
+        "_elements": "subject,medicationCodeableConcept,medicationReference",
+        **scope.params("MedicationRequest"),
+    }
+    if since:
+        params["_lastUpdated"] = f"gt{since}"
+    found: set[str] = set()
+    for resource in _search(gateway, report, "MedicationRequest", params):
+        key = patient_key(resource)
+        if key and ("medicationReference" in resource or is_monitored(resource)):
+            found.add(key)
+    return found
+
+
+def changed_patients(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, since: str
+) -> set[str]:
+    """Patients whose record (any of the types a sweep reads) changed since ``since``."""
+    found: set[str] = set()
+    for resource_type in RECORD_TYPES:
+        params = {"_lastUpdated": f"gt{since}", **scope.params(resource_type)}
+        if resource_type != "Patient":
+            params["_elements"] = "subject"
+        for resource in _search(gateway, report, resource_type, params):
+            key = patient_key(resource)
+            if key:
+                found.add(key)
+    return found
+
+
+def read_records(
+    gateway: FHIRGateway, patients: Iterable[str], report: FetchReport
+) -> dict[str, list[Resource]]:
+    """Every resource a rule may read, per patient, newest version of each resource only."""
+    wanted = sorted(set(patients))
+    by_patient: dict[str, dict[tuple[str, str], Resource]] = {p: {} for p in wanted}
+    medications: dict[str, Resource] = {}
+    for group in _chunks(wanted, PATIENTS_PER_SEARCH):
+        ids = ",".join(p.split("/", 1)[1] for p in group)
+        subjects = ",".join(group)
+        searches = (
+            ("Patient", {"_id": ids}),
+            (
+                "MedicationRequest",
+                {"subject": subjects, "_include": "MedicationRequest:medication"},
+            ),
+            ("Observation", {"subject": subjects}),
+            ("DiagnosticReport", {"subject": subjects}),
+        )
+        for resource_type, params in searches:
+            for page in gateway.iter_pages(resource_type, params):
+                report.searches += 1
+                report.note_time((page.get("meta") or {}).get("lastUpdated"))
+                for entry in page.get("entry") or ():
+                    resource = entry.get("resource")
+                    if not isinstance(resource, dict):
+                        continue
+                    report.resources += 1
+                    if resource.get("resourceType") == "Medication":
+                        medications[f"Medication/{resource.get('id')}"] = resource
+                        continue
+                    key = patient_key(resource)
+                    if key in by_patient:
+                        _keep_newest(by_patient[key], resource)
+    out: dict[str, list[Resource]] = {}
+    for patient, resources in by_patient.items():
+        referenced = {
+            ref
+            for r in resources.values()
+            if (ref := (r.get("medicationReference") or {}).get("reference")) in medications
+        }
+        out[patient] = [*resources.values(), *(medications[ref] for ref in sorted(referenced))]
+    return out
+
+
+def _keep_newest(seen: dict[tuple[str, str], Resource], resource: Resource) -> None:
+    """De-duplicate on type and id, keeping the highest ``meta.versionId``."""
+    key = (str(resource.get("resourceType")), str(resource.get("id")))
+    current = seen.get(key)
+    if current is None or _version(resource) >= _version(current):
+        seen[key] = resource
+
+
+def _version(resource: Resource) -> int:
+    value = (resource.get("meta") or {}).get("versionId")
+    return int(value) if isinstance(value, str) and value.isdigit() else 0

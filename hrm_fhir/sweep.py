@@ -1,0 +1,314 @@
+"""One sweep: read the FHIR server, evaluate, write back Tasks and Flags, record it all.
+
+The only place where the pure engine meets I/O for the live service. A sweep takes the database
+lock first (one sweeper at a time), reads what it needs (everything in scope on the first run
+or a full reconciliation; only what changed since the server-time watermark otherwise), keeps a
+snapshot of each monitored patient's record so that everyone is re-evaluated as time passes,
+plans the writes against the ledger, and applies them. The watermark and snapshots are saved
+only when the sweep completes, so an interrupted sweep is simply repeated.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session, sessionmaker
+
+from hrm_fhir.adapters import store
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir_mapping import RecordBuilder, parse_date
+from hrm_fhir.config import Settings
+from hrm_fhir.domain import Finding, PatientRecord, PatientRef
+from hrm_fhir.errors import HRMError
+from hrm_fhir.fetch import (
+    FetchReport,
+    Scope,
+    changed_patients,
+    prescribed_patients,
+    read_records,
+    uncoded_candidates,
+)
+from hrm_fhir.records import SweepMode, SweepStatus
+from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.rules.therapy import MedicationIndex
+from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
+
+LOCK_TTL_SECONDS = 15 * 60
+
+
+class SweepBusyError(HRMError):
+    """Another process holds the sweep lock."""
+
+
+@dataclass
+class SweepSummary:
+    sweep_id: int
+    mode: str
+    dry_run: bool
+    as_of: date
+    scope: str
+    patients: int = 0
+    findings: int = 0
+    counts: Counts = field(default_factory=Counts)
+    skipped: int = 0
+    duration_seconds: float = 0.0
+    watermark: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    plan: dict[str, object] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "sweep": self.sweep_id,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "as_of": self.as_of.isoformat(),
+            "scope": self.scope,
+            "patients": self.patients,
+            "findings": self.findings,
+            **self.counts.as_dict(),
+            "skipped": self.skipped,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "watermark": self.watermark,
+            "warnings": self.warnings,
+        }
+        if self.plan is not None:
+            out["plan"] = self.plan
+        return out
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _since(watermark: str, overlap_seconds: int) -> str:
+    moment = datetime.fromisoformat(watermark).astimezone(UTC) - timedelta(seconds=overlap_seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_sweep(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    *,
+    as_of: date,
+    dry_run: bool = False,
+    full: bool | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    holder: str | None = None,
+) -> SweepSummary:
+    """Run one sweep; ``full`` None means incremental when a watermark exists, else full."""
+    holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+    started = time.monotonic()
+    with sessions.begin() as session:
+        if not store.acquire_lock(
+            session, store.SWEEP_LOCK, holder, ttl_seconds=LOCK_TTL_SECONDS, now=clock()
+        ):
+            raise SweepBusyError("another sweep is running (the sweep lock is held)")
+    try:
+        if not dry_run:
+            gateway.require_writable()
+        scope = Scope(settings.practice)
+        with sessions.begin() as session:
+            store.mark_interrupted(session, now=clock())
+            cursor = store.get_cursor(session, scope.label)
+            is_full = full if full is not None else cursor is None
+            sweep = store.start_sweep(
+                session,
+                mode=SweepMode.FULL if is_full else SweepMode.INCREMENTAL,
+                dry_run=dry_run,
+                fhir_base=gateway.base_url,
+                scope=scope.label,
+                as_of=as_of,
+                now=clock(),
+            )
+            sweep_id = sweep.id
+        summary = SweepSummary(
+            sweep_id=sweep_id,
+            mode="full" if is_full else "incremental",
+            dry_run=dry_run,
+            as_of=as_of,
+            scope=scope.label,
+        )
+        try:
+            _sweep(
+                settings, sessions, gateway, rules, summary, scope, cursor, is_full, clock, holder
+            )
+        except Exception as exc:
+            with sessions.begin() as session:
+                record = store.get_sweep(session, sweep_id)
+                assert record is not None  # noqa: S101 - created above
+                store.finish_sweep(
+                    session,
+                    record,
+                    status=SweepStatus.FAILED,
+                    counts=summary.counts.as_dict(),
+                    watermark=None,
+                    error=f"{type(exc).__name__}: {exc}",
+                    now=clock(),
+                )
+            raise
+        summary.duration_seconds = time.monotonic() - started
+        return summary
+    finally:
+        with sessions.begin() as session:
+            store.release_lock(session, store.SWEEP_LOCK, holder)
+
+
+def _sweep(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    summary: SweepSummary,
+    scope: Scope,
+    cursor: str | None,
+    is_full: bool,
+    clock: Callable[[], datetime],
+    holder: str,
+) -> None:
+    report = FetchReport()
+    with sessions.begin() as session:
+        snapshots = store.load_snapshots(session)
+        ledger_patients = {r.patient for r in store.open_findings(session)}
+    known = set(snapshots) | ledger_patients
+    since = (
+        None if is_full or cursor is None else _since(cursor, settings.watermark_overlap_seconds)
+    )
+    monitored_text = _text_matcher(rules)
+    wanted = prescribed_patients(gateway, rules, scope, report, since)
+    wanted |= uncoded_candidates(gateway, scope, report, monitored_text, since)
+    if since is None:
+        wanted |= known
+    else:
+        wanted |= changed_patients(gateway, scope, report, since) & known
+    fetched = read_records(gateway, wanted, report)
+    _renew(sessions, holder, clock)
+    bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
+    current = {**snapshots, **bodies}
+    engine = Engine.create(rules, summary.as_of, settings.due_window_days)
+    records, skipped = _records(rules, current.values())
+    findings: list[Finding] = []
+    contexts: dict[str, PatientContext] = {}
+    monitored: dict[str, bytes] = {}
+    for key in sorted(records):
+        record = records[key]
+        therapies = engine.therapies(record)
+        groups = frozenset(g for g, th in therapies.items() if th.current)
+        alive = record.patient is None or record.patient.is_alive_on(summary.as_of)
+        contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
+        findings.extend(engine.evaluate(record))
+        if therapies and key in current:
+            monitored[key] = current[key]
+    with sessions.begin() as session:
+        open_records = store.open_findings(session)
+    desired = desired_resources(findings, summary.as_of, engine.window_days)
+    work = plan(desired, open_records, contexts)
+    summary.patients = len(records)
+    summary.findings = len(findings)
+    summary.skipped = len(skipped)
+    summary.warnings = report.shortfalls
+    summary.watermark = report.server_time
+    if summary.dry_run:
+        summary.plan = work.to_json()
+        summary.counts = Counts(
+            created=len(work.creates),
+            updated=len(work.updates),
+            closed=len(work.closes),
+            unchanged=work.unchanged,
+        )
+        _finish(sessions, summary, clock, watermark=None)
+        return
+    practices: dict[str, str | None] = {
+        key: r.patient.practice if r.patient else None for key, r in records.items()
+    }
+    writer = Writer(
+        gateway,
+        sessions,
+        sweep_id=summary.sweep_id,
+        as_of=summary.as_of,
+        practice_of=lambda patient: practices.get(patient),
+        clock=clock,
+    )
+    summary.counts = writer.apply(work, contexts)
+    dropped = {patient: b"" for patient in current if patient not in monitored}
+    with sessions.begin() as session:
+        store.save_snapshots(
+            session, {**monitored, **dropped}, sweep_id=summary.sweep_id, now=clock()
+        )
+        if report.server_time and not summary.counts.errors:
+            store.set_cursor(
+                session, scope.label, report.server_time, sweep_id=summary.sweep_id, now=clock()
+            )
+    _finish(sessions, summary, clock, watermark=report.server_time)
+
+
+def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
+    """Whether a (partial) MedicationRequest names a monitored drug, by code or by text."""
+    index = MedicationIndex(rules.packs, rules.catalogue)
+    catalogue = rules.catalogue
+
+    def is_monitored(resource: dict[str, Any]) -> bool:
+        builder = RecordBuilder(catalogue, index.is_relevant)
+        builder.add("server", {**resource, "authoredOn": "1900-01-01", "id": "probe"})
+        return any(record.prescriptions for record in builder.finish().values())
+
+    return is_monitored
+
+
+def _records(
+    rules: RuleSet, bodies: Iterable[bytes]
+) -> tuple[dict[PatientRef, PatientRecord], list[Any]]:
+    builder = RecordBuilder(rules.catalogue)
+    for body in bodies:
+        for resource in orjson.loads(body):
+            builder.add("server", resource)
+    return builder.finish(), builder.skipped
+
+
+def _renew(sessions: sessionmaker[Session], holder: str, clock: Callable[[], datetime]) -> None:
+    with sessions.begin() as session:
+        if not store.acquire_lock(
+            session, store.SWEEP_LOCK, holder, ttl_seconds=LOCK_TTL_SECONDS, now=clock()
+        ):
+            raise SweepBusyError("the sweep lock was lost to another process")
+
+
+def _finish(
+    sessions: sessionmaker[Session],
+    summary: SweepSummary,
+    clock: Callable[[], datetime],
+    *,
+    watermark: str | None,
+) -> None:
+    with sessions.begin() as session:
+        record = store.get_sweep(session, summary.sweep_id)
+        assert record is not None  # noqa: S101 - created by run_sweep
+        counts = {**summary.counts.as_dict(), "skipped": summary.skipped}
+        store.finish_sweep(
+            session,
+            record,
+            status=SweepStatus.COMPLETED,
+            counts=counts,
+            watermark=watermark,
+            error=None,
+            now=clock(),
+        )
+
+
+def default_as_of(settings: Settings) -> date:
+    """Today in the service's time zone."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(settings.timezone)).date()
+
+
+__all__ = ["SweepBusyError", "SweepSummary", "default_as_of", "parse_date", "run_sweep"]

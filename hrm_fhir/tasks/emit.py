@@ -1,0 +1,497 @@
+"""Idempotent, convergent writeback of Tasks and Flags, recorded in the ledger.
+
+The sweep hands over what the findings want on the server (``desired``) and what the ledger
+says is open; ``plan`` decides, purely, what to create, update or close; ``apply`` does it:
+
+- every resource has a deterministic id (the finding's business identifier) and is created with
+  ``PUT``, so a rerun or a sweep killed half way can never duplicate it;
+- before any write the current server copy is read; a resource already as wanted is recorded,
+  not rewritten (so a rerun after a crash between the write and the ledger commit converges);
+- updates change only the fields the service owns and send ``If-Match``; on a version conflict
+  the resource is re-read and the change re-applied, a bounded number of times;
+- workflow fields other people own (status, businessStatus, owner, notes, outputs) are kept;
+- closing never deletes: Tasks are cancelled or moved on, Flags made inactive, with a reason;
+- a failed write is recorded in the write audit and left open in the ledger, so the next sweep
+  tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session, sessionmaker
+
+from hrm_fhir import terminology as t
+from hrm_fhir.adapters import store
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.domain import Finding, FindingKind, ResourceRef
+from hrm_fhir.errors import FHIRError, VersionConflict
+from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
+from hrm_fhir.tasks.build import PHARMACIST, build_resource
+
+Resource = dict[str, Any]
+CONFLICT_RETRIES = 3
+TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "entered-in-error", "rejected"})
+_MANAGED = {
+    "Task": (
+        "identifier",
+        "meta",
+        "extension",
+        "intent",
+        "priority",
+        "code",
+        "description",
+        "for",
+        "focus",
+        "requester",
+        "restriction",
+        "input",
+    ),
+    "Flag": ("identifier", "meta", "extension", "category", "code", "subject", "author"),
+}
+
+
+def managed(resource: Resource) -> Resource:
+    """The fields the service owns on a Task or Flag (``meta`` reduced to our tag)."""
+    kind = resource["resourceType"]
+    out = {key: resource[key] for key in _MANAGED[kind] if key in resource}
+    tags = [
+        tag for tag in (resource.get("meta") or {}).get("tag", []) if tag.get("system") == t.TAG
+    ]
+    out["meta"] = {"tag": tags}
+    if kind == "Flag":
+        out["period.start"] = (resource.get("period") or {}).get("start")
+    return out
+
+
+def content_hash(resource: Resource) -> str:
+    return hashlib.sha256(orjson.dumps(managed(resource), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Desired:
+    finding: Finding
+    resource: Resource
+    digest: str
+
+    @property
+    def resource_type(self) -> ResourceType:
+        return ResourceType(self.resource["resourceType"])
+
+
+def desired_resources(
+    findings: Iterable[Finding], as_of: date, window_days: int
+) -> dict[str, Desired]:
+    """The Task or Flag each finding wants on the server, keyed by business identifier."""
+    out: dict[str, Desired] = {}
+    for finding in findings:
+        model = build_resource(finding, as_of, window_days)
+        body: Resource = model.model_dump(mode="json", exclude_none=True)
+        out[finding.identifier] = Desired(finding, body, content_hash(body))
+    return out
+
+
+@dataclass(frozen=True)
+class PatientContext:
+    """What closing a finding needs to know about its patient now."""
+
+    alive: bool
+    current_groups: frozenset[str]
+    latest_results: Mapping[str, tuple[date, ResourceRef]]
+    """Per test id, the newest result that shows it done."""
+
+
+@dataclass(frozen=True)
+class Closure:
+    identifier: str
+    patient: str
+    resource_type: ResourceType
+    resource_id: str
+    reason: str
+    kind: FindingKind
+
+
+@dataclass
+class Plan:
+    creates: list[Desired] = field(default_factory=list)
+    updates: list[Desired] = field(default_factory=list)
+    closes: list[Closure] = field(default_factory=list)
+    unchanged: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "create": [d.resource["resourceType"] + "/" + d.resource["id"] for d in self.creates],
+            "update": [d.resource["resourceType"] + "/" + d.resource["id"] for d in self.updates],
+            "close": [
+                {"resource": f"{c.resource_type.value}/{c.resource_id}", "reason": c.reason}
+                for c in self.closes
+            ],
+            "unchanged": self.unchanged,
+        }
+
+
+def close_reason(record: FindingRecord, context: PatientContext | None) -> str:
+    """Why an open finding no longer holds."""
+    if context is None or not context.alive:
+        return "patient deceased" if context is not None else "patient no longer in scope"
+    if record.drug_group not in context.current_groups:
+        return "drug stopped"
+    if record.kind in (FindingKind.DUE, FindingKind.OVERDUE):
+        return "result received"
+    if record.kind is FindingKind.OUT_OF_RANGE:
+        return "resolved: latest result no longer out of range"
+    return "no longer applies"
+
+
+def plan(
+    desired: Mapping[str, Desired],
+    open_records: Iterable[FindingRecord],
+    contexts: Mapping[str, PatientContext],
+) -> Plan:
+    """Creates, updates and closes that make the server match the findings (pure)."""
+    result = Plan()
+    open_by_id = {record.identifier: record for record in open_records}
+    for identifier in sorted(desired):
+        wanted = desired[identifier]
+        record = open_by_id.get(identifier)
+        if record is None:
+            result.creates.append(wanted)
+        elif record.content_hash != wanted.digest:
+            result.updates.append(wanted)
+        else:
+            result.unchanged += 1
+    for identifier in sorted(set(open_by_id) - set(desired)):
+        record = open_by_id[identifier]
+        result.closes.append(
+            Closure(
+                identifier=identifier,
+                patient=record.patient,
+                resource_type=record.resource_type,
+                resource_id=record.resource_id,
+                reason=close_reason(record, contexts.get(record.patient)),
+                kind=record.kind,
+            )
+        )
+    return result
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    closed: int = 0
+    unchanged: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "closed": self.closed,
+            "unchanged": self.unchanged,
+            "errors": self.errors,
+        }
+
+
+class Writer:
+    """Applies a plan through the gateway and records every step in the ledger."""
+
+    def __init__(
+        self,
+        gateway: FHIRGateway,
+        sessions: sessionmaker[Session],
+        *,
+        sweep_id: int,
+        as_of: date,
+        practice_of: Callable[[str], str | None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._gateway = gateway
+        self._sessions = sessions
+        self._sweep_id = sweep_id
+        self._as_of = as_of
+        self._practice_of = practice_of
+        self._clock = clock
+
+    def apply(self, work: Plan, contexts: Mapping[str, PatientContext]) -> Counts:
+        """Every create, update and close; each commits its own ledger rows, so a sweep that
+        stops half way keeps what it did. A failed write is audited and counted, not raised."""
+        counts = Counts(unchanged=work.unchanged)
+        for wanted in work.creates:
+            try:
+                self._create(wanted, counts)
+            except FHIRError as exc:
+                self._failed(counts, wanted.finding.identifier, wanted.resource_type, exc)
+        for wanted in work.updates:
+            try:
+                self._update(wanted, counts)
+            except FHIRError as exc:
+                self._failed(counts, wanted.finding.identifier, wanted.resource_type, exc)
+        for closure in work.closes:
+            try:
+                self._close(closure, contexts.get(closure.patient), counts)
+            except FHIRError as exc:
+                self._failed(counts, closure.identifier, closure.resource_type, exc)
+        return counts
+
+    def _failed(
+        self, counts: Counts, identifier: str, resource_type: ResourceType, error: FHIRError
+    ) -> None:
+        counts.errors += 1
+        with self._sessions.begin() as session:
+            existing = store.find_finding(session, identifier)
+            conflict = isinstance(error, VersionConflict)
+            store.record_write(
+                session,
+                sweep_id=self._sweep_id,
+                resource_type=resource_type,
+                resource_id=identifier,
+                action=WriteAction.UPDATE if existing else WriteAction.CREATE,
+                outcome=WriteOutcome.CONFLICT if conflict else WriteOutcome.FAILED,
+                reason="write failed; retried at the next sweep",
+                now=self._clock(),
+                http_status=error.status,
+                detail=str(error),
+                finding_identifier=identifier,
+            )
+
+    def _create(self, wanted: Desired, counts: Counts) -> None:
+        kind, rid = wanted.resource["resourceType"], wanted.resource["id"]
+        current = self._gateway.read(kind, rid)
+        if current is not None and content_hash(current) == wanted.digest:
+            self._open(wanted, current, version=_version(current), action=None)
+            counts.unchanged += 1
+            return
+        body = wanted.resource if current is None else _merge(current, wanted.resource)
+        written, version = self._put(body, None if current is None else _version(current), wanted)
+        self._open(wanted, written, version=version, action=WriteAction.CREATE)
+        if current is None:
+            counts.created += 1
+        else:
+            counts.updated += 1
+
+    def _update(self, wanted: Desired, counts: Counts) -> None:
+        kind, rid = wanted.resource["resourceType"], wanted.resource["id"]
+        current = self._gateway.read(kind, rid)
+        if current is None:
+            body, version = wanted.resource, None
+        else:
+            body, version = _merge(current, wanted.resource), _version(current)
+        written, new_version = self._put(body, version, wanted)
+        with self._sessions.begin() as session:
+            store.record_finding_write(
+                session,
+                wanted.finding,
+                status=str(written.get("status", "")),
+                content_hash=wanted.digest,
+                version_id=new_version,
+            )
+            self._audit(
+                session,
+                wanted.resource_type,
+                rid,
+                WriteAction.UPDATE,
+                new_version,
+                wanted.finding.reason,
+                wanted.finding.identifier,
+            )
+        counts.updated += 1
+
+    def _close(self, closure: Closure, context: PatientContext | None, counts: Counts) -> None:
+        kind, rid = closure.resource_type.value, closure.resource_id
+        version: str | None = None
+        status = "unknown"
+        for attempt in range(CONFLICT_RETRIES + 1):
+            current = self._gateway.read(kind, rid)
+            if current is None:
+                status = "missing"
+                break
+            closed = _closed(current, closure, context, self._as_of)
+            if closed is None:
+                status, version = str(current.get("status")), _version(current)
+                break
+            try:
+                result = self._gateway.update(closed, if_match=_version(current))
+            except VersionConflict:
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            status, version = str(closed["status"]), result.version_id
+            with self._sessions.begin() as session:
+                action = WriteAction.CLOSE if kind == "Flag" else WriteAction.CANCEL
+                if closed["status"] == "in-progress":
+                    action = WriteAction.UPDATE
+                self._audit(
+                    session,
+                    closure.resource_type,
+                    rid,
+                    action,
+                    version,
+                    closure.reason,
+                    closure.identifier,
+                )
+            break
+        with self._sessions.begin() as session:
+            store.close_finding(
+                session,
+                closure.identifier,
+                reason=closure.reason,
+                status=status,
+                version_id=version,
+                sweep_id=self._sweep_id,
+                now=self._clock(),
+            )
+        counts.closed += 1
+
+    def _put(
+        self, body: Resource, version: str | None, wanted: Desired
+    ) -> tuple[Resource, str | None]:
+        """PUT with If-Match; on a conflict re-read, re-apply our fields and try again."""
+        kind, rid = body["resourceType"], body["id"]
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                result = self._gateway.update(body, if_match=version)
+                return result.resource or body, result.version_id
+            except VersionConflict:
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                current = self._gateway.read(kind, rid)
+                body = wanted.resource if current is None else _merge(current, wanted.resource)
+                version = None if current is None else _version(current)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open(
+        self, wanted: Desired, written: Resource, *, version: str | None, action: WriteAction | None
+    ) -> None:
+        rid = wanted.resource["id"]
+        with self._sessions.begin() as session:
+            existing = store.find_finding(session, wanted.finding.identifier)
+            if existing is not None and existing.closed_at is None:
+                store.record_finding_write(
+                    session,
+                    wanted.finding,
+                    status=str(written.get("status", "")),
+                    content_hash=wanted.digest,
+                    version_id=version,
+                )
+            else:
+                store.open_finding(
+                    session,
+                    wanted.finding,
+                    practice=self._practice_of(wanted.finding.patient),
+                    resource_type=wanted.resource_type,
+                    resource_id=rid,
+                    status=str(written.get("status", "")),
+                    content_hash=wanted.digest,
+                    version_id=version,
+                    sweep_id=self._sweep_id,
+                    now=self._clock(),
+                )
+            if action is not None:
+                self._audit(
+                    session,
+                    wanted.resource_type,
+                    rid,
+                    action,
+                    version,
+                    wanted.finding.reason,
+                    wanted.finding.identifier,
+                )
+
+    def _audit(
+        self,
+        session: Session,
+        resource_type: ResourceType,
+        rid: str,
+        action: WriteAction,
+        version: str | None,
+        reason: str,
+        identifier: str,
+    ) -> None:
+        store.record_write(
+            session,
+            sweep_id=self._sweep_id,
+            resource_type=resource_type,
+            resource_id=rid,
+            action=action,
+            outcome=WriteOutcome.OK,
+            reason=reason,
+            now=self._clock(),
+            version_id=version,
+            finding_identifier=identifier,
+        )
+
+
+def _version(resource: Resource) -> str | None:
+    value = (resource.get("meta") or {}).get("versionId")
+    return str(value) if value is not None else None
+
+
+def _merge(current: Resource, wanted: Resource) -> Resource:
+    """The server copy with the service's own fields replaced by the wanted ones."""
+    merged = {k: v for k, v in current.items() if k not in _MANAGED[wanted["resourceType"]]}
+    merged.update({k: wanted[k] for k in _MANAGED[wanted["resourceType"]] if k in wanted})
+    meta = dict(current.get("meta") or {})
+    meta["tag"] = (wanted.get("meta") or {}).get("tag", [])
+    merged["meta"] = {k: v for k, v in meta.items() if k in ("tag", "profile", "security")}
+    if wanted["resourceType"] == "Flag":
+        period = dict(current.get("period") or {})
+        period["start"] = (wanted.get("period") or {}).get("start")
+        merged["period"] = {k: v for k, v in period.items() if v is not None}
+    return merged
+
+
+def _closed(
+    current: Resource, closure: Closure, context: PatientContext | None, as_of: date
+) -> Resource | None:
+    """The resource as it should be once the finding no longer holds; None if already so."""
+    body = dict(current)
+    body.pop("meta", None)
+    reason = {"text": closure.reason}
+    if current["resourceType"] == "Flag":
+        if current.get("status") != "active":
+            return None
+        body["status"] = "inactive"
+        body["period"] = {**(current.get("period") or {}), "end": as_of.isoformat()}
+        return body
+    if current.get("status") in TERMINAL_TASK:
+        return None
+    if closure.reason == "result received" and context is not None:
+        if (
+            current.get("businessStatus", {}).get("coding", [{}])[0].get("code")
+            == "awaiting-pharmacist"
+        ):
+            return None
+        tests = [
+            i["valueCodeableConcept"]["coding"][0]["code"]
+            for i in current.get("input", [])
+            if i.get("valueCodeableConcept", {}).get("coding")
+        ]
+        outputs = [
+            {
+                "type": {"coding": [{"system": t.TASK_INPUT, "code": "result"}], "text": test},
+                "valueReference": {"reference": context.latest_results[test][1]},
+            }
+            for test in tests
+            if test in context.latest_results
+        ]
+        body["status"] = "in-progress"
+        body["businessStatus"] = {
+            "coding": [{"system": t.BUSINESS_STATUS, "code": "awaiting-pharmacist"}],
+            "text": "result received: awaiting pharmacist review",
+        }
+        body["owner"] = PHARMACIST
+        body["output"] = [*current.get("output", []), *outputs]
+        return body
+    body["status"] = "cancelled"
+    body["statusReason"] = reason
+    body["businessStatus"] = {
+        "coding": [{"system": t.BUSINESS_STATUS, "code": "closed"}],
+        "text": closure.reason,
+    }
+    return body
