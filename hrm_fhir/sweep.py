@@ -108,11 +108,7 @@ def run_sweep(
     """Run one sweep; ``full`` None means incremental when a watermark exists, else full."""
     holder = holder or f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
-    with sessions.begin() as session:
-        if not store.acquire_lock(
-            session, store.SWEEP_LOCK, holder, ttl_seconds=LOCK_TTL_SECONDS, now=clock()
-        ):
-            raise SweepBusyError("another sweep is running (the sweep lock is held)")
+    _take_lock(sessions, holder, clock)
     try:
         if not dry_run:
             gateway.require_writable()
@@ -272,6 +268,36 @@ def _records(
         for resource in orjson.loads(body):
             builder.add("server", resource)
     return builder.finish(), builder.skipped
+
+
+def _take_lock(sessions: sessionmaker[Session], holder: str, clock: Callable[[], datetime]) -> None:
+    """Take the sweep lock; a lock left by a dead process on this host is taken over at once
+    (a killed sweep would otherwise block the next one until the lease expires)."""
+    for _ in range(2):
+        with sessions.begin() as session:
+            if store.acquire_lock(
+                session, store.SWEEP_LOCK, holder, ttl_seconds=LOCK_TTL_SECONDS, now=clock()
+            ):
+                return
+        with sessions.begin() as session:
+            lock = store.live_lock(session, store.SWEEP_LOCK, now=clock())
+            if lock is None or not _is_dead_local(lock.holder):
+                break
+            store.release_lock(session, store.SWEEP_LOCK, lock.holder)
+    raise SweepBusyError("another sweep is running (the sweep lock is held)")
+
+
+def _is_dead_local(holder: str) -> bool:
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _renew(sessions: sessionmaker[Session], holder: str, clock: Callable[[], datetime]) -> None:

@@ -8,6 +8,7 @@ PUT the same id and never duplicate.
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Iterable
 from datetime import date, timedelta
@@ -42,9 +43,11 @@ def build_resource(finding: Finding, as_of: date, window_days: int = 14) -> Task
 
 
 def _common(finding: Finding) -> dict[str, Any]:
+    div = f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{html.escape(finding.reason)}</p></div>'
     return {
         "id": finding.identifier,
         "meta": {"tag": [{"system": t.TAG, "code": "hrm-fhir"}]},
+        "text": {"status": "generated", "div": div},
         "identifier": [{"system": t.FINDING_IDENTIFIER, "value": finding.identifier}],
     }
 

@@ -41,6 +41,7 @@ _MANAGED = {
     "Task": (
         "identifier",
         "meta",
+        "text",
         "extension",
         "intent",
         "priority",
@@ -52,7 +53,7 @@ _MANAGED = {
         "restriction",
         "input",
     ),
-    "Flag": ("identifier", "meta", "extension", "category", "code", "subject", "author"),
+    "Flag": ("identifier", "meta", "text", "extension", "category", "code", "subject", "author"),
 }
 
 

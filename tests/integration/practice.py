@@ -1,0 +1,89 @@
+"""A tiny synthetic practice per test, with ids unique to the test run."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from tests.builders import observation, patient, prescription, repeats
+
+AS_OF = date(2026, 11, 27)
+FBC, LFT, EGFR, LITHIUM = (
+    "1022441000000101",
+    "997531000000108",
+    "1011481000000105",
+    "1006681000000100",
+)
+Resource = dict[str, Any]
+
+
+class Practice:
+    """Builds resources whose ids and references carry the run prefix."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run = run_id
+        self.org = f"{run_id}-org"
+        self._n = 0
+
+    def organization(self) -> Resource:
+        return {"resourceType": "Organization", "id": self.org, "name": "Synthetic test practice"}
+
+    def pid(self, name: str) -> str:
+        return f"{self.run}-{name}"
+
+    def _rid(self, kind: str) -> str:
+        self._n += 1
+        return f"{self.run}-{kind}{self._n}"
+
+    def patient(self, name: str, **extra: Any) -> Resource:
+        gp = [{"reference": f"Organization/{self.org}"}]
+        return patient(self.pid(name), generalPractitioner=gp, **extra)
+
+    def repeats(self, name: str, text: str, start: date, end: date, **kw: Any) -> list[Resource]:
+        chain = repeats(text, start, end, pid=self.pid(name), **kw)
+        for resource in chain:
+            resource["id"] = self._rid("mr")
+        return chain
+
+    def prescription(self, name: str, text: str, on: date, **kw: Any) -> Resource:
+        return prescription(text, on, pid=self.pid(name), rid=self._rid("mr"), **kw)
+
+    def result(self, name: str, code: str, value: float | None, unit: str, on: date) -> Resource:
+        return observation(code, value, unit, on, pid=self.pid(name), rid=self._rid("obs"))
+
+    def bloods(self, name: str, on: date) -> list[Resource]:
+        return [
+            self.result(name, FBC, None, "1", on),
+            self.result(name, LFT, None, "1", on),
+            self.result(name, EGFR, 88, "mL/min/{1.73_m2}", on),
+        ]
+
+
+def starter(practice: Practice) -> list[Resource]:
+    """Four patients: methotrexate bloods overdue, lithium toxic level, high-dose opioid, none."""
+    p = practice
+    long_ago, recent = AS_OF - timedelta(days=700), AS_OF - timedelta(days=6)
+    return [
+        p.organization(),
+        p.patient("mtx"),
+        *p.repeats(
+            "mtx", "Methotrexate 2.5mg tablets", long_ago, recent, dosage="10mg once weekly"
+        ),
+        *p.bloods("mtx", AS_OF - timedelta(days=120)),
+        p.patient("lith", born="1970-05-05"),
+        *p.repeats(
+            "lith", "Lithium carbonate 400mg MR tablets", long_ago, recent, dosage="800mg at night"
+        ),
+        p.result("lith", LITHIUM, 1.6, "mmol/L", AS_OF - timedelta(days=2)),
+        *p.bloods("lith", AS_OF - timedelta(days=30)),
+        p.patient("opioid"),
+        *p.repeats(
+            "opioid",
+            "Morphine sulfate 60mg modified-release tablets",
+            long_ago,
+            recent,
+            dosage="60mg twice daily",
+        ),
+        p.patient("statin"),
+        *p.repeats("statin", "Atorvastatin 20mg tablets", long_ago, recent),
+    ]

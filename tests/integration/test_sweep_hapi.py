@@ -1,0 +1,324 @@
+"""The live sweep against a real HAPI FHIR server: writeback, idempotence, closing the loop."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from hrm_fhir import terminology
+from hrm_fhir.adapters import store
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.config import Settings
+from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.records import SweepStatus
+from hrm_fhir.sweep import SweepSummary, run_sweep
+from tests.builders import rules
+from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
+
+pytestmark = pytest.mark.hapi
+
+
+class Harness:
+    """One test's practice, database and gateway."""
+
+    def __init__(self, base: str, run_id: str, db: Path, page_size: int = 200) -> None:
+        self.practice = Practice(run_id)
+        self.settings = Settings(
+            fhir_base_url=base,
+            database_url=f"sqlite:///{db}",
+            practice=self.practice.org,
+            page_size=page_size,
+        )
+        self.engine = init_db(self.settings.database_url)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        self.gateway = FHIRGateway.from_settings(self.settings)
+
+    def upload(self, resources: list[Resource]) -> None:
+        entries = [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources
+        ]
+        reply = self.gateway.transaction(
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        )
+        assert all(e["response"]["status"].startswith("2") for e in reply["entry"])
+
+    def sweep(self, **kw: Any) -> SweepSummary:
+        return run_sweep(
+            self.settings, self.sessions, self.gateway, rules(), as_of=kw.pop("as_of", AS_OF), **kw
+        )
+
+    def ours(self, kind: str, patient: str) -> list[Resource]:
+        """The service's Tasks or Flags for one patient, straight from the server."""
+        param = "patient" if kind == "Task" else "subject"
+        found = self.gateway.search(
+            kind,
+            {param: f"Patient/{self.practice.pid(patient)}", "_tag": f"{terminology.TAG}|hrm-fhir"},
+        )
+        return found.resources
+
+    def close(self) -> None:
+        self.gateway.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def harness(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(fhir_base, run_id, tmp_path / "hrm.db")
+    yield h
+    h.close()
+
+
+def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    first = harness.sweep()
+    assert first.mode == "full"
+    assert first.findings >= 4
+    counts = first.counts
+    assert counts.created == first.findings
+    assert counts.errors == 0
+    [mtx_task] = [
+        t for t in harness.ours("Task", "mtx") if t["code"]["coding"][0]["code"] == "monitoring-due"
+    ]
+    assert mtx_task["status"] == "requested"
+    assert mtx_task["focus"]["reference"].startswith("MedicationRequest/")
+    assert {
+        i["valueCodeableConcept"]["coding"][0]["code"]
+        for i in mtx_task["input"]
+        if "valueCodeableConcept" in i
+    } == {"fbc", "lft", "renal"}
+    [flag] = harness.ours("Flag", "lith")
+    assert flag["status"] == "active"
+    assert "URGENT" in flag["code"]["text"]
+    assert any(
+        t["code"]["coding"][0]["code"] == "prescribing-review"
+        for t in harness.ours("Task", "opioid")
+    )
+    assert harness.ours("Task", "statin") == []
+
+    second = harness.sweep()
+    assert second.mode == "incremental"
+    assert (second.counts.created, second.counts.updated, second.counts.closed) == (0, 0, 0)
+    assert second.counts.unchanged == first.findings
+    assert [t["meta"]["versionId"] for t in harness.ours("Task", "mtx")] == [
+        mtx_task["meta"]["versionId"]
+    ]
+
+
+def test_written_resources_pass_hapi_validate(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    harness.sweep()
+    written = [
+        *harness.ours("Task", "mtx"),
+        *harness.ours("Flag", "lith"),
+        *harness.ours("Task", "opioid"),
+    ]
+    assert len(written) >= 3
+    for resource in written:
+        outcome = harness.gateway.validate(resource)
+        errors = [i for i in outcome.get("issue", []) if i["severity"] in ("error", "fatal")]
+        assert errors == [], (resource["resourceType"], errors)
+
+
+def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    plan = harness.sweep(dry_run=True)
+    assert plan.plan is not None
+    assert len(plan.plan["create"]) == plan.findings > 0  # type: ignore[arg-type]
+    assert harness.ours("Task", "mtx") == []
+    with harness.sessions.begin() as session:
+        assert store.open_findings(session) == []
+        assert store.get_cursor(session, f"Organization/{harness.practice.org}") is None
+
+
+def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path) -> None:
+    h = Harness(fhir_base, run_id, tmp_path / "p.db", page_size=4)
+    try:
+        p = h.practice
+        resources: list[Resource] = [p.organization()]
+        for n in range(14):
+            name = f"m{n}"
+            resources += [
+                p.patient(name),
+                *p.repeats(
+                    name,
+                    "Methotrexate 2.5mg tablets",
+                    AS_OF - timedelta(days=400),
+                    AS_OF - timedelta(days=9),
+                    dosage="10mg weekly",
+                ),
+            ]
+        h.upload(resources)
+        summary = h.sweep()
+        assert summary.patients == 14
+        assert summary.counts.created == 14
+        assert summary.warnings == []
+    finally:
+        h.close()
+
+
+def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> None:
+    p = harness.practice
+    harness.upload(starter(p))
+    harness.sweep()
+    fresh = p.bloods("mtx", AS_OF - timedelta(days=1))
+    harness.upload(fresh)
+    later = harness.sweep()
+    assert later.mode == "incremental"
+    assert later.counts.closed >= 1
+    [task] = [
+        t for t in harness.ours("Task", "mtx") if t["code"]["coding"][0]["code"] == "monitoring-due"
+    ]
+    assert task["status"] == "in-progress"
+    assert task["businessStatus"]["coding"][0]["code"] == "awaiting-pharmacist"
+    outputs = {o["valueReference"]["reference"] for o in task["output"]}
+    assert outputs & {f"Observation/{r['id']}" for r in fresh}
+    with harness.sessions.begin() as session:
+        closed = [
+            f for f in store.list_findings(session, state="closed") if f.patient.endswith("-mtx")
+        ]
+        assert [f.close_reason for f in closed] == ["result received"]
+
+
+def test_stopped_drug_and_death_cancel_open_tasks_with_a_reason(harness: Harness) -> None:
+    p = harness.practice
+    resources = starter(p)
+    harness.upload(resources)
+    harness.sweep()
+    opioid_chain = [
+        r
+        for r in resources
+        if r["resourceType"] == "MedicationRequest"
+        and r["subject"]["reference"].endswith("-opioid")
+    ]
+    latest = dict(opioid_chain[-1], status="stopped")
+    dead = dict(
+        next(r for r in resources if r.get("id") == p.pid("mtx")), deceasedDateTime="2026-11-20"
+    )
+    harness.upload([latest, dead])
+    harness.sweep()
+    for name, reason in (("opioid", "drug stopped"), ("mtx", "patient deceased")):
+        tasks = harness.ours("Task", name)
+        assert tasks
+        assert {t["status"] for t in tasks} == {"cancelled"}, name
+        assert {t["statusReason"]["text"] for t in tasks} == {reason}
+
+
+def test_resolved_out_of_range_result_makes_the_flag_inactive(harness: Harness) -> None:
+    p = harness.practice
+    harness.upload(starter(p))
+    harness.sweep()
+    harness.upload([p.result("lith", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1))])
+    harness.sweep()
+    [flag] = harness.ours("Flag", "lith")
+    assert flag["status"] == "inactive"
+    assert flag["period"]["end"] == AS_OF.isoformat()
+
+
+def test_changes_made_in_the_clinical_system_are_kept(harness: Harness) -> None:
+    p = harness.practice
+    harness.upload(starter(p))
+    harness.sweep()
+    [task] = [
+        t for t in harness.ours("Task", "mtx") if t["code"]["coding"][0]["code"] == "monitoring-due"
+    ]
+    task["businessStatus"] = {"text": "invited"}
+    task["owner"] = {"display": "Technician A"}
+    task["note"] = [{"text": "SMS sent"}]
+    harness.gateway.update(task, if_match=task["meta"]["versionId"])
+    harness.sweep(as_of=AS_OF + timedelta(days=7), full=True)
+    [after] = [t for t in harness.ours("Task", "mtx") if t["id"] == task["id"]]
+    assert after["businessStatus"] == {"text": "invited"}
+    assert after["owner"] == {"display": "Technician A"}
+    assert after["note"] == [{"text": "SMS sent"}]
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_interrupted_sweep_rerun_converges_without_duplicates(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    real_update = harness.gateway.update
+    calls = {"n": 0}
+
+    def failing_update(resource: Resource, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise _Crash("killed half way")
+        return real_update(resource, **kw)
+
+    harness.gateway.update = failing_update  # type: ignore[method-assign]
+    with pytest.raises(_Crash):
+        harness.sweep()
+    harness.gateway.update = real_update  # type: ignore[method-assign]
+    rerun = harness.sweep()
+    assert rerun.mode == "full", "no watermark was saved by the failed sweep"
+    assert rerun.counts.errors == 0
+    with harness.sessions.begin() as session:
+        open_ids = {f.identifier for f in store.open_findings(session)}
+        sweeps = store.list_sweeps(session)
+        assert [s.status for s in sweeps][-2:] in (
+            [SweepStatus.COMPLETED, SweepStatus.FAILED],
+            [SweepStatus.FAILED, SweepStatus.COMPLETED],
+        )
+    assert len(open_ids) == rerun.findings
+    for identifier in open_ids:
+        for kind in ("Task", "Flag"):
+            hits = harness.gateway.search(
+                kind, {"identifier": f"{terminology.FINDING_IDENTIFIER}|{identifier}"}
+            )
+            assert len(hits.resources) <= 1
+    third = harness.sweep()
+    assert (third.counts.created, third.counts.updated, third.counts.closed) == (0, 0, 0)
+
+
+def _killed_sweep(base: str, db: str, org: str) -> None:
+    """Runs in a child process that is killed while its writes are slowed down."""
+    settings = Settings(fhir_base_url=base, database_url=db, practice=org)
+    engine = init_db(db)
+    gateway = FHIRGateway.from_settings(settings)
+    real_update = gateway.update
+
+    def slow_update(resource: Resource, **kw: Any) -> Any:
+        result = real_update(resource, **kw)
+        time.sleep(30)
+        return result
+
+    gateway.update = slow_update  # type: ignore[method-assign]
+    run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
+
+
+def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    context = multiprocessing.get_context("fork")
+    child = context.Process(
+        target=_killed_sweep,
+        args=(harness.settings.fhir_base_url, harness.settings.database_url, harness.practice.org),
+    )
+    child.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not harness.ours("Task", "lith") + harness.ours(
+        "Flag", "lith"
+    ) + harness.ours("Task", "mtx") + harness.ours("Task", "opioid"):
+        time.sleep(0.5)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(10)
+    summary = harness.sweep()
+    assert summary.counts.errors == 0
+    with harness.sessions.begin() as session:
+        statuses = [s.status for s in store.list_sweeps(session)]
+        assert SweepStatus.INTERRUPTED in statuses
+        assert store.open_findings(session)
+    again = harness.sweep()
+    assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
