@@ -242,7 +242,7 @@ def test_changes_made_in_the_clinical_system_are_kept(harness: Harness) -> None:
     assert after["note"] == [{"text": "SMS sent"}]
 
 
-class _Crash(RuntimeError):
+class _CrashError(RuntimeError):
     pass
 
 
@@ -254,11 +254,11 @@ def test_interrupted_sweep_rerun_converges_without_duplicates(harness: Harness) 
     def failing_update(resource: Resource, **kw: Any) -> Any:
         calls["n"] += 1
         if calls["n"] > 2:
-            raise _Crash("killed half way")
+            raise _CrashError("killed half way")
         return real_update(resource, **kw)
 
     harness.gateway.update = failing_update  # type: ignore[method-assign]
-    with pytest.raises(_Crash):
+    with pytest.raises(_CrashError):
         harness.sweep()
     harness.gateway.update = real_update  # type: ignore[method-assign]
     rerun = harness.sweep()
