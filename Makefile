@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AS_OF ?= 2026-11-27
+SANDBOX_PORT ?= 8080
+FHIR_BASE ?= http://127.0.0.1:$(SANDBOX_PORT)/fhir
 
-.PHONY: run test lint typecheck unit practice bench clean
+.PHONY: run evaluate test lint typecheck unit practice bench bench-sweep sandbox-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Evaluate the bundled synthetic practice and print a readable summary.
+## Start the local HAPI sandbox, load the bundled synthetic practice, run one sweep, print what it wrote.
 run: $(STAMP)
+	$(BIN)/hrm-fhir sandbox start --port $(SANDBOX_PORT)
+	$(BIN)/hrm-fhir load --fhir-base $(FHIR_BASE) fixtures/practice/ndjson
+	$(BIN)/hrm-fhir sweep --fhir-base $(FHIR_BASE) --as-of $(AS_OF) --practice practice-1 --full --format summary
+
+## Evaluate the bundled synthetic practice offline (no server) and print a readable summary.
+evaluate: $(STAMP)
 	$(BIN)/hrm-fhir evaluate --as-of $(AS_OF) --format summary fixtures/practice/ndjson
 
 ## Lint, format check, strict type check and the whole test suite.
@@ -38,6 +46,10 @@ practice: $(STAMP)
 ## Evaluate a 20,000-patient export against a bare orjson parse (see bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_evaluate.py
+
+## Stop the local HAPI sandbox.
+sandbox-stop: $(STAMP)
+	$(BIN)/hrm-fhir sandbox stop
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

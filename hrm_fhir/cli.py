@@ -159,14 +159,23 @@ def init_db_command() -> None:
     help="Read only what changed since the last watermark (default after the first run).",
 )
 @click.option("--practice", default=None, help="Organization id: sweep only its patients.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "summary"]),
+    default="json",
+    show_default=True,
+    help="summary: the counts and every write, readable.",
+)
 def sweep(
     fhir_base: str | None,
     as_of: datetime | None,
     dry_run: bool,
     mode: str | None,
     practice: str | None,
+    fmt: str,
 ) -> None:
-    """Run one sweep against a FHIR server and print a JSON summary."""
+    """Run one sweep against a FHIR server and print its summary."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.db import init_db, make_session_factory
     from hrm_fhir.sweep import default_as_of, run_sweep
@@ -184,12 +193,18 @@ def sweep(
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
         )
+        if fmt == "summary":
+            from hrm_fhir.sweep import render_sweep
+
+            with make_session_factory(engine).begin() as session:
+                click.echo(render_sweep(session, summary))
+        else:
+            _write(summary.to_json())
     except HRMError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         gateway.close()
         engine.dispose()
-    _write(summary.to_json())
 
 
 @main.command()

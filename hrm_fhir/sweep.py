@@ -10,6 +10,7 @@ only when the sweep completes, so an interrupted sweep is simply repeated.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -42,6 +43,7 @@ from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
 
 LOCK_TTL_SECONDS = 15 * 60
+log = logging.getLogger(__name__)
 
 
 class SweepBusyError(HRMError):
@@ -139,6 +141,7 @@ def run_sweep(
                 settings, sessions, gateway, rules, summary, scope, cursor, is_full, clock, holder
             )
         except Exception as exc:
+            log.error("sweep %s failed: %s", sweep_id, type(exc).__name__)
             with sessions.begin() as session:
                 record = store.get_sweep(session, sweep_id)
                 assert record is not None  # noqa: S101 - created above
@@ -153,6 +156,7 @@ def run_sweep(
                 )
             raise
         summary.duration_seconds = time.monotonic() - started
+        log.info("sweep finished", extra={"sweep": summary.to_json() | {"plan": None}})
         return summary
     finally:
         with sessions.begin() as session:
@@ -207,7 +211,7 @@ def _sweep(
     with sessions.begin() as session:
         open_records = store.open_findings(session)
     desired = desired_resources(findings, summary.as_of, engine.window_days)
-    work = plan(desired, open_records, contexts)
+    work = plan(desired, open_records, contexts, verify=summary.mode == "full")
     summary.patients = len(records)
     summary.findings = len(findings)
     summary.skipped = len(skipped)
@@ -328,6 +332,26 @@ def _finish(
             error=None,
             now=clock(),
         )
+
+
+def render_sweep(session: Session, summary: SweepSummary) -> str:
+    """The summary and every write the sweep made, one line each, for a person to read."""
+    counts = summary.counts
+    lines = [
+        f"sweep {summary.sweep_id} ({summary.mode}{', dry run' if summary.dry_run else ''}) "
+        f"as of {summary.as_of.isoformat()}, scope {summary.scope}: {summary.patients} patients, "
+        f"{summary.findings} findings",
+        f"created {counts.created}, updated {counts.updated}, closed {counts.closed}, "
+        f"unchanged {counts.unchanged}, errors {counts.errors}, skipped {summary.skipped}, "
+        f"{summary.duration_seconds:.1f} s",
+        *(f"warning: {w}" for w in summary.warnings),
+    ]
+    for write in store.sweep_writes(session, summary.sweep_id):
+        lines.append(
+            f"- {write.action.value:<7} {write.resource_type.value}/{write.resource_id} "
+            f"[{write.outcome.value}] {write.reason}"
+        )
+    return "\n".join(lines)
 
 
 def default_as_of(settings: Settings) -> date:

@@ -410,3 +410,9 @@ def save_snapshots(
         else:
             row.body, row.fetched_at, row.sweep_id = body, now, sweep_id
     session.flush()
+
+
+def sweep_writes(session: Session, sweep_id: int) -> list[WriteRecord]:
+    """The writes one sweep made or attempted, in order."""
+    query = select(WriteRecord).where(WriteRecord.sweep_id == sweep_id).order_by(WriteRecord.id)
+    return list(session.scalars(query))

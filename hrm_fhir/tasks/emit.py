@@ -153,14 +153,21 @@ def plan(
     desired: Mapping[str, Desired],
     open_records: Iterable[FindingRecord],
     contexts: Mapping[str, PatientContext],
+    *,
+    verify: bool = False,
 ) -> Plan:
-    """Creates, updates and closes that make the server match the findings (pure)."""
+    """Creates, updates and closes that make the server match the findings (pure).
+
+    With ``verify`` (full reconciliation) the ledger is not trusted for unchanged findings:
+    each goes through the create path, which reads the server copy and rewrites it only if it
+    is missing or differs (a server restored from backup, a resource deleted by hand).
+    """
     result = Plan()
     open_by_id = {record.identifier: record for record in open_records}
     for identifier in sorted(desired):
         wanted = desired[identifier]
         record = open_by_id.get(identifier)
-        if record is None:
+        if record is None or (verify and record.content_hash == wanted.digest):
             result.creates.append(wanted)
         elif record.content_hash != wanted.digest:
             result.updates.append(wanted)

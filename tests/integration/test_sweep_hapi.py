@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology
@@ -322,3 +323,17 @@ def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: 
         assert store.open_findings(session)
     again = harness.sweep()
     assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
+
+
+def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    harness.sweep()
+    [flag] = harness.ours("Flag", "lith")
+    deleted = requests.delete(f"{harness.settings.fhir_base_url}/Flag/{flag['id']}", timeout=30)
+    assert deleted.status_code in (200, 204)
+    assert harness.ours("Flag", "lith") == []
+    incremental = harness.sweep()
+    assert incremental.counts.created == 0, "the ledger is trusted between reconciliations"
+    full = harness.sweep(full=True)
+    assert full.counts.created == 1
+    assert [f["id"] for f in harness.ours("Flag", "lith")] == [flag["id"]]
