@@ -17,7 +17,7 @@ import org.apache.commons.lang3.StringUtils;
  * <p>Only requests that carried an {@code If-Match} header are touched, so other conflicts
  * (for example a delete blocked by references, or a concurrent-write clash without If-Match)
  * keep their 409. The OperationOutcome HAPI produced is passed through unchanged. Switch off with
- * {@code hrm.sandbox.if-match-412=false} to get HAPI's own behaviour (which hapi.fhir.org shows).
+ * {@code hrm.sandbox.if-match-412=false} to get stock HAPI's 409.
  */
 @Interceptor
 public class IfMatchPreconditionInterceptor {

@@ -53,9 +53,9 @@ import javax.sql.DataSource;
  * Minimal HAPI FHIR R4 JPA wiring for the sandbox.
  *
  * <p>Imports the HAPI JPA core (R4 DAOs and resource providers, search, paging, validation
- * support), the Batch2 job framework and its job definitions (needed for bulk $export), and the
- * thread-pool factory, and the in-memory message channel Batch2 needs. It deliberately leaves out subscriptions, clinical reasoning, CDS Hooks,
- * MDM, IPS, OpenAPI and the test page overlay.
+ * support), the Batch2 job framework and its job definitions (needed for bulk $export), the
+ * in-memory message channel Batch2 runs on, and the thread-pool factory. It deliberately leaves
+ * out FHIR Subscriptions, clinical reasoning, CDS Hooks, MDM, IPS, OpenAPI and the test page.
  */
 @Configuration
 @EnableTransactionManagement
@@ -121,6 +121,9 @@ public class SandboxFhirConfig {
 		s.setEnableTaskBulkExportJobExecution(true);
 		s.setEnableTaskBulkImportJobExecution(false);
 		s.setEnableTaskPreExpandValueSets(false);
+		// As on a real server (and HAPI's default): a reference to a missing resource is refused.
+		s.setEnforceReferentialIntegrityOnWrite(true);
+		// Test clean-up: conditional DELETE matching several resources, and $expunge.
 		s.setAllowMultipleDelete(true);
 		s.setExpungeEnabled(true);
 		return s;
