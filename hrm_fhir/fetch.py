@@ -17,6 +17,7 @@ from typing import Any
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import patient_key
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.terminology import TAG
 
 Resource = dict[str, Any]
 CODES_PER_SEARCH = 10
@@ -149,39 +150,39 @@ def changed_patients(
 
 
 def read_records(
-    gateway: FHIRGateway, patients: Iterable[str], report: FetchReport
+    gateway: FHIRGateway,
+    patients: Iterable[str],
+    report: FetchReport,
+    scope: Scope | None = None,
 ) -> dict[str, list[Resource]]:
-    """Every resource a rule may read, per patient, newest version of each resource only."""
+    """Every resource a rule may read, per patient, newest version of each resource only.
+
+    Reads a few patients per search, or, when that would take more requests (a full sweep of a
+    practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
+    """
     wanted = sorted(set(patients))
     by_patient: dict[str, dict[tuple[str, str], Resource]] = {p: {} for p in wanted}
     medications: dict[str, Resource] = {}
-    for group in _chunks(wanted, PATIENTS_PER_SEARCH):
-        ids = ",".join(p.split("/", 1)[1] for p in group)
-        subjects = ",".join(group)
-        searches = (
-            ("Patient", {"_id": ids}),
-            (
-                "MedicationRequest",
-                {"subject": subjects, "_include": "MedicationRequest:medication"},
-            ),
-            ("Observation", {"subject": subjects}),
-            ("DiagnosticReport", {"subject": subjects}),
-        )
-        for resource_type, params in searches:
-            for page in gateway.iter_pages(resource_type, params):
-                report.searches += 1
-                report.note_time((page.get("meta") or {}).get("lastUpdated"))
-                for entry in page.get("entry") or ():
-                    resource = entry.get("resource")
-                    if not isinstance(resource, dict):
-                        continue
-                    report.resources += 1
-                    if resource.get("resourceType") == "Medication":
-                        medications[f"Medication/{resource.get('id')}"] = resource
-                        continue
-                    key = patient_key(resource)
-                    if key in by_patient:
-                        _keep_newest(by_patient[key], resource)
+    chunked = 4 * -(-len(wanted) // PATIENTS_PER_SEARCH)
+    if scope is not None and wanted and _paged_requests(gateway, scope, report) < chunked:
+        searches = _scope_searches(scope)
+    else:
+        searches = _patient_searches(wanted)
+    for resource_type, params in searches:
+        for page in gateway.iter_pages(resource_type, params):
+            report.searches += 1
+            report.note_time((page.get("meta") or {}).get("lastUpdated"))
+            for entry in page.get("entry") or ():
+                resource = entry.get("resource")
+                if not isinstance(resource, dict):
+                    continue
+                report.resources += 1
+                if resource.get("resourceType") == "Medication":
+                    medications[f"Medication/{resource.get('id')}"] = resource
+                    continue
+                key = patient_key(resource)
+                if key in by_patient:
+                    _keep_newest(by_patient[key], resource)
     out: dict[str, list[Resource]] = {}
     for patient, resources in by_patient.items():
         referenced = {
@@ -191,6 +192,47 @@ def read_records(
         }
         out[patient] = [*resources.values(), *(medications[ref] for ref in sorted(referenced))]
     return out
+
+
+def _patient_searches(wanted: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    for group in _chunks(wanted, PATIENTS_PER_SEARCH):
+        subjects = ",".join(group)
+        yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
+        yield "MedicationRequest", {"subject": subjects, "_include": "MedicationRequest:medication"}
+        yield "Observation", {"subject": subjects}
+        yield "DiagnosticReport", {"subject": subjects}
+
+
+def _scope_searches(scope: Scope) -> Iterator[tuple[str, dict[str, str]]]:
+    yield "Patient", scope.params("Patient")
+    yield (
+        "MedicationRequest",
+        {**scope.params("MedicationRequest"), "_include": "MedicationRequest:medication"},
+    )
+    yield "Observation", scope.params("Observation")
+    yield "DiagnosticReport", scope.params("DiagnosticReport")
+
+
+def _paged_requests(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> int:
+    """How many page requests reading every record type in scope would take."""
+    pages = 0
+    for resource_type in RECORD_TYPES:
+        params = {**scope.params(resource_type), "_summary": "count", "_total": "accurate"}
+        first = next(gateway.iter_pages(resource_type, params))
+        report.searches += 1
+        total = first.get("total")
+        pages += -(-total // gateway.page_size) if isinstance(total, int) and total else 1
+    return pages
+
+
+def our_resources(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> dict[str, Resource]:
+    """Every Task and Flag this service wrote in scope, as ``Type/id`` -> resource (by its tag)."""
+    found: dict[str, Resource] = {}
+    for resource_type in ("Task", "Flag"):
+        params = {"_tag": f"{TAG}|hrm-fhir", **scope.params(resource_type)}
+        for resource in _search(gateway, report, resource_type, params):
+            found[f"{resource_type}/{resource['id']}"] = resource
+    return found
 
 
 def _keep_newest(seen: dict[tuple[str, str], Resource], resource: Resource) -> None:

@@ -32,6 +32,7 @@ from hrm_fhir.fetch import (
     FetchReport,
     Scope,
     changed_patients,
+    our_resources,
     prescribed_patients,
     read_records,
     uncoded_candidates,
@@ -190,7 +191,7 @@ def _sweep(
         wanted |= known
     else:
         wanted |= changed_patients(gateway, scope, report, since) & known
-    fetched = read_records(gateway, wanted, report)
+    fetched = read_records(gateway, wanted, report, scope)
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
@@ -238,7 +239,8 @@ def _sweep(
         practice_of=lambda patient: practices.get(patient),
         clock=clock,
     )
-    summary.counts = writer.apply(work, contexts)
+    server = our_resources(gateway, scope, report) if summary.mode == "full" else None
+    summary.counts = writer.apply(work, contexts, server)
     dropped = {patient: b"" for patient in current if patient not in monitored}
     with sessions.begin() as session:
         store.save_snapshots(

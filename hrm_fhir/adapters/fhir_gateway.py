@@ -125,6 +125,11 @@ class FHIRGateway:
         self._page_size = page_size
         self._capabilities: Resource | None = None
 
+    @property
+    def page_size(self) -> int:
+        """The ``_count`` searches ask for unless told otherwise."""
+        return self._page_size
+
     @classmethod
     def from_settings(cls, settings: Settings) -> FHIRGateway:
         """A gateway configured from settings, with the auth provider ``settings.auth`` names."""

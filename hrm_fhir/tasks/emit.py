@@ -30,12 +30,13 @@ from hrm_fhir import terminology as t
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.domain import Finding, FindingKind, ResourceRef
-from hrm_fhir.errors import FHIRError, VersionConflict
+from hrm_fhir.errors import FHIRError, FHIRFatalError, VersionConflict
 from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
 from hrm_fhir.tasks.build import PHARMACIST, build_resource
 
 Resource = dict[str, Any]
 CONFLICT_RETRIES = 3
+BATCH_SIZE = 100
 TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "entered-in-error", "rejected"})
 _MANAGED = {
     "Task": (
@@ -225,16 +226,35 @@ class Writer:
         self._as_of = as_of
         self._practice_of = practice_of
         self._clock = clock
+        self._server: Mapping[str, Resource] | None = None
 
-    def apply(self, work: Plan, contexts: Mapping[str, PatientContext]) -> Counts:
-        """Every create, update and close; each commits its own ledger rows, so a sweep that
-        stops half way keeps what it did. A failed write is audited and counted, not raised."""
+    def apply(
+        self,
+        work: Plan,
+        contexts: Mapping[str, PatientContext],
+        server: Mapping[str, Resource] | None = None,
+    ) -> Counts:
+        """Every create, update and close; ledger rows are committed as each write lands, so a
+        sweep that stops half way keeps what it did. A failed write is audited and counted.
+
+        ``server`` is the service's resources as the server holds them (read in bulk for a full
+        reconciliation); without it each resource is read just before it is written.
+        Resources that do not exist yet are created in batches.
+        """
+        self._server = server
         counts = Counts(unchanged=work.unchanged)
+        missing: list[Desired] = []
         for wanted in work.creates:
             try:
-                self._create(wanted, counts)
+                current = self._current(wanted.resource["resourceType"], wanted.resource["id"])
+                if current is None:
+                    missing.append(wanted)
+                else:
+                    self._settle(wanted, current, counts)
             except FHIRError as exc:
                 self._failed(counts, wanted.finding.identifier, wanted.resource_type, exc)
+        for start in range(0, len(missing), BATCH_SIZE):
+            self._create_batch(missing[start : start + BATCH_SIZE], counts)
         for wanted in work.updates:
             try:
                 self._update(wanted, counts)
@@ -246,6 +266,66 @@ class Writer:
             except FHIRError as exc:
                 self._failed(counts, closure.identifier, closure.resource_type, exc)
         return counts
+
+    def _current(self, kind: str, rid: str) -> Resource | None:
+        if self._server is not None:
+            return self._server.get(f"{kind}/{rid}")
+        return self._gateway.read(kind, rid)
+
+    def _settle(self, wanted: Desired, current: Resource, counts: Counts) -> None:
+        """An existing resource: record it when it is as wanted, else update our fields."""
+        if content_hash(current) == wanted.digest:
+            with self._sessions.begin() as session:
+                self._open(session, wanted, current, version=_version(current), action=None)
+            counts.unchanged += 1
+            return
+        written, version = self._put(_merge(current, wanted.resource), _version(current), wanted)
+        with self._sessions.begin() as session:
+            self._open(session, wanted, written, version=version, action=WriteAction.UPDATE)
+        counts.updated += 1
+
+    def _create_batch(self, chunk: list[Desired], counts: Counts) -> None:
+        """PUT new resources by id in one batch Bundle; each entry succeeds or fails alone."""
+        entries = [
+            {
+                "resource": w.resource,
+                "request": {
+                    "method": "PUT",
+                    "url": f"{w.resource['resourceType']}/{w.resource['id']}",
+                },
+            }
+            for w in chunk
+        ]
+        try:
+            reply = self._gateway.transaction(
+                {"resourceType": "Bundle", "type": "batch", "entry": entries}
+            )
+        except FHIRError as exc:
+            for wanted in chunk:
+                self._failed(counts, wanted.finding.identifier, wanted.resource_type, exc)
+            return
+        responses = [entry.get("response") or {} for entry in reply.get("entry") or ()]
+        failures: list[tuple[Desired, FHIRError]] = []
+        with self._sessions.begin() as session:
+            for n, wanted in enumerate(chunk):
+                response = responses[n] if n < len(responses) else {}
+                status = str(response.get("status", ""))
+                if status.startswith("2"):
+                    version = _etag_version(response.get("etag"))
+                    self._open(
+                        session, wanted, wanted.resource, version=version, action=WriteAction.CREATE
+                    )
+                    counts.created += 1
+                else:
+                    code = int(status[:3]) if status[:3].isdigit() else None
+                    failures.append(
+                        (
+                            wanted,
+                            FHIRFatalError(f"batch entry: {status or 'no response'}", status=code),
+                        )
+                    )
+        for wanted, error in failures:
+            self._failed(counts, wanted.finding.identifier, wanted.resource_type, error)
 
     def _failed(
         self, counts: Counts, identifier: str, resource_type: ResourceType, error: FHIRError
@@ -268,24 +348,9 @@ class Writer:
                 finding_identifier=identifier,
             )
 
-    def _create(self, wanted: Desired, counts: Counts) -> None:
-        kind, rid = wanted.resource["resourceType"], wanted.resource["id"]
-        current = self._gateway.read(kind, rid)
-        if current is not None and content_hash(current) == wanted.digest:
-            self._open(wanted, current, version=_version(current), action=None)
-            counts.unchanged += 1
-            return
-        body = wanted.resource if current is None else _merge(current, wanted.resource)
-        written, version = self._put(body, None if current is None else _version(current), wanted)
-        self._open(wanted, written, version=version, action=WriteAction.CREATE)
-        if current is None:
-            counts.created += 1
-        else:
-            counts.updated += 1
-
     def _update(self, wanted: Desired, counts: Counts) -> None:
         kind, rid = wanted.resource["resourceType"], wanted.resource["id"]
-        current = self._gateway.read(kind, rid)
+        current = self._current(kind, rid)
         if current is None:
             body, version = wanted.resource, None
         else:
@@ -315,7 +380,7 @@ class Writer:
         version: str | None = None
         status = "unknown"
         for attempt in range(CONFLICT_RETRIES + 1):
-            current = self._gateway.read(kind, rid)
+            current = self._current(kind, rid) if attempt == 0 else self._gateway.read(kind, rid)
             if current is None:
                 status = "missing"
                 break
@@ -374,42 +439,47 @@ class Writer:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _open(
-        self, wanted: Desired, written: Resource, *, version: str | None, action: WriteAction | None
+        self,
+        session: Session,
+        wanted: Desired,
+        written: Resource,
+        *,
+        version: str | None,
+        action: WriteAction | None,
     ) -> None:
         rid = wanted.resource["id"]
-        with self._sessions.begin() as session:
-            existing = store.find_finding(session, wanted.finding.identifier)
-            if existing is not None and existing.closed_at is None:
-                store.record_finding_write(
-                    session,
-                    wanted.finding,
-                    status=str(written.get("status", "")),
-                    content_hash=wanted.digest,
-                    version_id=version,
-                )
-            else:
-                store.open_finding(
-                    session,
-                    wanted.finding,
-                    practice=self._practice_of(wanted.finding.patient),
-                    resource_type=wanted.resource_type,
-                    resource_id=rid,
-                    status=str(written.get("status", "")),
-                    content_hash=wanted.digest,
-                    version_id=version,
-                    sweep_id=self._sweep_id,
-                    now=self._clock(),
-                )
-            if action is not None:
-                self._audit(
-                    session,
-                    wanted.resource_type,
-                    rid,
-                    action,
-                    version,
-                    wanted.finding.reason,
-                    wanted.finding.identifier,
-                )
+        existing = store.find_finding(session, wanted.finding.identifier)
+        if existing is not None and existing.closed_at is None:
+            store.record_finding_write(
+                session,
+                wanted.finding,
+                status=str(written.get("status", "")),
+                content_hash=wanted.digest,
+                version_id=version,
+            )
+        else:
+            store.open_finding(
+                session,
+                wanted.finding,
+                practice=self._practice_of(wanted.finding.patient),
+                resource_type=wanted.resource_type,
+                resource_id=rid,
+                status=str(written.get("status", "")),
+                content_hash=wanted.digest,
+                version_id=version,
+                sweep_id=self._sweep_id,
+                now=self._clock(),
+            )
+        if action is not None:
+            self._audit(
+                session,
+                wanted.resource_type,
+                rid,
+                action,
+                version,
+                wanted.finding.reason,
+                wanted.finding.identifier,
+            )
 
     def _audit(
         self,
@@ -433,6 +503,13 @@ class Writer:
             version_id=version,
             finding_identifier=identifier,
         )
+
+
+def _etag_version(etag: object) -> str | None:
+    """``W/"3"`` -> ``3``."""
+    if not isinstance(etag, str):
+        return None
+    return etag.removeprefix("W/").strip('"') or None
 
 
 def _version(resource: Resource) -> str | None:

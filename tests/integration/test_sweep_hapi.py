@@ -22,6 +22,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.records import SweepStatus
 from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.tasks import emit
 from tests.builders import rules
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
 
@@ -247,21 +248,25 @@ class _CrashError(RuntimeError):
     pass
 
 
-def test_interrupted_sweep_rerun_converges_without_duplicates(harness: Harness) -> None:
+def test_interrupted_sweep_rerun_converges_without_duplicates(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     harness.upload(starter(harness.practice))
-    real_update = harness.gateway.update
+    monkeypatch.setattr(emit, "BATCH_SIZE", 1)
+    real_transaction = harness.gateway.transaction
     calls = {"n": 0}
 
-    def failing_update(resource: Resource, **kw: Any) -> Any:
+    def failing_transaction(bundle: Resource) -> Any:
         calls["n"] += 1
         if calls["n"] > 2:
             raise _CrashError("killed half way")
-        return real_update(resource, **kw)
+        return real_transaction(bundle)
 
-    harness.gateway.update = failing_update  # type: ignore[method-assign]
+    harness.gateway.transaction = failing_transaction  # type: ignore[method-assign]
     with pytest.raises(_CrashError):
         harness.sweep()
-    harness.gateway.update = real_update  # type: ignore[method-assign]
+    assert calls["n"] == 3, "two resources were written before the crash"
+    harness.gateway.transaction = real_transaction  # type: ignore[method-assign]
     rerun = harness.sweep()
     assert rerun.mode == "full", "no watermark was saved by the failed sweep"
     assert rerun.counts.errors == 0
@@ -288,14 +293,15 @@ def _killed_sweep(base: str, db: str, org: str) -> None:
     settings = Settings(fhir_base_url=base, database_url=db, practice=org)
     engine = init_db(db)
     gateway = FHIRGateway.from_settings(settings)
-    real_update = gateway.update
+    real_transaction = gateway.transaction
+    emit.BATCH_SIZE = 1
 
-    def slow_update(resource: Resource, **kw: Any) -> Any:
-        result = real_update(resource, **kw)
+    def slow_transaction(bundle: Resource) -> Any:
+        result = real_transaction(bundle)
         time.sleep(30)
         return result
 
-    gateway.update = slow_update  # type: ignore[method-assign]
+    gateway.transaction = slow_transaction  # type: ignore[method-assign]
     run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
 
 
