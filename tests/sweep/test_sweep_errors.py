@@ -1,0 +1,95 @@
+"""Sweep behaviour on server answers a real HAPI will not give on demand (``responses``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+import responses
+from sqlalchemy.orm import Session, sessionmaker
+
+from hrm_fhir.adapters import store
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.config import Settings
+from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.errors import FHIRCapabilityError, FHIRTemporaryError
+from hrm_fhir.records import SweepStatus
+from hrm_fhir.sweep import SweepBusyError, run_sweep, utc_now
+from tests.builders import rules
+
+BASE = "http://fhir.test/fhir"
+
+
+def _capabilities(*types: str) -> dict[str, object]:
+    resources = [
+        {
+            "type": t,
+            "interaction": [{"code": c} for c in ("read", "search-type", "create", "update")],
+        }
+        for t in types
+    ]
+    return {
+        "resourceType": "CapabilityStatement",
+        "rest": [{"mode": "server", "resource": resources}],
+    }
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = init_db(f"sqlite:///{tmp_path / 'hrm.db'}")
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@responses.activate
+def test_refuses_a_server_that_cannot_store_flags_and_writes_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    responses.get(f"{BASE}/metadata", json=_capabilities("Patient", "Task"))
+    gateway = FHIRGateway(BASE, sleep=lambda s: None)
+    with pytest.raises(FHIRCapabilityError, match="Flag"):
+        run_sweep(
+            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+        )
+    with sessions.begin() as session:
+        assert store.list_sweeps(session) == []
+        assert store.live_lock(session, store.SWEEP_LOCK, now=utc_now()) is None, "lock released"
+    gateway.close()
+
+
+@responses.activate
+def test_server_unavailable_marks_the_sweep_failed_and_keeps_no_watermark(
+    sessions: sessionmaker[Session],
+) -> None:
+    responses.get(f"{BASE}/metadata", json=_capabilities("Patient", "Task", "Flag"))
+    responses.get(
+        f"{BASE}/MedicationRequest", status=503, json={"resourceType": "OperationOutcome"}
+    )
+    gateway = FHIRGateway(BASE, max_retries=2, sleep=lambda s: None)
+    with pytest.raises(FHIRTemporaryError):
+        run_sweep(
+            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+        )
+    with sessions.begin() as session:
+        [sweep] = store.list_sweeps(session)
+        assert sweep.status is SweepStatus.FAILED
+        assert "FHIRTemporaryError" in (sweep.error or "")
+        assert store.get_cursor(session, "all") is None
+    gateway.close()
+
+
+def test_a_second_sweeper_is_refused_while_the_lock_is_held(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as session:
+        assert store.acquire_lock(
+            session, store.SWEEP_LOCK, "otherhost:1", ttl_seconds=600, now=utc_now()
+        )
+    gateway = FHIRGateway(BASE)
+    with pytest.raises(SweepBusyError):
+        run_sweep(
+            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+        )
+    gateway.close()
