@@ -89,6 +89,10 @@ def _search(
     return result.resources
 
 
+def _patients(resources: Iterable[Resource]) -> set[str]:
+    return {key for resource in resources if (key := patient_key(resource))}
+
+
 def prescribed_patients(
     gateway: FHIRGateway, rules: RuleSet, scope: Scope, report: FetchReport, since: str | None
 ) -> set[str]:
@@ -102,10 +106,7 @@ def prescribed_patients(
         }
         if since:
             params["_lastUpdated"] = f"gt{since}"
-        for resource in _search(gateway, report, "MedicationRequest", params):
-            key = patient_key(resource)
-            if key:
-                found.add(key)
+        found |= _patients(_search(gateway, report, "MedicationRequest", params))
     return found
 
 
@@ -142,10 +143,7 @@ def changed_patients(
         params = {"_lastUpdated": f"gt{since}", **scope.params(resource_type)}
         if resource_type != "Patient":
             params["_elements"] = "subject"
-        for resource in _search(gateway, report, resource_type, params):
-            key = patient_key(resource)
-            if key:
-                found.add(key)
+        found |= _patients(_search(gateway, report, resource_type, params))
     return found
 
 
