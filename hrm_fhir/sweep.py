@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder, parse_date
+from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.config import Settings
 from hrm_fhir.domain import Finding, PatientRecord, PatientRef
 from hrm_fhir.errors import HRMError
@@ -256,12 +256,12 @@ def _sweep(
 def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
     """Whether a (partial) MedicationRequest names a monitored drug, by code or by text."""
     index = MedicationIndex(rules.packs, rules.catalogue)
-    catalogue = rules.catalogue
+    builder = RecordBuilder(rules.catalogue, index.is_relevant)
 
     def is_monitored(resource: dict[str, Any]) -> bool:
-        builder = RecordBuilder(catalogue, index.is_relevant)
+        builder.records.clear()
         builder.add("server", {**resource, "authoredOn": "1900-01-01", "id": "probe"})
-        return any(record.prescriptions for record in builder.finish().values())
+        return any(record.prescriptions for record in builder.records.values())
 
     return is_monitored
 
@@ -362,5 +362,3 @@ def default_as_of(settings: Settings) -> date:
 
     return datetime.now(ZoneInfo(settings.timezone)).date()
 
-
-__all__ = ["SweepBusyError", "SweepSummary", "default_as_of", "parse_date", "run_sweep"]
