@@ -361,4 +361,3 @@ def default_as_of(settings: Settings) -> date:
     from zoneinfo import ZoneInfo
 
     return datetime.now(ZoneInfo(settings.timezone)).date()
-

@@ -1,0 +1,26 @@
+"""The findings ledger: what was written back for each finding, and whether it is still open."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from hrm_fhir.adapters import store
+from hrm_fhir.api.schemas import FindingRecordSchema, load_finding_query
+from hrm_fhir.app import db_session
+
+bp = Blueprint("findings", __name__, url_prefix="/findings")
+
+
+@bp.get("")
+def index() -> Response:
+    query = load_finding_query(request.args)
+    rows = store.list_findings(
+        db_session(),
+        practice=query.practice,
+        drug_group=query.drug_group,
+        kind=query.kind,
+        severity=query.severity,
+        state=query.state,
+        limit=query.limit,
+    )
+    return jsonify(findings=FindingRecordSchema(many=True).dump(rows))

@@ -1,0 +1,399 @@
+"""The OpenAPI 3.1 document of the HTTP API, written as data, and the blueprint serving it.
+
+A test checks that every route the app registers appears here, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from hrm_fhir.api.auth import HEADER
+from hrm_fhir.api.schemas import FHIR_ID, MAX_FINDINGS, MAX_SWEEPS
+from hrm_fhir.domain import FindingKind, Severity
+from hrm_fhir.records import SweepMode, SweepStatus
+
+bp = Blueprint("openapi", __name__)
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def _json_body(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_AS_OF = _query(
+    "as_of",
+    {"type": "string", "format": "date"},
+    "Evaluate as of this date (default: today in Europe/London).",
+)
+_PROTECTED_ERRORS = {
+    "400": _error("BadRequest"),
+    "401": _error("Unauthorized"),
+    "403": _error("Forbidden"),
+    "500": _error("InternalError"),
+}
+
+_SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "messages": {
+                "type": "object",
+                "description": "Validation errors by field name (400 only).",
+            },
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"const": "ok"}},
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["database", "fhir"],
+        "properties": {
+            "database": {"enum": ["ok", "unavailable"]},
+            "fhir": {"enum": ["ok", "unavailable"]},
+        },
+    },
+    "SweepStart": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "as_of": {
+                "type": "string",
+                "format": "date",
+                "description": "Evaluate as of this date (default: today in Europe/London).",
+            },
+            "dry_run": {
+                "type": "boolean",
+                "default": False,
+                "description": "Plan only: write nothing to the FHIR server.",
+            },
+            "mode": {
+                "enum": [mode.value for mode in SweepMode],
+                "description": "Default: incremental once a watermark exists, else full.",
+            },
+        },
+    },
+    "SweepStarted": {
+        "type": "object",
+        "required": ["sweep", "status"],
+        "properties": {
+            "sweep": _nullable(
+                "integer",
+                description="The sweep's id when it ran inline; null when in the background.",
+            ),
+            "status": {"enum": ["started", "completed"]},
+        },
+    },
+    "Sweep": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "status": {"enum": [status.value for status in SweepStatus]},
+            "mode": {"enum": [mode.value for mode in SweepMode]},
+            "dry_run": {"type": "boolean"},
+            "scope": {"type": "string", "description": "all or Organization/<id>."},
+            "fhir_base": {"type": "string"},
+            "as_of": {"type": "string", "format": "date"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "finished_at": _nullable("string", format="date-time"),
+            "duration_seconds": _nullable("number"),
+            "created": {"type": "integer"},
+            "updated": {"type": "integer"},
+            "closed": {"type": "integer"},
+            "unchanged": {"type": "integer"},
+            "skipped": {"type": "integer"},
+            "errors": {"type": "integer"},
+            "watermark": _nullable("string"),
+            "error": _nullable("string"),
+        },
+    },
+    "SweepList": {
+        "type": "object",
+        "required": ["sweeps"],
+        "properties": {"sweeps": {"type": "array", "items": _ref("Sweep")}},
+    },
+    "LedgerFinding": {
+        "type": "object",
+        "properties": {
+            "identifier": {"type": "string"},
+            "patient": {"type": "string", "description": "Patient/<id>."},
+            "practice": _nullable("string", description="Organization/<id>."),
+            "kind": {"enum": [kind.value for kind in FindingKind]},
+            "drug_group": {"type": "string"},
+            "rule": {"type": "string", "description": "<rule-id>@<version>."},
+            "check": {"type": "string"},
+            "severity": {"enum": [*(s.value for s in Severity), None]},
+            "due_date": _nullable("string", format="date"),
+            "resource_type": {"enum": ["Task", "Flag"]},
+            "resource_id": {"type": "string"},
+            "status": {"type": "string", "description": "The FHIR status last written."},
+            "opened_at": {"type": "string", "format": "date-time"},
+            "closed_at": _nullable("string", format="date-time"),
+            "close_reason": _nullable("string"),
+            "reason": {"type": "string"},
+        },
+    },
+    "LedgerFindingList": {
+        "type": "object",
+        "required": ["findings"],
+        "properties": {"findings": {"type": "array", "items": _ref("LedgerFinding")}},
+    },
+    "Finding": {
+        "type": "object",
+        "description": "A finding as `hrm-fhir evaluate --format json` prints it.",
+        "required": ["patient", "kind", "drug_group", "rule", "check", "reason", "identifier"],
+        "properties": {
+            "patient": {"type": "string"},
+            "kind": {"enum": [kind.value for kind in FindingKind]},
+            "drug_group": {"type": "string"},
+            "medication": {"type": "string"},
+            "rule": {"type": "string"},
+            "check": {"type": "string"},
+            "reason": {"type": "string"},
+            "source": {"type": "string", "description": "Citation URL."},
+            "verified": {"type": "boolean"},
+            "evidence": {"type": "array", "items": {"type": "string"}},
+            "identifier": {"type": "string"},
+            "tests": {"type": "array", "items": {"type": "string"}},
+            "due_date": _nullable("string", format="date"),
+            "analyte": _nullable("string"),
+            "value": _nullable("number"),
+            "unit": _nullable("string"),
+            "observed_on": _nullable("string", format="date"),
+            "severity": {"enum": [*(s.value for s in Severity), None]},
+            "code": _nullable("string"),
+        },
+    },
+    "Therapy": {
+        "type": "object",
+        "properties": {
+            "drug_group": {"type": "string"},
+            "current": {"type": "boolean"},
+            "start": {"type": "string", "format": "date"},
+            "phase_anchor": {
+                "type": "string",
+                "format": "date",
+                "description": "Where schedule phases are measured from: start or dose change.",
+            },
+            "medication": {
+                "type": "string",
+                "description": "The course's latest MedicationRequest.",
+            },
+        },
+    },
+    "Monitoring": {
+        "type": "object",
+        "required": ["patient", "as_of", "therapies", "findings", "open_tasks", "skipped"],
+        "properties": {
+            "patient": {"type": "string"},
+            "as_of": {"type": "string", "format": "date"},
+            "therapies": {"type": "array", "items": _ref("Therapy")},
+            "findings": {"type": "array", "items": _ref("Finding")},
+            "open_tasks": {
+                "type": "array",
+                "items": _ref("LedgerFinding"),
+                "description": "The patient's open findings in the ledger.",
+            },
+            "skipped": {
+                "type": "array",
+                "description": "Resources that could not be read, and why.",
+                "items": {
+                    "type": "object",
+                    "properties": {"source": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+_RESPONSES: dict[str, Schema] = {
+    "BadRequest": _json_body(_ref("Error"), "Invalid parameters or body."),
+    "Unauthorized": _json_body(_ref("Error"), f"Missing or unknown {HEADER}."),
+    "Forbidden": _json_body(_ref("Error"), "The key's role does not allow this method."),
+    "NotFound": _json_body(_ref("Error"), "No such resource."),
+    "Conflict": _json_body(_ref("Error"), "A sweep is already running."),
+    "BadGateway": _json_body(_ref("Error"), "The FHIR server request failed."),
+    "Unavailable": _json_body(_ref("Error"), "The FHIR server is unavailable; try later."),
+    "InternalError": _json_body(_ref("Error"), "Unexpected error; nothing internal is revealed."),
+}
+
+_PATHS: dict[str, Schema] = {
+    "/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Liveness: the process answers.",
+            "security": [],
+            "responses": {"200": _json_body(_ref("Health"), "Alive.")},
+        }
+    },
+    "/ready": {
+        "get": {
+            "operationId": "ready",
+            "summary": "Readiness: the database and the FHIR server's /metadata answer.",
+            "security": [],
+            "responses": {
+                "200": _json_body(_ref("Readiness"), "Both reachable."),
+                "503": _json_body(_ref("Readiness"), "At least one part unavailable."),
+            },
+        }
+    },
+    "/api/v1/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document.",
+            "security": [],
+            "responses": {"200": _json_body({"type": "object"}, "The OpenAPI document.")},
+        }
+    },
+    "/api/v1/sweeps": {
+        "get": {
+            "operationId": "listSweeps",
+            "summary": "Recent sweeps from the ledger, newest first (read role).",
+            "parameters": [
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_SWEEPS, "default": 50},
+                    "How many sweeps to return.",
+                )
+            ],
+            "responses": {"200": _json_body(_ref("SweepList"), "Sweeps."), **_PROTECTED_ERRORS},
+        },
+        "post": {
+            "operationId": "startSweep",
+            "summary": "Start one sweep in the background (operator role).",
+            "requestBody": {
+                "required": False,
+                "content": {JSON: {"schema": _ref("SweepStart")}},
+            },
+            "responses": {
+                "202": _json_body(_ref("SweepStarted"), "Sweep started."),
+                "409": _error("Conflict"),
+                "415": _json_body(_ref("Error"), "The body is not application/json."),
+                "502": _error("BadGateway"),
+                "503": _error("Unavailable"),
+                **_PROTECTED_ERRORS,
+            },
+        },
+    },
+    "/api/v1/sweeps/{sweep_id}": {
+        "get": {
+            "operationId": "getSweep",
+            "summary": "One sweep from the ledger (read role).",
+            "parameters": [
+                {"name": "sweep_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "responses": {
+                "200": _json_body(_ref("Sweep"), "The sweep."),
+                "404": _error("NotFound"),
+                **_PROTECTED_ERRORS,
+            },
+        }
+    },
+    "/api/v1/findings": {
+        "get": {
+            "operationId": "listFindings",
+            "summary": "Ledger findings matching every filter, most recently opened first.",
+            "parameters": [
+                _query(
+                    "practice",
+                    {"type": "string"},
+                    "Organization id or Organization/<id> reference.",
+                ),
+                _query("drug_group", {"type": "string"}, "E.g. methotrexate, lithium."),
+                _query("kind", {"enum": [k.value for k in FindingKind]}, "Finding kind."),
+                _query("severity", {"enum": [s.value for s in Severity]}, "Severity."),
+                _query("state", {"enum": ["open", "closed"]}, "Open or closed findings."),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_FINDINGS, "default": 200},
+                    "How many findings to return.",
+                ),
+            ],
+            "responses": {
+                "200": _json_body(_ref("LedgerFindingList"), "Findings."),
+                **_PROTECTED_ERRORS,
+            },
+        }
+    },
+    "/api/v1/patients/{patient_id}/monitoring": {
+        "get": {
+            "operationId": "getPatientMonitoring",
+            "summary": "One patient's therapies and findings, evaluated live (read role).",
+            "parameters": [
+                {
+                    "name": "patient_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": f"^{FHIR_ID}$"},
+                    "description": "The FHIR Patient id.",
+                },
+                _AS_OF,
+            ],
+            "responses": {
+                "200": _json_body(_ref("Monitoring"), "The patient's monitoring."),
+                "404": _error("NotFound"),
+                "502": _error("BadGateway"),
+                "503": _error("Unavailable"),
+                **_PROTECTED_ERRORS,
+            },
+        }
+    },
+}
+
+
+def build_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document; every operation needs an API key unless it says otherwise."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hrm-fhir",
+            "version": "1",
+            "description": (
+                "High-risk drug monitoring on FHIR R4: sweeps, the findings ledger and live "
+                "per-patient monitoring. Keys have the role read (GET) or operator (GET, POST)."
+            ),
+        },
+        "security": [{"apiKey": []}],
+        "paths": _PATHS,
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": HEADER}},
+            "schemas": _SCHEMAS,
+            "responses": _RESPONSES,
+        },
+    }
+
+
+@bp.get("/api/v1/openapi.json")
+def document() -> Response:
+    return jsonify(build_document())

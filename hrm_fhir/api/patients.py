@@ -1,0 +1,71 @@
+"""One patient's monitoring, evaluated live from the FHIR server, with their open ledger items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import NotFound
+
+from hrm_fhir.adapters import store
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.api.schemas import MonitoringSchema, load_monitoring_query, load_patient_ref
+from hrm_fhir.app import ServiceState, db_session, service_state
+from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
+from hrm_fhir.fetch import FetchReport, read_records
+from hrm_fhir.records import FindingRecord
+from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.therapy import Therapy
+from hrm_fhir.sweep import default_as_of
+
+bp = Blueprint("patients", __name__, url_prefix="/patients")
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    patient: PatientRef
+    as_of: date
+    therapies: list[Therapy]
+    findings: list[dict[str, object]]
+    open_tasks: list[FindingRecord]
+    skipped: list[Skipped]
+
+
+def evaluate_patient(
+    state: ServiceState, session: Session, patient: PatientRef, as_of: date | None
+) -> Monitoring:
+    """Read the patient's record from the FHIR server and evaluate it on ``as_of`` (default
+    today); NotFound when the server has no such Patient."""
+    day = as_of or default_as_of(state.settings)
+    gateway = FHIRGateway.from_settings(state.settings)
+    try:
+        resources = read_records(gateway, [patient], FetchReport())[patient]
+    finally:
+        gateway.close()
+    if not any(r.get("resourceType") == "Patient" for r in resources):
+        raise NotFound("the FHIR server has no such Patient")
+    builder = RecordBuilder(state.rules.catalogue)
+    for resource in resources:
+        builder.add("server", resource)
+    record = builder.finish().get(patient) or PatientRecord(patient=None)
+    engine = Engine.create(state.rules, day, state.settings.due_window_days)
+    therapies = engine.therapies(record)
+    return Monitoring(
+        patient=patient,
+        as_of=day,
+        therapies=[therapies[group] for group in sorted(therapies)],
+        findings=[finding.to_json() for finding in engine.evaluate(record)],
+        open_tasks=store.open_findings(session, patient=patient),
+        skipped=builder.skipped,
+    )
+
+
+@bp.get("/<patient_id>/monitoring")
+def monitoring(patient_id: str) -> Response:
+    patient = load_patient_ref(patient_id)
+    query = load_monitoring_query(request.args)
+    result = evaluate_patient(service_state(), db_session(), patient, query.as_of)
+    return jsonify(MonitoringSchema().dump(result))

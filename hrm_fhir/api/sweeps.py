@@ -1,0 +1,53 @@
+"""Sweeps: start one (operator role) and read the ledger of past and running sweeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import NotFound
+
+from hrm_fhir.adapters import store
+from hrm_fhir.api.schemas import (
+    SweepSchema,
+    SweepStartedSchema,
+    load_sweep_list_query,
+    load_sweep_request,
+)
+from hrm_fhir.app import SweepLauncher, SweepRequest, db_session, service_state
+from hrm_fhir.sweep import SweepBusyError
+
+bp = Blueprint("sweeps", __name__, url_prefix="/sweeps")
+
+
+def start_sweep(session: Session, launcher: SweepLauncher, sweep: SweepRequest) -> int | None:
+    """Start a sweep unless one is running here or another process holds the sweep lock."""
+    now = datetime.now(UTC)
+    if launcher.is_busy() or store.live_lock(session, store.SWEEP_LOCK, now=now) is not None:
+        raise SweepBusyError("a sweep is already running")
+    return launcher.start(sweep)
+
+
+@bp.post("")
+def create() -> tuple[Response, int]:
+    sweep = load_sweep_request(request.get_json() if request.get_data() else {})
+    sweep_id = start_sweep(db_session(), service_state().sweeps, sweep)
+    status = "started" if sweep_id is None else "completed"
+    body = SweepStartedSchema().dump({"sweep": sweep_id, "status": status})
+    return jsonify(body), 202
+
+
+@bp.get("")
+def index() -> Response:
+    query = load_sweep_list_query(request.args)
+    sweeps = store.list_sweeps(db_session(), limit=query.limit)
+    return jsonify(sweeps=SweepSchema(many=True).dump(sweeps))
+
+
+@bp.get("/<int:sweep_id>")
+def show(sweep_id: int) -> Response:
+    sweep = store.get_sweep(db_session(), sweep_id)
+    if sweep is None:
+        raise NotFound(f"no sweep {sweep_id}")
+    return jsonify(SweepSchema().dump(sweep))
