@@ -152,6 +152,8 @@ class Finding:
     evidence: tuple[ResourceRef, ...]
     identifier: str
     """Deterministic business identifier: patient, rule, kind and due cycle."""
+    matched_by: MatchMethod = MatchMethod.CODE
+    """How the prescription was recognised: by code, or by ingredient name in its text."""
     tests: tuple[str, ...] = ()
     due_date: date | None = None
     analyte: str | None = None
@@ -176,6 +178,7 @@ class Finding:
             "verified": self.verified,
             "evidence": list(self.evidence),
             "identifier": self.identifier,
+            "matched_by": self.matched_by.value,
         }
         if self.kind in (FindingKind.DUE, FindingKind.OVERDUE):
             out["tests"] = list(self.tests)

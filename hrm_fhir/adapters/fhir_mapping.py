@@ -275,6 +275,13 @@ class RecordBuilder:
         unit = unit or quantity.get("unit")
         normal = self._units.normalise(analyte, value, unit)
         if normal is None:
+            self.skipped.append(
+                Skipped(
+                    source=ref,
+                    reason=f"unit {unit!r} for {analyte} cannot be normalised: counted as done, "
+                    "never compared with a threshold",
+                )
+            )
             return LabResult(ref, patient, analyte, effective, value, unit, False, low, high)
         return LabResult(ref, patient, analyte, effective, normal[0], normal[1], True, low, high)
 

@@ -201,3 +201,12 @@ def test_summary_format_is_readable(tmp_path: Path) -> None:
     out = _run("evaluate", "--as-of", "2026-11-27", "--format", "summary", str(tmp_path)).stdout
     assert "hrm-fhir evaluation as of 2026-11-27" in out
     assert "methotrexate" in out
+
+
+def test_a_unit_that_cannot_be_normalised_is_reported(tmp_path: Path) -> None:
+    odd = observation(NEUT, 1.2, "furlongs", AS_OF - timedelta(days=3), rid="odd")
+    _write_ndjson(tmp_path / "x.ndjson", [*_practice()[:-1], odd])
+    doc = json.loads(_run("evaluate", "--as-of", "2026-11-27", str(tmp_path)).stdout)
+    assert [s["source"] for s in doc["skipped"]] == ["Observation/odd"]
+    assert "'furlongs'" in doc["skipped"][0]["reason"]
+    assert not any(f["kind"] == "out_of_range" for f in doc["findings"])
