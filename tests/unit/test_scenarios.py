@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def _executable() -> str:
@@ -17,9 +19,11 @@ def _executable() -> str:
     return found
 
 
-def test_example_scenarios_pass_check_py() -> None:
+@pytest.mark.parametrize(("folder", "expectations"), [("scenarios", 15), ("golden", 12)])
+def test_scenarios_pass_their_checker(folder: str, expectations: int) -> None:
+    """The shared example scenarios, and the project's own golden ones, through the CLI."""
     run = subprocess.run(
-        [sys.executable, str(SCENARIOS / "check.py"), _executable()],
+        [sys.executable, str(FIXTURES / folder / "check.py"), _executable()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -29,4 +33,4 @@ def test_example_scenarios_pass_check_py() -> None:
     last = run.stdout.strip().splitlines()[-1]
     passed, failed = (int(part.split()[0]) for part in last.split(", "))
     assert failed == 0
-    assert passed >= 15
+    assert passed == expectations
