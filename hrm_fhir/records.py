@@ -215,3 +215,43 @@ class SnapshotRecord(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     fetched_at: Mapped[datetime]
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))
+
+
+class UserRecord(Base):
+    """A person who signs in to the service's pages or API: technician, pharmacist, GP or admin."""
+
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    """``technician`` | ``pharmacist`` | ``gp`` | ``admin``."""
+    practice: Mapped[str | None] = mapped_column(String(128))
+    """Organization id the user works for; None for users who work across practices."""
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool]
+    created_at: Mapped[datetime]
+
+
+class WorkflowEventRecord(Base):
+    """One programme action (contact attempt, booking, sample, sign-off, escalation,
+    acknowledgement, decision): who did what to which Task, when, and what was written."""
+
+    __tablename__ = "workflow_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    patient: Mapped[str] = mapped_column(String(128), index=True)
+    practice: Mapped[str | None] = mapped_column(String(128), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    """Username."""
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    """contact, booking, sample, signoff, escalate, acknowledge or decision."""
+    stage_before: Mapped[str | None] = mapped_column(String(32))
+    stage_after: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    """JSON: the action's fields (medium, outcome, dates, decision, dose text...)."""
+    written: Mapped[str] = mapped_column(Text)
+    """Space-separated references of what was written (``Communication/x Task/y/_history/3``)."""

@@ -26,7 +26,18 @@ from hrm_fhir.db import (
 from hrm_fhir.records import Base, LockRecord, ResourceType, WriteAction, WriteOutcome
 from tests.store.examples import LONDON, NOW, start
 
-TABLES = {"sweeps", "findings", "writes", "poll_cursors", "locks", "snapshots", "alembic_version"}
+HEAD = "0002"
+TABLES = {
+    "sweeps",
+    "findings",
+    "writes",
+    "poll_cursors",
+    "locks",
+    "snapshots",
+    "users",
+    "workflow_events",
+    "alembic_version",
+}
 
 
 def _revision(engine: Engine) -> str | None:
@@ -40,7 +51,7 @@ def test_init_db_creates_the_schema_on_first_run_and_keeps_data_on_the_next(
     engine = init_db(database_url)
     try:
         assert set(inspect(engine).get_table_names()) == TABLES
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
         with make_session_factory(engine).begin() as session:
             sweep_id = start(session).id
     finally:
@@ -48,7 +59,7 @@ def test_init_db_creates_the_schema_on_first_run_and_keeps_data_on_the_next(
 
     engine = init_db(database_url)
     try:
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
         with make_session_factory(engine)() as session:
             assert get_sweep(session, sweep_id) is not None
     finally:
@@ -81,7 +92,7 @@ def test_developer_alembic_ini_migrates_the_settings_database(
     command.check(config)
     engine = make_engine(url)
     try:
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
     finally:
         engine.dispose()
 
