@@ -7,7 +7,7 @@ AS_OF ?= 2026-11-27
 SANDBOX_PORT ?= 8080
 FHIR_BASE ?= http://127.0.0.1:$(SANDBOX_PORT)/fhir
 
-.PHONY: run evaluate test lint typecheck unit practice bench bench-sweep sandbox-stop clean
+.PHONY: run evaluate test lint typecheck unit chromium practice bench bench-sweep sandbox-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,18 @@ evaluate: $(STAMP)
 	$(BIN)/hrm-fhir evaluate --as-of $(AS_OF) --format summary fixtures/practice/ndjson
 
 ## Lint, format check, strict type check and the whole test suite.
-test: lint typecheck unit
+test: chromium lint typecheck unit
+
+## The browser tests (tests/browser) drive Debian's Chromium through Playwright: install it when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "installing chromium (apt-get) for the browser tests"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends chromium fonts-liberation; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

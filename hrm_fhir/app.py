@@ -36,6 +36,9 @@ from hrm_fhir.errors import (
     FHIRError,
     FHIRTemporaryError,
     HRMError,
+    WorkflowError,
+    WorkflowNotFoundError,
+    WorkflowPermissionError,
 )
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep import SweepBusyError, SweepSummary, default_as_of, run_sweep
@@ -218,15 +221,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from hrm_fhir.api import auth, findings, health, openapi, patients, sweeps
+    from hrm_fhir.api import auth, findings, health, openapi, patients, sweeps, workflow
+    from hrm_fhir.pages import bp as pages
 
     api = Blueprint("api", __name__, url_prefix="/api/v1")
     api.before_request(auth.authorise)
-    for module in (sweeps, findings, patients):
+    for module in (sweeps, findings, patients, workflow):
         api.register_blueprint(module.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(api)
+    app.register_blueprint(pages)
 
 
 def _json(status: int, body: Mapping[str, object]) -> Response:
@@ -250,6 +255,13 @@ def _register_error_handlers(app: Flask) -> None:
         logger.warning("FHIR server error", extra=extra)
         return _json(502, {"error": "bad gateway", "message": "the FHIR server request failed"})
 
+    def workflow_error(exc: WorkflowError) -> Response:
+        if isinstance(exc, WorkflowNotFoundError):
+            return _json(404, {"error": "not found", "message": str(exc)})
+        if isinstance(exc, WorkflowPermissionError):
+            return _json(403, {"error": "forbidden", "message": str(exc)})
+        return _json(409, {"error": "conflict", "message": str(exc)})
+
     def http_error(exc: HTTPException) -> BaseResponse:
         response = exc.get_response()
         response.set_data(
@@ -264,6 +276,7 @@ def _register_error_handlers(app: Flask) -> None:
 
     app.register_error_handler(ValidationError, validation)
     app.register_error_handler(SweepBusyError, busy)
+    app.register_error_handler(WorkflowError, workflow_error)
     app.register_error_handler(FHIRTemporaryError, unavailable)
     for kind in (FHIRError, FHIRAuthError, FHIRCapabilityError):
         app.register_error_handler(kind, bad_gateway)

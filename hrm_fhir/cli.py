@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -14,6 +17,9 @@ from hrm_fhir.config import Settings, load_settings
 from hrm_fhir.errors import HRMError, InputError
 from hrm_fhir.offline import EvaluationRun, evaluate_paths
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -335,3 +341,182 @@ def scheduler() -> None:
         run_scheduler(app)
     finally:
         service_state(app).close()
+
+
+# --- User accounts for the pages (hrm_fhir/users.py, docs/pages.md) ---
+
+
+@main.group()
+def users() -> None:
+    """Accounts that sign in to the pages (HRM_DATABASE_URL)."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["technician", "pharmacist", "gp", "admin"]),
+    help="What the user may do.",
+)
+@click.option("--practice", default=None, help="Organization id the user works for.")
+@click.option("--display-name", default=None, help="The name shown in the pages and the audit.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(
+    username: str,
+    role: str,
+    practice: str | None,
+    display_name: str | None,
+    password_stdin: bool,
+) -> None:
+    """Add an account; the password is asked for twice (or read from standard input)."""
+    from hrm_fhir.users import UserError, check_password_rules, create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_rules(password)
+        with _user_session() as session:
+            user = create_user(
+                session,
+                username,
+                role=role,
+                password=password,
+                practice=practice,
+                display_name=display_name,
+            )
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"added {user.username} ({user.role}{_practice_text(user.practice)})")
+
+
+@users.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def users_list(fmt: str) -> None:
+    """List every account, active or disabled."""
+    from hrm_fhir.users import list_users
+
+    with _user_session() as session:
+        found = list_users(session)
+    if fmt == "json":
+        _write(
+            [
+                {
+                    "username": u.username,
+                    "display_name": u.display_name,
+                    "role": u.role.value,
+                    "practice": u.practice,
+                    "active": u.active,
+                    "created_at": u.created_at.isoformat(),
+                }
+                for u in found
+            ]
+        )
+        return
+    rows = [("USERNAME", "ROLE", "PRACTICE", "STATUS", "NAME")]
+    rows += [
+        (
+            u.username,
+            u.role.value,
+            u.practice or "-",
+            "active" if u.active else "disabled",
+            u.display_name,
+        )
+        for u in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo(
+            "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[4]])
+        )
+
+
+@users.command("disable")
+@click.argument("username")
+def users_disable(username: str) -> None:
+    """Disable an account: it cannot sign in, and a signed-in session ends at its next request."""
+    from hrm_fhir.users import UserError, disable_user
+
+    try:
+        with _user_session() as session:
+            user = disable_user(session, username)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"disabled {user.username}")
+
+
+def _practice_text(practice: str | None) -> str:
+    return f", practice {practice}" if practice else ""
+
+
+@contextmanager
+def _user_session() -> Iterator[Session]:
+    """A transaction on the service database (created or migrated first), committed on success."""
+    from hrm_fhir.db import init_db, make_session_factory
+
+    engine = init_db(_settings().database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+# --- The technician's worklist (hrm_fhir/workflow, docs/workflow.md) ---
+
+
+@main.command()
+@click.option("--fhir-base", default=None, help="FHIR server base URL (default HRM_FHIR_BASE_URL).")
+@click.option("--practice", default=None, help="Organization id (default HRM_PRACTICE).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="csv: NHS number, name, phone, preferred contact, tests needed, due date.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Overdue and chases as of this date (default: today, Europe/London).",
+)
+def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datetime | None) -> None:
+    """Print the technician's worklist: one line per patient, most pressing first."""
+    from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+    from hrm_fhir.db import init_db, make_session_factory
+    from hrm_fhir.sweep import default_as_of
+    from hrm_fhir.workflow import export, service
+
+    settings = _settings(fhir_base_url=fhir_base, practice=practice)
+    day = as_of.date() if as_of else default_as_of(settings)
+    engine = init_db(settings.database_url)
+    gateway = FHIRGateway.from_settings(settings)
+    try:
+        with make_session_factory(engine)() as session:
+            entries = service.worklist(
+                gateway,
+                session,
+                as_of=day,
+                practice=settings.practice or None,
+                chase_interval_days=settings.chase_interval_days,
+                rules=_rules(),
+            )
+        details = export.patient_details(gateway, [entry.patient for entry in entries])
+    except HRMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        gateway.close()
+        engine.dispose()
+    if fmt == "csv":
+        click.echo(export.to_csv(entries, details), nl=False)
+    elif fmt == "json":
+        _write(export.to_json(entries, details, day))
+    else:
+        click.echo(export.to_table(entries, details))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,12 +36,30 @@ class Settings:
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """API key -> role (``read`` or ``operator``)."""
     watermark_overlap_seconds: int = 300
+    chase_interval_days: int = 14
+    """Days after the last contact attempt before the next reminder (or routing) is due."""
+    secret_key: str = field(default="", repr=False)
+    """Signs the pages' session cookie and CSRF tokens; the pages refuse to run without one."""
+    session_minutes: int = 30
+    """The pages sign a user out after this many minutes without a request."""
+    secure_cookies: bool = False
+    """Mark the session cookie ``Secure`` (set it when the pages are served over HTTPS)."""
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         return replace(self, **dict(overrides))
 
 
-_ENV = {
+def _flag(name: str, text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off``, any case."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} is true or false, not {text!r}")
+
+
+_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "HRM_FHIR_BASE_URL": ("fhir_base_url", str),
     "HRM_DATABASE_URL": ("database_url", str),
     "HRM_FHIR_TIMEOUT": ("fhir_timeout", float),
@@ -60,6 +78,10 @@ _ENV = {
     "HRM_SWEEP_CRON": ("sweep_cron", str),
     "HRM_RECONCILE_CRON": ("reconcile_cron", str),
     "HRM_WATERMARK_OVERLAP_SECONDS": ("watermark_overlap_seconds", int),
+    "HRM_CHASE_INTERVAL_DAYS": ("chase_interval_days", int),
+    "HRM_SECRET_KEY": ("secret_key", str),
+    "HRM_SESSION_MINUTES": ("session_minutes", int),
+    "HRM_SECURE_COOKIES": ("secure_cookies", lambda text: _flag("HRM_SECURE_COOKIES", text)),
 }
 
 

@@ -62,3 +62,19 @@ class FHIRAuthError(HRMError):
         super().__init__(message)
         self.status = status
         self.error = error
+
+
+class WorkflowError(HRMError):
+    """A programme action that the Task's current stage does not allow, or unusable input."""
+
+
+class WorkflowPermissionError(WorkflowError):
+    """The acting user's role or practice does not allow the action; nothing was written."""
+
+
+class WorkflowConflictError(WorkflowError):
+    """The Task changed since the user loaded it (stale version); nothing was written."""
+
+
+class WorkflowNotFoundError(WorkflowError):
+    """No such Task (or Flag, or GP escalation) on the FHIR server."""

@@ -18,3 +18,21 @@ TASK_INPUT = f"{BASE}/CodeSystem/task-input"
 TAG = f"{BASE}/CodeSystem/tag"
 RULE_EXTENSION = f"{BASE}/StructureDefinition/rule"
 SOURCE_EXTENSION = f"{BASE}/StructureDefinition/rule-source"
+
+# The programme workflow (hrm_fhir/workflow): contacts, sign-offs, escalations.
+PARTICIPATION_MODE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-category"
+PROVENANCE_AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
+CONTACT_PREFERENCE = (
+    "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ContactPreference"
+)
+CONTACT_MEDIUM = f"{BASE}/CodeSystem/contact-medium"
+CONTACT_OUTCOME = f"{BASE}/CodeSystem/contact-outcome"
+DECISION = f"{BASE}/CodeSystem/workflow-decision"
+WORKFLOW_ACTION = f"{BASE}/CodeSystem/workflow-action"
+USER_ROLE = f"{BASE}/CodeSystem/user-role"
+USER_IDENTIFIER = f"{BASE}/id/user"
+WORKFLOW_IDENTIFIER = f"{BASE}/id/workflow"
+TARGET_VERSION_EXTENSION = f"{BASE}/StructureDefinition/target-version"

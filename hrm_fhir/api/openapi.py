@@ -11,8 +11,18 @@ from flask import Blueprint, Response, jsonify
 
 from hrm_fhir.api.auth import HEADER
 from hrm_fhir.api.schemas import FHIR_ID, MAX_FINDINGS, MAX_SWEEPS
+from hrm_fhir.api.workflow_schemas import ACTING_USER, MAX_DOSE, MAX_NOTE
 from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.records import SweepMode, SweepStatus
+from hrm_fhir.workflow.model import (
+    NON_ENGAGEMENT_DECISIONS,
+    SIGN_OFF_DECISIONS,
+    ChaseStep,
+    ContactOutcome,
+    Medium,
+    Priority,
+    Stage,
+)
 
 bp = Blueprint("openapi", __name__)
 
@@ -372,6 +382,399 @@ _PATHS: dict[str, Schema] = {
 }
 
 
+# ------------------------------------------------------------------ the programme workflow
+
+_ACTING_USER = {
+    "name": ACTING_USER,
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Username of the active user acting; their role and practice apply.",
+}
+_STAGE = {"enum": [stage.value for stage in Stage]}
+_DATE = {"type": "string", "format": "date"}
+_NULLABLE_DATE = _nullable("string", format="date")
+_SEVERITY = {"enum": [*(s.value for s in Severity), None]}
+_FHIR_ID_SCHEMA = {"type": "string", "pattern": f"^{FHIR_ID}$"}
+_NOTE = {"type": "string", "maxLength": MAX_NOTE, "default": ""}
+_VERSION = {
+    "type": "string",
+    "pattern": f"^{FHIR_ID}$",
+    "description": "The Task's meta.versionId as it was loaded; a stale one is a 409.",
+}
+_WORKFLOW_ERRORS = {
+    "404": _json_body(_ref("Error"), "No such Task (or Flag, or GP escalation)."),
+    "409": _json_body(
+        _ref("Error"),
+        "The Task changed since it was loaded (reload it), or its stage does not allow this.",
+    ),
+    "415": _json_body(_ref("Error"), "The body is not application/json."),
+    "502": _error("BadGateway"),
+    "503": _error("Unavailable"),
+    **_PROTECTED_ERRORS,
+}
+
+
+def _object(required: list[str], properties: dict[str, Schema]) -> Schema:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": required,
+        "properties": properties,
+    }
+
+
+_SCHEMAS.update(
+    {
+        "ActionResult": {
+            "type": "object",
+            "required": ["task_id", "version", "stage", "written"],
+            "properties": {
+                "task_id": {"type": "string"},
+                "version": _nullable("string", description="Send it with the next action."),
+                "stage": _STAGE,
+                "written": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Versioned references written, e.g. Task/x/_history/4.",
+                },
+            },
+        },
+        "Contact": _object(
+            ["version", "medium", "outcome"],
+            {
+                "version": _VERSION,
+                "medium": {"enum": [m.value for m in Medium]},
+                "outcome": {"enum": [o.value for o in ContactOutcome]},
+                "note": _NOTE,
+            },
+        ),
+        "Booking": _object(
+            ["version", "booked_for"], {"version": _VERSION, "booked_for": _DATE, "note": _NOTE}
+        ),
+        "Sample": _object(["version", "taken_on"], {"version": _VERSION, "taken_on": _DATE}),
+        "SignOff": _object(
+            ["version", "decision"],
+            {
+                "version": _VERSION,
+                "decision": {"enum": sorted(d.value for d in SIGN_OFF_DECISIONS)},
+                "note": _NOTE,
+                "new_dose": {
+                    "type": "string",
+                    "maxLength": MAX_DOSE,
+                    "description": "Required with dose-adjusted, refused otherwise.",
+                },
+                "repeat_on": {
+                    **_DATE,
+                    "description": "Required with repeat-test-booked, refused otherwise.",
+                },
+            },
+        ),
+        "NonEngagement": _object(
+            ["version", "decision"],
+            {
+                "version": _VERSION,
+                "decision": {"enum": sorted(d.value for d in NON_ENGAGEMENT_DECISIONS)},
+                "note": _NOTE,
+            },
+        ),
+        "Versioned": _object(["version"], {"version": _VERSION, "note": _NOTE}),
+        "HistoryItem": {
+            "type": "object",
+            "properties": {
+                "at": {"type": "string", "format": "date-time"},
+                "action": {"type": "string", "description": "contact, booking, sample..."},
+                "summary": {"type": "string"},
+                "by": {"type": "string"},
+                "task_ids": {"type": "array", "items": {"type": "string"}},
+                "medium": _nullable("string"),
+                "outcome": _nullable("string"),
+                "status": _nullable("string"),
+                "note": {"type": "string"},
+                "reference": _nullable("string"),
+            },
+        },
+        "TaskSummary": {
+            "type": "object",
+            "properties": {
+                "task_id": {"type": "string"},
+                "version": _nullable("string"),
+                "code": {"type": "string"},
+                "stage": _STAGE,
+                "status": {"type": "string"},
+                "drug_group": {"type": "string"},
+                "rule": {"type": "string"},
+                "tests": {"type": "array", "items": {"type": "string"}},
+                "test_titles": {"type": "array", "items": {"type": "string"}},
+                "due_date": _NULLABLE_DATE,
+                "days_overdue": {"type": "integer"},
+                "description": {"type": "string"},
+                "source": _nullable("string"),
+                "attempts": {"type": "integer"},
+                "last_attempt": _NULLABLE_DATE,
+                "chase": {"enum": [*(c.value for c in ChaseStep), None]},
+                "chase_due_on": _NULLABLE_DATE,
+                "chase_due": {"type": "boolean"},
+                "booked_for": _NULLABLE_DATE,
+            },
+        },
+        "WorklistEntry": {
+            "type": "object",
+            "properties": {
+                "patient": {"type": "string"},
+                "practice": _nullable("string"),
+                "tasks": {"type": "array", "items": _ref("TaskSummary")},
+                "tests": {"type": "array", "items": {"type": "string"}},
+                "test_titles": {"type": "array", "items": {"type": "string"}},
+                "drug_groups": {"type": "array", "items": {"type": "string"}},
+                "due_date": _NULLABLE_DATE,
+                "days_overdue": {"type": "integer"},
+                "stage": _STAGE,
+                "chase_due": {"type": "boolean"},
+                "next_chase": {"enum": [*(c.value for c in ChaseStep), None]},
+                "contacts": {"type": "array", "items": _ref("HistoryItem")},
+                "priority": {"enum": [p.value for p in Priority]},
+                "out_of_range": {"type": "boolean"},
+            },
+        },
+        "Worklist": {
+            "type": "object",
+            "required": ["entries"],
+            "properties": {"entries": {"type": "array", "items": _ref("WorklistEntry")}},
+        },
+        "Trend": {
+            "type": "object",
+            "properties": {
+                "analyte": {"type": "string"},
+                "title": {"type": "string"},
+                "points": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "observation": {"type": "string"},
+                            "on": _DATE,
+                            "value": _nullable("number"),
+                            "unit": _nullable("string"),
+                        },
+                    },
+                },
+            },
+        },
+        "ReviewItem": {
+            "type": "object",
+            "properties": {
+                "kind": {
+                    "enum": ["flag", "result", "gp-escalation", "prescribing", "non-engagement"]
+                },
+                "task_id": {"type": "string", "description": "The Task (or Flag) to act on."},
+                "version": _nullable("string"),
+                "patient": {"type": "string"},
+                "practice": _nullable("string"),
+                "stage": _STAGE,
+                "drug_group": {"type": "string"},
+                "medication": _nullable("string"),
+                "rule": {"type": "string"},
+                "description": {"type": "string"},
+                "severity": _SEVERITY,
+                "source": _nullable("string"),
+                "since": _NULLABLE_DATE,
+                "flags": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "flag_id": {"type": "string"},
+                            "version": _nullable("string"),
+                            "severity": _SEVERITY,
+                            "text": {"type": "string"},
+                            "observation": _nullable("string"),
+                            "since": _NULLABLE_DATE,
+                        },
+                    },
+                },
+                "results": {"type": "array", "items": {"type": "string"}},
+                "trend": {"type": "array", "items": _ref("Trend")},
+                "thresholds": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "analyte": {"type": "string"},
+                            "rule": {"type": "string"},
+                            "severity": _SEVERITY,
+                            "advice": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "ReviewQueue": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {"items": {"type": "array", "items": _ref("ReviewItem")}},
+        },
+        "PatientCard": {
+            "type": "object",
+            "properties": {
+                "patient": {"type": "string"},
+                "as_of": _DATE,
+                "practice": _nullable("string"),
+                "details": {
+                    "type": "object",
+                    "description": "Read from the Patient resource for this answer only.",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "nhs_number": {"type": "string"},
+                        "phone": {"type": "string"},
+                        "preferred_contact": {"type": "string"},
+                    },
+                },
+                "tests_due": {"type": "array", "items": _ref("TaskSummary")},
+                "contacts": {"type": "array", "items": _ref("HistoryItem")},
+                "results": {"type": "array", "items": _ref("Trend")},
+                "findings": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "reference": {"type": "string"},
+                            "version": _nullable("string"),
+                            "kind": {"type": "string"},
+                            "description": {"type": "string"},
+                            "rule": {"type": "string"},
+                            "source": _nullable("string"),
+                            "status": {"type": "string"},
+                            "stage": {"enum": [*(s.value for s in Stage), None]},
+                            "severity": _SEVERITY,
+                        },
+                    },
+                },
+            },
+        },
+    }
+)
+
+
+def _action(operation: str, summary: str, body: str, placeholder: str) -> Schema:
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "parameters": [
+                {"name": placeholder, "in": "path", "required": True, "schema": _FHIR_ID_SCHEMA},
+                _ACTING_USER,
+            ],
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref(body)}}},
+            "responses": {
+                "200": _json_body(_ref("ActionResult"), "Done: the new version and stage."),
+                **_WORKFLOW_ERRORS,
+            },
+        }
+    }
+
+
+_PRACTICE = _query(
+    "practice", {"type": "string"}, "Organization id or reference (default: the user's)."
+)
+_PATHS.update(
+    {
+        "/api/v1/worklist": {
+            "get": {
+                "operationId": "getWorklist",
+                "summary": "Open monitoring Tasks by patient, most pressing first (read role).",
+                "parameters": [
+                    _ACTING_USER,
+                    _PRACTICE,
+                    _query("drug_group", {"type": "string"}, "E.g. methotrexate, lithium."),
+                    _query("stage", _STAGE, "One stage (default: the technician's stages)."),
+                    _AS_OF,
+                ],
+                "responses": {
+                    "200": _json_body(_ref("Worklist"), "The worklist."),
+                    "502": _error("BadGateway"),
+                    "503": _error("Unavailable"),
+                    **_PROTECTED_ERRORS,
+                },
+            }
+        },
+        "/api/v1/review-queue": {
+            "get": {
+                "operationId": "getReviewQueue",
+                "summary": "Results, out-of-range Flags, non-engagement decisions and GP "
+                "escalations awaiting action, most severe first (read role).",
+                "parameters": [_ACTING_USER, _PRACTICE],
+                "responses": {
+                    "200": _json_body(_ref("ReviewQueue"), "The queue."),
+                    "502": _error("BadGateway"),
+                    "503": _error("Unavailable"),
+                    **_PROTECTED_ERRORS,
+                },
+            }
+        },
+        "/api/v1/patients/{patient_id}/card": {
+            "get": {
+                "operationId": "getPatientCard",
+                "summary": "Tests due, contact history, results and open findings (read role).",
+                "parameters": [
+                    {
+                        "name": "patient_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": _FHIR_ID_SCHEMA,
+                    },
+                    _ACTING_USER,
+                    _AS_OF,
+                ],
+                "responses": {
+                    "200": _json_body(_ref("PatientCard"), "The card."),
+                    "404": _error("NotFound"),
+                    "502": _error("BadGateway"),
+                    "503": _error("Unavailable"),
+                    **_PROTECTED_ERRORS,
+                },
+            }
+        },
+        "/api/v1/tasks/{task_id}/contacts": _action(
+            "recordContact",
+            "Record a contact attempt (technician, pharmacist; operator key).",
+            "Contact",
+            "task_id",
+        ),
+        "/api/v1/tasks/{task_id}/bookings": _action(
+            "recordBooking", "Record a booking (technician, pharmacist).", "Booking", "task_id"
+        ),
+        "/api/v1/tasks/{task_id}/samples": _action(
+            "recordSample", "Record a sample taken (technician, pharmacist).", "Sample", "task_id"
+        ),
+        "/api/v1/tasks/{task_id}/route-to-pharmacist": _action(
+            "routeNonEngagement",
+            "After the second reminder and the chase interval, route to the pharmacist.",
+            "Versioned",
+            "task_id",
+        ),
+        "/api/v1/tasks/{task_id}/signoff": _action(
+            "signOff",
+            "Pharmacist sign-off of a result (a Task, or a Flag no Task covers) (pharmacist).",
+            "SignOff",
+            "task_id",
+        ),
+        "/api/v1/tasks/{task_id}/non-engagement": _action(
+            "decideNonEngagement",
+            "Pharmacist decision for a patient who did not engage (pharmacist).",
+            "NonEngagement",
+            "task_id",
+        ),
+        "/api/v1/escalations/{gp_task_id}/acknowledge": _action(
+            "acknowledgeEscalation",
+            "The GP acknowledges an escalation (GP).",
+            "Versioned",
+            "gp_task_id",
+        ),
+    }
+)
+
+
 def build_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document; every operation needs an API key unless it says otherwise."""
     return {
@@ -380,8 +783,10 @@ def build_document() -> dict[str, Any]:
             "title": "hrm-fhir",
             "version": "1",
             "description": (
-                "High-risk drug monitoring on FHIR R4: sweeps, the findings ledger and live "
-                "per-patient monitoring. Keys have the role read (GET) or operator (GET, POST)."
+                "High-risk drug monitoring on FHIR R4: sweeps, the findings ledger, live "
+                "per-patient monitoring and the programme workflow. Keys have the role read (GET) "
+                "or operator (GET, POST); workflow operations also name the acting user in "
+                "X-Acting-User."
             ),
         },
         "security": [{"apiKey": []}],

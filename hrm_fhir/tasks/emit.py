@@ -33,6 +33,7 @@ from hrm_fhir.domain import Finding, FindingKind, ResourceRef
 from hrm_fhir.errors import FHIRError, FHIRFatalError, VersionConflict
 from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
 from hrm_fhir.tasks.build import PHARMACIST, build_resource
+from hrm_fhir.workflow.model import Stage, stage_of
 
 Resource = dict[str, Any]
 CONFLICT_RETRIES = 3
@@ -547,10 +548,9 @@ def _closed(
     if current.get("status") in TERMINAL_TASK:
         return None
     if closure.reason == "result received" and context is not None:
-        if (
-            current.get("businessStatus", {}).get("coding", [{}])[0].get("code")
-            == "awaiting-pharmacist"
-        ):
+        # Booked, sample taken, chased or routed for non-engagement: the result moves the Task
+        # on to the pharmacist. One already with the pharmacist or the GP stays as it is.
+        if stage_of(current) in (Stage.AWAITING_PHARMACIST, Stage.ESCALATED_GP):
             return None
         tests = [
             i["valueCodeableConcept"]["coding"][0]["code"]

@@ -17,7 +17,7 @@ def _routes(app: Flask) -> set[tuple[str, str]]:
     return {
         (_CONVERTER.sub(r"{\1}", rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        if rule.endpoint != "static" and not rule.endpoint.startswith("pages.")  # HTML pages
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
 

@@ -21,7 +21,7 @@ def _protected_routes(app: Flask) -> list[tuple[str, str]]:
     """(method, example URL) for every route that needs a key."""
     out = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.rule in PUBLIC:
+        if rule.endpoint == "static" or rule.rule in PUBLIC or rule.endpoint.startswith("pages."):
             continue
         url = rule.rule.replace("<int:sweep_id>", "1").replace("<patient_id>", "p1")
         out.extend((method, url) for method in sorted(rule.methods - {"HEAD", "OPTIONS"}))

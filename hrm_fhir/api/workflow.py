@@ -1,0 +1,250 @@
+"""The programme workflow over HTTP: the worklist, the review queue, the patient card, and the
+actions people take on Tasks, each on behalf of a named user.
+
+The API key says which client calls (``read`` for GET, ``operator`` for POST); the
+``X-Acting-User`` header names the person, an active account in the ``users`` table whose role
+and practice the workflow service then applies. A user tied to a practice sees and acts on that
+practice's patients only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, request
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.api.schemas import load_monitoring_query, load_patient_ref
+from hrm_fhir.api.workflow_schemas import (
+    ACTING_USER,
+    Booking,
+    BookingSchema,
+    Contact,
+    ContactSchema,
+    NonEngagement,
+    NonEngagementSchema,
+    Sample,
+    SampleSchema,
+    SignOff,
+    SignOffSchema,
+    Versioned,
+    VersionedSchema,
+    load_body,
+    load_practice_query,
+    load_worklist_query,
+)
+from hrm_fhir.app import db_session, service_state
+from hrm_fhir.records import UserRecord
+from hrm_fhir.sweep import default_as_of
+from hrm_fhir.workflow import service
+from hrm_fhir.workflow.model import Actor, Role
+
+bp = Blueprint("workflow", __name__)
+
+
+def acting_user() -> Actor:
+    """The active user ``X-Acting-User`` names; 401 when it is missing, unknown or disabled."""
+    username = request.headers.get(ACTING_USER, "")
+    user = db_session().get(UserRecord, username) if username else None
+    roles = {role.value: role for role in Role}
+    if user is None or not user.active or user.role not in roles:
+        raise Unauthorized(
+            f"{ACTING_USER} must name an active user",
+            www_authenticate=WWWAuthenticate("ApiKey", {"header": ACTING_USER}),
+        )
+    return Actor(user.username, roles[user.role], user.display_name, user.practice)
+
+
+def _practice(actor: Actor, asked: str | None) -> str | None:
+    """The practice a list covers: the user's own; asking for another is a 403."""
+    if actor.organization is None:
+        return asked
+    if asked is not None and Actor("", actor.role, "", asked).organization != actor.organization:
+        raise Forbidden("this user works for another practice")
+    return actor.organization
+
+
+@contextmanager
+def _gateway() -> Iterator[FHIRGateway]:
+    gateway = FHIRGateway.from_settings(service_state().settings)
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+
+
+def _json(value: Any) -> Response:
+    return Response(orjson.dumps(value), mimetype="application/json")
+
+
+def _done(result: service.ActionResult) -> Response:
+    db_session().commit()
+    return _json(asdict(result))
+
+
+@bp.get("/worklist")
+def worklist() -> Response:
+    actor = acting_user()
+    query = load_worklist_query(request.args)
+    settings = service_state().settings
+    with _gateway() as gateway:
+        entries = service.worklist(
+            gateway,
+            db_session(),
+            as_of=query.as_of or default_as_of(settings),
+            practice=_practice(actor, query.practice),
+            drug_group=query.drug_group,
+            stage=query.stage,
+            chase_interval_days=settings.chase_interval_days,
+            rules=service_state().rules,
+        )
+    return _json({"entries": entries})
+
+
+@bp.get("/review-queue")
+def review_queue() -> Response:
+    actor = acting_user()
+    query = load_practice_query(request.args)
+    with _gateway() as gateway:
+        items = service.review_queue(
+            gateway,
+            db_session(),
+            practice=_practice(actor, query.practice),
+            rules=service_state().rules,
+        )
+    return _json({"items": items})
+
+
+@bp.get("/patients/<patient_id>/card")
+def patient_card(patient_id: str) -> Response:
+    actor = acting_user()
+    patient = load_patient_ref(patient_id)
+    query = load_monitoring_query(request.args)
+    settings = service_state().settings
+    with _gateway() as gateway:
+        card = service.patient_card(
+            gateway,
+            db_session(),
+            patient,
+            as_of=query.as_of or default_as_of(settings),
+            actor=actor,
+            chase_interval_days=settings.chase_interval_days,
+            rules=service_state().rules,
+        )
+    return _json(card)
+
+
+@bp.post("/tasks/<task_id>/contacts")
+def contacts(task_id: str) -> Response:
+    actor = acting_user()
+    body = load_body(ContactSchema(), request.get_json(), Contact)
+    with _gateway() as gateway:
+        result = service.record_contact(
+            gateway,
+            db_session(),
+            actor,
+            task_id,
+            version=body.version,
+            medium=body.medium,
+            outcome=body.outcome,
+            note=body.note,
+        )
+    return _done(result)
+
+
+@bp.post("/tasks/<task_id>/bookings")
+def bookings(task_id: str) -> Response:
+    actor = acting_user()
+    body = load_body(BookingSchema(), request.get_json(), Booking)
+    with _gateway() as gateway:
+        result = service.record_booking(
+            gateway,
+            db_session(),
+            actor,
+            task_id,
+            version=body.version,
+            booked_for=body.booked_for,
+            note=body.note,
+        )
+    return _done(result)
+
+
+@bp.post("/tasks/<task_id>/samples")
+def samples(task_id: str) -> Response:
+    actor = acting_user()
+    body = load_body(SampleSchema(), request.get_json(), Sample)
+    with _gateway() as gateway:
+        result = service.record_sample(
+            gateway, db_session(), actor, task_id, version=body.version, taken_on=body.taken_on
+        )
+    return _done(result)
+
+
+@bp.post("/tasks/<task_id>/route-to-pharmacist")
+def route(task_id: str) -> Response:
+    actor = acting_user()
+    body = load_body(VersionedSchema(), request.get_json(), Versioned)
+    with _gateway() as gateway:
+        result = service.route_non_engagement(
+            gateway,
+            db_session(),
+            actor,
+            task_id,
+            version=body.version,
+            note=body.note,
+            chase_interval_days=service_state().settings.chase_interval_days,
+        )
+    return _done(result)
+
+
+@bp.post("/tasks/<task_id>/signoff")
+def signoff(task_id: str) -> Response:
+    actor = acting_user()
+    body = load_body(SignOffSchema(), request.get_json(), SignOff)
+    with _gateway() as gateway:
+        result = service.sign_off(
+            gateway,
+            db_session(),
+            actor,
+            task_id,
+            version=body.version,
+            decision=body.decision,
+            note=body.note,
+            new_dose=body.new_dose,
+            repeat_on=body.repeat_on,
+        )
+    return _done(result)
+
+
+@bp.post("/tasks/<task_id>/non-engagement")
+def non_engagement(task_id: str) -> Response:
+    actor = acting_user()
+    body = load_body(NonEngagementSchema(), request.get_json(), NonEngagement)
+    with _gateway() as gateway:
+        result = service.decide_non_engagement(
+            gateway,
+            db_session(),
+            actor,
+            task_id,
+            version=body.version,
+            decision=body.decision,
+            note=body.note,
+        )
+    return _done(result)
+
+
+@bp.post("/escalations/<gp_task_id>/acknowledge")
+def acknowledge(gp_task_id: str) -> Response:
+    actor = acting_user()
+    body = load_body(VersionedSchema(), request.get_json(), Versioned)
+    with _gateway() as gateway:
+        result = service.acknowledge_escalation(
+            gateway, db_session(), actor, gp_task_id, version=body.version, note=body.note
+        )
+    return _done(result)

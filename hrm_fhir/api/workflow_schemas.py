@@ -1,0 +1,212 @@
+"""marshmallow schemas for the workflow API: query strings and action bodies, strict (unknown
+fields, wrong types and repeated parameters are a 400), loaded into typed values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+from werkzeug.datastructures import MultiDict
+
+from hrm_fhir.api.schemas import FHIR_ID, _load, _Strict, query_args
+from hrm_fhir.errors import WorkflowError
+from hrm_fhir.workflow.model import (
+    NON_ENGAGEMENT_DECISIONS,
+    SIGN_OFF_DECISIONS,
+    ContactOutcome,
+    Decision,
+    Medium,
+    Stage,
+    check_sign_off,
+)
+
+T = TypeVar("T")
+ACTING_USER = "X-Acting-User"
+"""The header naming the user an API request acts for."""
+MAX_NOTE = 2000
+MAX_DOSE = 200
+
+
+def _version() -> fields.String:
+    return fields.String(
+        required=True,
+        validate=validate.Regexp(FHIR_ID + r"\Z", error="A FHIR versionId such as 3."),
+        metadata={"description": "The Task's meta.versionId as it was loaded."},
+    )
+
+
+def _note() -> fields.String:
+    return fields.String(validate=validate.Length(max=MAX_NOTE), load_default="")
+
+
+def _decision(allowed: frozenset[Decision]) -> fields.Enum[Decision]:
+    return fields.Enum(
+        Decision,
+        by_value=True,
+        required=True,
+        validate=validate.OneOf(sorted(allowed)),
+    )
+
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    practice: str | None
+    drug_group: str | None
+    stage: Stage | None
+    as_of: date | None
+
+
+class WorklistQuerySchema(_Strict):
+    practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    drug_group = fields.String(validate=validate.Length(min=1, max=64), load_default=None)
+    stage = fields.Enum(Stage, by_value=True, load_default=None)
+    as_of = fields.Date(load_default=None)
+
+    @post_load
+    def _query(self, data: dict[str, Any], **_: Any) -> WorklistQuery:
+        return WorklistQuery(**data)
+
+
+@dataclass(frozen=True)
+class PracticeQuery:
+    practice: str | None
+
+
+class PracticeQuerySchema(_Strict):
+    practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+
+    @post_load
+    def _query(self, data: dict[str, Any], **_: Any) -> PracticeQuery:
+        return PracticeQuery(**data)
+
+
+@dataclass(frozen=True)
+class Contact:
+    version: str
+    medium: Medium
+    outcome: ContactOutcome
+    note: str
+
+
+class ContactSchema(_Strict):
+    version = _version()
+    medium = fields.Enum(Medium, by_value=True, required=True)
+    outcome = fields.Enum(ContactOutcome, by_value=True, required=True)
+    note = _note()
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> Contact:
+        return Contact(**data)
+
+
+@dataclass(frozen=True)
+class Booking:
+    version: str
+    booked_for: date
+    note: str
+
+
+class BookingSchema(_Strict):
+    version = _version()
+    booked_for = fields.Date(required=True)
+    note = _note()
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> Booking:
+        return Booking(**data)
+
+
+@dataclass(frozen=True)
+class Sample:
+    version: str
+    taken_on: date
+
+
+class SampleSchema(_Strict):
+    version = _version()
+    taken_on = fields.Date(required=True)
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> Sample:
+        return Sample(**data)
+
+
+@dataclass(frozen=True)
+class SignOff:
+    version: str
+    decision: Decision
+    note: str
+    new_dose: str
+    repeat_on: date | None
+
+
+class SignOffSchema(_Strict):
+    version = _version()
+    decision = _decision(SIGN_OFF_DECISIONS)
+    note = _note()
+    new_dose = fields.String(validate=validate.Length(max=MAX_DOSE), load_default="")
+    repeat_on = fields.Date(load_default=None)
+
+    @validates_schema
+    def _details(self, data: dict[str, Any], **_: Any) -> None:
+        if "decision" in data:
+            try:
+                check_sign_off(data["decision"], data.get("new_dose", ""), data.get("repeat_on"))
+            except WorkflowError as exc:
+                raise ValidationError(str(exc)) from exc
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> SignOff:
+        return SignOff(**data)
+
+
+@dataclass(frozen=True)
+class NonEngagement:
+    version: str
+    decision: Decision
+    note: str
+
+
+class NonEngagementSchema(_Strict):
+    version = _version()
+    decision = _decision(NON_ENGAGEMENT_DECISIONS)
+    note = _note()
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> NonEngagement:
+        return NonEngagement(**data)
+
+
+@dataclass(frozen=True)
+class Versioned:
+    version: str
+    note: str
+
+
+class VersionedSchema(_Strict):
+    """Routing and acknowledgement: the version, and (acknowledgement only) a note."""
+
+    version = _version()
+    note = _note()
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> Versioned:
+        return Versioned(**data)
+
+
+def load_worklist_query(args: MultiDict[str, str]) -> WorklistQuery:
+    return _load(WorklistQuerySchema(), query_args(args), WorklistQuery)
+
+
+def load_practice_query(args: MultiDict[str, str]) -> PracticeQuery:
+    return _load(PracticeQuerySchema(), query_args(args), PracticeQuery)
+
+
+def load_body(schema: _Strict, body: object, kind: type[T]) -> T:
+    """An action's JSON object body, loaded by ``schema`` into ``kind``."""
+    if not isinstance(body, Mapping):
+        raise ValidationError({"_schema": ["The body must be a JSON object."]})
+    return _load(schema, body, kind)

@@ -1,0 +1,79 @@
+"""The pages people use: sign-in, the technician worklist, the patient card, the pharmacist review
+queue and the GP's escalations, server-rendered with Jinja (hrm_fhir/templates/pages), plain CSS
+(hrm_fhir/static) and no JavaScript. See docs/pages.md.
+
+``bp`` is registered by ``create_app``; registering it configures the app's session (secret key,
+lifetime, cookie flags) and CSRF protection. Without ``HRM_SECRET_KEY`` (outside tests) the pages
+refuse to run: every page answers 503 saying why, while the API and the scheduler carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from flask import Blueprint, Flask
+from flask.blueprints import BlueprintSetupState
+
+from hrm_fhir.app import service_state
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "pages",
+    __name__,
+    static_folder="../static",
+    static_url_path="/static",
+)
+MIN_SECRET_KEY = 32
+"""Characters: ``python -c 'import secrets; print(secrets.token_hex(32))'`` gives 64."""
+DISABLED = "PAGES_DISABLED"
+"""app.config key: why the pages refuse to run (None when they run)."""
+
+
+def _setup(state: BlueprintSetupState) -> None:
+    if isinstance(state.app, Flask):
+        configure(state.app)
+
+
+def configure(app: Flask) -> None:
+    """Session cookie, secret key and CSRF settings for the pages (tests may override any)."""
+    from hrm_fhir.pages.csrf import csrf
+
+    settings = service_state(app).settings
+    key = settings.secret_key or app.config.get("SECRET_KEY") or ""
+    if not key and app.testing:
+        key = secrets.token_hex(32)
+    if len(key) < MIN_SECRET_KEY:
+        reason = (
+            "HRM_SECRET_KEY is not set"
+            if not key
+            else f"HRM_SECRET_KEY is shorter than {MIN_SECRET_KEY} characters"
+        )
+        app.config[DISABLED] = reason
+        logger.warning("the pages are off: %s", reason, extra={"setting": "HRM_SECRET_KEY"})
+    else:
+        app.config[DISABLED] = None
+        app.secret_key = key
+    _unless_given(app, "PERMANENT_SESSION_LIFETIME", timedelta(minutes=settings.session_minutes))
+    _unless_given(app, "SESSION_COOKIE_NAME", "hrm_fhir_session")
+    _unless_given(app, "SESSION_COOKIE_SAMESITE", "Lax")
+    _unless_given(app, "SESSION_COOKIE_SECURE", settings.secure_cookies)
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    # Checked by the pages blueprint only (the API authenticates with keys, not cookies); a
+    # token lives as long as the session that holds it.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    csrf.init_app(app)
+
+
+def _unless_given(app: Flask, key: str, value: object) -> None:
+    """Set ``key`` unless the app was given its own value (it still holds Flask's default)."""
+    if key not in app.config or app.config[key] == Flask.default_config.get(key):
+        app.config[key] = value
+
+
+bp.record_once(_setup)
+
+from hrm_fhir.pages import actions, hooks, session, views  # noqa: E402, F401 - routes and hooks

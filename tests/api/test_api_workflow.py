@@ -1,0 +1,154 @@
+"""The workflow API without a FHIR server: who is acting, and bad input refused before anything
+is read or written (the FHIR base is a closed port, so any request to it would fail as a 503)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from hrm_fhir.app import service_state
+from hrm_fhir.records import UserRecord, WorkflowEventRecord
+from tests.api.conftest import OPERATOR, READ
+
+TASK = "/api/v1/tasks/hrm-abc"
+UNUSABLE_HASH = "!"
+"""API users never sign in to the pages: no password hash matches this."""
+
+
+def add_user(
+    app: Flask, username: str, role: str, practice: str | None = "org-1", active: bool = True
+) -> dict[str, str]:
+    """An account in the app's database; the headers that act as it with the operator key."""
+    with service_state(app).sessions().begin() as session:
+        session.add(
+            UserRecord(
+                username=username,
+                display_name=username.title(),
+                role=role,
+                practice=practice,
+                password_hash=UNUSABLE_HASH,
+                active=active,
+                created_at=datetime.now(UTC),
+            )
+        )
+    return {**OPERATOR, "X-Acting-User": username}
+
+
+def _events(app: Flask) -> int:
+    with service_state(app).sessions()() as session:
+        return int(session.scalar(select(func.count()).select_from(WorkflowEventRecord)) or 0)
+
+
+@pytest.fixture
+def tech(app: Flask) -> dict[str, str]:
+    return add_user(app, "tess", "technician")
+
+
+def test_the_acting_user_must_be_named_known_and_active(app: Flask, client: FlaskClient) -> None:
+    add_user(app, "gone", "pharmacist", active=False)
+    body = {"version": "1", "medium": "sms", "outcome": "no-answer"}
+    for headers in (
+        OPERATOR,
+        {**OPERATOR, "X-Acting-User": "nobody"},
+        {**OPERATOR, "X-Acting-User": "gone"},
+    ):
+        response = client.post(f"{TASK}/contacts", json=body, headers=headers)
+        assert response.status_code == 401
+        assert response.json is not None
+        assert "X-Acting-User" in response.json["message"]
+    assert client.get("/api/v1/worklist", headers=READ).status_code == 401
+    assert _events(app) == 0
+
+
+def test_a_read_key_cannot_act(app: Flask, client: FlaskClient, tech: dict[str, str]) -> None:
+    headers = {**READ, "X-Acting-User": "tess"}
+    body = {"version": "1", "medium": "sms", "outcome": "no-answer"}
+    assert client.post(f"{TASK}/contacts", json=body, headers=headers).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("contacts", {"medium": "sms", "outcome": "no-answer"}, "version"),
+        ("contacts", {"version": 3, "medium": "sms", "outcome": "no-answer"}, "version"),
+        ("contacts", {"version": "3", "medium": "fax", "outcome": "no-answer"}, "medium"),
+        ("contacts", {"version": "3", "medium": "sms"}, "outcome"),
+        ("contacts", {"version": "3", "medium": "sms", "outcome": "booked", "extra": 1}, "extra"),
+        ("contacts", {"version": "3", "medium": "sms", "outcome": "booked", "note": 5}, "note"),
+        ("bookings", {"version": "3"}, "booked_for"),
+        ("bookings", {"version": "3", "booked_for": "next week"}, "booked_for"),
+        ("samples", {"version": "3", "taken_on": 20261127}, "taken_on"),
+        ("signoff", {"version": "3", "decision": "pause"}, "decision"),
+        ("signoff", {"version": "3", "decision": "dose-adjusted"}, "_schema"),
+        ("signoff", {"version": "3", "decision": "continue", "repeat_on": "2026-12-01"}, "_schema"),
+        ("non-engagement", {"version": "3", "decision": "continue"}, "decision"),
+        ("route-to-pharmacist", {}, "version"),
+    ],
+)
+def test_bad_bodies_are_a_400_naming_the_field(
+    app: Flask,
+    client: FlaskClient,
+    tech: dict[str, str],
+    path: str,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    response = client.post(f"{TASK}/{path}", json=body, headers=tech)
+    assert response.status_code == 400, response.json
+    assert response.json is not None
+    assert field in response.json["messages"]
+    assert _events(app) == 0
+
+
+def test_a_body_that_is_not_an_object_is_a_400(client: FlaskClient, tech: dict[str, str]) -> None:
+    assert client.post(f"{TASK}/contacts", json=["sms"], headers=tech).status_code == 400
+    response = client.post(
+        f"{TASK}/contacts", data="{", headers={**tech, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+def test_a_role_that_may_not_act_is_a_403_before_anything_is_read(
+    app: Flask, client: FlaskClient, tech: dict[str, str]
+) -> None:
+    response = client.post(
+        f"{TASK}/signoff", json={"version": "3", "decision": "continue"}, headers=tech
+    )
+    assert response.status_code == 403
+    assert response.json == {
+        "error": "forbidden",
+        "message": "a technician may not sign off (allowed: admin, pharmacist)",
+    }
+    gp = add_user(app, "gwen", "gp")
+    body = {"version": "3", "medium": "phone", "outcome": "booked"}
+    assert client.post(f"{TASK}/contacts", json=body, headers=gp).status_code == 403
+    pharmacist = add_user(app, "phil", "pharmacist")
+    assert (
+        client.post(
+            "/api/v1/escalations/hrm-gp/acknowledge", json={"version": "1"}, headers=pharmacist
+        ).status_code
+        == 403
+    )
+    assert _events(app) == 0
+
+
+def test_lists_of_another_practice_are_a_403(client: FlaskClient, tech: dict[str, str]) -> None:
+    headers = {**READ, "X-Acting-User": "tess"}
+    for path in (
+        "/api/v1/worklist?practice=org-2",
+        "/api/v1/review-queue?practice=Organization/org-2",
+    ):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 403
+    assert client.get("/api/v1/worklist?stage=nowhere", headers=headers).status_code == 400
+    assert (
+        client.get(
+            "/api/v1/worklist?as_of=2026-11-27&as_of=2026-11-28", headers=headers
+        ).status_code
+        == 400
+    )

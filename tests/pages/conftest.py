@@ -1,0 +1,89 @@
+"""Pages through Flask's test client: an app on a temporary SQLite database with three users.
+The FHIR base is a closed local port, so anything that reaches it fails fast."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from hrm_fhir.app import create_app, db_session, service_state
+from hrm_fhir.users import create_user
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
+UNREACHABLE_FHIR = "http://127.0.0.1:9/fhir"
+USERS = {"tech": "technician", "pharm": "pharmacist", "gp": "gp", "boss": "admin"}
+PRACTICE = "org-1"
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[AppFactory]:
+    made: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        app = create_app(
+            {
+                "TESTING": True,
+                "database_url": f"sqlite:///{tmp_path / 'hrm.db'}",
+                "fhir_base_url": UNREACHABLE_FHIR,
+                "fhir_max_retries": 0,
+                "fhir_timeout": 2.0,
+                **overrides,
+            }
+        )
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        service_state(app).close(timeout=10)
+
+
+def add_users(app: Flask) -> None:
+    with app.app_context():
+        session = db_session()
+        for username, role in USERS.items():
+            create_user(
+                session,
+                username,
+                role=role,
+                password=PASSWORD,
+                practice=PRACTICE,
+                display_name=f"Test {role}",
+            )
+        session.commit()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    app = make_app()
+    add_users(app)
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def token_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+def sign_in(client: FlaskClient, username: str, password: str = PASSWORD) -> str:
+    """Sign in through the form; returns a CSRF token valid for the signed-in session."""
+    token = token_of(client.get("/sign-in").text)
+    response = client.post(
+        "/sign-in", data={"username": username, "password": password, "csrf_token": token}
+    )
+    assert response.status_code == 302, response.text
+    return token_of(client.get(response.headers["Location"]).text)
