@@ -43,7 +43,8 @@ def build_resource(finding: Finding, as_of: date, window_days: int = 14) -> Task
 
 
 def _common(finding: Finding) -> dict[str, Any]:
-    div = f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{html.escape(finding.reason)}</p></div>'
+    text = html.escape(finding.reason, quote=False).replace('"', "&quot;")
+    div = f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{text}</p></div>'
     return {
         "id": finding.identifier,
         "meta": {"tag": [{"system": t.TAG, "code": "hrm-fhir"}]},

@@ -18,6 +18,7 @@ says is open; ``plan`` decides, purely, what to create, update or close; ``apply
 from __future__ import annotations
 
 import hashlib
+import html
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -67,6 +68,9 @@ def managed(resource: Resource) -> Resource:
         tag for tag in (resource.get("meta") or {}).get("tag", []) if tag.get("system") == t.TAG
     ]
     out["meta"] = {"tag": tags}
+    if "text" in out:
+        # Servers re-serialise XHTML (HAPI writes ' for &#x27; and &quot; for "): compare text.
+        out["text"] = html.unescape(str(out["text"].get("div", "")))
     if kind == "Flag":
         out["period.start"] = (resource.get("period") or {}).get("start")
     return out

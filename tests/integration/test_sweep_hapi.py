@@ -343,3 +343,23 @@ def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harnes
     full = harness.sweep(full=True)
     assert full.counts.created == 1
     assert [f["id"] for f in harness.ours("Flag", "lith")] == [flag["id"]]
+
+
+def test_a_full_reconciliation_over_unchanged_data_writes_nothing(harness: Harness) -> None:
+    p = harness.practice
+    inr = "6301-6"
+    warfarin = [
+        p.patient("warf"),
+        *p.repeats(
+            "warf", "Warfarin 3mg tablets", AS_OF - timedelta(days=600), AS_OF - timedelta(days=6)
+        ),
+        p.result("warf", inr, 3.6, "{INR}", AS_OF - timedelta(days=3)),
+    ]
+    warfarin[-1]["code"]["coding"][0]["system"] = "http://loinc.org"
+    harness.upload([*starter(p), *warfarin])
+    first = harness.sweep(full=True)
+    [review] = harness.ours("Task", "warf")
+    assert "'" in review["description"], "a reason with an apostrophe, which servers re-serialise"
+    again = harness.sweep(full=True)
+    assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
+    assert again.counts.unchanged == first.findings
