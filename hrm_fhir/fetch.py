@@ -159,13 +159,31 @@ def read_records(
     practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
     """
     wanted = sorted(set(patients))
-    by_patient: dict[str, dict[tuple[str, str], Resource]] = {p: {} for p in wanted}
-    medications: dict[str, Resource] = {}
     chunked = 4 * -(-len(wanted) // PATIENTS_PER_SEARCH)
     if scope is not None and wanted and _paged_requests(gateway, scope, report) < chunked:
         searches = _scope_searches(scope)
     else:
         searches = _patient_searches(wanted)
+    return _collect(gateway, searches, report, set(wanted))
+
+
+def read_scope(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport
+) -> dict[str, list[Resource]]:
+    """Every patient's record in scope, paging each record type once (a full reconciliation)."""
+    return _collect(gateway, _scope_searches(scope), report, None)
+
+
+def _collect(
+    gateway: FHIRGateway,
+    searches: Iterable[tuple[str, dict[str, str]]],
+    report: FetchReport,
+    wanted: set[str] | None,
+) -> dict[str, list[Resource]]:
+    """Run the searches; keep the resources of ``wanted`` patients (all when None), newest
+    version of each, with the Medications their prescriptions reference."""
+    by_patient: dict[str, dict[tuple[str, str], Resource]] = {p: {} for p in wanted or ()}
+    medications: dict[str, Resource] = {}
     for resource_type, params in searches:
         for page in gateway.iter_pages(resource_type, params):
             report.searches += 1
@@ -179,8 +197,9 @@ def read_records(
                     medications[f"Medication/{resource.get('id')}"] = resource
                     continue
                 key = patient_key(resource)
-                if key in by_patient:
-                    _keep_newest(by_patient[key], resource)
+                if key is None or (wanted is not None and key not in wanted):
+                    continue
+                _keep_newest(by_patient.setdefault(key, {}), resource)
     out: dict[str, list[Resource]] = {}
     for patient, resources in by_patient.items():
         referenced = {

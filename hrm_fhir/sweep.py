@@ -35,6 +35,7 @@ from hrm_fhir.fetch import (
     our_resources,
     prescribed_patients,
     read_records,
+    read_scope,
     uncoded_candidates,
 )
 from hrm_fhir.records import SweepMode, SweepStatus
@@ -184,14 +185,15 @@ def _sweep(
     since = (
         None if is_full or cursor is None else _since(cursor, settings.watermark_overlap_seconds)
     )
-    monitored_text = _text_matcher(rules)
-    wanted = prescribed_patients(gateway, rules, scope, report, since)
-    wanted |= uncoded_candidates(gateway, scope, report, monitored_text, since)
     if since is None:
-        wanted |= known
+        everyone = read_scope(gateway, scope, report)
+        wanted = _monitored(rules, everyone) | known
+        fetched = {patient: everyone.get(patient, []) for patient in wanted}
     else:
+        wanted = prescribed_patients(gateway, rules, scope, report, since)
+        wanted |= uncoded_candidates(gateway, scope, report, _text_matcher(rules), since)
         wanted |= changed_patients(gateway, scope, report, since) & known
-    fetched = read_records(gateway, wanted, report, scope)
+        fetched = read_records(gateway, wanted, report, scope)
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
@@ -251,6 +253,17 @@ def _sweep(
                 session, scope.label, report.server_time, sweep_id=summary.sweep_id, now=clock()
             )
     _finish(sessions, summary, clock, watermark=report.server_time)
+
+
+def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> set[str]:
+    """Patients with a prescription any rule pack or co-medication class recognises."""
+    index = MedicationIndex(rules.packs, rules.catalogue)
+    builder = RecordBuilder(rules.catalogue, index.is_relevant)
+    for resources in by_patient.values():
+        for resource in resources:
+            if resource.get("resourceType") in ("MedicationRequest", "Medication"):
+                builder.add("server", resource)
+    return {patient for patient, record in builder.finish().items() if record.prescriptions}
 
 
 def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:

@@ -35,11 +35,22 @@ def is_flag(finding: Finding) -> bool:
     )
 
 
-def build_resource(finding: Finding, as_of: date, window_days: int = 14) -> Task | Flag:
-    """The Task or Flag a finding becomes."""
+def resource_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str, Any]:
+    """The Task or Flag a finding becomes, as JSON data (not yet validated)."""
     if is_flag(finding):
-        return build_flag(finding)
-    return build_task(finding, as_of, window_days)
+        return flag_body(finding)
+    return task_body(finding, as_of, window_days)
+
+
+def validated(body: dict[str, Any]) -> Task | Flag:
+    """The fhir.resources model of a Task or Flag body; raises when the body is not valid FHIR."""
+    model = Flag if body["resourceType"] == "Flag" else Task
+    return model.model_validate(body)
+
+
+def build_resource(finding: Finding, as_of: date, window_days: int = 14) -> Task | Flag:
+    """The Task or Flag a finding becomes, validated."""
+    return validated(resource_body(finding, as_of, window_days))
 
 
 def _common(finding: Finding) -> dict[str, Any]:
@@ -60,7 +71,7 @@ def _rule_extensions(finding: Finding) -> list[dict[str, Any]]:
     ]
 
 
-def build_task(finding: Finding, as_of: date, window_days: int = 14) -> Task:
+def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str, Any]:
     """A Task for monitoring that is due or overdue, a prescribing review or a result review."""
     if finding.kind in (FindingKind.DUE, FindingKind.OVERDUE):
         code, text = "monitoring-due", "Drug monitoring blood test due"
@@ -104,6 +115,7 @@ def build_task(finding: Finding, as_of: date, window_days: int = 14) -> Task:
         for ref in finding.evidence
     )
     body: dict[str, Any] = {
+        "resourceType": "Task",
         **_common(finding),
         "extension": _rule_extensions(finding),
         "status": "requested",
@@ -127,16 +139,17 @@ def build_task(finding: Finding, as_of: date, window_days: int = 14) -> Task:
         body["restriction"] = {
             "period": {"start": start.isoformat(), "end": finding.due_date.isoformat()}
         }
-    return Task.model_validate(body)
+    return body
 
 
-def build_flag(finding: Finding) -> Flag:
+def flag_body(finding: Finding) -> dict[str, Any]:
     """A Flag for an out-of-range result: what a clinician sees in the record."""
     observation = next((r for r in finding.evidence if r.startswith("Observation/")), None)
     extensions = _rule_extensions(finding)
     if observation is not None:
         extensions.append({"url": t.FLAG_DETAIL, "valueReference": {"reference": observation}})
     body: dict[str, Any] = {
+        "resourceType": "Flag",
         **_common(finding),
         "extension": extensions,
         "status": "active",
@@ -150,7 +163,7 @@ def build_flag(finding: Finding) -> Flag:
     }
     if finding.observed_on is not None:
         body["period"] = {"start": finding.observed_on.isoformat()}
-    return Flag.model_validate(body)
+    return body
 
 
 def build_bundle(findings: Iterable[Finding], as_of: date, window_days: int = 14) -> dict[str, Any]:

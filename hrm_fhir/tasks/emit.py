@@ -33,12 +33,14 @@ from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.domain import Finding, FindingKind, ResourceRef
 from hrm_fhir.errors import FHIRError, FHIRFatalError, VersionConflict
 from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
-from hrm_fhir.tasks.build import PHARMACIST, build_resource
+from hrm_fhir.tasks.build import PHARMACIST, resource_body, validated
 from hrm_fhir.workflow.model import Stage, stage_of
 
 Resource = dict[str, Any]
 CONFLICT_RETRIES = 3
 BATCH_SIZE = 100
+LEDGER_CHUNK = 500
+"""Ledger rows for resources already as wanted are committed this many at a time."""
 TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "entered-in-error", "rejected"})
 _MANAGED = {
     "Task": (
@@ -97,8 +99,7 @@ def desired_resources(
     """The Task or Flag each finding wants on the server, keyed by business identifier."""
     out: dict[str, Desired] = {}
     for finding in findings:
-        model = build_resource(finding, as_of, window_days)
-        body: Resource = model.model_dump(mode="json", exclude_none=True)
+        body = resource_body(finding, as_of, window_days)
         out[finding.identifier] = Desired(finding, body, content_hash(body))
     return out
 
@@ -249,15 +250,23 @@ class Writer:
         self._server = server
         counts = Counts(unchanged=work.unchanged)
         missing: list[Desired] = []
+        matched: list[tuple[Desired, Resource]] = []
         for wanted in work.creates:
             try:
                 current = self._current(wanted.resource["resourceType"], wanted.resource["id"])
                 if current is None:
                     missing.append(wanted)
-                else:
+                elif content_hash(current) == wanted.digest:
+                    matched.append((wanted, current))
+                elif self._valid(wanted, counts):
                     self._settle(wanted, current, counts)
             except FHIRError as exc:
                 self._failed(counts, wanted.finding.identifier, wanted.resource_type, exc)
+        for start in range(0, len(matched), LEDGER_CHUNK):
+            with self._sessions.begin() as session:
+                for wanted, current in matched[start : start + LEDGER_CHUNK]:
+                    self._open(session, wanted, current, version=_version(current), action=None)
+            counts.unchanged += len(matched[start : start + LEDGER_CHUNK])
         for start in range(0, len(missing), BATCH_SIZE):
             self._create_batch(missing[start : start + BATCH_SIZE], counts)
         for wanted in work.updates:
@@ -272,18 +281,23 @@ class Writer:
                 self._failed(counts, closure.identifier, closure.resource_type, exc)
         return counts
 
+    def _valid(self, wanted: Desired, counts: Counts) -> bool:
+        """Only valid FHIR is written (fhir.resources R4B); checked just before the write."""
+        try:
+            validated(wanted.resource)
+        except ValueError as exc:
+            error = FHIRFatalError(f"not valid FHIR, not written: {exc.__class__.__name__}")
+            self._failed(counts, wanted.finding.identifier, wanted.resource_type, error)
+            return False
+        return True
+
     def _current(self, kind: str, rid: str) -> Resource | None:
         if self._server is not None:
             return self._server.get(f"{kind}/{rid}")
         return self._gateway.read(kind, rid)
 
     def _settle(self, wanted: Desired, current: Resource, counts: Counts) -> None:
-        """An existing resource: record it when it is as wanted, else update our fields."""
-        if content_hash(current) == wanted.digest:
-            with self._sessions.begin() as session:
-                self._open(session, wanted, current, version=_version(current), action=None)
-            counts.unchanged += 1
-            return
+        """An existing resource that differs from what is wanted: update our fields."""
         written, version = self._put(_merge(current, wanted.resource), _version(current), wanted)
         with self._sessions.begin() as session:
             self._open(session, wanted, written, version=version, action=WriteAction.UPDATE)
@@ -291,6 +305,7 @@ class Writer:
 
     def _create_batch(self, chunk: list[Desired], counts: Counts) -> None:
         """PUT new resources by id in one batch Bundle; each entry succeeds or fails alone."""
+        chunk = [w for w in chunk if self._valid(w, counts)]
         entries = [
             {
                 "resource": w.resource,
@@ -354,6 +369,8 @@ class Writer:
             )
 
     def _update(self, wanted: Desired, counts: Counts) -> None:
+        if not self._valid(wanted, counts):
+            return
         kind, rid = wanted.resource["resourceType"], wanted.resource["id"]
         current = self._current(kind, rid)
         if current is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -64,14 +65,22 @@ def test_server_unavailable_marks_the_sweep_failed_and_keeps_no_watermark(
     sessions: sessionmaker[Session],
 ) -> None:
     responses.get(f"{BASE}/metadata", json=_capabilities("Patient", "Task", "Flag"))
-    responses.get(
-        f"{BASE}/MedicationRequest", status=503, json={"resourceType": "OperationOutcome"}
+    unavailable = responses.get(
+        re.compile(rf"{re.escape(BASE)}/(Patient|MedicationRequest).*"),
+        status=503,
+        json={
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "transient"}],
+        },
     )
     gateway = FHIRGateway(BASE, max_retries=2, sleep=lambda s: None)
     with pytest.raises(FHIRTemporaryError):
         run_sweep(
             Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
         )
+    assert unavailable.call_count == 3, (
+        "the first read was tried three times, then the sweep failed"
+    )
     with sessions.begin() as session:
         [sweep] = store.list_sweeps(session)
         assert sweep.status is SweepStatus.FAILED
