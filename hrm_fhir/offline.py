@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import re
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,12 @@ class EvaluationRun:
     patients: int
 
 
+_PATIENT_FIRST = b'{"resourceType":"Patient","id":"'
+_SUBJECT = b'"subject":{"reference":"Patient/'
+_SUBJECT_ID = re.compile(rb'"subject":\{"reference":"Patient/([A-Za-z0-9\-.]{1,64})"')
+_ID_THEN_QUOTE = re.compile(rb'([A-Za-z0-9\-.]{1,64})"')
+
+
 @dataclass(frozen=True)
 class _Partition:
     index: int
@@ -57,6 +64,20 @@ class _Partition:
     @property
     def reports(self) -> bool:
         return self.index == 0
+
+    def claim(self, line: bytes) -> bool | None:
+        """Decide from the raw NDJSON line, without parsing it, when that is certain: a Patient
+        written id-first, or a resource with exactly one patient subject and nothing contained.
+        None (parse and decide) for anything else."""
+        if line.startswith(_PATIENT_FIRST):
+            found = _ID_THEN_QUOTE.match(line, len(_PATIENT_FIRST))
+        else:
+            found = _SUBJECT_ID.search(line)
+            if found is None or line.find(_SUBJECT, found.end()) >= 0 or b'"contained"' in line:
+                return None
+        if found is None:
+            return None
+        return zlib.crc32(b"Patient/" + found.group(1)) % self.count == self.index
 
 
 @contextmanager
@@ -85,13 +106,17 @@ def read_records(
     skipped: list[Skipped] = []
     reports = partition is None or partition.reports
 
+    def record(where: str, what: str) -> None:
+        skipped.append(Skipped(source=where, reason=what))
+        problem(where, what)
+
     def report(where: str, what: str) -> None:
         if reports:
-            skipped.append(Skipped(source=where, reason=what))
-            problem(where, what)
+            record(where, what)
 
+    claim = partition.claim if partition is not None else None
     with _collector_paused():
-        for origin, resource in iter_resources(files, report):
+        for origin, resource in iter_resources(files, report, claim, record):
             if partition is None or partition.owns(resource):
                 builder.add(origin, resource)
         records = builder.finish()

@@ -33,16 +33,31 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def iter_resources(files: Iterable[Path], problem: Problem) -> Iterator[tuple[str, Resource]]:
-    """Yield (origin, resource) for every resource in ``files``; report unreadable parts."""
+Claim = Callable[[bytes], bool | None]
+"""For NDJSON lines before parsing: True (this reader's), False (skip), None (parse to decide)."""
+
+
+def iter_resources(
+    files: Iterable[Path],
+    problem: Problem,
+    claim: Claim | None = None,
+    claimed_problem: Problem | None = None,
+) -> Iterator[tuple[str, Resource]]:
+    """Yield (origin, resource) for every resource in ``files``; report unreadable parts.
+
+    With ``claim``, NDJSON lines claimed by another reader are not parsed, and a bad line this
+    reader claimed is reported to ``claimed_problem`` (``problem`` for everything else).
+    """
     for path in files:
         if path.suffix in (".ndjson", ".jsonl"):
-            yield from _ndjson(path, problem)
+            yield from _ndjson(path, problem, claim, claimed_problem or problem)
         else:
             yield from _json(path, problem)
 
 
-def _ndjson(path: Path, problem: Problem) -> Iterator[tuple[str, Resource]]:
+def _ndjson(
+    path: Path, problem: Problem, claim: Claim | None, claimed_problem: Problem
+) -> Iterator[tuple[str, Resource]]:
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -52,11 +67,14 @@ def _ndjson(path: Path, problem: Problem) -> Iterator[tuple[str, Resource]]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            mine = None if claim is None else claim(line)
+            if mine is False:
+                continue
             where = f"{path}:{number}"
             try:
                 data = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                problem(where, f"not valid JSON: {exc}")
+                (claimed_problem if mine else problem)(where, f"not valid JSON: {exc}")
                 continue
             yield from _unwrap(where, data, problem)
 

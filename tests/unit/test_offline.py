@@ -25,7 +25,10 @@ def _json(run: object) -> bytes:
 
 def test_partitioned_workers_give_the_same_findings_as_one_process(tmp_path: Path) -> None:
     broken = tmp_path / "broken.ndjson"
-    broken.write_bytes(b'{"resourceType": "Observation"\n')
+    broken.write_bytes(
+        b'{"resourceType": "Observation"\n'
+        b'{"resourceType":"Observation","subject":{"reference":"Patient/p-1-3"},"status":\n'
+    )
     paths = [PRACTICE, broken]
     problems: list[tuple[str, str]] = []
     single = evaluate_paths(
@@ -37,5 +40,7 @@ def test_partitioned_workers_give_the_same_findings_as_one_process(tmp_path: Pat
     assert single.patients == 200
     assert _json(double) == _json(single)
     assert _json(triple) == _json(single)
-    assert problems == [(f"{broken}:1", problems[0][1])]
-    assert sum(1 for s in double.skipped if s.source == f"{broken}:1") == 1
+    assert [where for where, _ in problems] == [f"{broken}:1", f"{broken}:2"]
+    for run in (double, triple):
+        for line in (1, 2):
+            assert sum(1 for s in run.skipped if s.source == f"{broken}:{line}") == 1
