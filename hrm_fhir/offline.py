@@ -114,13 +114,40 @@ def read_records(
         if reports:
             record(where, what)
 
-    claim = partition.claim if partition is not None else None
     with _collector_paused():
-        for origin, resource in iter_resources(files, report, claim, record):
-            if partition is None or partition.owns(resource):
+        if partition is None:
+            for origin, resource in iter_resources(files, report):
                 builder.add(origin, resource)
+        else:
+            _read_partition(files, partition, builder, report, record)
         records = builder.finish()
     return records, [*skipped, *builder.skipped]
+
+
+def _read_partition(
+    files: list[Path],
+    partition: _Partition,
+    builder: RecordBuilder,
+    report: Problem,
+    record: Problem,
+) -> None:
+    """Add this worker's resources: NDJSON lines it claims without re-checking, lines no worker
+    could claim from their bytes (and whole JSON files) when their patient is this worker's."""
+    claimed = [False]
+
+    def claim(line: bytes) -> bool | None:
+        mine = partition.claim(line)
+        claimed[0] = mine is True
+        return mine
+
+    ndjson = [f for f in files if f.suffix in (".ndjson", ".jsonl")]
+    for origin, resource in iter_resources(ndjson, report, claim, record):
+        if claimed[0] or partition.owns(resource):
+            builder.add(origin, resource)
+    others = [f for f in files if f.suffix not in (".ndjson", ".jsonl")]
+    for origin, resource in iter_resources(others, report):
+        if partition.owns(resource):
+            builder.add(origin, resource)
 
 
 def _evaluate(

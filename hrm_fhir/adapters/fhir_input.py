@@ -63,20 +63,25 @@ def _ndjson(
     except OSError as exc:
         problem(str(path), f"cannot be read: {exc.strerror}")
         return
+    name = str(path)
     with handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
+            if len(line) < 3 and not line.strip():
                 continue
             mine = None if claim is None else claim(line)
             if mine is False:
                 continue
-            where = f"{path}:{number}"
             try:
                 data = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
+                where = f"{name}:{number}"
                 (claimed_problem if mine else problem)(where, f"not valid JSON: {exc}")
                 continue
-            yield from _unwrap(where, data, problem)
+            kind = data.get("resourceType") if isinstance(data, dict) else None
+            if isinstance(kind, str) and kind != "Bundle":
+                yield f"{name}:{number}", data
+            else:
+                yield from _unwrap(f"{name}:{number}", data, problem)
 
 
 def _json(path: Path, problem: Problem) -> Iterator[tuple[str, Resource]]:
