@@ -4,46 +4,26 @@ The FHIR base is a closed local port, so anything that reaches it fails fast."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir.app import create_app, db_session, service_state
+from hrm_fhir.app import db_session
 from hrm_fhir.users import create_user
+from tests.apps import AppFactory, app_factory
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
-UNREACHABLE_FHIR = "http://127.0.0.1:9/fhir"
 USERS = {"tech": "technician", "pharm": "pharmacist", "gp": "gp", "boss": "admin"}
 PRACTICE = "org-1"
-
-AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Iterator[AppFactory]:
-    made: list[Flask] = []
-
-    def factory(**overrides: Any) -> Flask:
-        app = create_app(
-            {
-                "TESTING": True,
-                "database_url": f"sqlite:///{tmp_path / 'hrm.db'}",
-                "fhir_base_url": UNREACHABLE_FHIR,
-                "fhir_max_retries": 0,
-                "fhir_timeout": 2.0,
-                **overrides,
-            }
-        )
-        made.append(app)
-        return app
-
-    yield factory
-    for app in made:
-        service_state(app).close(timeout=10)
+    with app_factory(tmp_path) as factory:
+        yield factory
 
 
 def add_users(app: Flask) -> None:
