@@ -43,6 +43,7 @@ from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
+from hrm_fhir.workflow.service import route_exhausted_chases
 
 LOCK_TTL_SECONDS = 15 * 60
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class SweepSummary:
     findings: int = 0
     counts: Counts = field(default_factory=Counts)
     skipped: int = 0
+    routed: int = 0
+    """Tasks routed to the pharmacist because the chase ran out (the cadence's last step)."""
     duration_seconds: float = 0.0
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -79,6 +82,7 @@ class SweepSummary:
             "findings": self.findings,
             **self.counts.as_dict(),
             "skipped": self.skipped,
+            "routed_to_pharmacist": self.routed,
             "duration_seconds": round(self.duration_seconds, 3),
             "watermark": self.watermark,
             "warnings": self.warnings,
@@ -243,6 +247,17 @@ def _sweep(
     )
     server = our_resources(gateway, scope, report) if summary.mode == "full" else None
     summary.counts = writer.apply(work, contexts, server)
+    with sessions.begin() as session:
+        routed = route_exhausted_chases(
+            gateway,
+            session,
+            as_of=summary.as_of,
+            practice=settings.practice or None,
+            chase_interval_days=settings.chase_interval_days,
+            rules=rules,
+            now=clock(),
+        )
+    summary.routed = len(routed)
     dropped = {patient: b"" for patient in current if patient not in monitored}
     with sessions.begin() as session:
         store.save_snapshots(

@@ -58,6 +58,7 @@ from hrm_fhir.workflow.model import (
     Decision,
     Medium,
     Priority,
+    Role,
     Stage,
     check_sign_off,
     due_this_week,
@@ -1464,6 +1465,53 @@ def _decision_outputs(decision: Decision, new_dose: str, repeat_on: date | None)
     if repeat_on is not None:
         outputs.append(typed("repeat-test", "Repeat test", valueDate=repeat_on.isoformat()))
     return outputs
+
+
+SWEEP_ACTOR = Actor("hrm-fhir", Role.ADMIN, "hrm-fhir weekly sweep", None)
+"""Who the ledger and Provenance name for steps the sweep takes itself."""
+
+
+def route_exhausted_chases(
+    gateway: FHIRGateway,
+    session: Session,
+    *,
+    as_of: date,
+    practice: str | None = None,
+    chase_interval_days: int = 14,
+    rules: RuleSet | None = None,
+    now: datetime | None = None,
+) -> list[ActionResult]:
+    """The cadence's last step, taken by the weekly sweep: every Task whose second reminder
+    went unanswered for ``chase_interval_days`` goes to the pharmacist for a non-engagement
+    decision. A Task someone changed meanwhile is left for the next sweep."""
+    routed: list[ActionResult] = []
+    for entry in worklist(
+        gateway,
+        session,
+        as_of=as_of,
+        practice=practice,
+        chase_interval_days=chase_interval_days,
+        rules=rules,
+    ):
+        for task in entry.tasks:
+            if task.chase is not ChaseStep.ROUTE or not task.chase_due or task.version is None:
+                continue
+            try:
+                routed.append(
+                    route_non_engagement(
+                        gateway,
+                        session,
+                        SWEEP_ACTOR,
+                        task.task_id,
+                        version=task.version,
+                        note="routed by the weekly sweep: no booking after the second reminder",
+                        chase_interval_days=chase_interval_days,
+                        now=now,
+                    )
+                )
+            except (WorkflowConflictError, WorkflowError):
+                continue
+    return routed
 
 
 def sign_off(

@@ -637,3 +637,28 @@ def test_the_worklist_puts_out_of_range_follow_ups_first_and_the_card_shows_sour
         )
     with pytest.raises(WorkflowNotFoundError):
         flow.call(service.patient_card, p.pid("nobody"), as_of=AS_OF)
+
+
+def test_the_weekly_sweep_routes_an_exhausted_chase_to_the_pharmacist(flow: Flow) -> None:
+    flow.upload(starter(flow.practice))
+    flow.sweep(as_of=AS_OF)
+    task = flow.monitoring_task("mtx")
+    version = task["meta"]["versionId"]
+    for days_ago in (45, 31, 17):
+        result = flow.call(
+            service.record_contact,
+            flow.actor(Role.TECHNICIAN),
+            task["id"],
+            version=version,
+            medium=Medium.PHONE,
+            outcome=ContactOutcome.NO_ANSWER,
+            now=NOW - timedelta(days=days_ago),
+        )
+        version = result.version
+    assert result.stage is Stage.REMINDED_2
+    swept = flow.sweep(as_of=AS_OF)
+    assert swept.routed == 1
+    assert _stage(flow.read("Task", task["id"])) == "non-engagement"
+    [event] = [e for e in flow.events() if e.action == "route"]
+    assert (event.actor, event.task_id) == ("hrm-fhir", task["id"])
+    assert flow.sweep(as_of=AS_OF).routed == 0, "routed once"
