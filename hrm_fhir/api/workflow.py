@@ -9,7 +9,7 @@ practice's patients only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
@@ -83,7 +83,17 @@ def _json(value: Any) -> Response:
     return Response(orjson.dumps(value), mimetype="application/json")
 
 
-def _done(result: service.ActionResult) -> Response:
+def _act(
+    action: Callable[..., service.ActionResult],
+    actor: Actor,
+    task_id: str,
+    body: Any,
+    **extra: Any,
+) -> Response:
+    """Run one workflow action with the request's fields (named as the service names them) and
+    commit its ledger rows."""
+    with _gateway() as gateway:
+        result = action(gateway, db_session(), actor, task_id, **asdict(body), **extra)
     db_session().commit()
     return _json(asdict(result))
 
@@ -144,107 +154,47 @@ def patient_card(patient_id: str) -> Response:
 def contacts(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(ContactSchema(), request.get_json(), Contact)
-    with _gateway() as gateway:
-        result = service.record_contact(
-            gateway,
-            db_session(),
-            actor,
-            task_id,
-            version=body.version,
-            medium=body.medium,
-            outcome=body.outcome,
-            note=body.note,
-        )
-    return _done(result)
+    return _act(service.record_contact, actor, task_id, body)
 
 
 @bp.post("/tasks/<task_id>/bookings")
 def bookings(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(BookingSchema(), request.get_json(), Booking)
-    with _gateway() as gateway:
-        result = service.record_booking(
-            gateway,
-            db_session(),
-            actor,
-            task_id,
-            version=body.version,
-            booked_for=body.booked_for,
-            note=body.note,
-        )
-    return _done(result)
+    return _act(service.record_booking, actor, task_id, body)
 
 
 @bp.post("/tasks/<task_id>/samples")
 def samples(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(SampleSchema(), request.get_json(), Sample)
-    with _gateway() as gateway:
-        result = service.record_sample(
-            gateway, db_session(), actor, task_id, version=body.version, taken_on=body.taken_on
-        )
-    return _done(result)
+    return _act(service.record_sample, actor, task_id, body)
 
 
 @bp.post("/tasks/<task_id>/route-to-pharmacist")
 def route(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(VersionedSchema(), request.get_json(), Versioned)
-    with _gateway() as gateway:
-        result = service.route_non_engagement(
-            gateway,
-            db_session(),
-            actor,
-            task_id,
-            version=body.version,
-            note=body.note,
-            chase_interval_days=service_state().settings.chase_interval_days,
-        )
-    return _done(result)
+    days = service_state().settings.chase_interval_days
+    return _act(service.route_non_engagement, actor, task_id, body, chase_interval_days=days)
 
 
 @bp.post("/tasks/<task_id>/signoff")
 def signoff(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(SignOffSchema(), request.get_json(), SignOff)
-    with _gateway() as gateway:
-        result = service.sign_off(
-            gateway,
-            db_session(),
-            actor,
-            task_id,
-            version=body.version,
-            decision=body.decision,
-            note=body.note,
-            new_dose=body.new_dose,
-            repeat_on=body.repeat_on,
-        )
-    return _done(result)
+    return _act(service.sign_off, actor, task_id, body)
 
 
 @bp.post("/tasks/<task_id>/non-engagement")
 def non_engagement(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(NonEngagementSchema(), request.get_json(), NonEngagement)
-    with _gateway() as gateway:
-        result = service.decide_non_engagement(
-            gateway,
-            db_session(),
-            actor,
-            task_id,
-            version=body.version,
-            decision=body.decision,
-            note=body.note,
-        )
-    return _done(result)
+    return _act(service.decide_non_engagement, actor, task_id, body)
 
 
 @bp.post("/escalations/<gp_task_id>/acknowledge")
 def acknowledge(gp_task_id: str) -> Response:
     actor = acting_user()
     body = load_body(VersionedSchema(), request.get_json(), Versioned)
-    with _gateway() as gateway:
-        result = service.acknowledge_escalation(
-            gateway, db_session(), actor, gp_task_id, version=body.version, note=body.note
-        )
-    return _done(result)
+    return _act(service.acknowledge_escalation, actor, gp_task_id, body)
