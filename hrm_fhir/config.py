@@ -44,6 +44,15 @@ class Settings:
     """The pages sign a user out after this many minutes without a request."""
     secure_cookies: bool = False
     """Mark the session cookie ``Secure`` (set it when the pages are served over HTTPS)."""
+    pcns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Primary Care Network id -> the Organization ids of its practices."""
+    technician_tests_per_day: float = 12.0
+    """Planning assumption for the backlog forecast: monitoring Tasks one technician day closes."""
+    technician_days_per_week: float = 1.0
+    report_cron: str = "0 7 1-3 * mon-fri"
+    """When the monthly report job wakes; it runs on the first working day (Mon-Fri) only."""
+    report_dir: str = "reports"
+    """Where the scheduled monthly reports are written, one folder per scope and month."""
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         return replace(self, **dict(overrides))
@@ -82,6 +91,10 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "HRM_SECRET_KEY": ("secret_key", str),
     "HRM_SESSION_MINUTES": ("session_minutes", int),
     "HRM_SECURE_COOKIES": ("secure_cookies", lambda text: _flag("HRM_SECURE_COOKIES", text)),
+    "HRM_TECHNICIAN_TESTS_PER_DAY": ("technician_tests_per_day", float),
+    "HRM_TECHNICIAN_DAYS_PER_WEEK": ("technician_days_per_week", float),
+    "HRM_REPORT_CRON": ("report_cron", str),
+    "HRM_REPORT_DIR": ("report_dir", str),
 }
 
 
@@ -96,6 +109,18 @@ def _api_keys(text: str) -> dict[str, str]:
     return keys
 
 
+def _pcns(text: str) -> dict[str, tuple[str, ...]]:
+    """``pcn-a=practice-1+practice-2;pcn-b=practice-3`` -> {pcn-a: (practice-1, practice-2)...}."""
+    pcns: dict[str, tuple[str, ...]] = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        pcn, _, members = item.partition("=")
+        practices = tuple(p.strip() for p in members.split("+") if p.strip())
+        if not pcn.strip() or not practices:
+            raise ValueError("HRM_PCNS entries are pcn=practice+practice, separated by ';'")
+        pcns[pcn.strip()] = practices
+    return pcns
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment (or the mapping given), over the built-in defaults."""
     env = os.environ if environ is None else environ
@@ -105,4 +130,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[attr] = kind(env[name])
     if env.get("HRM_API_KEYS"):
         values["api_keys"] = _api_keys(env["HRM_API_KEYS"])
+    if env.get("HRM_PCNS"):
+        values["pcns"] = _pcns(env["HRM_PCNS"])
     return Settings(**values)

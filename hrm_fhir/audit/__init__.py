@@ -1,0 +1,1 @@
+"""The programme's evidence: the monthly audit summary and the per-patient evidence pack."""

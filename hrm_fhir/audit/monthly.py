@@ -1,0 +1,546 @@
+"""The monthly audit summary, computed from the audit inputs (pure).
+
+Month boundaries are local (Europe/London) days; ledger instants are compared with the local
+start of the month and of the next month. Nothing after the month's end is read, so a past month
+reproduces exactly from the same inputs. See docs/audit.md for every definition.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from statistics import median
+from zoneinfo import ZoneInfo
+
+from hrm_fhir.audit.backlog import OverdueSpan, forecast, week_endings, weekly_trend
+from hrm_fhir.audit.definitions import UNESCALATED, AuditDefinitions, InspectorFinding
+from hrm_fhir.audit.model import (
+    AuditInputs,
+    EventFact,
+    Figure,
+    GroupRow,
+    GroupStatus,
+    IndicatorRow,
+    IndicatorStatus,
+    InspectorRow,
+    ListRow,
+    MonthlyReport,
+    PatientList,
+    PracticeRow,
+    SeverityRow,
+    SweepRow,
+    TaskFact,
+    Workload,
+)
+from hrm_fhir.domain import FindingKind, Severity
+from hrm_fhir.rules.durations import add_months
+from hrm_fhir.rules.model import RulePack
+
+LONDON = ZoneInfo("Europe/London")
+PHARMACIST_ACTIONS = frozenset({"signoff", "escalate"})
+RESULT_RECEIVED = "result received"
+NON_ENGAGEMENT = "non-engagement"
+
+
+def month_bounds(month: date) -> tuple[date, date, datetime, datetime]:
+    """First and last local day, and the UTC instants the month starts and the next one does."""
+    first = month.replace(day=1)
+    following = add_months(first, 1)
+    start = datetime.combine(first, time(), LONDON).astimezone(UTC)
+    end = datetime.combine(following, time(), LONDON).astimezone(UTC)
+    return first, following - timedelta(days=1), start, end
+
+
+def local_day(moment: datetime) -> date:
+    return moment.astimezone(LONDON).date()
+
+
+@dataclass
+class _Lists:
+    """Collects the patient lists; each figure is the length of its list."""
+
+    lists: dict[str, PatientList] = field(default_factory=dict)
+
+    def figure(self, list_id: str, title: str, rows: Iterable[ListRow]) -> Figure:
+        ordered = tuple(sorted(rows, key=lambda r: (r.patient, r.drug_group, r.detail)))
+        self.lists[list_id] = PatientList(list_id, title, ordered)
+        return Figure(len(ordered), list_id)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(float(median(values)), 1) if values else None
+
+
+@dataclass(frozen=True)
+class _Month:
+    first: date
+    last: date
+    start: datetime
+    end: datetime
+
+    def within(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+def _span(task: TaskFact) -> OverdueSpan | None:
+    if not task.is_monitoring or task.due_date is None:
+        return None
+    start = max(task.due_date + timedelta(days=1), local_day(task.opened_at))
+    end = local_day(task.closed_at) if task.closed_at is not None else None
+    if end is not None and end < start:
+        return None
+    return OverdueSpan(start=start, end=end, closed_overdue=end is not None)
+
+
+def _overdue_detail(status: GroupStatus, last: date) -> str:
+    assert status.due_date is not None  # noqa: S101 - only called for overdue statuses
+    days = (last - status.due_date).days
+    return f"due {status.due_date.isoformat()}, {days} days overdue: {', '.join(status.tests)}"
+
+
+def _group_row(
+    group: str,
+    title: str,
+    statuses: Sequence[GroupStatus],
+    tasks: Sequence[tuple[TaskFact, OverdueSpan]],
+    month: _Month,
+    lists: _Lists,
+) -> GroupRow:
+    last = month.last
+    established = [s for s in statuses if s.established]
+    new = [s for s in statuses if not s.established]
+
+    def rows(items: Iterable[GroupStatus], overdue: bool = False) -> list[ListRow]:
+        return [
+            ListRow(s.patient, s.drug_group, _overdue_detail(s, last) if overdue else "")
+            for s in items
+        ]
+
+    def days(s: GroupStatus) -> int:
+        return (last - s.due_date).days if s.due_date else 0
+
+    overdue = [s for s in established if s.due_date is not None]
+    bands = (
+        ("overdue-up-to-4w", "overdue up to 4 weeks", [s for s in overdue if days(s) <= 28]),
+        ("overdue-4-12w", "overdue 4 to 12 weeks", [s for s in overdue if 28 < days(s) <= 84]),
+        ("overdue-over-12w", "overdue over 12 weeks", [s for s in overdue if days(s) > 84]),
+    )
+    band_figures = [
+        lists.figure(f"{group}-{key}", f"{title}: {text} at month end", rows(items, True))
+        for key, text, items in bands
+    ]
+    newly = [
+        (t, s)
+        for t, s in tasks
+        if month.first <= s.start <= last and (s.end is None or s.end >= s.start)
+    ]
+    closed = [
+        (t, s)
+        for t, s in tasks
+        if s.closed_overdue and s.end is not None and month.first <= s.end <= last
+    ]
+    closure_days = [
+        float((s.end - t.due_date).days) for t, s in closed if s.end is not None and t.due_date
+    ]
+
+    def task_rows(items: Iterable[tuple[TaskFact, OverdueSpan]], what: str) -> list[ListRow]:
+        return [
+            ListRow(
+                t.patient,
+                t.drug_group,
+                f"Task/{t.resource_id} due {t.due_date}, {what} "
+                f"{(s.end if what == 'closed' else s.start)}"
+                + (f" ({t.close_reason})" if what == "closed" and t.close_reason else ""),
+            )
+            for t, s in items
+        ]
+
+    in_date = [s for s in established if s.due_date is None]
+    return GroupRow(
+        drug_group=group,
+        title=title,
+        established=lists.figure(
+            f"{group}-established", f"{title}: on established therapy", rows(established)
+        ),
+        in_date=lists.figure(f"{group}-in-date", f"{title}: in date at month end", rows(in_date)),
+        in_date_pct=_pct(len(in_date), len(established)),
+        overdue_up_to_4w=band_figures[0],
+        overdue_4_to_12w=band_figures[1],
+        overdue_over_12w=band_figures[2],
+        new_starts=lists.figure(f"{group}-new-starts", f"{title}: new starts", rows(new)),
+        new_starts_overdue=lists.figure(
+            f"{group}-new-starts-overdue",
+            f"{title}: new starts overdue at month end",
+            rows((s for s in new if s.due_date is not None), True),
+        ),
+        newly_overdue=lists.figure(
+            f"{group}-newly-overdue",
+            f"{title}: newly overdue in the month",
+            task_rows(newly, "overdue from"),
+        ),
+        closed=lists.figure(
+            f"{group}-closed",
+            f"{title}: overdue Tasks closed in the month",
+            task_rows(closed, "closed"),
+        ),
+        median_days_overdue_at_closure=_median(closure_days),
+    )
+
+
+def _total_row(rows: Sequence[GroupRow], lists: _Lists) -> GroupRow:
+    def total(name: str, title: str) -> Figure:
+        merged = [r for row in rows for r in lists.lists[getattr(row, name).list_id].rows]
+        return lists.figure(f"all-{name.replace('_', '-')}", f"All drug groups: {title}", merged)
+
+    established = total("established", "on established therapy")
+    in_date = total("in_date", "in date at month end")
+    return GroupRow(
+        drug_group="all",
+        title="All drug groups",
+        established=established,
+        in_date=in_date,
+        in_date_pct=_pct(in_date.value, established.value),
+        overdue_up_to_4w=total("overdue_up_to_4w", "overdue up to 4 weeks"),
+        overdue_4_to_12w=total("overdue_4_to_12w", "overdue 4 to 12 weeks"),
+        overdue_over_12w=total("overdue_over_12w", "overdue over 12 weeks"),
+        new_starts=total("new_starts", "new starts"),
+        new_starts_overdue=total("new_starts_overdue", "new starts overdue"),
+        newly_overdue=total("newly_overdue", "newly overdue in the month"),
+        closed=total("closed", "overdue Tasks closed in the month"),
+        median_days_overdue_at_closure=None,
+    )
+
+
+def _actions_by_finding(events: Iterable[EventFact]) -> dict[str, list[EventFact]]:
+    """Pharmacist actions (sign-off, escalation) per Task or Flag id they concern, oldest first."""
+    out: dict[str, list[EventFact]] = defaultdict(list)
+    for event in sorted(events, key=lambda e: e.at):
+        if event.action not in PHARMACIST_ACTIONS:
+            continue
+        concerned = {event.task_id, *(str(f) for f in event.detail.get("flags") or ())}
+        for resource_id in concerned:
+            out[resource_id].append(event)
+    return out
+
+
+def _hours(event: EventFact, fallback_from: datetime) -> float:
+    hours = event.detail.get("result_to_action_hours")
+    if isinstance(hours, int | float):
+        return float(hours)
+    return round((event.at - fallback_from).total_seconds() / 3600, 1)
+
+
+def _inspector_row(
+    finding: InspectorFinding,
+    statuses: Sequence[GroupStatus],
+    contacted: Callable[[GroupStatus], bool],
+    unescalated: Sequence[TaskFact],
+    lists: _Lists,
+    last: date,
+) -> InspectorRow:
+    if finding.kind == UNESCALATED:
+        rows = [
+            ListRow(t.patient, t.drug_group, f"{t.resource_type}/{t.resource_id} {t.severity}")
+            for t in unescalated
+            if t.severity in finding.severities
+        ]
+    else:
+        rows = [
+            ListRow(s.patient, s.drug_group, _overdue_detail(s, last))
+            for s in statuses
+            if s.due_date is not None
+            and s.drug_group in finding.groups
+            and (not finding.tests or any(test in s.tests for test in finding.tests))
+            and (s.established or not finding.established_only)
+            and (finding.min_age is None or (s.age is not None and s.age >= finding.min_age))
+            and not (finding.without_contact and contacted(s))
+        ]
+    return InspectorRow(
+        id=finding.id,
+        title=finding.title,
+        figure=lists.figure(f"inspector-{finding.id}", finding.title, rows),
+        source=finding.citation.url,
+        verified=finding.verified,
+        note=finding.note,
+    )
+
+
+def build_monthly_report(
+    inputs: AuditInputs,
+    definitions: AuditDefinitions,
+    packs: Sequence[RulePack],
+    *,
+    scope: str,
+    practices: Sequence[str],
+    capacity_per_week: float,
+) -> MonthlyReport:
+    """The report for one practice, or for several (a PCN) taken together."""
+    first, last, start, end = month_bounds(inputs.month)
+    month = _Month(first, last, start, end)
+    lists = _Lists()
+    findings = [f for f in inputs.findings if f.opened_at < end]
+    events = [e for e in inputs.events if e.at < end]
+    spans = {f.identifier: s for f in findings if (s := _span(f)) is not None}
+
+    by_group_status: dict[str, list[GroupStatus]] = defaultdict(list)
+    for status in inputs.groups:
+        by_group_status[status.drug_group].append(status)
+    by_group_tasks: dict[str, list[tuple[TaskFact, OverdueSpan]]] = defaultdict(list)
+    for f in findings:
+        if f.identifier in spans:
+            by_group_tasks[f.drug_group].append((f, spans[f.identifier]))
+    groups = tuple(
+        _group_row(g, title, by_group_status[g], by_group_tasks[g], month, lists)
+        for g, title in ((p.drug_group, p.title) for p in packs)
+    )
+    totals = _total_row(groups, lists)
+
+    contacts = [e for e in events if e.action == "contact"]
+    contacted_tasks = {e.task_id for e in contacts}
+    tasks_by_patient_group: dict[tuple[str, str], list[TaskFact]] = defaultdict(list)
+    for f in findings:
+        if f.is_monitoring:
+            tasks_by_patient_group[(f.patient, f.drug_group)].append(f)
+
+    def contacted(status: GroupStatus) -> bool:
+        tasks = tasks_by_patient_group[(status.patient, status.drug_group)]
+        return any(
+            t.resource_id in contacted_tasks
+            for t in tasks
+            if t.identifier == status.overdue_identifier
+            or t.closed_at is None
+            or t.closed_at >= end
+        )
+
+    actions = _actions_by_finding(events)
+    results = [
+        f
+        for f in findings
+        if f.kind is FindingKind.OUT_OF_RANGE and (f.closed_at is None or f.closed_at >= start)
+    ]
+    unescalated = [f for f in results if not actions.get(f.resource_id)]
+    inspector = tuple(
+        _inspector_row(d, inputs.groups, contacted, unescalated, lists, last)
+        for d in definitions.inspector_findings
+    )
+    indicators = _indicator_rows(inputs, definitions, lists)
+    workload = _workload(findings, events, results, actions, month, lists)
+    days = week_endings(_programme_start(inputs, findings) or first, last)
+    trend = weekly_trend(list(spans.values()), days)
+    outlook = forecast(list(spans.values()), last, capacity_per_week)
+    sweeps = tuple(
+        SweepRow(s.started_at, s.mode, s.created, s.closed)
+        for s in sorted(inputs.sweeps, key=lambda s: s.started_at)
+        if month.within(s.started_at)
+    )
+    return MonthlyReport(
+        scope=scope,
+        practices=tuple(practices),
+        month=first,
+        period_start=first,
+        period_end=last,
+        definitions=definitions.ref,
+        rule_packs=tuple(p.ref for p in packs),
+        record_as_at=inputs.record_as_at,
+        groups=groups,
+        totals=totals,
+        inspector_findings=inspector,
+        indicators=indicators,
+        workload=workload,
+        backlog=tuple(trend),
+        forecast=outlook,
+        sweeps=sweeps,
+        lists=lists.lists,
+    )
+
+
+def _programme_start(inputs: AuditInputs, findings: Sequence[TaskFact]) -> date | None:
+    starts = [s.started_at for s in inputs.sweeps] or [f.opened_at for f in findings]
+    return local_day(min(starts)) if starts else None
+
+
+def _indicator_rows(
+    inputs: AuditInputs, definitions: AuditDefinitions, lists: _Lists
+) -> tuple[IndicatorRow, ...]:
+    by_indicator: dict[str, list[IndicatorStatus]] = defaultdict(list)
+    for status in inputs.indicators:
+        by_indicator[status.indicator].append(status)
+    out = []
+    for indicator in definitions.indicators:
+        statuses = by_indicator[indicator.id]
+        figures = [
+            lists.figure(
+                f"{indicator.id}-{part}",
+                f"{indicator.id}: {part.replace('-', ' ')}",
+                [ListRow(s.patient, indicator.drug_group, "") for s in statuses if keep(s)],
+            )
+            for part, keep in (
+                ("initial-population", lambda s: True),
+                ("denominator", lambda s: s.denominator),
+                ("numerator", lambda s: s.numerator),
+            )
+        ]
+        out.append(
+            IndicatorRow(
+                id=indicator.id,
+                pincer=indicator.pincer,
+                title=indicator.title,
+                initial_population=figures[0],
+                denominator=figures[1],
+                numerator=figures[2],
+                rate_pct=_pct(figures[2].value, figures[1].value),
+                source=indicator.citation.url,
+                verified=indicator.verified,
+                note=indicator.note,
+            )
+        )
+    return tuple(out)
+
+
+def _workload(
+    findings: Sequence[TaskFact],
+    events: Sequence[EventFact],
+    results: Sequence[TaskFact],
+    actions: Mapping[str, list[EventFact]],
+    month: _Month,
+    lists: _Lists,
+) -> Workload:
+    group_of = {f.resource_id: f.drug_group for f in findings}
+
+    def event_rows(items: Iterable[EventFact]) -> list[ListRow]:
+        return [
+            ListRow(
+                e.patient,
+                group_of.get(e.task_id, ""),
+                f"Task/{e.task_id} {e.action} {local_day(e.at)}",
+            )
+            for e in items
+        ]
+
+    contacts = [e for e in events if e.action == "contact" and month.within(e.at)]
+    completed = [
+        f
+        for f in findings
+        if f.is_monitoring
+        and f.closed_at is not None
+        and month.within(f.closed_at)
+        and f.close_reason == RESULT_RECEIVED
+    ]
+    routed: dict[str, EventFact] = {}
+    decided: dict[str, EventFact] = {}
+    for e in sorted(events, key=lambda e: e.at):
+        if e.stage_after == NON_ENGAGEMENT:
+            routed.setdefault(e.task_id, e)
+        elif e.action == "decision":
+            decided.setdefault(e.task_id, e)
+    live = [
+        e for task, e in routed.items() if task not in decided or decided[task].at >= month.start
+    ]
+    sign_offs = [e for e in events if e.action in PHARMACIST_ACTIONS and month.within(e.at)]
+    patients_contacted = {e.patient: e for e in contacts}
+    attempts = len(contacts)
+    return Workload(
+        contact_attempts=attempts,
+        patients_contacted=lists.figure(
+            "patients-contacted",
+            "Patients contacted in the month",
+            event_rows(patients_contacted.values()),
+        ),
+        tests_completed=lists.figure(
+            "tests-completed",
+            "Monitoring Tasks completed by a result in the month",
+            [
+                ListRow(f.patient, f.drug_group, f"Task/{f.resource_id} due {f.due_date}")
+                for f in completed
+            ],
+        ),
+        attempts_per_completed_test=round(attempts / len(completed), 2) if completed else None,
+        non_responders=lists.figure(
+            "non-responders", "Non-responders routed for a decision", event_rows(live)
+        ),
+        non_responders_decided=lists.figure(
+            "non-responders-decided",
+            "Non-responders with a documented decision",
+            event_rows(decided[e.task_id] for e in live if e.task_id in decided),
+        ),
+        sign_offs=len(sign_offs),
+        signed_off_patients=lists.figure(
+            "signed-off", "Pharmacist sign-offs and escalations in the month", event_rows(sign_offs)
+        ),
+        by_severity=tuple(
+            _severity_row(severity, results, actions, findings, events, month, lists)
+            for severity in sorted(Severity, key=lambda s: -s.rank)
+        ),
+    )
+
+
+def _severity_row(
+    severity: Severity,
+    results: Sequence[TaskFact],
+    actions: Mapping[str, list[EventFact]],
+    findings: Sequence[TaskFact],
+    events: Sequence[EventFact],
+    month: _Month,
+    lists: _Lists,
+) -> SeverityRow:
+    raised = [f for f in results if f.severity is severity and month.within(f.opened_at)]
+    acknowledged = {e.task_id: e for e in events if e.action == "acknowledge"}
+    to_pharmacist: list[float] = []
+    to_gp: list[float] = []
+    pharmacist_rows, gp_rows, none_rows = [], [], []
+    for f in raised:
+        taken = actions.get(f.resource_id)
+        row = ListRow(f.patient, f.drug_group, f"{f.resource_type}/{f.resource_id}")
+        if not taken:
+            none_rows.append(row)
+            continue
+        to_pharmacist.append(_hours(taken[0], f.opened_at))
+        pharmacist_rows.append(row)
+        gp_tasks = {str(e.detail.get("gp_task", "")).removeprefix("Task/") for e in taken}
+        ack = next((acknowledged[t] for t in sorted(gp_tasks) if t in acknowledged), None)
+        if ack is not None:
+            to_gp.append(_hours(ack, f.opened_at))
+            gp_rows.append(row)
+    name = severity.value
+    return SeverityRow(
+        severity=name,
+        results=lists.figure(
+            f"results-{name}",
+            f"Out-of-range results ({name}) raised in the month",
+            [
+                ListRow(f.patient, f.drug_group, f"{f.resource_type}/{f.resource_id}")
+                for f in raised
+            ],
+        ),
+        pharmacist_actioned=lists.figure(
+            f"results-{name}-pharmacist",
+            f"{name} results actioned by a pharmacist",
+            pharmacist_rows,
+        ),
+        median_hours_to_pharmacist=_median(to_pharmacist),
+        gp_actioned=lists.figure(
+            f"results-{name}-gp", f"{name} results acknowledged by a GP", gp_rows
+        ),
+        median_hours_to_gp=_median(to_gp),
+        no_escalation=lists.figure(
+            f"results-{name}-no-action", f"{name} results with no documented action", none_rows
+        ),
+    )
+
+
+def practice_row(report: MonthlyReport, practice: str) -> PracticeRow:
+    """One practice's headline figures, for the PCN table."""
+    return PracticeRow(
+        practice=practice,
+        established=report.totals.established.value,
+        in_date=report.totals.in_date.value,
+        in_date_pct=report.totals.in_date_pct,
+        backlog=report.forecast.backlog,
+        weeks_at_current_rate=report.forecast.weeks_at_current_rate,
+    )

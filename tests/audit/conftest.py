@@ -1,0 +1,78 @@
+"""A synthetic practice with half a year of programme history in a SQLite ledger, and the
+monthly report built from it (module-scoped: the history takes a moment to write)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from hrm_fhir.adapters.audit_source import read_audit_inputs
+from hrm_fhir.audit.definitions import AuditDefinitions, load_definitions
+from hrm_fhir.audit.model import AuditInputs, MonthlyReport
+from hrm_fhir.audit.monthly import build_monthly_report
+from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.rules.registry import RuleSet, load_rule_set
+from hrm_fhir.synthetic import generate_practice
+from hrm_fhir.synthetic_history import HistorySummary, write_history
+
+HISTORY_START = date(2026, 11, 27)
+HISTORY_END = date(2027, 5, 31)
+MONTH = date(2027, 4, 1)
+PRACTICE = "practice-1"
+CAPACITY = 12.0
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleSet:
+    return load_rule_set()
+
+
+@pytest.fixture(scope="module")
+def definitions(rules: RuleSet) -> AuditDefinitions:
+    return load_definitions(rules)
+
+
+@pytest.fixture(scope="module")
+def history_db(tmp_path_factory: pytest.TempPathFactory, rules: RuleSet) -> Iterator[str]:
+    """The URL of a ledger holding 200 synthetic patients' programme history."""
+    path: Path = tmp_path_factory.mktemp("history") / "ledger.db"
+    url = f"sqlite:///{path}"
+    sessions = make_session_factory(init_db(url))
+    resources = list(generate_practice(200, 1, HISTORY_END))
+    with sessions.begin() as session:
+        summary = write_history(
+            session, rules, resources, start=HISTORY_START, end=HISTORY_END, seed=7
+        )
+    assert isinstance(summary, HistorySummary) and summary.findings > 50 and summary.events > 100
+    yield url
+
+
+@pytest.fixture(scope="module")
+def history_sessions(history_db: str) -> sessionmaker[Session]:
+    return make_session_factory(init_db(history_db))
+
+
+@pytest.fixture(scope="module")
+def audit_inputs(
+    history_sessions: sessionmaker[Session], rules: RuleSet, definitions: AuditDefinitions
+) -> AuditInputs:
+    with history_sessions() as session:
+        return read_audit_inputs(session, rules, definitions, MONTH, [PRACTICE])
+
+
+@pytest.fixture(scope="module")
+def report(
+    audit_inputs: AuditInputs, rules: RuleSet, definitions: AuditDefinitions
+) -> MonthlyReport:
+    return build_monthly_report(
+        audit_inputs,
+        definitions,
+        rules.in_force(date(2027, 4, 30)),
+        scope=f"Organization/{PRACTICE}",
+        practices=[PRACTICE],
+        capacity_per_week=CAPACITY,
+    )
