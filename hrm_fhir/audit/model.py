@@ -142,6 +142,8 @@ class GroupRow:
     established: Figure
     in_date: Figure
     in_date_pct: float | None
+    overdue: Figure
+    """Established therapy with monitoring overdue at month end: the three bands together."""
     overdue_up_to_4w: Figure
     overdue_4_to_12w: Figure
     overdue_over_12w: Figure
@@ -156,6 +158,8 @@ class GroupRow:
 class InspectorRow:
     id: str
     title: str
+    population: Figure
+    """Who the criterion looks at: patients on the drugs (or the results) it covers."""
     figure: Figure
     source: str
     verified: bool

@@ -170,6 +170,9 @@ def _group_row(
         ),
         in_date=lists.figure(f"{group}-in-date", f"{title}: in date at month end", rows(in_date)),
         in_date_pct=_pct(len(in_date), len(established)),
+        overdue=lists.figure(
+            f"{group}-overdue", f"{title}: overdue at month end", rows(overdue, True)
+        ),
         overdue_up_to_4w=band_figures[0],
         overdue_4_to_12w=band_figures[1],
         overdue_over_12w=band_figures[2],
@@ -206,6 +209,7 @@ def _total_row(rows: Sequence[GroupRow], lists: _Lists) -> GroupRow:
         established=established,
         in_date=in_date,
         in_date_pct=_pct(in_date.value, established.value),
+        overdue=total("overdue", "overdue at month end"),
         overdue_up_to_4w=total("overdue_up_to_4w", "overdue up to 4 weeks"),
         overdue_4_to_12w=total("overdue_4_to_12w", "overdue 4 to 12 weeks"),
         overdue_over_12w=total("overdue_over_12w", "overdue over 12 weeks"),
@@ -240,35 +244,67 @@ def _inspector_row(
     finding: InspectorFinding,
     statuses: Sequence[GroupStatus],
     contacted: Callable[[GroupStatus], bool],
+    results: Sequence[TaskFact],
     unescalated: Sequence[TaskFact],
     lists: _Lists,
     last: date,
 ) -> InspectorRow:
     if finding.kind == UNESCALATED:
+        covered = [t for t in results if t.severity in finding.severities]
+        population = [ListRow(t.patient, t.drug_group, _result_detail(t)) for t in covered]
         rows = [
-            ListRow(t.patient, t.drug_group, f"{t.resource_type}/{t.resource_id} {t.severity}")
+            ListRow(t.patient, t.drug_group, _result_detail(t))
             for t in unescalated
             if t.severity in finding.severities
         ]
     else:
-        rows = [
-            ListRow(s.patient, s.drug_group, _overdue_detail(s, last))
+        looked_at = [
+            s
             for s in statuses
-            if s.due_date is not None
-            and s.drug_group in finding.groups
-            and (not finding.tests or any(test in s.tests for test in finding.tests))
+            if s.drug_group in finding.groups
             and (s.established or not finding.established_only)
             and (finding.min_age is None or (s.age is not None and s.age >= finding.min_age))
+        ]
+        population = [ListRow(s.patient, s.drug_group, "") for s in looked_at]
+        rows = [
+            ListRow(s.patient, s.drug_group, _overdue_detail(s, last))
+            for s in looked_at
+            if s.due_date is not None
+            and (not finding.tests or any(test in s.tests for test in finding.tests))
             and not (finding.without_contact and contacted(s))
         ]
     return InspectorRow(
         id=finding.id,
         title=finding.title,
-        figure=lists.figure(f"inspector-{finding.id}", finding.title, rows),
+        population=lists.figure(
+            f"inspector-{finding.id}-population",
+            f"{finding.title}: patients covered",
+            _per_patient(population),
+        ),
+        figure=lists.figure(f"inspector-{finding.id}", finding.title, _per_patient(rows)),
         source=finding.citation.url,
         verified=finding.verified,
         note=finding.note,
     )
+
+
+def _per_patient(rows: Iterable[ListRow]) -> list[ListRow]:
+    """One row per patient: a patient on two drugs of a family is counted once."""
+    merged: dict[str, list[ListRow]] = defaultdict(list)
+    for row in rows:
+        merged[row.patient].append(row)
+    return [
+        ListRow(
+            patient,
+            " + ".join(dict.fromkeys(r.drug_group for r in items)),
+            "; ".join(r.detail for r in items if r.detail),
+        )
+        for patient, items in merged.items()
+    ]
+
+
+def _result_detail(task: TaskFact) -> str:
+    return f"{task.resource_type}/{task.resource_id} {task.severity or ''}".rstrip()
 
 
 def build_monthly_report(
@@ -326,7 +362,7 @@ def build_monthly_report(
     ]
     unescalated = [f for f in results if not actions.get(f.resource_id)]
     inspector = tuple(
-        _inspector_row(d, inputs.groups, contacted, unescalated, lists, last)
+        _inspector_row(d, inputs.groups, contacted, results, unescalated, lists, last)
         for d in definitions.inspector_findings
     )
     indicators = _indicator_rows(inputs, definitions, lists)

@@ -3,7 +3,6 @@ monthly report built from it (module-scoped: the history takes a moment to write
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from hrm_fhir.audit.monthly import build_monthly_report
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.synthetic import generate_practice
-from hrm_fhir.synthetic_history import HistorySummary, write_history
+from hrm_fhir.synthetic_history import write_history
 
 HISTORY_START = date(2026, 11, 27)
 HISTORY_END = date(2027, 5, 31)
@@ -37,7 +36,7 @@ def definitions(rules: RuleSet) -> AuditDefinitions:
 
 
 @pytest.fixture(scope="module")
-def history_db(tmp_path_factory: pytest.TempPathFactory, rules: RuleSet) -> Iterator[str]:
+def history_db(tmp_path_factory: pytest.TempPathFactory, rules: RuleSet) -> str:
     """The URL of a ledger holding 200 synthetic patients' programme history."""
     path: Path = tmp_path_factory.mktemp("history") / "ledger.db"
     url = f"sqlite:///{path}"
@@ -47,8 +46,9 @@ def history_db(tmp_path_factory: pytest.TempPathFactory, rules: RuleSet) -> Iter
         summary = write_history(
             session, rules, resources, start=HISTORY_START, end=HISTORY_END, seed=7
         )
-    assert isinstance(summary, HistorySummary) and summary.findings > 50 and summary.events > 100
-    yield url
+    assert summary.findings > 50
+    assert summary.events > 100
+    return url
 
 
 @pytest.fixture(scope="module")
