@@ -7,7 +7,7 @@ AS_OF ?= 2026-11-27
 SANDBOX_PORT ?= 8080
 FHIR_BASE ?= http://127.0.0.1:$(SANDBOX_PORT)/fhir
 
-.PHONY: run evaluate test lint typecheck unit chromium practice bench bench-sweep sandbox-stop clean
+.PHONY: run evaluate test lint typecheck unit chromium pango practice bench bench-sweep sandbox-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ evaluate: $(STAMP)
 	$(BIN)/hrm-fhir evaluate --as-of $(AS_OF) --format summary fixtures/practice/ndjson
 
 ## Lint, format check, strict type check and the whole test suite.
-test: chromium lint typecheck unit
+test: chromium pango lint typecheck unit
 
 ## The browser tests (tests/browser) drive Debian's Chromium through Playwright: install it when missing.
 CHROMIUM := /usr/bin/chromium
@@ -37,6 +37,15 @@ chromium:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends chromium fonts-liberation; \
+	fi
+
+## The monthly report's PDF (WeasyPrint) needs the Pango libraries: install them when missing.
+pango:
+	@if ! /sbin/ldconfig -p | grep -q libpango-1.0; then \
+		echo "installing pango (apt-get) for the PDF report"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0; \
 	fi
 
 lint: $(STAMP)

@@ -221,12 +221,21 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from hrm_fhir.api import auth, findings, health, openapi, patients, sweeps, workflow
+    from hrm_fhir.api import (
+        auth,
+        findings,
+        health,
+        openapi,
+        patients,
+        reports,
+        sweeps,
+        workflow,
+    )
     from hrm_fhir.pages import bp as pages
 
     api = Blueprint("api", __name__, url_prefix="/api/v1")
     api.before_request(auth.authorise)
-    for module in (sweeps, findings, patients, workflow):
+    for module in (sweeps, findings, patients, workflow, reports):
         api.register_blueprint(module.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

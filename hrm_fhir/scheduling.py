@@ -1,9 +1,14 @@
-"""Scheduled sweeps with APScheduler 3: an incremental sweep and a full reconciliation.
+"""Scheduled jobs with APScheduler 3: an incremental sweep, a full reconciliation, and the
+monthly audit report.
 
 ``settings.sweep_cron`` (default ``0 6 * * mon``) runs the regular sweep, incremental once a
 watermark exists; ``settings.reconcile_cron`` (default ``0 5 1 * *``) re-reads everything. Both
 are crontab expressions in ``settings.timezone`` (Europe/London), with the day of week given by
 name: APScheduler 3 numbers weekdays from Monday=0, unlike cron, so digits there are refused.
+
+``settings.report_cron`` (default ``0 7 1-3 * mon-fri``) wakes the report job on the first
+weekdays of a month; it writes last month's report (every practice and PCN) only on the month's
+first working day, into ``settings.report_dir/<scope>/<YYYY-MM>/``.
 
 Every job has ``max_instances=1``, ``coalesce=True`` (several overdue runs of a job, e.g. after
 the host slept, become one) and ``misfire_grace_time=MISFIRE_GRACE_SECONDS``: a run that could
@@ -20,8 +25,11 @@ server processes do not each start one.
 
 from __future__ import annotations
 
+import logging
 import signal
 from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
@@ -32,7 +40,12 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 from flask import Flask
 
 from hrm_fhir.app import SweepRequest, service_state
+from hrm_fhir.audit.outputs import first_working_day, previous_month, write_report
+from hrm_fhir.audit.service import all_scopes, monthly_report
 from hrm_fhir.config import Settings
+
+logger = logging.getLogger(__name__)
+REPORT_JOB = "monthly-report"
 
 MISFIRE_GRACE_SECONDS = 3600
 """How late (seconds) a missed run may still start."""
@@ -74,6 +87,28 @@ def run_scheduled_sweep(app: Flask, job: ScheduledSweep) -> None:
         )
 
 
+def run_monthly_reports(app: Flask, today: date | None = None) -> list[Path]:
+    """The report job body: on the month's first working day, last month's report for every
+    practice and PCN; on any other day nothing. Returns the folders written."""
+    state = service_state(app)
+    today = today or datetime.now(ZoneInfo(state.settings.timezone)).date()
+    if today != first_working_day(today):
+        logger.info("monthly report skipped: not the first working day", extra={"day": str(today)})
+        return []
+    month = previous_month(today)
+    folders = []
+    with app.app_context(), state.sessions()() as session:
+        for scope in all_scopes(state.settings, session):
+            report = monthly_report(session, state.rules, state.settings, month, scope)
+            folder = Path(state.settings.report_dir) / scope.slug / f"{month:%Y-%m}"
+            write_report(report, folder)
+            folders.append(folder)
+    logger.info(
+        "monthly reports written", extra={"reports": len(folders), "month": f"{month:%Y-%m}"}
+    )
+    return folders
+
+
 def build_scheduler(
     app: Flask, scheduler_cls: type[BaseScheduler] = BackgroundScheduler
 ) -> BaseScheduler:
@@ -92,6 +127,16 @@ def build_scheduler(
             coalesce=True,
             misfire_grace_time=MISFIRE_GRACE_SECONDS,
         )
+    scheduler.add_job(
+        run_monthly_reports,
+        cron_trigger(settings.report_cron, zone),
+        args=(app,),
+        id=REPORT_JOB,
+        name=f"hrm-fhir {REPORT_JOB}",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=MISFIRE_GRACE_SECONDS,
+    )
     return scheduler
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date, datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
@@ -63,13 +64,13 @@ def read_audit_inputs(
     wanted = set(practices)
     findings = tuple(
         _task(row)
-        for row in session.scalars(select(FindingRecord).where(FindingRecord.opened_at < end))
+        for row in session.execute(select(*_FINDING_COLUMNS).where(FindingRecord.opened_at < end))
         if practice_id(row.practice) in wanted
     )
     events = tuple(
         _event(row)
-        for row in session.scalars(
-            select(WorkflowEventRecord)
+        for row in session.execute(
+            select(*_EVENT_COLUMNS)
             .where(WorkflowEventRecord.at < end)
             .order_by(WorkflowEventRecord.at, WorkflowEventRecord.id)
         )
@@ -106,7 +107,36 @@ def read_audit_inputs(
     )
 
 
-def _task(row: FindingRecord) -> TaskFact:
+_FINDING_COLUMNS = (
+    FindingRecord.identifier,
+    FindingRecord.resource_type,
+    FindingRecord.resource_id,
+    FindingRecord.patient,
+    FindingRecord.practice,
+    FindingRecord.kind,
+    FindingRecord.drug_group,
+    FindingRecord.severity,
+    FindingRecord.due_date,
+    FindingRecord.opened_at,
+    FindingRecord.closed_at,
+    FindingRecord.close_reason,
+)
+_EVENT_COLUMNS = (
+    WorkflowEventRecord.at,
+    WorkflowEventRecord.task_id,
+    WorkflowEventRecord.patient,
+    WorkflowEventRecord.practice,
+    WorkflowEventRecord.actor,
+    WorkflowEventRecord.role,
+    WorkflowEventRecord.action,
+    WorkflowEventRecord.stage_after,
+    WorkflowEventRecord.detail,
+)
+_DETAIL_READ = frozenset({"signoff", "escalate", "acknowledge", "decision"})
+"""The actions whose ``detail`` the report reads (the Flags concerned, the hours to action)."""
+
+
+def _task(row: Row[*tuple[Any, ...]]) -> TaskFact:
     return TaskFact(
         identifier=row.identifier,
         resource_type=row.resource_type.value,
@@ -123,8 +153,8 @@ def _task(row: FindingRecord) -> TaskFact:
     )
 
 
-def _event(row: WorkflowEventRecord) -> EventFact:
-    detail = orjson.loads(row.detail) if row.detail else {}
+def _event(row: Row[*tuple[Any, ...]]) -> EventFact:
+    detail = orjson.loads(row.detail) if row.action in _DETAIL_READ and row.detail else {}
     return EventFact(
         at=row.at,
         task_id=row.task_id,

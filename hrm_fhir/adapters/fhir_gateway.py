@@ -11,10 +11,10 @@ server may already have applied the request, and repeating it could write a dupl
 Flag. They are retried only on 429, which means the server refused the request unprocessed.
 Any request is repeated once after a 401, with the auth provider's credentials invalidated.
 
-Searches send ``Cache-Control: no-cache`` (HAPI otherwise replays cached results for a minute) and
-follow ``Bundle.link`` ``next`` URLs verbatim, only while they stay under the configured base URL.
-Redirects are never followed. Log messages carry resource types, ids and statuses, never query
-values or bodies.
+Searches and histories send ``Cache-Control: no-cache`` (HAPI otherwise replays cached results for
+a minute) and follow ``Bundle.link`` ``next`` URLs verbatim, only while they stay under the
+configured base URL. Redirects are never followed. Log messages carry resource types, ids and
+statuses, never query values or bodies.
 """
 
 from __future__ import annotations
@@ -221,7 +221,25 @@ class FHIRGateway:
             for item in ([value] if isinstance(value, str) else value)
         ]
         query.append(("_count", str(count or self._page_size)))
-        return self._pages(resource_type, query)
+        return self._pages(resource_type, query, f"search {resource_type}")
+
+    def history(self, resource_type: str, resource_id: str) -> list[Resource]:
+        """Every version of one resource, ``GET [base]/Type/id/_history`` across its pages, in
+        the server's order (newest first on HAPI); deleted versions carry no resource and are
+        left out. Empty when the server has no such resource (404 or 410)."""
+        path = _path(resource_type, resource_id)
+        pages = self._pages(
+            f"{path}/_history", [("_count", str(self._page_size))], f"history {path}", "history"
+        )
+        try:
+            return [
+                entry["resource"]
+                for bundle in pages
+                for entry in bundle.get("entry", [])
+                if "resource" in entry
+            ]
+        except ResourceNotFound:
+            return []
 
     def read(self, resource_type: str, resource_id: str) -> Resource | None:
         """``GET [base]/Type/id``; None when the server answers 404 or 410."""
@@ -294,15 +312,18 @@ class FHIRGateway:
         if self._owns_session:
             self._session.close()
 
-    def _pages(self, resource_type: str, query: list[tuple[str, str]]) -> Iterator[Resource]:
-        url = f"{self.base_url}/{resource_type}"
+    def _pages(
+        self, path: str, query: list[tuple[str, str]], what: str, kind: str = "searchset"
+    ) -> Iterator[Resource]:
+        """Each ``kind`` Bundle page of ``GET [base]/path?query``, following ``next`` links."""
+        url = f"{self.base_url}/{path}"
         params: list[tuple[str, str]] | None = query
         followed: set[str] = set()
         page = 1
         while True:
-            label = f"search {resource_type} page {page}"
+            label = f"{what} page {page}"
             response = self._send("GET", url, label, params=params, headers=_NO_CACHE)
-            bundle = _search_bundle(response, label)
+            bundle = _bundle(response, label, kind)
             yield bundle
             next_url = _next_link(bundle, label)
             if next_url is None or not bundle.get("entry"):
@@ -519,14 +540,20 @@ def _resource(response: requests.Response, label: str, expected: str) -> Resourc
     return body
 
 
-def _search_bundle(response: requests.Response, label: str) -> Resource:
-    """A searchset Bundle whose entries all carry a resource object."""
+def _bundle(response: requests.Response, label: str, kind: str) -> Resource:
+    """A ``kind`` Bundle (searchset or history) whose entries all carry a resource object; in a
+    history, a deleted version's entry carries none."""
     bundle = _resource(response, label, "Bundle")
-    if bundle.get("type") != "searchset":
-        raise FHIRFatalError(f"{label}: Bundle type is not searchset", status=response.status_code)
+    if bundle.get("type") != kind:
+        raise FHIRFatalError(f"{label}: Bundle type is not {kind}", status=response.status_code)
     entries = bundle.get("entry", [])
     if not isinstance(entries, list) or not all(
-        isinstance(entry, dict) and isinstance(entry.get("resource"), dict) for entry in entries
+        isinstance(entry, dict)
+        and (
+            isinstance(entry.get("resource"), dict)
+            or (kind == "history" and "resource" not in entry)
+        )
+        for entry in entries
     ):
         raise FHIRFatalError(
             f"{label}: Bundle.entry is not a list of entries with resources",

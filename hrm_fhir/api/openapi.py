@@ -775,6 +775,309 @@ _PATHS.update(
 )
 
 
+# ------------------------------------------------------------------ the evidence pack
+
+_DATE_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_DATE_TIME = _nullable("string", format="date-time")
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_SCHEMAS.update(
+    {
+        "EvidenceStatement": {
+            "type": "object",
+            "description": "One part of a rule pack as a clinician reads it (rules/describe.py).",
+            "properties": {
+                "kind": {"enum": ["schedule", "modifier", "threshold", "prescribing", "ome"]},
+                "text": {"type": "string"},
+                "verified": {"type": "boolean"},
+                "citation": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "publisher": {"type": "string"},
+                        "title": {"type": "string"},
+                        "url": {"type": "string"},
+                        "accessed": {"type": "string"},
+                        "section": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "EvidenceVersion": {
+            "type": "object",
+            "description": "One stored version of a Task or Flag (from its _history).",
+            "properties": {
+                "version": _nullable("string"),
+                "last_updated": _NULLABLE_DATE_TIME,
+                "status": {"type": "string"},
+                "business_status": _nullable("string"),
+                "stage": {"enum": [*(s.value for s in Stage), None]},
+                "owner": _nullable("string"),
+                "notes": {**_STRINGS, "description": "Notes added in this version."},
+            },
+        },
+        "EvidenceResource": {
+            "type": "object",
+            "description": "A Task or Flag the service wrote, as it stood at the cut-off.",
+            "properties": {
+                "reference": {"type": "string"},
+                "kind": {"type": "string", "description": "The Task code, or flag."},
+                "description": {"type": "string"},
+                "rule": {"type": "string"},
+                "source": _nullable("string"),
+                "severity": _SEVERITY,
+                "status": {"type": "string"},
+                "stage": {"enum": [*(s.value for s in Stage), None]},
+                "period_start": _nullable("string"),
+                "period_end": _nullable("string"),
+                "versions": {"type": "array", "items": _ref("EvidenceVersion")},
+            },
+        },
+        "EvidencePack": {
+            "type": "object",
+            "description": "Sections in order: schedules, results, tasks and flags, contacts, "
+            "decisions (provenance, events, findings). The record is cut off at the end of "
+            "as_of in Europe/London.",
+            "properties": {
+                "patient": {
+                    "type": "object",
+                    "description": "Read from the Patient resource for this answer only.",
+                    "properties": {
+                        "reference": {"type": "string"},
+                        "name": {"type": "string"},
+                        "nhs_number": {"type": "string"},
+                        "birth_date": _NULLABLE_DATE,
+                        "practice": _nullable("string"),
+                    },
+                },
+                "as_of": _DATE,
+                "generated_at": _DATE_TIME,
+                "schedules": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "drug_group": {"type": "string"},
+                            "rule": {"type": "string", "description": "<rule-id>@<version>."},
+                            "title": {"type": "string"},
+                            "status": {"type": "string"},
+                            "effective_from": _DATE,
+                            "reviewed_by": {"type": "string"},
+                            "approved_on": {
+                                "type": "string",
+                                "description": "Empty: not clinically signed off.",
+                            },
+                            "verified": {"type": "boolean"},
+                            "current": {"type": "boolean"},
+                            "therapy_start": _DATE,
+                            "phase_anchor": _DATE,
+                            "medication": {"type": "string"},
+                            "ingredient": {"type": "string"},
+                            "matched_by": {"enum": ["code", "text"]},
+                            "statements": {"type": "array", "items": _ref("EvidenceStatement")},
+                            "tests": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "test": {"type": "string"},
+                                        "title": {"type": "string"},
+                                        "last_done": _NULLABLE_DATE,
+                                        "observation": _nullable("string"),
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "observation": {"type": "string"},
+                            "on": _DATE,
+                            "analyte": {"type": "string"},
+                            "title": {"type": "string"},
+                            "value": _nullable("number"),
+                            "unit": _nullable("string"),
+                            "normalised": {"type": "boolean"},
+                            "ref_low": _nullable("number"),
+                            "ref_high": _nullable("number"),
+                        },
+                    },
+                },
+                "skipped": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"source": {"type": "string"}, "reason": {"type": "string"}},
+                    },
+                },
+                "tasks": {"type": "array", "items": _ref("EvidenceResource")},
+                "flags": {"type": "array", "items": _ref("EvidenceResource")},
+                "contacts": {"type": "array", "items": _ref("HistoryItem")},
+                "provenance": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "reference": {"type": "string"},
+                            "recorded": _NULLABLE_DATE_TIME,
+                            "activity": {"type": "string"},
+                            "action": _nullable("string"),
+                            "agents": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "name": {"type": "string"},
+                                        "username": _nullable("string"),
+                                        "role": _nullable("string"),
+                                        "type": _nullable("string"),
+                                    },
+                                },
+                            },
+                            "reason": {"type": "string"},
+                            "targets": _STRINGS,
+                            "sources": _STRINGS,
+                        },
+                    },
+                },
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "at": _DATE_TIME,
+                            "task_id": {"type": "string"},
+                            "actor": {"type": "string"},
+                            "role": {"type": "string"},
+                            "action": {"type": "string"},
+                            "stage_before": _nullable("string"),
+                            "stage_after": _nullable("string"),
+                            "detail": {"type": "object"},
+                            "written": _STRINGS,
+                        },
+                    },
+                },
+                "findings": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "identifier": {"type": "string"},
+                            "kind": {"enum": [kind.value for kind in FindingKind]},
+                            "drug_group": {"type": "string"},
+                            "rule": {"type": "string"},
+                            "check": {"type": "string"},
+                            "severity": _SEVERITY,
+                            "due_date": _NULLABLE_DATE,
+                            "resource": {"type": "string"},
+                            "opened_at": _DATE_TIME,
+                            "closed_at": _NULLABLE_DATE_TIME,
+                            "close_reason": _nullable("string"),
+                            "reason": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    }
+)
+_PATHS["/api/v1/patients/{patient_id}/evidence"] = {
+    "get": {
+        "operationId": "getPatientEvidence",
+        "summary": "One patient's evidence pack for an inspector or reviewer (read role).",
+        "parameters": [
+            {"name": "patient_id", "in": "path", "required": True, "schema": _FHIR_ID_SCHEMA},
+            _query(
+                "as_of",
+                _DATE,
+                "The schedule in force, and the record to the end of this day in "
+                "Europe/London (default: today).",
+            ),
+            _query(
+                "format",
+                {"enum": ["json", "html"], "default": "json"},
+                "html: the printable page.",
+            ),
+        ],
+        "responses": {
+            "200": {
+                "description": "The evidence pack.",
+                "content": {
+                    JSON: {"schema": _ref("EvidencePack")},
+                    "text/html": {"schema": {"type": "string"}},
+                },
+            },
+            "404": _error("NotFound"),
+            "502": _error("BadGateway"),
+            "503": _error("Unavailable"),
+            **_PROTECTED_ERRORS,
+        },
+    }
+}
+
+_SCHEMAS["MonthlyReport"] = _object(
+    ["scope", "practices", "month", "groups", "totals", "inspector_findings", "indicators"],
+    {
+        "scope": {"type": "string", "description": "Organization/<id> or PCN <id>."},
+        "practices": {"type": "array", "items": {"type": "string"}},
+        "month": _DATE,
+        "period_start": _DATE,
+        "period_end": _DATE,
+        "definitions": {"type": "string", "description": "Audit definitions id@version."},
+        "rule_packs": {"type": "array", "items": {"type": "string"}},
+        "record_as_at": _NULLABLE_DATE_TIME,
+        "groups": {"type": "array", "items": {"type": "object"}},
+        "totals": {"type": "object"},
+        "inspector_findings": {"type": "array", "items": {"type": "object"}},
+        "indicators": {"type": "array", "items": {"type": "object"}},
+        "workload": {"type": "object"},
+        "backlog": {"type": "array", "items": {"type": "object"}},
+        "forecast": {"type": "object"},
+        "sweeps": {"type": "array", "items": {"type": "object"}},
+        "practice_rows": {"type": "array", "items": {"type": "object"}},
+        "lists": {
+            "type": "object",
+            "description": "Every patient list by id: each count's value and list_id point here.",
+        },
+    },
+)
+_PATHS["/api/v1/reports/monthly"] = {
+    "get": {
+        "operationId": "getMonthlyReport",
+        "summary": "The monthly audit summary of a practice or PCN, from the ledger (read role).",
+        "parameters": [
+            _query(
+                "month",
+                {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+                "YYYY-MM (default: last month, Europe/London).",
+            ),
+            _query("practice", {"type": "string"}, "Organization id (default HRM_PRACTICE)."),
+            _query("pcn", {"type": "string"}, "A PCN configured in HRM_PCNS (not with practice)."),
+            _query(
+                "format",
+                {"enum": ["json", "html", "measure-report"], "default": "json"},
+                "html: the printable report; measure-report: the FHIR MeasureReport.",
+            ),
+        ],
+        "responses": {
+            "200": {
+                "description": "The report.",
+                "content": {
+                    JSON: {"schema": _ref("MonthlyReport")},
+                    "text/html": {"schema": {"type": "string"}},
+                    "application/fhir+json": {"schema": {"type": "object"}},
+                },
+            },
+            "404": _error("NotFound"),
+            **_PROTECTED_ERRORS,
+        },
+    }
+}
+
+
 def build_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document; every operation needs an API key unless it says otherwise."""
     return {
@@ -784,7 +1087,8 @@ def build_document() -> dict[str, Any]:
             "version": "1",
             "description": (
                 "High-risk drug monitoring on FHIR R4: sweeps, the findings ledger, live "
-                "per-patient monitoring and the programme workflow. Keys have the role read (GET) "
+                "per-patient monitoring, the programme workflow and its monthly audit. Keys have "
+                "the role read (GET) "
                 "or operator (GET, POST); workflow operations also name the acting user in "
                 "X-Acting-User."
             ),

@@ -1,19 +1,28 @@
-"""One patient's monitoring, evaluated live from the FHIR server, with their open ledger items."""
+"""One patient's monitoring, evaluated live from the FHIR server, with their open ledger items;
+and their evidence pack (hrm_fhir/audit/evidence.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from hrm_fhir.adapters import store
+from hrm_fhir.adapters.evidence_source import read_evidence
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
-from hrm_fhir.api.schemas import MonitoringSchema, load_monitoring_query, load_patient_ref
+from hrm_fhir.api.schemas import (
+    MonitoringSchema,
+    load_evidence_query,
+    load_monitoring_query,
+    load_patient_ref,
+)
 from hrm_fhir.app import ServiceState, db_session, service_state
+from hrm_fhir.audit.evidence import build_pack
+from hrm_fhir.audit.evidence_render import to_html, to_json
 from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
 from hrm_fhir.fetch import FetchReport, read_records
 from hrm_fhir.records import FindingRecord
@@ -69,3 +78,27 @@ def monitoring(patient_id: str) -> Response:
     query = load_monitoring_query(request.args)
     result = evaluate_patient(service_state(), db_session(), patient, query.as_of)
     return jsonify(MonitoringSchema().dump(result))
+
+
+@bp.get("/<patient_id>/evidence")
+def evidence(patient_id: str) -> Response:
+    """The patient's evidence pack as JSON, or printable HTML with ``format=html``."""
+    patient = load_patient_ref(patient_id)
+    query = load_evidence_query(request.args)
+    state = service_state()
+    gateway = FHIRGateway.from_settings(state.settings)
+    try:
+        source = read_evidence(gateway, db_session(), patient)
+    finally:
+        gateway.close()
+    if source is None:
+        raise NotFound("the FHIR server has no such Patient")
+    pack = build_pack(
+        source,
+        state.rules,
+        as_of=query.as_of or default_as_of(state.settings),
+        generated_at=datetime.now(UTC),
+    )
+    if query.format == "html":
+        return Response(to_html(pack), mimetype="text/html")
+    return Response(to_json(pack), mimetype="application/json")

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, TypeVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 from werkzeug.datastructures import MultiDict
 
 from hrm_fhir.app import SweepRequest
@@ -104,6 +112,53 @@ class MonitoringQuerySchema(_Strict):
     @post_load
     def _query(self, data: dict[str, Any], **_: Any) -> MonitoringQuery:
         return MonitoringQuery(**data)
+
+
+@dataclass(frozen=True)
+class EvidenceQuery:
+    as_of: date | None
+    format: Literal["json", "html"]
+
+
+class EvidenceQuerySchema(_Strict):
+    as_of = fields.Date(load_default=None)
+    format = fields.String(validate=validate.OneOf(["json", "html"]), load_default="json")
+
+    @post_load
+    def _query(self, data: dict[str, Any], **_: Any) -> EvidenceQuery:
+        return EvidenceQuery(**data)
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    month: date | None
+    """The first day of the month; None means last month."""
+    practice: str | None
+    pcn: str | None
+    format: Literal["json", "html", "measure-report"]
+
+
+class ReportQuerySchema(_Strict):
+    month = fields.String(
+        validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="Give the month as YYYY-MM."),
+        load_default=None,
+    )
+    practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    pcn = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    format = fields.String(
+        validate=validate.OneOf(["json", "html", "measure-report"]), load_default="json"
+    )
+
+    @validates_schema
+    def _one_scope(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("practice") and data.get("pcn"):
+            raise ValidationError("Give practice or pcn, not both.", "pcn")
+
+    @post_load
+    def _query(self, data: dict[str, Any], **_: Any) -> ReportQuery:
+        month = data.pop("month")
+        first = date.fromisoformat(f"{month}-01") if month else None
+        return ReportQuery(month=first, **data)
 
 
 class SweepSchema(Schema):
@@ -219,3 +274,11 @@ def load_patient_ref(patient_id: str) -> PatientRef:
 
 def load_monitoring_query(args: MultiDict[str, str]) -> MonitoringQuery:
     return _load(MonitoringQuerySchema(), query_args(args), MonitoringQuery)
+
+
+def load_report_query(args: MultiDict[str, str]) -> ReportQuery:
+    return _load(ReportQuerySchema(), query_args(args), ReportQuery)
+
+
+def load_evidence_query(args: MultiDict[str, str]) -> EvidenceQuery:
+    return _load(EvidenceQuerySchema(), query_args(args), EvidenceQuery)

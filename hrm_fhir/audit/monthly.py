@@ -221,10 +221,15 @@ def _total_row(rows: Sequence[GroupRow], lists: _Lists) -> GroupRow:
     )
 
 
+def _event_order(event: EventFact) -> tuple[datetime, str, str, str, str]:
+    """Events in time order, ties broken by content, so input order never matters."""
+    return (event.at, event.task_id, event.action, event.actor, event.patient)
+
+
 def _actions_by_finding(events: Iterable[EventFact]) -> dict[str, list[EventFact]]:
     """Pharmacist actions (sign-off, escalation) per Task or Flag id they concern, oldest first."""
     out: dict[str, list[EventFact]] = defaultdict(list)
-    for event in sorted(events, key=lambda e: e.at):
+    for event in events:
         if event.action not in PHARMACIST_ACTIONS:
             continue
         concerned = {event.task_id, *(str(f) for f in event.detail.get("flags") or ())}
@@ -291,7 +296,7 @@ def _inspector_row(
 def _per_patient(rows: Iterable[ListRow]) -> list[ListRow]:
     """One row per patient: a patient on two drugs of a family is counted once."""
     merged: dict[str, list[ListRow]] = defaultdict(list)
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (r.patient, r.drug_group, r.detail)):
         merged[row.patient].append(row)
     return [
         ListRow(
@@ -320,8 +325,8 @@ def build_monthly_report(
     first, last, start, end = month_bounds(inputs.month)
     month = _Month(first, last, start, end)
     lists = _Lists()
-    findings = [f for f in inputs.findings if f.opened_at < end]
-    events = [e for e in inputs.events if e.at < end]
+    findings = sorted((f for f in inputs.findings if f.opened_at < end), key=lambda f: f.identifier)
+    events = sorted((e for e in inputs.events if e.at < end), key=_event_order)
     spans = {f.identifier: s for f in findings if (s := _span(f)) is not None}
 
     by_group_status: dict[str, list[GroupStatus]] = defaultdict(list)
@@ -470,7 +475,7 @@ def _workload(
     ]
     routed: dict[str, EventFact] = {}
     decided: dict[str, EventFact] = {}
-    for e in sorted(events, key=lambda e: e.at):
+    for e in events:
         if e.stage_after == NON_ENGAGEMENT:
             routed.setdefault(e.task_id, e)
         elif e.action == "decision":
@@ -479,7 +484,7 @@ def _workload(
         e for task, e in routed.items() if task not in decided or decided[task].at >= month.start
     ]
     sign_offs = [e for e in events if e.action in PHARMACIST_ACTIONS and month.within(e.at)]
-    patients_contacted = {e.patient: e for e in contacts}
+    patients_contacted = {e.patient: e for e in reversed(contacts)}  # each patient's first
     attempts = len(contacts)
     return Workload(
         contact_attempts=attempts,
@@ -526,7 +531,7 @@ def _severity_row(
     lists: _Lists,
 ) -> SeverityRow:
     raised = [f for f in results if f.severity is severity and month.within(f.opened_at)]
-    acknowledged = {e.task_id: e for e in events if e.action == "acknowledge"}
+    acknowledged = {e.task_id: e for e in reversed(events) if e.action == "acknowledge"}
     to_pharmacist: list[float] = []
     to_gp: list[float] = []
     pharmacist_rows, gp_rows, none_rows = [], [], []

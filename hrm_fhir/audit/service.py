@@ -58,6 +58,18 @@ def resolve_scope(
     return Scope(f"Organization/{chosen}", (chosen,))
 
 
+def all_scopes(settings: Settings, session: Session) -> list[Scope]:
+    """The configured practice (else every practice in the ledger), then every PCN."""
+    practices = [settings.practice] if settings.practice else known_practices(session)
+    return [
+        *(Scope(f"Organization/{p}", (p,)) for p in practices),
+        *(
+            Scope(f"PCN {pcn}", tuple(members), pcn)
+            for pcn, members in sorted(settings.pcns.items())
+        ),
+    ]
+
+
 def monthly_report(
     session: Session,
     rules: RuleSet,
@@ -87,7 +99,5 @@ def monthly_report(
     report = build(scope.practices, scope.label)
     if scope.pcn is None:
         return report
-    rows = tuple(
-        practice_row(build([p], f"Organization/{p}"), p) for p in sorted(scope.practices)
-    )
+    rows = tuple(practice_row(build([p], f"Organization/{p}"), p) for p in sorted(scope.practices))
     return replace(report, practice_rows=rows)

@@ -76,4 +76,4 @@ def _unless_given(app: Flask, key: str, value: object) -> None:
 
 bp.record_once(_setup)
 
-from hrm_fhir.pages import actions, hooks, session, views  # noqa: E402, F401 - routes and hooks
+from hrm_fhir.pages import actions, hooks, reports, session, views  # noqa: E402, F401 - routes and hooks

@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
-from hrm_fhir.rules.model import Catalogue, Phase, RulePack, Schedule
+from dataclasses import dataclass
+
+from hrm_fhir.rules.model import (
+    Catalogue,
+    Citation,
+    Ingredient,
+    Modifier,
+    Phase,
+    PrescribingCheck,
+    RulePack,
+    Schedule,
+    Threshold,
+)
 from hrm_fhir.rules.registry import RuleSet
+
+_SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One part of a pack as a clinician reads it, with the guidance it cites."""
+
+    kind: str
+    """``schedule``, ``modifier``, ``threshold``, ``prescribing`` or ``ome``."""
+    text: str
+    verified: bool
+    citation: Citation
 
 
 def describe_list(rule_set: RuleSet) -> str:
@@ -36,6 +61,123 @@ def _phase(phase: Phase, start: str) -> str:
     return f"{every} until {phase.until.describe()}"
 
 
+def _schedule_text(schedule: Schedule, catalogue: Catalogue) -> str:
+    """``<title> [<id>]: <test titles>``."""
+    tests = ", ".join(catalogue.tests[x].title for x in schedule.tests)
+    return f"{schedule.title} [{schedule.id}]: {tests}"
+
+
+def _ends_text(schedule: Schedule) -> str | None:
+    if schedule.ends_after is None:
+        return None
+    return f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
+
+
+def _modifier_text(modifier: Modifier) -> str:
+    when = " and ".join(c.describe() for c in modifier.when)
+    if modifier.interval is not None:
+        what = f"every {modifier.interval.describe()}"
+    else:
+        src = modifier.interval_months_from
+        assert src is not None  # noqa: S101 - schema checks
+        what = f"every ({src.measure} / {src.divisor:g}) months"
+    return f"more often when {when}: {what}"
+
+
+def _threshold_text(th: Threshold, catalogue: Catalogue) -> str:
+    """The result that fires, e.g. ``Lithium >= 1.5 mmol/L``."""
+    analyte = catalogue.analytes[th.analyte].title
+    if th.op in _SYMBOLS:
+        rule = f"{analyte} {_SYMBOLS[th.op]} {th.value:g} {th.unit}"
+    elif th.op == "rise_pct_from_baseline":
+        window = th.baseline_window.describe() if th.baseline_window else ""
+        rule = f"{analyte} over {th.value:g}% above the lowest in the previous {window}"
+    elif th.op == "above_ref_high_times":
+        rule = f"{analyte} above {th.value:g} x the laboratory upper limit"
+    else:
+        side = (
+            "below the laboratory lower limit"
+            if th.op == "below_ref_low"
+            else "above the laboratory upper limit"
+        )
+        rule = f"{analyte} {side}"
+    if th.also:
+        rule += " with " + " and ".join(c.describe() for c in th.also)
+    return rule
+
+
+def _check_text(c: PrescribingCheck) -> str:
+    """What a prescribing safety check looks for."""
+    if c.check == "max_frequency":
+        return f"given more than {c.value:g} time(s) a week"
+    if c.check == "ome_at_least":
+        return f"total oral morphine equivalent at least {c.value:g} mg/day"
+    need = c.min_match or len(c.criteria)
+    conds = "; ".join(x.describe() for x in c.criteria)
+    rule = (f"{c.ingredient}: " if c.ingredient else "") + (
+        f"{need} of: {conds}" if need < len(c.criteria) else conds
+    )
+    if c.requires:
+        rule = " and ".join(x.describe() for x in c.requires) + f", with {rule}"
+    return rule
+
+
+def _ome_text(ingredient: Ingredient) -> str:
+    assert ingredient.ome is not None  # noqa: S101 - callers filter
+    per = "mg/day" if ingredient.ome.per == "mg" else "microgram/hour"
+    return f"{ingredient.name}: x {ingredient.ome.factor:g} per {per}"
+
+
+def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
+    """Every schedule (with its modifiers), threshold, prescribing check and OME factor of the
+    pack, in the pack's order, each with its citation and whether its value is verified."""
+    out: list[Statement] = []
+    for s in pack.schedules:
+        text = "; ".join(
+            part
+            for part in (
+                f"{_schedule_text(s, catalogue)}: {_phases(s)}",
+                _ends_text(s),
+                f"note: {s.note}" if s.note else None,
+            )
+            if part
+        )
+        out.append(Statement("schedule", text, s.verified, pack.citations[s.citation]))
+        out += [
+            Statement(
+                "modifier",
+                f"{s.title}: {_modifier_text(m)}",
+                m.verified,
+                pack.citations[m.citation],
+            )
+            for m in s.modifiers
+        ]
+    out += [
+        Statement(
+            "threshold",
+            f"{th.severity.value.upper()}: {_threshold_text(th, catalogue)}: {th.advice}",
+            th.verified,
+            pack.citations[th.citation],
+        )
+        for th in pack.thresholds
+    ]
+    out += [
+        Statement(
+            "prescribing",
+            f"{c.severity.value.upper()}: {_check_text(c)}: {c.advice}",
+            c.verified,
+            pack.citations[c.citation],
+        )
+        for c in pack.prescribing
+    ]
+    out += [
+        Statement("ome", _ome_text(i), i.ome.verified, pack.citations[i.ome.citation])
+        for i in pack.ingredients
+        if i.ome is not None
+    ]
+    return out
+
+
 def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
     """The whole pack in plain text, each clinical number with its source and verification."""
 
@@ -61,65 +203,25 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
     if pack.schedules:
         lines += ["", "MONITORING SCHEDULE"]
         for s in pack.schedules:
-            tests = ", ".join(catalogue.tests[x].title for x in s.tests)
-            lines.append(f"- {s.title} [{s.id}]: {tests}{mark(s.verified)}")
+            lines.append(f"- {_schedule_text(s, catalogue)}{mark(s.verified)}")
             lines.append(f"    {_phases(s)}")
-            if s.ends_after is not None:
-                lines.append(
-                    f"    routine monitoring stops {s.ends_after.describe()} into a stable dose"
-                )
+            if (ends := _ends_text(s)) is not None:
+                lines.append(f"    {ends}")
             for m in s.modifiers:
-                when = " and ".join(c.describe() for c in m.when)
-                if m.interval is not None:
-                    what = f"every {m.interval.describe()}"
-                else:
-                    src = m.interval_months_from
-                    assert src is not None  # noqa: S101 - schema checks
-                    what = f"every ({src.measure} / {src.divisor:g}) months"
-                lines.append(
-                    f"    more often when {when}: {what}{mark(m.verified)}  ({cite(m.citation)})"
-                )
+                lines.append(f"    {_modifier_text(m)}{mark(m.verified)}  ({cite(m.citation)})")
             if s.note:
                 lines.append(f"    note: {s.note}")
             lines.append(f"    source: {cite(s.citation)}")
     if pack.thresholds:
         lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
         for th in pack.thresholds:
-            analyte = catalogue.analytes[th.analyte].title
-            if th.op in ("lt", "le", "gt", "ge"):
-                sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[th.op]
-                rule = f"{analyte} {sym} {th.value:g} {th.unit}"
-            elif th.op == "rise_pct_from_baseline":
-                window = th.baseline_window.describe() if th.baseline_window else ""
-                rule = f"{analyte} over {th.value:g}% above the lowest in the previous {window}"
-            elif th.op == "above_ref_high_times":
-                rule = f"{analyte} above {th.value:g} x the laboratory upper limit"
-            else:
-                side = (
-                    "below the laboratory lower limit"
-                    if th.op == "below_ref_low"
-                    else "above the laboratory upper limit"
-                )
-                rule = f"{analyte} {side}"
-            if th.also:
-                rule += " with " + " and ".join(c.describe() for c in th.also)
+            rule = _threshold_text(th, catalogue)
             lines.append(f"- {th.severity.value.upper():<7} {rule}: {th.advice}{mark(th.verified)}")
             lines.append(f"    source: {cite(th.citation)}")
     if pack.prescribing:
         lines += ["", "PRESCRIBING SAFETY CHECKS"]
         for c in pack.prescribing:
-            if c.check == "max_frequency":
-                rule = f"given more than {c.value:g} time(s) a week"
-            elif c.check == "ome_at_least":
-                rule = f"total oral morphine equivalent at least {c.value:g} mg/day"
-            else:
-                need = c.min_match or len(c.criteria)
-                conds = "; ".join(x.describe() for x in c.criteria)
-                rule = (f"{c.ingredient}: " if c.ingredient else "") + (
-                    f"{need} of: {conds}" if need < len(c.criteria) else conds
-                )
-                if c.requires:
-                    rule = " and ".join(x.describe() for x in c.requires) + f", with {rule}"
+            rule = _check_text(c)
             lines.append(f"- {c.severity.value.upper():<7} {rule}: {c.advice}{mark(c.verified)}")
             lines.append(f"    source: {cite(c.citation)}")
     ome = [i for i in pack.ingredients if i.ome is not None]
@@ -127,9 +229,5 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
         lines += ["", "ORAL MORPHINE EQUIVALENT FACTORS"]
         for i in ome:
             assert i.ome is not None  # noqa: S101 - filtered above
-            per = "mg/day" if i.ome.per == "mg" else "microgram/hour"
-            lines.append(
-                f"- {i.name}: x {i.ome.factor:g} per {per}{mark(i.ome.verified)} "
-                f"({cite(i.ome.citation)})"
-            )
+            lines.append(f"- {_ome_text(i)}{mark(i.ome.verified)} ({cite(i.ome.citation)})")
     return "\n".join(lines)

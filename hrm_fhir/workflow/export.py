@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import date
 from typing import Any
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.spreadsheet import safe_cell
 from hrm_fhir.workflow.service import PatientDetails, WorklistEntry, contact_details
 
 CSV_COLUMNS = ("NHS number", "Name", "Phone", "Preferred contact", "Tests needed", "Due date")
 PATIENTS_PER_SEARCH = 20
 _NO_DETAILS = PatientDetails(name="", nhs_number="", phone="", preferred_contact="")
-_PHONE = re.compile(r"[+\-][\d ()-]+")
 
 
 def patient_details(gateway: FHIRGateway, patients: Sequence[str]) -> dict[str, PatientDetails]:
@@ -31,14 +30,6 @@ def patient_details(gateway: FHIRGateway, patients: Sequence[str]) -> dict[str, 
         for found in gateway.search("Patient", {"_id": ",".join(ids)}).resources:
             out[f"Patient/{found['id']}"] = contact_details(found)
     return out
-
-
-def _cell(value: str) -> str:
-    """A cell a spreadsheet will not run as a formula (phone numbers such as +44 are kept)."""
-    risky = value.startswith(("=", "@", "\t", "\r")) or (
-        value.startswith(("+", "-")) and not _PHONE.fullmatch(value)
-    )
-    return f"'{value}" if risky else value
 
 
 def _due(day: date | None) -> str:
@@ -60,7 +51,7 @@ def to_csv(entries: Iterable[WorklistEntry], details: Mapping[str, PatientDetail
             "; ".join(entry.test_titles),
             _due(entry.due_date),
         )
-        writer.writerow([_cell(value) for value in row])
+        writer.writerow([safe_cell(value) for value in row])
     return buffer.getvalue()
 
 

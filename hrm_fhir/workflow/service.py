@@ -88,7 +88,8 @@ CONFLICT_RETRIES = 2
 """Re-reads after a conflict on a resource the service read for itself, or a lost response."""
 TASKS_PER_SEARCH = 20
 OPEN_STATUSES = "requested,received,accepted,ready,in-progress,on-hold"
-_OURS = f"{t.TAG}|hrm-fhir"
+OURS_TAG = f"{t.TAG}|hrm-fhir"
+"""The ``_tag`` search token of every resource the service writes."""
 _SEVERITY_RANK: dict[Severity | None, int] = {None: 0, **{s: s.rank for s in Severity}}
 _KIND_ORDER = ("flag", "result", "gp-escalation", "prescribing", "non-engagement")
 
@@ -210,7 +211,7 @@ class FlagSummary:
 
 @dataclass(frozen=True)
 class OpenItem:
-    """An open Task or active Flag the service wrote, with the rule and source behind it."""
+    """A Task or Flag the service wrote (open ones on the card), with the rule and source."""
 
     reference: str
     version: str | None
@@ -282,7 +283,8 @@ def _default_rules() -> RuleSet:
     return load_rule_set()
 
 
-def _version(resource: Mapping[str, Any]) -> str | None:
+def version_of(resource: Mapping[str, Any]) -> str | None:
+    """The resource's ``meta.versionId``."""
     value = (resource.get("meta") or {}).get("versionId")
     return str(value) if value is not None else None
 
@@ -384,27 +386,34 @@ def _search(gateway: FHIRGateway, kind: str, params: Mapping[str, str]) -> list[
 
 
 def _open_tasks(gateway: FHIRGateway, scope: Scope) -> list[Resource]:
-    params = {"_tag": _OURS, "status": OPEN_STATUSES, **scope.params("Task")}
+    params = {"_tag": OURS_TAG, "status": OPEN_STATUSES, **scope.params("Task")}
     return _search(gateway, "Task", params)
 
 
 def _active_flags(gateway: FHIRGateway, scope: Scope, patient: str | None = None) -> list[Resource]:
     """The service's active Flags (R4 has no Flag ``status`` search parameter: filtered here)."""
-    params = {"_tag": _OURS, **scope.params("Flag")}
+    params = {"_tag": OURS_TAG, **scope.params("Flag")}
     if patient is not None:
         params["subject"] = patient
     return [f for f in _search(gateway, "Flag", params) if f.get("status") == "active"]
 
 
-def _communications(gateway: FHIRGateway, task_ids: Sequence[str]) -> list[Resource]:
-    """Every Communication based on these Tasks, whoever wrote it."""
+def referring(
+    gateway: FHIRGateway, resource_type: str, param: str, references: Sequence[str]
+) -> list[Resource]:
+    """Every ``resource_type`` whose reference search parameter ``param`` names one of these
+    references (``Task/x``...), twenty references per search, each resource once."""
     found: dict[str, Resource] = {}
-    for start in range(0, len(task_ids), TASKS_PER_SEARCH):
-        chunk = task_ids[start : start + TASKS_PER_SEARCH]
-        based_on = ",".join(f"Task/{task_id}" for task_id in chunk)
-        for resource in _search(gateway, "Communication", {"based-on": based_on}):
+    for start in range(0, len(references), TASKS_PER_SEARCH):
+        chunk = ",".join(references[start : start + TASKS_PER_SEARCH])
+        for resource in _search(gateway, resource_type, {param: chunk}):
             found[resource["id"]] = resource
     return list(found.values())
+
+
+def _communications(gateway: FHIRGateway, task_ids: Sequence[str]) -> list[Resource]:
+    """Every Communication based on these Tasks, whoever wrote it."""
+    return referring(gateway, "Communication", "based-on", [f"Task/{t}" for t in task_ids])
 
 
 def _findings(session: Session, ids: Iterable[str]) -> dict[str, FindingRecord]:
@@ -427,7 +436,8 @@ def _events(session: Session, task_ids: Iterable[str]) -> list[WorkflowEventReco
     return list(session.scalars(query))
 
 
-def _contact(resource: Mapping[str, Any]) -> HistoryItem:
+def contact_item(resource: Mapping[str, Any]) -> HistoryItem:
+    """A Communication as one contact attempt: when, medium, outcome, sender, Tasks."""
     medium_concept = (resource.get("medium") or [{}])[0]
     medium = next(
         (
@@ -484,7 +494,7 @@ def _history(
     communications: Iterable[Resource], events: Iterable[WorkflowEventRecord]
 ) -> list[HistoryItem]:
     """Contact attempts from the server, and the other actions from the ledger, oldest first."""
-    items = [_contact(c) for c in communications]
+    items = [contact_item(c) for c in communications]
     items += [_event_item(e) for e in events if e.action != Action.CONTACT.value]
     return sorted(items, key=lambda item: item.at)
 
@@ -509,7 +519,7 @@ def _summary(
     ]
     return TaskSummary(
         task_id=str(task["id"]),
-        version=_version(task),
+        version=version_of(task),
         code=_code(task),
         stage=stage,
         status=str(task.get("status")),
@@ -694,13 +704,13 @@ def patient_card(
     practices = _general_practitioners_of(found)
     if actor is not None:
         require_practice(actor, practices)
-    tasks = _search(gateway, "Task", {"patient": ref, "_tag": _OURS})
+    tasks = _search(gateway, "Task", {"patient": ref, "_tag": OURS_TAG})
     flags = _active_flags(gateway, Scope(), ref)
     task_ids = {str(task["id"]) for task in tasks}
     communications = [
         c
         for c in _search(gateway, "Communication", {"subject": ref})
-        if task_ids & set(_contact(c).task_ids)
+        if task_ids & set(contact_item(c).task_ids)
     ]
     findings = _findings(session, [*task_ids, *(f["id"] for f in flags)])
     history = _history(communications, _events(session, [*task_ids, *(f["id"] for f in flags)]))
@@ -710,8 +720,8 @@ def patient_card(
         for task in open_tasks
         if _code(task) == MONITORING_TASK_CODE
     ]
-    items = [_open_item(task, findings.get(task["id"])) for task in open_tasks]
-    items += [_open_item(flag, findings.get(flag["id"])) for flag in flags]
+    items = [resource_item(task, findings.get(task["id"])) for task in open_tasks]
+    items += [resource_item(flag, findings.get(flag["id"])) for flag in flags]
     items.sort(key=lambda i: (-_SEVERITY_RANK[i.severity], i.kind, i.reference))
     return PatientCard(
         patient=ref,
@@ -725,11 +735,12 @@ def patient_card(
     )
 
 
-def _open_item(resource: Mapping[str, Any], finding: FindingRecord | None) -> OpenItem:
+def resource_item(resource: Mapping[str, Any], finding: FindingRecord | None) -> OpenItem:
+    """A Task or Flag the service wrote, with its rule, source, stage and severity."""
     is_flag = resource["resourceType"] == "Flag"
     return OpenItem(
         reference=_ref(resource),
-        version=_version(resource),
+        version=version_of(resource),
         kind="flag" if is_flag else _code(resource),
         description=str(
             (resource.get("code") or {}).get("text", "")
@@ -914,7 +925,7 @@ def _review_item(
     summaries = [
         FlagSummary(
             flag_id=str(f["id"]),
-            version=_version(f),
+            version=version_of(f),
             severity=_flag_severity(f, findings.get(f["id"])),
             text=str((f.get("code") or {}).get("text", "")),
             observation=_flag_observation(f),
@@ -939,7 +950,7 @@ def _review_item(
     return ReviewItem(
         kind=kind,
         task_id=str(resource["id"]),
-        version=_version(resource),
+        version=version_of(resource),
         patient=patient,
         practice=finding.practice if finding is not None else None,
         stage=Stage.AWAITING_PHARMACIST if is_flag else stage_of(resource),
@@ -1117,13 +1128,13 @@ def _act(
         if patient not in practices:
             practices[patient] = _patient_practices(gateway, patient)
         require_practice(actor, practices[patient])
-        if _version(subject) != version:
+        if version_of(subject) != version:
             replayed = _replayed(gateway, session, actor, action, subject, provenance_id, moment)
             if replayed is not None:
                 return replayed
             raise WorkflowConflictError(
                 f"{_ref(subject)} has changed since it was loaded (now version "
-                f"{_version(subject)}, not {version}); reload it and try again"
+                f"{version_of(subject)}, not {version}); reload it and try again"
             )
         change = plan(subject, moment)
         try:
@@ -1184,6 +1195,24 @@ def _record(
     session.flush()
 
 
+def provenance_targets(record: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """A Provenance's targets as (``Type/id``, versionId): the version from the reference, or
+    from the ``target-version`` extension on servers that strip versions from references."""
+    targets = []
+    for target in record.get("target", ()):
+        ref, _, version = str(target.get("reference", "")).partition("/_history/")
+        kept = next(
+            (
+                e.get("valueString")
+                for e in target.get("extension", ())
+                if e.get("url") == t.TARGET_VERSION_EXTENSION
+            ),
+            None,
+        )
+        targets.append((ref, kept or version or None))
+    return targets
+
+
 def _replayed(
     gateway: FHIRGateway,
     session: Session,
@@ -1198,19 +1227,8 @@ def _replayed(
     record = gateway.read("Provenance", provenance_id)
     if record is None:
         return None
-    written = []
-    for target in record.get("target", ()):
-        ref = str(target.get("reference", "")).partition("/_history/")[0]
-        version = next(
-            (
-                e.get("valueString")
-                for e in target.get("extension", ())
-                if e.get("url") == t.TARGET_VERSION_EXTENSION
-            ),
-            None,
-        )
-        written.append((ref, version))
-    written.append((f"Provenance/{provenance_id}", _version(record)))
+    written = provenance_targets(record)
+    written.append((f"Provenance/{provenance_id}", version_of(record)))
     own = _ref(subject)
     rows = session.scalars(
         select(WorkflowEventRecord).where(
@@ -1226,7 +1244,7 @@ def _replayed(
         )
     return ActionResult(
         task_id=str(subject["id"]),
-        version=next((v for ref, v in written if ref == own), _version(subject)),
+        version=next((v for ref, v in written if ref == own), version_of(subject)),
         stage=stage,
         written=[_versioned(ref, v) for ref, v in written],
     )
@@ -1379,7 +1397,7 @@ def route_non_engagement(
     def plan(task: Resource, moment: datetime) -> _Change:
         stage = stage_of(task)
         after = next_stage(stage, Action.ROUTE)
-        attempts = [_contact(c) for c in _communications(gateway, [task_id])]
+        attempts = [contact_item(c) for c in _communications(gateway, [task_id])]
         last = max((_today(c.at) for c in attempts), default=None)
         chase = next_chase(stage, last, chase_interval_days, _today(moment))
         if chase is not None and chase.due_on > _today(moment):
@@ -1619,9 +1637,9 @@ def sign_off(
                 )
                 writes.append(_Write(updated, version))
             if decision in RESOLVING_DECISIONS:
-                writes += [_Write(inactive_flag(f, _today(moment)), _version(f)) for f in flags]
+                writes += [_Write(inactive_flag(f, _today(moment)), version_of(f)) for f in flags]
         written_refs = {w.reference for w in writes}
-        unchanged = [(_ref(f), _version(f)) for f in flags if _ref(f) not in written_refs]
+        unchanged = [(_ref(f), version_of(f)) for f in flags if _ref(f) not in written_refs]
         return _Change(
             stage,
             after,
@@ -1740,11 +1758,11 @@ def acknowledge_escalation(
                     note=_task_note(summary, note),
                     stage_text="escalation acknowledged by the GP",
                 )
-                writes.append(_Write(done, _version(original)))
+                writes.append(_Write(done, version_of(original)))
         for ref in _references(_typed(gp_task.get("input", ()), "flag")):
             flag = gateway.read("Flag", ref.removeprefix("Flag/"))
             if flag is not None and flag.get("status") == "active":
-                writes.append(_Write(inactive_flag(flag, _today(moment)), _version(flag)))
+                writes.append(_Write(inactive_flag(flag, _today(moment)), version_of(flag)))
         detail: dict[str, object] = {
             **params,
             "result_at": instant(result_at) if result_at else None,

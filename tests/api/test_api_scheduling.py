@@ -33,12 +33,12 @@ def _summary(request: SweepRequest) -> SweepSummary:
     return summary
 
 
-def test_two_cron_jobs_in_london_time_one_instance_each_coalesced(make_app: AppFactory) -> None:
+def test_three_cron_jobs_in_london_time_one_instance_each_coalesced(make_app: AppFactory) -> None:
     scheduler = build_scheduler(make_app())
     assert isinstance(scheduler, BackgroundScheduler)
     assert not scheduler.running
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"sweep", "reconcile"}
+    assert set(jobs) == {"sweep", "reconcile", "monthly-report"}
     for job in jobs.values():
         assert job.max_instances == 1
         assert job.coalesce is True
@@ -51,6 +51,10 @@ def test_two_cron_jobs_in_london_time_one_instance_each_coalesced(make_app: AppF
     assert (
         str(jobs["reconcile"].trigger)
         == "cron[month='*', day='1', day_of_week='*', hour='5', minute='0']"
+    )
+    assert (
+        str(jobs["monthly-report"].trigger)
+        == "cron[month='*', day='1-3', day_of_week='mon-fri', hour='7', minute='0']"
     )
     assert [
         job.full for job in scheduled_sweeps(service_state(jobs["sweep"].args[0]).settings)

@@ -1,0 +1,36 @@
+"""The monthly audit summary over HTTP: JSON, the printable HTML, or the FHIR MeasureReport."""
+
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import NotFound
+
+from hrm_fhir.api.schemas import load_report_query
+from hrm_fhir.app import db_session, service_state
+from hrm_fhir.audit.measure_report import measure_report
+from hrm_fhir.audit.outputs import previous_month
+from hrm_fhir.audit.render import render_html, report_to_json
+from hrm_fhir.audit.service import ReportScopeError, monthly_report, resolve_scope
+from hrm_fhir.sweep import default_as_of
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+
+
+@bp.get("/monthly")
+def monthly() -> Response:
+    """``?month=YYYY-MM&practice=ID|pcn=ID&format=json|html|measure-report``."""
+    query = load_report_query(request.args)
+    state = service_state()
+    session = db_session()
+    try:
+        scope = resolve_scope(state.settings, session, practice=query.practice, pcn=query.pcn)
+    except ReportScopeError as exc:
+        raise NotFound(str(exc)) from exc
+    month = query.month or previous_month(default_as_of(state.settings))
+    report = monthly_report(session, state.rules, state.settings, month, scope)
+    if query.format == "html":
+        return Response(render_html(report), mimetype="text/html")
+    body = measure_report(report) if query.format == "measure-report" else report_to_json(report)
+    mimetype = "application/fhir+json" if query.format == "measure-report" else "application/json"
+    return Response(orjson.dumps(body), mimetype=mimetype)

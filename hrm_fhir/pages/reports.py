@@ -1,0 +1,107 @@
+"""The monthly audit summary as a page: pick a month and a practice (or PCN), read the headline
+figures, open the full printable report or download its PDF. Everyone signed in may read it; a
+user who works for one practice sees only that practice's report, and PCN reports are for users
+who work across practices."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+
+from flask import Response, render_template, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import Forbidden
+
+from hrm_fhir.app import db_session, service_state
+from hrm_fhir.audit.model import MonthlyReport
+from hrm_fhir.audit.outputs import previous_month
+from hrm_fhir.audit.render import render_html, render_pdf
+from hrm_fhir.audit.service import ReportScopeError, Scope, monthly_report, resolve_scope
+from hrm_fhir.pages import bp
+from hrm_fhir.pages.context import as_of
+from hrm_fhir.pages.session import (
+    ACKNOWLEDGE_ROLES,
+    CONTACT_ROLES,
+    SIGN_OFF_ROLES,
+    current_user,
+    requires,
+)
+
+READERS = CONTACT_ROLES | SIGN_OFF_ROLES | ACKNOWLEDGE_ROLES
+MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+def _choice(args: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The form's values (defaults filled in) and its errors, by field."""
+    user = current_user()
+    values = {
+        "month": args.get("month", "").strip() or f"{previous_month(as_of()):%Y-%m}",
+        "practice": args.get("practice", "").strip(),
+        "pcn": args.get("pcn", "").strip(),
+    }
+    errors = {}
+    if not MONTH.fullmatch(values["month"]):
+        errors["month"] = "Enter the month as YYYY-MM, for example 2027-04."
+    if values["practice"] and values["pcn"]:
+        errors["pcn"] = "Choose a practice or a PCN, not both."
+    if user.practice:
+        if values["pcn"] or values["practice"] not in ("", user.practice):
+            raise Forbidden("you can read your own practice's report only")
+        values["practice"] = user.practice
+    return values, errors
+
+
+def _report(values: Mapping[str, str]) -> tuple[MonthlyReport, Scope]:
+    state = service_state()
+    session = db_session()
+    scope = resolve_scope(
+        state.settings,
+        session,
+        practice=values["practice"] or None,
+        pcn=values["pcn"] or None,
+    )
+    month = date.fromisoformat(f"{values['month']}-01")
+    return monthly_report(session, state.rules, state.settings, month, scope), scope
+
+
+@bp.get("/reports/monthly")
+@requires(READERS)
+def monthly_report_page() -> ResponseReturnValue:
+    values, errors = _choice(request.args)
+    report = None
+    if not errors:
+        try:
+            report, _ = _report(values)
+        except ReportScopeError as exc:
+            errors["practice"] = str(exc)
+    page = render_template(
+        "pages/report.html",
+        title="Monthly audit",
+        values=values,
+        errors=errors,
+        report=report,
+        pcns=sorted(service_state().settings.pcns),
+    )
+    return page, 400 if errors else 200
+
+
+@bp.get("/reports/monthly/document")
+@requires(READERS)
+def monthly_report_document() -> ResponseReturnValue:
+    """The full printable report, or its PDF with ``?format=pdf``."""
+    values, errors = _choice(request.args)
+    if errors:
+        return monthly_report_page()
+    try:
+        report, scope = _report(values)
+    except ReportScopeError:
+        return monthly_report_page()
+    if request.args.get("format") == "pdf":
+        name = f"hrm-audit-{scope.slug}-{values['month']}.pdf"
+        return Response(
+            render_pdf(report),
+            mimetype="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return Response(render_html(report), mimetype="text/html")

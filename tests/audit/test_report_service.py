@@ -1,0 +1,180 @@
+"""The monthly report through every door: ``hrm-fhir report monthly``, ``GET
+/api/v1/reports/monthly``, the page, and the scheduled job on the first working day."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from hrm_fhir.app import db_session
+from hrm_fhir.audit.model import MonthlyReport
+from hrm_fhir.audit.outputs import first_working_day, previous_month
+from hrm_fhir.audit.render import report_to_json
+from hrm_fhir.cli import main
+from hrm_fhir.scheduling import run_monthly_reports
+from hrm_fhir.users import create_user
+from tests.apps import AppFactory, app_factory
+from tests.pages.conftest import PASSWORD, sign_in
+
+READ_KEY = "read-key-0123456789"
+PCNS = {"north": ("practice-1", "practice-7")}
+
+
+@pytest.fixture
+def ledger(history_db: str, tmp_path: Path) -> str:
+    """A copy of the history ledger this test may change (users, reports)."""
+    copy = tmp_path / "ledger.db"
+    shutil.copy(history_db.removeprefix("sqlite:///"), copy)
+    return f"sqlite:///{copy}"
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, ledger: str) -> Iterator[AppFactory]:
+    with app_factory(
+        tmp_path,
+        database_url=ledger,
+        api_keys={READ_KEY: "read"},
+        pcns=PCNS,
+        report_dir=str(tmp_path / "reports"),
+    ) as factory:
+        yield factory
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    app = make_app()
+    with app.app_context():
+        session = db_session()
+        create_user(session, "lead", role="admin", password=PASSWORD, display_name="PCN lead")
+        create_user(
+            session,
+            "tech",
+            role="technician",
+            password=PASSWORD,
+            practice="practice-1",
+            display_name="Technician",
+        )
+        session.commit()
+    return app
+
+
+def test_cli_writes_every_output(
+    ledger: str, tmp_path: Path, report: MonthlyReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HRM_DATABASE_URL", ledger)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["report", "monthly", "--month", "2027-04", "--practice", "practice-1", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Organization/practice-1, April 2027" in result.output
+    names = {p.name for p in out.iterdir()}
+    assert {"report.html", "report.pdf", "measure-report.json", "report.json", "csv"} <= names
+    assert orjson.loads((out / "report.json").read_bytes()) == report_to_json(report)
+    with (out / "csv" / "patient-lists.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(len(p.rows) for p in report.lists.values())
+
+
+def test_cli_refuses_an_unknown_pcn_and_a_bad_month(
+    ledger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HRM_DATABASE_URL", ledger)
+    runner = CliRunner()
+    unknown = runner.invoke(main, ["report", "monthly", "--pcn", "south", "--out", str(tmp_path)])
+    assert unknown.exit_code == 2
+    assert "unknown PCN 'south'" in unknown.output
+    bad = runner.invoke(main, ["report", "monthly", "--month", "2027-13", "--out", str(tmp_path)])
+    assert bad.exit_code == 2
+    assert "Traceback" not in bad.output
+
+
+def test_api_returns_the_report_as_json_html_and_measure_report(
+    app: Flask, report: MonthlyReport
+) -> None:
+    client = app.test_client()
+    query = "month=2027-04&practice=practice-1"
+    headers = {"X-API-Key": READ_KEY}
+    body = client.get(f"/api/v1/reports/monthly?{query}", headers=headers)
+    assert body.status_code == 200
+    assert body.json == orjson.loads(orjson.dumps(report_to_json(report)))
+    html = client.get(f"/api/v1/reports/monthly?{query}&format=html", headers=headers)
+    assert html.mimetype == "text/html"
+    assert "April 2027" in html.text
+    fhir = client.get(f"/api/v1/reports/monthly?{query}&format=measure-report", headers=headers)
+    assert fhir.mimetype == "application/fhir+json"
+    assert fhir.json["resourceType"] == "MeasureReport"
+
+
+def test_api_validates_and_scopes(app: Flask) -> None:
+    client = app.test_client()
+    headers = {"X-API-Key": READ_KEY}
+    assert client.get("/api/v1/reports/monthly?month=2027-04").status_code == 401
+    bad = client.get("/api/v1/reports/monthly?month=April", headers=headers)
+    assert bad.status_code == 400
+    both = client.get("/api/v1/reports/monthly?practice=a&pcn=north", headers=headers)
+    assert both.status_code == 400
+    unknown = client.get("/api/v1/reports/monthly?pcn=south&month=2027-04", headers=headers)
+    assert unknown.status_code == 404
+    pcn = client.get("/api/v1/reports/monthly?pcn=north&month=2027-04", headers=headers)
+    assert pcn.status_code == 200
+    assert [row["practice"] for row in pcn.json["practice_rows"]] == ["practice-1", "practice-7"]
+
+
+def _page(client: FlaskClient, query: str) -> tuple[int, str]:
+    response = client.get(f"/reports/monthly?{query}")
+    return response.status_code, response.text
+
+
+def test_page_shows_the_headline_and_links_the_report(app: Flask, report: MonthlyReport) -> None:
+    client = app.test_client()
+    sign_in(client, "lead")
+    status, html = _page(client, "month=2027-04&practice=practice-1")
+    assert status == 200
+    assert "Organization/practice-1: April 2027" in html
+    assert f"<td>{report.totals.established.value}</td>" in html
+    document = client.get("/reports/monthly/document?month=2027-04&practice=practice-1")
+    assert document.mimetype == "text/html"
+    pdf = client.get("/reports/monthly/document?month=2027-04&practice=practice-1&format=pdf")
+    assert pdf.data.startswith(b"%PDF")
+    assert "attachment" in pdf.headers["Content-Disposition"]
+
+
+def test_page_keeps_a_practice_user_to_their_practice(app: Flask) -> None:
+    client = app.test_client()
+    sign_in(client, "tech")
+    assert _page(client, "month=2027-04")[0] == 200
+    assert _page(client, "month=2027-04&practice=practice-7")[0] == 403
+    assert _page(client, "month=2027-04&pcn=north")[0] == 403
+    status, html = _page(client, "month=2027-4")
+    assert status == 400
+    assert "Enter the month as YYYY-MM" in html
+
+
+def test_first_working_day_and_previous_month() -> None:
+    assert first_working_day(date(2027, 5, 1)) == date(2027, 5, 3)  # 1 May 2027 is a Saturday
+    assert first_working_day(date(2027, 6, 30)) == date(2027, 6, 1)
+    assert previous_month(date(2027, 1, 15)) == date(2026, 12, 1)
+
+
+def test_scheduled_job_writes_last_month_on_the_first_working_day_only(
+    app: Flask, tmp_path: Path
+) -> None:
+    assert run_monthly_reports(app, today=date(2027, 5, 4)) == []
+    folders = run_monthly_reports(app, today=date(2027, 5, 3))
+    reports = tmp_path / "reports"
+    assert sorted(folders) == [
+        reports / "pcn-north" / "2027-04",
+        reports / "practice-1" / "2027-04",
+    ]
+    assert all((folder / "measure-report.json").is_file() for folder in folders)
