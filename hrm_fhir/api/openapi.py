@@ -987,8 +987,12 @@ _SCHEMAS.update(
 _PATHS["/api/v1/patients/{patient_id}/evidence"] = {
     "get": {
         "operationId": "getPatientEvidence",
-        "summary": "One patient's evidence pack for an inspector or reviewer (read role).",
+        "summary": (
+            "One patient's evidence pack for an inspector or reviewer (read role and an acting "
+            "user of the patient's practice, as for the patient card)."
+        ),
         "parameters": [
+            _ACTING_USER,
             {"name": "patient_id", "in": "path", "required": True, "schema": _FHIR_ID_SCHEMA},
             _query(
                 "as_of",

@@ -20,6 +20,7 @@ from hrm_fhir.api.schemas import (
     load_monitoring_query,
     load_patient_ref,
 )
+from hrm_fhir.api.workflow import acting_user
 from hrm_fhir.app import ServiceState, db_session, service_state
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json
@@ -29,6 +30,8 @@ from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.sweep import default_as_of
+from hrm_fhir.workflow.model import require_practice
+from hrm_fhir.workflow.service import general_practitioners_of
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -82,7 +85,9 @@ def monitoring(patient_id: str) -> Response:
 
 @bp.get("/<patient_id>/evidence")
 def evidence(patient_id: str) -> Response:
-    """The patient's evidence pack as JSON, or printable HTML with ``format=html``."""
+    """The patient's evidence pack as JSON, or printable HTML with ``format=html``. It names the
+    patient, so like the patient card it needs ``X-Acting-User``, kept to their practice."""
+    actor = acting_user()
     patient = load_patient_ref(patient_id)
     query = load_evidence_query(request.args)
     state = service_state()
@@ -93,6 +98,7 @@ def evidence(patient_id: str) -> Response:
         gateway.close()
     if source is None:
         raise NotFound("the FHIR server has no such Patient")
+    require_practice(actor, general_practitioners_of(source.patient))
     pack = build_pack(
         source,
         state.rules,

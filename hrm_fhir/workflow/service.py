@@ -701,7 +701,7 @@ def patient_card(
     found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     if found is None:
         raise WorkflowNotFoundError("the FHIR server has no such Patient")
-    practices = _general_practitioners_of(found)
+    practices = general_practitioners_of(found)
     if actor is not None:
         require_practice(actor, practices)
     tasks = _search(gateway, "Task", {"patient": ref, "_tag": OURS_TAG})
@@ -757,7 +757,7 @@ def resource_item(resource: Mapping[str, Any], finding: FindingRecord | None) ->
     )
 
 
-def _general_practitioners_of(patient: Mapping[str, Any]) -> frozenset[str]:
+def general_practitioners_of(patient: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(
         str(gp["reference"])
         for gp in patient.get("generalPractitioner", ())
@@ -1031,7 +1031,7 @@ def _read_task(gateway: FHIRGateway, task_id: str) -> Resource:
 
 def _patient_practices(gateway: FHIRGateway, patient: str) -> frozenset[str]:
     found = gateway.read("Patient", patient.removeprefix("Patient/"))
-    return _general_practitioners_of(found) if found is not None else frozenset()
+    return general_practitioners_of(found) if found is not None else frozenset()
 
 
 def _next_version(version: str | None) -> str | None:

@@ -16,12 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from hrm_fhir import terminology as t
-from hrm_fhir.app import create_app, service_state
+from hrm_fhir.app import create_app, db_session, service_state
 from hrm_fhir.cli import main
+from hrm_fhir.users import create_user
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from tests.integration.practice import AS_OF, starter
 from tests.integration.test_workflow_hapi import Flow
+from tests.pages.conftest import PASSWORD
 
 pytestmark = pytest.mark.hapi
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -208,8 +210,15 @@ def test_the_api_serves_the_pack_as_json_and_html(
             "api_keys": {"read-key": "read"},
         }
     )
+    with app.app_context():
+        session = db_session()
+        create_user(
+            session, "phil", role="pharmacist", password=PASSWORD, practice=flow.practice.org
+        )
+        create_user(session, "olga", role="pharmacist", password=PASSWORD, practice="elsewhere")
+        session.commit()
     client = app.test_client()
-    read = {"X-API-Key": "read-key"}
+    read = {"X-API-Key": "read-key", "X-Acting-User": "phil"}
     try:
         url = f"/api/v1/patients/{pid}/evidence?as_of={_as_of()}"
         answer = client.get(url, headers=read)
@@ -225,6 +234,9 @@ def test_the_api_serves_the_pack_as_json_and_html(
         )
         assert unknown.status_code == 404
         assert client.get(url).status_code == 401
+        assert client.get(url, headers={"X-API-Key": "read-key"}).status_code == 401
+        other = {"X-API-Key": "read-key", "X-Acting-User": "olga"}
+        assert client.get(url, headers=other).status_code == 403
         assert client.get(f"{url}&format=pdf", headers=read).status_code == 400
     finally:
         service_state(app).close(timeout=30)
