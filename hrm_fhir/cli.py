@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hrm_fhir.audit.model import MonthlyReport
 
 LONDON = ZoneInfo("Europe/London")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _today() -> date:
@@ -37,19 +38,25 @@ def _rules() -> RuleSet:
         raise click.ClickException(f"rule packs failed validation: {exc}") from exc
 
 
+def _as_of_option(text: str) -> Callable[[F], F]:
+    """``--as-of YYYY-MM-DD``, optional (None means today)."""
+    return click.option(
+        "--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help=text
+    )
+
+
+_FHIR_BASE = click.option(
+    "--fhir-base", default=None, help="FHIR server base URL (default HRM_FHIR_BASE_URL)."
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """hrm-fhir: high-risk drug monitoring on FHIR R4."""
 
 
 @main.command()
-@click.option(
-    "--as-of",
-    "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Evaluate as of this date (default: today, Europe/London).",
-)
+@_as_of_option("Evaluate as of this date (default: today, Europe/London).")
 @click.option(
     "--format",
     "fmt",
@@ -144,14 +151,8 @@ def init_db_command() -> None:
 
 
 @main.command()
-@click.option("--fhir-base", default=None, help="FHIR server base URL (default HRM_FHIR_BASE_URL).")
-@click.option(
-    "--as-of",
-    "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Evaluate as of this date (default: today, Europe/London).",
-)
+@_FHIR_BASE
+@_as_of_option("Evaluate as of this date (default: today, Europe/London).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option(
     "--full",
@@ -492,7 +493,7 @@ def report() -> None:
     help="Folder for report.html, report.pdf, measure-report.json, report.json and csv/.",
 )
 @click.option("--post", is_flag=True, help="Also PUT the MeasureReport to the FHIR server.")
-@click.option("--fhir-base", default=None, help="FHIR server base URL (default HRM_FHIR_BASE_URL).")
+@_FHIR_BASE
 def report_monthly(
     month: datetime | None,
     practice: str | None,
@@ -544,7 +545,7 @@ def _post_measure_report(settings: Settings, result: MonthlyReport) -> None:
 
 
 @main.command()
-@click.option("--fhir-base", default=None, help="FHIR server base URL (default HRM_FHIR_BASE_URL).")
+@_FHIR_BASE
 @click.option("--practice", default=None, help="Organization id (default HRM_PRACTICE).")
 @click.option(
     "--format",
@@ -554,13 +555,7 @@ def _post_measure_report(settings: Settings, result: MonthlyReport) -> None:
     show_default=True,
     help="csv: NHS number, name, phone, preferred contact, tests needed, due date.",
 )
-@click.option(
-    "--as-of",
-    "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Overdue and chases as of this date (default: today, Europe/London).",
-)
+@_as_of_option("Overdue and chases as of this date (default: today, Europe/London).")
 def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datetime | None) -> None:
     """Print the technician's worklist: one line per patient, most pressing first."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
@@ -601,14 +596,8 @@ def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datet
 
 @main.command()
 @click.argument("patient")
-@click.option("--fhir-base", default=None, help="FHIR server base URL (default HRM_FHIR_BASE_URL).")
-@click.option(
-    "--as-of",
-    "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="The schedule in force, and the record to the end of this day (default: today).",
-)
+@_FHIR_BASE
+@_as_of_option("The schedule in force, and the record to the end of this day (default: today).")
 @click.option(
     "--format",
     "fmt",

@@ -275,16 +275,7 @@ def _team_work(
     for row in sorted(closed, key=lambda r: r.identifier):
         stage = ledger.chases.get(row.identifier, _Chase()).stage
         if row.close_reason == "result received" and stage != "completed" and rng.random() < 0.9:
-            at = _hours_after(rng, moment, 4, 120)
-            ledger.event(
-                PHARMACIST,
-                "signoff",
-                row.resource_id,
-                row.patient,
-                at,
-                ("awaiting-pharmacist", "completed"),
-                decision="continue",
-            )
+            _sign_off(ledger, row, _hours_after(rng, moment, 4, 120))
     for row, finding in opened:
         if row.kind is FindingKind.OUT_OF_RANGE:
             _review(ledger, row, finding, moment, rng)
@@ -379,6 +370,11 @@ def _review(
                 result_to_action_hours=round((ack - result_at).total_seconds() / 3600, 1),
             )
         return
+    _sign_off(ledger, row, at, **detail)
+
+
+def _sign_off(ledger: _Ledger, row: FindingRecord, at: datetime, **detail: object) -> None:
+    """The pharmacist reviews the result and continues the drug."""
     ledger.event(
         PHARMACIST,
         "signoff",

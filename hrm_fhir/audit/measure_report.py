@@ -80,38 +80,25 @@ def _numerator_list(report: MonthlyReport, figure: Figure) -> dict[str, Any]:
 
 
 def _groups(report: MonthlyReport) -> list[tuple[dict[str, Any], Figure]]:
-    out = []
-    for row in report.indicators:
-        group = _group(
-            report,
-            row.id,
-            f"{row.pincer}: {row.title}",
-            row.initial_population,
-            row.denominator,
-            row.numerator,
-        )
-        out.append((group, row.numerator))
-    for finding in report.inspector_findings:
-        group = _group(
-            report,
-            finding.id,
-            finding.title,
-            finding.population,
-            finding.population,
-            finding.figure,
-        )
-        out.append((group, finding.figure))
-    for g in report.groups:
-        group = _group(
-            report,
+    """Each group with its numerator: PINCER indicators, inspector findings, drug groups."""
+    rows: list[tuple[str, str, Figure, Figure, Figure]] = [
+        (i.id, f"{i.pincer}: {i.title}", i.initial_population, i.denominator, i.numerator)
+        for i in report.indicators
+    ]
+    rows += [
+        (f.id, f.title, f.population, f.population, f.figure) for f in report.inspector_findings
+    ]
+    rows += [
+        (
             f"monitoring-overdue-{g.drug_group}",
             f"{g.title}: established therapy with monitoring overdue at month end",
             Figure(g.established.value + g.new_starts.value, g.established.list_id),
             g.established,
             g.overdue,
         )
-        out.append((group, g.overdue))
-    return out
+        for g in report.groups
+    ]
+    return [(_group(report, *row), row[4]) for row in rows]
 
 
 def measure_report(report: MonthlyReport) -> dict[str, Any]:

@@ -25,6 +25,21 @@ PRACTICE = "practice-1"
 CAPACITY = 12.0
 
 
+def build_report(
+    inputs: AuditInputs, practice: str = PRACTICE, capacity: float = CAPACITY
+) -> MonthlyReport:
+    """The April 2027 report of one practice from these inputs, with the shipped definitions."""
+    rules = load_rule_set()
+    return build_monthly_report(
+        inputs,
+        load_definitions(rules),
+        rules.in_force(date(2027, 4, 30)),
+        scope=f"Organization/{practice}",
+        practices=[practice],
+        capacity_per_week=capacity,
+    )
+
+
 @pytest.fixture(scope="module")
 def rules() -> RuleSet:
     return load_rule_set()
@@ -65,14 +80,5 @@ def audit_inputs(
 
 
 @pytest.fixture(scope="module")
-def report(
-    audit_inputs: AuditInputs, rules: RuleSet, definitions: AuditDefinitions
-) -> MonthlyReport:
-    return build_monthly_report(
-        audit_inputs,
-        definitions,
-        rules.in_force(date(2027, 4, 30)),
-        scope=f"Organization/{PRACTICE}",
-        practices=[PRACTICE],
-        capacity_per_week=CAPACITY,
-    )
+def report(audit_inputs: AuditInputs) -> MonthlyReport:
+    return build_report(audit_inputs)

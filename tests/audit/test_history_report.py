@@ -16,13 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from hrm_fhir.adapters.audit_source import read_audit_inputs, snapshot_records
 from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import MonthlyReport
-from hrm_fhir.audit.monthly import build_monthly_report
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.domain import FindingKind
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
-from tests.audit.conftest import CAPACITY, MONTH, PRACTICE
+from tests.audit.conftest import MONTH, PRACTICE, build_report
 
 START = datetime(2027, 3, 31, 23, tzinfo=UTC)  # 1 April 00:00 BST
 END = datetime(2027, 4, 30, 23, tzinfo=UTC)
@@ -34,14 +33,7 @@ def _report(
 ) -> MonthlyReport:
     with sessions() as session:
         inputs = read_audit_inputs(session, rules, definitions, MONTH, [PRACTICE])
-    return build_monthly_report(
-        inputs,
-        definitions,
-        rules.in_force(LAST),
-        scope=f"Organization/{PRACTICE}",
-        practices=[PRACTICE],
-        capacity_per_week=CAPACITY,
-    )
+    return build_report(inputs)
 
 
 def _local(moment: datetime) -> date:

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import (
     AuditInputs,
     EventFact,
@@ -19,9 +18,9 @@ from hrm_fhir.audit.model import (
     SweepFact,
     TaskFact,
 )
-from hrm_fhir.audit.monthly import build_monthly_report, month_bounds
+from hrm_fhir.audit.monthly import month_bounds
 from hrm_fhir.domain import FindingKind, Severity
-from hrm_fhir.rules.registry import RuleSet
+from tests.audit.conftest import build_report
 
 MONTH = date(2027, 4, 1)
 PRACTICE = "practice-9"
@@ -216,7 +215,7 @@ SWEEPS = tuple(
 
 
 @pytest.fixture(scope="module")
-def small(rules: RuleSet, definitions: AuditDefinitions) -> MonthlyReport:
+def small() -> MonthlyReport:
     inputs = AuditInputs(
         month=MONTH,
         groups=STATUSES,
@@ -225,14 +224,7 @@ def small(rules: RuleSet, definitions: AuditDefinitions) -> MonthlyReport:
         events=EVENTS,
         sweeps=SWEEPS,
     )
-    return build_monthly_report(
-        inputs,
-        definitions,
-        rules.in_force(date(2027, 4, 30)),
-        scope=f"Organization/{PRACTICE}",
-        practices=[PRACTICE],
-        capacity_per_week=12.0,
-    )
+    return build_report(inputs, PRACTICE, 12.0)
 
 
 def _patients(report: MonthlyReport, list_id: str) -> list[str]:

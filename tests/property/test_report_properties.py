@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrm_fhir.audit.definitions import load_definitions
 from hrm_fhir.audit.model import (
     AuditInputs,
     EventFact,
@@ -19,16 +18,13 @@ from hrm_fhir.audit.model import (
     SweepFact,
     TaskFact,
 )
-from hrm_fhir.audit.monthly import build_monthly_report
 from hrm_fhir.domain import FindingKind, Severity
-from tests.builders import rules
+from tests.audit.conftest import build_report
 
 MONTH = date(2027, 4, 1)
 MONTH_END = datetime(2027, 4, 30, 23, tzinfo=UTC)
 GROUPS = ("methotrexate", "lithium", "doac")
 FIRST = datetime(2027, 1, 4, 6, tzinfo=UTC)
-PACKS = rules().in_force(date(2027, 4, 30))
-DEFINITIONS = load_definitions(rules())
 
 patients = st.integers(min_value=1, max_value=12).map(lambda n: f"Patient/p{n}")
 days = st.integers(min_value=0, max_value=130)  # 4 January to mid May 2027
@@ -105,14 +101,7 @@ def ledgers(draw: st.DrawFn) -> AuditInputs:
 
 
 def _report(inputs: AuditInputs) -> MonthlyReport:
-    return build_monthly_report(
-        inputs,
-        DEFINITIONS,
-        PACKS,
-        scope="Organization/practice-1",
-        practices=["practice-1"],
-        capacity_per_week=12.0,
-    )
+    return build_report(inputs)
 
 
 def _figures(node: object) -> list[Figure]:
