@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 
@@ -133,3 +134,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if env.get("HRM_PCNS"):
         values["pcns"] = _pcns(env["HRM_PCNS"])
     return Settings(**values)
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where derived files are cached: ``$XDG_CACHE_HOME/hrm-fhir``, else ``~/.cache/hrm-fhir``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hrm-fhir"

@@ -1,33 +1,38 @@
 """Evaluate FHIR files offline: read, map, evaluate. The one place file I/O meets the rules.
 
-Large inputs are split across worker processes by patient: every worker parses every line but
-maps and evaluates only its own patients, so the mapping and rule work (most of the cost) runs
-in parallel while each patient's record stays whole in one process. Output is the same as a
-single-process run, byte for byte.
+Large inputs are shared between worker processes by bytes: every NDJSON file is cut into one
+line-aligned byte range per worker (other files go whole, in contiguous runs of about equal
+size), and each worker parses and maps only its own ranges, keeping what each range gave per
+patient. A patient that more than one worker has read is then handed to one of them, which joins
+the parts in reading order; Medications are shared with every worker before the requests that
+name them are mapped. So every record is whole, and built in the order one reader would have
+built it, before any rule sees it: the output is that of a one-process run, byte for byte.
 """
 
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import re
-import sys
+import traceback
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hrm_fhir.adapters.fhir_input import expand_paths, iter_resources
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder, patient_key
+from hrm_fhir.adapters.fhir_input import NdjsonPart, expand_paths, is_ndjson, iter_resources
+from hrm_fhir.adapters.fhir_mapping import RecordBuilder, Resource
 from hrm_fhir.domain import Finding, PatientRecord, PatientRef, Skipped
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import MedicationIndex
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 Problem = Callable[[str, str], None]
 PARALLEL_FROM_BYTES = 32 * 1024 * 1024
@@ -42,42 +47,45 @@ class EvaluationRun:
     patients: int
 
 
-_PATIENT_FIRST = b'{"resourceType":"Patient","id":"'
-_SUBJECT = b'"subject":{"reference":"Patient/'
-_SUBJECT_ID = re.compile(rb'"subject":\{"reference":"Patient/([A-Za-z0-9\-.]{1,64})"')
-_ID_THEN_QUOTE = re.compile(rb'([A-Za-z0-9\-.]{1,64})"')
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """What one worker reads of one file: a byte range of an NDJSON file, or a whole file."""
+
+    index: int
+    """Place in reading order: files in order, each file's ranges in byte order."""
+    path: Path
+    worker: int
+    start: int = 0
+    end: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The file name; for a range after the first, a token standing for it that
+        ``_Origins`` resolves once the lines of the ranges before it are counted."""
+        return str(self.path) if self.start == 0 else f"\0{self.index}"
+
+
+_Segment = tuple[int, int]
+"""Where part of a record was read: (0, chunk index), then (1, chunk index) for the requests
+that name a Medication, which one reader maps after everything else."""
+_Parts = dict[_Segment, dict[PatientRef, PatientRecord]]
+_Handover = list[tuple[_Segment, PatientRef, PatientRecord]]
+_Read = tuple[dict[int, int], dict[int, dict[str, Resource]]]
+"""Lines read and Medications read, by chunk index."""
 
 
 @dataclass(frozen=True)
-class _Partition:
-    index: int
-    count: int
+class _Result:
+    findings: list[Finding]
+    skipped: list[Skipped]
+    problems: list[tuple[int, str, str]]
+    """(chunk index, where, what) for each unreadable file or line, in reading order."""
+    patients: int
 
-    def owns(self, resource: dict[str, Any]) -> bool:
-        """Resources without a patient (Medication, malformed ones) are read by every worker
-        but reported by the first only, through ``reports``."""
-        key = patient_key(resource)
-        if key is None:
-            return resource.get("resourceType") == "Medication" or self.index == 0
-        return zlib.crc32(key.encode()) % self.count == self.index
 
-    @property
-    def reports(self) -> bool:
-        return self.index == 0
-
-    def claim(self, line: bytes) -> bool | None:
-        """Decide from the raw NDJSON line, without parsing it, when that is certain: a Patient
-        written id-first, or a resource with exactly one patient subject and nothing contained.
-        None (parse and decide) for anything else."""
-        if line.startswith(_PATIENT_FIRST):
-            found = _ID_THEN_QUOTE.match(line, len(_PATIENT_FIRST))
-        else:
-            found = _SUBJECT_ID.search(line)
-            if found is None or line.find(_SUBJECT, found.end()) >= 0 or b'"contained"' in line:
-                return None
-        if found is None:
-            return None
-        return zlib.crc32(b"Patient/" + found.group(1)) % self.count == self.index
+@dataclass(frozen=True)
+class _Failure:
+    traceback: str
 
 
 @contextmanager
@@ -93,87 +101,252 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def read_records(
-    paths: Iterable[Path],
-    rules: RuleSet,
-    problem: Problem,
-    partition: _Partition | None = None,
-) -> tuple[dict[PatientRef, PatientRecord], list[Skipped]]:
-    """Every patient's record from the files under ``paths``; unreadable parts reported."""
-    files = expand_paths(paths)
-    index = MedicationIndex(rules.packs, rules.catalogue)
-    builder = RecordBuilder(rules.catalogue, index.is_relevant)
-    skipped: list[Skipped] = []
-    reports = partition is None or partition.reports
+class _Worker:
+    """One process's share of a run: read its chunks, then evaluate the patients it owns."""
 
-    def record(where: str, what: str) -> None:
-        skipped.append(Skipped(source=where, reason=what))
-        problem(where, what)
+    def __init__(
+        self,
+        rules: RuleSet,
+        as_of: date,
+        window_days: int | None,
+        chunks: list[_Chunk],
+        index: int,
+        workers: int,
+    ) -> None:
+        self._rules = rules
+        self._engine = Engine.create(rules, as_of, window_days)
+        self._chunks = [chunk for chunk in chunks if chunk.worker == index]
+        self._index = index
+        self._workers = workers
+        self._builders: dict[int, RecordBuilder] = {}
+        self._parts: _Parts = {}
+        self._problems: list[tuple[int, str, str]] = []
 
-    def report(where: str, what: str) -> None:
-        if reports:
-            record(where, what)
+    def read(self) -> _Read:
+        """Map each chunk into records of its own; the lines and Medications each one held."""
+        relevant = MedicationIndex(self._rules.packs, self._rules.catalogue).is_relevant
+        lines: dict[int, int] = {}
+        for chunk in self._chunks:
+            builder = self._builders[chunk.index] = RecordBuilder(self._rules.catalogue, relevant)
+            lines[chunk.index] = self._read(chunk, builder)
+            self._parts[(0, chunk.index)] = builder.take()
+        return lines, {i: b.medications for i, b in self._builders.items() if b.medications}
 
-    with _collector_paused():
-        if partition is None:
-            for origin, resource in iter_resources(files, report):
+    def _read(self, chunk: _Chunk, builder: RecordBuilder) -> int:
+        """Add the chunk's resources to ``builder``; the number of lines read."""
+
+        def problem(where: str, what: str) -> None:
+            self._problems.append((chunk.index, where, what))
+
+        if not is_ndjson(chunk.path):
+            for origin, resource in iter_resources([chunk.path], problem):
                 builder.add(origin, resource)
+            return 0
+        part = NdjsonPart(chunk.path, chunk.start, chunk.end, chunk.name)
+        for origin, resource in part.resources(problem):
+            builder.add(origin, resource)
+        return part.lines
+
+    def finish(self, medications: dict[str, Resource]) -> set[PatientRef]:
+        """Map the requests that name a Medication, with every Medication any worker read;
+        return the patients this worker holds parts of."""
+        for index, builder in self._builders.items():
+            builder.medications.update(medications)
+            self._parts[(1, index)] = builder.finish()
+        return {ref for part in self._parts.values() for ref in part}
+
+    def hand_over(self, shared: set[PatientRef]) -> dict[int, _Handover]:
+        """Remove and return, by owner, the parts of shared patients (held by other workers too)
+        that another worker owns."""
+        out: dict[int, _Handover] = {}
+        for ref in shared:
+            owner = zlib.crc32(ref.encode()) % self._workers
+            if owner == self._index:
+                continue
+            for segment, part in self._parts.items():
+                record = part.pop(ref, None)
+                if record is not None:
+                    out.setdefault(owner, []).append((segment, ref, record))
+        return out
+
+    def evaluate(self, received: _Handover) -> _Result:
+        """Join each patient's parts, with those received, in reading order; evaluate them."""
+        for segment, ref, record in received:
+            self._parts.setdefault(segment, {})[ref] = record
+        records = _join(self._parts)
+        findings = [f for ref in sorted(records) for f in self._engine.evaluate(records[ref])]
+        skipped = [s for builder in self._builders.values() for s in builder.skipped]
+        return _Result(findings, skipped, self._problems, len(records))
+
+
+def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
+    """One record per patient, its parts appended in reading order."""
+    records: dict[PatientRef, PatientRecord] = {}
+    for segment in sorted(parts):
+        for ref, part in parts[segment].items():
+            record = records.get(ref)
+            if record is None:
+                records[ref] = part
+                continue
+            record.prescriptions.extend(part.prescriptions)
+            record.results.extend(part.results)
+            if part.patient is not None:
+                record.patient = part.patient
+    return records
+
+
+def _plan(files: list[Path], workers: int) -> list[_Chunk]:
+    """The files in reading order, shared out: every NDJSON file in one line-aligned byte range
+    per worker, other files whole, in contiguous runs of about equal size."""
+    sizes = {path: path.stat().st_size for path in files if not is_ndjson(path)}
+    total = sum(sizes.values()) or 1
+    chunks: list[_Chunk] = []
+    done = 0
+    for path in files:
+        if is_ndjson(path):
+            for worker, (start, end) in enumerate(_ranges(path, workers)):
+                chunks.append(_Chunk(len(chunks), path, worker, start, end))
         else:
-            _read_partition(files, partition, builder, report, record)
-        records = builder.finish()
-    return records, [*skipped, *builder.skipped]
+            middle = done + sizes[path] // 2
+            chunks.append(_Chunk(len(chunks), path, min(workers - 1, middle * workers // total)))
+            done += sizes[path]
+    return chunks
 
 
-def _read_partition(
-    files: list[Path],
-    partition: _Partition,
-    builder: RecordBuilder,
-    report: Problem,
-    record: Problem,
-) -> None:
-    """Add this worker's resources: NDJSON lines it claims without re-checking, lines no worker
-    could claim from their bytes (and whole JSON files) when their patient is this worker's."""
-    claimed = [False]
-
-    def claim(line: bytes) -> bool | None:
-        mine = partition.claim(line)
-        claimed[0] = mine is True
-        return mine
-
-    ndjson = [f for f in files if f.suffix in (".ndjson", ".jsonl")]
-    for origin, resource in iter_resources(ndjson, report, claim, record):
-        if claimed[0] or partition.owns(resource):
-            builder.add(origin, resource)
-    others = [f for f in files if f.suffix not in (".ndjson", ".jsonl")]
-    for origin, resource in iter_resources(others, report):
-        if partition.owns(resource):
-            builder.add(origin, resource)
+def _ranges(path: Path, parts: int) -> list[tuple[int, int | None]]:
+    """``parts`` byte ranges covering an NDJSON file, each starting at a line start (one range,
+    the whole file, when it cannot be read: its reader reports that)."""
+    starts = [0]
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            for part in range(1, parts):
+                offset = max(size * part // parts, starts[-1])
+                if offset > 0:
+                    handle.seek(offset - 1)
+                    handle.readline()
+                    offset = handle.tell()
+                starts.append(offset)
+    except OSError:
+        return [(0, None)]
+    return list(zip(starts, [*starts[1:], None], strict=True))
 
 
-def _evaluate(
-    paths: list[Path],
-    rules: RuleSet,
-    as_of: date,
-    window_days: int | None,
-    problem: Problem,
-    partition: _Partition | None,
+def _run_here(worker: _Worker) -> tuple[list[_Read], list[_Result]]:
+    """The exchange of ``_run_workers`` for a single worker, in this process."""
+    reads = [worker.read()]
+    worker.finish(_medications(reads))
+    return reads, [worker.evaluate([])]
+
+
+def _run_workers(workers: list[_Worker]) -> tuple[list[_Read], list[_Result]]:
+    """Run each worker in a forked process, passing Medications and shared patients between
+    them; every step waits for all of them."""
+    import multiprocessing  # only here: a one-process run does without its import time
+
+    context = multiprocessing.get_context("fork")
+    conns: list[Connection] = []
+    processes = []
+    try:
+        for worker in workers:
+            here, there = context.Pipe()
+            process = context.Process(target=_serve, args=(there, worker), daemon=True)
+            process.start()
+            there.close()
+            conns.append(here)
+            processes.append(process)
+        reads: list[_Read] = _gather(conns)
+        _send(conns, [_medications(reads)] * len(conns))
+        held: list[set[PatientRef]] = _gather(conns)
+        seen = Counter(ref for refs in held for ref in refs)
+        _send(conns, [{ref for ref in refs if seen[ref] > 1} for refs in held])
+        handovers: list[dict[int, _Handover]] = _gather(conns)
+        _send(conns, [[p for out in handovers for p in out.get(k, ())] for k in range(len(conns))])
+        results: list[_Result] = _gather(conns)
+    finally:
+        for conn in conns:
+            conn.close()
+        for process in processes:
+            process.kill()  # done (every reply is in) or failed; either way not needed now
+            process.join()
+    return reads, results
+
+
+def _serve(conn: Connection, worker: _Worker) -> None:
+    """A worker process's side of ``_run_workers``."""
+    try:
+        conn.send(worker.read())
+        conn.send(worker.finish(conn.recv()))
+        conn.send(worker.hand_over(conn.recv()))
+        conn.send(worker.evaluate(conn.recv()))
+    except Exception:
+        conn.send(_Failure(traceback.format_exc()))
+
+
+def _send(conns: list[Connection], messages: list[Any]) -> None:
+    for conn, message in zip(conns, messages, strict=True):
+        conn.send(message)
+
+
+def _gather(conns: list[Connection]) -> list[Any]:
+    replies = [conn.recv() for conn in conns]
+    for reply in replies:
+        if isinstance(reply, _Failure):
+            raise RuntimeError(f"an evaluation worker failed:\n{reply.traceback}")
+    return replies
+
+
+def _medications(reads: list[_Read]) -> dict[str, Resource]:
+    """Every Medication read, the one read last winning, as one reader keeps them."""
+    by_chunk = sorted(
+        ((index, found) for _, medications in reads for index, found in medications.items()),
+        key=lambda item: item[0],
+    )
+    merged: dict[str, Resource] = {}
+    for _, found in by_chunk:
+        merged.update(found)
+    return merged
+
+
+class _Origins:
+    """Turns the range tokens in origins into ``<file>:<line>``."""
+
+    _TOKEN = re.compile("\0(\\d+):(\\d+)")
+
+    def __init__(self, chunks: list[_Chunk], reads: list[_Read]) -> None:
+        lines = {index: count for counts, _ in reads for index, count in counts.items()}
+        self._names = {chunk.index: str(chunk.path) for chunk in chunks}
+        self._bases: dict[int, int] = {}
+        base = 0
+        for chunk in chunks:
+            base = base if chunk.start else 0
+            self._bases[chunk.index] = base
+            base += lines.get(chunk.index, 0)
+
+    def __call__(self, where: str) -> str:
+        return self._TOKEN.sub(self._resolve, where) if "\0" in where else where
+
+    def _resolve(self, token: re.Match[str]) -> str:
+        index = int(token[1])
+        return f"{self._names[index]}:{self._bases[index] + int(token[2])}"
+
+
+def _combine(
+    as_of: date, chunks: list[_Chunk], reads: list[_Read], results: list[_Result], problem: Problem
 ) -> EvaluationRun:
-    records, skipped = read_records(paths, rules, problem, partition)
-    engine = Engine.create(rules, as_of, window_days)
-    findings: list[Finding] = []
-    with _collector_paused():
-        for key in sorted(records):
-            findings.extend(engine.evaluate(records[key]))
-    return EvaluationRun(as_of=as_of, findings=findings, skipped=skipped, patients=len(records))
-
-
-def _stderr_problem(where: str, what: str) -> None:
-    print(f"hrm-fhir: {where}: {what}", file=sys.stderr)
-
-
-def _worker(args: tuple[list[Path], RuleSet, date, int | None, int, int]) -> EvaluationRun:
-    paths, rules, as_of, window_days, index, count = args
-    return _evaluate(paths, rules, as_of, window_days, _stderr_problem, _Partition(index, count))
+    """One run from the workers' results: problems reported in reading order, origins resolved,
+    findings and skips in a stable order whichever worker produced them."""
+    origin = _Origins(chunks, reads)
+    problems = sorted((p for result in results for p in result.problems), key=lambda p: p[0])
+    skipped = [Skipped(source=origin(where), reason=what) for _, where, what in problems]
+    for item in skipped:
+        problem(item.source, item.reason)
+    skipped.extend(Skipped(origin(s.source), s.reason) for r in results for s in r.skipped)
+    skipped.sort(key=lambda s: (s.source, s.reason))
+    findings = [f for result in results for f in result.findings]
+    findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
+    patients = sum(result.patients for result in results)
+    return EvaluationRun(as_of=as_of, findings=findings, skipped=skipped, patients=patients)
 
 
 def default_workers() -> int:
@@ -192,33 +365,16 @@ def evaluate_paths(
     """Evaluate every patient found under ``paths`` as of ``as_of``.
 
     ``workers`` None chooses: one process for small inputs, else one per available core (on
-    platforms with fork). Worker processes print file problems to stderr themselves.
+    platforms with fork). Unreadable files and lines go to ``problem``, in reading order.
     """
-    path_list = list(paths)
-    files = expand_paths(path_list)
+    files = expand_paths(paths)
     if workers is None:
         size = sum(f.stat().st_size for f in files)
         workers = default_workers() if size >= PARALLEL_FROM_BYTES else 1
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        run = _evaluate(path_list, rules, as_of, window_days, problem, None)
-        return _ordered(run, [run])
-    context = multiprocessing.get_context("fork")
-    jobs = [(path_list, rules, as_of, window_days, k, workers) for k in range(workers)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        parts = list(pool.map(_worker, jobs))
-    return _ordered(parts[0], parts)
-
-
-def _ordered(first: EvaluationRun, parts: list[EvaluationRun]) -> EvaluationRun:
-    """One run with findings and skips in a stable order, whichever process produced them."""
-    findings = [f for part in parts for f in part.findings]
-    findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
-    skipped = sorted(
-        (s for part in parts for s in part.skipped), key=lambda s: (s.source, s.reason)
-    )
-    return EvaluationRun(
-        as_of=first.as_of,
-        findings=findings,
-        skipped=skipped,
-        patients=sum(part.patients for part in parts),
-    )
+    if not hasattr(os, "fork"):
+        workers = 1
+    chunks = _plan(files, workers)
+    team = [_Worker(rules, as_of, window_days, chunks, k, workers) for k in range(workers)]
+    with _collector_paused():
+        reads, results = _run_workers(team) if workers > 1 else _run_here(team[0])
+    return _combine(as_of, chunks, reads, results, problem)

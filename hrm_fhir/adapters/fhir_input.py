@@ -6,6 +6,7 @@ service writes. Nothing here interprets resources beyond unwrapping Bundles.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ Resource = dict[str, Any]
 SUFFIXES = (".json", ".ndjson", ".jsonl")
 Problem = Callable[[str, str], None]
 """Called with (where, what went wrong) for a file or line that cannot be read."""
+_BUFFER = 64 * 1024
+"""Read buffer for NDJSON: eight times the default halves the cost of splitting lines."""
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
@@ -33,55 +36,63 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-Claim = Callable[[bytes], bool | None]
-"""For NDJSON lines before parsing: True (this reader's), False (skip), None (parse to decide)."""
-
-
-def iter_resources(
-    files: Iterable[Path],
-    problem: Problem,
-    claim: Claim | None = None,
-    claimed_problem: Problem | None = None,
-) -> Iterator[tuple[str, Resource]]:
-    """Yield (origin, resource) for every resource in ``files``; report unreadable parts.
-
-    With ``claim``, NDJSON lines claimed by another reader are not parsed, and a bad line this
-    reader claimed is reported to ``claimed_problem`` (``problem`` for everything else).
-    """
+def iter_resources(files: Iterable[Path], problem: Problem) -> Iterator[tuple[str, Resource]]:
+    """Yield (origin, resource) for every resource in ``files``; report unreadable parts."""
     for path in files:
-        if path.suffix in (".ndjson", ".jsonl"):
-            yield from _ndjson(path, problem, claim, claimed_problem or problem)
+        if is_ndjson(path):
+            yield from NdjsonPart(path).resources(problem)
         else:
             yield from _json(path, problem)
 
 
-def _ndjson(
-    path: Path, problem: Problem, claim: Claim | None, claimed_problem: Problem
-) -> Iterator[tuple[str, Resource]]:
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        problem(str(path), f"cannot be read: {exc.strerror}")
-        return
-    name = str(path)
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if len(line) < 3 and not line.strip():
-                continue
-            mine = None if claim is None else claim(line)
-            if mine is False:
-                continue
-            try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                where = f"{name}:{number}"
-                (claimed_problem if mine else problem)(where, f"not valid JSON: {exc}")
-                continue
-            kind = data.get("resourceType") if isinstance(data, dict) else None
-            if isinstance(kind, str) and kind != "Bundle":
-                yield f"{name}:{number}", data
-            else:
-                yield from _unwrap(f"{name}:{number}", data, problem)
+def is_ndjson(path: Path) -> bool:
+    """Whether a file holds one resource (or Bundle) per line."""
+    return path.suffix in (".ndjson", ".jsonl")
+
+
+class NdjsonPart:
+    """The lines of an NDJSON file from byte ``start`` to ``end`` (line starts; None: to the end).
+
+    Origins are ``<name>:<line>`` with lines counted from ``start``; ``lines`` counts those read.
+    """
+
+    def __init__(
+        self, path: Path, start: int = 0, end: int | None = None, name: str | None = None
+    ) -> None:
+        self.path = path
+        self.start = start
+        self.end = end
+        self.name = str(path) if name is None else name
+        self.lines = 0
+
+    def resources(self, problem: Problem) -> Iterator[tuple[str, Resource]]:
+        """Yield (origin, resource) for every resource in the part; report unreadable lines."""
+        try:
+            handle = self.path.open("rb", buffering=_BUFFER)
+        except OSError as exc:
+            problem(str(self.path), f"cannot be read: {exc.strerror}")
+            return
+        left = sys.maxsize if self.end is None else self.end - self.start
+        with handle:
+            handle.seek(self.start)
+            for number, line in enumerate(handle, start=1):
+                if left <= 0:
+                    break
+                left -= len(line)
+                self.lines = number
+                if len(line) < 3 and not line.strip():
+                    continue
+                where = f"{self.name}:{number}"
+                try:
+                    data = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    problem(where, f"not valid JSON: {exc}")
+                    continue
+                kind = data.get("resourceType") if isinstance(data, dict) else None
+                if isinstance(kind, str) and kind != "Bundle":
+                    yield where, data
+                else:
+                    yield from _unwrap(where, data, problem)
 
 
 def _json(path: Path, problem: Problem) -> Iterator[tuple[str, Resource]]:

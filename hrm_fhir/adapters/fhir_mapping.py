@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +28,7 @@ from hrm_fhir.domain import (
     Skipped,
 )
 from hrm_fhir.rules.model import Catalogue
+from hrm_fhir.rules.therapy import Product
 from hrm_fhir.rules.units import UnitTable
 
 LONDON = ZoneInfo("Europe/London")
@@ -43,6 +44,7 @@ _MASS_TO_MG = {
 }
 
 Resource = dict[str, Any]
+_UNPARSED = date.min
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class _Product:
     text: str
     strength: float | None
     strength_unit: str | None
+    relevant: bool = True
 
 
 class MappingError(ValueError):
@@ -135,15 +138,18 @@ class RecordBuilder:
     """Collect resources (in any order) into one PatientRecord per patient."""
 
     def __init__(
-        self, catalogue: Catalogue, is_relevant: Callable[[Prescription], bool] | None = None
+        self, catalogue: Catalogue, is_relevant: Callable[[Product], bool] | None = None
     ) -> None:
-        """``is_relevant`` drops prescriptions no rule can use (e.g. statins) as they are read."""
+        """``is_relevant`` drops prescriptions of products no rule can use (e.g. statins) as they
+        are read; it is asked once per product."""
         self._is_relevant = is_relevant
         self._codes = catalogue.code_index
         self._units = UnitTable(catalogue)
-        self._medications: dict[str, Resource] = {}
+        self.medications: dict[str, Resource] = {}
+        """Medication resources read so far, by reference (``Medication/<id>``)."""
         self._products: dict[bytes, _Product] = {}
         self._dosages: dict[bytes, Dosage] = {}
+        self._dates: dict[str, date | None] = {}
         self._pending: list[tuple[str, Resource]] = []
         self.records: dict[PatientRef, PatientRecord] = {}
         self.skipped: list[Skipped] = []
@@ -163,7 +169,7 @@ class RecordBuilder:
                 self._patient(resource)
             elif kind == "Medication":
                 if isinstance(resource.get("id"), str):
-                    self._medications[f"Medication/{resource['id']}"] = resource
+                    self.medications[f"Medication/{resource['id']}"] = resource
             elif kind == "DiagnosticReport":
                 self._diagnostic_report(resource)
         except MappingError as exc:
@@ -190,30 +196,44 @@ class RecordBuilder:
         self._pending.clear()
         return self.records
 
+    def take(self) -> dict[PatientRef, PatientRecord]:
+        """The records built so far; whatever is mapped after this starts new records."""
+        records, self.records = self.records, {}
+        return records
+
     def _record(self, patient: PatientRef) -> PatientRecord:
         record = self.records.get(patient)
         if record is None:
-            record = self.records[patient] = PatientRecord(patient=None)
+            record = self.records[patient] = PatientRecord(None)
         return record
 
     def _patient(self, resource: Resource) -> None:
         rid = _require_id(resource)
-        deceased_on = parse_date(resource.get("deceasedDateTime"))
+        deceased_on = self._date(resource.get("deceasedDateTime"))
         deceased = bool(resource.get("deceasedBoolean")) or deceased_on is not None
         practice = None
         for gp in resource.get("generalPractitioner") or []:
             practice = _reference(gp, "Organization") or practice
         practice = _reference(resource.get("managingOrganization"), "Organization") or practice
         gender = resource.get("gender")
-        patient = Patient(
-            ref=PatientRef(f"Patient/{rid}"),
-            birth_date=parse_date(resource.get("birthDate")),
-            sex=gender if gender in ("male", "female") else None,
-            deceased=deceased,
-            deceased_on=deceased_on,
-            practice=practice,
+        patient = Patient(  # positional: keywords cost twice as much on this path
+            PatientRef(f"Patient/{rid}"),
+            self._date(resource.get("birthDate")),
+            gender if gender in ("male", "female") else None,
+            deceased,
+            deceased_on,
+            practice,
         )
         self._record(patient.ref).patient = patient
+
+    def _date(self, value: Any) -> date | None:
+        """``parse_date``, remembered: an export repeats the same dates and times many times."""
+        if not isinstance(value, str):
+            return None
+        day = self._dates.get(value, _UNPARSED)
+        if day is _UNPARSED:
+            day = self._dates[value] = parse_date(value)
+        return day
 
     def _observation(self, resource: Resource, subject: str | None = None) -> None:
         if resource.get("status") not in RESULT_STATUSES:
@@ -227,10 +247,10 @@ class RecordBuilder:
         if patient is None:
             raise MappingError("Observation has no Patient subject")
         effective = (
-            parse_date(resource.get("effectiveDateTime"))
-            or parse_date((resource.get("effectivePeriod") or {}).get("start"))
-            or parse_date(resource.get("effectiveInstant"))
-            or parse_date(resource.get("issued"))
+            self._date(resource.get("effectiveDateTime"))
+            or self._date((resource.get("effectivePeriod") or {}).get("start"))
+            or self._date(resource.get("effectiveInstant"))
+            or self._date(resource.get("issued"))
         )
         if effective is None:
             raise MappingError("Observation has no usable effective date or issued time")
@@ -300,7 +320,7 @@ class RecordBuilder:
         patient = _reference(resource.get("subject"), "Patient")
         if patient is None:
             raise MappingError("MedicationRequest has no Patient subject")
-        authored = parse_date(resource.get("authoredOn")) or parse_date(
+        authored = self._date(resource.get("authoredOn")) or self._date(
             ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("start")
         )
         if authored is None:
@@ -309,25 +329,27 @@ class RecordBuilder:
         product = self._product(concept, medication)
         if not product.codings and not product.text.strip():
             raise MappingError("MedicationRequest names no medication (no code, no text)")
-        validity_end = parse_date(
+        validity_end = self._date(
             ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
         )
-        prescription = Prescription(
-            ref=ResourceRef(f"MedicationRequest/{rid}"),
-            patient=PatientRef(patient),
-            status=str(resource.get("status") or "unknown"),
-            intent=str(resource.get("intent") or "order"),
-            authored_on=authored,
-            codings=product.codings,
-            text=product.text,
-            strength=product.strength,
-            strength_unit=product.strength_unit,
-            dosage=self._dosage(resource.get("dosageInstruction")),
-            validity_end=validity_end,
-            medication_ref=ResourceRef(medication_ref) if medication_ref else None,
+        dosage = self._dosage(resource.get("dosageInstruction"))
+        if not product.relevant:
+            return
+        prescription = Prescription(  # positional: keywords cost twice as much on this path
+            ResourceRef(f"MedicationRequest/{rid}"),
+            PatientRef(patient),
+            str(resource.get("status") or "unknown"),
+            str(resource.get("intent") or "order"),
+            authored,
+            product.codings,
+            product.text,
+            product.strength,
+            product.strength_unit,
+            dosage,
+            validity_end,
+            ResourceRef(medication_ref) if medication_ref else None,
         )
-        if self._is_relevant is None or self._is_relevant(prescription):
-            self._record(prescription.patient).prescriptions.append(prescription)
+        self._record(prescription.patient).prescriptions.append(prescription)
 
     def _product(self, concept: Any, medication: Resource | None) -> _Product:
         """Codes, text and strength of a product; repeat issues share one cached reading."""
@@ -342,12 +364,15 @@ class RecordBuilder:
                     codings.extend(_codings(item))
                     text = f"{text} {_concept_text(item)}"
             strength = _medication_strength(medication) or product_strength(text)
-            product = self._products[key] = _Product(
+            product = _Product(
                 codings=tuple((system, code) for system, code, _ in codings),
                 text=text,
                 strength=strength[0] if strength else None,
                 strength_unit=strength[1] if strength else None,
             )
+            if self._is_relevant is not None and not self._is_relevant(product):
+                product = replace(product, relevant=False)
+            self._products[key] = product
         return product
 
     def _dosage(self, instructions: Any) -> Dosage:
@@ -372,7 +397,7 @@ class RecordBuilder:
                     return contained.get("code"), None, contained
             raise MappingError(f"MedicationRequest references contained {ref} that is not there")
         key = _reference({"reference": ref}, "Medication")
-        medication = self._medications.get(key or "")
+        medication = self.medications.get(key or "")
         if medication is None:
             raise MappingError(f"MedicationRequest references {ref}, which is not in the input")
         return medication.get("code"), key, medication

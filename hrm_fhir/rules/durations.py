@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 _PATTERN = re.compile(r"^P(\d+)([DWMY])$")
 _MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_WORDS = {"D": "day", "W": "week", "M": "month", "Y": "year"}
 
 
 def add_months(day: date, months: int) -> date:
@@ -54,5 +55,5 @@ class Duration:
 
     def describe(self) -> str:
         """Plain English, e.g. ``12 weeks``."""
-        word = {"D": "day", "W": "week", "M": "month", "Y": "year"}[self.unit]
+        word = _WORDS[self.unit]
         return f"{self.amount} {word}{'' if self.amount == 1 else 's'}"

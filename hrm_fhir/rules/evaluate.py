@@ -42,6 +42,7 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
     "ge": operator.ge,
 }
 _SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
+_BY_DATE = operator.attrgetter("effective", "ref")
 
 
 def business_identifier(*parts: str) -> str:
@@ -155,7 +156,7 @@ class Facts:
             if result.effective <= as_of:
                 by_analyte.setdefault(result.analyte, []).append(result)
         for series in by_analyte.values():
-            series.sort(key=lambda r: (r.effective, r.ref))
+            series.sort(key=_BY_DATE)
         patient = record.patient
         ref = patient.ref if patient else _patient_of(record)
         return cls(
@@ -281,14 +282,23 @@ def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date
     return Duration(months, "M").after(base)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _TestDue:
     test: str
     due: date
     last: LabResult | None
     schedule: Schedule
-    interval_text: str
+    interval: Duration | None
+    modifier: Modifier | None
+    """The modifier that brought the due date forward, if one did."""
     verified: bool
+
+    def interval_text(self) -> str:
+        if self.modifier is not None:
+            return "more often: " + ", ".join(c.describe() for c in self.modifier.when)
+        if self.interval is None:
+            return "at the schedule checkpoint"
+        return f"every {self.interval.describe()}"
 
 
 def _monitoring(
@@ -303,14 +313,13 @@ def _monitoring(
             last = facts.last_done(catalogue.tests[test].analytes)
             base = max(last.effective, therapy.anchor) if last else therapy.anchor
             due, interval = _next_due(schedule, therapy.anchor, base)
-            text = f"every {interval.describe()}" if interval else "at the schedule checkpoint"
-            verified = schedule.verified
+            verified, brought_forward = schedule.verified, None
             for modifier in schedule.modifiers:
                 modified = _modified_due(modifier, facts, therapy, base)
                 if modified is not None and modified < due:
                     due, verified = modified, schedule.verified and modifier.verified
-                    text = "more often: " + ", ".join(c.describe() for c in modifier.when)
-            entry = _TestDue(test, due, last, schedule, text, verified)
+                    brought_forward = modifier
+            entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified)
             if test not in dues or entry.due < dues[test].due:
                 dues[test] = entry
     horizon = as_of + timedelta(days=window_days)
@@ -324,9 +333,8 @@ def _monitoring(
     parts = []
     for d in included:
         done = f"last {d.last.effective.isoformat()}" if d.last else "no result on record"
-        parts.append(
-            f"{catalogue.tests[d.test].title} ({done}; due {d.due.isoformat()}; {d.interval_text})"
-        )
+        title = catalogue.tests[d.test].title
+        parts.append(f"{title} ({done}; due {d.due.isoformat()}; {d.interval_text()})")
     state = (
         f"overdue since {due_date.isoformat()}"
         if kind is FindingKind.OVERDUE
@@ -492,7 +500,8 @@ def _run_check(
     therapy: Therapy,
 ) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
     if check.ingredient is not None:
-        current = {k: v for k, v in current.items() if k == check.ingredient}
+        only = current.get(check.ingredient)
+        current = {} if only is None else {check.ingredient: only}
     if not current:
         return None
     if check.check == "max_frequency":

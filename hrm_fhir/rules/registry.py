@@ -1,8 +1,16 @@
-"""Load and validate every rule pack and the catalogue shipped in the package."""
+"""Load and validate every rule pack and the catalogue shipped in the package.
+
+A validated rule set is cached (pickled) in the user's cache directory under a hash of every
+TOML text and of the code that validates and defines rules, so a run with unchanged packs skips
+parsing, validation and the import of marshmallow; an unusable cache is ignored.
+"""
 
 from __future__ import annotations
 
-import tomllib
+import hashlib
+import os
+import pickle
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -10,11 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from marshmallow import ValidationError
-
+from hrm_fhir.config import cache_dir
 from hrm_fhir.errors import RuleDefinitionError
 from hrm_fhir.rules.model import Catalogue, Condition, RulePack
-from hrm_fhir.rules.schema import load_catalogue, load_pack
 
 DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg"})
 
@@ -45,6 +51,8 @@ class RuleSet:
 
 
 def _read_toml(name: str, text: str) -> dict[str, Any]:
+    import tomllib  # here: a run that finds its rule set in the cache never parses TOML
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -53,6 +61,10 @@ def _read_toml(name: str, text: str) -> dict[str, Any]:
 
 def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
     """Validate a catalogue and pack files given as text (name -> TOML); raise on any problem."""
+    from marshmallow import ValidationError
+
+    from hrm_fhir.rules.schema import load_catalogue, load_pack
+
     try:
         catalogue = load_catalogue(_read_toml("catalogue.toml", catalogue_text))
     except ValidationError as exc:
@@ -140,4 +152,65 @@ def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
         packs.update(
             {p.name: p.read_text(encoding="utf-8") for p in sorted(extra_dir.glob("*.toml"))}
         )
-    return build_rule_set(catalogue, packs)
+    return _cached(catalogue, packs)
+
+
+_DEFINED_BY = (
+    "rules/registry.py",
+    "rules/schema.py",
+    "rules/model.py",
+    "rules/durations.py",
+    "domain.py",
+)
+"""The code a cached rule set depends on, besides the TOML texts."""
+
+
+def _cached(catalogue: str, packs: Mapping[str, str]) -> RuleSet:
+    """The rule set from the cache when one was built from the same texts by the same code."""
+    cache = _cache_file(catalogue, packs)
+    cached = None if cache is None else _read_cache(cache)
+    if cached is not None:
+        return cached
+    rule_set = build_rule_set(catalogue, packs)
+    if cache is not None:
+        _write_cache(cache, rule_set)
+    return rule_set
+
+
+def _cache_file(catalogue: str, packs: Mapping[str, str]) -> Path | None:
+    """Where a rule set from these texts is cached; None when the code cannot be read to hash."""
+    digest = hashlib.sha256(sys.version.encode())
+    for name, text in [("", catalogue), *sorted(packs.items())]:
+        digest.update(f"\0{name}\0{len(text)}\0{text}".encode())
+    root = resources.files("hrm_fhir")
+    try:
+        for module in _DEFINED_BY:
+            digest.update(root.joinpath(module).read_bytes())
+    except OSError:
+        return None
+    return cache_dir() / f"rules-{digest.hexdigest()[:32]}.pickle"
+
+
+def _read_cache(path: Path) -> RuleSet | None:
+    """The cached rule set, or None. The file is the user's own (written by this function into
+    a directory it creates private), trusted as the interpreter's bytecode cache is."""
+    try:
+        cached = pickle.loads(path.read_bytes())  # noqa: S301 - see the docstring
+    except Exception:  # a missing or damaged cache means validating again
+        return None
+    return cached if isinstance(cached, RuleSet) else None
+
+
+def _write_cache(path: Path, rule_set: RuleSet) -> None:
+    """Replace the cache whole (a finished file renamed over it); where it cannot be written
+    there is just no cache."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(pickle.dumps(rule_set, protocol=pickle.HIGHEST_PROTOCOL))
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
-from hrm_fhir.domain import MatchMethod, Prescription
+from hrm_fhir.domain import Coding, MatchMethod, Prescription
 from hrm_fhir.rules.model import Catalogue, Ingredient, RulePack
 
 COUNTING_INTENTS = frozenset(
@@ -14,6 +15,16 @@ COUNTING_INTENTS = frozenset(
 )
 IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled", "draft"})
 CURRENT_WHILE_ISSUED = frozenset({"completed", "unknown"})
+
+
+class Product(Protocol):
+    """What names a medication: a Prescription, or a product as it is read."""
+
+    @property
+    def codings(self) -> tuple[Coding, ...]: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +56,23 @@ class MedicationIndex:
         self._pattern = re.compile(rf"\b({alternation})\b") if names else None
         self._seen: dict[tuple[tuple[tuple[str, str], ...], str], MedicationMatch | None] = {}
 
-    def match(self, prescription: Prescription) -> MedicationMatch | None:
-        """The group and ingredient a prescription belongs to (cached per product)."""
-        key = (prescription.codings, prescription.text)
+    def match(self, product: Product) -> MedicationMatch | None:
+        """The group and ingredient a prescription (or product) belongs to, cached per product."""
+        key = (product.codings, product.text)
         if key not in self._seen:
-            self._seen[key] = self._match(prescription)
+            self._seen[key] = self._match(product)
         return self._seen[key]
 
-    def is_relevant(self, prescription: Prescription) -> bool:
-        return self.match(prescription) is not None
+    def is_relevant(self, product: Product) -> bool:
+        return self.match(product) is not None
 
-    def _match(self, prescription: Prescription) -> MedicationMatch | None:
-        for coding in prescription.codings:
+    def _match(self, product: Product) -> MedicationMatch | None:
+        for coding in product.codings:
             hit = self._codes.get(coding)
             if hit is not None:
                 return MedicationMatch(hit[0], hit[1], MatchMethod.CODE)
         if self._pattern is not None:
-            found = self._pattern.search(prescription.text)
+            found = self._pattern.search(product.text)
             if found is not None:
                 group, ingredient = self._names[found.group(1)]
                 return MedicationMatch(group, ingredient, MatchMethod.TEXT)

@@ -21,6 +21,8 @@ class UnitTable:
                 entries[unit_key(conv.unit)] = (conv.factor, conv.offset)
             self._table[analyte.id] = entries
         self._canonical = {a.id: a.unit for a in catalogue.analytes.values()}
+        self._keys: dict[str, str] = {}
+        """``unit_key`` of each spelling met, remembered."""
 
     def normalise(self, analyte: str, value: float, unit: str | None) -> tuple[float, str] | None:
         """(value, canonical unit), or None when the unit cannot be normalised.
@@ -33,7 +35,10 @@ class UnitTable:
             if canonical == "1" or canonical.startswith("{"):
                 return value, canonical
             return None
-        found = self._table[analyte].get(unit_key(unit))
+        key = self._keys.get(unit)
+        if key is None:
+            key = self._keys[unit] = unit_key(unit)
+        found = self._table[analyte].get(key)
         if found is None:
             return None
         factor, offset = found

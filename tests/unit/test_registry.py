@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hrm_fhir.errors import RuleDefinitionError
@@ -100,3 +102,37 @@ def test_malformed_definitions_refuse_to_load(old: str, new: str, message: str) 
 def test_invalid_toml_names_the_file() -> None:
     with pytest.raises(RuleDefinitionError, match=r"broken\.toml"):
         build_rule_set(CATALOGUE, _with("broken.toml", "id = "))
+
+
+def test_validated_rule_set_is_cached_and_a_damaged_cache_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = load_rule_set()
+    [cache] = (tmp_path / "hrm-fhir").glob("rules-*.pickle")
+    assert built == build_rule_set(CATALOGUE, PACKS)
+    assert load_rule_set() == built
+    cache.write_bytes(b"damaged")
+    assert load_rule_set() == built
+    assert cache.read_bytes() != b"damaged", "rewritten"
+
+
+def test_extra_packs_are_cached_under_their_own_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "methotrexate.v2.toml").write_text(MTX.replace("version = 1", "version = 2", 1))
+    assert load_rule_set().get("methotrexate").version == 1
+    assert load_rule_set(extra).get("methotrexate").version == 2
+    assert len(list((tmp_path / "cache" / "hrm-fhir").glob("rules-*.pickle"))) == 2
+
+
+def test_unwritable_cache_directory_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_directory))
+    assert load_rule_set() == build_rule_set(CATALOGUE, PACKS)
