@@ -7,7 +7,7 @@ AS_OF ?= 2026-11-27
 SANDBOX_PORT ?= 8080
 FHIR_BASE ?= http://127.0.0.1:$(SANDBOX_PORT)/fhir
 
-.PHONY: run evaluate test lint typecheck unit chromium pango practice bench bench-sweep sandbox-stop clean
+.PHONY: run evaluate test lint typecheck unit chromium pango practice bench bench-report bench-sweep sandbox-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ practice: $(STAMP)
 ## Evaluate a 20,000-patient export against a bare orjson parse (see bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_evaluate.py
+
+## The monthly report of a 20,000-patient practice with a year of history (see bench/README.md).
+bench-report: $(STAMP) pango
+	$(BIN)/python bench/bench_report.py
 
 ## Stop the local HAPI sandbox.
 sandbox-stop: $(STAMP)
