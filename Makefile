@@ -67,6 +67,10 @@ practice: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_evaluate.py
 
+## A sweep of the same practice on a private HAPI against bare paging (slow: loads HAPI first).
+bench-sweep: $(STAMP)
+	$(BIN)/python bench/bench_sweep.py
+
 ## The monthly report of a 20,000-patient practice with a year of history (see bench/README.md).
 bench-report: $(STAMP) pango
 	$(BIN)/python bench/bench_report.py
