@@ -42,6 +42,9 @@ LONDON = ZoneInfo("Europe/London")
 PHARMACIST_ACTIONS = frozenset({"signoff", "escalate"})
 RESULT_RECEIVED = "result received"
 NON_ENGAGEMENT = "non-engagement"
+FOUR_WEEKS, TWELVE_WEEKS = 28, 84
+"""Days overdue that bound the report's bands (up to 4 weeks, 4 to 12, over 12): the programme
+specification's reporting bands, not clinical thresholds."""
 
 
 def month_bounds(month: date) -> tuple[date, date, datetime, datetime]:
@@ -127,19 +130,27 @@ def _group_row(
 
     overdue = [s for s in established if s.due_date is not None]
     bands = (
-        ("overdue-up-to-4w", "overdue up to 4 weeks", [s for s in overdue if days(s) <= 28]),
-        ("overdue-4-12w", "overdue 4 to 12 weeks", [s for s in overdue if 28 < days(s) <= 84]),
-        ("overdue-over-12w", "overdue over 12 weeks", [s for s in overdue if days(s) > 84]),
+        (
+            "overdue-up-to-4w",
+            "overdue up to 4 weeks",
+            [s for s in overdue if days(s) <= FOUR_WEEKS],
+        ),
+        (
+            "overdue-4-12w",
+            "overdue 4 to 12 weeks",
+            [s for s in overdue if FOUR_WEEKS < days(s) <= TWELVE_WEEKS],
+        ),
+        (
+            "overdue-over-12w",
+            "overdue over 12 weeks",
+            [s for s in overdue if days(s) > TWELVE_WEEKS],
+        ),
     )
     band_figures = [
         lists.figure(f"{group}-{key}", f"{title}: {text} at month end", rows(items, True))
         for key, text, items in bands
     ]
-    newly = [
-        (t, s)
-        for t, s in tasks
-        if month.first <= s.start <= last and (s.end is None or s.end >= s.start)
-    ]
+    newly = [(t, s) for t, s in tasks if month.first <= s.start <= last]
     closed = [
         (t, s)
         for t, s in tasks
@@ -149,15 +160,11 @@ def _group_row(
         float((s.end - t.due_date).days) for t, s in closed if s.end is not None and t.due_date
     ]
 
-    def task_rows(items: Iterable[tuple[TaskFact, OverdueSpan]], what: str) -> list[ListRow]:
+    def task_rows(
+        items: Iterable[tuple[TaskFact, OverdueSpan]], what: Callable[[TaskFact, OverdueSpan], str]
+    ) -> list[ListRow]:
         return [
-            ListRow(
-                t.patient,
-                t.drug_group,
-                f"Task/{t.resource_id} due {t.due_date}, {what} "
-                f"{(s.end if what == 'closed' else s.start)}"
-                + (f" ({t.close_reason})" if what == "closed" and t.close_reason else ""),
-            )
+            ListRow(t.patient, t.drug_group, f"Task/{t.resource_id} due {t.due_date}, {what(t, s)}")
             for t, s in items
         ]
 
@@ -185,12 +192,12 @@ def _group_row(
         newly_overdue=lists.figure(
             f"{group}-newly-overdue",
             f"{title}: newly overdue in the month",
-            task_rows(newly, "overdue from"),
+            task_rows(newly, lambda _, s: f"overdue from {s.start}"),
         ),
         closed=lists.figure(
             f"{group}-closed",
             f"{title}: overdue Tasks closed in the month",
-            task_rows(closed, "closed"),
+            task_rows(closed, lambda t, s: f"closed {s.end} ({t.close_reason})"),
         ),
         median_days_overdue_at_closure=_median(closure_days),
     )
