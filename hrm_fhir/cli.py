@@ -135,6 +135,55 @@ def fixtures_generate(patients: int, seed: int, as_of: datetime, out: Path) -> N
     click.echo(orjson.dumps(counts).decode())
 
 
+@fixtures.command("history")
+@click.option("--patients", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default="2026-11-27",
+    show_default=True,
+    help="The first weekly sweep is the Monday on or after this day.",
+)
+@click.option(
+    "--end",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default="2027-05-31",
+    show_default=True,
+    help="The last day of the history (and of the practice's record).",
+)
+def fixtures_history(patients: int, seed: int, start: datetime, end: datetime) -> None:
+    """Fill an empty ledger (HRM_DATABASE_URL) with a synthetic practice's weekly sweeps and
+    programme activity, to try the monthly report. Refuses a ledger that already has findings."""
+    from sqlalchemy import select
+
+    from hrm_fhir.db import init_db, make_session_factory
+    from hrm_fhir.records import FindingRecord
+    from hrm_fhir.synthetic import generate_practice
+    from hrm_fhir.synthetic_history import write_history
+
+    if end <= start:
+        raise click.BadParameter("--end must be after --start")
+    settings = _settings()
+    engine = init_db(settings.database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            if session.scalar(select(FindingRecord.identifier).limit(1)) is not None:
+                click.echo(
+                    f"hrm-fhir: {settings.database_url} already holds findings; "
+                    "synthetic history goes into an empty ledger only",
+                    err=True,
+                )
+                sys.exit(2)
+            resources = generate_practice(patients, seed, end.date())
+            summary = write_history(
+                session, _rules(), resources, start=start.date(), end=end.date(), seed=seed
+            )
+    finally:
+        engine.dispose()
+    click.echo(orjson.dumps(summary).decode())
+
+
 def _settings(**overrides: object) -> Settings:
     settings = load_settings()
     return settings.with_overrides({k: v for k, v in overrides.items() if v is not None})

@@ -178,3 +178,23 @@ def test_scheduled_job_writes_last_month_on_the_first_working_day_only(
         reports / "practice-1" / "2027-04",
     ]
     assert all((folder / "measure-report.json").is_file() for folder in folders)
+
+
+def test_fixtures_history_fills_an_empty_ledger_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HRM_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
+    runner = CliRunner()
+    args = ["fixtures", "history", "--patients", "30", "--end", "2027-01-31"]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    summary = orjson.loads(first.output)
+    assert summary["sweeps"] == 9  # the Mondays from 30 November 2026 to 25 January 2027
+    assert summary["findings"] > 0
+    again = runner.invoke(main, args)
+    assert again.exit_code == 2
+    assert "already holds findings" in again.output
+    out = tmp_path / "report"
+    month = ["report", "monthly", "--month", "2027-01", "--out", str(out)]
+    assert runner.invoke(main, month).exit_code == 0
+    assert (out / "report.pdf").stat().st_size > 0
