@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.audit.clinical import clinical_position
 from hrm_fhir.audit.definitions import AuditDefinitions
+from hrm_fhir.audit.figures import month_bounds
 from hrm_fhir.audit.model import AuditInputs, EventFact, SweepFact, TaskFact
-from hrm_fhir.audit.monthly import month_bounds
 from hrm_fhir.domain import PatientRecord, PatientRef
 from hrm_fhir.records import (
     FindingRecord,

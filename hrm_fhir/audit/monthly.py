@@ -8,17 +8,14 @@ reproduces exactly from the same inputs. See docs/audit.md for every definition.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from statistics import median
-from zoneinfo import ZoneInfo
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, timedelta
 
 from hrm_fhir.audit.backlog import OverdueSpan, forecast, week_endings, weekly_trend
 from hrm_fhir.audit.definitions import UNESCALATED, AuditDefinitions, InspectorFinding
+from hrm_fhir.audit.figures import Lists, Month, local_day, median_of, month_bounds, pct
 from hrm_fhir.audit.model import (
     AuditInputs,
-    EventFact,
     Figure,
     GroupRow,
     GroupStatus,
@@ -27,68 +24,17 @@ from hrm_fhir.audit.model import (
     InspectorRow,
     ListRow,
     MonthlyReport,
-    PatientList,
     PracticeRow,
-    SeverityRow,
     SweepRow,
     TaskFact,
-    Workload,
 )
-from hrm_fhir.domain import FindingKind, Severity
-from hrm_fhir.rules.durations import add_months
+from hrm_fhir.audit.workload import actions_by_finding, event_order, workload
+from hrm_fhir.domain import FindingKind
 from hrm_fhir.rules.model import RulePack
 
-LONDON = ZoneInfo("Europe/London")
-PHARMACIST_ACTIONS = frozenset({"signoff", "escalate"})
-RESULT_RECEIVED = "result received"
-NON_ENGAGEMENT = "non-engagement"
 FOUR_WEEKS, TWELVE_WEEKS = 28, 84
 """Days overdue that bound the report's bands (up to 4 weeks, 4 to 12, over 12): the programme
 specification's reporting bands, not clinical thresholds."""
-
-
-def month_bounds(month: date) -> tuple[date, date, datetime, datetime]:
-    """First and last local day, and the UTC instants the month starts and the next one does."""
-    first = month.replace(day=1)
-    following = add_months(first, 1)
-    start = datetime.combine(first, time(), LONDON).astimezone(UTC)
-    end = datetime.combine(following, time(), LONDON).astimezone(UTC)
-    return first, following - timedelta(days=1), start, end
-
-
-def local_day(moment: datetime) -> date:
-    return moment.astimezone(LONDON).date()
-
-
-@dataclass
-class _Lists:
-    """Collects the patient lists; each figure is the length of its list."""
-
-    lists: dict[str, PatientList] = field(default_factory=dict)
-
-    def figure(self, list_id: str, title: str, rows: Iterable[ListRow]) -> Figure:
-        ordered = tuple(sorted(rows, key=lambda r: (r.patient, r.drug_group, r.detail)))
-        self.lists[list_id] = PatientList(list_id, title, ordered)
-        return Figure(len(ordered), list_id)
-
-
-def _pct(part: int, whole: int) -> float | None:
-    return round(100 * part / whole, 1) if whole else None
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return round(float(median(values)), 1) if values else None
-
-
-@dataclass(frozen=True)
-class _Month:
-    first: date
-    last: date
-    start: datetime
-    end: datetime
-
-    def within(self, moment: datetime) -> bool:
-        return self.start <= moment < self.end
 
 
 def _span(task: TaskFact) -> OverdueSpan | None:
@@ -112,8 +58,8 @@ def _group_row(
     title: str,
     statuses: Sequence[GroupStatus],
     tasks: Sequence[tuple[TaskFact, OverdueSpan]],
-    month: _Month,
-    lists: _Lists,
+    month: Month,
+    lists: Lists,
 ) -> GroupRow:
     last = month.last
     established = [s for s in statuses if s.established]
@@ -176,7 +122,7 @@ def _group_row(
             f"{group}-established", f"{title}: on established therapy", rows(established)
         ),
         in_date=lists.figure(f"{group}-in-date", f"{title}: in date at month end", rows(in_date)),
-        in_date_pct=_pct(len(in_date), len(established)),
+        in_date_pct=pct(len(in_date), len(established)),
         overdue=lists.figure(
             f"{group}-overdue", f"{title}: overdue at month end", rows(overdue, True)
         ),
@@ -199,11 +145,11 @@ def _group_row(
             f"{title}: overdue Tasks closed in the month",
             task_rows(closed, lambda t, s: f"closed {s.end} ({t.close_reason})"),
         ),
-        median_days_overdue_at_closure=_median(closure_days),
+        median_days_overdue_at_closure=median_of(closure_days),
     )
 
 
-def _total_row(rows: Sequence[GroupRow], lists: _Lists) -> GroupRow:
+def _total_row(rows: Sequence[GroupRow], lists: Lists) -> GroupRow:
     def total(name: str, title: str) -> Figure:
         merged = [r for row in rows for r in lists.lists[getattr(row, name).list_id].rows]
         return lists.figure(f"all-{name.replace('_', '-')}", f"All drug groups: {title}", merged)
@@ -215,7 +161,7 @@ def _total_row(rows: Sequence[GroupRow], lists: _Lists) -> GroupRow:
         title="All drug groups",
         established=established,
         in_date=in_date,
-        in_date_pct=_pct(in_date.value, established.value),
+        in_date_pct=pct(in_date.value, established.value),
         overdue=total("overdue", "overdue at month end"),
         overdue_up_to_4w=total("overdue_up_to_4w", "overdue up to 4 weeks"),
         overdue_4_to_12w=total("overdue_4_to_12w", "overdue 4 to 12 weeks"),
@@ -228,37 +174,13 @@ def _total_row(rows: Sequence[GroupRow], lists: _Lists) -> GroupRow:
     )
 
 
-def _event_order(event: EventFact) -> tuple[datetime, str, str, str, str]:
-    """Events in time order, ties broken by content, so input order never matters."""
-    return (event.at, event.task_id, event.action, event.actor, event.patient)
-
-
-def _actions_by_finding(events: Iterable[EventFact]) -> dict[str, list[EventFact]]:
-    """Pharmacist actions (sign-off, escalation) per Task or Flag id they concern, oldest first."""
-    out: dict[str, list[EventFact]] = defaultdict(list)
-    for event in events:
-        if event.action not in PHARMACIST_ACTIONS:
-            continue
-        concerned = {event.task_id, *(str(f) for f in event.detail.get("flags") or ())}
-        for resource_id in concerned:
-            out[resource_id].append(event)
-    return out
-
-
-def _hours(event: EventFact, fallback_from: datetime) -> float:
-    hours = event.detail.get("result_to_action_hours")
-    if isinstance(hours, int | float):
-        return float(hours)
-    return round((event.at - fallback_from).total_seconds() / 3600, 1)
-
-
 def _inspector_row(
     finding: InspectorFinding,
     statuses: Sequence[GroupStatus],
     contacted: Callable[[GroupStatus], bool],
     results: Sequence[TaskFact],
     unescalated: Sequence[TaskFact],
-    lists: _Lists,
+    lists: Lists,
     last: date,
 ) -> InspectorRow:
     if finding.kind == UNESCALATED:
@@ -330,10 +252,10 @@ def build_monthly_report(
 ) -> MonthlyReport:
     """The report for one practice, or for several (a PCN) taken together."""
     first, last, start, end = month_bounds(inputs.month)
-    month = _Month(first, last, start, end)
-    lists = _Lists()
+    month = Month(first, last, start, end)
+    lists = Lists()
     findings = sorted((f for f in inputs.findings if f.opened_at < end), key=lambda f: f.identifier)
-    events = sorted((e for e in inputs.events if e.at < end), key=_event_order)
+    events = sorted((e for e in inputs.events if e.at < end), key=event_order)
     spans = {f.identifier: s for f in findings if (s := _span(f)) is not None}
 
     by_group_status: dict[str, list[GroupStatus]] = defaultdict(list)
@@ -366,7 +288,7 @@ def build_monthly_report(
             or t.closed_at >= end
         )
 
-    actions = _actions_by_finding(events)
+    actions = actions_by_finding(events)
     results = [
         f
         for f in findings
@@ -378,7 +300,7 @@ def build_monthly_report(
         for d in definitions.inspector_findings
     )
     indicators = _indicator_rows(inputs, definitions, lists)
-    workload = _workload(findings, events, results, actions, month, lists)
+    work = workload(findings, events, results, actions, month, lists)
     days = week_endings(_programme_start(inputs, findings) or first, last)
     trend = weekly_trend(list(spans.values()), days)
     outlook = forecast(list(spans.values()), last, capacity_per_week)
@@ -400,7 +322,7 @@ def build_monthly_report(
         totals=totals,
         inspector_findings=inspector,
         indicators=indicators,
-        workload=workload,
+        workload=work,
         backlog=tuple(trend),
         forecast=outlook,
         sweeps=sweeps,
@@ -414,7 +336,7 @@ def _programme_start(inputs: AuditInputs, findings: Sequence[TaskFact]) -> date 
 
 
 def _indicator_rows(
-    inputs: AuditInputs, definitions: AuditDefinitions, lists: _Lists
+    inputs: AuditInputs, definitions: AuditDefinitions, lists: Lists
 ) -> tuple[IndicatorRow, ...]:
     by_indicator: dict[str, list[IndicatorStatus]] = defaultdict(list)
     for status in inputs.indicators:
@@ -442,144 +364,13 @@ def _indicator_rows(
                 initial_population=figures[0],
                 denominator=figures[1],
                 numerator=figures[2],
-                rate_pct=_pct(figures[2].value, figures[1].value),
+                rate_pct=pct(figures[2].value, figures[1].value),
                 source=indicator.citation.url,
                 verified=indicator.verified,
                 note=indicator.note,
             )
         )
     return tuple(out)
-
-
-def _workload(
-    findings: Sequence[TaskFact],
-    events: Sequence[EventFact],
-    results: Sequence[TaskFact],
-    actions: Mapping[str, list[EventFact]],
-    month: _Month,
-    lists: _Lists,
-) -> Workload:
-    group_of = {f.resource_id: f.drug_group for f in findings}
-
-    def event_rows(items: Iterable[EventFact]) -> list[ListRow]:
-        return [
-            ListRow(
-                e.patient,
-                group_of.get(e.task_id, ""),
-                f"Task/{e.task_id} {e.action} {local_day(e.at)}",
-            )
-            for e in items
-        ]
-
-    contacts = [e for e in events if e.action == "contact" and month.within(e.at)]
-    completed = [
-        f
-        for f in findings
-        if f.is_monitoring
-        and f.closed_at is not None
-        and month.within(f.closed_at)
-        and f.close_reason == RESULT_RECEIVED
-    ]
-    routed: dict[str, EventFact] = {}
-    decided: dict[str, EventFact] = {}
-    for e in events:
-        if e.stage_after == NON_ENGAGEMENT:
-            routed.setdefault(e.task_id, e)
-        elif e.action == "decision":
-            decided.setdefault(e.task_id, e)
-    live = [
-        e for task, e in routed.items() if task not in decided or decided[task].at >= month.start
-    ]
-    sign_offs = [e for e in events if e.action in PHARMACIST_ACTIONS and month.within(e.at)]
-    patients_contacted = {e.patient: e for e in reversed(contacts)}  # each patient's first
-    attempts = len(contacts)
-    return Workload(
-        contact_attempts=attempts,
-        patients_contacted=lists.figure(
-            "patients-contacted",
-            "Patients contacted in the month",
-            event_rows(patients_contacted.values()),
-        ),
-        tests_completed=lists.figure(
-            "tests-completed",
-            "Monitoring Tasks completed by a result in the month",
-            [
-                ListRow(f.patient, f.drug_group, f"Task/{f.resource_id} due {f.due_date}")
-                for f in completed
-            ],
-        ),
-        attempts_per_completed_test=round(attempts / len(completed), 2) if completed else None,
-        non_responders=lists.figure(
-            "non-responders", "Non-responders routed for a decision", event_rows(live)
-        ),
-        non_responders_decided=lists.figure(
-            "non-responders-decided",
-            "Non-responders with a documented decision",
-            event_rows(decided[e.task_id] for e in live if e.task_id in decided),
-        ),
-        sign_offs=len(sign_offs),
-        signed_off_patients=lists.figure(
-            "signed-off", "Pharmacist sign-offs and escalations in the month", event_rows(sign_offs)
-        ),
-        by_severity=tuple(
-            _severity_row(severity, results, actions, findings, events, month, lists)
-            for severity in sorted(Severity, key=lambda s: -s.rank)
-        ),
-    )
-
-
-def _severity_row(
-    severity: Severity,
-    results: Sequence[TaskFact],
-    actions: Mapping[str, list[EventFact]],
-    findings: Sequence[TaskFact],
-    events: Sequence[EventFact],
-    month: _Month,
-    lists: _Lists,
-) -> SeverityRow:
-    raised = [f for f in results if f.severity is severity and month.within(f.opened_at)]
-    acknowledged = {e.task_id: e for e in reversed(events) if e.action == "acknowledge"}
-    to_pharmacist: list[float] = []
-    to_gp: list[float] = []
-    pharmacist_rows, gp_rows, none_rows = [], [], []
-    for f in raised:
-        taken = actions.get(f.resource_id)
-        row = ListRow(f.patient, f.drug_group, f"{f.resource_type}/{f.resource_id}")
-        if not taken:
-            none_rows.append(row)
-            continue
-        to_pharmacist.append(_hours(taken[0], f.opened_at))
-        pharmacist_rows.append(row)
-        gp_tasks = {str(e.detail.get("gp_task", "")).removeprefix("Task/") for e in taken}
-        ack = next((acknowledged[t] for t in sorted(gp_tasks) if t in acknowledged), None)
-        if ack is not None:
-            to_gp.append(_hours(ack, f.opened_at))
-            gp_rows.append(row)
-    name = severity.value
-    return SeverityRow(
-        severity=name,
-        results=lists.figure(
-            f"results-{name}",
-            f"Out-of-range results ({name}) raised in the month",
-            [
-                ListRow(f.patient, f.drug_group, f"{f.resource_type}/{f.resource_id}")
-                for f in raised
-            ],
-        ),
-        pharmacist_actioned=lists.figure(
-            f"results-{name}-pharmacist",
-            f"{name} results actioned by a pharmacist",
-            pharmacist_rows,
-        ),
-        median_hours_to_pharmacist=_median(to_pharmacist),
-        gp_actioned=lists.figure(
-            f"results-{name}-gp", f"{name} results acknowledged by a GP", gp_rows
-        ),
-        median_hours_to_gp=_median(to_gp),
-        no_escalation=lists.figure(
-            f"results-{name}-no-action", f"{name} results with no documented action", none_rows
-        ),
-    )
 
 
 def practice_row(report: MonthlyReport, practice: str) -> PracticeRow:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from hrm_fhir.audit.figures import month_bounds
 from hrm_fhir.audit.model import (
     AuditInputs,
     EventFact,
@@ -18,7 +19,6 @@ from hrm_fhir.audit.model import (
     SweepFact,
     TaskFact,
 )
-from hrm_fhir.audit.monthly import month_bounds
 from hrm_fhir.domain import FindingKind, Severity
 from tests.audit.conftest import build_report
 
