@@ -1,25 +1,29 @@
-"""The monthly audit summary as a page: pick a month and a practice (or PCN), read the headline
-figures, open the full printable report or download its PDF. Everyone signed in may read it; a
-user who works for one practice sees only that practice's report, and PCN reports are for users
-who work across practices."""
+"""The audit as pages. The monthly summary: pick a month and a practice (or PCN), read the
+headline figures, open the full printable report or download its PDF. Everyone signed in may
+read it; a user who works for one practice sees only that practice's report, and PCN reports are
+for users who work across practices. The evidence pack of one patient, printable, linked from the
+patient card (the same practice rule as the card)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 
 from flask import Response, render_template, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, NotFound
 
+from hrm_fhir.adapters.evidence_source import read_evidence
 from hrm_fhir.app import db_session, service_state
+from hrm_fhir.audit.evidence import build_pack
+from hrm_fhir.audit.evidence_render import to_html
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.outputs import previous_month
 from hrm_fhir.audit.render import render_html, render_pdf
 from hrm_fhir.audit.service import ReportScopeError, Scope, monthly_report, resolve_scope
 from hrm_fhir.pages import bp
-from hrm_fhir.pages.context import as_of
+from hrm_fhir.pages.context import actor, as_of, gateway
 from hrm_fhir.pages.session import (
     ACKNOWLEDGE_ROLES,
     CONTACT_ROLES,
@@ -27,6 +31,9 @@ from hrm_fhir.pages.session import (
     current_user,
     requires,
 )
+from hrm_fhir.pages.views import check_id
+from hrm_fhir.workflow.model import require_practice
+from hrm_fhir.workflow.service import general_practitioners_of
 
 READERS = CONTACT_ROLES | SIGN_OFF_ROLES | ACKNOWLEDGE_ROLES
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -105,3 +112,21 @@ def monthly_report_document() -> ResponseReturnValue:
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
     return Response(render_html(report), mimetype="text/html")
+
+
+@bp.get("/patients/<patient_id>/evidence")
+@requires(READERS)
+def evidence_pack(patient_id: str) -> ResponseReturnValue:
+    """The patient's evidence pack as one printable page (``hrm-fhir evidence`` in HTML)."""
+    patient = f"Patient/{check_id(patient_id, 'patient')}"
+    source = read_evidence(gateway(), db_session(), patient)
+    if source is None:
+        raise NotFound("the FHIR server has no such patient")
+    require_practice(actor(), general_practitioners_of(source.patient))
+    pack = build_pack(
+        source,
+        service_state().rules,
+        as_of=as_of(),
+        generated_at=datetime.now(UTC),
+    )
+    return Response(to_html(pack), mimetype="text/html")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from tests.integration.practice import AS_OF, starter
 from tests.integration.test_workflow_hapi import Flow
-from tests.pages.conftest import PASSWORD
+from tests.pages.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.hapi
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -238,5 +238,39 @@ def test_the_api_serves_the_pack_as_json_and_html(
         other = {"X-API-Key": "read-key", "X-Acting-User": "olga"}
         assert client.get(url, headers=other).status_code == 403
         assert client.get(f"{url}&format=pdf", headers=read).status_code == 400
+    finally:
+        service_state(app).close(timeout=30)
+
+
+def test_the_patient_card_links_a_printable_evidence_pack(flow: Flow) -> None:
+    _work_the_task(flow)
+    pid = flow.practice.pid("mtx")
+    app = create_app(
+        {
+            "TESTING": True,
+            "fhir_base_url": flow.settings.fhir_base_url,
+            "database_url": flow.settings.database_url,
+            "PAGES_AS_OF": date.fromisoformat(_as_of()),
+        }
+    )
+    with app.app_context():
+        session = db_session()
+        create_user(
+            session, "phil", role="pharmacist", password=PASSWORD, practice=flow.practice.org
+        )
+        create_user(session, "olga", role="pharmacist", password=PASSWORD, practice="elsewhere")
+        session.commit()
+    try:
+        client = app.test_client()
+        sign_in(client, "phil")
+        card = client.get(f"/patients/{pid}")
+        assert f'href="/patients/{pid}/evidence"' in card.text
+        pack = client.get(f"/patients/{pid}/evidence")
+        assert (pack.status_code, pack.mimetype) == (200, "text/html")
+        assert "Phil Pharmacist" in pack.text
+        assert "methotrexate@1" in pack.text
+        other = app.test_client()
+        sign_in(other, "olga")
+        assert other.get(f"/patients/{pid}/evidence").status_code == 403
     finally:
         service_state(app).close(timeout=30)
