@@ -1042,6 +1042,11 @@ _SCHEMAS["MonthlyReport"] = _object(
         "forecast": {"type": "object"},
         "sweeps": {"type": "array", "items": {"type": "object"}},
         "practice_rows": {"type": "array", "items": {"type": "object"}},
+        "cadence_gaps": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Stretches of 8 days or more in the month with no completed sweep.",
+        },
         "lists": {
             "type": "object",
             "description": "Every patient list by id: each count's value and list_id point here.",

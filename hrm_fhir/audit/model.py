@@ -265,3 +265,5 @@ class MonthlyReport:
     sweeps: tuple[SweepRow, ...]
     practice_rows: tuple[PracticeRow, ...] = ()
     lists: dict[str, PatientList] = field(default_factory=dict)
+    cadence_gaps: tuple[str, ...] = ()
+    """Where the weekly searches did not run on their cadence in the month, in words."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
+from itertools import pairwise
 
 from hrm_fhir.audit.backlog import OverdueSpan, forecast, week_endings, weekly_trend
 from hrm_fhir.audit.definitions import UNESCALATED, AuditDefinitions, InspectorFinding
@@ -32,6 +33,8 @@ from hrm_fhir.audit.workload import actions_by_finding, event_order, workload
 from hrm_fhir.domain import FindingKind
 from hrm_fhir.rules.model import RulePack
 
+CADENCE_DAYS = 8
+"""This many days in a row without a completed sweep break the weekly cadence (a day's grace)."""
 FOUR_WEEKS, TWELVE_WEEKS = 28, 84
 """Days overdue that bound the report's bands (up to 4 weeks, 4 to 12, over 12): the programme
 specification's reporting bands, not clinical thresholds."""
@@ -310,6 +313,7 @@ def build_monthly_report(
         if month.within(s.started_at)
     )
     return MonthlyReport(
+        cadence_gaps=cadence_gaps(sweeps, month),
         scope=scope,
         practices=tuple(practices),
         month=first,
@@ -327,6 +331,20 @@ def build_monthly_report(
         forecast=outlook,
         sweeps=sweeps,
         lists=lists.lists,
+    )
+
+
+def cadence_gaps(sweeps: Sequence[SweepRow], month: Month) -> tuple[str, ...]:
+    """Stretches of ``CADENCE_DAYS`` or more days of the month with no completed sweep."""
+    days = [local_day(s.started_at) for s in sweeps]
+    if not days:
+        return (f"No search completed between {month.first} and {month.last}.",)
+    edges = [month.first - timedelta(days=1), *days, month.last + timedelta(days=1)]
+    return tuple(
+        f"No search completed from {a + timedelta(days=1)} to {b - timedelta(days=1)} "
+        f"({(b - a).days - 1} days)."
+        for a, b in pairwise(edges)
+        if (b - a).days - 1 >= CADENCE_DAYS
     )
 
 

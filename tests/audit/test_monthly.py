@@ -19,6 +19,7 @@ from hrm_fhir.audit.model import (
     SweepFact,
     TaskFact,
 )
+from hrm_fhir.audit.render import render_html
 from hrm_fhir.domain import FindingKind, Severity
 from tests.audit.conftest import build_report
 
@@ -338,6 +339,23 @@ def test_searches_run_in_the_month(small: MonthlyReport) -> None:
         "2027-04-19",
         "2027-04-26",
     ]
+
+
+def test_a_month_on_the_weekly_cadence_has_no_gaps(small: MonthlyReport) -> None:
+    assert small.cadence_gaps == ()
+
+
+def test_a_missed_weekly_search_is_reported() -> None:
+    missed = [s for s in SWEEPS if s.started_at.date() != date(2027, 4, 12)]
+    inputs = AuditInputs(MONTH, (), (), (), (), tuple(missed))
+    assert build_report(inputs, PRACTICE).cadence_gaps == (
+        "No search completed from 2027-04-06 to 2027-04-18 (13 days).",
+    )
+    none = build_report(AuditInputs(MONTH, (), (), (), (), SWEEPS[:5]), PRACTICE)
+    assert none.cadence_gaps == ("No search completed between 2027-04-01 and 2027-04-30.",)
+    html = render_html(none)
+    assert "The weekly searches did not run on their cadence this month." in html
+    assert "No search completed between 2027-04-01 and 2027-04-30." in html
 
 
 def test_every_figure_is_the_length_of_its_list(small: MonthlyReport) -> None:
