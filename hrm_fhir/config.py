@@ -54,6 +54,8 @@ class Settings:
     """When the monthly report job wakes; it runs on the first working day (Mon-Fri) only."""
     report_dir: str = "reports"
     """Where the scheduled monthly reports are written, one folder per scope and month."""
+    report_post: bool = False
+    """The scheduled job also PUTs each MeasureReport to the FHIR server."""
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         return replace(self, **dict(overrides))
@@ -96,6 +98,7 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "HRM_TECHNICIAN_DAYS_PER_WEEK": ("technician_days_per_week", float),
     "HRM_REPORT_CRON": ("report_cron", str),
     "HRM_REPORT_DIR": ("report_dir", str),
+    "HRM_REPORT_POST": ("report_post", lambda text: _flag("HRM_REPORT_POST", text)),
 }
 
 

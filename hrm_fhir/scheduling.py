@@ -39,10 +39,19 @@ from apscheduler.schedulers.base import BaseScheduler  # type: ignore[import-unt
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from flask import Flask
 
+from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.app import SweepRequest, service_state
-from hrm_fhir.audit.outputs import first_working_day, previous_month, write_report
+from hrm_fhir.audit.measure_report import report_id
+from hrm_fhir.audit.model import MonthlyReport
+from hrm_fhir.audit.outputs import (
+    first_working_day,
+    post_measure_report,
+    previous_month,
+    write_report,
+)
 from hrm_fhir.audit.service import all_scopes, monthly_report
 from hrm_fhir.config import Settings
+from hrm_fhir.errors import HRMError
 
 logger = logging.getLogger(__name__)
 REPORT_JOB = "monthly-report"
@@ -89,7 +98,8 @@ def run_scheduled_sweep(app: Flask, job: ScheduledSweep) -> None:
 
 def run_monthly_reports(app: Flask, today: date | None = None) -> list[Path]:
     """The report job body: on the month's first working day, last month's report for every
-    practice and PCN; on any other day nothing. Returns the folders written."""
+    practice and PCN, written to files and (with ``report_post``) PUT to the FHIR server; on any
+    other day nothing. A failed post is logged and leaves the files; returns the folders."""
     state = service_state(app)
     today = today or datetime.now(ZoneInfo(state.settings.timezone)).date()
     if today != first_working_day(today):
@@ -103,10 +113,26 @@ def run_monthly_reports(app: Flask, today: date | None = None) -> list[Path]:
             folder = Path(state.settings.report_dir) / scope.slug / f"{month:%Y-%m}"
             write_report(report, folder)
             folders.append(folder)
+            if state.settings.report_post:
+                _post(state.settings, report)
     logger.info(
         "monthly reports written", extra={"reports": len(folders), "month": f"{month:%Y-%m}"}
     )
     return folders
+
+
+def _post(settings: Settings, report: MonthlyReport) -> None:
+    gateway = FHIRGateway.from_settings(settings)
+    try:
+        post_measure_report(gateway, report)
+    except HRMError as exc:
+        logger.error(
+            "posting the MeasureReport failed; the files are written, post them with "
+            "hrm-fhir report monthly --post",
+            extra={"error": type(exc).__name__, "report": report_id(report)},
+        )
+    finally:
+        gateway.close()
 
 
 def build_scheduler(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -198,3 +199,18 @@ def test_fixtures_history_fills_an_empty_ledger_only(
     month = ["report", "monthly", "--month", "2027-01", "--out", str(out)]
     assert runner.invoke(main, month).exit_code == 0
     assert (out / "report.pdf").stat().st_size > 0
+
+
+def test_a_scheduled_post_that_fails_is_logged_and_keeps_the_files(
+    make_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(report_post=True)  # the FHIR base is a closed port
+    with caplog.at_level(logging.ERROR, logger="hrm_fhir"):
+        folders = run_monthly_reports(app, today=date(2027, 5, 3))
+    assert len(folders) == 2
+    assert all((folder / "report.pdf").is_file() for folder in folders)
+    failed = [r for r in caplog.records if r.message.startswith("posting the MeasureReport failed")]
+    assert sorted(r.report for r in failed) == [  # type: ignore[attr-defined]
+        "hrm-audit-pcn-north-2027-04",
+        "hrm-audit-practice-1-2027-04",
+    ]
