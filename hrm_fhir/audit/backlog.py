@@ -28,6 +28,9 @@ class OverdueSpan:
     end: date | None
     closed_overdue: bool
     """Closed while overdue (``end`` is the closing day)."""
+    inherited: bool = False
+    """Already overdue when the programme's first sweep found it: the backlog the programme
+    started with, not part of the weekly inflow."""
 
 
 def week_endings(first: date, last: date) -> list[date]:
@@ -62,14 +65,15 @@ def forecast(spans: Sequence[OverdueSpan], month_end: date, capacity_per_week: f
     """Weeks to clear the backlog at month end, at the recent net closure rate and at capacity.
 
     Net rate = overdue closures per week minus newly overdue per week, both averaged over the
-    ``RATE_WEEKS`` weeks up to month end. A backlog that does not shrink gives None.
+    ``RATE_WEEKS`` weeks up to month end; the backlog the programme inherited at its first sweep
+    is backlog, not inflow. A backlog that does not shrink gives None.
     """
     since = month_end - timedelta(weeks=RATE_WEEKS)
     backlog = sum(1 for s in spans if s.start <= month_end and (s.end is None or s.end > month_end))
     closed = sum(
         1 for s in spans if s.closed_overdue and s.end is not None and since < s.end <= month_end
     )
-    arrived = sum(1 for s in spans if since < s.start <= month_end)
+    arrived = sum(1 for s in spans if since < s.start <= month_end and not s.inherited)
     closures, inflow = closed / RATE_WEEKS, arrived / RATE_WEEKS
     at_current = _weeks(backlog, closures - inflow)
     at_capacity = _weeks(backlog, capacity_per_week - inflow)

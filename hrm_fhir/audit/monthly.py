@@ -40,14 +40,16 @@ FOUR_WEEKS, TWELVE_WEEKS = 28, 84
 specification's reporting bands, not clinical thresholds."""
 
 
-def _span(task: TaskFact) -> OverdueSpan | None:
+def _span(task: TaskFact, programme_start: date | None) -> OverdueSpan | None:
     if not task.is_monitoring or task.due_date is None:
         return None
-    start = max(task.due_date + timedelta(days=1), local_day(task.opened_at))
+    opened = local_day(task.opened_at)
+    start = max(task.due_date + timedelta(days=1), opened)
     end = local_day(task.closed_at) if task.closed_at is not None else None
     if end is not None and end < start:
         return None
-    return OverdueSpan(start=start, end=end, closed_overdue=end is not None)
+    inherited = opened == programme_start and task.due_date < opened
+    return OverdueSpan(start=start, end=end, closed_overdue=end is not None, inherited=inherited)
 
 
 def _overdue_detail(status: GroupStatus, last: date) -> str:
@@ -259,7 +261,8 @@ def build_monthly_report(
     lists = Lists()
     findings = sorted((f for f in inputs.findings if f.opened_at < end), key=lambda f: f.identifier)
     events = sorted((e for e in inputs.events if e.at < end), key=event_order)
-    spans = {f.identifier: s for f in findings if (s := _span(f)) is not None}
+    programme_start = _programme_start(inputs, findings)
+    spans = {f.identifier: s for f in findings if (s := _span(f, programme_start)) is not None}
 
     by_group_status: dict[str, list[GroupStatus]] = defaultdict(list)
     for status in inputs.groups:
@@ -304,7 +307,7 @@ def build_monthly_report(
     )
     indicators = _indicator_rows(inputs, definitions, lists)
     work = workload(findings, events, results, actions, month, lists)
-    days = week_endings(_programme_start(inputs, findings) or first, last)
+    days = week_endings(programme_start or first, last)
     trend = weekly_trend(list(spans.values()), days)
     outlook = forecast(list(spans.values()), last, capacity_per_week)
     sweeps = tuple(

@@ -332,6 +332,17 @@ def test_backlog_trend_and_forecast(small: MonthlyReport) -> None:
     assert outlook.on_track is True
 
 
+def test_the_backlog_found_by_the_first_sweep_is_not_weekly_inflow() -> None:
+    first_sweep = SweepFact(1, _at("2027-04-05T05:00"), "full", "all", 0, 0)
+    inherited = _task("A", 1, due="2027-03-01", opened="2027-04-05T05:00")
+    arrived = _task("B", 2, due="2027-04-10", opened="2027-04-12T05:00")
+    report = build_report(AuditInputs(MONTH, (), (), (inherited, arrived), (), (first_sweep,)))
+    assert report.forecast.backlog == 2
+    assert report.forecast.new_overdue_per_week == 0.25  # B only
+    mtx = next(g for g in report.groups if g.drug_group == "methotrexate")
+    assert mtx.newly_overdue.value == 2  # both became overdue Tasks in April
+
+
 def test_searches_run_in_the_month(small: MonthlyReport) -> None:
     assert [s.started_at.date().isoformat() for s in small.sweeps] == [
         "2027-04-05",
