@@ -1312,6 +1312,32 @@ def record_contact(
     return _act(gateway, session, actor, Action.CONTACT, task_id, version, params, plan, now)
 
 
+def _dated_output(
+    task: Resource,
+    moment: datetime,
+    action: Action,
+    output: tuple[str, str, date],
+    summary: str,
+    note: str,
+    actor: Actor,
+    version: str,
+    params: Mapping[str, object],
+) -> _Change:
+    """A step that records one date in Task.output (a booking, a sample) and moves the stage."""
+    stage = stage_of(task)
+    after = next_stage(stage, action)
+    code, label, day = output
+    updated = task_update(
+        task,
+        stage=after,
+        actor=actor,
+        now=moment,
+        note=_task_note(summary, note),
+        outputs=[typed(code, label, valueDate=day.isoformat())],
+    )
+    return _Change(stage, after, [_Write(updated, version)], activity=summary, detail=dict(params))
+
+
 def record_booking(
     gateway: FHIRGateway,
     session: Session,
@@ -1329,20 +1355,10 @@ def record_booking(
     def plan(task: Resource, moment: datetime) -> _Change:
         if booked_for < _today(moment):
             raise WorkflowError("the booking date is in the past")
-        stage = stage_of(task)
-        after = next_stage(stage, Action.BOOKING)
+        output = ("booked-for", "Booked for", booked_for)
         summary = f"Blood test booked for {booked_for.isoformat()}"
-        booking = typed("booked-for", "Booked for", valueDate=booked_for.isoformat())
-        updated = task_update(
-            task,
-            stage=after,
-            actor=actor,
-            now=moment,
-            note=_task_note(summary, note),
-            outputs=[booking],
-        )
-        return _Change(
-            stage, after, [_Write(updated, version)], activity=summary, detail=dict(params)
+        return _dated_output(
+            task, moment, Action.BOOKING, output, summary, note, actor, version, params
         )
 
     return _act(gateway, session, actor, Action.BOOKING, task_id, version, params, plan, now)
@@ -1365,15 +1381,10 @@ def record_sample(
     def plan(task: Resource, moment: datetime) -> _Change:
         if taken_on > _today(moment):
             raise WorkflowError("the sample date is in the future")
-        stage = stage_of(task)
-        after = next_stage(stage, Action.SAMPLE)
+        output = ("sample-taken", "Sample taken", taken_on)
         summary = f"Sample taken on {taken_on.isoformat()}"
-        sample = typed("sample-taken", "Sample taken", valueDate=taken_on.isoformat())
-        updated = task_update(
-            task, stage=after, actor=actor, now=moment, note=f"{summary}.", outputs=[sample]
-        )
-        return _Change(
-            stage, after, [_Write(updated, version)], activity=summary, detail=dict(params)
+        return _dated_output(
+            task, moment, Action.SAMPLE, output, summary, "", actor, version, params
         )
 
     return _act(gateway, session, actor, Action.SAMPLE, task_id, version, params, plan, now)
