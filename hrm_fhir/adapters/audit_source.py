@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.audit.clinical import clinical_position
 from hrm_fhir.audit.definitions import AuditDefinitions
-from hrm_fhir.audit.figures import month_bounds
+from hrm_fhir.audit.figures import month_bounds, practice_id
 from hrm_fhir.audit.model import AuditInputs, EventFact, SweepFact, TaskFact
 from hrm_fhir.domain import PatientRecord, PatientRef
 from hrm_fhir.records import (
@@ -26,13 +26,6 @@ from hrm_fhir.records import (
 )
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
-
-ORGANIZATION = "Organization/"
-
-
-def practice_id(reference: str | None) -> str | None:
-    """``Organization/p1`` or ``p1`` -> ``p1``; the ledger holds both forms."""
-    return reference.removeprefix(ORGANIZATION) if reference else None
 
 
 def snapshot_records(session: Session, rules: RuleSet) -> dict[PatientRef, PatientRecord]:
@@ -76,7 +69,7 @@ def read_audit_inputs(
         )
         if practice_id(row.practice) in wanted
     )
-    scopes = {"all", *(ORGANIZATION + p for p in wanted)}
+    scopes = {"all", *(f"Organization/{p}" for p in wanted)}
     sweeps = tuple(
         SweepFact(row.id, row.started_at, row.mode.value, row.scope, row.created, row.closed)
         for row in session.scalars(

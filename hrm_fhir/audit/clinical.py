@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import date
 
 from hrm_fhir.audit.definitions import AuditDefinitions, Indicator
+from hrm_fhir.audit.figures import practice_id
 from hrm_fhir.audit.model import GroupStatus, IndicatorStatus
 from hrm_fhir.domain import FindingKind, PatientRecord
 from hrm_fhir.rules.evaluate import Engine
@@ -49,7 +50,7 @@ def group_statuses(
         out.append(
             GroupStatus(
                 patient=patient.ref,
-                practice=patient.practice,
+                practice=practice_id(patient.practice),
                 drug_group=group,
                 established=is_established(packs[group], therapies[group], engine.as_of),
                 age=age,
@@ -99,7 +100,7 @@ def indicator_statuses(
             IndicatorStatus(
                 indicator=indicator.id,
                 patient=patient.ref,
-                practice=patient.practice,
+                practice=practice_id(patient.practice),
                 denominator=denominator,
                 numerator=denominator and missing,
             )

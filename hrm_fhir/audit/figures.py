@@ -24,6 +24,11 @@ def month_bounds(month: date) -> tuple[date, date, datetime, datetime]:
     return first, following - timedelta(days=1), start, end
 
 
+def practice_id(reference: str | None) -> str | None:
+    """``Organization/p1`` or ``p1`` -> ``p1``: the report names practices by Organization id."""
+    return reference.removeprefix("Organization/") if reference else None
+
+
 def local_day(moment: datetime) -> date:
     return moment.astimezone(LONDON).date()
 

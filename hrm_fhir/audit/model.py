@@ -6,7 +6,7 @@ so each number traces to the patients it counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -106,6 +106,17 @@ class AuditInputs:
     sweeps: tuple[SweepFact, ...]
     record_as_at: datetime | None = None
     """When the clinical record (snapshots) was last read from the FHIR server."""
+
+    def for_practice(self, practice: str) -> AuditInputs:
+        """The part of these inputs that belongs to one practice (Organization id)."""
+        return replace(
+            self,
+            groups=tuple(g for g in self.groups if g.practice == practice),
+            indicators=tuple(i for i in self.indicators if i.practice == practice),
+            findings=tuple(f for f in self.findings if f.practice == practice),
+            events=tuple(e for e in self.events if e.practice == practice),
+            sweeps=tuple(s for s in self.sweeps if s.scope in ("all", f"Organization/{practice}")),
+        )
 
 
 # ------------------------------------------------------------------ result

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from hrm_fhir.adapters.audit_source import known_practices, read_audit_inputs
 from hrm_fhir.audit.definitions import AuditDefinitions, load_definitions
 from hrm_fhir.audit.figures import month_bounds
-from hrm_fhir.audit.model import MonthlyReport
+from hrm_fhir.audit.model import AuditInputs, MonthlyReport
 from hrm_fhir.audit.monthly import build_monthly_report, practice_row
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import HRMError
@@ -84,10 +84,7 @@ def monthly_report(
     packs = rules.in_force(month_bounds(month)[1])
     capacity = settings.technician_tests_per_day * settings.technician_days_per_week
 
-    def build(practices: Sequence[str], label: str) -> MonthlyReport:
-        inputs = read_audit_inputs(
-            session, rules, definitions, month, practices, window_days=settings.due_window_days
-        )
+    def build(inputs: AuditInputs, practices: Sequence[str], label: str) -> MonthlyReport:
         return build_monthly_report(
             inputs,
             definitions,
@@ -97,8 +94,14 @@ def monthly_report(
             capacity_per_week=capacity,
         )
 
-    report = build(scope.practices, scope.label)
+    inputs = read_audit_inputs(
+        session, rules, definitions, month, scope.practices, window_days=settings.due_window_days
+    )
+    report = build(inputs, scope.practices, scope.label)
     if scope.pcn is None:
         return report
-    rows = tuple(practice_row(build([p], f"Organization/{p}"), p) for p in sorted(scope.practices))
+    rows = tuple(
+        practice_row(build(inputs.for_practice(p), [p], f"Organization/{p}"), p)
+        for p in sorted(scope.practices)
+    )
     return replace(report, practice_rows=rows)

@@ -15,15 +15,20 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir.app import db_session
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.outputs import first_working_day, previous_month
 from hrm_fhir.audit.render import report_to_json
+from hrm_fhir.audit.service import monthly_report, resolve_scope
 from hrm_fhir.cli import main
+from hrm_fhir.config import Settings
+from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.scheduling import run_monthly_reports
 from hrm_fhir.users import create_user
 from tests.apps import AppFactory, app_factory
+from tests.audit.conftest import MONTH
 from tests.pages.conftest import PASSWORD, sign_in
 
 READ_KEY = "read-key-0123456789"
@@ -214,3 +219,26 @@ def test_a_scheduled_post_that_fails_is_logged_and_keeps_the_files(
         "hrm-audit-pcn-north-2027-04",
         "hrm-audit-practice-1-2027-04",
     ]
+
+
+def test_a_pcn_row_matches_that_practice_s_own_report(
+    history_sessions: sessionmaker[Session], rules: RuleSet, report: MonthlyReport
+) -> None:
+    settings = Settings(pcns=PCNS)
+    with history_sessions() as session:
+        pcn = monthly_report(
+            session,
+            rules,
+            settings,
+            MONTH,
+            resolve_scope(settings, session, practice=None, pcn="north"),
+        )
+    row = next(r for r in pcn.practice_rows if r.practice == "practice-1")
+    assert (row.established, row.in_date, row.backlog) == (
+        report.totals.established.value,
+        report.totals.in_date.value,
+        report.forecast.backlog,
+    )
+    assert pcn.totals.established.value == report.totals.established.value  # practice-7 is empty
+    assert [r.practice for r in pcn.practice_rows] == ["practice-1", "practice-7"]
+    assert next(r for r in pcn.practice_rows if r.practice == "practice-7").established == 0
