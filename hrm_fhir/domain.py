@@ -112,12 +112,42 @@ class LabResult:
     patient: PatientRef
     analyte: str
     effective: date
+    """The Europe/London calendar date of the sample (due dates count from it)."""
     value: float | None
     unit: str | None
     """The analyte's canonical unit when ``normalised``, else the unit as recorded."""
     normalised: bool
+    """The value (and its range) are in the canonical unit; False when the unit cannot be read."""
     ref_low: float | None = None
     ref_high: float | None = None
+    """The laboratory's reference range, in the same unit as ``value``."""
+    time: int | None = None
+    """Seconds after London midnight on ``effective``; None when the record gives a date only."""
+    issued: int | None = None
+    """When the laboratory released it (POSIX seconds); None when not recorded."""
+    comparator: str | None = None
+    """``<``, ``<=``, ``>`` or ``>=`` when the laboratory gave a bound, not a value (``>8.0``)."""
+    interpretation: str | None = None
+    """The laboratory's flag (v3 ObservationInterpretation: ``H``, ``HH``, ``L``, ``LL``, ``A``,
+    ``AA``, ``N``...), used when the range is absent."""
+    preliminary: bool = False
+    """Status ``preliminary``: compared with thresholds (the finding says so), never counted as
+    the test done."""
+
+    @property
+    def order(self) -> tuple[date, int, int, str]:
+        """Oldest first: date, time of day (a date-only result first), then issue, then id."""
+        time = -1 if self.time is None else self.time
+        return self.effective, time, -1 if self.issued is None else self.issued, self.ref
+
+    def same_moment(self, other: LabResult) -> bool:
+        """Whether the two could have been taken at the same moment: the same day, and neither
+        time (nor issue) says otherwise. Such results are weighed together (the worst counts)."""
+        if self.effective != other.effective:
+            return False
+        if self.time is not None and other.time is not None and self.time != other.time:
+            return False
+        return self.issued is None or other.issued is None or self.issued == other.issued
 
 
 @dataclass(frozen=True, slots=True)

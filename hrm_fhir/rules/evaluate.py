@@ -1,55 +1,45 @@
 """Pure evaluation of rule packs against one patient's record on an as-of date.
 
 No clock, no I/O: the same record, rules and date always give the same findings, in the same
-order, whatever order the resources arrived in.
+order, whatever order the resources arrived in. What the record says is read by ``facts``;
+results are judged by ``results``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import operator
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from itertools import pairwise
 
 from hrm_fhir.domain import (
     Finding,
     FindingKind,
     LabResult,
     PatientRecord,
-    PatientRef,
     Prescription,
     RegisterEntry,
     ResourceRef,
+    Skipped,
 )
 from hrm_fhir.rules.durations import Duration
+from hrm_fhir.rules.facts import (
+    DOSE_MEASURES,
+    Facts,
+    business_identifier,
+    holds_for_therapy,
+    state_for_therapy,
+)
 from hrm_fhir.rules.model import (
-    Catalogue,
     Condition,
     Modifier,
     PrescribingCheck,
     RulePack,
     Schedule,
-    Threshold,
 )
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.rules.results import result_findings, result_lookbacks
 from hrm_fhir.rules.therapy import MedicationIndex, Therapy, build_therapies, daily_dose_mg
 
-COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-}
-_SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
-_BY_DATE = operator.attrgetter("effective", "ref")
-
-
-def business_identifier(*parts: str) -> str:
-    """A stable id usable as a FHIR logical id (letters, digits, dashes; at most 64 chars)."""
-    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
-    return f"hrm-{digest}"
+__all__ = ["Assessment", "Engine", "Facts", "business_identifier"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +54,8 @@ class Engine:
     lookback_start: date = field(init=False)
     course_gap_days: int = field(init=False)
     restart_groups: frozenset[str] = field(init=False)
+    lookbacks: dict[str, dict[str, Duration]] = field(init=False)
+    """Per pack (``id@version``) and analyte, how long a result is acted on."""
 
     def __post_init__(self) -> None:
         catalogue = self.rules.catalogue
@@ -74,6 +66,7 @@ class Engine:
             "lookback_start": catalogue.current_issue_lookback.before(self.as_of),
             "course_gap_days": (self.as_of - catalogue.course_gap.before(self.as_of)).days,
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
+            "lookbacks": {p.ref: result_lookbacks(p, catalogue) for p in packs},
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -82,6 +75,20 @@ class Engine:
     def create(cls, rules: RuleSet, as_of: date, window_days: int | None = None) -> Engine:
         days = rules.catalogue.due_window_days if window_days is None else window_days
         return cls(rules=rules, as_of=as_of, window_days=days)
+
+    def warnings(self, later: int = 0) -> list[str]:
+        """What limits a whole run on this date: rule packs no version covers, and ``later``
+        results dated after the as-of date (left out, and listed as skipped)."""
+        out = []
+        coverage = self.rules.coverage_warning(self.as_of)
+        if coverage is not None:
+            out.append(coverage)
+        if later:
+            out.append(
+                f"{later} result(s) dated after the as-of date {self.as_of.isoformat()} were not "
+                "used (listed under skipped)"
+            )
+        return out
 
     def therapies(self, record: PatientRecord) -> dict[str, Therapy]:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
@@ -110,16 +117,18 @@ class Engine:
 
     def assess(self, record: PatientRecord) -> Assessment:
         """Every finding for one patient, sorted for stable output, and the patient's register
-        lines: one per drug group on current therapy, with the next due date of each test."""
+        lines: one per drug group on current therapy, with the next due date of each test; and
+        the results dated after the as-of date, left out with a reason."""
+        later = _later(record.results, self.as_of)
         patient = record.patient
         if patient is not None and not patient.is_alive_on(self.as_of):
-            return Assessment([], [])
+            return Assessment([], [], later)
         if not record.prescriptions:
-            return Assessment([], [])
+            return Assessment([], [], later)
         catalogue = self.rules.catalogue
         therapies = self.therapies(record)
         if not any(t.current for t in therapies.values()):
-            return Assessment([], [])
+            return Assessment([], [], later)
         facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
@@ -129,145 +138,44 @@ class Engine:
                 continue
             dues = _dues(pack, therapy, facts)
             register.append(_register_entry(pack, therapy, facts, dues))
-            findings.extend(_monitoring(pack, therapy, facts, dues, self.as_of, self.window_days))
-            findings.extend(_out_of_range(pack, therapy, facts))
+            results, notes = result_findings(pack, therapy, facts, self.lookbacks[pack.ref])
+            monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
+            findings.extend(_with_notes(monitoring, notes))
+            findings.extend(results)
             findings.extend(_prescribing(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
-        return Assessment(findings, register)
+        return Assessment(findings, register, later)
 
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """What one patient's record gave: findings, and register lines."""
+    """What one patient's record gave: findings, register lines, and what was left out."""
 
     findings: list[Finding]
     register: list[RegisterEntry]
+    later: list[Skipped] = field(default_factory=list)
+    """Results dated after the as-of date: never used, never dropped in silence."""
 
 
-@dataclass(frozen=True)
-class Facts:
-    """What conditions and thresholds read: results by analyte, current groups, derived measures."""
-
-    patient: PatientRef
-    as_of: date
-    age: int | None
-    sex: str | None
-    results: dict[str, list[LabResult]]
-    """Results on or before as-of, oldest first, per analyte."""
-    current_groups: frozenset[str]
-    therapies: dict[str, Therapy]
-    lookback_start: date
-    catalogue: Catalogue
-
-    @classmethod
-    def build(
-        cls,
-        record: PatientRecord,
-        therapies: dict[str, Therapy],
-        catalogue: Catalogue,
-        as_of: date,
-        lookback_start: date,
-    ) -> Facts:
-        by_analyte: dict[str, list[LabResult]] = {}
-        for result in record.results:
-            if result.effective <= as_of:
-                by_analyte.setdefault(result.analyte, []).append(result)
-        for series in by_analyte.values():
-            series.sort(key=_BY_DATE)
-        patient = record.patient
-        ref = patient.ref if patient else _patient_of(record)
-        return cls(
-            patient=ref,
-            as_of=as_of,
-            age=patient.age_on(as_of) if patient else None,
-            sex=patient.sex if patient else None,
-            results=by_analyte,
-            current_groups=frozenset(g for g, t in therapies.items() if t.current),
-            therapies=therapies,
-            lookback_start=lookback_start,
-            catalogue=catalogue,
-        )
-
-    def latest(self, analyte: str) -> LabResult | None:
-        """The newest comparable (normalised, valued) result for an analyte."""
-        for result in reversed(self.results.get(analyte, ())):
-            if result.normalised and result.value is not None:
-                return result
-        return None
-
-    def last_done(self, analytes: Iterable[str]) -> LabResult | None:
-        """The newest result that shows a test was done (a value, or a panel/procedure code)."""
-        best: LabResult | None = None
-        for analyte in analytes:
-            dimensionless = self.catalogue.analytes[analyte].unit == "1"
-            for result in reversed(self.results.get(analyte, ())):
-                if result.value is not None or dimensionless:
-                    if best is None or (result.effective, result.ref) > (best.effective, best.ref):
-                        best = result
-                    break
-        return best
-
-    def crcl(self) -> tuple[float, tuple[ResourceRef, ...]] | None:
-        """Recorded CrCl when at least as recent as the latest creatinine, else Cockcroft-Gault."""
-        recorded = self.latest("crcl")
-        creatinine = self.latest("creatinine")
-        if recorded is not None and (
-            creatinine is None or recorded.effective >= creatinine.effective
-        ):
-            assert recorded.value is not None  # noqa: S101 - latest() guarantees it
-            return recorded.value, (recorded.ref,)
-        weight = self.latest("weight")
-        cg = self.catalogue.cockcroft_gault
-        if creatinine is None or weight is None or self.age is None or self.sex is None:
-            return None
-        assert creatinine.value is not None  # noqa: S101 - latest() guarantees it
-        assert weight.value is not None  # noqa: S101 - latest() guarantees it
-        if creatinine.value <= 0:
-            return None
-        factor = cg.factor_male if self.sex == "male" else cg.factor_female
-        value = (cg.age_offset - self.age) * weight.value * factor / creatinine.value
-        return round(value, 1), (creatinine.ref, weight.ref)
-
-    def measure(self, name: str, ingredient: Prescription | None) -> float | None:
-        if name == "age":
-            return None if self.age is None else float(self.age)
-        if name == "crcl":
-            found = self.crcl()
-            return None if found is None else found[0]
-        if name == "daily_dose_mg":
-            return None if ingredient is None else daily_dose_mg(ingredient)
-        if name == "strength_mg":
-            if ingredient is None or ingredient.strength_unit != "mg":
-                return None
-            return ingredient.strength
-        latest = self.latest(name)
-        return None if latest is None else latest.value
-
-    def holds(self, cond: Condition, ingredient: Prescription | None = None) -> bool:
-        """Whether one condition holds; unknown values never satisfy a condition."""
-        if cond.measure is not None:
-            value = self.measure(cond.measure, ingredient)
-            assert cond.op is not None  # noqa: S101 - schema checks
-            assert cond.value is not None  # noqa: S101 - schema checks
-            return value is not None and COMPARE[cond.op](value, cond.value)
-        if cond.co_prescribed is not None:
-            return cond.co_prescribed in self.current_groups
-        if cond.on_therapy_less_than is not None:
-            return False  # resolved per therapy in _holds_for_therapy
-        assert cond.falling is not None  # noqa: S101 - schema checks
-        values = [
-            r.value
-            for r in self.results.get(cond.falling, ())
-            if r.normalised and r.value is not None
-        ]
-        tail = values[-(cond.count + 1) :]
-        return len(tail) == cond.count + 1 and all(b < a for a, b in pairwise(tail))
+def _later(results: list[LabResult], as_of: date) -> list[Skipped]:
+    """One skip per Observation dated after ``as_of`` (its components share it)."""
+    seen: dict[ResourceRef, Skipped] = {}
+    for result in results:
+        if result.effective > as_of and result.ref not in seen:
+            seen[result.ref] = Skipped(
+                source=result.ref,
+                reason=f"dated after the as-of date: {result.analyte} result of "
+                f"{result.effective.isoformat()} is after {as_of.isoformat()}, not used",
+            )
+    return list(seen.values())
 
 
-def _holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy) -> bool:
-    if cond.on_therapy_less_than is not None:
-        return facts.as_of < cond.on_therapy_less_than.after(therapy.anchor)
-    return facts.holds(cond)
+def _with_notes(monitoring: list[Finding], notes: list[str]) -> list[Finding]:
+    """The monitoring finding's reason, followed by the older abnormal results (with ages)."""
+    if not notes:
+        return monitoring
+    extra = " Older abnormal results, too old to act on: " + " ".join(notes)
+    return [replace(f, reason=f.reason + extra) for f in monitoring]
 
 
 # ------------------------------------------------------------------ monitoring schedules
@@ -286,7 +194,7 @@ def _next_due(schedule: Schedule, anchor: date, base: date) -> tuple[date, Durat
 
 
 def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date) -> date | None:
-    if not all(_holds_for_therapy(facts, c, therapy) for c in modifier.when):
+    if not all(holds_for_therapy(facts, c, therapy) for c in modifier.when):
         return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
@@ -410,107 +318,24 @@ def _monitoring(
     ]
 
 
-# ------------------------------------------------------------------ out-of-range results
-
-
-def _fires(threshold: Threshold, latest: LabResult, facts: Facts) -> bool:
-    value = latest.value
-    assert value is not None  # noqa: S101 - latest() guarantees it
-    op = threshold.op
-    if op in COMPARE:
-        hit = COMPARE[op](value, threshold.value)
-    elif op == "below_ref_low":
-        hit = latest.ref_low is not None and value < latest.ref_low
-    elif op == "above_ref_high":
-        hit = latest.ref_high is not None and value > latest.ref_high
-    elif op == "above_ref_high_times":
-        hit = latest.ref_high is not None and value > latest.ref_high * threshold.value
-    else:
-        baseline = _baseline(threshold, latest, facts)
-        hit = baseline is not None and value > baseline.value * (1 + threshold.value / 100)  # type: ignore[operator]
-    return hit and all(facts.holds(c) for c in threshold.also)
-
-
-def _baseline(threshold: Threshold, latest: LabResult, facts: Facts) -> LabResult | None:
-    """The lowest value in the window before the latest result ([D]: first or lowest)."""
-    assert threshold.baseline_window is not None  # noqa: S101 - schema checks
-    since = threshold.baseline_window.before(latest.effective)
-    earlier = [
-        r
-        for r in facts.results.get(threshold.analyte, ())
-        if r.normalised and r.value is not None and since <= r.effective < latest.effective
-    ]
-    return min(earlier, key=lambda r: (r.value, r.effective)) if earlier else None
-
-
-def _describe_threshold(threshold: Threshold, latest: LabResult, facts: Facts) -> str:
-    unit = threshold.unit
-    if threshold.op in _SYMBOL:
-        return f"{_SYMBOL[threshold.op]} {threshold.value:g} {unit}"
-    if threshold.op == "below_ref_low":
-        return f"below the laboratory range (low {latest.ref_low:g})"
-    if threshold.op == "above_ref_high":
-        return f"above the laboratory range (high {latest.ref_high:g})"
-    if threshold.op == "above_ref_high_times":
-        return f"more than {threshold.value:g} x the upper limit ({latest.ref_high:g})"
-    baseline = _baseline(threshold, latest, facts)
-    assert baseline is not None  # noqa: S101 - only described when it fired
-    return (
-        f"more than {threshold.value:g}% above the baseline {baseline.value:g} {unit} "
-        f"of {baseline.effective.isoformat()}"
-    )
-
-
-def _out_of_range(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
-    worst: dict[str, tuple[Threshold, LabResult]] = {}
-    for threshold in pack.thresholds:
-        latest = facts.latest(threshold.analyte)
-        if latest is None or not _fires(threshold, latest, facts):
-            continue
-        current = worst.get(threshold.analyte)
-        if current is None or threshold.severity.rank > current[0].severity.rank:
-            worst[threshold.analyte] = (threshold, latest)
-    findings = []
-    for analyte, (threshold, latest) in sorted(worst.items()):
-        title = facts.catalogue.analytes[analyte].title
-        reason = (
-            f"{title} {latest.value:g} {latest.unit} on {latest.effective.isoformat()} is "
-            f"{_describe_threshold(threshold, latest, facts)} on {pack.title}: {threshold.advice}."
-        )
-        findings.append(
-            Finding(
-                patient=facts.patient,
-                kind=FindingKind.OUT_OF_RANGE,
-                drug_group=pack.drug_group,
-                medication=therapy.latest.ref,
-                matched_by=therapy.method,
-                rule=pack.ref,
-                check=threshold.id,
-                reason=reason,
-                source=pack.citations[threshold.citation].url,
-                verified=threshold.verified,
-                evidence=(latest.ref, therapy.latest.ref),
-                identifier=business_identifier(
-                    facts.patient, pack.id, "result", analyte, latest.ref
-                ),
-                analyte=analyte,
-                value=latest.value,
-                unit=latest.unit,
-                observed_on=latest.effective,
-                severity=threshold.severity,
-            )
-        )
-    return findings
-
-
 # ------------------------------------------------------------------ prescribing safety
+
+
+_Outcome = tuple[str, tuple[ResourceRef, ...], bool]
+"""A check that holds: what it found, the requests it rests on, whether that is verified."""
 
 
 def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
     current = therapy.current_by_ingredient(facts.as_of, facts.lookback_start)
     findings = []
+    undecided: list[tuple[PrescribingCheck, tuple[Condition, ...]]] = []
     for check in pack.prescribing:
-        outcome = _run_check(pack, check, current, facts, therapy)
+        if check.check == "criteria":
+            outcome, unknown = _criteria_check(pack, check, current, facts, therapy)
+            if unknown:
+                undecided.append((check, unknown))
+        else:
+            outcome = _run_check(pack, check, current, facts, therapy)
         if outcome is None:
             continue
         detail, evidence, verified = outcome
@@ -534,6 +359,7 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
                 severity=check.severity,
             )
         )
+    findings.extend(_undecided(pack, therapy, facts, current, undecided))
     return findings
 
 
@@ -543,7 +369,7 @@ def _run_check(
     current: dict[str, Prescription],
     facts: Facts,
     therapy: Therapy,
-) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
+) -> _Outcome | None:
     if check.ingredient is not None:
         only = current.get(check.ingredient)
         current = {} if only is None else {check.ingredient: only}
@@ -562,30 +388,94 @@ def _run_check(
                     True,
                 )
         return None
-    if check.check == "ome_at_least":
-        return _ome(pack, check, current)
-    subject_request = current.get(check.ingredient) if check.ingredient else therapy.latest
+    return _ome(pack, check, current)
 
-    def holds(cond: Condition) -> bool:
-        return _holds_for_therapy_or_ingredient(facts, cond, therapy, subject_request)
 
-    if not all(holds(c) for c in check.requires):
-        return None
-    held = [c for c in check.criteria if holds(c)]
+def _criteria_check(
+    pack: RulePack,
+    check: PrescribingCheck,
+    current: dict[str, Prescription],
+    facts: Facts,
+    therapy: Therapy,
+) -> tuple[_Outcome | None, tuple[Condition, ...]]:
+    """A ``criteria`` check: what it found when it holds; when it does not, the conditions whose
+    missing data kept it from being decided (none when it is known not to hold)."""
+    if check.ingredient is not None:
+        only = current.get(check.ingredient)
+        current = {} if only is None else {check.ingredient: only}
+    if not current:
+        return None, ()
+    request = current.get(check.ingredient) if check.ingredient else therapy.latest
+    states = {c: state_for_therapy(facts, c, therapy, request) for c in check.requires}
+    states.update({c: state_for_therapy(facts, c, therapy, request) for c in check.criteria})
+    if any(states[c] is False for c in check.requires):
+        return None, ()
+    held = [c for c in check.criteria if states[c] is True]
+    unknown = tuple(c for c in (*check.requires, *check.criteria) if states[c] is None)
     needed = check.min_match or len(check.criteria)
-    if len(held) < needed:
-        return None
+    if len(held) + sum(states[c] is None for c in check.criteria) < needed:
+        return None, ()
+    if len(held) < needed or any(states[c] is None for c in check.requires):
+        return None, unknown
     subject = check.ingredient or pack.title
     detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in (*check.requires, *held))
-    return detail, tuple(sorted(r.ref for r in current.values())), True
+    return (detail, tuple(sorted(r.ref for r in current.values())), True), ()
 
 
-def _holds_for_therapy_or_ingredient(
-    facts: Facts, cond: Condition, therapy: Therapy, request: Prescription | None
-) -> bool:
-    if cond.measure in ("daily_dose_mg", "strength_mg"):
-        return facts.holds(cond, request)
-    return _holds_for_therapy(facts, cond, therapy)
+def _undecided(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    current: dict[str, Prescription],
+    undecided: list[tuple[PrescribingCheck, tuple[Condition, ...]]],
+) -> list[Finding]:
+    """One incomplete finding for the checks that record data (CrCl and its inputs, weight,
+    age, a result) kept from being decided, graded by the worst of them."""
+    checks = [
+        (check, unknown)
+        for check, unknown in undecided
+        if any((c.measure or "") not in DOSE_MEASURES for c in unknown)
+    ]
+    if not checks:
+        return []
+    measures = list(dict.fromkeys(c.measure or "" for _, unknown in checks for c in unknown))
+    missing = tuple(dict.fromkeys(m for name in measures for m in facts.missing_for(name)))
+    worst = max((check for check, _ in checks), key=lambda c: c.severity.rank)
+    first = next(m for m in measures if m not in DOSE_MEASURES)
+    intervals = [
+        m
+        for s in pack.schedules
+        for m in s.modifiers
+        if any(c.measure in measures for c in m.when)
+        or (m.interval_months_from is not None and m.interval_months_from.measure in measures)
+    ]
+    reason = (
+        f"{pack.title}: not recorded or not usable: {', '.join(missing)}; so "
+        f"{', '.join(c.id for c, _ in checks)} could not be assessed"
+        + (" and the monitoring interval that depends on it was not applied" if intervals else "")
+        + f". At worst ({worst.severity.value}): {worst.advice}."
+    )
+    return [
+        Finding(
+            patient=facts.patient,
+            kind=FindingKind.INCOMPLETE,
+            drug_group=pack.drug_group,
+            medication=therapy.latest.ref,
+            matched_by=therapy.method,
+            rule=pack.ref,
+            check=",".join(c.id for c, _ in checks),
+            reason=reason,
+            source=pack.citations[worst.citation].url,
+            verified=worst.verified,
+            evidence=tuple(sorted(r.ref for r in current.values())),
+            identifier=business_identifier(
+                facts.patient, pack.id, "incomplete", first, therapy.start.isoformat()
+            ),
+            code=f"{first.replace('_', '-')}-unknown",
+            severity=worst.severity,
+            missing=missing,
+        )
+    ]
 
 
 def _ome(
@@ -625,11 +515,3 @@ def _ome(
     if unknown:
         detail += f" (not counted, dose unknown: {', '.join(unknown)})"
     return detail, tuple(sorted(r.ref for r in current.values())), verified
-
-
-def _patient_of(record: PatientRecord) -> PatientRef:
-    if record.prescriptions:
-        return record.prescriptions[0].patient
-    if record.results:
-        return record.results[0].patient
-    raise ValueError("a record with no patient, prescriptions or results")
