@@ -54,27 +54,30 @@ class Judgement:
 
 
 def result_lookbacks(pack: RulePack, catalogue: Catalogue) -> dict[str, Duration]:
-    """How long each analyte's result is acted on in this pack: the longest maintenance interval
-    of the pack's schedules for the test that carries it (its own test, or the test it is
-    ``monitored_with``); the catalogue's ``result_lookback`` when no schedule asks for one."""
+    """How long each analyte's result is acted on in this pack (``result_lookback``), for every
+    analyte it has thresholds for or whose test it schedules."""
     analytes = {t.analyte for t in pack.thresholds} | {
         a for s in pack.schedules for test in s.tests for a in catalogue.tests[test].analytes
     }
-    out: dict[str, Duration] = {}
-    for analyte in analytes:
-        tests = {t.id for t in catalogue.tests.values() if analyte in t.analytes}
-        with_test = catalogue.analytes[analyte].monitored_with
-        if with_test is not None:
-            tests.add(with_test)
-        intervals = [
-            interval
-            for s in pack.schedules
-            if tests.intersection(s.tests) and (interval := s.phases[-1].interval) is not None
-        ]
-        out[analyte] = max(
-            intervals, key=lambda i: i.after(_EPOCH), default=catalogue.result_lookback
-        )
-    return out
+    return {analyte: result_lookback(pack, catalogue, analyte)[0] for analyte in analytes}
+
+
+def result_lookback(pack: RulePack, catalogue: Catalogue, analyte: str) -> tuple[Duration, bool]:
+    """(how long, whether from a schedule): the longest maintenance interval of the pack's
+    schedules for the test that carries the analyte (its own test, or the test it is
+    ``monitored_with``); the catalogue's ``result_lookback`` when no schedule asks for one."""
+    tests = {t.id for t in catalogue.tests.values() if analyte in t.analytes}
+    with_test = catalogue.analytes[analyte].monitored_with
+    if with_test is not None:
+        tests.add(with_test)
+    intervals = [
+        interval
+        for s in pack.schedules
+        if tests.intersection(s.tests) and (interval := s.phases[-1].interval) is not None
+    ]
+    if not intervals:
+        return catalogue.result_lookback, False
+    return max(intervals, key=lambda i: i.after(_EPOCH)), True
 
 
 def baseline_of(threshold: Threshold, latest: LabResult, facts: Facts) -> LabResult | None:
