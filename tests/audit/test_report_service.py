@@ -92,6 +92,23 @@ def test_cli_writes_every_output(
     assert len(rows) == sum(len(p.rows) for p in report.lists.values())
 
 
+def test_a_month_no_rule_pack_covers_is_said_on_stderr_and_in_the_report(
+    ledger: str, tmp_path: Path, report: MonthlyReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert report.warnings == (), "April 2027 is covered by every pack"
+    monkeypatch.setenv("HRM_DATABASE_URL", ledger)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["report", "monthly", "--month", "2018-05", "--practice", "practice-1", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    [warning] = orjson.loads((out / "report.json").read_bytes())["warnings"]
+    assert "is in force on 2018-05-31" in warning
+    assert f"warning: {warning}" in result.stderr
+    assert "What limits this report" in (out / "report.html").read_text()
+
+
 def test_cli_refuses_an_unknown_pcn_and_a_bad_month(
     ledger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
