@@ -121,10 +121,10 @@ class LabResult:
     ref_low: float | None = None
     ref_high: float | None = None
     """The laboratory's reference range, in the same unit as ``value``."""
-    time: int | None = None
-    """Seconds after London midnight on ``effective``; None when the record gives a date only."""
-    issued: int | None = None
-    """When the laboratory released it (POSIX seconds); None when not recorded."""
+    time: int = -1
+    """Seconds after London midnight on ``effective``; -1 when the record gives a date only."""
+    issued: int = -1
+    """When the laboratory released it (POSIX seconds); -1 when not recorded."""
     comparator: str | None = None
     """``<``, ``<=``, ``>`` or ``>=`` when the laboratory gave a bound, not a value (``>8.0``)."""
     interpretation: str | None = None
@@ -137,17 +137,16 @@ class LabResult:
     @property
     def order(self) -> tuple[date, int, int, str]:
         """Oldest first: date, time of day (a date-only result first), then issue, then id."""
-        time = -1 if self.time is None else self.time
-        return self.effective, time, -1 if self.issued is None else self.issued, self.ref
+        return self.effective, self.time, self.issued, self.ref
 
     def same_moment(self, other: LabResult) -> bool:
         """Whether the two could have been taken at the same moment: the same day, and neither
         time (nor issue) says otherwise. Such results are weighed together (the worst counts)."""
         if self.effective != other.effective:
             return False
-        if self.time is not None and other.time is not None and self.time != other.time:
+        if self.time >= 0 and other.time >= 0 and self.time != other.time:
             return False
-        return self.issued is None or other.issued is None or self.issued == other.issued
+        return self.issued < 0 or other.issued < 0 or self.issued == other.issued
 
 
 @dataclass(frozen=True, slots=True)

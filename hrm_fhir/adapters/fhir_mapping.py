@@ -175,6 +175,7 @@ class RecordBuilder:
         self._products: dict[bytes, _Product] = {}
         self._dosages: dict[bytes, Dosage] = {}
         self._moments: dict[str, Moment | None] = {}
+        self._dates: dict[str, date | None] = {}
         self._pending: list[tuple[str, Resource]] = []
         self.records: dict[PatientRef, PatientRecord] = {}
         self.skipped: list[Skipped] = []
@@ -263,8 +264,13 @@ class RecordBuilder:
         return moment
 
     def _date(self, value: Any) -> date | None:
-        moment = self._moment(value)
-        return None if moment is None else moment[0]
+        """``parse_date``, remembered (requests and patients need no time of day)."""
+        if not isinstance(value, str):
+            return None
+        day = self._dates.get(value, date.min)
+        if day is date.min:
+            day = self._dates[value] = parse_date(value)
+        return day
 
     def _observation(self, resource: Resource, subject: str | None = None) -> None:
         analyte = self._analyte(resource.get("code"))
@@ -281,7 +287,7 @@ class RecordBuilder:
         patient = _reference(resource.get("subject"), "Patient") or subject
         if patient is None:
             raise MappingError("Observation has no Patient subject")
-        issued = self._moment(resource.get("issued"))
+        issued = self._moment(resource["issued"]) if "issued" in resource else None
         effective = (
             self._moment(resource.get("effectiveDateTime"))
             or self._moment((resource.get("effectivePeriod") or {}).get("start"))
@@ -294,7 +300,7 @@ class RecordBuilder:
             ResourceRef(f"Observation/{rid}"),
             PatientRef(patient),
             effective,
-            None if issued is None else issued[2],
+            -1 if issued is None or issued[2] is None else issued[2],
             status == "preliminary",
         )
         results = self._record(taken.patient).results
@@ -318,15 +324,30 @@ class RecordBuilder:
         """One analyte's value: from ``valueQuantity`` (with its comparator), ``valueString``
         (``9.2``, ``>8.0``, ``<0.1 mmol/L``) or ``valueInteger``; its range and flag; its unit
         normalised, or kept as written (and reported) when it cannot be read."""
-        value, comparator, unit = _value(element)
-        day, time, _ = taken.effective
-        interpretation = _interpretation(element.get("interpretation"))
+        quantity = element.get("valueQuantity")
+        if quantity.__class__ is dict:  # the common case, read here: this path runs per result
+            value = quantity.get("value")
+            comparator = quantity.get("comparator")
+            comparator = _COMPARATORS.get(comparator) if comparator else None
+            unit = quantity.get("code") if quantity.get("system") == UCUM_SYSTEM else None
+            unit = unit or quantity.get("unit")
+            if value.__class__ is int:
+                value = float(value)
+            elif value.__class__ is not float:  # absent, text or a bool: no number
+                value = None
+        else:
+            value, comparator, unit = _text_value(element)
+        day, seconds, _ = taken.effective
+        time = -1 if seconds is None else seconds
+        flags = element.get("interpretation")
+        interpretation = None if flags is None else _interpretation(flags)
         if value is None:
             return LabResult(
                 taken.ref, taken.patient, analyte, day, None, None, False,
                 None, None, time, taken.issued, None, interpretation, taken.preliminary,
             )  # fmt: skip
-        low, high, range_unit = _reference_range(element.get("referenceRange"))
+        ranges = element.get("referenceRange")
+        low, high, range_unit = (None, None, None) if ranges is None else _reference_range(ranges)
         normal = self._units.normalise(analyte, value, unit)
         if normal is None:
             self.skipped.append(
@@ -463,23 +484,13 @@ class _Taken:
     ref: ResourceRef
     patient: PatientRef
     effective: Moment
-    issued: int | None
+    issued: int
+    """POSIX seconds, -1 when not recorded."""
     preliminary: bool
 
 
-def _value(element: Resource) -> tuple[float | None, str | None, str | None]:
-    """(number, comparator, unit as written) of an Observation or component value."""
-    quantity = element.get("valueQuantity")
-    if isinstance(quantity, dict):
-        value = _number(quantity.get("value"))
-        if value is None:
-            return None, None, None
-        unit = quantity.get("code") if quantity.get("system") == UCUM_SYSTEM else None
-        return (
-            value,
-            _COMPARATORS.get(quantity.get("comparator") or ""),
-            unit or quantity.get("unit"),
-        )
+def _text_value(element: Resource) -> tuple[float | None, str | None, str | None]:
+    """(number, comparator, unit as written) of a value that is not a ``valueQuantity``."""
     text = element.get("valueString")
     if isinstance(text, str):
         match = _VALUE_STRING.match(text)

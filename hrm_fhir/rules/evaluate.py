@@ -36,7 +36,7 @@ from hrm_fhir.rules.model import (
     Schedule,
 )
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.results import result_findings, result_lookbacks
+from hrm_fhir.rules.results import AnalytePlan, Stale, result_findings, result_plan, stale_notes
 from hrm_fhir.rules.therapy import MedicationIndex, Therapy, build_therapies, daily_dose_mg
 
 __all__ = ["Assessment", "Engine", "Facts", "business_identifier"]
@@ -54,8 +54,8 @@ class Engine:
     lookback_start: date = field(init=False)
     course_gap_days: int = field(init=False)
     restart_groups: frozenset[str] = field(init=False)
-    lookbacks: dict[str, dict[str, Duration]] = field(init=False)
-    """Per pack (``id@version``) and analyte, how long a result is acted on."""
+    result_plans: dict[str, tuple[AnalytePlan, ...]] = field(init=False)
+    """Per pack (``id@version``): its analytes, their thresholds and look-backs."""
 
     def __post_init__(self) -> None:
         catalogue = self.rules.catalogue
@@ -66,7 +66,7 @@ class Engine:
             "lookback_start": catalogue.current_issue_lookback.before(self.as_of),
             "course_gap_days": (self.as_of - catalogue.course_gap.before(self.as_of)).days,
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
-            "lookbacks": {p.ref: result_lookbacks(p, catalogue) for p in packs},
+            "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -138,9 +138,9 @@ class Engine:
                 continue
             dues = _dues(pack, therapy, facts)
             register.append(_register_entry(pack, therapy, facts, dues))
-            results, notes = result_findings(pack, therapy, facts, self.lookbacks[pack.ref])
+            results, stale = result_findings(pack, therapy, facts, self.result_plans[pack.ref])
             monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
-            findings.extend(_with_notes(monitoring, notes))
+            findings.extend(_with_notes(monitoring, stale, facts))
             findings.extend(results)
             findings.extend(_prescribing(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
@@ -170,8 +170,9 @@ def _later(results: list[LabResult], as_of: date) -> list[Skipped]:
     return list(seen.values())
 
 
-def _with_notes(monitoring: list[Finding], notes: list[str]) -> list[Finding]:
+def _with_notes(monitoring: list[Finding], stale: Stale, facts: Facts) -> list[Finding]:
     """The monitoring finding's reason, followed by the older abnormal results (with ages)."""
+    notes = stale_notes(stale, facts) if monitoring and stale else []
     if not notes:
         return monitoring
     extra = " Older abnormal results, too old to act on: " + " ".join(notes)
@@ -359,7 +360,8 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
                 severity=check.severity,
             )
         )
-    findings.extend(_undecided(pack, therapy, facts, current, undecided))
+    if undecided:
+        findings.extend(_undecided(pack, therapy, facts, current, undecided))
     return findings
 
 
@@ -406,17 +408,26 @@ def _criteria_check(
     if not current:
         return None, ()
     request = current.get(check.ingredient) if check.ingredient else therapy.latest
-    states = {c: state_for_therapy(facts, c, therapy, request) for c in check.requires}
-    states.update({c: state_for_therapy(facts, c, therapy, request) for c in check.criteria})
-    if any(states[c] is False for c in check.requires):
-        return None, ()
-    held = [c for c in check.criteria if states[c] is True]
-    unknown = tuple(c for c in (*check.requires, *check.criteria) if states[c] is None)
+    unknown: list[Condition] = []
+    for cond in check.requires:
+        state = state_for_therapy(facts, cond, therapy, request)
+        if state is False:
+            return None, ()
+        if state is None:
+            unknown.append(cond)
+    held: list[Condition] = []
+    for cond in check.criteria:
+        state = state_for_therapy(facts, cond, therapy, request)
+        if state:
+            held.append(cond)
+        elif state is None:
+            unknown.append(cond)
     needed = check.min_match or len(check.criteria)
-    if len(held) + sum(states[c] is None for c in check.criteria) < needed:
+    open_criteria = sum(c not in check.requires for c in unknown)
+    if len(held) + open_criteria < needed:
         return None, ()
-    if len(held) < needed or any(states[c] is None for c in check.requires):
-        return None, unknown
+    if unknown and (len(held) < needed or open_criteria < len(unknown)):
+        return None, tuple(unknown)
     subject = check.ingredient or pack.title
     detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in (*check.requires, *held))
     return (detail, tuple(sorted(r.ref for r in current.values())), True), ()

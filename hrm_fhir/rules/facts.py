@@ -13,6 +13,7 @@ import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from itertools import pairwise
 
 from hrm_fhir.domain import LabResult, PatientRecord, PatientRef, Prescription, ResourceRef
@@ -28,7 +29,8 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 DOSE_MEASURES = frozenset({"daily_dose_mg", "strength_mg"})
 """Measures read from the prescription; every other measure is read from the record."""
-_ORDER = operator.attrgetter("order")
+_ORDER = operator.attrgetter("effective", "time", "issued", "ref")
+"""``LabResult.order``, read without a Python call per result."""
 
 
 def business_identifier(*parts: str) -> str:
@@ -112,11 +114,23 @@ class Facts:
         """The newest valued results of an analyte, readable or not, preliminary or final: the
         newest one and every other that could have been taken at the same moment (a result
         with a date but no time ties with the day's latest timed one). Empty when none."""
-        valued = [r for r in self.results.get(analyte, ()) if r.value is not None]
-        if not valued:
+        series = self.results.get(analyte)
+        if not series:
             return []
-        last = valued[-1]
-        return [r for r in reversed(valued) if r is last or r.same_moment(last)]
+        last = None
+        for index in range(len(series) - 1, -1, -1):
+            if series[index].value is not None:
+                last = series[index]
+                break
+        if last is None:
+            return []
+        group = [last]
+        for result in reversed(series[:index]):
+            if result.effective != last.effective:
+                break
+            if result.value is not None and result.same_moment(last):
+                group.append(result)
+        return group
 
     def last_done(self, analytes: Iterable[str]) -> LabResult | None:
         """The newest result that shows a test was done: a final value in a unit that could be
@@ -136,6 +150,10 @@ class Facts:
     def crcl(self) -> tuple[float, tuple[ResourceRef, ...]] | None:
         """Recorded CrCl when at least as recent as the latest creatinine, else Cockcroft-Gault
         from an exact creatinine, weight, age and sex; None when neither can be had."""
+        return self._crcl
+
+    @cached_property
+    def _crcl(self) -> tuple[float, tuple[ResourceRef, ...]] | None:
         recorded = self.latest("crcl")
         creatinine = self.latest("creatinine")
         if recorded is not None and (

@@ -14,7 +14,7 @@ so, graded by the worst the value could mean.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 
 from hrm_fhir.domain import Finding, FindingKind, LabResult, Severity
 from hrm_fhir.rules.durations import Duration
@@ -51,6 +51,43 @@ class Judgement:
     basis: str = ""
     """How the limit was found when the laboratory's range was absent."""
     missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalytePlan:
+    """How one pack reads one analyte on one as-of date, worked out once per run."""
+
+    analyte: str
+    thresholds: tuple[Threshold, ...]
+    lookback: Duration
+    acted_from: date
+    """The oldest result date still acted on: ``lookback`` after it is on or after as-of."""
+
+
+def result_plan(pack: RulePack, catalogue: Catalogue, as_of: date) -> tuple[AnalytePlan, ...]:
+    """Every analyte the pack has thresholds for or whose test it schedules, with its
+    thresholds and look-back, in analyte order."""
+    return tuple(
+        AnalytePlan(
+            analyte,
+            tuple(t for t in pack.thresholds if t.analyte == analyte),
+            lookback,
+            _acted_from(lookback, as_of),
+        )
+        for analyte, lookback in sorted(result_lookbacks(pack, catalogue).items())
+    )
+
+
+def _acted_from(lookback: Duration, as_of: date) -> date:
+    """The earliest day whose ``lookback`` later is on or after ``as_of`` (month ends clamp, so
+    this is found from ``lookback.before`` and checked either side)."""
+    one = timedelta(days=1)
+    day = lookback.before(as_of)
+    while lookback.after(day) < as_of:
+        day += one
+    while lookback.after(day - one) >= as_of:
+        day -= one
+    return day
 
 
 def result_lookbacks(pack: RulePack, catalogue: Catalogue) -> dict[str, Duration]:
@@ -181,38 +218,47 @@ class _Reading:
     """The worst threshold that could not be decided, per cause (``Judgement.missing``)."""
 
 
+Stale = list[tuple[AnalytePlan, list[LabResult]]]
+"""Newest results too old to act on, per analyte."""
+
+
 def result_findings(
-    pack: RulePack, therapy: Therapy, facts: Facts, lookbacks: dict[str, Duration]
-) -> tuple[list[Finding], list[str]]:
-    """Out-of-range and incomplete findings from the pack's analytes, and a note on each older
-    abnormal result (too old to act on, described with its age)."""
+    pack: RulePack, therapy: Therapy, facts: Facts, plan: tuple[AnalytePlan, ...]
+) -> tuple[list[Finding], Stale]:
+    """Out-of-range and incomplete findings from the pack's analytes, and the newest results
+    that are too old to act on (``stale_notes`` describes the abnormal ones)."""
     findings: list[Finding] = []
-    notes: list[str] = []
-    by_analyte: dict[str, list[Threshold]] = {a: [] for a in lookbacks}
-    for threshold in pack.thresholds:
-        by_analyte[threshold.analyte].append(threshold)
-    for analyte in sorted(by_analyte):
-        newest = facts.newest(analyte)
+    stale: Stale = []
+    for item in plan:
+        if item.analyte not in facts.results:
+            continue
+        newest = facts.newest(item.analyte)
         if not newest:
             continue
-        thresholds = by_analyte[analyte]
-        lookback = lookbacks[analyte]
-        if lookback.after(newest[0].effective) < facts.as_of:
-            notes.extend(_stale_notes(thresholds, newest, facts, lookback))
+        if newest[0].effective < item.acted_from:
+            if item.thresholds:
+                stale.append((item, newest))
             continue
+        thresholds = list(item.thresholds)
         reading = _read(thresholds, [r for r in newest if r.normalised], facts)
         findings.extend(_findings(pack, therapy, facts, reading))
         for result in newest:
             if not result.normalised:
                 findings.append(_unreadable(pack, therapy, facts, thresholds, result))
-    return findings, notes
+    return findings, stale
 
 
 def _read(thresholds: list[Threshold], results: list[LabResult], facts: Facts) -> _Reading:
     reading = _Reading()
     for threshold in thresholds:
         for result in results:
+            if result.comparator is None and threshold.op in COMPARE:
+                assert result.value is not None  # noqa: S101 - newest() gives valued results
+                if not COMPARE[threshold.op](result.value, threshold.value):
+                    continue  # the common case, decided without describing the limit
             judgement = judge(threshold, result, facts)
+            if judgement.hit is False:
+                continue
             states = [facts.state(c) for c in threshold.also]
             if judgement.hit is True and all(s is True for s in states):
                 if reading.fired is None or _rank(threshold) > _rank(reading.fired[0]):
@@ -428,27 +474,27 @@ def _incomplete(
     )
 
 
-def _stale_notes(
-    thresholds: list[Threshold], newest: list[LabResult], facts: Facts, lookback: Duration
-) -> list[str]:
+def stale_notes(stale: Stale, facts: Facts) -> list[str]:
     """One sentence per older abnormal result: what it was, and how old."""
     notes = []
-    for result in newest:
-        if not result.normalised:
-            continue
-        crossed = [
-            (t, j)
-            for t in thresholds
-            if (j := judge(t, result, facts)).hit is True and all(facts.holds(c) for c in t.also)
-        ]
-        if not crossed:
-            continue
-        threshold, judgement = max(crossed, key=lambda pair: _rank(pair[0]))
-        title = facts.catalogue.analytes[result.analyte].title
-        notes.append(
-            f"{title} {value_text(result)} on {result.effective.isoformat()} "
-            f"({_age(result.effective, facts.as_of)} old) was {judgement.limit} "
-            f"({threshold.id}, {threshold.severity.value}): too old to act on, as results are "
-            f"acted on for {lookback.describe()}."
-        )
+    for item, newest in stale:
+        for result in newest:
+            if not result.normalised:
+                continue
+            crossed = [
+                (t, j)
+                for t in item.thresholds
+                if (j := judge(t, result, facts)).hit is True
+                and all(facts.holds(c) for c in t.also)
+            ]
+            if not crossed:
+                continue
+            threshold, judgement = max(crossed, key=lambda pair: _rank(pair[0]))
+            title = facts.catalogue.analytes[result.analyte].title
+            notes.append(
+                f"{title} {value_text(result)} on {result.effective.isoformat()} "
+                f"({_age(result.effective, facts.as_of)} old) was {judgement.limit} "
+                f"({threshold.id}, {threshold.severity.value}): too old to act on, as results "
+                f"are acted on for {item.lookback.describe()}."
+            )
     return notes
