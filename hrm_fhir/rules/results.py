@@ -13,6 +13,7 @@ so, graded by the worst the value could mean.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
@@ -133,55 +134,63 @@ def baseline_of(threshold: Threshold, latest: LabResult, facts: Facts) -> LabRes
 
 
 def judge(threshold: Threshold, result: LabResult, facts: Facts) -> Judgement:
-    """Whether ``result`` crosses ``threshold`` (its ``also`` conditions aside)."""
+    """Whether ``result`` crosses ``threshold`` (its ``also`` conditions aside). A result that
+    does not cross it gets ``NOT_CROSSED``, with no words: that is the common case."""
     assert result.value is not None  # noqa: S101 - callers pass valued results
     op, unit = threshold.op, threshold.unit
     if op in COMPARE:
-        words = f"{_SYMBOL[op]} {threshold.value:g} {unit}"
-        return _against(result, op, threshold.value, words)
+        hit = meets(result.value, result.comparator, op, threshold.value)
+        return _judged(hit, lambda: f"{_SYMBOL[op]} {threshold.value:g} {unit}")
     if op == "rise_pct_from_baseline":
         baseline = baseline_of(threshold, result, facts)
         if baseline is None or baseline.value is None:
-            return Judgement(False, "above its baseline")
-        words = (
-            f"more than {threshold.value:g}% above the baseline {baseline.value:g} {unit} "
-            f"of {baseline.effective.isoformat()}"
+            return NOT_CROSSED
+        base = baseline.value
+        hit = meets(result.value, result.comparator, "gt", base * (1 + threshold.value / 100))
+        return _judged(
+            hit,
+            lambda: (
+                f"more than {threshold.value:g}% above the baseline {base:g} {unit} "
+                f"of {baseline.effective.isoformat()}"
+            ),
         )
-        return _against(result, "gt", baseline.value * (1 + threshold.value / 100), words)
     high = op != "below_ref_low"
     times = threshold.value if op == "above_ref_high_times" else 1.0
-    side = "high" if high else "low"
     bound = result.ref_high if high else result.ref_low
     if bound is not None:
-        return _against(
-            result, "gt" if high else "lt", bound * times, _range_words(op, times, bound)
-        )
+        hit = meets(result.value, result.comparator, "gt" if high else "lt", bound * times)
+        return _judged(hit, lambda: _range_words(op, times, bound))
     flag = result.interpretation or ""
     flagged = _FLAG_SIDE.get(flag)
     if flagged is not None and (flagged != "high" or times == 1.0):
+        if flagged != ("high" if high else "low"):
+            return NOT_CROSSED
         words = f"flagged {flag} by the laboratory ({'above' if high else 'below'} its range)"
-        basis = "the laboratory range was absent: judged by the laboratory's flag"
-        return Judgement(flagged == side, words, basis)
+        return Judgement(True, words, "the laboratory range was absent: judged by its flag")
     analyte = facts.catalogue.analytes[threshold.analyte]
     default = analyte.default_range(facts.sex) if result.normalised else None
     limit = None if default is None else (default.high if high else default.low)
-    words = _range_words(op, times, limit)
     if default is None or limit is None:
         sex = ("sex",) if analyte.reference_ranges and facts.sex is None else ()
-        return Judgement(None, words, missing=(*_NO_RANGE, *sex))
+        return Judgement(None, _range_words(op, times, None), missing=(*_NO_RANGE, *sex))
+    hit = meets(result.value, result.comparator, "gt" if high else "lt", limit * times)
     citation = facts.catalogue.citations[default.citation]
     basis = (
         f"the laboratory range was absent: judged against the default adult range "
         f"{default.describe(unit)} ({citation.publisher}"
         f"{'' if default.verified else ', unverified'})"
     )
-    return _against(result, "gt" if high else "lt", limit * times, words, basis)
+    return _judged(hit, lambda: _range_words(op, times, limit), basis)
 
 
-def _against(result: LabResult, op: str, limit: float, words: str, basis: str = "") -> Judgement:
-    assert result.value is not None  # noqa: S101 - callers pass valued results
-    hit = meets(result.value, result.comparator, op, limit)
-    return Judgement(hit, words, basis, () if hit is not None else ("exact value",))
+NOT_CROSSED = Judgement(False, "")
+
+
+def _judged(hit: bool | None, words: Callable[[], str], basis: str = "") -> Judgement:
+    """The judgement; its words are only worked out when the threshold is, or may be, crossed."""
+    if hit is False:
+        return NOT_CROSSED
+    return Judgement(hit, words(), basis, () if hit is not None else ("exact value",))
 
 
 def _range_words(op: str, times: float, bound: float | None) -> str:
@@ -229,8 +238,9 @@ def result_findings(
     that are too old to act on (``stale_notes`` describes the abnormal ones)."""
     findings: list[Finding] = []
     stale: Stale = []
+    present = facts.results
     for item in plan:
-        if item.analyte not in facts.results:
+        if item.analyte not in present:
             continue
         newest = facts.newest(item.analyte)
         if not newest:
@@ -239,27 +249,29 @@ def result_findings(
             if item.thresholds:
                 stale.append((item, newest))
             continue
-        thresholds = list(item.thresholds)
-        reading = _read(thresholds, [r for r in newest if r.normalised], facts)
-        findings.extend(_findings(pack, therapy, facts, reading))
+        reading = _read(item.thresholds, newest, facts)
+        if reading is not None:
+            findings.extend(_findings(pack, therapy, facts, reading))
         for result in newest:
             if not result.normalised:
-                findings.append(_unreadable(pack, therapy, facts, thresholds, result))
+                findings.append(_unreadable(pack, therapy, facts, item.thresholds, result))
     return findings, stale
 
 
-def _read(thresholds: list[Threshold], results: list[LabResult], facts: Facts) -> _Reading:
-    reading = _Reading()
+def _read(
+    thresholds: tuple[Threshold, ...], newest: list[LabResult], facts: Facts
+) -> _Reading | None:
+    """What the readable ones among the newest results cross; None when nothing (the usual)."""
+    reading: _Reading | None = None
     for threshold in thresholds:
-        for result in results:
-            if result.comparator is None and threshold.op in COMPARE:
-                assert result.value is not None  # noqa: S101 - newest() gives valued results
-                if not COMPARE[threshold.op](result.value, threshold.value):
-                    continue  # the common case, decided without describing the limit
+        for result in newest:
+            if not result.normalised:
+                continue
             judgement = judge(threshold, result, facts)
             if judgement.hit is False:
                 continue
             states = [facts.state(c) for c in threshold.also]
+            reading = reading or _Reading()
             if judgement.hit is True and all(s is True for s in states):
                 if reading.fired is None or _rank(threshold) > _rank(reading.fired[0]):
                     reading.fired = (threshold, result, judgement)
@@ -367,7 +379,7 @@ def _unreadable(
     pack: RulePack,
     therapy: Therapy,
     facts: Facts,
-    thresholds: list[Threshold],
+    thresholds: tuple[Threshold, ...],
     result: LabResult,
 ) -> Finding:
     """The incomplete finding for a result whose unit cannot be read, graded by the worst any
