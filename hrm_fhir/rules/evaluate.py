@@ -26,6 +26,7 @@ from hrm_fhir.rules.facts import (
     Facts,
     business_identifier,
     holds_for_therapy,
+    pack_finding,
     state_for_therapy,
 )
 from hrm_fhir.rules.model import (
@@ -298,13 +299,11 @@ def _monitoring(
     evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
     schedule = included[0].schedule
     return [
-        Finding(
-            patient=facts.patient,
-            kind=kind,
-            drug_group=pack.drug_group,
-            medication=therapy.latest.ref,
-            matched_by=therapy.method,
-            rule=pack.ref,
+        pack_finding(
+            pack,
+            therapy,
+            facts,
+            kind,
             check=",".join(sorted({d.schedule.id for d in included})),
             reason=reason,
             source=pack.citations[schedule.citation].url,
@@ -341,13 +340,11 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
             continue
         detail, evidence, verified = outcome
         findings.append(
-            Finding(
-                patient=facts.patient,
-                kind=FindingKind.PRESCRIBING,
-                drug_group=pack.drug_group,
-                medication=therapy.latest.ref,
-                matched_by=therapy.method,
-                rule=pack.ref,
+            pack_finding(
+                pack,
+                therapy,
+                facts,
+                FindingKind.PRESCRIBING,
                 check=check.id,
                 reason=f"{detail}: {check.advice}.",
                 source=pack.citations[check.citation].url,
@@ -467,13 +464,11 @@ def _undecided(
         + f". At worst ({worst.severity.value}): {worst.advice}."
     )
     return [
-        Finding(
-            patient=facts.patient,
-            kind=FindingKind.INCOMPLETE,
-            drug_group=pack.drug_group,
-            medication=therapy.latest.ref,
-            matched_by=therapy.method,
-            rule=pack.ref,
+        pack_finding(
+            pack,
+            therapy,
+            facts,
+            FindingKind.INCOMPLETE,
             check=",".join(c.id for c, _ in checks),
             reason=reason,
             source=pack.citations[worst.citation].url,

@@ -15,9 +15,18 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 from itertools import pairwise
+from typing import Any
 
-from hrm_fhir.domain import LabResult, PatientRecord, PatientRef, Prescription, ResourceRef
-from hrm_fhir.rules.model import Catalogue, Condition
+from hrm_fhir.domain import (
+    Finding,
+    FindingKind,
+    LabResult,
+    PatientRecord,
+    PatientRef,
+    Prescription,
+    ResourceRef,
+)
+from hrm_fhir.rules.model import Catalogue, Condition, RulePack
 from hrm_fhir.rules.registry import DERIVED_MEASURES
 from hrm_fhir.rules.therapy import Therapy, daily_dose_mg
 
@@ -37,6 +46,22 @@ def business_identifier(*parts: str) -> str:
     """A stable id usable as a FHIR logical id (letters, digits, dashes; at most 64 chars)."""
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
     return f"hrm-{digest}"
+
+
+def pack_finding(
+    pack: RulePack, therapy: Therapy, facts: Facts, kind: FindingKind, **fields: Any
+) -> Finding:
+    """A finding of ``pack`` about the patient's ``therapy``: who, which group, which request,
+    how it was recognised and which rule version, with the finding's own ``fields``."""
+    return Finding(
+        patient=facts.patient,
+        kind=kind,
+        drug_group=pack.drug_group,
+        medication=therapy.latest.ref,
+        matched_by=therapy.method,
+        rule=pack.ref,
+        **fields,
+    )
 
 
 def meets(value: float, comparator: str | None, op: str, limit: float) -> bool | None:

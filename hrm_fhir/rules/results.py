@@ -19,7 +19,7 @@ from datetime import date, timedelta
 
 from hrm_fhir.domain import Finding, FindingKind, LabResult, Severity
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.facts import COMPARE, Facts, business_identifier, meets
+from hrm_fhir.rules.facts import COMPARE, Facts, business_identifier, meets, pack_finding
 from hrm_fhir.rules.model import Catalogue, RulePack, Threshold
 from hrm_fhir.rules.therapy import Therapy
 
@@ -352,13 +352,11 @@ def _out_of_range(
         f"{title} {value_text(result)} on {result.effective.isoformat()}{_preliminary(result)} "
         f"is {judgement.limit}{basis} on {pack.title}: {threshold.advice}."
     )
-    return Finding(
-        patient=facts.patient,
-        kind=FindingKind.OUT_OF_RANGE,
-        drug_group=pack.drug_group,
-        medication=therapy.latest.ref,
-        matched_by=therapy.method,
-        rule=pack.ref,
+    return pack_finding(
+        pack,
+        therapy,
+        facts,
+        FindingKind.OUT_OF_RANGE,
         check=threshold.id,
         reason=reason,
         source=pack.citations[threshold.citation].url,
@@ -461,13 +459,11 @@ def _incomplete(
     cited: tuple[str, bool],
 ) -> Finding:
     """An incomplete finding about one result; ``cited`` is (source URL, verified)."""
-    return Finding(
-        patient=facts.patient,
-        kind=FindingKind.INCOMPLETE,
-        drug_group=pack.drug_group,
-        medication=therapy.latest.ref,
-        matched_by=therapy.method,
-        rule=pack.ref,
+    return pack_finding(
+        pack,
+        therapy,
+        facts,
+        FindingKind.INCOMPLETE,
         check=check,
         reason=reason,
         source=cited[0],
