@@ -33,12 +33,22 @@ class Statement:
 
 
 def describe_list(rule_set: RuleSet) -> str:
-    """One line per pack version: id@version, status, title, verified and sign-off state."""
-    lines = [f"{'RULE':<22} {'STATUS':<8} {'VERIFIED':<9} {'SIGNED OFF':<11} TITLE"]
+    """One line per pack version: id@version, status, in force from (and until), verified and
+    sign-off state, title."""
+    header = f"{'RULE':<22} {'STATUS':<8} {'IN FORCE':<23} {'VERIFIED':<9} {'SIGNED OFF':<11} TITLE"
+    lines = [header]
     for pack in sorted(rule_set.packs, key=lambda p: (p.id, p.version)):
         signed = pack.approved_on or "no"
         verified = "all" if pack.verified else "partly"
-        lines.append(f"{pack.ref:<22} {pack.status:<8} {verified:<9} {signed:<11} {pack.title}")
+        until = pack.effective_until.isoformat() if pack.effective_until else ""
+        dates = (
+            f"{pack.effective_from.isoformat()} to {until}"
+            if until
+            else (f"from {pack.effective_from.isoformat()}")
+        )
+        lines.append(
+            f"{pack.ref:<22} {pack.status:<8} {dates:<23} {verified:<9} {signed:<11} {pack.title}"
+        )
     return "\n".join(lines)
 
 
