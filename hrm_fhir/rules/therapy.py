@@ -15,6 +15,9 @@ COUNTING_INTENTS = frozenset(
 )
 IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled", "draft"})
 CURRENT_WHILE_ISSUED = frozenset({"completed", "unknown"})
+AUTHORISATION_STATUSES = frozenset({"active", "stopped", "on-hold"})
+"""Statuses that speak for the authorisation: a later one supersedes an earlier active request
+of the same product (a later completed issue does not)."""
 
 
 class Product(Protocol):
@@ -79,31 +82,65 @@ class MedicationIndex:
         return None
 
 
+ProductKey = tuple[tuple[Coding, ...], str]
+"""What makes two requests the same product: the same codes and the same medication text."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentProduct:
+    """One product of a drug group (or class) that the patient is on at the as-of date."""
+
+    ingredient: str
+    request: Prescription
+    """The product's newest request: the dose in force."""
+    method: MatchMethod
+    unissued_since: date | None
+    """Set when the product is current only through an active request and nothing of it was
+    issued or authored for longer than the review limit: the date of its last issue."""
+
+
 @dataclass(frozen=True, slots=True)
 class Therapy:
-    """A patient's current course of one drug group (or co-medication class)."""
+    """A patient's course of one drug group (or co-medication class)."""
 
     group: str
     requests: tuple[Prescription, ...]
-    """The counting requests of the current course, oldest first."""
+    """The counting requests of the course, oldest first."""
     ingredients: tuple[str, ...]
     """Matched ingredient per request, parallel to ``requests``."""
-    method: MatchMethod
+    methods: tuple[MatchMethod, ...]
+    """How each request was recognised, parallel to ``requests``."""
     start: date
+    """The start of continuous therapy: the first request of the course."""
     anchor: date
     """Where the schedule's phases are measured from: course start or last dose change."""
-    current: bool
+    products: tuple[CurrentProduct, ...]
+    """Every product current on the as-of date, the newest request last; empty when none is."""
+
+    @property
+    def current(self) -> bool:
+        return bool(self.products)
 
     @property
     def latest(self) -> Prescription:
-        return self.requests[-1]
+        """The request the therapy rests on: the newest current product's, else the newest."""
+        return self.products[-1].request if self.products else self.requests[-1]
 
-    def current_by_ingredient(self, as_of: date, lookback_start: date) -> dict[str, Prescription]:
-        """The latest request per ingredient that is itself current."""
-        latest: dict[str, Prescription] = {}
-        for request, ingredient in zip(self.requests, self.ingredients, strict=True):
-            latest[ingredient] = request
-        return {name: req for name, req in latest.items() if is_current(req, as_of, lookback_start)}
+    @property
+    def ingredient(self) -> str:
+        """The ingredient of ``latest``."""
+        return self.products[-1].ingredient if self.products else self.ingredients[-1]
+
+    @property
+    def method(self) -> MatchMethod:
+        """How ``latest`` was recognised."""
+        return self.products[-1].method if self.products else self.methods[-1]
+
+    def by_ingredient(self, ingredient: str | None) -> tuple[CurrentProduct, ...]:
+        """The current products of one ingredient (of every ingredient when None)."""
+        if ingredient is None:
+            return self.products
+        return tuple(p for p in self.products if p.ingredient == ingredient)
 
 
 def counts(prescription: Prescription, as_of: date) -> bool:
@@ -115,13 +152,8 @@ def counts(prescription: Prescription, as_of: date) -> bool:
     )
 
 
-def is_current(prescription: Prescription, as_of: date, lookback_start: date) -> bool:
-    """Active requests are current; issued (completed) ones only within the look-back window."""
-    if prescription.status == "active":
-        return prescription.validity_end is None or prescription.validity_end >= lookback_start
-    if prescription.status in CURRENT_WHILE_ISSUED:
-        return prescription.authored_on >= lookback_start
-    return False
+def product_key(prescription: Prescription) -> ProductKey:
+    return prescription.codings, prescription.text
 
 
 def daily_dose_mg(prescription: Prescription) -> float | None:
@@ -136,18 +168,35 @@ def daily_dose_mg(prescription: Prescription) -> float | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Currency:
+    """The dates that decide which requests are current on one as-of date."""
+
+    as_of: date
+    lookback_start: date
+    """An issued (completed) request authored on or after this day is current."""
+    unissued_before: date
+    """A product current only through an active request, with nothing issued or authored on
+    or after this day, is current but raises a review."""
+    course_gap_days: int
+
+
 def build_therapies(
     prescriptions: list[Prescription],
     index: MedicationIndex,
-    as_of: date,
-    lookback_start: date,
-    course_gap_days: int,
+    currency: Currency,
     restart_groups: frozenset[str],
 ) -> dict[str, Therapy]:
-    """One Therapy per matched group, for the course running at (or last before) ``as_of``."""
+    """One Therapy per matched group, for the course running at (or last before) the as-of date.
+
+    Each product (same codes and text) is judged on its own: it is current while its newest
+    request is active (and its validity period did not end before the look-back window), or
+    was issued within the look-back window, or while an earlier active request of it stands,
+    not stopped, put on hold or superseded by a later active request of the same product.
+    """
     grouped: dict[str, list[tuple[Prescription, MedicationMatch]]] = {}
     for prescription in prescriptions:
-        if not counts(prescription, as_of):
+        if not counts(prescription, currency.as_of):
             continue
         match = index.match(prescription)
         if match is not None:
@@ -155,40 +204,118 @@ def build_therapies(
     therapies: dict[str, Therapy] = {}
     for group, items in grouped.items():
         items.sort(key=lambda item: (item[0].authored_on, item[0].ref))
-        first = len(items) - 1
-        while (
-            first > 0
-            and (items[first][0].authored_on - items[first - 1][0].authored_on).days
-            <= course_gap_days
-        ):
-            first -= 1
-        course = items[first:]
-        requests = tuple(p for p, _ in course)
-        ingredients = tuple(m.ingredient for _, m in course)
-        start = requests[0].authored_on
-        anchor = _last_dose_change(course) if group in restart_groups else None
-        therapies[group] = Therapy(
-            group=group,
-            requests=requests,
-            ingredients=ingredients,
-            method=course[-1][1].method,
-            start=start,
-            anchor=max(start, anchor) if anchor else start,
-            current=is_current(requests[-1], as_of, lookback_start),
-        )
+        therapies[group] = _therapy(group, items, currency, group in restart_groups)
     return therapies
 
 
+def _therapy(
+    group: str,
+    items: list[tuple[Prescription, MedicationMatch]],
+    currency: Currency,
+    restarts: bool,
+) -> Therapy:
+    by_product: dict[ProductKey, list[int]] = {}
+    for n, (prescription, _) in enumerate(items):
+        by_product.setdefault(product_key(prescription), []).append(n)
+    ends = [p.authored_on for p, _ in items]  # the last day each request covers
+    current: list[tuple[int, CurrentProduct]] = []
+    for indexes in by_product.values():
+        standing = _standing(items, indexes, ends, currency.as_of)
+        product = _current_product(items, indexes, standing, currency)
+        if product is not None:
+            current.append((indexes[-1], product))
+    first, reach = 0, ends[0]
+    for n in range(1, len(items)):
+        if (items[n][0].authored_on - reach).days > currency.course_gap_days:
+            first, reach = n, ends[n]
+        else:
+            reach = max(reach, ends[n])
+    course = items[first:]
+    start = course[0][0].authored_on
+    changed = _last_dose_change(course) if restarts else None
+    current.sort(key=lambda item: item[0])
+    return Therapy(
+        group=group,
+        requests=tuple(p for p, _ in course),
+        ingredients=tuple(m.ingredient for _, m in course),
+        methods=tuple(m.method for _, m in course),
+        start=start,
+        anchor=max(start, changed) if changed else start,
+        products=tuple(product for n, product in current if n >= first),
+    )
+
+
+def _standing(
+    items: list[tuple[Prescription, MedicationMatch]],
+    indexes: list[int],
+    ends: list[date],
+    as_of: date,
+) -> int | None:
+    """The product's active request still standing at as-of, if any; sets how far each of its
+    active requests reaches (until superseded, stopped or put on hold, or its validity ends)."""
+    standing: int | None = None
+    for n in indexes:
+        request = items[n][0]
+        if request.status not in AUTHORISATION_STATUSES:
+            continue
+        if standing is not None:
+            ends[standing] = _reach(items[standing][0], request.authored_on)
+        standing = n if request.status == "active" else None
+    if standing is not None:
+        ends[standing] = _reach(items[standing][0], as_of)
+    return standing
+
+
+def _reach(active: Prescription, until: date) -> date:
+    end = until if active.validity_end is None else min(until, active.validity_end)
+    return max(active.authored_on, end)
+
+
+def _current_product(
+    items: list[tuple[Prescription, MedicationMatch]],
+    indexes: list[int],
+    standing: int | None,
+    currency: Currency,
+) -> CurrentProduct | None:
+    newest, match = items[indexes[-1]]
+    if newest.status in CURRENT_WHILE_ISSUED and newest.authored_on >= currency.lookback_start:
+        return CurrentProduct(match.ingredient, newest, match.method, None)
+    if standing is None:
+        return None
+    active = items[standing][0]
+    if active.validity_end is not None and active.validity_end < currency.lookback_start:
+        return None
+    renewed = active.validity_end is not None and active.validity_end >= currency.as_of
+    stale = newest.authored_on < currency.unissued_before and not renewed
+    return CurrentProduct(
+        match.ingredient, newest, match.method, newest.authored_on if stale else None
+    )
+
+
 def _last_dose_change(course: list[tuple[Prescription, MedicationMatch]]) -> date | None:
-    """Date of the last request whose ingredient or known daily dose differs from the one before."""
+    """Date of the last request that changed the dose: a known daily dose that differs from the
+    same product's previous known one, or a new product of an ingredient new to the course (or
+    whose known dose differs from that ingredient's previous known one). A second product of
+    the same dose taken alongside is not a change, so alternating issues never restart."""
     changed: date | None = None
-    previous: tuple[str, float] | None = None
+    by_product: dict[ProductKey, float | None] = {}
+    by_ingredient: dict[str, float | None] = {}
     for prescription, match in course:
         dose = daily_dose_mg(prescription)
-        if dose is None:
-            continue
-        current = (match.ingredient, round(dose, 3))
-        if previous is not None and current != previous:
+        key, ingredient = product_key(prescription), match.ingredient
+        if key in by_product:
+            before = by_product[key]
+        elif ingredient in by_ingredient:
+            before = by_ingredient[ingredient]
+        else:
+            before = None
+            if by_ingredient:
+                changed = prescription.authored_on
+        if dose is not None and before is not None and round(dose, 3) != round(before, 3):
             changed = prescription.authored_on
-        previous = current
+        if dose is None:
+            by_product.setdefault(key, None)
+            by_ingredient.setdefault(ingredient, None)
+        else:
+            by_product[key] = by_ingredient[ingredient] = dose
     return changed
