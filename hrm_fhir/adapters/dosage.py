@@ -104,76 +104,66 @@ _FORMS = (
 _DAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?"
 
 # ---------------------------------------------------------------- text: frequency
-_PER_DAY = r"(?:a|per|each|every|/)?\s*(?:day|daily|24\s*(?:hours?|hrs?|h))\b"
-_PER_WEEK = r"(?:a|per|each|every|/)?\s*(?:week|weekly)\b"
+_PERIOD = (
+    r"(?:a|per|each|every|/)?\s*(?:(?P<day>day|daily|24\s*(?:hours?|hrs?|h))|(?P<week>week|weekly)"
+    r"|(?P<fortnight>fortnight)|(?P<month>month))\b"
+)
+_PERIOD_LENGTH = {"day": 1.0, "week": 7.0, "fortnight": 14.0, "month": _DAYS_IN_MONTH}
+_COUNTED = re.compile(rf"\b{RANGE}\s*(?:times?|x)\s*{_PERIOD}")
+"""``N times a day / week / fortnight / month``: the higher end of a range."""
+_WORDED = re.compile(rf"\b(?P<word>once|twice|thrice)\s*{_PERIOD}")
 _ONCE = {"once": 1.0, "twice": 2.0, "thrice": 3.0}
-
-_COUNTED: tuple[tuple[re.Pattern[str], float], ...] = tuple(
-    (re.compile(pattern), days)
-    for pattern, days in (
-        (rf"\b{RANGE}\s*(?:times?|x)\s*{_PER_DAY}", 1.0),
-        (rf"\b{RANGE}\s*(?:times?|x)\s*{_PER_WEEK}", 7.0),
-        (rf"\b{RANGE}\s*(?:times?|x)\s*(?:a|per|each|every)\s*(?:fortnight)\b", 14.0),
-        (rf"\b{RANGE}\s*(?:times?|x)\s*(?:a|per|each|every)\s*month\b", _DAYS_IN_MONTH),
+_EVERY = re.compile(
+    rf"\bevery\s+{RANGE}\s*(?:(?P<hour>hours?|hrs?|h)|(?P<day>days?)|(?P<week>weeks?)"
+    r"|(?P<month>months?))\b"
+)
+"""``every N hours / days / weeks / months``: the shorter interval of a range."""
+_HOURLY = re.compile(
+    rf"\bq\s*{RANGE}\s*h\b|\b(?P<lo>{NUM})(?:\s*(?:-|to|or)\s*(?P<hi>{NUM}))?\s*-?\s*hourly\b"
+)
+"""``q4h``, ``4-6 hourly``."""
+_WEEKDAYS = re.compile(rf"\b(?:on|every|each)\s+{_DAY}(?:\s*(?:,|and|&)\s*{_DAY})*")
+"""Named weekdays: each one a dose a week."""
+_FIXED = re.compile(
+    r"\b(?:(?P<four>qds|qid)|(?P<three>tds|tid|td)"
+    r"|(?P<two>bds?|bid|mn|nm|morning\s+and\s+(?:at\s+)?night)|(?P<six>qqh)"
+    r"|(?P<alternate>every\s+other\s+day|alternate\s+days|alt\s+die)|(?P<fortnightly>fortnightly)"
+    r"|(?P<monthly>monthly|every\s+month|each\s+month)|(?P<weekly>weekly|(?:every|each|per|a)\s+week)"
+    r"|(?P<daily>daily|(?:every|each|per|a)\s+day|od|qam|qpm|qhs|hs))\b"
+    r"|/\s*(?:(?P<per_week>week|wk)|(?P<per_day>day|d|24\s*(?:hours?|hrs?|h)))\b"
+)
+"""Words and abbreviations with a fixed number of administrations a day."""
+_FIXED_PER_DAY = {
+    "four": 4.0,
+    "three": 3.0,
+    "two": 2.0,
+    "six": 6.0,
+    "alternate": 0.5,
+    "fortnightly": 1 / 14,
+    "monthly": 1 / _DAYS_IN_MONTH,
+    "weekly": 1 / 7,
+    "per_week": 1 / 7,
+    "daily": 1.0,
+    "per_day": 1.0,
+}
+_SLOTS = re.compile(
+    "|".join(
+        f"(?P<s{n}>{pattern})"
+        for n, pattern in enumerate(
+            (
+                r"\b(?:in\s+the|every|each)\s+morning\b|\bmane\b|\bom\b"
+                r"|\b(?:at|with|before|after)\s+breakfast\b",
+                r"\bat\s+(?:midday|noon|lunch(?:time)?)\b|\b(?:with|before|after)\s+lunch\b",
+                r"\b(?:in\s+the|every|each)\s+evening\b|\bat\s+teatime\b"
+                r"|\bwith\s+(?:tea|evening\s+meal)\b",
+                r"\bat\s+(?:night|bedtime)\b|\b(?:every|each)\s+night\b|\bnocte\b|\bbefore\s+bed\b"
+                r"|\bon\b(?=\s*(?:$|[.,;)]|\b(?:and|prn|when|if|with|for)\b))",
+            )
+        )
     )
 )
-"""``N times a day / week / fortnight / month`` (a range counts its higher end)."""
-_WORDED = tuple(
-    (re.compile(rf"\b(once|twice|thrice)\s*{period}"), days)
-    for period, days in (
-        (_PER_DAY, 1.0),
-        (_PER_WEEK, 7.0),
-        (r"(?:a|per|each|every)\s*fortnight\b", 14.0),
-        (r"(?:a|per|each|every)\s*month\b", _DAYS_IN_MONTH),
-    )
-)
-_EVERY: tuple[tuple[re.Pattern[str], float], ...] = tuple(
-    (re.compile(pattern), days)
-    for pattern, days in (
-        (rf"\bevery\s+{RANGE}\s*(?:hours?|hrs?|h)\b", 1 / 24),
-        (rf"\b{RANGE}\s*-?\s*hourly\b", 1 / 24),
-        (rf"\bq\s*{RANGE}\s*h\b", 1 / 24),
-        (rf"\bevery\s+{RANGE}\s*days?\b", 1.0),
-        (rf"\bevery\s+{RANGE}\s*weeks?\b", 7.0),
-        (rf"\bevery\s+{RANGE}\s*months?\b", _DAYS_IN_MONTH),
-    )
-)
-"""``every N hours / days / weeks / months`` (a range counts its shorter interval)."""
-_FIXED: tuple[tuple[re.Pattern[str], float], ...] = tuple(
-    (re.compile(pattern), per_day)
-    for pattern, per_day in (
-        (r"\bqds\b|\bqid\b", 4.0),
-        (r"\btds\b|\btid\b|\btd\b", 3.0),
-        (r"\bbds?\b|\bbid\b|\bmn\b|\bnm\b|\bmorning\s+and\s+(?:at\s+)?night\b", 2.0),
-        (r"\bqqh\b", 6.0),
-        (r"\bevery\s+other\s+day\b|\balternate\s+days\b|\balt\s+die\b", 0.5),
-        (r"\bfortnightly\b", 1 / 14),
-        (r"\bmonthly\b|\bevery\s+month\b|\beach\s+month\b", 1 / _DAYS_IN_MONTH),
-        (
-            r"\bweekly\b|\b(?:every|each|per|a)\s+week\b|/\s*(?:week|wk)\b"
-            rf"|\b(?:on|every|each)\s+{_DAY}\b",
-            1 / 7,
-        ),
-        (
-            r"\bdaily\b|\b(?:every|each|per|a)\s+day\b|/\s*(?:day|d|24\s*(?:hours?|hrs?|h))\b"
-            r"|\bod\b|\bqam\b|\bqpm\b|\bqhs\b|\bhs\b",
-            1.0,
-        ),
-    )
-)
-_SLOTS = tuple(
-    re.compile(pattern)
-    for pattern in (
-        r"\b(?:in\s+the|every|each)\s+morning\b|\bmane\b|\bom\b"
-        r"|\b(?:at|with|before|after)\s+breakfast\b",
-        r"\bat\s+(?:midday|noon|lunch(?:time)?)\b|\b(?:with|before|after)\s+lunch\b",
-        r"\b(?:in\s+the|every|each)\s+evening\b|\bat\s+teatime\b|\bwith\s+(?:tea|evening\s+meal)\b",
-        r"\bat\s+(?:night|bedtime)\b|\b(?:every|each)\s+night\b|\bnocte\b|\bbefore\s+bed\b"
-        r"|\bon\b(?=\s*(?:$|[.,;)]|\b(?:and|prn|when|if|with|for)\b))",
-    )
-)
-"""Times of the day (morning, midday, evening, night): each named one is a dose."""
-_DAYS_NAMED = re.compile(rf"\b(?:on|every|each)\s+({_DAY}(?:\s*(?:,|and|&)\s*{_DAY})*)")
+"""Times of the day (morning, midday, evening, night): each one named is a dose."""
+_WEEKDAY = re.compile(_DAY)
 
 # ---------------------------------------------------------------- text: dose
 _STRENGTH_COUNT = re.compile(rf"\b{RANGE}\s*(?:x\s*)?({NUM})\s*({_MASS})\s+(?:{_FORMS})\b")
@@ -305,25 +295,20 @@ def _dose(value: float, unit: str) -> tuple[float | None, str | None]:
 
 def _normalise(text: str) -> str:
     """Lower case, abbreviation dots dropped (``b.d.`` -> ``bd``), numbers as digits."""
-    text = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text.lower())
+    text = text.lower()
+    if "." in text:
+        text = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
     text = _WORD_NUMBER.sub(lambda m: _NUMBER_WORDS[m.group(1)], text)
-    text = _AND_A_HALF.sub(lambda m: f"{m.group(1)}.5", text)
-    return _HALF.sub("0.5", text)
-
-
-def _high(match: re.Match[str], first: int = 1) -> float:
-    """The higher end of a ``RANGE`` captured from group ``first``."""
-    low, high = match.group(first), match.group(first + 1)
-    return max(float(low), float(high)) if high else float(low)
-
-
-def _low(match: re.Match[str], first: int = 1) -> float:
-    low, high = match.group(first), match.group(first + 1)
-    return min(float(low), float(high)) if high else float(low)
+    if "half" in text or "½" in text or "1/2" in text:
+        text = _AND_A_HALF.sub(lambda m: f"{m.group(1)}.5", text)
+        text = _HALF.sub("0.5", text)
+    return text
 
 
 def _live(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
     """Matches not negated ("do not take daily")."""
+    if "not" not in text and "never" not in text:
+        return list(pattern.finditer(text))
     return [m for m in pattern.finditer(text) if not _NEGATED.search(text[: m.start()])]
 
 
@@ -336,62 +321,99 @@ class _TextReading:
 
 def _read_text(raw: str) -> _TextReading:
     text = _normalise(raw)
-    slots = _slot_doses(text)
-    if slots is not None:
-        return _TextReading(max(slots[0], _text_frequency(text) or 0.0), slots[1], slots[2])
+    slots = _live(_SLOTS, text)
+    per_day = _text_frequency(text, slots)
+    doses = _slot_doses(text, slots)
+    if doses is not None:
+        return _TextReading(max(doses[0], per_day or 0.0), doses[1], doses[2])
     dose_value, dose_unit = _text_dose(text)
-    return _TextReading(_text_frequency(text), dose_value, dose_unit)
+    return _TextReading(per_day, dose_value, dose_unit)
 
 
-def _text_frequency(text: str) -> float | None:
-    """The highest administrations per day any (not negated) phrase names."""
-    found: list[float] = []
-    for pattern, days in _COUNTED:
-        found.extend(_high(m) / days for m in _live(pattern, text))
-    for pattern, days in _WORDED:
-        found.extend(_ONCE[m.group(1)] / days for m in _live(pattern, text))
-    for pattern, days in _EVERY:
-        found.extend(1 / (_low(m) * days) for m in _live(pattern, text) if _low(m) > 0)
-    for pattern, per_day in _FIXED:
-        if _live(pattern, text):
-            found.append(per_day)
-    for match in _live(_DAYS_NAMED, text):
-        weekdays = {d.rstrip("s") for d in re.findall(_DAY, match.group(1))}
-        found.append(len(weekdays) / 7)
-    named = sum(1 for slot in _SLOTS if _live(slot, text))
+def _text_frequency(text: str, slots: list[re.Match[str]]) -> float | None:
+    """The highest administrations per day any (not negated) phrase names. Each pattern runs
+    only when a word it needs is in the text: a dosage is read once per distinct instruction,
+    but real records have many."""
+    found = [_FIXED_PER_DAY[str(m.lastgroup)] for m in _live(_FIXED, text)]
+    if "time" in text or "x" in text:
+        found += [_high(m) / _PERIOD_LENGTH[_period(m)] for m in _live(_COUNTED, text)]
+    if "once" in text or "twice" in text or "thrice" in text:
+        found += [_ONCE[m["word"]] / _PERIOD_LENGTH[_period(m)] for m in _live(_WORDED, text)]
+    if "every" in text:
+        for match in _live(_EVERY, text):
+            low = _low(match)
+            if low > 0:
+                unit = _period(match, ("hour", "day", "week", "month"))
+                found.append(1 / (low * (1 / 24 if unit == "hour" else _PERIOD_LENGTH[unit])))
+    if "hourly" in text or "q" in text:
+        for match in _live(_HOURLY, text):
+            low = _low(match) if match.group(1) else _low(match, "lo", "hi")
+            if low > 0:
+                found.append(24 / low)
+    if "day" in text:
+        found += [len(set(_WEEKDAY.findall(m.group(0)))) / 7 for m in _live(_WEEKDAYS, text)]
+    named = {m.lastgroup for m in slots}
     if named:
-        found.append(float(named))
+        found.append(float(len(named)))
     return max(found) if found else None
 
 
-def _slot_doses(text: str) -> tuple[float, float, str] | None:
+def _period(match: re.Match[str], names: tuple[str, ...] = tuple(_PERIOD_LENGTH)) -> str:
+    return next(name for name in names if match.group(name))
+
+
+def _low(match: re.Match[str], low: str | int = 1, high: str | int = 2) -> float:
+    """The lower end of a number or range."""
+    first, second = match.group(low), match.group(high)
+    return min(float(first), float(second)) if second else float(first)
+
+
+def _slot_doses(text: str, slots: list[re.Match[str]]) -> tuple[float, float, str] | None:
     """``1 in the morning and 2 at night``: a dose per time of day, when two or more are named
     with their amounts (administrations per day, mean dose, unit)."""
-    amounts: list[tuple[float, str]] = []
-    for slot in _SLOTS:
-        for match in _live(slot, text):
-            amount = _SLOT_AMOUNT.search(text[: match.start()].rstrip())
-            if amount is not None:
-                mass = amount.group(2)
-                value = float(amount.group(1)) * (_MASS_UNITS[mass] if mass else 1.0)
-                amounts.append((value, "mg" if mass else "unit"))
-                break
-    if len(amounts) < 2 or len({unit for _, unit in amounts}) > 1:
+    amounts: dict[str | None, tuple[float, str]] = {}
+    for match in slots:
+        if match.lastgroup in amounts:
+            continue
+        amount = _SLOT_AMOUNT.search(text[: match.start()].rstrip())
+        if amount is not None:
+            mass = amount.group(2)
+            value = float(amount.group(1)) * (_MASS_UNITS[mass] if mass else 1.0)
+            amounts[match.lastgroup] = (value, "mg" if mass else "unit")
+    units = {unit for _, unit in amounts.values()}
+    if len(amounts) < 2 or len(units) > 1:
         return None
-    total = sum(value for value, _ in amounts)
-    return float(len(amounts)), total / len(amounts), amounts[0][1]
+    total = sum(value for value, _ in amounts.values())
+    return float(len(amounts)), total / len(amounts), units.pop()
+
+
+def _first(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    if "not" not in text and "never" not in text:
+        return pattern.search(text)
+    live = _live(pattern, text)
+    return live[0] if live else None
+
+
+def _high(match: re.Match[str]) -> float:
+    """The higher end of a number or range in groups 1 and 2."""
+    low, high = match.group(1), match.group(2)
+    return max(float(low), float(high)) if high else float(low)
 
 
 def _text_dose(text: str) -> tuple[float | None, str | None]:
     """Dose per administration: a count of a stated strength, else a mass, else a count of
     units (tablets, capsules, patches, or ``ONE to be taken``), else a volume in ml."""
-    for match in _live(_STRENGTH_COUNT, text):
+    match = _first(_STRENGTH_COUNT, text)
+    if match is not None:
         return _high(match) * float(match.group(3)) * _MASS_UNITS[match.group(4)], "mg"
-    for match in _live(_MASS_DOSE, text):
+    match = _first(_MASS_DOSE, text)
+    if match is not None:
         return _high(match) * _MASS_UNITS[match.group(3)], "mg"
     for pattern in _UNIT_DOSE:
-        for match in _live(pattern, text):
+        match = _first(pattern, text)
+        if match is not None:
             return (_high(match) if match.groups() else 1.0), "unit"
-    for match in _live(_VOLUME_DOSE, text):
+    match = _first(_VOLUME_DOSE, text)
+    if match is not None:
         return _high(match), "ml"
     return None, None

@@ -36,8 +36,8 @@ from hrm_fhir.rules.model import (
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import (
     Currency,
-    CurrentProduct,
     MedicationIndex,
+    ProductRequest,
     Therapy,
     build_therapies,
     daily_dose_mg,
@@ -82,7 +82,7 @@ class Engine:
                 as_of=self.as_of,
                 lookback_start=catalogue.current_issue_lookback.before(self.as_of),
                 unissued_before=catalogue.unissued_active.after.before(self.as_of),
-                course_gap_days=(self.as_of - catalogue.course_gap.before(self.as_of)).days,
+                course_gap=self.as_of - catalogue.course_gap.before(self.as_of),
             ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
         }
@@ -527,9 +527,14 @@ class _Outcome:
 
 
 def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
+    if not pack.prescribing:
+        return []
+    by_ingredient: dict[str | None, tuple[ProductRequest, ...]] = {None: therapy.products}
+    for product in therapy.products:
+        by_ingredient[product.ingredient] = (*by_ingredient.get(product.ingredient, ()), product)
     findings = []
     for check in pack.prescribing:
-        products = therapy.by_ingredient(check.ingredient)
+        products = by_ingredient.get(check.ingredient, ())
         if not products:
             continue
         outcome = _run_check(pack, check, products, facts, therapy)
@@ -567,7 +572,7 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
 def _run_check(
     pack: RulePack,
     check: PrescribingCheck,
-    products: tuple[CurrentProduct, ...],
+    products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
 ) -> _Outcome | None:
@@ -585,12 +590,12 @@ def _said(request: Prescription) -> str:
 
 
 def _max_frequency(
-    check: PrescribingCheck, products: tuple[CurrentProduct, ...]
+    check: PrescribingCheck, products: tuple[ProductRequest, ...]
 ) -> _Outcome | None:
     """More administrations a week than allowed, on any current request of the ingredient; an
     unreadable frequency is reported, never read as compliant."""
     assert check.value is not None  # noqa: S101 - schema checks
-    unread: list[CurrentProduct] = []
+    unread: list[ProductRequest] = []
     for product in products:
         request = product.request
         per_day = request.dosage.per_day
@@ -614,7 +619,7 @@ def _max_frequency(
 
 
 def _ome(
-    pack: RulePack, check: PrescribingCheck, products: tuple[CurrentProduct, ...]
+    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
 ) -> _Outcome | None:
     """Total oral morphine equivalent over every current product of every opioid (modified and
     immediate release of one drug both count). A dose that cannot be read makes the check
@@ -623,7 +628,7 @@ def _ome(
     assert check.value is not None  # noqa: S101 - schema checks
     factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
     total, parts, verified = 0.0, [], True
-    unread: list[CurrentProduct] = []
+    unread: list[ProductRequest] = []
     no_factor: list[str] = []
     for product in products:
         name, request = product.ingredient, product.request
@@ -674,35 +679,39 @@ def _ome(
 def _criteria(
     pack: RulePack,
     check: PrescribingCheck,
-    products: tuple[CurrentProduct, ...],
+    products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
 ) -> _Outcome | None:
     """Conditions that must hold together. A dose condition that cannot be read is reported
     when it alone stands between the record and the finding; otherwise it changes nothing."""
     dosed = products if check.ingredient else products[-1:]
-
-    def state(cond: Condition) -> bool | None:
-        if cond.measure in DOSE_MEASURES:
-            return _dose_holds(cond, dosed)
-        return _holds_for_therapy(facts, cond, therapy, facts.as_of)
-
-    requires = [(c, state(c)) for c in check.requires]
-    criteria = [(c, state(c)) for c in check.criteria]
-    if any(held is False for _, held in requires):
-        return None
-    held = [c for c, v in criteria if v]
+    unread: list[Condition] = []
+    for cond in check.requires:
+        held = _state(cond, dosed, facts, therapy)
+        if held is False:
+            return None
+        if held is None:
+            unread.append(cond)
+    required = not unread
+    held_criteria: list[Condition] = []
+    possible = 0
+    for cond in check.criteria:
+        held = _state(cond, dosed, facts, therapy)
+        if held:
+            held_criteria.append(cond)
+        elif held is None:
+            unread.append(cond)
+            possible += 1
     needed = check.min_match or len(check.criteria)
     subject = (check.ingredient or pack.title).capitalize()
     evidence = tuple(sorted(p.request.ref for p in products))
-    unread = [c for c, v in (*requires, *criteria) if v is None]
-    if all(v for _, v in requires) and len(held) >= needed:
-        return _Outcome(
-            f"{subject}: " + ", ".join(c.describe() for c in (*check.requires, *held)), evidence
-        )
-    if not unread or len(held) + sum(v is None for _, v in criteria) < needed:
+    if required and len(held_criteria) >= needed:
+        described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
+        return _Outcome(f"{subject}: {described}", evidence)
+    if not unread or len(held_criteria) + possible < needed:
         return None
-    known = [c.describe() for c, v in (*requires, *criteria) if v]
+    known = [c.describe() for c in (*check.requires, *held_criteria) if c not in unread]
     missing = tuple(
         f"{'strength' if c.measure == 'strength_mg' else 'daily dose'} of "
         f"{p.ingredient} ({p.request.ref})"
@@ -719,7 +728,16 @@ def _criteria(
     return _Outcome(detail, evidence, missing=tuple(dict.fromkeys(missing)))
 
 
-def _dose_holds(cond: Condition, products: tuple[CurrentProduct, ...]) -> bool | None:
+def _state(
+    cond: Condition, dosed: tuple[ProductRequest, ...], facts: Facts, therapy: Therapy
+) -> bool | None:
+    """Whether a check's condition holds; None when it rests on a dose that cannot be read."""
+    if cond.measure in DOSE_MEASURES:
+        return _dose_holds(cond, dosed)
+    return _holds_for_therapy(facts, cond, therapy, facts.as_of)
+
+
+def _dose_holds(cond: Condition, products: tuple[ProductRequest, ...]) -> bool | None:
     """A dose condition over the products: None when the answer rests on an unreadable dose."""
     assert cond.measure is not None  # noqa: S101 - only dose measures come here
     assert cond.op is not None  # noqa: S101 - schema checks
@@ -731,7 +749,7 @@ def _dose_holds(cond: Condition, products: tuple[CurrentProduct, ...]) -> bool |
     return None if unread else False
 
 
-def _dose_measure(measure: str, products: tuple[CurrentProduct, ...]) -> tuple[float | None, bool]:
+def _dose_measure(measure: str, products: tuple[ProductRequest, ...]) -> tuple[float | None, bool]:
     """The ingredient's total daily dose in mg (or its highest strength in mg) over the readable
     products, and whether some product's could not be read."""
     readable: list[float] = []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from operator import itemgetter
 from typing import Protocol
 
 from hrm_fhir.domain import Coding, MatchMethod, Prescription
@@ -87,14 +88,14 @@ ProductKey = tuple[tuple[Coding, ...], str]
 
 
 @dataclass(frozen=True, slots=True)
-class CurrentProduct:
-    """One product of a drug group (or class) that the patient is on at the as-of date."""
+class ProductRequest:
+    """A product of a drug group (or class) and the request that speaks for it: its newest."""
 
     ingredient: str
     request: Prescription
     """The product's newest request: the dose in force."""
     method: MatchMethod
-    unissued_since: date | None
+    unissued_since: date | None = None
     """Set when the product is current only through an active request and nothing of it was
     issued or authored for longer than the review limit: the date of its last issue."""
 
@@ -104,18 +105,14 @@ class Therapy:
     """A patient's course of one drug group (or co-medication class)."""
 
     group: str
-    requests: tuple[Prescription, ...]
-    """The counting requests of the course, oldest first."""
-    ingredients: tuple[str, ...]
-    """Matched ingredient per request, parallel to ``requests``."""
-    methods: tuple[MatchMethod, ...]
-    """How each request was recognised, parallel to ``requests``."""
     start: date
     """The start of continuous therapy: the first request of the course."""
     anchor: date
     """Where the schedule's phases are measured from: course start or last dose change."""
-    products: tuple[CurrentProduct, ...]
+    products: tuple[ProductRequest, ...]
     """Every product current on the as-of date, the newest request last; empty when none is."""
+    newest: ProductRequest
+    """The newest request of the course, current or not."""
 
     @property
     def current(self) -> bool:
@@ -124,23 +121,17 @@ class Therapy:
     @property
     def latest(self) -> Prescription:
         """The request the therapy rests on: the newest current product's, else the newest."""
-        return self.products[-1].request if self.products else self.requests[-1]
+        return (self.products[-1] if self.products else self.newest).request
 
     @property
     def ingredient(self) -> str:
         """The ingredient of ``latest``."""
-        return self.products[-1].ingredient if self.products else self.ingredients[-1]
+        return (self.products[-1] if self.products else self.newest).ingredient
 
     @property
     def method(self) -> MatchMethod:
         """How ``latest`` was recognised."""
-        return self.products[-1].method if self.products else self.methods[-1]
-
-    def by_ingredient(self, ingredient: str | None) -> tuple[CurrentProduct, ...]:
-        """The current products of one ingredient (of every ingredient when None)."""
-        if ingredient is None:
-            return self.products
-        return tuple(p for p in self.products if p.ingredient == ingredient)
+        return (self.products[-1] if self.products else self.newest).method
 
 
 def counts(prescription: Prescription, as_of: date) -> bool:
@@ -150,10 +141,6 @@ def counts(prescription: Prescription, as_of: date) -> bool:
         and prescription.intent in COUNTING_INTENTS
         and prescription.authored_on <= as_of
     )
-
-
-def product_key(prescription: Prescription) -> ProductKey:
-    return prescription.codings, prescription.text
 
 
 def daily_dose_mg(prescription: Prescription) -> float | None:
@@ -178,7 +165,8 @@ class Currency:
     unissued_before: date
     """A product current only through an active request, with nothing issued or authored on
     or after this day, is current but raises a review."""
-    course_gap_days: int
+    course_gap: timedelta
+    """Requests whose cover is further apart than this start a new course."""
 
 
 def build_therapies(
@@ -216,32 +204,31 @@ def _therapy(
 ) -> Therapy:
     by_product: dict[ProductKey, list[int]] = {}
     for n, (prescription, _) in enumerate(items):
-        by_product.setdefault(product_key(prescription), []).append(n)
+        by_product.setdefault((prescription.codings, prescription.text), []).append(n)
     ends = [p.authored_on for p, _ in items]  # the last day each request covers
-    current: list[tuple[int, CurrentProduct]] = []
+    current: list[tuple[int, ProductRequest]] = []
     for indexes in by_product.values():
         standing = _standing(items, indexes, ends, currency.as_of)
         product = _current_product(items, indexes, standing, currency)
         if product is not None:
             current.append((indexes[-1], product))
-    first, reach = 0, ends[0]
+    first, reach, gap = 0, ends[0], currency.course_gap
     for n in range(1, len(items)):
-        if (items[n][0].authored_on - reach).days > currency.course_gap_days:
+        if items[n][0].authored_on - reach > gap:
             first, reach = n, ends[n]
-        else:
-            reach = max(reach, ends[n])
-    course = items[first:]
+        elif ends[n] > reach:
+            reach = ends[n]
+    course = items[first:] if first else items
     start = course[0][0].authored_on
     changed = _last_dose_change(course) if restarts else None
-    current.sort(key=lambda item: item[0])
+    current.sort(key=itemgetter(0))
+    newest, match = items[-1]
     return Therapy(
         group=group,
-        requests=tuple(p for p, _ in course),
-        ingredients=tuple(m.ingredient for _, m in course),
-        methods=tuple(m.method for _, m in course),
         start=start,
         anchor=max(start, changed) if changed else start,
         products=tuple(product for n, product in current if n >= first),
+        newest=ProductRequest(match.ingredient, newest, match.method),
     )
 
 
@@ -276,10 +263,10 @@ def _current_product(
     indexes: list[int],
     standing: int | None,
     currency: Currency,
-) -> CurrentProduct | None:
+) -> ProductRequest | None:
     newest, match = items[indexes[-1]]
     if newest.status in CURRENT_WHILE_ISSUED and newest.authored_on >= currency.lookback_start:
-        return CurrentProduct(match.ingredient, newest, match.method, None)
+        return ProductRequest(match.ingredient, newest, match.method, None)
     if standing is None:
         return None
     active = items[standing][0]
@@ -287,7 +274,7 @@ def _current_product(
         return None
     renewed = active.validity_end is not None and active.validity_end >= currency.as_of
     stale = newest.authored_on < currency.unissued_before and not renewed
-    return CurrentProduct(
+    return ProductRequest(
         match.ingredient, newest, match.method, newest.authored_on if stale else None
     )
 
@@ -302,7 +289,7 @@ def _last_dose_change(course: list[tuple[Prescription, MedicationMatch]]) -> dat
     by_ingredient: dict[str, float | None] = {}
     for prescription, match in course:
         dose = daily_dose_mg(prescription)
-        key, ingredient = product_key(prescription), match.ingredient
+        key, ingredient = (prescription.codings, prescription.text), match.ingredient
         if key in by_product:
             before = by_product[key]
         elif ingredient in by_ingredient:

@@ -3,11 +3,16 @@ each product judged on its own, as a pharmacist reads the medication record."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from click.testing import CliRunner
 
+from hrm_fhir.cli import main
 from hrm_fhir.register import register_csv
 from tests.builders import (
     AS_OF,
@@ -250,3 +255,29 @@ def test_lithium_started_ten_weeks_ago_with_no_level_is_overdue_a_week_after_the
     chain = repeats("Lithium carbonate 400mg modified-release tablets", start, _ago(14))
     [overdue] = of_kind(evaluate([patient(born="1970-01-01"), *chain]), "overdue", "lithium")
     assert overdue.due_date == start + timedelta(weeks=1)
+
+
+# ------------------------------------------------------------------ the register
+
+
+def test_the_register_shows_the_real_course_start_and_first_due_dates(tmp_path: Path) -> None:
+    """``evaluate --format json`` (``monitored``) and ``--format csv``, end to end."""
+    warfarin_start = _ago(56)
+    warfarin = repeats("Warfarin 3mg tablets", warfarin_start, _ago(7), every_days=7, pid="p2")
+    resources = [*_methadone_since_2016(), patient("p2"), *warfarin]
+    (tmp_path / "export.ndjson").write_bytes(b"\n".join(orjson.dumps(r) for r in resources))
+    runner = CliRunner()
+    args = ["evaluate", "--as-of", AS_OF.isoformat(), str(tmp_path)]
+    doc = json.loads(runner.invoke(main, args, catch_exceptions=False).stdout)
+    register = {line["patient"]: line for line in doc["monitored"]}
+    assert register["Patient/p1"]["course_start"] == "2016-03-01"
+    assert register["Patient/p1"]["next_due"] == {"review": "2016-06-01"}
+    assert register["Patient/p2"]["course_start"] == warfarin_start.isoformat()
+    first_inr = (warfarin_start + timedelta(days=2)).isoformat()
+    assert register["Patient/p2"]["next_due"] == {"inr": first_inr}
+    csv_out = runner.invoke(main, [*args, "--format", "csv"], catch_exceptions=False).stdout
+    rows = {row.split(",")[0]: row.split(",")[4:] for row in csv_out.splitlines()[1:]}
+    assert rows == {
+        "Patient/p1": ["2016-03-01", "review", "2016-06-01"],
+        "Patient/p2": [warfarin_start.isoformat(), "inr", first_inr],
+    }
