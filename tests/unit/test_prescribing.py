@@ -308,3 +308,13 @@ def test_pregabalin_doses_of_two_strengths_add_up() -> None:
     opioid = _on("Tramadol 50mg capsules", dosage="50mg four times a day")
     found = evaluate([patient(), *big, *small, *opioid])
     assert "pregabalin-over-300-with-opioid" in _codes(found)
+
+
+def test_an_unreadable_apixaban_strength_with_two_reduction_criteria_is_incomplete() -> None:
+    old_light = [patient(born="1940-01-01", sex="female"), *_renal(90, 55)]
+    unnamed = _on("Apixaban tablets", dosage="ONE tablet twice a day")
+    [hit] = _incomplete(evaluate(old_light + unnamed), "apixaban-5mg-two-reduction-criteria")
+    assert hit.missing == (f"strength of apixaban (MedicationRequest/{unnamed[-1]['id']})",)
+    assert hit.severity.value == "action"
+    one_criterion = [patient(born="1940-01-01"), *_renal(90, 80), *unnamed]
+    assert _incomplete(evaluate(one_criterion), "apixaban-5mg-two-reduction-criteria") == []
