@@ -110,6 +110,18 @@ def observation(
     return obs
 
 
+FBC, LFT, EGFR = "1022441000000101", "997531000000108", "1011481000000105"
+
+
+def bloods(on: date, egfr: float = 85, **kwargs: Any) -> list[dict[str, Any]]:
+    """The DMARD blood set done on one day: FBC and LFT panels and an eGFR."""
+    return [
+        observation(FBC, None, "1", on, **kwargs),
+        observation(LFT, None, "1", on, **kwargs),
+        observation(EGFR, egfr, "mL/min/{1.73_m2}", on, **kwargs),
+    ]
+
+
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
     builder = RecordBuilder(rules().catalogue)
     for resource in resources:

@@ -18,6 +18,7 @@ from tests.builders import (
     AS_OF,
     LOINC,
     assess,
+    bloods,
     evaluate,
     observation,
     of_kind,
@@ -29,12 +30,7 @@ from tests.builders import (
 DAILY = {"frequency": 1, "period": 1, "periodUnit": "d"}
 WEEKLY = {"frequency": 1, "period": 1, "periodUnit": "wk"}
 MTX = "Methotrexate 2.5mg tablets"
-FBC, LFT, EGFR, LITHIUM = (
-    "1022441000000101",
-    "997531000000108",
-    "1011481000000105",
-    "1006681000000100",
-)
+LITHIUM = "1006681000000100"
 INR = "6301-6"
 
 
@@ -44,14 +40,6 @@ def _ago(days: int) -> date:
 
 def _codes(found: list[Any]) -> set[str]:
     return {f.code for f in found if f.code}
-
-
-def _bloods(on: date) -> list[dict[str, Any]]:
-    return [
-        observation(FBC, None, "1", on),
-        observation(LFT, None, "1", on),
-        observation(EGFR, 85, "mL/min/{1.73_m2}", on),
-    ]
 
 
 # ------------------------------------------------------------------ currency per product
@@ -81,7 +69,7 @@ def test_an_active_request_stands_while_later_issues_are_older_than_the_look_bac
         prescription(MTX, _ago(days), status="completed", timing=WEEKLY)
         for days in range(690, 140, -28)
     ]
-    found = evaluate([patient(), authorisation, *issues, *_bloods(_ago(200))])
+    found = evaluate([patient(), authorisation, *issues, *bloods(_ago(200))])
     assert of_kind(found, "overdue", "methotrexate"), "the standing authorisation keeps it current"
     assert "active-not-issued" not in _codes(found), "issued 5 months ago: within the limit"
 
@@ -91,7 +79,7 @@ def test_an_active_request_ends_with_its_validity_period(
     ended_days_ago: int, current: bool
 ) -> None:
     request = prescription(MTX, _ago(400), timing=WEEKLY, validity_end=_ago(ended_days_ago))
-    result = assess([patient(), request, *_bloods(_ago(200))])
+    result = assess([patient(), request, *bloods(_ago(200))])
     assert bool(result.register) is current
     assert bool(of_kind(result.findings, "overdue", "methotrexate")) is current
 
@@ -189,7 +177,7 @@ def test_an_established_methotrexate_course_is_not_treated_as_a_new_start_after_
         for d in range(28, 900, 28)
     ]
     recent = [prescription(MTX, _ago(d), status="completed", timing=WEEKLY) for d in (84, 56, 28)]
-    result = assess([patient(), authorisation, *early, *recent, *_bloods(_ago(40))])
+    result = assess([patient(), authorisation, *early, *recent, *bloods(_ago(40))])
     assert of_kind(result.findings, "overdue") == [], "12-weekly once established, not 2-weekly"
     [entry] = result.register
     assert entry.course_start == date(2016, 3, 1)
