@@ -655,6 +655,8 @@ def _ome(
             total += dose * ome.factor
             parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
         verified = verified and ome.verified
+    if total < check.value and not unread:
+        return None
     evidence = tuple(sorted({p.request.ref for p in products}))
     counted = f"({'; '.join(parts)})" if parts else "(nothing readable)"
     notes = [*(f"{p.ingredient} (dose not stated: {_said(p.request)})" for p in unread), *no_factor]
@@ -666,8 +668,6 @@ def _ome(
         if notes:
             detail += f" (not counted: {', '.join(notes)})"
         return _Outcome(detail, evidence, verified)
-    if not unread:
-        return None
     detail = (
         f"Oral morphine equivalent cannot be totalled: {', '.join(notes)}; the readable part is "
         f"{total:g} mg/day {counted}, below {check.value:g} mg/day"
@@ -687,8 +687,13 @@ def _criteria(
     when it alone stands between the record and the finding; otherwise it changes nothing."""
     dosed = products if check.ingredient else products[-1:]
     unread: list[Condition] = []
+    as_of = facts.as_of
     for cond in check.requires:
-        held = _state(cond, dosed, facts, therapy)
+        held = (
+            _dose_holds(cond, dosed)
+            if cond.measure in DOSE_MEASURES
+            else _holds_for_therapy(facts, cond, therapy, as_of)
+        )
         if held is False:
             return None
         if held is None:
@@ -697,20 +702,25 @@ def _criteria(
     held_criteria: list[Condition] = []
     possible = 0
     for cond in check.criteria:
-        held = _state(cond, dosed, facts, therapy)
+        held = (
+            _dose_holds(cond, dosed)
+            if cond.measure in DOSE_MEASURES
+            else _holds_for_therapy(facts, cond, therapy, as_of)
+        )
         if held:
             held_criteria.append(cond)
         elif held is None:
             unread.append(cond)
             possible += 1
     needed = check.min_match or len(check.criteria)
+    fires = required and len(held_criteria) >= needed
+    if not fires and (not unread or len(held_criteria) + possible < needed):
+        return None
     subject = (check.ingredient or pack.title).capitalize()
     evidence = tuple(sorted(p.request.ref for p in products))
-    if required and len(held_criteria) >= needed:
+    if fires:
         described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
         return _Outcome(f"{subject}: {described}", evidence)
-    if not unread or len(held_criteria) + possible < needed:
-        return None
     known = [c.describe() for c in (*check.requires, *held_criteria) if c not in unread]
     missing = tuple(
         f"{'strength' if c.measure == 'strength_mg' else 'daily dose'} of "
@@ -726,15 +736,6 @@ def _criteria(
     if known:
         detail += f"; already holds: {', '.join(known)}"
     return _Outcome(detail, evidence, missing=tuple(dict.fromkeys(missing)))
-
-
-def _state(
-    cond: Condition, dosed: tuple[ProductRequest, ...], facts: Facts, therapy: Therapy
-) -> bool | None:
-    """Whether a check's condition holds; None when it rests on a dose that cannot be read."""
-    if cond.measure in DOSE_MEASURES:
-        return _dose_holds(cond, dosed)
-    return _holds_for_therapy(facts, cond, therapy, facts.as_of)
 
 
 def _dose_holds(cond: Condition, products: tuple[ProductRequest, ...]) -> bool | None:

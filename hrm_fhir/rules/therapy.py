@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from operator import itemgetter
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from hrm_fhir.domain import Coding, MatchMethod, Prescription
 from hrm_fhir.rules.model import Catalogue, Ingredient, RulePack
@@ -87,9 +87,9 @@ ProductKey = tuple[tuple[Coding, ...], str]
 """What makes two requests the same product: the same codes and the same medication text."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProductRequest:
-    """A product of a drug group (or class) and the request that speaks for it: its newest."""
+class ProductRequest(NamedTuple):
+    """A product of a drug group (or class) and the request that speaks for it: its newest.
+    (A named tuple: one is made for every current product of every patient.)"""
 
     ingredient: str
     request: Prescription
@@ -111,8 +111,8 @@ class Therapy:
     """Where the schedule's phases are measured from: course start or last dose change."""
     products: tuple[ProductRequest, ...]
     """Every product current on the as-of date, the newest request last; empty when none is."""
-    newest: ProductRequest
-    """The newest request of the course, current or not."""
+    newest: tuple[Prescription, MedicationMatch]
+    """The newest request of the course, current or not, and how it was matched."""
 
     @property
     def current(self) -> bool:
@@ -121,17 +121,17 @@ class Therapy:
     @property
     def latest(self) -> Prescription:
         """The request the therapy rests on: the newest current product's, else the newest."""
-        return (self.products[-1] if self.products else self.newest).request
+        return self.products[-1].request if self.products else self.newest[0]
 
     @property
     def ingredient(self) -> str:
         """The ingredient of ``latest``."""
-        return (self.products[-1] if self.products else self.newest).ingredient
+        return self.products[-1].ingredient if self.products else self.newest[1].ingredient
 
     @property
     def method(self) -> MatchMethod:
         """How ``latest`` was recognised."""
-        return (self.products[-1] if self.products else self.newest).method
+        return self.products[-1].method if self.products else self.newest[1].method
 
 
 def counts(prescription: Prescription, as_of: date) -> bool:
@@ -202,77 +202,69 @@ def _therapy(
     currency: Currency,
     restarts: bool,
 ) -> Therapy:
-    by_product: dict[ProductKey, list[int]] = {}
-    for n, (prescription, _) in enumerate(items):
-        by_product.setdefault((prescription.codings, prescription.text), []).append(n)
-    ends = [p.authored_on for p, _ in items]  # the last day each request covers
+    starts = [p.authored_on for p, _ in items]
+    ends = starts.copy()  # the last day each request covers
+    newest: dict[ProductKey, int] = {}
+    standing: dict[ProductKey, int | None] = {}
+    """Per product: its active request still standing (not superseded, stopped or on hold)."""
+    for n, (request, _) in enumerate(items):
+        key = (request.codings, request.text)
+        newest[key] = n
+        if request.status in AUTHORISATION_STATUSES:
+            before = standing.get(key)
+            if before is not None:
+                ends[before] = _reach(items[before][0], request.authored_on)
+            standing[key] = n if request.status == "active" else None
     current: list[tuple[int, ProductRequest]] = []
-    for indexes in by_product.values():
-        standing = _standing(items, indexes, ends, currency.as_of)
-        product = _current_product(items, indexes, standing, currency)
+    for key, n in newest.items():
+        active = standing.get(key)
+        if active is not None:
+            ends[active] = _reach(items[active][0], currency.as_of)
+        product = _current_product(
+            items[n], items[active][0] if active is not None else None, currency
+        )
         if product is not None:
-            current.append((indexes[-1], product))
+            current.append((n, product))
     first, reach, gap = 0, ends[0], currency.course_gap
     for n in range(1, len(items)):
-        if items[n][0].authored_on - reach > gap:
+        if starts[n] - reach > gap:
             first, reach = n, ends[n]
         elif ends[n] > reach:
             reach = ends[n]
     course = items[first:] if first else items
-    start = course[0][0].authored_on
+    start = starts[first]
     changed = _last_dose_change(course) if restarts else None
-    current.sort(key=itemgetter(0))
-    newest, match = items[-1]
+    if len(current) > 1:
+        current.sort(key=itemgetter(0))
     return Therapy(
         group=group,
         start=start,
         anchor=max(start, changed) if changed else start,
         products=tuple(product for n, product in current if n >= first),
-        newest=ProductRequest(match.ingredient, newest, match.method),
+        newest=items[-1],
     )
 
 
-def _standing(
-    items: list[tuple[Prescription, MedicationMatch]],
-    indexes: list[int],
-    ends: list[date],
-    as_of: date,
-) -> int | None:
-    """The product's active request still standing at as-of, if any; sets how far each of its
-    active requests reaches (until superseded, stopped or put on hold, or its validity ends)."""
-    standing: int | None = None
-    for n in indexes:
-        request = items[n][0]
-        if request.status not in AUTHORISATION_STATUSES:
-            continue
-        if standing is not None:
-            ends[standing] = _reach(items[standing][0], request.authored_on)
-        standing = n if request.status == "active" else None
-    if standing is not None:
-        ends[standing] = _reach(items[standing][0], as_of)
-    return standing
-
-
 def _reach(active: Prescription, until: date) -> date:
+    """The last day an active request covers: until ``until`` or the end of its validity."""
     end = until if active.validity_end is None else min(until, active.validity_end)
     return max(active.authored_on, end)
 
 
 def _current_product(
-    items: list[tuple[Prescription, MedicationMatch]],
-    indexes: list[int],
-    standing: int | None,
-    currency: Currency,
+    item: tuple[Prescription, MedicationMatch], active: Prescription | None, currency: Currency
 ) -> ProductRequest | None:
-    newest, match = items[indexes[-1]]
+    """A product is current when its newest request (``item``) was issued within the look-back,
+    or while an active request of it stands (validity not ended before the look-back)."""
+    newest, match = item
     if newest.status in CURRENT_WHILE_ISSUED and newest.authored_on >= currency.lookback_start:
-        return ProductRequest(match.ingredient, newest, match.method, None)
-    if standing is None:
+        return ProductRequest(match.ingredient, newest, match.method)
+    if active is None:
         return None
-    active = items[standing][0]
-    if active.validity_end is not None and active.validity_end < currency.lookback_start:
+    validity_end = active.validity_end
+    if validity_end is not None and validity_end < currency.lookback_start:
         return None
-    renewed = active.validity_end is not None and active.validity_end >= currency.as_of
+    renewed = validity_end is not None and validity_end >= currency.as_of
     stale = newest.authored_on < currency.unissued_before and not renewed
     return ProductRequest(
         match.ingredient, newest, match.method, newest.authored_on if stale else None
