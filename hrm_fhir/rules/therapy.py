@@ -213,12 +213,19 @@ def build_therapies(
             group=group,
             requests=requests,
             ingredients=ingredients,
-            method=course[-1][1].method,
+            method=matched_by(*course[-1]),
             start=start,
             anchor=max(start, anchor) if anchor else start,
             current=is_current(requests[-1], as_of, lookback_start),
         )
     return therapies
+
+
+def matched_by(prescription: Prescription, match: MedicationMatch) -> MatchMethod:
+    """How a prescription was recognised; a MedicationStatement is labelled as a statement."""
+    if prescription.ref.startswith("MedicationStatement/"):
+        return MatchMethod.STATEMENT
+    return match.method
 
 
 def _last_dose_change(course: list[tuple[Prescription, MedicationMatch]]) -> date | None:
