@@ -60,9 +60,11 @@ def main() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["json", "fhir", "summary"]),
+    type=click.Choice(["json", "fhir", "summary", "csv"]),
     default="json",
     show_default=True,
+    help="json: findings, register and coverage; fhir: a Bundle of the Tasks and Flags; "
+    "summary: readable counts; csv: the register (who is on what, next due dates).",
 )
 @click.option(
     "--window-days",
@@ -85,8 +87,14 @@ def evaluate(
     except InputError as exc:
         click.echo(f"hrm-fhir: {exc}", err=True)
         sys.exit(2)
+    for warning in run.warnings:
+        click.echo(f"hrm-fhir: warning: {warning}", err=True)
     if fmt == "json":
         _write(_as_json(run))
+    elif fmt == "csv":
+        from hrm_fhir.register import register_csv
+
+        sys.stdout.write(register_csv(run.monitored))
     elif fmt == "fhir":
         from hrm_fhir.tasks.build import build_bundle
 
@@ -100,7 +108,10 @@ def evaluate(
 def _as_json(run: EvaluationRun) -> dict[str, object]:
     return {
         "as_of": run.as_of.isoformat(),
+        "warnings": run.warnings,
         "findings": [f.to_json() for f in run.findings],
+        "monitored": [entry.to_json() for entry in run.monitored],
+        "unrecognised": [item.to_json() for item in run.unrecognised],
         "skipped": [{"source": s.source, "reason": s.reason} for s in run.skipped],
     }
 

@@ -31,6 +31,8 @@ class FindingKind(StrEnum):
     OVERDUE = "overdue"
     OUT_OF_RANGE = "out_of_range"
     PRESCRIBING = "prescribing"
+    INCOMPLETE = "incomplete"
+    """A rule could not be assessed: data it needs is missing or unreadable (never silent)."""
 
 
 class MatchMethod(StrEnum):
@@ -40,6 +42,7 @@ class MatchMethod(StrEnum):
     CODE = "code"
     TEXT = "text"
     STATEMENT = "statement"
+    """Recorded as taken (a MedicationStatement), not prescribed here."""
 
 
 Coding = tuple[str, str]
@@ -165,6 +168,8 @@ class Finding:
     """For out-of-range findings: the date of the result."""
     severity: Severity | None = None
     code: str | None = None
+    missing: tuple[str, ...] = ()
+    """For incomplete findings: the data that is missing or could not be read."""
 
     def __reduce__(self) -> tuple[type[Finding], tuple[object, ...]]:
         """Pickle as a constructor call: loads twice as fast as the dataclass default (the
@@ -199,7 +204,53 @@ class Finding:
         else:
             out["code"] = self.code
             out["severity"] = self.severity.value if self.severity else None
+            if self.kind is FindingKind.INCOMPLETE:
+                out["missing"] = list(self.missing)
+                if self.analyte is not None:
+                    out["analyte"] = self.analyte
+                    out["value"] = self.value
+                    out["unit"] = self.unit
+                    out["observed_on"] = self.observed_on.isoformat() if self.observed_on else None
         return out
 
 
 _FINDING_FIELDS = tuple(f.name for f in fields(Finding))
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterEntry:
+    """One patient on monitored therapy in one drug group: the practice's register line."""
+
+    patient: PatientRef
+    drug_group: str
+    medication: ResourceRef
+    matched_by: MatchMethod
+    course_start: date
+    next_due: tuple[tuple[str, date], ...]
+    """(test id, next due date) for each test the schedule in force asks for."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "patient": self.patient,
+            "drug_group": self.drug_group,
+            "medication": self.medication,
+            "matched_by": self.matched_by.value,
+            "course_start": self.course_start.isoformat(),
+            "next_due": {test: due.isoformat() for test, due in self.next_due},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecognised:
+    """A medication product no drug group or co-medication class matched, and how often."""
+
+    text: str
+    codings: tuple[Coding, ...]
+    count: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "codes": [f"{system}|{code}" for system, code in self.codings],
+            "count": self.count,
+        }

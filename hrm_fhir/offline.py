@@ -19,14 +19,21 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hrm_fhir.adapters.fhir_input import NdjsonPart, expand_paths, is_ndjson, iter_resources
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder, Resource
-from hrm_fhir.domain import Finding, PatientRecord, PatientRef, Skipped
+from hrm_fhir.domain import (
+    Finding,
+    PatientRecord,
+    PatientRef,
+    RegisterEntry,
+    Skipped,
+    Unrecognised,
+)
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 Problem = Callable[[str, str], None]
+UnrecognisedKey = tuple[str, tuple[tuple[str, str], ...]]
 PARALLEL_FROM_BYTES = 32 * 1024 * 1024
 """Inputs smaller than this are evaluated in one process (workers cost more than they save)."""
 
@@ -44,6 +52,12 @@ class EvaluationRun:
     findings: list[Finding]
     skipped: list[Skipped]
     patients: int
+    monitored: list[RegisterEntry] = field(default_factory=list)
+    """The register: one line per patient and drug group on current monitored therapy."""
+    unrecognised: list[Unrecognised] = field(default_factory=list)
+    """Medication products no group or class matched, most frequent first."""
+    warnings: list[str] = field(default_factory=list)
+    """What limits the whole run (e.g. a date no rule pack version covers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,8 @@ _Read = tuple[dict[int, int], dict[int, dict[str, Resource]]]
 @dataclass(frozen=True)
 class _Result:
     findings: list[Finding]
+    register: list[RegisterEntry]
+    unrecognised: Counter[UnrecognisedKey]
     skipped: list[Skipped]
     problems: list[tuple[int, str, str]]
     """(chunk index, where, what) for each unreadable file or line, in reading order."""
@@ -173,9 +189,17 @@ class _Worker:
         for segment, ref, record in received:
             self._parts.setdefault(segment, {})[ref] = record
         records = _join(self._parts)
-        findings = [f for ref in sorted(records) for f in self._engine.evaluate(records[ref])]
+        findings: list[Finding] = []
+        register: list[RegisterEntry] = []
+        for ref in sorted(records):
+            assessment = self._engine.assess(records[ref])
+            findings.extend(assessment.findings)
+            register.extend(assessment.register)
         skipped = [s for builder in self._builders.values() for s in builder.skipped]
-        return _Result(findings, skipped, self._problems, len(records))
+        unrecognised: Counter[UnrecognisedKey] = Counter()
+        for builder in self._builders.values():
+            unrecognised.update(builder.unrecognised)
+        return _Result(findings, register, unrecognised, skipped, self._problems, len(records))
 
 
 def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
@@ -345,7 +369,25 @@ def _combine(
     findings = [f for result in results for f in result.findings]
     findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
     patients = sum(result.patients for result in results)
-    return EvaluationRun(as_of=as_of, findings=findings, skipped=skipped, patients=patients)
+    register = sorted(
+        (entry for result in results for entry in result.register),
+        key=lambda e: (e.patient, e.drug_group),
+    )
+    counts: Counter[UnrecognisedKey] = Counter()
+    for result in results:
+        counts.update(result.unrecognised)
+    unrecognised = [
+        Unrecognised(text, codings, n)
+        for (text, codings), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    return EvaluationRun(
+        as_of=as_of,
+        findings=findings,
+        skipped=skipped,
+        patients=patients,
+        monitored=register,
+        unrecognised=unrecognised,
+    )
 
 
 def default_workers() -> int:

@@ -7,7 +7,13 @@ from collections import Counter
 from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.offline import EvaluationRun
 
-_KINDS = (FindingKind.OVERDUE, FindingKind.DUE, FindingKind.OUT_OF_RANGE, FindingKind.PRESCRIBING)
+_KINDS = (
+    FindingKind.OVERDUE,
+    FindingKind.DUE,
+    FindingKind.OUT_OF_RANGE,
+    FindingKind.PRESCRIBING,
+    FindingKind.INCOMPLETE,
+)
 
 
 def render_summary(run: EvaluationRun, urgent_limit: int = 20) -> str:
@@ -19,6 +25,9 @@ def render_summary(run: EvaluationRun, urgent_limit: int = 20) -> str:
         f"hrm-fhir evaluation as of {run.as_of.isoformat()}",
         f"{run.patients} patient records read; {patients} with findings; "
         f"{len(run.findings)} findings; {len(run.skipped)} resources or lines skipped",
+        f"{len(run.monitored)} patient drug groups on monitored therapy; "
+        f"{sum(u.count for u in run.unrecognised)} medication entries not recognised",
+        *(f"WARNING: {warning}" for warning in run.warnings),
         "",
         f"{'DRUG GROUP':<15}" + "".join(f"{k.value.upper():>14}" for k in _KINDS),
     ]

@@ -7,6 +7,7 @@ Dates are read as Europe/London calendar dates; a partial date takes its first d
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -157,6 +158,8 @@ class RecordBuilder:
         self._pending: list[tuple[str, Resource]] = []
         self.records: dict[PatientRef, PatientRecord] = {}
         self.skipped: list[Skipped] = []
+        self.unrecognised: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        """Medication entries whose product ``is_relevant`` rejected, by (text, codings)."""
 
     def add(self, origin: str, resource: Resource) -> None:
         """Map one resource; malformed ones are recorded in ``skipped`` and never raise."""
@@ -345,6 +348,7 @@ class RecordBuilder:
             raise MappingError(f"{kind} names no medication (no code, no text)")
         dosage = self._dosage(dosage_field)
         if not product.relevant:
+            self.unrecognised[(product.text, product.codings)] += 1
             return
         prescription = Prescription(  # positional: keywords cost twice as much on this path
             ResourceRef(f"{kind}/{rid}"),

@@ -20,6 +20,7 @@ from hrm_fhir.domain import (
     PatientRecord,
     PatientRef,
     Prescription,
+    RegisterEntry,
     ResourceRef,
 )
 from hrm_fhir.rules.durations import Duration
@@ -105,26 +106,42 @@ class Engine:
 
     def evaluate(self, record: PatientRecord) -> list[Finding]:
         """Every finding for one patient, sorted for stable output."""
+        return self.assess(record).findings
+
+    def assess(self, record: PatientRecord) -> Assessment:
+        """Every finding for one patient, sorted for stable output, and the patient's register
+        lines: one per drug group on current therapy, with the next due date of each test."""
         patient = record.patient
         if patient is not None and not patient.is_alive_on(self.as_of):
-            return []
+            return Assessment([], [])
         if not record.prescriptions:
-            return []
+            return Assessment([], [])
         catalogue = self.rules.catalogue
         therapies = self.therapies(record)
         if not any(t.current for t in therapies.values()):
-            return []
+            return Assessment([], [])
         facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)
         findings: list[Finding] = []
+        register: list[RegisterEntry] = []
         for pack in self.packs:
             therapy = therapies.get(pack.drug_group)
             if therapy is None or not therapy.current:
                 continue
-            findings.extend(_monitoring(pack, therapy, facts, self.as_of, self.window_days))
+            dues = _dues(pack, therapy, facts)
+            register.append(_register_entry(pack, therapy, facts, dues))
+            findings.extend(_monitoring(pack, therapy, facts, dues, self.as_of, self.window_days))
             findings.extend(_out_of_range(pack, therapy, facts))
             findings.extend(_prescribing(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
-        return findings
+        return Assessment(findings, register)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What one patient's record gave: findings, and register lines."""
+
+    findings: list[Finding]
+    register: list[RegisterEntry]
 
 
 @dataclass(frozen=True)
@@ -301,13 +318,15 @@ class _TestDue:
         return f"every {self.interval.describe()}"
 
 
-def _monitoring(
-    pack: RulePack, therapy: Therapy, facts: Facts, as_of: date, window_days: int
-) -> list[Finding]:
+def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]:
+    """The next due date of each test the pack's schedules in force ask for."""
     catalogue = facts.catalogue
     dues: dict[str, _TestDue] = {}
     for schedule in pack.schedules:
-        if schedule.ends_after is not None and schedule.ends_after.after(therapy.anchor) <= as_of:
+        if (
+            schedule.ends_after is not None
+            and schedule.ends_after.after(therapy.anchor) <= facts.as_of
+        ):
             continue
         for test in schedule.tests:
             last = facts.last_done(catalogue.tests[test].analytes)
@@ -322,6 +341,32 @@ def _monitoring(
             entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified)
             if test not in dues or entry.due < dues[test].due:
                 dues[test] = entry
+    return dues
+
+
+def _register_entry(
+    pack: RulePack, therapy: Therapy, facts: Facts, dues: dict[str, _TestDue]
+) -> RegisterEntry:
+    order = {test: n for n, test in enumerate(facts.catalogue.tests)}
+    return RegisterEntry(
+        patient=facts.patient,
+        drug_group=pack.drug_group,
+        medication=therapy.latest.ref,
+        matched_by=therapy.method,
+        course_start=therapy.start,
+        next_due=tuple((d.test, d.due) for d in sorted(dues.values(), key=lambda d: order[d.test])),
+    )
+
+
+def _monitoring(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    dues: dict[str, _TestDue],
+    as_of: date,
+    window_days: int,
+) -> list[Finding]:
+    catalogue = facts.catalogue
     horizon = as_of + timedelta(days=window_days)
     included = [d for d in dues.values() if d.due <= horizon]
     if not included:

@@ -1,6 +1,7 @@
 """Turn findings into FHIR R4 Task and Flag resources (fhir.resources R4B models), purely.
 
-- due / overdue monitoring, prescribing reviews and review-grade results -> Task
+- due / overdue monitoring, prescribing reviews, review-grade results and incomplete
+  assessments (a rule that could not be assessed: the pharmacist finds the missing data) -> Task
 - out-of-range results graded ``action`` or ``urgent`` -> Flag (never a Flag for overdue bloods)
 Each resource's logical id is the finding's deterministic business identifier, so a rerun can
 PUT the same id and never duplicate.
@@ -81,6 +82,10 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         code, text = "prescribing-review", "Prescribing safety review"
         status, owner = "awaiting-pharmacist", PHARMACIST
         priority = _PRIORITY[finding.severity or Severity.REVIEW]
+    elif finding.kind is FindingKind.INCOMPLETE:
+        code, text = "assessment-incomplete", "Monitoring could not be assessed"
+        status, owner = "awaiting-pharmacist", PHARMACIST
+        priority = _PRIORITY[finding.severity or Severity.REVIEW]
     else:
         code, text = "result-review", "Result review"
         status, owner = "awaiting-pharmacist", PHARMACIST
@@ -95,6 +100,13 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         }
         for test in finding.tests
     ]
+    inputs.extend(
+        {
+            "type": {"coding": [{"system": t.TASK_INPUT, "code": "missing-data"}]},
+            "valueString": missing,
+        }
+        for missing in finding.missing
+    )
     inputs.append(
         {
             "type": {"coding": [{"system": t.TASK_INPUT, "code": "rule"}]},

@@ -153,6 +153,8 @@ def close_reason(record: FindingRecord, context: PatientContext | None) -> str:
         return "result received"
     if record.kind is FindingKind.OUT_OF_RANGE:
         return "resolved: latest result no longer out of range"
+    if record.kind is FindingKind.INCOMPLETE:
+        return "resolved: the missing data is now on record"
     return "no longer applies"
 
 

@@ -100,3 +100,31 @@ def test_prescribing_reviews_go_to_the_pharmacist_with_priority_by_severity() ->
     assert urgent.priority == "stat"
     assert urgent.businessStatus.coding[0].code == "awaiting-pharmacist"
     assert urgent.restriction is None
+
+
+def test_incomplete_assessments_go_to_the_pharmacist_naming_what_is_missing() -> None:
+    finding = _finding(
+        FindingKind.INCOMPLETE,
+        code="unit-unreadable",
+        severity=Severity.URGENT,
+        missing=("unit of the lithium result",),
+        analyte="lithium",
+        value=2.1,
+        unit="mg/furlong",
+        observed_on=date(2026, 11, 24),
+    )
+    task = build_resource(finding, AS_OF)
+    assert isinstance(task, Task)
+    assert (task.priority, task.code.coding[0].code) == ("stat", "assessment-incomplete")
+    assert task.businessStatus.coding[0].code == "awaiting-pharmacist"
+    assert [i.valueString for i in task.input if i.type.coding[0].code == "missing-data"] == [
+        "unit of the lithium result"
+    ]
+    shape = finding.to_json()
+    assert (shape["kind"], shape["code"], shape["severity"]) == (
+        "incomplete",
+        "unit-unreadable",
+        "urgent",
+    )
+    assert shape["missing"] == ["unit of the lithium result"]
+    assert (shape["analyte"], shape["value"], shape["unit"]) == ("lithium", 2.1, "mg/furlong")

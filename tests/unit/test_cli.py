@@ -210,3 +210,40 @@ def test_a_unit_that_cannot_be_normalised_is_reported(tmp_path: Path) -> None:
     assert [s["source"] for s in doc["skipped"]] == ["Observation/odd"]
     assert "'furlongs'" in doc["skipped"][0]["reason"]
     assert not any(f["kind"] == "out_of_range" for f in doc["findings"])
+
+
+def test_evaluate_json_lists_the_register_and_what_it_could_not_place(tmp_path: Path) -> None:
+    statin = prescription("Atorvastatin 20mg tablets", AS_OF - timedelta(days=30))
+    _write_ndjson(tmp_path / "export.ndjson", [*_practice(), statin, dict(statin, id="again")])
+    result = _run("evaluate", "--as-of", AS_OF.isoformat(), str(tmp_path))
+    doc = json.loads(result.stdout)
+    assert doc["warnings"] == []
+    [line] = doc["monitored"]
+    assert (line["patient"], line["drug_group"], line["matched_by"]) == (
+        "Patient/p1",
+        "methotrexate",
+        "text",
+    )
+    assert line["course_start"] == (AS_OF - timedelta(days=500)).isoformat()
+    assert set(line["next_due"]) == {"fbc", "lft", "renal"}
+    [statins] = doc["unrecognised"]
+    assert statins["count"] == 2
+    assert "atorvastatin" in statins["text"]
+
+
+def test_evaluate_csv_writes_one_register_row_per_test(tmp_path: Path) -> None:
+    _write_ndjson(tmp_path / "export.ndjson", _practice())
+    result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "csv", str(tmp_path))
+    assert result.exit_code == 0
+    rows = result.stdout.splitlines()
+    assert rows[0] == "patient,drug_group,medication,matched_by,course_start,test,next_due"
+    assert sorted(row.split(",")[5] for row in rows[1:]) == ["fbc", "lft", "renal"]
+    assert all(row.startswith("Patient/p1,methotrexate,MedicationRequest/") for row in rows[1:])
+
+
+def test_evaluate_summary_counts_the_register_and_the_unrecognised(tmp_path: Path) -> None:
+    statin = prescription("Atorvastatin 20mg tablets", AS_OF - timedelta(days=30))
+    _write_ndjson(tmp_path / "export.ndjson", [*_practice(), statin])
+    result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "summary", str(tmp_path))
+    assert "1 patient drug groups on monitored therapy" in result.stdout
+    assert "1 medication entries not recognised" in result.stdout

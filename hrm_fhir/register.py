@@ -1,0 +1,32 @@
+"""The register of an evaluation run as CSV: who is on which monitored drug, what is next due."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+
+from hrm_fhir.domain import RegisterEntry
+from hrm_fhir.spreadsheet import safe_cell
+
+COLUMNS = ("patient", "drug_group", "medication", "matched_by", "course_start", "test", "next_due")
+
+
+def register_csv(entries: Iterable[RegisterEntry]) -> str:
+    """One row per patient, drug group and test (one row with no test when nothing is
+    scheduled, e.g. sulfasalazine after its first stable year)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for entry in entries:
+        line = (
+            entry.patient,
+            entry.drug_group,
+            entry.medication,
+            entry.matched_by.value,
+            entry.course_start.isoformat(),
+        )
+        for test, due in entry.next_due or (("", None),):
+            row = (*line, test, due.isoformat() if due else "")
+            writer.writerow([safe_cell(cell) for cell in row])
+    return out.getvalue()
