@@ -38,7 +38,7 @@ fi
 
 rm -rf "$out"
 mkdir -p "$out"
-java -Xmx4g -cp "$lib/*" App -p "$patients" -s "$seed" -cs "$seed" -r "$reference" \
+java -Xmx4g -cp "$lib/*" App -p "$patients" -s "$seed" -cs "$seed" -r "$reference" -e "$reference" \
   --exporter.baseDirectory="$out" \
   --exporter.fhir.export=true \
   --exporter.fhir_stu3.export=false \
