@@ -113,7 +113,9 @@ def main() -> int:
     by_group = Counter(g for _, g in want)
     missed_by_group = Counter(g for _, g in misses)
     print(f"patients with an active monitored medicine (independent count): {len(patients)}")
-    print(f"  all of their drug groups recognised: {len(recognised)} ({_pct(recognised, patients)})")
+    print(
+        f"  all of their drug groups recognised: {len(recognised)} ({_pct(recognised, patients)})"
+    )
     print(f"patient drug groups: {len(want)}, recognised {len(hits)} ({_pct(hits, want)})")
     for group, count in sorted(by_group.items()):
         print(f"  {group}: {count - missed_by_group[group]}/{count}")

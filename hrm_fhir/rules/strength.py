@@ -19,7 +19,8 @@ Strength = tuple[float, str]
 _MASS = r"mg|milligrams?|g|grams?|micrograms?|mcg|ug|µg"
 _AMOUNT = re.compile(rf"(\d+(?:\.\d+)?)\s*({_MASS})\b(\s*/\s*(?:hours?|hr|h)\b)?")
 _TO_MG = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001}
-_PAIR = re.compile(rf"(\d+(?:\.\d+)?)\s*({_MASS})?\s*/\s*(\d+(?:\.\d+)?)\s*({_MASS})\b")
+_PAIR = re.compile(rf"(\d+(?:\.\d+)?)\s*({_MASS})?\s*/\s*(\d+(?:\.\d+)?)\s*({_MASS})?\b")
+"""``30mg/500mg``, and ``30/500`` (mg) after a co-name."""
 _PARTS = re.compile(r"\s/\s|\s\+\s|\band\b|\bwith\b")
 """Separators between the ingredients of a combination product's name."""
 _CO_NAME = re.compile(r"\bco-[a-z]+")
@@ -72,9 +73,9 @@ def _co_strengths(text: str, combination: Combination) -> tuple[Strength, ...] |
     pair = _PAIR.search(text, at.end())
     if pair is None or _AMOUNT.search(text, at.end(), pair.start()):
         return None
-    first_unit = pair.group(2) or pair.group(4)
-    first = _strength_of(pair.group(1), first_unit, per_hour=False)
-    second = _strength_of(pair.group(3), pair.group(4), per_hour=False)
+    second_unit = pair.group(4) or "mg"
+    first = _strength_of(pair.group(1), pair.group(2) or second_unit, per_hour=False)
+    second = _strength_of(pair.group(3), second_unit, per_hour=False)
     return first, second
 
 
