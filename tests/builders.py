@@ -107,7 +107,7 @@ def observation(
 
 
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
-    builder = RecordBuilder(rules().catalogue)
+    builder = RecordBuilder(rules().catalogue, rules().medicines())
     for resource in resources:
         builder.add("test", resource)
     return dict(builder.finish())

@@ -30,7 +30,7 @@ from hrm_fhir.rules.registry import RuleSet
 
 def snapshot_records(session: Session, rules: RuleSet) -> dict[PatientRef, PatientRecord]:
     """Every monitored patient's record, mapped from the snapshots the sweeps keep."""
-    builder = RecordBuilder(rules.catalogue)
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
     for body in session.scalars(select(SnapshotRecord.body)):
         for resource in orjson.loads(body):
             builder.add("snapshot", resource)

@@ -872,7 +872,7 @@ _SCHEMAS.update(
                             "phase_anchor": _DATE,
                             "medication": {"type": "string"},
                             "ingredient": {"type": "string"},
-                            "matched_by": {"enum": ["code", "text"]},
+                            "matched_by": {"enum": ["code", "text", "statement"]},
                             "statements": {"type": "array", "items": _ref("EvidenceStatement")},
                             "tests": {
                                 "type": "array",

@@ -59,7 +59,7 @@ def evaluate_patient(
         gateway.close()
     if not any(r.get("resourceType") == "Patient" for r in resources):
         raise NotFound("the FHIR server has no such Patient")
-    builder = RecordBuilder(state.rules.catalogue)
+    builder = RecordBuilder(state.rules.catalogue, state.rules.medicines())
     for resource in resources:
         builder.add("server", resource)
     record = builder.finish().get(patient) or PatientRecord(patient=None)

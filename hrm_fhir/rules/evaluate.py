@@ -593,11 +593,11 @@ def _ome(
 ) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
     assert check.value is not None  # noqa: S101 - schema checks
     factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
-    total, parts, verified, unknown = 0.0, [], True, []
+    total, parts, verified, unknown, no_factor = 0.0, [], True, [], []
     for name, request in sorted(current.items()):
         ome = factors.get(name)
         if ome is None:
-            unknown.append(name)
+            no_factor.append(name)
             continue
         if ome.per == "ug/h":
             if request.strength_unit != "ug/h" or not request.strength:
@@ -622,6 +622,8 @@ def _ome(
         f"Oral morphine equivalent {total:g} mg/day ({'; '.join(parts)}) "
         f"is at or above {check.value:g} mg/day"
     )
+    if no_factor:
+        detail += f" (not counted, no cited OME factor: {', '.join(no_factor)})"
     if unknown:
         detail += f" (not counted, dose unknown: {', '.join(unknown)})"
     return detail, tuple(sorted(r.ref for r in current.values())), verified
