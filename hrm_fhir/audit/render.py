@@ -34,7 +34,7 @@ from hrm_fhir.audit.model import (
     WeekPoint,
     Workload,
 )
-from hrm_fhir.spreadsheet import safe_cell
+from hrm_fhir.untrusted import is_http_url, safe_cell
 
 TEMPLATE = "audit/monthly.html"
 LIST_COLUMNS = ("list_id", "title", "patient", "drug_group", "detail")
@@ -64,6 +64,7 @@ def html_context(report: MonthlyReport, *, compact_lists: bool = False) -> dict[
         "number": number,
         "pct": pct,
         "when": when,
+        "http_url": is_http_url,
     }
 
 
@@ -75,13 +76,23 @@ def _environment() -> Environment:
 
 
 def render_pdf(report: MonthlyReport) -> bytes:
-    """The report as an A4 PDF, its links kept (WeasyPrint). The patient lists are lines of
-    references: laying out one table row per patient took WeasyPrint about a minute for a
-    20,000-patient practice (bench/README.md)."""
+    """The report as an A4 PDF, its links kept (WeasyPrint)."""
+    return html_to_pdf(pdf_html(report))
+
+
+def pdf_html(report: MonthlyReport) -> str:
+    """The HTML the PDF is made from: the patient lists are lines of references, because laying
+    out one table row per patient took WeasyPrint about a minute for a 20,000-patient practice
+    (bench/README.md)."""
+    return render_html(report, compact_lists=True)
+
+
+def html_to_pdf(html: str) -> bytes:
+    """An A4 PDF of a self-contained HTML document (WeasyPrint)."""
     # Imported here: WeasyPrint loads the Pango system library, which only the PDF needs.
     from weasyprint import HTML
 
-    pdf: bytes = HTML(string=render_html(report, compact_lists=True)).write_pdf()
+    pdf: bytes = HTML(string=html).write_pdf()
     return pdf
 
 

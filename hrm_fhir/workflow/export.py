@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.spreadsheet import safe_cell
+from hrm_fhir.untrusted import safe_cell
 from hrm_fhir.workflow.service import PatientDetails, WorklistEntry, contact_details
 
 CSV_COLUMNS = ("NHS number", "Name", "Phone", "Preferred contact", "Tests needed", "Due date")
