@@ -115,9 +115,9 @@ class KeyGrant:
 
 def parse_grant(text: str) -> KeyGrant:
     """``read``, ``operator:practice-1``... -> KeyGrant; ValueError for anything else."""
-    role, _, practice = text.partition(":")
+    role, bound, practice = text.partition(":")
     practice = practice.removeprefix("Organization/")
-    if role not in KEY_ROLES or (practice and not _PRACTICE_ID.fullmatch(practice)):
+    if role not in KEY_ROLES or (bound and not _PRACTICE_ID.fullmatch(practice)):
         raise ValueError(
             "HRM_API_KEYS entries are key:role or key:role:practice, with role one of "
             + ", ".join(KEY_ROLES)

@@ -5,6 +5,8 @@ link, a file name.
   OWASP's "CSV Injection" page describes): a cell that begins with ``=``, ``+``, ``-``, ``@``, tab
   or carriage return, also after leading spaces, which spreadsheets skip. A phone number such as
   ``+44 7700 900123`` or a negative number (digits, spaces, brackets and hyphens only) is kept.
+  Rows end in CRLF (RFC 4180), so a cell holding a CR or LF is always quoted and cannot split
+  its row (with a bare ``\n`` line end, Python's csv module leaves a lone CR unquoted).
 - **Links** are rendered only for absolute ``http``/``https`` URLs: a ``javascript:`` or ``data:``
   URL from a resource is shown as text, never as a link.
 - **File and folder names** keep letters, digits, ``.``, ``_`` and ``-`` and never begin with a
@@ -13,7 +15,9 @@ link, a file name.
 
 from __future__ import annotations
 
+import csv
 import re
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 _PHONE = re.compile(r"[+\-][\d ()-]+")
@@ -30,6 +34,11 @@ def safe_cell(value: str) -> str:
         head.startswith(("+", "-")) and _PHONE.fullmatch(head)
     )
     return f"'{value}" if risky else value
+
+
+def csv_writer(out: TextIO) -> Any:
+    """A CSV writer whose rows end in CRLF: every cell with a line break in it is quoted."""
+    return csv.writer(out, lineterminator="\r\n")
 
 
 def is_http_url(value: object) -> bool:

@@ -8,7 +8,6 @@ list's rows. Lists name patients by reference only (``Patient/<id>``).
 
 from __future__ import annotations
 
-import csv
 import functools
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
@@ -34,7 +33,7 @@ from hrm_fhir.audit.model import (
     WeekPoint,
     Workload,
 )
-from hrm_fhir.untrusted import is_http_url, safe_cell
+from hrm_fhir.untrusted import csv_writer, is_http_url, safe_cell
 
 TEMPLATE = "audit/monthly.html"
 LIST_COLUMNS = ("list_id", "title", "patient", "drug_group", "detail")
@@ -191,7 +190,7 @@ def _cells(value: object) -> list[Cell]:
 def _write_csv(path: Path, table: Table) -> Path:
     header, rows = table
     with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out)
         writer.writerow(header)
         writer.writerows(rows)
     return path
