@@ -284,6 +284,8 @@ def test_the_patient_card_links_a_printable_evidence_pack(flow: Flow) -> None:
         assert "methotrexate@1" in pack.text
         other = app.test_client()
         sign_in(other, "olga")
-        assert other.get(f"/patients/{pid}/evidence").status_code == 403
+        hidden = other.get(f"/patients/{pid}/evidence")
+        assert hidden.status_code == 404, "another practice's patient is answered as none"
+        assert other.get(f"/patients/{pid}").status_code == 404
     finally:
         service_state(app).close(timeout=30)

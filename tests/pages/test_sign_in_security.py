@@ -239,3 +239,20 @@ def test_a_passphrase_of_unrelated_words_is_accepted(app: Flask) -> None:
     check_password_rules(PASSWORD)
     with app.app_context(), pytest.raises(UserError, match=r"common|guess"):
         create_user(db_session(), "sam", role="gp", password="sam-sam-sam-sam")  # noqa: S106
+
+
+def test_behind_a_proxy_the_client_s_address_is_counted(make_app: AppFactory) -> None:
+    app = make_app(proxy_hops=1, sign_in_limit_address="3 per hour")
+    add_users(app)
+    client = app.test_client()
+
+    def attempt(forwarded_for: str) -> int:
+        token = token_of(client.get("/sign-in").text)
+        return client.post(
+            "/sign-in",
+            data={"username": f"u-{forwarded_for}", "password": WRONG, "csrf_token": token},
+            headers={"X-Forwarded-For": forwarded_for},
+        ).status_code
+
+    assert [attempt("203.0.113.7") for _ in range(4)] == [400, 400, 400, 429]
+    assert attempt("203.0.113.8") == 400, "another client behind the same proxy is not locked"
