@@ -3,7 +3,8 @@ queue and the GP's escalations, server-rendered with Jinja (hrm_fhir/templates/p
 (hrm_fhir/static) and no JavaScript. See docs/pages.md.
 
 ``bp`` is registered by ``create_app``; registering it configures the app's session (secret key,
-lifetime, cookie flags) and CSRF protection. Without ``HRM_SECRET_KEY`` (outside tests) the pages
+lifetime, cookie flags: ``Secure`` outside the sandbox), the sign-in throttle and CSRF protection.
+Without ``HRM_SECRET_KEY`` (outside tests) the pages
 refuse to run: every page answers 503 saying why, while the API and the scheduler carry on.
 """
 
