@@ -255,3 +255,34 @@ class WorkflowEventRecord(Base):
     """JSON: the action's fields (medium, outcome, dates, decision, dose text...)."""
     written: Mapped[str] = mapped_column(Text)
     """Space-separated references of what was written (``Communication/x Task/y/_history/3``)."""
+
+
+class UserTokenRecord(Base):
+    """A personal API token: only its SHA-256 digest is kept; the token is shown once."""
+
+    __tablename__ = "user_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the token, hex."""
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class UserSessionRecord(Base):
+    """A signed-in session of the pages, held here so signing out ends every copy of its cookie.
+    The cookie carries a random session id; only its SHA-256 digest is kept."""
+
+    __tablename__ = "user_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    """``signed out``, ``idle``, ``expired`` or ``disabled``."""

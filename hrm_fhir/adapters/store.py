@@ -7,7 +7,7 @@ reads a clock: callers pass ``now`` (timezone-aware).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -91,9 +91,14 @@ def get_sweep(session: Session, sweep_id: int) -> SweepRecord | None:
     return session.get(SweepRecord, sweep_id)
 
 
-def list_sweeps(session: Session, limit: int = 50) -> list[SweepRecord]:
-    """The most recent sweeps first."""
+def list_sweeps(
+    session: Session, limit: int = 50, scopes: Collection[str] | None = None
+) -> list[SweepRecord]:
+    """The most recent sweeps first; only those of ``scopes`` (``all``, ``Organization/<id>``)
+    when given."""
     query = select(SweepRecord).order_by(SweepRecord.started_at.desc(), SweepRecord.id.desc())
+    if scopes is not None:
+        query = query.where(SweepRecord.scope.in_(scopes))
     return list(session.scalars(query.limit(limit)))
 
 
