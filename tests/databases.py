@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import OperationalError
 
@@ -114,6 +115,16 @@ def throwaway_cluster() -> Iterator[str]:
             run("pg_ctl", f"--pgdata={data}", "--mode=immediate", "--wait", "stop")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def database_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database a fixture that builds an app or a harness should use: the test's
+    ``database_url`` when the test asks for it (by argument or ``usefixtures``), so that test
+    runs on SQLite and PostgreSQL; otherwise a SQLite file in ``tmp_path``."""
+    if "database_url" in request.fixturenames:
+        url: str = request.getfixturevalue("database_url")
+        return url
+    return f"sqlite:///{tmp_path / 'hrm.db'}"
 
 
 class PostgresServer:

@@ -32,11 +32,11 @@ pytestmark = pytest.mark.hapi
 class Harness:
     """One test's practice, database and gateway."""
 
-    def __init__(self, base: str, run_id: str, db: Path, page_size: int = 200) -> None:
+    def __init__(self, base: str, run_id: str, database_url: str, page_size: int = 200) -> None:
         self.practice = Practice(run_id)
         self.settings = Settings(
             fhir_base_url=base,
-            database_url=f"sqlite:///{db}",
+            database_url=database_url,
             practice=self.practice.org,
             page_size=page_size,
         )
@@ -74,8 +74,9 @@ class Harness:
 
 
 @pytest.fixture
-def harness(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(fhir_base, run_id, tmp_path / "hrm.db")
+def harness(fhir_base: str, run_id: str, database_url: str) -> Iterator[Harness]:
+    """Every test of the live sweep runs on SQLite and on PostgreSQL."""
+    h = Harness(fhir_base, run_id, database_url)
     yield h
     h.close()
 
@@ -143,7 +144,7 @@ def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
 
 
 def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path) -> None:
-    h = Harness(fhir_base, run_id, tmp_path / "p.db", page_size=4)
+    h = Harness(fhir_base, run_id, f"sqlite:///{tmp_path / 'p.db'}", page_size=4)
     try:
         p = h.practice
         resources: list[Resource] = [p.organization()]
