@@ -12,6 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import URL, Connection, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,7 +58,9 @@ def _postgresql(url: URL) -> Engine:
         url = url.set(drivername="postgresql+psycopg")
     timeout = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     try:
-        return create_engine(url, pool_pre_ping=True, connect_args=timeout)
+        return create_engine(
+            url, isolation_level="READ COMMITTED", pool_pre_ping=True, connect_args=timeout
+        )
     except ImportError as error:
         raise DatabaseURLError(
             f"HRM_DATABASE_URL is a PostgreSQL URL but its driver cannot be loaded ({error}); "
@@ -67,7 +70,10 @@ def _postgresql(url: URL) -> Engine:
 
 def make_engine(url: str) -> Engine:
     """An engine for a SQLAlchemy URL. SQLite gets cross-thread use and foreign keys on;
-    PostgreSQL gets psycopg 3, a connect timeout and a liveness check before each checkout.
+    PostgreSQL gets psycopg 3, a connect timeout, a liveness check before each checkout, and
+    READ COMMITTED whatever the server's default: the lease's conditional UPDATE relies on a
+    blocked UPDATE re-reading the row its rival committed, where REPEATABLE READ or
+    SERIALIZABLE would raise a serialization failure instead of answering "held".
     On both, a process never uses a pooled connection that another process opened."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -81,6 +87,11 @@ def make_engine(url: str) -> Engine:
     event.listen(engine, "connect", _remember_pid)
     event.listen(engine, "checkout", _refuse_other_process)
     return engine
+
+
+def shown_url(url: str) -> str:
+    """The database URL as it may be printed or logged: its password masked."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -118,6 +129,12 @@ def upgrade(engine_or_url: Engine | str) -> None:
     finally:
         if engine is not engine_or_url:
             engine.dispose()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database's schema is at (None before the first migration)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def init_db(url: str) -> Engine:

@@ -93,6 +93,7 @@ def _stage(task: Resource) -> str:
     return str(task["businessStatus"]["coding"][0]["code"])
 
 
+@pytest.mark.usefixtures("database_url")
 def test_contacts_booking_sample_result_and_sign_off_close_the_loop(flow: Flow) -> None:
     p = flow.practice
     flow.upload(starter(p))

@@ -6,7 +6,7 @@ import multiprocessing
 from multiprocessing.queues import Queue
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from hrm_fhir.db import make_engine
 from hrm_fhir.errors import DatabaseURLError
@@ -43,6 +43,20 @@ def test_a_forked_process_opens_its_own_connection_and_leaves_the_parents_alone(
         assert _backend_pid(engine) == parent, "the parent's pooled connection still works"
     finally:
         engine.dispose()
+
+
+def test_postgresql_transactions_are_read_committed_whatever_the_server_default(
+    postgres_url: str,
+) -> None:
+    url = make_url(postgres_url)
+    options = f"{url.query['options']} -cdefault_transaction_isolation=serializable"
+    engine = make_engine(url.update_query_dict({"options": options}).render_as_string(False))
+    try:
+        with engine.begin() as connection:
+            level = connection.exec_driver_sql("SHOW transaction_isolation").scalar_one()
+    finally:
+        engine.dispose()
+    assert level == "read committed"
 
 
 def test_a_bare_postgresql_url_uses_psycopg_3() -> None:

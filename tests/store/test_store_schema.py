@@ -13,17 +13,20 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from click.testing import CliRunner
+from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from hrm_fhir.adapters.store import acquire_lock, get_sweep, live_lock, record_write
+from hrm_fhir.cli import main
 from hrm_fhir.db import (
     MIGRATIONS,
     alembic_config,
     init_db,
     make_engine,
     make_session_factory,
+    schema_revision,
     upgrade,
 )
 from hrm_fhir.records import (
@@ -50,18 +53,13 @@ TABLES = {
 }
 
 
-def _revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
-
-
 def test_init_db_creates_the_schema_on_first_run_and_keeps_data_on_the_next(
     database_url: str,
 ) -> None:
     engine = init_db(database_url)
     try:
         assert set(inspect(engine).get_table_names()) == TABLES
-        assert _revision(engine) == HEAD
+        assert schema_revision(engine) == HEAD
         with make_session_factory(engine).begin() as session:
             sweep_id = start(session).id
     finally:
@@ -69,7 +67,7 @@ def test_init_db_creates_the_schema_on_first_run_and_keeps_data_on_the_next(
 
     engine = init_db(database_url)
     try:
-        assert _revision(engine) == HEAD
+        assert schema_revision(engine) == HEAD
         with make_session_factory(engine)() as session:
             assert get_sweep(session, sweep_id) is not None
     finally:
@@ -101,9 +99,32 @@ def test_developer_alembic_ini_migrates_the_settings_database(
     command.check(config)
     engine = make_engine(database_url)
     try:
-        assert _revision(engine) == HEAD
+        assert schema_revision(engine) == HEAD
     finally:
         engine.dispose()
+
+
+def test_init_db_command_migrates_and_prints_the_url_without_its_password(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HRM_DATABASE_URL", database_url)
+    first = CliRunner().invoke(main, ["init-db"], catch_exceptions=False)
+    again = CliRunner().invoke(main, ["init-db"], catch_exceptions=False)
+    assert first.exit_code == again.exit_code == 0
+    assert first.output == again.output
+    assert first.output.startswith(f"database ready at schema revision {HEAD}: ")
+    password = make_url(database_url).password
+    if password is not None:
+        assert str(password) not in first.output
+        assert "***" in first.output
+
+
+def test_init_db_command_names_a_missing_driver_and_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HRM_DATABASE_URL", "postgresql+pg8000://hrm:secret@127.0.0.1:1/hrm")
+    result = CliRunner().invoke(main, ["init-db"])
+    assert result.exit_code == 1
+    assert "install hrm-fhir[postgres]" in result.output
+    assert "secret" not in result.output
 
 
 def _migrate(url: str, barrier: Barrier) -> None:
@@ -123,7 +144,7 @@ def test_two_processes_migrating_a_new_database_at_once_take_turns(database_url:
     assert [process.exitcode for process in processes] == [0, 0]
     engine = make_engine(database_url)
     try:
-        assert _revision(engine) == HEAD
+        assert schema_revision(engine) == HEAD
         assert set(inspect(engine).get_table_names()) == TABLES
     finally:
         engine.dispose()
