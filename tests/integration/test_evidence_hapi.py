@@ -100,6 +100,7 @@ def _as_of() -> str:
     return max(AS_OF + timedelta(days=3), datetime.now(UTC).date()).isoformat()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     flow: Flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -11,13 +11,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import requests
+from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.cli import main
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.records import SweepStatus
@@ -115,6 +118,30 @@ def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness:
     assert [t["meta"]["versionId"] for t in harness.ours("Task", "mtx")] == [
         mtx_task["meta"]["versionId"]
     ]
+
+
+def test_the_sweep_command_writes_then_finds_nothing_to_do(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.upload(starter(harness.practice))
+    monkeypatch.setenv("HRM_DATABASE_URL", harness.settings.database_url)
+    args = [
+        "sweep",
+        "--fhir-base",
+        harness.settings.fhir_base_url,
+        "--practice",
+        harness.practice.org,
+        "--as-of",
+        AS_OF.isoformat(),
+    ]
+    first = CliRunner().invoke(main, args, catch_exceptions=False)
+    again = CliRunner().invoke(main, [*args, "--format", "summary"], catch_exceptions=False)
+    assert (first.exit_code, again.exit_code) == (0, 0)
+    summary = orjson.loads(first.output)
+    assert (summary["mode"], summary["errors"]) == ("full", 0)
+    assert summary["created"] == summary["findings"] >= 4
+    assert "(incremental)" in again.output
+    assert f"created 0, updated 0, closed 0, unchanged {summary['created']}," in again.output
 
 
 def test_written_resources_pass_hapi_validate(harness: Harness) -> None:
