@@ -27,6 +27,7 @@ from hrm_fhir.records import SweepStatus
 from hrm_fhir.sweep import SweepSummary, run_sweep
 from hrm_fhir.tasks import emit
 from tests.builders import rules
+from tests.databases import database_for
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
 
 pytestmark = pytest.mark.hapi
@@ -77,13 +78,17 @@ class Harness:
 
 
 @pytest.fixture
-def harness(fhir_base: str, run_id: str, database_url: str) -> Iterator[Harness]:
-    """Every test of the live sweep runs on SQLite and on PostgreSQL."""
-    h = Harness(fhir_base, run_id, database_url)
+def harness(
+    fhir_base: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Harness]:
+    """On SQLite; the tests that use ``database_url`` (those that work the ledger: open,
+    close, reopen, fail, die, reconcile) on PostgreSQL too."""
+    h = Harness(fhir_base, run_id, database_for(request, tmp_path))
     yield h
     h.close()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     first = harness.sweep()
@@ -120,6 +125,7 @@ def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness:
     ]
 
 
+@pytest.mark.usefixtures("database_url")
 def test_the_sweep_command_writes_then_finds_nothing_to_do(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,6 +202,7 @@ def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path
         h.close()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> None:
     p = harness.practice
     harness.upload(starter(p))
@@ -219,6 +226,7 @@ def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> 
         assert [f.close_reason for f in closed] == ["result received"]
 
 
+@pytest.mark.usefixtures("database_url")
 def test_stopped_drug_and_death_cancel_open_tasks_with_a_reason(harness: Harness) -> None:
     p = harness.practice
     resources = starter(p)
@@ -276,6 +284,7 @@ class _CrashError(RuntimeError):
     pass
 
 
+@pytest.mark.usefixtures("database_url")
 def test_interrupted_sweep_rerun_converges_without_duplicates(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -333,6 +342,7 @@ def _killed_sweep(base: str, db: str, org: str) -> None:
     run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
 
 
+@pytest.mark.usefixtures("database_url")
 def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     context = multiprocessing.get_context("fork")
@@ -359,6 +369,7 @@ def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: 
     assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
 
 
+@pytest.mark.usefixtures("database_url")
 def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     harness.sweep()
