@@ -85,6 +85,7 @@ def throwaway_cluster() -> Iterator[str]:
             text=True,
             timeout=120,
             check=False,
+            cwd=folder,
         )
         if done.returncode != 0:
             tail = log.read_text()[-2000:] if log.exists() else ""
