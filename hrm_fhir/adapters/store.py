@@ -347,7 +347,9 @@ def acquire_lock(
 
     Atomic across processes sharing the database: one conditional UPDATE takes over an expired
     lock or renews our own, otherwise an INSERT claims an absent one and loses to any concurrent
-    claimant on the primary key. Call it with no other work pending in ``session``.
+    claimant on the primary key. On PostgreSQL a rival blocked on the row lock re-checks the
+    condition against our committed row (READ COMMITTED, which ``make_engine`` pins), so it
+    matches nothing. Call it with no other work pending in ``session``.
     """
     expires_at = now + timedelta(seconds=ttl_seconds)
     takeover = (
