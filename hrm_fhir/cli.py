@@ -168,7 +168,7 @@ def fixtures_history(patients: int, seed: int, start: datetime, end: datetime) -
     programme activity, to try the monthly report. Refuses a ledger that already has findings."""
     from sqlalchemy import select
 
-    from hrm_fhir.db import init_db, make_session_factory
+    from hrm_fhir.db import init_db, make_session_factory, shown_url
     from hrm_fhir.records import FindingRecord
     from hrm_fhir.synthetic import generate_practice
     from hrm_fhir.synthetic_history import write_history
@@ -181,7 +181,7 @@ def fixtures_history(patients: int, seed: int, start: datetime, end: datetime) -
         with make_session_factory(engine).begin() as session:
             if session.scalar(select(FindingRecord.identifier).limit(1)) is not None:
                 click.echo(
-                    f"hrm-fhir: {settings.database_url} already holds findings; "
+                    f"hrm-fhir: {shown_url(settings.database_url)} already holds findings; "
                     "synthetic history goes into an empty ledger only",
                     err=True,
                 )
@@ -202,12 +202,20 @@ def _settings(**overrides: object) -> Settings:
 
 @main.command("init-db")
 def init_db_command() -> None:
-    """Create or migrate the service database (HRM_DATABASE_URL)."""
-    from hrm_fhir.db import init_db
+    """Create or migrate the service database (HRM_DATABASE_URL): the upgrade step of a
+    deployment (docs/deploy.md). Safe to repeat, and to run while another process migrates."""
+    from hrm_fhir.db import init_db, schema_revision, shown_url
 
     settings = _settings()
-    init_db(settings.database_url).dispose()
-    click.echo(f"database ready: {settings.database_url}")
+    try:
+        engine = init_db(settings.database_url)
+    except HRMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        revision = schema_revision(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"database ready at schema revision {revision}: {shown_url(settings.database_url)}")
 
 
 @main.command()

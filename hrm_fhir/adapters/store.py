@@ -82,7 +82,7 @@ def finish_sweep(
     sweep.status = status
     sweep.finished_at = now
     sweep.watermark = watermark
-    sweep.error = error
+    sweep.error = _storable(error)
     sweep.duration_seconds = (now - sweep.started_at).total_seconds()
     session.flush()
 
@@ -322,12 +322,17 @@ def record_write(
         http_status=http_status,
         version_id=version_id,
         outcome=outcome,
-        detail=detail,
+        detail=_storable(detail),
         reason=reason,
     )
     session.add(write)
     session.flush()
     return write
+
+
+def _storable(text: str | None) -> str | None:
+    """Text from elsewhere (a server's error) with any NUL, which no column holds, made visible."""
+    return text.replace("\x00", "\ufffd") if text is not None else None
 
 
 def live_lock(session: Session, name: str, *, now: datetime) -> LockRecord | None:
@@ -347,7 +352,9 @@ def acquire_lock(
 
     Atomic across processes sharing the database: one conditional UPDATE takes over an expired
     lock or renews our own, otherwise an INSERT claims an absent one and loses to any concurrent
-    claimant on the primary key. Call it with no other work pending in ``session``.
+    claimant on the primary key. On PostgreSQL a rival blocked on the row lock re-checks the
+    condition against our committed row (READ COMMITTED, which ``make_engine`` pins), so it
+    matches nothing. Call it with no other work pending in ``session``.
     """
     expires_at = now + timedelta(seconds=ttl_seconds)
     takeover = (

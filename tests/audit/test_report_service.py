@@ -188,9 +188,9 @@ def test_scheduled_job_writes_last_month_on_the_first_working_day_only(
 
 
 def test_fixtures_history_fills_an_empty_ledger_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HRM_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
+    monkeypatch.setenv("HRM_DATABASE_URL", database_url)
     runner = CliRunner()
     args = ["fixtures", "history", "--patients", "30", "--end", "2027-01-31"]
     first = runner.invoke(main, args)

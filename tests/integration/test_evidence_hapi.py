@@ -22,6 +22,7 @@ from hrm_fhir.credentials import issue_token
 from hrm_fhir.users import create_user
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
+from tests.databases import database_for
 from tests.integration.practice import AS_OF, starter
 from tests.integration.test_workflow_hapi import Flow
 from tests.pages.conftest import PASSWORD, sign_in
@@ -34,8 +35,10 @@ SPS_MTX = "https://www.sps.nhs.uk/monitorings/methotrexate-monitoring/"
 
 
 @pytest.fixture
-def flow(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Flow]:
-    h = Flow(fhir_base, run_id, tmp_path / "hrm.db")
+def flow(
+    fhir_base: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Flow]:
+    h = Flow(fhir_base, run_id, database_for(request, tmp_path))
     yield h
     h.close()
 
@@ -98,6 +101,7 @@ def _as_of() -> str:
     return max(AS_OF + timedelta(days=3), datetime.now(UTC).date()).isoformat()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     flow: Flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

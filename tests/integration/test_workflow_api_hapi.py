@@ -5,7 +5,6 @@ changing nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,12 +29,13 @@ def practice(fhir_base: str, run_id: str) -> Practice:
 
 
 @pytest.fixture
-def app(fhir_base: str, practice: Practice, tmp_path: Path) -> Iterator[Flask]:
+def app(fhir_base: str, practice: Practice, database_url: str) -> Iterator[Flask]:
+    """The workflow API on SQLite and on PostgreSQL."""
     app = create_app(
         {
             "TESTING": True,
             "fhir_base_url": fhir_base,
-            "database_url": f"sqlite:///{tmp_path / 'hrm.db'}",
+            "database_url": database_url,
             "practice": practice.org,
             "api_keys": KEYS,
             "SWEEP_BACKGROUND": False,

@@ -32,6 +32,7 @@ from hrm_fhir.workflow.model import (
     Role,
     Stage,
 )
+from tests.databases import database_for
 from tests.integration.practice import AS_OF, LITHIUM, Resource, starter
 from tests.integration.test_sweep_hapi import Harness
 
@@ -80,8 +81,10 @@ class Flow(Harness):
 
 
 @pytest.fixture
-def flow(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Flow]:
-    h = Flow(fhir_base, run_id, tmp_path / "hrm.db")
+def flow(
+    fhir_base: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Flow]:
+    h = Flow(fhir_base, run_id, database_for(request, tmp_path))
     yield h
     h.close()
 
@@ -90,6 +93,7 @@ def _stage(task: Resource) -> str:
     return str(task["businessStatus"]["coding"][0]["code"])
 
 
+@pytest.mark.usefixtures("database_url")
 def test_contacts_booking_sample_result_and_sign_off_close_the_loop(flow: Flow) -> None:
     p = flow.practice
     flow.upload(starter(p))

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from hrm_fhir.app import db_session
 from hrm_fhir.users import create_user
 from tests.apps import AppFactory, app_factory
+from tests.databases import database_for
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
 USERS = {"tech": "technician", "pharm": "pharmacist", "gp": "gp", "boss": "admin"}
@@ -22,8 +23,9 @@ PRACTICE = "org-1"
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[AppFactory]:
-    with app_factory(tmp_path) as factory:
+def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AppFactory]:
+    """Apps on SQLite; a test that uses ``database_url`` gets them on both backends."""
+    with app_factory(tmp_path, database_url=database_for(request, tmp_path)) as factory:
         yield factory
 
 

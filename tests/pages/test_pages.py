@@ -72,6 +72,7 @@ def test_pages_need_a_user(client: FlaskClient) -> None:
         assert response.headers["Location"] == f"/sign-in?next={path}"
 
 
+@pytest.mark.usefixtures("database_url")
 @pytest.mark.parametrize(
     ("username", "home"),
     [("tech", "/worklist"), ("pharm", "/review"), ("gp", "/escalations"), ("boss", "/worklist")],
@@ -141,6 +142,7 @@ def test_the_session_lasts_thirty_minutes_by_default(app: Flask) -> None:
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
 
 
+@pytest.mark.usefixtures("database_url")
 def test_a_disabled_user_is_signed_out_at_the_next_request(app: Flask) -> None:
     client = app.test_client()
     sign_in(client, "boss")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -30,11 +29,6 @@ from hrm_fhir.users import (
 )
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'hrm.db'}"
 
 
 @pytest.fixture
