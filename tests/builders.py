@@ -123,7 +123,7 @@ def bloods(on: date, egfr: float = 85, **kwargs: Any) -> list[dict[str, Any]]:
 
 
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
-    builder = RecordBuilder(rules().catalogue)
+    builder = RecordBuilder(rules().catalogue, rules().medicines())
     for resource in resources:
         builder.add("test", resource)
     return dict(builder.finish())

@@ -634,14 +634,14 @@ def _ome(
         name, request = product.ingredient, product.request
         ome = factors.get(name)
         if ome is None:
-            no_factor.append(f"{name} (no conversion factor)")
+            no_factor.append(name)
             continue
         if ome.per == "ug/h":
             if request.strength_unit is None:
                 unread.append(product)
                 continue
             if request.strength_unit != "ug/h" or not request.strength:
-                no_factor.append(f"{name} (not a patch: no factor for this form)")
+                no_factor.append(f"{name} (not a patch)")
                 continue
             patches = request.dosage.dose_value if request.dosage.dose_unit == "unit" else 1.0
             amount = request.strength * (patches or 1.0)
@@ -659,18 +659,19 @@ def _ome(
         return None
     evidence = tuple(sorted({p.request.ref for p in products}))
     counted = f"({'; '.join(parts)})" if parts else "(nothing readable)"
-    notes = [*(f"{p.ingredient} (dose not stated: {_said(p.request)})" for p in unread), *no_factor]
+    not_stated = ", ".join(f"{p.ingredient} ({_said(p.request)})" for p in unread)
+    no_cited = f" (not counted, no cited OME factor: {', '.join(no_factor)})" if no_factor else ""
     if total >= check.value:
         detail = (
             f"Oral morphine equivalent {total:g} mg/day {counted} is at or above "
             f"{check.value:g} mg/day"
         )
-        if notes:
-            detail += f" (not counted: {', '.join(notes)})"
-        return _Outcome(detail, evidence, verified)
+        if unread:
+            detail += f" (not counted, dose not stated: {not_stated})"
+        return _Outcome(detail + no_cited, evidence, verified)
     detail = (
-        f"Oral morphine equivalent cannot be totalled: {', '.join(notes)}; the readable part is "
-        f"{total:g} mg/day {counted}, below {check.value:g} mg/day"
+        f"Oral morphine equivalent cannot be totalled, dose not stated: {not_stated}; the "
+        f"readable part is {total:g} mg/day {counted}, below {check.value:g} mg/day{no_cited}"
     )
     missing = tuple(f"daily dose of {p.ingredient} ({p.request.ref})" for p in unread)
     return _Outcome(detail, evidence, verified, missing)

@@ -9,7 +9,8 @@ from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 from hrm_fhir.domain import Coding, MatchMethod, Prescription
-from hrm_fhir.rules.model import Catalogue, Ingredient, RulePack
+from hrm_fhir.rules.model import Catalogue, Combination, Ingredient, RulePack
+from hrm_fhir.rules.strength import Strength, ingredient_strength
 
 COUNTING_INTENTS = frozenset(
     {"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"}
@@ -37,25 +38,47 @@ class MedicationMatch:
     """A drug group (rule pack) or a co-medication class id."""
     ingredient: str
     method: MatchMethod
+    strength: Strength | None = None
+    """The strength of ``ingredient`` in the product's name (not of the other ingredients)."""
 
 
 class MedicationIndex:
-    """Recognise prescriptions by code first, then by ingredient name in the text."""
+    """Recognise products by code first (the packs' codes and the catalogue's code lists), then
+    by ingredient name, synonym, brand or co-name in the text; read the matched ingredient's
+    strength."""
 
     def __init__(self, packs: tuple[RulePack, ...], catalogue: Catalogue) -> None:
         self._codes: dict[tuple[str, str], tuple[str, str]] = {}
         names: dict[str, tuple[str, str]] = {}
+        groups: dict[str, str] = {}
         sources: list[tuple[str, tuple[Ingredient, ...]]] = [
             (p.drug_group, p.ingredients) for p in packs
         ]
         sources.extend((c.id, c.ingredients) for c in catalogue.classes.values())
         for group, ingredients in sources:
             for ingredient in ingredients:
+                groups.setdefault(ingredient.name, group)
                 for code in ingredient.codes:
                     self._codes.setdefault((code.system, code.code), (group, ingredient.name))
                 for name in (ingredient.name, *ingredient.synonyms):
                     names.setdefault(name, (group, ingredient.name))
+        for key, product in catalogue.products.items():
+            owner = groups.get(product.ingredient)
+            if owner is not None:
+                self._codes.setdefault(key, (owner, product.ingredient))
+                if product.brand:
+                    names.setdefault(product.brand, (owner, product.ingredient))
+        self._combinations: dict[str, tuple[Combination, ...]] = {}
+        for combination in catalogue.combinations.values():
+            member = next((i for i in combination.ingredients if i in groups), None)
+            if member is not None:
+                names.setdefault(combination.name, (groups[member], member))
+            for part in combination.ingredients:
+                self._combinations[part] = (*self._combinations.get(part, ()), combination)
         self._names = names
+        self._spellings: dict[str, list[str]] = {}
+        for name, (_, spelt) in names.items():
+            self._spellings.setdefault(spelt, []).append(name)
         alternation = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         self._pattern = re.compile(rf"\b({alternation})\b") if names else None
         self._seen: dict[tuple[tuple[tuple[str, str], ...], str], MedicationMatch | None] = {}
@@ -70,17 +93,36 @@ class MedicationIndex:
     def is_relevant(self, product: Product) -> bool:
         return self.match(product) is not None
 
+    def strength(self, text: str, ingredient: str) -> Strength | None:
+        """The strength of ``ingredient`` in a lower-case product name."""
+        return ingredient_strength(
+            text,
+            ingredient,
+            self._spellings.get(ingredient, (ingredient,)),
+            self._combinations.get(ingredient, ()),
+        )
+
     def _match(self, product: Product) -> MedicationMatch | None:
-        for coding in product.codings:
+        found = self._by_code(product.codings)
+        method = MatchMethod.CODE
+        if found is None:
+            found = self._by_name(product.text)
+            method = MatchMethod.TEXT
+        if found is None:
+            return None
+        group, ingredient = found
+        return MedicationMatch(group, ingredient, method, self.strength(product.text, ingredient))
+
+    def _by_code(self, codings: tuple[Coding, ...]) -> tuple[str, str] | None:
+        for coding in codings:
             hit = self._codes.get(coding)
             if hit is not None:
-                return MedicationMatch(hit[0], hit[1], MatchMethod.CODE)
-        if self._pattern is not None:
-            found = self._pattern.search(product.text)
-            if found is not None:
-                group, ingredient = self._names[found.group(1)]
-                return MedicationMatch(group, ingredient, MatchMethod.TEXT)
+                return hit
         return None
+
+    def _by_name(self, text: str) -> tuple[str, str] | None:
+        found = self._pattern.search(text) if self._pattern is not None else None
+        return None if found is None else self._names[found.group(1)]
 
 
 ProductKey = tuple[tuple[Coding, ...], str]
@@ -131,7 +173,7 @@ class Therapy:
     @property
     def method(self) -> MatchMethod:
         """How ``latest`` was recognised."""
-        return self.products[-1].method if self.products else self.newest[1].method
+        return self.products[-1].method if self.products else matched_by(*self.newest)
 
 
 def counts(prescription: Prescription, as_of: date) -> bool:
@@ -258,7 +300,7 @@ def _current_product(
     or while an active request of it stands (validity not ended before the look-back)."""
     newest, match = item
     if newest.status in CURRENT_WHILE_ISSUED and newest.authored_on >= currency.lookback_start:
-        return ProductRequest(match.ingredient, newest, match.method)
+        return ProductRequest(match.ingredient, newest, matched_by(newest, match))
     if active is None:
         return None
     validity_end = active.validity_end
@@ -267,8 +309,15 @@ def _current_product(
     renewed = validity_end is not None and validity_end >= currency.as_of
     stale = newest.authored_on < currency.unissued_before and not renewed
     return ProductRequest(
-        match.ingredient, newest, match.method, newest.authored_on if stale else None
+        match.ingredient, newest, matched_by(newest, match), newest.authored_on if stale else None
     )
+
+
+def matched_by(prescription: Prescription, match: MedicationMatch) -> MatchMethod:
+    """How a prescription was recognised; a MedicationStatement is labelled as a statement."""
+    if prescription.ref.startswith("MedicationStatement/"):
+        return MatchMethod.STATEMENT
+    return match.method
 
 
 def _last_dose_change(course: list[tuple[Prescription, MedicationMatch]]) -> date | None:

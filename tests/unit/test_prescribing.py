@@ -278,7 +278,7 @@ def test_an_unreadable_opioid_dose_above_the_limit_is_a_note_in_the_finding() ->
     found = evaluate([patient(), *solution, *tablets])
     assert _incomplete(found, "opioid-ome-120-or-more") == []
     [high] = [f for f in of_kind(found, "prescribing") if f.code == "opioid-ome-120-or-more"]
-    assert "not counted: morphine (dose not stated" in high.reason
+    assert "not counted, dose not stated: morphine (" in high.reason
 
 
 def test_an_opioid_with_no_conversion_factor_is_named_not_reported_incomplete() -> None:
@@ -287,7 +287,7 @@ def test_an_opioid_with_no_conversion_factor_is_named_not_reported_incomplete() 
     morphine = _on("Morphine sulfate 60mg modified-release tablets", dosage="60mg twice a day")
     found = evaluate([patient(), *methadone, *morphine])
     [high] = [f for f in of_kind(found, "prescribing") if f.code == "opioid-ome-120-or-more"]
-    assert "methadone (no conversion factor)" in high.reason
+    assert "not counted, no cited OME factor: methadone" in high.reason
 
 
 def test_an_unreadable_pregabalin_dose_with_an_opioid_is_incomplete() -> None:
