@@ -269,3 +269,20 @@ def test_the_register_shows_the_real_course_start_and_first_due_dates(tmp_path: 
         "Patient/p1": ["2016-03-01", "review", "2016-06-01"],
         "Patient/p2": [warfarin_start.isoformat(), "inr", first_inr],
     }
+
+
+def test_an_old_active_medication_statement_is_followed_and_reviewed_like_a_request() -> None:
+    statement = {
+        "resourceType": "MedicationStatement",
+        "id": "ms1",
+        "status": "active",
+        "subject": {"reference": "Patient/p1"},
+        "effectivePeriod": {"start": "2016-03-01"},
+        "medicationCodeableConcept": {"text": "Clozapine 100mg tablets"},
+    }
+    result = assess([patient(), statement])
+    [entry] = result.register
+    assert (entry.course_start, entry.matched_by.value) == (date(2016, 3, 1), "statement")
+    [review] = [f for f in result.findings if f.code == "active-not-issued"]
+    assert review.matched_by.value == "statement"
+    assert "active but not issued since 2016-03-01" in review.reason
