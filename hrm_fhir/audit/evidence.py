@@ -319,7 +319,7 @@ def _applied(
         therapy_start=therapy.start,
         phase_anchor=therapy.anchor,
         medication=therapy.latest.ref,
-        ingredient=therapy.ingredients[-1],
+        ingredient=therapy.ingredient,
         matched_by=therapy.method,
         statements=statements(pack, catalogue),
         tests=tests,

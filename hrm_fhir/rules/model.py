@@ -285,6 +285,18 @@ class CockcroftGault:
 
 
 @dataclass(frozen=True, slots=True)
+class UnissuedActive:
+    """An active request with nothing issued or authored of its product for ``after`` raises a
+    finding of ``severity`` ("active but not issued since <date>")."""
+
+    after: Duration
+    severity: Severity
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     version: int
     citations: dict[str, Citation]
@@ -295,6 +307,7 @@ class Catalogue:
     due_window_days: int
     current_issue_lookback: Duration
     course_gap: Duration
+    unissued_active: UnissuedActive
     code_index: dict[tuple[str, str], str] = field(default_factory=dict)
     """(system, code) -> analyte id, built at load."""
     combinations: dict[str, Combination] = field(default_factory=dict)

@@ -363,6 +363,18 @@ class CockcroftGaultSchema(Schema):
         return model.CockcroftGault(**data)
 
 
+class UnissuedActiveSchema(Schema):
+    after = DurationField(required=True)
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.UnissuedActive:
+        return model.UnissuedActive(**data)
+
+
 class ProgrammeSchema(Schema):
     due_window_days = fields.Integer(required=True, validate=validate.Range(min=0))
     current_issue_lookback = DurationField(required=True)
@@ -388,6 +400,7 @@ class CatalogueSchema(Schema):
     code_lists = fields.Dict(
         keys=fields.String(), values=fields.Nested(CodeListSchema), load_default=dict
     )
+    unissued_active = fields.Nested(UnissuedActiveSchema, required=True)
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -402,6 +415,9 @@ class CatalogueSchema(Schema):
         cg = data.get("cockcroft_gault")
         if cg is not None and cg.citation not in keys:
             problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        unissued = data.get("unissued_active")
+        if unissued is not None and unissued.citation not in keys:
+            problems.append(f"unissued_active cites unknown {unissued.citation!r}")
         for aid, a in analytes.items():
             problems.extend(
                 f"analyte {aid} conversion from {c.unit} cites unknown {c.citation!r}"
@@ -456,6 +472,7 @@ class CatalogueSchema(Schema):
             due_window_days=programme["due_window_days"],
             current_issue_lookback=programme["current_issue_lookback"],
             course_gap=programme["course_gap"],
+            unissued_active=data["unissued_active"],
             code_index=index,
             combinations={
                 name.lower(): model.Combination(
