@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable
 
 from hrm_fhir.domain import RegisterEntry
-from hrm_fhir.spreadsheet import safe_cell
+from hrm_fhir.untrusted import csv_writer, safe_cell
 
 COLUMNS = ("patient", "drug_group", "medication", "matched_by", "course_start", "test", "next_due")
 
@@ -16,7 +15,7 @@ def register_csv(entries: Iterable[RegisterEntry]) -> str:
     """One row per patient, drug group and test (one row with no test when nothing is
     scheduled, e.g. sulfasalazine after its first stable year)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(COLUMNS)
     for entry in entries:
         line = (

@@ -7,6 +7,7 @@ results are judged by ``results``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
@@ -22,6 +23,7 @@ from hrm_fhir.domain import (
 )
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import (
+    COMPARE,
     DOSE_MEASURES,
     Facts,
     business_identifier,
@@ -38,7 +40,14 @@ from hrm_fhir.rules.model import (
 )
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.results import AnalytePlan, Stale, result_findings, result_plan, stale_notes
-from hrm_fhir.rules.therapy import MedicationIndex, Therapy, build_therapies, daily_dose_mg
+from hrm_fhir.rules.therapy import (
+    Currency,
+    MedicationIndex,
+    ProductRequest,
+    Therapy,
+    build_therapies,
+    daily_dose_mg,
+)
 
 __all__ = ["Assessment", "Engine", "Facts", "business_identifier"]
 
@@ -52,8 +61,7 @@ class Engine:
     window_days: int
     packs: tuple[RulePack, ...] = field(init=False)
     index: MedicationIndex = field(init=False)
-    lookback_start: date = field(init=False)
-    course_gap_days: int = field(init=False)
+    currency: Currency = field(init=False)
     restart_groups: frozenset[str] = field(init=False)
     result_plans: dict[str, tuple[AnalytePlan, ...]] = field(init=False)
     """Per pack (``id@version``): its analytes, their thresholds and look-backs."""
@@ -64,8 +72,12 @@ class Engine:
         derived = {
             "packs": packs,
             "index": MedicationIndex(packs, catalogue),
-            "lookback_start": catalogue.current_issue_lookback.before(self.as_of),
-            "course_gap_days": (self.as_of - catalogue.course_gap.before(self.as_of)).days,
+            "currency": Currency(
+                as_of=self.as_of,
+                lookback_start=catalogue.current_issue_lookback.before(self.as_of),
+                unissued_before=catalogue.unissued_active.after.before(self.as_of),
+                course_gap=self.as_of - catalogue.course_gap.before(self.as_of),
+            ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
             "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},
         }
@@ -93,18 +105,11 @@ class Engine:
 
     def therapies(self, record: PatientRecord) -> dict[str, Therapy]:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
-        return build_therapies(
-            record.prescriptions,
-            self.index,
-            self.as_of,
-            self.lookback_start,
-            self.course_gap_days,
-            self.restart_groups,
-        )
+        return build_therapies(record.prescriptions, self.index, self.currency, self.restart_groups)
 
     def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
         """Per test id, the newest result on or before as-of that shows the test done."""
-        facts = Facts.build(record, {}, self.rules.catalogue, self.as_of, self.lookback_start)
+        facts = Facts.build(record, {}, self.rules.catalogue, self.as_of)
         out: dict[str, tuple[date, ResourceRef]] = {}
         for test in self.rules.catalogue.tests.values():
             last = facts.last_done(test.analytes)
@@ -130,7 +135,7 @@ class Engine:
         therapies = self.therapies(record)
         if not any(t.current for t in therapies.values()):
             return Assessment([], [], later)
-        facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)
+        facts = Facts.build(record, therapies, catalogue, self.as_of)
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
         for pack in self.packs:
@@ -144,6 +149,7 @@ class Engine:
             findings.extend(_with_notes(monitoring, stale, facts))
             findings.extend(results)
             findings.extend(_prescribing(pack, therapy, facts))
+            findings.extend(_unissued(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
         return Assessment(findings, register, later)
 
@@ -196,13 +202,16 @@ def _next_due(schedule: Schedule, anchor: date, base: date) -> tuple[date, Durat
 
 
 def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date) -> date | None:
-    if not all(holds_for_therapy(facts, c, therapy) for c in modifier.when):
+    """The modifier's due date from the base, when its conditions hold. Time on therapy is
+    judged on the base date, as phases are: a test due in the first weeks and never done stays
+    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start)."""
+    if not all(holds_for_therapy(facts, c, therapy, base) for c in modifier.when):
         return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
     source = modifier.interval_months_from
     assert source is not None  # noqa: S101 - schema checks
-    value = facts.measure(source.measure, None)
+    value = facts.measure(source.measure)
     if value is None:
         return None
     months = max(1, int(value // source.divisor))
@@ -321,203 +330,373 @@ def _monitoring(
 # ------------------------------------------------------------------ prescribing safety
 
 
-_Outcome = tuple[str, tuple[ResourceRef, ...], bool]
-"""A check that holds: what it found, the requests it rests on, whether that is verified."""
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one prescribing check found."""
+
+    detail: str
+    evidence: tuple[ResourceRef, ...]
+    verified: bool = True
+    missing: tuple[str, ...] = ()
+    """Set when the check could not be assessed: the data it lacks (an incomplete finding)."""
+
+    def reason(self, advice: str) -> str:
+        if self.missing:
+            return f"{self.detail}; if so: {advice}."
+        return f"{self.detail}: {advice}."
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecided:
+    """A criteria check that missing record data (CrCl and its inputs, weight, age, a result)
+    kept from being decided: the conditions left open, and the products its doses are read from."""
+
+    check: PrescribingCheck
+    unknown: tuple[Condition, ...]
+    dosed: tuple[ProductRequest, ...]
 
 
 def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
-    current = therapy.current_by_ingredient(facts.as_of, facts.lookback_start)
+    if not pack.prescribing:
+        return []
+    by_ingredient: dict[str | None, tuple[ProductRequest, ...]] = {None: therapy.products}
+    for product in therapy.products:
+        by_ingredient[product.ingredient] = (*by_ingredient.get(product.ingredient, ()), product)
     findings = []
-    undecided: list[tuple[PrescribingCheck, tuple[Condition, ...]]] = []
+    undecided: list[_Undecided] = []
     for check in pack.prescribing:
-        if check.check == "criteria":
-            outcome, unknown = _criteria_check(pack, check, current, facts, therapy)
-            if unknown:
-                undecided.append((check, unknown))
-        else:
-            outcome = _run_check(pack, check, current, facts, therapy)
+        products = by_ingredient.get(check.ingredient, ())
+        if not products:
+            continue
+        outcome = _run_check(pack, check, products, facts, therapy)
         if outcome is None:
             continue
-        detail, evidence, verified = outcome
+        if isinstance(outcome, _Undecided):
+            undecided.append(outcome)
+            continue
+        kind = FindingKind.INCOMPLETE if outcome.missing else FindingKind.PRESCRIBING
         findings.append(
             pack_finding(
                 pack,
                 therapy,
                 facts,
-                FindingKind.PRESCRIBING,
+                kind,
                 check=check.id,
-                reason=f"{detail}: {check.advice}.",
+                reason=outcome.reason(check.advice),
                 source=pack.citations[check.citation].url,
-                verified=verified and check.verified,
-                evidence=evidence,
+                verified=outcome.verified and check.verified,
+                evidence=outcome.evidence,
                 identifier=business_identifier(
-                    facts.patient, pack.id, "prescribing", check.code, therapy.start.isoformat()
+                    facts.patient,
+                    pack.id,
+                    "incomplete" if outcome.missing else "prescribing",
+                    check.code,
+                    therapy.start.isoformat(),
                 ),
                 code=check.code,
                 severity=check.severity,
+                missing=outcome.missing,
             )
         )
     if undecided:
-        findings.extend(_undecided(pack, therapy, facts, current, undecided))
+        findings.append(_undecided(pack, therapy, facts, undecided))
     return findings
 
 
 def _run_check(
     pack: RulePack,
     check: PrescribingCheck,
-    current: dict[str, Prescription],
+    products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
-) -> _Outcome | None:
-    if check.ingredient is not None:
-        only = current.get(check.ingredient)
-        current = {} if only is None else {check.ingredient: only}
-    if not current:
-        return None
+) -> _Outcome | _Undecided | None:
     if check.check == "max_frequency":
-        assert check.value is not None  # noqa: S101 - schema checks
-        for name, request in sorted(current.items()):
-            per_day = request.dosage.per_day
-            if per_day is not None and per_day * 7 > check.value + 1e-9:
-                times = per_day * 7
-                return (
-                    f"{name.capitalize()} prescribed {times:g} times a week "
-                    f'("{request.dosage.text}"), more than {check.value:g} a week',
-                    (request.ref,),
-                    True,
-                )
+        return _max_frequency(check, products)
+    if check.check == "ome_at_least":
+        return _ome(pack, check, products)
+    return _criteria(pack, check, products, facts, therapy)
+
+
+def _said(request: Prescription) -> str:
+    """The dosage as written, for a reason."""
+    text = request.dosage.text.strip()
+    return f'"{text}" on {request.ref}' if text else f"no dosage text on {request.ref}"
+
+
+def _max_frequency(
+    check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """More administrations a week than allowed, on any current request of the ingredient; an
+    unreadable frequency is reported, never read as compliant."""
+    assert check.value is not None  # noqa: S101 - schema checks
+    unread: list[ProductRequest] = []
+    for product in products:
+        request = product.request
+        per_day = request.dosage.per_day
+        if per_day is None:
+            unread.append(product)
+        elif per_day * 7 > check.value + 1e-9:
+            return _Outcome(
+                f"{product.ingredient.capitalize()} prescribed {per_day * 7:g} times a week "
+                f'("{request.dosage.text}"), more than {check.value:g} a week',
+                (request.ref,),
+            )
+    if not unread:
         return None
-    return _ome(pack, check, current)
+    name = unread[0].ingredient
+    return _Outcome(
+        f"{name.capitalize()} frequency not stated ({'; '.join(_said(p.request) for p in unread)})"
+        f": cannot tell whether it is taken more than {check.value:g} a week",
+        tuple(p.request.ref for p in unread),
+        missing=tuple(f"dosage frequency of {p.ingredient} ({p.request.ref})" for p in unread),
+    )
 
 
-def _criteria_check(
+def _ome(
+    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """Total oral morphine equivalent over every current product of every opioid (modified and
+    immediate release of one drug both count). A dose that cannot be read makes the check
+    incomplete unless the readable part already reaches the limit; an ingredient or form with
+    no conversion factor is named in the reason only (a gap in the rule, not in the record)."""
+    assert check.value is not None  # noqa: S101 - schema checks
+    factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
+    total, parts, verified = 0.0, [], True
+    unread: list[ProductRequest] = []
+    no_factor: list[str] = []
+    for product in products:
+        name, request = product.ingredient, product.request
+        ome = factors.get(name)
+        if ome is None:
+            no_factor.append(name)
+            continue
+        if ome.per == "ug/h":
+            if request.strength_unit is None:
+                unread.append(product)
+                continue
+            if request.strength_unit != "ug/h" or not request.strength:
+                no_factor.append(f"{name} (not a patch)")
+                continue
+            patches = request.dosage.dose_value if request.dosage.dose_unit == "unit" else 1.0
+            amount = request.strength * (patches or 1.0)
+            total += amount * ome.factor
+            parts.append(f"{name} {amount:g} micrograms/hour x {ome.factor:g}")
+        else:
+            dose = daily_dose_mg(request)
+            if dose is None:
+                unread.append(product)
+                continue
+            total += dose * ome.factor
+            parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
+        verified = verified and ome.verified
+    if total < check.value and not unread:
+        return None
+    evidence = tuple(sorted({p.request.ref for p in products}))
+    counted = f"({'; '.join(parts)})" if parts else "(nothing readable)"
+    not_stated = ", ".join(f"{p.ingredient} ({_said(p.request)})" for p in unread)
+    no_cited = f" (not counted, no cited OME factor: {', '.join(no_factor)})" if no_factor else ""
+    if total >= check.value:
+        detail = (
+            f"Oral morphine equivalent {total:g} mg/day {counted} is at or above "
+            f"{check.value:g} mg/day"
+        )
+        if unread:
+            detail += f" (not counted, dose not stated: {not_stated})"
+        return _Outcome(detail + no_cited, evidence, verified)
+    detail = (
+        f"Oral morphine equivalent cannot be totalled, dose not stated: {not_stated}; the "
+        f"readable part is {total:g} mg/day {counted}, below {check.value:g} mg/day{no_cited}"
+    )
+    missing = tuple(f"daily dose of {p.ingredient} ({p.request.ref})" for p in unread)
+    return _Outcome(detail, evidence, verified, missing)
+
+
+def _criteria(
     pack: RulePack,
     check: PrescribingCheck,
-    current: dict[str, Prescription],
+    products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
-) -> tuple[_Outcome | None, tuple[Condition, ...]]:
-    """A ``criteria`` check: what it found when it holds; when it does not, the conditions whose
-    missing data kept it from being decided (none when it is known not to hold)."""
-    if check.ingredient is not None:
-        only = current.get(check.ingredient)
-        current = {} if only is None else {check.ingredient: only}
-    if not current:
-        return None, ()
-    request = current.get(check.ingredient) if check.ingredient else therapy.latest
-    unknown: list[Condition] = []
+) -> _Outcome | _Undecided | None:
+    """Conditions that must hold together. A condition whose data is missing (a dose that
+    cannot be read, CrCl that cannot be had, a result given as a bound) matters only when it
+    stands between the record and the finding, and only those that do are named. An unreadable
+    dose alone makes this check incomplete; missing record data is left to the pack's one
+    incomplete finding (``_undecided``), which names the doses too."""
+    dosed = products if check.ingredient else products[-1:]
+    open_required: list[Condition] = []
+    as_of = facts.as_of
     for cond in check.requires:
-        state = state_for_therapy(facts, cond, therapy, request)
-        if state is False:
-            return None, ()
-        if state is None:
-            unknown.append(cond)
-    held: list[Condition] = []
+        held = (
+            _dose_holds(cond, dosed)
+            if cond.measure in DOSE_MEASURES
+            else state_for_therapy(facts, cond, therapy, as_of)
+        )
+        if held is False:
+            return None
+        if held is None:
+            open_required.append(cond)
+    held_criteria: list[Condition] = []
+    open_criteria: list[Condition] = []
     for cond in check.criteria:
-        state = state_for_therapy(facts, cond, therapy, request)
-        if state:
-            held.append(cond)
-        elif state is None:
-            unknown.append(cond)
+        held = (
+            _dose_holds(cond, dosed)
+            if cond.measure in DOSE_MEASURES
+            else state_for_therapy(facts, cond, therapy, as_of)
+        )
+        if held:
+            held_criteria.append(cond)
+        elif held is None:
+            open_criteria.append(cond)
     needed = check.min_match or len(check.criteria)
-    open_criteria = sum(c not in check.requires for c in unknown)
-    if len(held) + open_criteria < needed:
-        return None, ()
-    if unknown and (len(held) < needed or open_criteria < len(unknown)):
-        return None, tuple(unknown)
-    subject = check.ingredient or pack.title
-    detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in (*check.requires, *held))
-    return (detail, tuple(sorted(r.ref for r in current.values())), True), ()
+    enough = len(held_criteria) >= needed
+    if not enough and len(held_criteria) + len(open_criteria) < needed:
+        return None
+    subject = (check.ingredient or pack.title).capitalize()
+    evidence = tuple(sorted(p.request.ref for p in products))
+    if enough and not open_required:
+        described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
+        return _Outcome(f"{subject}: {described}", evidence)
+    # what stands between the record and the finding (criteria already met need no more)
+    unknown = open_required if enough else [*open_required, *open_criteria]
+    if any(c.measure not in DOSE_MEASURES for c in unknown):
+        return _Undecided(check, tuple(unknown), dosed)
+    known = [c.describe() for c in (*check.requires, *held_criteria) if c not in unknown]
+    detail = (
+        f"{subject}: cannot tell whether {', '.join(c.describe() for c in unknown)} "
+        f"({'; '.join(_said(p.request) for p in dosed)})"
+    )
+    if known:
+        detail += f"; already holds: {', '.join(known)}"
+    return _Outcome(detail, evidence, missing=_dose_missing(unknown, dosed))
+
+
+def _dose_missing(
+    conditions: Iterable[Condition], dosed: tuple[ProductRequest, ...]
+) -> tuple[str, ...]:
+    """In words, the doses or strengths the dose conditions could not read, per product."""
+    missing = (
+        f"{'strength' if c.measure == 'strength_mg' else 'daily dose'} of "
+        f"{p.ingredient} ({p.request.ref})"
+        for c in conditions
+        if c.measure in DOSE_MEASURES
+        for p in dosed
+        if _dose_measure(c.measure, (p,))[0] is None
+    )
+    return tuple(dict.fromkeys(missing))
 
 
 def _undecided(
-    pack: RulePack,
-    therapy: Therapy,
-    facts: Facts,
-    current: dict[str, Prescription],
-    undecided: list[tuple[PrescribingCheck, tuple[Condition, ...]]],
-) -> list[Finding]:
-    """One incomplete finding for the checks that record data (CrCl and its inputs, weight,
-    age, a result) kept from being decided, graded by the worst of them."""
-    checks = [
-        (check, unknown)
-        for check, unknown in undecided
-        if any((c.measure or "") not in DOSE_MEASURES for c in unknown)
-    ]
-    if not checks:
-        return []
-    measures = list(dict.fromkeys(c.measure or "" for _, unknown in checks for c in unknown))
-    missing = tuple(dict.fromkeys(m for name in measures for m in facts.missing_for(name)))
-    worst = max((check for check, _ in checks), key=lambda c: c.severity.rank)
-    first = next(m for m in measures if m not in DOSE_MEASURES)
+    pack: RulePack, therapy: Therapy, facts: Facts, undecided: list[_Undecided]
+) -> Finding:
+    """One incomplete finding for the checks that missing record data (CrCl and its inputs,
+    weight, age, a result) kept from being decided, graded by the worst of them; a dose those
+    checks could not read either is named with it."""
+    measures = list(dict.fromkeys(c.measure or "" for u in undecided for c in u.unknown))
+    recorded = [m for m in measures if m not in DOSE_MEASURES]
+    missing = tuple(
+        dict.fromkeys(
+            [
+                *(m for name in recorded for m in facts.missing_for(name)),
+                *(m for u in undecided for m in _dose_missing(u.unknown, u.dosed)),
+            ]
+        )
+    )
+    worst = max((u.check for u in undecided), key=lambda c: c.severity.rank)
     intervals = [
         m
         for s in pack.schedules
         for m in s.modifiers
-        if any(c.measure in measures for c in m.when)
-        or (m.interval_months_from is not None and m.interval_months_from.measure in measures)
+        if any(c.measure in recorded for c in m.when)
+        or (m.interval_months_from is not None and m.interval_months_from.measure in recorded)
     ]
     reason = (
         f"{pack.title}: not recorded or not usable: {', '.join(missing)}; so "
-        f"{', '.join(c.id for c, _ in checks)} could not be assessed"
+        f"{', '.join(u.check.id for u in undecided)} could not be assessed"
         + (" and the monitoring interval that depends on it was not applied" if intervals else "")
         + f". At worst ({worst.severity.value}): {worst.advice}."
+    )
+    return pack_finding(
+        pack,
+        therapy,
+        facts,
+        FindingKind.INCOMPLETE,
+        check=",".join(u.check.id for u in undecided),
+        reason=reason,
+        source=pack.citations[worst.citation].url,
+        verified=worst.verified,
+        evidence=tuple(sorted({p.request.ref for p in therapy.products})),
+        identifier=business_identifier(
+            facts.patient, pack.id, "incomplete", recorded[0], therapy.start.isoformat()
+        ),
+        code=f"{recorded[0].replace('_', '-')}-unknown",
+        severity=worst.severity,
+        missing=missing,
+    )
+
+
+def _dose_holds(cond: Condition, products: tuple[ProductRequest, ...]) -> bool | None:
+    """A dose condition over the products: None when the answer rests on an unreadable dose."""
+    assert cond.measure is not None  # noqa: S101 - only dose measures come here
+    assert cond.op is not None  # noqa: S101 - schema checks
+    assert cond.value is not None  # noqa: S101 - schema checks
+    value, unread = _dose_measure(cond.measure, products)
+    confirmed = value is not None and COMPARE[cond.op](value, cond.value)
+    if confirmed and (not unread or cond.op in ("gt", "ge")):
+        return True
+    return None if unread else False
+
+
+def _dose_measure(measure: str, products: tuple[ProductRequest, ...]) -> tuple[float | None, bool]:
+    """The ingredient's total daily dose in mg (or its highest strength in mg) over the readable
+    products, and whether some product's could not be read."""
+    readable: list[float] = []
+    for product in products:
+        request = product.request
+        if measure == "daily_dose_mg":
+            value = daily_dose_mg(request)
+        else:
+            value = request.strength if request.strength_unit == "mg" else None
+        if value is not None:
+            readable.append(value)
+    unread = len(readable) < len(products)
+    if not readable:
+        return None, unread
+    return (sum(readable) if measure == "daily_dose_mg" else max(readable)), unread
+
+
+def _unissued(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
+    """An active request current only because it was never stopped, with nothing of its
+    product issued or authored for longer than the catalogue's limit: counted, and said."""
+    stale = [p for p in therapy.products if p.unissued_since is not None]
+    if not stale:
+        return []
+    rule = facts.catalogue.unissued_active
+    since = min(p.unissued_since for p in stale if p.unissued_since is not None)
+    listed = "; ".join(
+        f"{p.request.ref} ({p.ingredient}, last issued or authored {p.unissued_since})"
+        for p in stale
+    )
+    reason = (
+        f"{pack.title}: active but not issued since {since.isoformat()} ({listed}); monitoring "
+        f"still follows it: confirm the patient still takes it, or end the prescription."
     )
     return [
         pack_finding(
             pack,
             therapy,
             facts,
-            FindingKind.INCOMPLETE,
-            check=",".join(c.id for c, _ in checks),
+            FindingKind.PRESCRIBING,
+            stale[-1],
+            check="active-not-issued",
             reason=reason,
-            source=pack.citations[worst.citation].url,
-            verified=worst.verified,
-            evidence=tuple(sorted(r.ref for r in current.values())),
+            source=facts.catalogue.citations[rule.citation].url,
+            verified=rule.verified,
+            evidence=tuple(p.request.ref for p in stale),
             identifier=business_identifier(
-                facts.patient, pack.id, "incomplete", first, therapy.start.isoformat()
+                facts.patient, pack.id, "prescribing", "active-not-issued", since.isoformat()
             ),
-            code=f"{first.replace('_', '-')}-unknown",
-            severity=worst.severity,
-            missing=missing,
+            code="active-not-issued",
+            severity=rule.severity,
         )
     ]
-
-
-def _ome(
-    pack: RulePack, check: PrescribingCheck, current: dict[str, Prescription]
-) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
-    assert check.value is not None  # noqa: S101 - schema checks
-    factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
-    total, parts, verified, unknown = 0.0, [], True, []
-    for name, request in sorted(current.items()):
-        ome = factors.get(name)
-        if ome is None:
-            unknown.append(name)
-            continue
-        if ome.per == "ug/h":
-            if request.strength_unit != "ug/h" or not request.strength:
-                unknown.append(name)
-                continue
-            patches = request.dosage.dose_value if request.dosage.dose_unit == "unit" else 1.0
-            amount = request.strength * (patches or 1.0)
-            contribution = amount * ome.factor
-            parts.append(f"{name} {amount:g} micrograms/hour x {ome.factor:g}")
-        else:
-            dose = daily_dose_mg(request)
-            if dose is None:
-                unknown.append(name)
-                continue
-            contribution = dose * ome.factor
-            parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
-        total += contribution
-        verified = verified and ome.verified
-    if total < check.value:
-        return None
-    detail = (
-        f"Oral morphine equivalent {total:g} mg/day ({'; '.join(parts)}) "
-        f"is at or above {check.value:g} mg/day"
-    )
-    if unknown:
-        detail += f" (not counted, dose unknown: {', '.join(unknown)})"
-    return detail, tuple(sorted(r.ref for r in current.values())), verified

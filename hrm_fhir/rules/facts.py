@@ -23,12 +23,11 @@ from hrm_fhir.domain import (
     LabResult,
     PatientRecord,
     PatientRef,
-    Prescription,
     ResourceRef,
 )
 from hrm_fhir.rules.model import Catalogue, Condition, RulePack
 from hrm_fhir.rules.registry import DERIVED_MEASURES
-from hrm_fhir.rules.therapy import Therapy, daily_dose_mg
+from hrm_fhir.rules.therapy import ProductRequest, Therapy
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     "lt": operator.lt,
@@ -37,7 +36,8 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
     "ge": operator.ge,
 }
 DOSE_MEASURES = frozenset({"daily_dose_mg", "strength_mg"})
-"""Measures read from the prescription; every other measure is read from the record."""
+"""Measures read from the products a check looks at (``evaluate``); every other measure is read
+from the record."""
 _ORDER = operator.attrgetter("effective", "time", "issued", "ref")
 """``LabResult.order``, read without a Python call per result."""
 
@@ -49,16 +49,22 @@ def business_identifier(*parts: str) -> str:
 
 
 def pack_finding(
-    pack: RulePack, therapy: Therapy, facts: Facts, kind: FindingKind, **fields: Any
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    kind: FindingKind,
+    product: ProductRequest | None = None,
+    **fields: Any,
 ) -> Finding:
-    """A finding of ``pack`` about the patient's ``therapy``: who, which group, which request,
-    how it was recognised and which rule version, with the finding's own ``fields``."""
+    """A finding of ``pack`` about the patient's ``therapy``: who, which group, which request
+    (the therapy's, or ``product``'s when the finding is about one product), how it was
+    recognised and which rule version, with the finding's own ``fields``."""
     return Finding(
         patient=facts.patient,
         kind=kind,
         drug_group=pack.drug_group,
-        medication=therapy.latest.ref,
-        matched_by=therapy.method,
+        medication=therapy.latest.ref if product is None else product.request.ref,
+        matched_by=therapy.method if product is None else product.method,
         rule=pack.ref,
         **fields,
     )
@@ -96,7 +102,6 @@ class Facts:
     """Results on or before as-of, oldest first (``LabResult.order``), per analyte."""
     current_groups: frozenset[str]
     therapies: dict[str, Therapy]
-    lookback_start: date
     catalogue: Catalogue
 
     @classmethod
@@ -106,7 +111,6 @@ class Facts:
         therapies: dict[str, Therapy],
         catalogue: Catalogue,
         as_of: date,
-        lookback_start: date,
     ) -> Facts:
         by_analyte: dict[str, list[LabResult]] = {}
         for result in record.results:
@@ -124,7 +128,6 @@ class Facts:
             results=by_analyte,
             current_groups=frozenset(g for g, t in therapies.items() if t.current),
             therapies=therapies,
-            lookback_start=lookback_start,
             catalogue=catalogue,
         )
 
@@ -219,18 +222,16 @@ class Facts:
             missing.append("sex")
         return tuple(missing)
 
-    def measure(self, name: str, ingredient: Prescription | None) -> float | None:
+    def measure(self, name: str) -> float | None:
+        """A measure a condition reads; the doses (``DOSE_MEASURES``) belong to the products a
+        check looks at and are read there (``evaluate``), so here they are unknown."""
         if name == "age":
             return None if self.age is None else float(self.age)
         if name == "crcl":
             found = self.crcl()
             return None if found is None else found[0]
-        if name == "daily_dose_mg":
-            return None if ingredient is None else daily_dose_mg(ingredient)
-        if name == "strength_mg":
-            if ingredient is None or ingredient.strength_unit != "mg":
-                return None
-            return ingredient.strength
+        if name in DOSE_MEASURES:
+            return None
         latest = self.latest(name)
         return None if latest is None else latest.value
 
@@ -240,12 +241,10 @@ class Facts:
             return self.crcl_missing() or ("CrCl",)
         if name == "age":
             return ("date of birth",)
-        if name in DOSE_MEASURES:
-            return ("daily dose" if name == "daily_dose_mg" else "product strength",)
         analyte = self.catalogue.analytes.get(name)
         return (analyte.title.lower() if analyte else name,)
 
-    def state(self, cond: Condition, ingredient: Prescription | None = None) -> bool | None:
+    def state(self, cond: Condition) -> bool | None:
         """Whether one condition holds; None when the data it needs is missing, or a value
         given as a bound leaves it open."""
         if cond.measure is not None:
@@ -256,7 +255,7 @@ class Facts:
                 if latest is None or latest.value is None:
                     return None
                 return meets(latest.value, latest.comparator, cond.op, cond.value)
-            value = self.measure(cond.measure, ingredient)
+            value = self.measure(cond.measure)
             return None if value is None else COMPARE[cond.op](value, cond.value)
         if cond.co_prescribed is not None:
             return cond.co_prescribed in self.current_groups
@@ -271,23 +270,22 @@ class Facts:
         tail = values[-(cond.count + 1) :]
         return len(tail) == cond.count + 1 and all(b < a for a, b in pairwise(tail))
 
-    def holds(self, cond: Condition, ingredient: Prescription | None = None) -> bool:
+    def holds(self, cond: Condition) -> bool:
         """Whether one condition holds; unknown values never satisfy a condition."""
-        return self.state(cond, ingredient) is True
+        return self.state(cond) is True
 
 
-def holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy) -> bool:
-    """``Facts.holds``, with time on therapy measured from the therapy's phase anchor."""
-    return state_for_therapy(facts, cond, therapy) is True
+def holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool:
+    """``Facts.holds`` for one therapy (``state_for_therapy``)."""
+    return state_for_therapy(facts, cond, therapy, on) is True
 
 
-def state_for_therapy(
-    facts: Facts, cond: Condition, therapy: Therapy, request: Prescription | None = None
-) -> bool | None:
-    """``Facts.state``, with time on therapy measured from the therapy's phase anchor."""
+def state_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool | None:
+    """``Facts.state`` for one therapy: time on therapy is measured from its phase anchor and
+    judged on the day ``on`` (the as-of date for a check, the base date for a due date)."""
     if cond.on_therapy_less_than is not None:
-        return facts.as_of < cond.on_therapy_less_than.after(therapy.anchor)
-    return facts.state(cond, request)
+        return on < cond.on_therapy_less_than.after(therapy.anchor)
+    return facts.state(cond)
 
 
 def _patient_of(record: PatientRecord) -> PatientRef:

@@ -2,7 +2,8 @@
 and the actions they take on Tasks.
 
 Every action checks the actor's role (WorkflowPermissionError), reads the Task
-(WorkflowNotFoundError), checks the patient's practice (WorkflowPermissionError), compares the
+(WorkflowNotFoundError), checks the patient's practice (WorkflowNotFoundError, as for no Task, so
+another practice's Tasks and patients are not revealed to exist), compares the
 Task's version with the one the user loaded (WorkflowConflictError), works out the new stage
 (WorkflowError), and then writes everything in one transaction Bundle whose updates carry
 ``ifMatch``: the Task at the user's version, any Flag or related Task at the version just read.
@@ -92,6 +93,9 @@ OURS_TAG = f"{t.TAG}|hrm-fhir"
 """The ``_tag`` search token of every resource the service writes."""
 _SEVERITY_RANK: dict[Severity | None, int] = {None: 0, **{s: s.rank for s in Severity}}
 _KIND_ORDER = ("flag", "result", "gp-escalation", "prescribing", "non-engagement")
+NO_PATIENT = "the FHIR server has no such Patient"
+"""What a read of an unknown patient, or of another practice's, is told."""
+TASK_OR_FLAG = "Task or Flag"
 
 
 # ------------------------------------------------------------------ what the lists return
@@ -700,10 +704,10 @@ def patient_card(
     resources = read_records(gateway, [ref], FetchReport())[ref]
     found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     if found is None:
-        raise WorkflowNotFoundError("the FHIR server has no such Patient")
+        raise WorkflowNotFoundError(NO_PATIENT)
     practices = general_practitioners_of(found)
     if actor is not None:
-        require_practice(actor, practices)
+        require_practice(actor, practices, NO_PATIENT)
     tasks = _search(gateway, "Task", {"patient": ref, "_tag": OURS_TAG})
     flags = _active_flags(gateway, Scope(), ref)
     task_ids = {str(task["id"]) for task in tasks}
@@ -1025,8 +1029,13 @@ def _read_subject(gateway: FHIRGateway, kind: str, resource_id: str) -> Resource
 def _read_task(gateway: FHIRGateway, task_id: str) -> Resource:
     task = _read_subject(gateway, "Task", task_id)
     if task is None:
-        raise WorkflowNotFoundError(f"no Task {task_id}")
+        raise WorkflowNotFoundError(_missing("Task", task_id))
     return task
+
+
+def _missing(kinds: str, subject_id: str) -> str:
+    """What an action on an unknown subject (or one of another practice) is told."""
+    return f"no {kinds} {subject_id}"
 
 
 def _patient_practices(gateway: FHIRGateway, patient: str) -> frozenset[str]:
@@ -1116,6 +1125,7 @@ def _act(
     plan: Planner,
     now: datetime | None,
     read: Callable[[FHIRGateway, str], Resource] = _read_task,
+    kinds: str = "Task",
 ) -> ActionResult:
     """Check, plan and write one action (see the module docstring), and record it."""
     require_role(actor, action)
@@ -1127,7 +1137,7 @@ def _act(
         patient = _patient(subject)
         if patient not in practices:
             practices[patient] = _patient_practices(gateway, patient)
-        require_practice(actor, practices[patient])
+        require_practice(actor, practices[patient], _missing(kinds, subject_id))
         if version_of(subject) != version:
             replayed = _replayed(gateway, session, actor, action, subject, provenance_id, moment)
             if replayed is not None:
@@ -1441,7 +1451,7 @@ def _read_task_or_flag(gateway: FHIRGateway, subject_id: str) -> Resource:
         return task
     flag = _read_subject(gateway, "Flag", subject_id)
     if flag is None:
-        raise WorkflowNotFoundError(f"no Task or Flag {subject_id}")
+        raise WorkflowNotFoundError(_missing(TASK_OR_FLAG, subject_id))
     return flag
 
 
@@ -1663,7 +1673,17 @@ def sign_off(
         )
 
     return _act(
-        gateway, session, actor, action, task_id, version, params, plan, now, _read_task_or_flag
+        gateway,
+        session,
+        actor,
+        action,
+        task_id,
+        version,
+        params,
+        plan,
+        now,
+        _read_task_or_flag,
+        TASK_OR_FLAG,
     )
 
 

@@ -15,7 +15,16 @@ from click.testing import CliRunner
 from hrm_fhir.cli import main
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.evaluate import Engine
-from tests.builders import AS_OF, evaluate, observation, of_kind, patient, repeats, rules
+from tests.builders import (
+    AS_OF,
+    assess,
+    evaluate,
+    observation,
+    of_kind,
+    patient,
+    repeats,
+    rules,
+)
 
 LONG, RECENT = AS_OF - timedelta(days=400), AS_OF - timedelta(days=7)
 CREAT, WEIGHT = "1000731000000107", "27113001"
@@ -77,6 +86,33 @@ def test_apixaban_criteria_that_cannot_add_up_to_two_are_not_incomplete() -> Non
     assert not [f for f in of_kind(found, "incomplete") if "two-reduction" in f.check]
 
 
+def test_an_unreadable_pregabalin_dose_with_no_crcl_is_one_finding_naming_both() -> None:
+    """Both the dose and CrCl stand between the record and the renal-band checks: one
+    incomplete finding names every gap, and no check raises a second one."""
+    chain = repeats("Pregabalin 150mg capsules", LONG, RECENT, dosage="as directed")
+    found = of_kind(evaluate([patient(), *chain]), "incomplete", "gabapentinoid")
+    [unsure] = found
+    assert unsure.code == "crcl-unknown"
+    assert unsure.missing == (
+        "creatinine",
+        "weight",
+        f"daily dose of pregabalin (MedicationRequest/{chain[-1]['id']})",
+    )
+    assert "pregabalin-crcl-30-59" in unsure.check.split(",")
+
+
+def test_a_criteria_check_names_only_the_gaps_that_could_change_its_answer() -> None:
+    """Age 86 and creatinine 150 already make two apixaban reduction criteria: the missing
+    weight cannot matter to that check, only the unreadable strength does."""
+    unnamed = repeats("Apixaban tablets", LONG, RECENT, dosage="ONE tablet twice a day")
+    found = evaluate([patient(born="1940-01-01"), *unnamed, observation(CREAT, 150, "umol/L", DAY)])
+    [reduction] = [f for f in of_kind(found, "incomplete") if f.code.startswith("apixaban-5mg-two")]
+    assert reduction.missing == (f"strength of apixaban (MedicationRequest/{unnamed[-1]['id']})",)
+    [crcl] = [f for f in of_kind(found, "incomplete") if f.code == "crcl-unknown"]
+    assert "apixaban-5mg-two-reduction-criteria" not in crcl.check.split(",")
+    assert "weight" in crcl.missing
+
+
 # ------------------------------------------------------------------ dates the packs cover
 
 
@@ -87,6 +123,22 @@ def test_every_pack_takes_effect_from_its_guidance_so_past_months_evaluate() -> 
     assert Engine.create(rules(), day).warnings() == []
     on = [patient(), *repeats("Warfarin 3mg tablets", day - timedelta(days=400), day)]
     assert of_kind(evaluate(on, as_of=day), "overdue", "warfarin")
+
+
+def test_second_versions_take_effect_with_the_first_so_earlier_months_see_every_product() -> None:
+    """opioid@2 and antipsychotic@2 only recognise more products: in force from version 1's
+    date, the highest version is used, so a hydrocodone patient is monitored in 2023 too."""
+    day = date(2023, 6, 1)
+    for rule_id in ("opioid", "antipsychotic"):
+        assert rules().get(rule_id, 2).effective_from == rules().get(rule_id, 1).effective_from
+    versions = {p.id: p.version for p in rules().in_force(day)}
+    assert (versions["opioid"], versions["antipsychotic"]) == (2, 2)
+    hydrocodone = repeats(
+        "Hydrocodone bitartrate 10 MG Oral Tablet", day - timedelta(days=400), day
+    )
+    [entry] = assess([patient(), *hydrocodone], as_of=day).register
+    assert entry.drug_group == "opioid"
+    assert {f.rule for f in evaluate([patient(), *hydrocodone], as_of=day)} == {"opioid@2"}
 
 
 def test_a_date_no_version_covers_is_said_on_stderr_and_in_json(tmp_path: Path) -> None:
