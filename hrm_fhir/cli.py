@@ -270,6 +270,8 @@ def sweep(
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
         )
+        for warning in summary.warnings:
+            click.echo(f"hrm-fhir: warning: {warning}", err=True)
         if fmt == "summary":
             from hrm_fhir.sweep import render_sweep
 
@@ -657,6 +659,8 @@ def report_monthly(
         sys.exit(2)
     finally:
         engine.dispose()
+    for warning in result.warnings:
+        click.echo(f"hrm-fhir: warning: {warning}", err=True)
     files = write_report(result, out)
     click.echo(f"{scope.label}, {first:%B %Y}: {len(files)} files in {out}")
     if post:

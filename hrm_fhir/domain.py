@@ -113,12 +113,41 @@ class LabResult:
     patient: PatientRef
     analyte: str
     effective: date
+    """The Europe/London calendar date of the sample (due dates count from it)."""
     value: float | None
     unit: str | None
     """The analyte's canonical unit when ``normalised``, else the unit as recorded."""
     normalised: bool
+    """The value (and its range) are in the canonical unit; False when the unit cannot be read."""
     ref_low: float | None = None
     ref_high: float | None = None
+    """The laboratory's reference range, in the same unit as ``value``."""
+    time: int = -1
+    """Seconds after London midnight on ``effective``; -1 when the record gives a date only."""
+    issued: int = -1
+    """When the laboratory released it (POSIX seconds); -1 when not recorded."""
+    comparator: str | None = None
+    """``<``, ``<=``, ``>`` or ``>=`` when the laboratory gave a bound, not a value (``>8.0``)."""
+    interpretation: str | None = None
+    """The laboratory's flag (v3 ObservationInterpretation: ``H``, ``HH``, ``L``, ``LL``, ``A``,
+    ``AA``, ``N``...), used when the range is absent."""
+    preliminary: bool = False
+    """Status ``preliminary``: compared with thresholds (the finding says so), never counted as
+    the test done."""
+
+    @property
+    def order(self) -> tuple[date, int, int, str]:
+        """Oldest first: date, time of day (a date-only result first), then issue, then id."""
+        return self.effective, self.time, self.issued, self.ref
+
+    def same_moment(self, other: LabResult) -> bool:
+        """Whether the two could have been taken at the same moment: the same day, and neither
+        time (nor issue) says otherwise. Such results are weighed together (the worst counts)."""
+        if self.effective != other.effective:
+            return False
+        if self.time >= 0 and other.time >= 0 and self.time != other.time:
+            return False
+        return self.issued < 0 or other.issued < 0 or self.issued == other.issued
 
 
 @dataclass(frozen=True, slots=True)

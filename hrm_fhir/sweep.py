@@ -207,13 +207,16 @@ def _sweep(
     findings: list[Finding] = []
     contexts: dict[str, PatientContext] = {}
     monitored: dict[str, bytes] = {}
+    later = 0
     for key in sorted(records):
         record = records[key]
         therapies = engine.therapies(record)
         groups = frozenset(g for g, th in therapies.items() if th.current)
         alive = record.patient is None or record.patient.is_alive_on(summary.as_of)
         contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
-        findings.extend(engine.evaluate(record))
+        assessment = engine.assess(record)
+        findings.extend(assessment.findings)
+        later += len(assessment.later)
         if therapies and key in current:
             monitored[key] = current[key]
     with sessions.begin() as session:
@@ -223,7 +226,7 @@ def _sweep(
     summary.patients = len(records)
     summary.findings = len(findings)
     summary.skipped = len(skipped)
-    summary.warnings = report.shortfalls
+    summary.warnings = [*report.shortfalls, *engine.warnings(later)]
     summary.watermark = report.server_time
     if summary.dry_run:
         summary.plan = work.to_json()

@@ -16,6 +16,7 @@ SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _ids = itertools.count(1)
 _RULES: list[RuleSet] = []
 
@@ -94,19 +95,34 @@ def observation(
     status: str = "final",
     ref_range: tuple[float, float] | None = None,
     rid: str | None = None,
+    at: str | None = "09:30:00+00:00",
+    issued: str | None = None,
+    comparator: str | None = None,
+    text: str | None = None,
+    flag: str | None = None,
 ) -> dict[str, Any]:
+    """An Observation taken on ``on`` at ``at`` (None: a date only); ``text`` gives the value
+    as ``valueString`` instead of a quantity; ``flag`` a v3 interpretation code."""
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": rid or f"obs{next(_ids)}",
         "status": status,
         "code": {"coding": [{"system": system, "code": code}]},
         "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": f"{on.isoformat()}T09:30:00+00:00",
+        "effectiveDateTime": on.isoformat() if at is None else f"{on.isoformat()}T{at}",
     }
-    if value is not None:
+    if issued is not None:
+        obs["issued"] = issued
+    if text is not None:
+        obs["valueString"] = text
+    elif value is not None:
         obs["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+        if comparator is not None:
+            obs["valueQuantity"]["comparator"] = comparator
     if ref_range is not None:
         obs["referenceRange"] = [{"low": {"value": ref_range[0]}, "high": {"value": ref_range[1]}}]
+    if flag is not None:
+        obs["interpretation"] = [{"coding": [{"system": INTERPRETATION, "code": flag}]}]
     return obs
 
 
@@ -123,10 +139,15 @@ def bloods(on: date, egfr: float = 85, **kwargs: Any) -> list[dict[str, Any]]:
 
 
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
+    return dict(reader(resources).finish())
+
+
+def reader(resources: list[dict[str, Any]]) -> RecordBuilder:
+    """The real reader after it has read ``resources`` (its ``skipped`` says what it left out)."""
     builder = RecordBuilder(rules().catalogue, rules().medicines())
     for resource in resources:
         builder.add("test", resource)
-    return dict(builder.finish())
+    return builder
 
 
 def evaluate(

@@ -203,6 +203,12 @@ _SCHEMAS: dict[str, Schema] = {
             "observed_on": _nullable("string", format="date"),
             "severity": {"enum": [*(s.value for s in Severity), None]},
             "code": _nullable("string"),
+            "missing": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Incomplete findings: the data that is missing or could not be read "
+                "(e.g. `weight`, `unit`, `laboratory reference range`, `exact value`).",
+            },
         },
     },
     "Therapy": {

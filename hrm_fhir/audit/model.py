@@ -278,3 +278,5 @@ class MonthlyReport:
     lists: dict[str, PatientList] = field(default_factory=dict)
     cadence_gaps: tuple[str, ...] = ()
     """Where the weekly searches did not run on their cadence in the month, in words."""
+    warnings: tuple[str, ...] = ()
+    """What limits the whole report, e.g. rule packs no version covers at month end."""

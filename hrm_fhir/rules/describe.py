@@ -16,6 +16,7 @@ from hrm_fhir.rules.model import (
     Threshold,
 )
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.rules.results import result_lookback
 
 _SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -32,12 +33,22 @@ class Statement:
 
 
 def describe_list(rule_set: RuleSet) -> str:
-    """One line per pack version: id@version, status, title, verified and sign-off state."""
-    lines = [f"{'RULE':<22} {'STATUS':<8} {'VERIFIED':<9} {'SIGNED OFF':<11} TITLE"]
+    """One line per pack version: id@version, status, in force from (and until), verified and
+    sign-off state, title."""
+    header = f"{'RULE':<22} {'STATUS':<8} {'IN FORCE':<23} {'VERIFIED':<9} {'SIGNED OFF':<11} TITLE"
+    lines = [header]
     for pack in sorted(rule_set.packs, key=lambda p: (p.id, p.version)):
         signed = pack.approved_on or "no"
         verified = "all" if pack.verified else "partly"
-        lines.append(f"{pack.ref:<22} {pack.status:<8} {verified:<9} {signed:<11} {pack.title}")
+        until = pack.effective_until.isoformat() if pack.effective_until else ""
+        dates = (
+            f"{pack.effective_from.isoformat()} to {until}"
+            if until
+            else (f"from {pack.effective_from.isoformat()}")
+        )
+        lines.append(
+            f"{pack.ref:<22} {pack.status:<8} {dates:<23} {verified:<9} {signed:<11} {pack.title}"
+        )
     return "\n".join(lines)
 
 
@@ -101,9 +112,44 @@ def _threshold_text(th: Threshold, catalogue: Catalogue) -> str:
             else "above the laboratory upper limit"
         )
         rule = f"{analyte} {side}"
+    if th.op in ("below_ref_low", "above_ref_high", "above_ref_high_times"):
+        rule += f" ({_default_range_text(th, catalogue)})"
     if th.also:
         rule += " with " + " and ".join(c.describe() for c in th.also)
     return rule
+
+
+def _default_range_text(th: Threshold, catalogue: Catalogue) -> str:
+    """What stands in for the laboratory's range when a result comes without one."""
+    analyte = catalogue.analytes[th.analyte]
+    flag = (
+        "its flag (H, L...)" if th.op != "above_ref_high_times" else "its flag when normal or low"
+    )
+    if not analyte.reference_ranges:
+        return f"without the laboratory's range: {flag}, else an incomplete finding"
+    ranges = "; ".join(
+        f"{r.sex + ' ' if r.sex else ''}{r.describe(analyte.unit)} "
+        f"({catalogue.citations[r.citation].publisher}{'' if r.verified else ', UNVERIFIED'})"
+        for r in analyte.reference_ranges
+    )
+    return f"without the laboratory's range: {flag}, else the default adult range {ranges}"
+
+
+def _lookback_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
+    """How long each threshold analyte's result is acted on, and why that long."""
+    lines = []
+    for analyte in sorted({t.analyte for t in pack.thresholds}):
+        lookback, scheduled = result_lookback(pack, catalogue, analyte)
+        why = (
+            "the maintenance interval of its test in this pack"
+            if scheduled
+            else "no schedule here asks for its test: the catalogue's result_lookback"
+        )
+        lines.append(
+            f"    {catalogue.analytes[analyte].title}: {lookback.describe()} ({why})"
+            "  [UNVERIFIED: design choice]"
+        )
+    return lines
 
 
 def _check_text(c: PrescribingCheck) -> str:
@@ -218,6 +264,20 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             rule = _threshold_text(th, catalogue)
             lines.append(f"- {th.severity.value.upper():<7} {rule}: {th.advice}{mark(th.verified)}")
             lines.append(f"    source: {cite(th.citation)}")
+    if pack.thresholds:
+        lines += [
+            "",
+            "HOW RESULTS ARE READ",
+            "- The newest result of each analyte counts; results that could share a moment "
+            "(same day, no time to tell them apart) are weighed together and the worst counts. "
+            "A preliminary result is compared (the finding says so) but never counts as the "
+            "test done. A value given as a bound (>8.0, <0.1) crosses a limit only when every "
+            "value it allows does; otherwise, and when a unit cannot be read or no range is "
+            "known, an incomplete finding says what is missing.",
+            "- A result is acted on while it is at most this old; an older abnormal result is "
+            "shown with its age in the monitoring finding:",
+            *_lookback_lines(pack, catalogue),
+        ]
     if pack.prescribing:
         lines += ["", "PRESCRIBING SAFETY CHECKS"]
         for c in pack.prescribing:

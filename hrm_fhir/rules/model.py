@@ -212,12 +212,45 @@ class UnitConversion:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceRange:
+    """A cited default adult range, used only when a result carries neither the laboratory's
+    range nor its interpretation flag (in the analyte's canonical unit)."""
+
+    citation: str
+    verified: bool
+    low: float | None = None
+    high: float | None = None
+    sex: str | None = None
+    """``male`` or ``female`` when the range differs by sex; None for everyone."""
+
+    def describe(self, unit: str) -> str:
+        """``133-146 mmol/L``, ``up to 42 U/L`` or ``from 3.5 mmol/L``."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g}-{self.high:g} {unit}"
+        if self.high is not None:
+            return f"up to {self.high:g} {unit}"
+        return f"from {self.low:g} {unit}"
+
+
+@dataclass(frozen=True, slots=True)
 class Analyte:
     id: str
     title: str
     unit: str
     codes: tuple[Code, ...]
     conversions: tuple[UnitConversion, ...] = ()
+    reference_ranges: tuple[ReferenceRange, ...] = ()
+    monitored_with: str | None = None
+    """The test whose sample also carries this analyte (sodium with renal function): its
+    result is acted on for as long as that test's result counts as done."""
+
+    def default_range(self, sex: str | None) -> ReferenceRange | None:
+        """The cited default range for a patient of ``sex``; None when there is none (or it
+        depends on a sex that is not recorded)."""
+        for candidate in self.reference_ranges:
+            if candidate.sex is None or candidate.sex == sex:
+                return candidate
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +340,9 @@ class Catalogue:
     due_window_days: int
     current_issue_lookback: Duration
     course_gap: Duration
+    result_lookback: Duration
+    """How long an out-of-range result is acted on when no schedule of the pack asks for its
+    test (otherwise the schedule's maintenance interval)."""
     unissued_active: UnissuedActive
     code_index: dict[tuple[str, str], str] = field(default_factory=dict)
     """(system, code) -> analyte id, built at load."""

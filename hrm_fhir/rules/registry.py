@@ -47,6 +47,26 @@ class RuleSet:
         """What recognises products and reads their strength, over every pack version."""
         return MedicationIndex(self.packs, self.catalogue)
 
+    def uncovered(self, day: date) -> list[str]:
+        """The rule ids no version covers on ``day`` (before the first took effect, or after
+        the last was retired): their drug groups cannot be evaluated that day."""
+        covered = {pack.id for pack in self.in_force(day)}
+        return sorted({pack.id for pack in self.packs} - covered)
+
+    def coverage_warning(self, day: date) -> str | None:
+        """The sentence a run on ``day`` reports when some rule ids are not covered."""
+        missing = self.uncovered(day)
+        if not missing:
+            return None
+        starts = [p.effective_from for p in self.packs if p.status == "active"]
+        since = (
+            f" (the first versions take effect from {min(starts).isoformat()})" if starts else ""
+        )
+        return (
+            f"no version of the rule pack(s) {', '.join(missing)} is in force on "
+            f"{day.isoformat()}{since}: those drug groups were not evaluated"
+        )
+
     def get(self, rule_id: str, version: int | None = None) -> RulePack:
         """One pack by id, the highest version unless ``version`` is given."""
         matches = [p for p in self.packs if p.id == rule_id and version in (None, p.version)]

@@ -318,11 +318,33 @@ class UnitConversionSchema(Schema):
         return model.UnitConversion(**data)
 
 
+class ReferenceRangeSchema(Schema):
+    low = fields.Float(load_default=None)
+    high = fields.Float(load_default=None)
+    sex = fields.String(load_default=None, validate=validate.OneOf(["male", "female"]))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+
+    @validates_schema
+    def bounded(self, data: dict[str, Any], **_: Any) -> None:
+        low, high = data.get("low"), data.get("high")
+        if low is None and high is None:
+            raise ValidationError("a reference range needs low, high or both")
+        if low is not None and high is not None and low >= high:
+            raise ValidationError("a reference range needs low below high")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ReferenceRange:
+        return model.ReferenceRange(**data)
+
+
 class AnalyteSchema(Schema):
     title = fields.String(required=True)
     unit = fields.String(required=True)
     codes = fields.List(fields.Nested(CodeSchema), required=True, validate=validate.Length(min=1))
     conversions = fields.List(fields.Nested(UnitConversionSchema), load_default=list)
+    reference_ranges = fields.List(fields.Nested(ReferenceRangeSchema), load_default=list)
+    monitored_with = fields.String(load_default=None)
 
 
 class TestSchema(Schema):
@@ -379,6 +401,7 @@ class ProgrammeSchema(Schema):
     due_window_days = fields.Integer(required=True, validate=validate.Range(min=0))
     current_issue_lookback = DurationField(required=True)
     course_gap = DurationField(required=True)
+    result_lookback = DurationField(required=True)
     note = fields.String(load_default="")
 
 
@@ -415,6 +438,7 @@ class CatalogueSchema(Schema):
         cg = data.get("cockcroft_gault")
         if cg is not None and cg.citation not in keys:
             problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        tests = data.get("tests") or {}
         unissued = data.get("unissued_active")
         if unissued is not None and unissued.citation not in keys:
             problems.append(f"unissued_active cites unknown {unissued.citation!r}")
@@ -424,6 +448,18 @@ class CatalogueSchema(Schema):
                 for c in a["conversions"]
                 if c.citation and c.citation not in keys
             )
+            problems.extend(
+                f"analyte {aid} reference range cites unknown {r.citation!r}"
+                for r in a["reference_ranges"]
+                if r.citation not in keys
+            )
+            sexes = [r.sex for r in a["reference_ranges"]]
+            if len(sexes) != len(set(sexes)) or (None in sexes and len(sexes) > 1):
+                problems.append(f"analyte {aid} has overlapping reference ranges")
+            if a["monitored_with"] is not None and a["monitored_with"] not in tests:
+                problems.append(
+                    f"analyte {aid} is monitored with unknown test {a['monitored_with']!r}"
+                )
         for kind in ("combinations", "code_lists"):
             problems.extend(
                 f"{kind} {name} cites unknown {entry['citation']!r}"
@@ -442,6 +478,8 @@ class CatalogueSchema(Schema):
                 unit=a["unit"],
                 codes=tuple(a["codes"]),
                 conversions=tuple(a["conversions"]),
+                reference_ranges=tuple(a["reference_ranges"]),
+                monitored_with=a["monitored_with"],
             )
             for aid, a in data["analytes"].items()
         }
@@ -472,6 +510,7 @@ class CatalogueSchema(Schema):
             due_window_days=programme["due_window_days"],
             current_issue_lookback=programme["current_issue_lookback"],
             course_gap=programme["course_gap"],
+            result_lookback=programme["result_lookback"],
             unissued_active=data["unissued_active"],
             code_index=index,
             combinations={

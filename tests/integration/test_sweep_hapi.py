@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,14 @@ def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
     with harness.sessions.begin() as session:
         assert store.open_findings(session) == []
         assert store.get_cursor(session, f"Organization/{harness.practice.org}") is None
+
+
+def test_a_sweep_on_a_date_no_rule_pack_covers_says_so(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    summary = harness.sweep(dry_run=True, as_of=date(2018, 6, 1))
+    assert summary.findings == 0
+    assert any("is in force on 2018-06-01" in w for w in summary.warnings)
+    assert summary.to_json()["warnings"] == summary.warnings
 
 
 def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path) -> None:

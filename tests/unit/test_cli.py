@@ -186,6 +186,7 @@ def test_rules_list_and_show_read_as_a_schedule() -> None:
     listing = _run("rules", "list").stdout
     assert "methotrexate@1" in listing
     assert "lithium@1" in listing
+    assert "from 2021-04-01" in listing, "each pack says from when it is in force"
     shown = _run("rules", "show", "methotrexate").stdout
     assert "every 2 weeks until 6 weeks" in shown
     assert "every 12 weeks thereafter" in shown

@@ -15,6 +15,7 @@ import pytest
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.model import RulePack, Schedule, Threshold
+from hrm_fhir.rules.results import result_lookbacks
 from tests.builders import AS_OF, evaluate, observation, patient, repeats, rules
 
 START = AS_OF - timedelta(days=3 * 365)
@@ -66,10 +67,10 @@ def _threshold_cases() -> list[Any]:
 
 
 def _sides(
-    th: Threshold,
+    th: Threshold, day: date = AS_OF - timedelta(days=3)
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(resources that must fire, must not fire at the boundary, must not fire inside)."""
-    day = AS_OF - timedelta(days=3)
+    """(resources that must fire, must not fire at the boundary, must not fire inside), the
+    result taken on ``day``."""
     eps = 0.001 * max(abs(th.value), 1.0)
     if th.op in ("lt", "le", "gt", "ge"):
         outside = th.value - eps if th.op in ("lt", "le") else th.value + eps
@@ -101,19 +102,22 @@ def _sides(
     return mk(limit + 0.1), mk(limit), mk(100.0)
 
 
+def _hits(pack: RulePack, threshold: Threshold, extra: list[dict[str, Any]]) -> list[Any]:
+    return [
+        f
+        for f in evaluate(_on_drug(pack) + extra)
+        if f.kind.value == "out_of_range"
+        and f.drug_group == pack.drug_group
+        and f.analyte == threshold.analyte
+    ]
+
+
 @pytest.mark.parametrize(("pack", "threshold"), _threshold_cases())
 def test_threshold_fires_only_beyond_its_boundary(pack: RulePack, threshold: Threshold) -> None:
     fire, boundary, calm = _sides(threshold)
-    base = _on_drug(pack)
 
     def hits(extra: list[dict[str, Any]]) -> list[Any]:
-        return [
-            f
-            for f in evaluate(base + extra)
-            if f.kind.value == "out_of_range"
-            and f.drug_group == pack.drug_group
-            and f.analyte == threshold.analyte
-        ]
+        return _hits(pack, threshold, extra)
 
     fired = hits(fire)
     assert fired, f"{threshold.id} did not fire beyond its boundary"
@@ -122,6 +126,50 @@ def test_threshold_fires_only_beyond_its_boundary(pack: RulePack, threshold: Thr
     assert fired[0].source.startswith("http")
     for quiet in (boundary, calm):
         assert all(f.check != threshold.id for f in hits(quiet)), f"{threshold.id} fired inside"
+
+
+@pytest.mark.parametrize(("pack", "threshold"), _threshold_cases())
+def test_a_result_is_acted_on_for_its_look_back_and_not_a_day_longer(
+    pack: RulePack, threshold: Threshold
+) -> None:
+    """Taken exactly the look-back before the as-of date it still fires; a day earlier it is
+    too old to act on (and is shown with its age instead)."""
+    lookback = result_lookbacks(pack, rules().catalogue)[threshold.analyte]
+    edge = lookback.before(AS_OF)
+    assert any(f.check == threshold.id for f in _hits(pack, threshold, _sides(threshold, edge)[0]))
+    older = _sides(threshold, edge - timedelta(days=1))[0]
+    assert _hits(pack, threshold, older) == []
+
+
+def _default_range_cases() -> list[Any]:
+    cases = []
+    for pack in rules().in_force(AS_OF):
+        for th in pack.thresholds:
+            analyte = rules().catalogue.analytes[th.analyte]
+            if th.op in ("below_ref_low", "above_ref_high") and analyte.default_range("female"):
+                cases.append(pytest.param(pack, th, id=f"{pack.id}-{th.id}"))
+    return cases
+
+
+@pytest.mark.parametrize(("pack", "threshold"), _default_range_cases())
+def test_without_a_laboratory_range_the_default_range_has_the_same_boundary(
+    pack: RulePack, threshold: Threshold
+) -> None:
+    default = rules().catalogue.analytes[threshold.analyte].default_range("female")
+    assert default is not None
+    low = threshold.op == "below_ref_low"
+    edge = default.low if low else default.high
+    assert edge is not None
+    eps = 0.001 * max(abs(edge), 1.0)
+    day = AS_OF - timedelta(days=3)
+
+    def hits(value: float) -> list[Any]:
+        result = _result(threshold.analyte, value, threshold.unit, day)
+        return [f for f in _hits(pack, threshold, [result]) if f.check == threshold.id]
+
+    [fired] = hits(edge - eps if low else edge + eps)
+    assert "laboratory range was absent" in fired.reason
+    assert hits(edge) == []
 
 
 def _schedule_cases() -> list[Any]:
