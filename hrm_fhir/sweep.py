@@ -211,7 +211,7 @@ def _sweep(
     for key in sorted(records):
         record = records[key]
         therapies = engine.therapies(record)
-        groups = frozenset(g for g, th in therapies.items() if th.current)
+        groups = engine.followed(therapies)
         alive = record.patient is None or record.patient.is_alive_on(summary.as_of)
         contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
         assessment = engine.assess(record)

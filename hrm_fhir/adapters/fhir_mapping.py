@@ -205,6 +205,8 @@ class RecordBuilder:
                     self.medications[f"Medication/{resource['id']}"] = resource
             elif kind == "DiagnosticReport":
                 self._diagnostic_report(resource)
+            elif kind == "Procedure":
+                self._procedure(resource)
         except MappingError as exc:
             self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -317,6 +319,38 @@ class RecordBuilder:
             if part is not None:
                 results.append(self._result(taken, part, component))
 
+    def _procedure(self, resource: Resource) -> None:
+        """A completed Procedure whose code shows a test done that has no value to read (a
+        structured medication review, a chest X-ray): read like a panel code. Procedures of
+        other codes are out of scope; one not completed is skipped with its status."""
+        analyte = self._analyte(resource.get("code"))
+        if analyte is None or not self._units.presence_only(analyte):
+            return
+        status = resource.get("status")
+        if status != "completed":
+            raise MappingError(f"Procedure with status {status!r} is not a completed one: not used")
+        rid = _require_id(resource)
+        patient = _reference(resource.get("subject"), "Patient")
+        if patient is None:
+            raise MappingError("Procedure has no Patient subject")
+        performed = self._moment(resource.get("performedDateTime")) or self._moment(
+            (resource.get("performedPeriod") or {}).get("start")
+        )
+        if performed is None:
+            raise MappingError("Procedure has no usable performedDateTime or performedPeriod")
+        day, seconds, _ = performed
+        done = LabResult(
+            ResourceRef(f"Procedure/{rid}"),
+            PatientRef(patient),
+            analyte,
+            day,
+            None,
+            None,
+            False,
+            time=-1 if seconds is None else seconds,
+        )
+        self._record(done.patient).results.append(done)
+
     def _analyte(self, concept: Any) -> str | None:
         if not isinstance(concept, dict):
             return None
@@ -347,7 +381,7 @@ class RecordBuilder:
         time = -1 if seconds is None else seconds
         flags = element.get("interpretation")
         interpretation = None if flags is None else _interpretation(flags)
-        if value is None:
+        if value is None or self._units.presence_only(analyte):
             return LabResult(
                 taken.ref, taken.patient, analyte, day, None, None, False,
                 None, None, time, taken.issued, None, interpretation, taken.preliminary,

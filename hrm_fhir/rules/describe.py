@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrm_fhir.rules.model import (
+    RISE_OPERATORS,
+    Baseline,
     Catalogue,
     Citation,
     Ingredient,
@@ -26,7 +28,7 @@ class Statement:
     """One part of a pack as a clinician reads it, with the guidance it cites."""
 
     kind: str
-    """``schedule``, ``modifier``, ``threshold``, ``prescribing`` or ``ome``."""
+    """``schedule``, ``modifier``, ``baseline``, ``threshold``, ``prescribing`` or ``ome``."""
     text: str
     verified: bool
     citation: Citation
@@ -79,9 +81,32 @@ def _schedule_text(schedule: Schedule, catalogue: Catalogue) -> str:
 
 
 def _ends_text(schedule: Schedule) -> str | None:
-    if schedule.ends_after is None:
-        return None
-    return f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
+    parts = []
+    if schedule.ends_after is not None:
+        parts.append(
+            f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
+        )
+    if schedule.continues_after_stop is not None:
+        parts.append(
+            f"continues for {schedule.continues_after_stop.describe()} after the drug is "
+            "stopped (from the last issue or cover plus the issue look-back)"
+        )
+    return "; ".join(parts) or None
+
+
+def _baseline_text(baseline: Baseline, catalogue: Catalogue) -> str:
+    """``<title> [<id>]: <test titles>: <when a result counts>``."""
+    rules = catalogue.baseline
+    tests = ", ".join(catalogue.tests[x].title for x in baseline.tests)
+    since = (
+        "any result on record counts (a test done once)"
+        if baseline.once
+        else f"a result from {rules.before_start.describe()} before the start or since counts"
+    )
+    return (
+        f"{baseline.title} [{baseline.id}]: {tests}: due at the start of a new course (one "
+        f"started less than {rules.new_start_for.describe()} ago); {since}"
+    )
 
 
 def _modifier_text(modifier: Modifier) -> str:
@@ -100,9 +125,10 @@ def _threshold_text(th: Threshold, catalogue: Catalogue) -> str:
     analyte = catalogue.analytes[th.analyte].title
     if th.op in _SYMBOLS:
         rule = f"{analyte} {_SYMBOLS[th.op]} {th.value:g} {th.unit}"
-    elif th.op == "rise_pct_from_baseline":
+    elif th.op in RISE_OPERATORS:
         window = th.baseline_window.describe() if th.baseline_window else ""
-        rule = f"{analyte} over {th.value:g}% above the lowest in the previous {window}"
+        amount = "over" if th.op == "rise_pct_from_baseline" else "at least"
+        rule = f"{analyte} {amount} {th.value:g}% above the lowest in the previous {window}"
     elif th.op == "above_ref_high_times":
         rule = f"{analyte} above {th.value:g} x the laboratory upper limit"
     else:
@@ -133,6 +159,12 @@ def _default_range_text(th: Threshold, catalogue: Catalogue) -> str:
         for r in analyte.reference_ranges
     )
     return f"without the laboratory's range: {flag}, else the default adult range {ranges}"
+
+
+def cite_catalogue(catalogue: Catalogue, key: str) -> str:
+    """A catalogue citation as ``publisher, title <url>``."""
+    c = catalogue.citations[key]
+    return f"{c.publisher}, {c.title} <{c.url}>"
 
 
 def _lookback_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
@@ -200,6 +232,15 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
         ]
     out += [
         Statement(
+            "baseline",
+            _baseline_text(b, catalogue),
+            b.verified and catalogue.baseline.verified,
+            pack.citations[b.citation],
+        )
+        for b in pack.baselines
+    ]
+    out += [
+        Statement(
             "threshold",
             f"{th.severity.value.upper()}: {_threshold_text(th, catalogue)}: {th.advice}",
             th.verified,
@@ -258,6 +299,17 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             if s.note:
                 lines.append(f"    note: {s.note}")
             lines.append(f"    source: {cite(s.citation)}")
+    if pack.baselines:
+        lines += ["", "BASELINE AT THE START OF A COURSE"]
+        for b in pack.baselines:
+            lines.append(f"- {_baseline_text(b, catalogue)}{mark(b.verified)}")
+            if b.note:
+                lines.append(f"    note: {b.note}")
+            lines.append(f"    source: {cite(b.citation)}")
+        rules = catalogue.baseline
+        lines.append(
+            f"    windows: {cite_catalogue(catalogue, rules.citation)}{mark(rules.verified)}"
+        )
     if pack.thresholds:
         lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
         for th in pack.thresholds:

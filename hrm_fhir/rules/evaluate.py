@@ -32,6 +32,7 @@ from hrm_fhir.rules.facts import (
     state_for_therapy,
 )
 from hrm_fhir.rules.model import (
+    Baseline,
     Condition,
     Modifier,
     PrescribingCheck,
@@ -39,7 +40,14 @@ from hrm_fhir.rules.model import (
     Schedule,
 )
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.results import AnalytePlan, Stale, result_findings, result_plan, stale_notes
+from hrm_fhir.rules.results import (
+    AnalytePlan,
+    Stale,
+    crossing,
+    result_findings,
+    result_plan,
+    stale_notes,
+)
 from hrm_fhir.rules.therapy import (
     Currency,
     MedicationIndex,
@@ -65,6 +73,12 @@ class Engine:
     restart_groups: frozenset[str] = field(init=False)
     result_plans: dict[str, tuple[AnalytePlan, ...]] = field(init=False)
     """Per pack (``id@version``): its analytes, their thresholds and look-backs."""
+    fires: dict[str, frozenset[str]] = field(init=False)
+    """Per pack: the thresholds its schedule modifiers' ``fires`` conditions read."""
+    monitored: frozenset[str] = field(init=False)
+    """The drug groups of the packs in force."""
+    after_stop: dict[str, Duration] = field(init=False)
+    """Per drug group: the longest a schedule of its pack continues after stopping."""
 
     def __post_init__(self) -> None:
         catalogue = self.rules.catalogue
@@ -80,6 +94,18 @@ class Engine:
             ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
             "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},
+            "monitored": frozenset(p.drug_group for p in packs),
+            "after_stop": _after_stop(packs, self.as_of),
+            "fires": {
+                p.ref: frozenset(
+                    c.fires
+                    for s in p.schedules
+                    for m in s.modifiers
+                    for c in m.when
+                    if c.fires is not None
+                )
+                for p in packs
+            },
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -107,6 +133,24 @@ class Engine:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
         return build_therapies(record.prescriptions, self.index, self.currency, self.restart_groups)
 
+    def followed(self, therapies: dict[str, Therapy]) -> frozenset[str]:
+        """The drug groups whose monitoring runs on the as-of date: those on current therapy,
+        and those stopped within a schedule's ``continues_after_stop`` (amiodarone's thyroid
+        function for 12 months after stopping)."""
+        lookback = self.rules.catalogue.current_issue_lookback
+        return frozenset(
+            group
+            for group, therapy in therapies.items()
+            if group in self.monitored
+            and (
+                therapy.current
+                or (
+                    group in self.after_stop
+                    and self.as_of <= self.after_stop[group].after(stopped_on(therapy, lookback))
+                )
+            )
+        )
+
     def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
         """Per test id, the newest result on or before as-of that shows the test done."""
         facts = Facts.build(record, {}, self.rules.catalogue, self.as_of)
@@ -133,25 +177,45 @@ class Engine:
             return Assessment([], [], later)
         catalogue = self.rules.catalogue
         therapies = self.therapies(record)
-        if not any(t.current for t in therapies.values()):
+        followed = self.followed(therapies)
+        if not followed:
             return Assessment([], [], later)
         facts = Facts.build(record, therapies, catalogue, self.as_of)
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
         for pack in self.packs:
             therapy = therapies.get(pack.drug_group)
-            if therapy is None or not therapy.current:
+            if therapy is None or pack.drug_group not in followed:
                 continue
-            dues = _dues(pack, therapy, facts)
-            register.append(_register_entry(pack, therapy, facts, dues))
-            results, stale = result_findings(pack, therapy, facts, self.result_plans[pack.ref])
+            plan = self.result_plans[pack.ref]
+            fired = crossing(facts, plan, self.fires[pack.ref]) if self.fires[pack.ref] else None
+            dues = _dues(pack, therapy, facts, fired)
+            if not therapy.current:
+                plan = _continuing(pack, facts, plan)
+            results, stale = result_findings(pack, therapy, facts, plan)
             monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
             findings.extend(_with_notes(monitoring, stale, facts))
             findings.extend(results)
+            if not therapy.current:
+                continue
+            register.append(_register_entry(pack, therapy, facts, dues))
             findings.extend(_prescribing(pack, therapy, facts))
             findings.extend(_unissued(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
         return Assessment(findings, register, later)
+
+
+def _after_stop(packs: tuple[RulePack, ...], day: date) -> dict[str, Duration]:
+    """Per drug group, the longest any schedule of its pack continues after stopping."""
+    out: dict[str, Duration] = {}
+    for pack in packs:
+        for schedule in pack.schedules:
+            span = schedule.continues_after_stop
+            if span is not None and (
+                pack.drug_group not in out or span.after(day) > out[pack.drug_group].after(day)
+            ):
+                out[pack.drug_group] = span
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,12 +265,23 @@ def _next_due(schedule: Schedule, anchor: date, base: date) -> tuple[date, Durat
     raise AssertionError("schema guarantees an open-ended last phase")  # pragma: no cover
 
 
-def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date) -> date | None:
+def _modified_due(
+    modifier: Modifier,
+    facts: Facts,
+    therapy: Therapy,
+    base: date,
+    fired: frozenset[str] | None,
+) -> date | None:
     """The modifier's due date from the base, when its conditions hold. Time on therapy is
     judged on the base date, as phases are: a test due in the first weeks and never done stays
-    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start)."""
-    if not all(holds_for_therapy(facts, c, therapy, base) for c in modifier.when):
-        return None
+    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start).
+    A ``fires`` condition holds when that threshold of the pack is among ``fired``."""
+    for cond in modifier.when:
+        if cond.fires is not None:
+            if fired is None or cond.fires not in fired:
+                return None
+        elif not holds_for_therapy(facts, cond, therapy, base):
+            return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
     source = modifier.interval_months_from
@@ -218,31 +293,67 @@ def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date
     return Duration(months, "M").after(base)
 
 
+def _reads_crcl(modifier: Modifier) -> bool:
+    """Whether the modifier's interval or conditions rest on the patient's CrCl."""
+    source = modifier.interval_months_from
+    return (source is not None and source.measure == "crcl") or any(
+        c.measure == "crcl" for c in modifier.when
+    )
+
+
+def stopped_on(therapy: Therapy, lookback: Duration) -> date:
+    """The day a therapy that is no longer current counts as stopped: the last day its requests
+    cover plus the issue look-back (an issue counts as current, and may still be taken from the
+    supply at home, for that long)."""
+    return lookback.after(therapy.last_cover)
+
+
 @dataclass(frozen=True, slots=True)
 class _TestDue:
     test: str
     due: date
     last: LabResult | None
-    schedule: Schedule
+    rule: Schedule | Baseline
+    """The schedule (or the baseline) that set the due date."""
     interval: Duration | None
     modifier: Modifier | None
     """The modifier that brought the due date forward, if one did."""
     verified: bool
+    until: date | None = None
+    """Set when the therapy has stopped: the schedule continues until this day."""
 
     def interval_text(self) -> str:
+        if isinstance(self.rule, Baseline):
+            return "baseline at the start of the course"
         if self.modifier is not None:
-            return "more often: " + ", ".join(c.describe() for c in self.modifier.when)
-        if self.interval is None:
-            return "at the schedule checkpoint"
-        return f"every {self.interval.describe()}"
+            text = "more often: " + ", ".join(c.describe() for c in self.modifier.when)
+        elif self.interval is None:
+            text = "at the schedule checkpoint"
+        else:
+            text = f"every {self.interval.describe()}"
+        if self.until is not None:
+            text += f"; continues after stopping, until {self.until.isoformat()}"
+        return text
 
 
-def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]:
-    """The next due date of each test the pack's schedules in force ask for."""
+def _dues(
+    pack: RulePack, therapy: Therapy, facts: Facts, fired: frozenset[str] | None
+) -> dict[str, _TestDue]:
+    """The next due date of each test the pack's schedules in force ask for: on current
+    therapy, every schedule and the baselines of a new start; once stopped, the schedules that
+    continue after stopping, until they end."""
     catalogue = facts.catalogue
     dues: dict[str, _TestDue] = {}
+    stopped = None if therapy.current else stopped_on(therapy, catalogue.current_issue_lookback)
     for schedule in pack.schedules:
-        if (
+        until = None
+        if stopped is not None:
+            if schedule.continues_after_stop is None:
+                continue
+            until = schedule.continues_after_stop.after(stopped)
+            if until < facts.as_of:
+                continue
+        elif (
             schedule.ends_after is not None
             and schedule.ends_after.after(therapy.anchor) <= facts.as_of
         ):
@@ -253,14 +364,53 @@ def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]
             due, interval = _next_due(schedule, therapy.anchor, base)
             verified, brought_forward = schedule.verified, None
             for modifier in schedule.modifiers:
-                modified = _modified_due(modifier, facts, therapy, base)
+                modified = _modified_due(modifier, facts, therapy, base, fired)
                 if modified is not None and modified < due:
                     due, verified = modified, schedule.verified and modifier.verified
                     brought_forward = modifier
-            entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified)
+            if until is not None and due > until:
+                continue
+            entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified, until)
             if test not in dues or entry.due < dues[test].due:
                 dues[test] = entry
+    if stopped is None:
+        for entry in _baseline_dues(pack, therapy, facts):
+            if entry.test not in dues or entry.due <= dues[entry.test].due:
+                dues[entry.test] = entry
     return dues
+
+
+def _baseline_dues(pack: RulePack, therapy: Therapy, facts: Facts) -> list[_TestDue]:
+    """The baseline tests a new start has no result for: due on the course start. A course
+    started ``[baseline].new_start_for`` or longer before the as-of date is not a new start
+    and raises none (someone on therapy for ten years gets no baseline task); a result from
+    ``[baseline].before_start`` before the start, or any time since, is the baseline (any
+    earlier result for a test done ``once``, such as TPMT)."""
+    if not pack.baselines:
+        return []
+    rules = facts.catalogue.baseline
+    start = therapy.start
+    if rules.new_start_for.after(start) <= facts.as_of:
+        return []
+    window = rules.before_start.before(start)
+    out = []
+    for baseline in pack.baselines:
+        for test in baseline.tests:
+            last = facts.last_done(facts.catalogue.tests[test].analytes)
+            if last is not None and (baseline.once or last.effective >= window):
+                continue
+            out.append(_TestDue(test, start, last, baseline, None, None, baseline.verified))
+    return out
+
+
+def _continuing(
+    pack: RulePack, facts: Facts, plan: tuple[AnalytePlan, ...]
+) -> tuple[AnalytePlan, ...]:
+    """The part of a pack's result plan that still applies once the therapy has stopped: the
+    analytes of the tests its continuing schedules ask for (a raised TSH after amiodarone)."""
+    tests = {t for s in pack.schedules if s.continues_after_stop for t in s.tests}
+    analytes = {a for t in tests for a in facts.catalogue.tests[t].analytes}
+    return tuple(item for item in plan if item.analyte in analytes)
 
 
 def _register_entry(
@@ -305,17 +455,25 @@ def _monitoring(
         else f"due by {due_date.isoformat()}"
     )
     reason = f"{pack.title} monitoring {state}: " + "; ".join(parts) + "."
+    if any(d.modifier is not None and _reads_crcl(d.modifier) for d in included):
+        reason += f" The shorter interval rests on the {facts.crcl_basis()}."
+    if not therapy.current:
+        reason = (
+            f"{pack.title} is no longer prescribed (last issued or covered "
+            f"{therapy.last_cover.isoformat()}), but its monitoring continues after stopping. "
+            + reason
+        )
     evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
-    schedule = included[0].schedule
+    rule = included[0].rule
     return [
         pack_finding(
             pack,
             therapy,
             facts,
             kind,
-            check=",".join(sorted({d.schedule.id for d in included})),
+            check=",".join(sorted({d.rule.id for d in included})),
             reason=reason,
-            source=pack.citations[schedule.citation].url,
+            source=pack.citations[rule.citation].url,
             verified=all(d.verified for d in included),
             evidence=tuple(dict.fromkeys(evidence)),
             identifier=business_identifier(
@@ -555,7 +713,10 @@ def _criteria(
     subject = (check.ingredient or pack.title).capitalize()
     evidence = tuple(sorted(p.request.ref for p in products))
     if enough and not open_required:
-        described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
+        used = (*check.requires, *held_criteria)
+        described = ", ".join(c.describe() for c in used)
+        if any(c.measure == "crcl" for c in used):
+            described += f"; {facts.crcl_basis()}"
         return _Outcome(f"{subject}: {described}", evidence)
     # what stands between the record and the finding (criteria already met need no more)
     unknown = open_required if enough else [*open_required, *open_criteria]

@@ -202,6 +202,32 @@ class Facts:
         value = (cg.age_offset - self.age) * weight.value * factor / creatinine.value
         return round(value, 1), (creatinine.ref, weight.ref)
 
+    def crcl_basis(self) -> str:
+        """The CrCl a finding used, in words: recorded, or worked out (and from what); a weight
+        older than the catalogue's ``weight_within`` is said to be out of date."""
+        found = self.crcl()
+        if found is None:
+            return ""
+        value, refs = found
+        if len(refs) == 1:
+            recorded = self.latest("crcl")
+            assert recorded is not None  # noqa: S101 - crcl() used it
+            return f"CrCl {value:g} mL/min (recorded {recorded.effective.isoformat()})"
+        creatinine, weight = self.latest("creatinine"), self.latest("weight")
+        assert creatinine is not None  # noqa: S101 - crcl() used it
+        assert weight is not None  # noqa: S101 - crcl() used it
+        text = (
+            f"CrCl {value:g} mL/min (Cockcroft-Gault from the creatinine of "
+            f"{creatinine.effective.isoformat()} and the weight of {weight.effective.isoformat()}"
+        )
+        limit = self.catalogue.cockcroft_gault.weight_within
+        if limit is not None and limit.within.after(weight.effective) < self.as_of:
+            text += (
+                f"; that weight is more than {limit.within.describe()} old, so the CrCl may be "
+                "out of date: record a current weight"
+            )
+        return text + ")"
+
     def crcl_missing(self) -> tuple[str, ...]:
         """What Cockcroft-Gault lacks: an exact creatinine, a weight, the age or the sex."""
         creatinine = self.latest("creatinine")
@@ -259,8 +285,8 @@ class Facts:
             return None if value is None else COMPARE[cond.op](value, cond.value)
         if cond.co_prescribed is not None:
             return cond.co_prescribed in self.current_groups
-        if cond.on_therapy_less_than is not None:
-            return False  # resolved per therapy in holds_for_therapy
+        if cond.on_therapy_less_than is not None or cond.fires is not None:
+            return False  # resolved per therapy and pack (state_for_therapy, evaluate)
         assert cond.falling is not None  # noqa: S101 - schema checks
         values = [
             r.value
@@ -282,9 +308,15 @@ def holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date)
 
 def state_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool | None:
     """``Facts.state`` for one therapy: time on therapy is measured from its phase anchor and
-    judged on the day ``on`` (the as-of date for a check, the base date for a due date)."""
+    judged on the day ``on`` (the as-of date for a check, the base date for a due date); time
+    taken together with a co-prescribed group from the later of the two anchors."""
     if cond.on_therapy_less_than is not None:
         return on < cond.on_therapy_less_than.after(therapy.anchor)
+    if cond.together_less_than is not None:
+        other = facts.therapies.get(cond.co_prescribed or "")
+        if other is None or not other.current:
+            return False
+        return on < cond.together_less_than.after(max(therapy.anchor, other.anchor))
     return facts.state(cond)
 
 

@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from hrm_fhir.domain import Finding, FindingKind, LabResult, Severity
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import COMPARE, Facts, business_identifier, meets, pack_finding
-from hrm_fhir.rules.model import Catalogue, RulePack, Threshold
+from hrm_fhir.rules.model import RISE_OPERATORS, Catalogue, RulePack, Threshold
 from hrm_fhir.rules.therapy import Therapy
 
 _SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
@@ -141,17 +141,20 @@ def judge(threshold: Threshold, result: LabResult, facts: Facts) -> Judgement:
     if op in COMPARE:
         hit = meets(result.value, result.comparator, op, threshold.value)
         return _judged(hit, lambda: f"{_SYMBOL[op]} {threshold.value:g} {unit}")
-    if op == "rise_pct_from_baseline":
+    if op in RISE_OPERATORS:
         baseline = baseline_of(threshold, result, facts)
         if baseline is None or baseline.value is None:
             return NOT_CROSSED
         base = baseline.value
-        hit = meets(result.value, result.comparator, "gt", base * (1 + threshold.value / 100))
+        at_least = op == "rise_pct_from_baseline_at_least"
+        # rounded: 100 x 1.07 is 107.00000000000001, and 107 must be "7% or more" above 100
+        rise_limit = round(base * (1 + threshold.value / 100), 9)
+        hit = meets(result.value, result.comparator, "ge" if at_least else "gt", rise_limit)
         return _judged(
             hit,
             lambda: (
-                f"more than {threshold.value:g}% above the baseline {base:g} {unit} "
-                f"of {baseline.effective.isoformat()}"
+                f"{'at least' if at_least else 'more than'} {threshold.value:g}% above the "
+                f"baseline {base:g} {unit} of {baseline.effective.isoformat()}"
             ),
         )
     high = op != "below_ref_low"
@@ -506,3 +509,21 @@ def stale_notes(stale: Stale, facts: Facts) -> list[str]:
                 f"are acted on for {item.lookback.describe()}."
             )
     return notes
+
+
+def crossing(facts: Facts, plan: tuple[AnalytePlan, ...], wanted: frozenset[str]) -> frozenset[str]:
+    """Which of the ``wanted`` thresholds the newest results still acted on cross (with their
+    ``also`` conditions): what a schedule modifier's ``fires`` condition reads."""
+    out = set()
+    for item in plan:
+        for threshold in item.thresholds:
+            if threshold.id not in wanted:
+                continue
+            newest = facts.newest(item.analyte)
+            if not newest or newest[0].effective < item.acted_from:
+                continue
+            if any(r.normalised and judge(threshold, r, facts).hit is True for r in newest) and all(
+                facts.holds(c) for c in threshold.also
+            ):
+                out.add(threshold.id)
+    return frozenset(out)

@@ -15,6 +15,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules import model
 from hrm_fhir.rules.durations import Duration
+from hrm_fhir.rules.model import RISE_OPERATORS
 
 OPERATORS = ("lt", "le", "gt", "ge")
 THRESHOLD_OPERATORS = (
@@ -22,7 +23,7 @@ THRESHOLD_OPERATORS = (
     "below_ref_low",
     "above_ref_high",
     "above_ref_high_times",
-    "rise_pct_from_baseline",
+    *RISE_OPERATORS,
 )
 CHECKS = ("max_frequency", "ome_at_least", "criteria")
 SNOMED = "http://snomed.info/sct"
@@ -97,19 +98,25 @@ class ConditionSchema(Schema):
     on_therapy_less_than = DurationField()
     falling = fields.String()
     count = fields.Integer(validate=validate.Range(min=2))
+    together_less_than = DurationField()
+    fires = fields.String(validate=validate.Regexp(r"^[a-z0-9-]+$"))
 
     @validates_schema
     def one_kind(self, data: dict[str, Any], **_: Any) -> None:
         kinds = [
-            k for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling") if k in data
+            k
+            for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling", "fires")
+            if k in data
         ]
         if len(kinds) != 1:
             raise ValidationError(
                 "a condition needs exactly one of measure, co_prescribed, "
-                f"on_therapy_less_than, falling (got {kinds or 'none'})"
+                f"on_therapy_less_than, falling, fires (got {kinds or 'none'})"
             )
         if "measure" in data and ("op" not in data or "value" not in data):
             raise ValidationError("a measure condition needs op and value")
+        if "together_less_than" in data and "co_prescribed" not in data:
+            raise ValidationError("together_less_than goes with co_prescribed only")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Condition:
@@ -166,6 +173,7 @@ class ScheduleSchema(Schema):
     phases = fields.List(fields.Nested(PhaseSchema), required=True, validate=validate.Length(min=1))
     modifiers = fields.List(fields.Nested(ModifierSchema), load_default=list)
     ends_after = DurationField(load_default=None)
+    continues_after_stop = DurationField(load_default=None)
     citation = fields.String(required=True)
     verified = fields.Boolean(required=True)
     note = fields.String(load_default="")
@@ -188,6 +196,20 @@ class ScheduleSchema(Schema):
         )
 
 
+class BaselineSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    title = fields.String(required=True)
+    tests = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    once = fields.Boolean(load_default=False)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Baseline:
+        return model.Baseline(**{**data, "tests": tuple(data["tests"])})
+
+
 class ThresholdSchema(Schema):
     id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
     analyte = fields.String(required=True)
@@ -203,11 +225,9 @@ class ThresholdSchema(Schema):
 
     @validates_schema
     def baseline(self, data: dict[str, Any], **_: Any) -> None:
-        if (data.get("op") == "rise_pct_from_baseline") != (
-            data.get("baseline_window") is not None
-        ):
+        if (data.get("op") in RISE_OPERATORS) != (data.get("baseline_window") is not None):
             raise ValidationError(
-                "baseline_window goes with op rise_pct_from_baseline, and only it"
+                f"baseline_window goes with op {' or '.join(RISE_OPERATORS)}, and only them"
             )
 
     @post_load
@@ -272,6 +292,7 @@ class RulePackSchema(Schema):
     schedules = fields.List(fields.Nested(ScheduleSchema), load_default=list)
     thresholds = fields.List(fields.Nested(ThresholdSchema), load_default=list)
     prescribing = fields.List(fields.Nested(PrescribingSchema), load_default=list)
+    baselines = fields.List(fields.Nested(BaselineSchema), load_default=list)
 
     @validates_schema
     def cited(self, data: dict[str, Any], **_: Any) -> None:
@@ -282,6 +303,7 @@ class RulePackSchema(Schema):
             cited.extend((f"schedule {s.id} modifier", m.citation) for m in s.modifiers)
         cited.extend((f"threshold {t.id}", t.citation) for t in data.get("thresholds") or [])
         cited.extend((f"check {c.id}", c.citation) for c in data.get("prescribing") or [])
+        cited.extend((f"baseline {b.id}", b.citation) for b in data.get("baselines") or [])
         for ing in data.get("ingredients") or []:
             if ing.ome is not None:
                 cited.append((f"OME factor for {ing.name}", ing.ome.citation))
@@ -302,6 +324,7 @@ class RulePackSchema(Schema):
                 "schedules": tuple(data["schedules"]),
                 "thresholds": tuple(data["thresholds"]),
                 "prescribing": tuple(data["prescribing"]),
+                "baselines": tuple(data["baselines"]),
             }
         )
 
@@ -373,12 +396,24 @@ class CodeListSchema(Schema):
     source = fields.String(load_default="")
 
 
+class FreshnessSchema(Schema):
+    within = DurationField(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Freshness:
+        return model.Freshness(**data)
+
+
 class CockcroftGaultSchema(Schema):
     age_offset = fields.Float(required=True)
     factor_male = fields.Float(required=True)
     factor_female = fields.Float(required=True)
     citation = fields.String(required=True)
     verified = fields.Boolean(required=True)
+    weight_within = fields.Nested(FreshnessSchema, load_default=None)
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.CockcroftGault:
@@ -395,6 +430,18 @@ class UnissuedActiveSchema(Schema):
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.UnissuedActive:
         return model.UnissuedActive(**data)
+
+
+class BaselineRulesSchema(Schema):
+    before_start = DurationField(required=True)
+    new_start_for = DurationField(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.BaselineRules:
+        return model.BaselineRules(**data)
 
 
 class ProgrammeSchema(Schema):
@@ -424,6 +471,7 @@ class CatalogueSchema(Schema):
         keys=fields.String(), values=fields.Nested(CodeListSchema), load_default=dict
     )
     unissued_active = fields.Nested(UnissuedActiveSchema, required=True)
+    baseline = fields.Nested(BaselineRulesSchema, required=True)
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -438,6 +486,13 @@ class CatalogueSchema(Schema):
         cg = data.get("cockcroft_gault")
         if cg is not None and cg.citation not in keys:
             problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        if cg is not None and cg.weight_within and cg.weight_within.citation not in keys:
+            problems.append(
+                f"cockcroft_gault.weight_within cites unknown {cg.weight_within.citation!r}"
+            )
+        baseline = data.get("baseline")
+        if baseline is not None and baseline.citation not in keys:
+            problems.append(f"baseline cites unknown {baseline.citation!r}")
         tests = data.get("tests") or {}
         unissued = data.get("unissued_active")
         if unissued is not None and unissued.citation not in keys:
@@ -512,6 +567,7 @@ class CatalogueSchema(Schema):
             course_gap=programme["course_gap"],
             result_lookback=programme["result_lookback"],
             unissued_active=data["unissued_active"],
+            baseline=data["baseline"],
             code_index=index,
             combinations={
                 name.lower(): model.Combination(

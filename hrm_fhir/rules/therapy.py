@@ -155,6 +155,9 @@ class Therapy:
     """Every product current on the as-of date, the newest request last; empty when none is."""
     newest: tuple[Prescription, MedicationMatch]
     """The newest request of the course, current or not, and how it was matched."""
+    last_cover: date
+    """The last day the course's requests cover: the newest issue, or the day an active
+    request was stopped, superseded or ended (the as-of date while it stands)."""
 
     @property
     def current(self) -> bool:
@@ -284,6 +287,7 @@ def _therapy(
         anchor=max(start, changed) if changed else start,
         products=tuple(product for n, product in current if n >= first),
         newest=items[-1],
+        last_cover=reach,
     )
 
 

@@ -11,6 +11,12 @@ from hrm_fhir.rules.registry import _package_files, build_rule_set, load_rule_se
 
 CATALOGUE, PACKS = _package_files()
 MTX = PACKS["methotrexate.toml"]
+NEXT = 1 + max(
+    int(name.removeprefix("methotrexate.v").removesuffix(".toml"))
+    for name in PACKS
+    if name.startswith("methotrexate.v")
+)
+"""The methotrexate version after the highest shipped one."""
 GROUPS = {
     "methotrexate",
     "azathioprine",
@@ -63,19 +69,26 @@ def test_duplicate_id_and_version_refuses_to_load() -> None:
 
 
 def test_new_version_supersedes_and_old_version_stays_traceable() -> None:
-    v2 = MTX.replace("version = 1", "version = 2", 1).replace("value = 1.6", "value = 1.5", 1)
-    rule_set = build_rule_set(CATALOGUE, _with("methotrexate.v2.toml", v2))
-    assert rule_set.get("methotrexate").version == 2
+    newer = MTX.replace("version = 1", f"version = {NEXT}", 1).replace(
+        "value = 1.6", "value = 1.5", 1
+    )
+    rule_set = build_rule_set(CATALOGUE, _with(f"methotrexate.v{NEXT}.toml", newer))
+    assert rule_set.get("methotrexate").version == NEXT
     assert rule_set.get("methotrexate", 1).version == 1
     in_force = {
         p.id: p.version for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)
     }
-    assert in_force["methotrexate"] == 2
+    assert in_force["methotrexate"] == NEXT
 
 
 def test_retired_pack_is_not_in_force() -> None:
-    retired = MTX.replace('status = "active"', 'status = "retired"', 1)
-    rule_set = build_rule_set(CATALOGUE, _with("methotrexate.toml", retired))
+    retired = {
+        name: text.replace('status = "active"', 'status = "retired"', 1)
+        if name.startswith("methotrexate")
+        else text
+        for name, text in PACKS.items()
+    }
+    rule_set = build_rule_set(CATALOGUE, retired)
     assert "methotrexate" not in {
         p.id for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)
     }
@@ -123,9 +136,11 @@ def test_extra_packs_are_cached_under_their_own_key(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     extra = tmp_path / "extra"
     extra.mkdir()
-    (extra / "methotrexate.v2.toml").write_text(MTX.replace("version = 1", "version = 2", 1))
-    assert load_rule_set().get("methotrexate").version == 1
-    assert load_rule_set(extra).get("methotrexate").version == 2
+    (extra / f"methotrexate.v{NEXT}.toml").write_text(
+        MTX.replace("version = 1", f"version = {NEXT}", 1)
+    )
+    assert load_rule_set().get("methotrexate").version == NEXT - 1
+    assert load_rule_set(extra).get("methotrexate").version == NEXT
     assert len(list((tmp_path / "cache" / "hrm-fhir").glob("rules-*.pickle"))) == 2
 
 
