@@ -83,6 +83,7 @@ class Engine:
     def __post_init__(self) -> None:
         catalogue = self.rules.catalogue
         packs = self.rules.in_force(self.as_of)
+        long_interval = self.as_of - catalogue.long_dosing_interval.before(self.as_of)
         derived = {
             "packs": packs,
             "index": MedicationIndex(packs, catalogue),
@@ -91,6 +92,7 @@ class Engine:
                 lookback_start=catalogue.current_issue_lookback.before(self.as_of),
                 unissued_before=catalogue.unissued_active.after.before(self.as_of),
                 course_gap=self.as_of - catalogue.course_gap.before(self.as_of),
+                rarer_than=1 / long_interval.days,
             ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
             "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},

@@ -405,6 +405,9 @@ class Catalogue:
     due_window_days: int
     current_issue_lookback: Duration
     course_gap: Duration
+    long_dosing_interval: Duration
+    """A product given at longer intervals than this (depot injections every 3 or 6 months)
+    counts as current for its dosing interval plus ``current_issue_lookback``."""
     result_lookback: Duration
     """How long an out-of-range result is acted on when no schedule of the pack asks for its
     test (otherwise the schedule's maintenance interval)."""

@@ -448,6 +448,7 @@ class ProgrammeSchema(Schema):
     due_window_days = fields.Integer(required=True, validate=validate.Range(min=0))
     current_issue_lookback = DurationField(required=True)
     course_gap = DurationField(required=True)
+    long_dosing_interval = DurationField(required=True)
     result_lookback = DurationField(required=True)
     note = fields.String(load_default="")
 
@@ -565,6 +566,7 @@ class CatalogueSchema(Schema):
             due_window_days=programme["due_window_days"],
             current_issue_lookback=programme["current_issue_lookback"],
             course_gap=programme["course_gap"],
+            long_dosing_interval=programme["long_dosing_interval"],
             result_lookback=programme["result_lookback"],
             unissued_active=data["unissued_active"],
             baseline=data["baseline"],

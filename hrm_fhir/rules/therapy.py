@@ -212,6 +212,10 @@ class Currency:
     or after this day, is current but raises a review."""
     course_gap: timedelta
     """Requests whose cover is further apart than this start a new course."""
+    rarer_than: float = 0.0
+    """Administrations per day: an issue whose dosage is given less often than this (a depot
+    injection every 3 or 6 months) covers its dosing interval, and counts as current for the
+    issue look-back after that."""
 
 
 def build_therapies(
@@ -248,7 +252,7 @@ def _therapy(
     restarts: bool,
 ) -> Therapy:
     starts = [p.authored_on for p, _ in items]
-    ends = starts.copy()  # the last day each request covers
+    ends = [_covered_until(p, currency) for p, _ in items]  # the last day each request covers
     newest: dict[ProductKey, int] = {}
     standing: dict[ProductKey, int | None] = {}
     """Per product: its active request still standing (not superseded, stopped or on hold)."""
@@ -303,7 +307,7 @@ def _current_product(
     """A product is current when its newest request (``item``) was issued within the look-back,
     or while an active request of it stands (validity not ended before the look-back)."""
     newest, match = item
-    if newest.status in CURRENT_WHILE_ISSUED and newest.authored_on >= currency.lookback_start:
+    if newest.status in CURRENT_WHILE_ISSUED and _issued_within(newest, currency):
         return ProductRequest(match.ingredient, newest, matched_by(newest, match))
     if active is None:
         return None
@@ -315,6 +319,22 @@ def _current_product(
     return ProductRequest(
         match.ingredient, newest, matched_by(newest, match), newest.authored_on if stale else None
     )
+
+
+def _issued_within(issue: Prescription, currency: Currency) -> bool:
+    """Whether an issue is recent enough to be current: authored within the look-back, or, for
+    a product given at long intervals (a 6-monthly depot), within the look-back after its next
+    dose falls due."""
+    return _covered_until(issue, currency) >= currency.lookback_start
+
+
+def _covered_until(issue: Prescription, currency: Currency) -> date:
+    """The last day one issue covers: its own day, or the day its next dose falls due when the
+    dosage is given less often than ``Currency.rarer_than``."""
+    per_day = issue.dosage.per_day
+    if per_day and per_day < currency.rarer_than:
+        return issue.authored_on + timedelta(days=1 / per_day)
+    return issue.authored_on
 
 
 def matched_by(prescription: Prescription, match: MedicationMatch) -> MatchMethod:
