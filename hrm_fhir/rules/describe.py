@@ -161,7 +161,7 @@ def _default_range_text(th: Threshold, catalogue: Catalogue) -> str:
     return f"without the laboratory's range: {flag}, else the default adult range {ranges}"
 
 
-def cite_catalogue(catalogue: Catalogue, key: str) -> str:
+def _cite_catalogue(catalogue: Catalogue, key: str) -> str:
     """A catalogue citation as ``publisher, title <url>``."""
     c = catalogue.citations[key]
     return f"{c.publisher}, {c.title} <{c.url}>"
@@ -308,7 +308,7 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             lines.append(f"    source: {cite(b.citation)}")
         rules = catalogue.baseline
         lines.append(
-            f"    windows: {cite_catalogue(catalogue, rules.citation)}{mark(rules.verified)}"
+            f"    windows: {_cite_catalogue(catalogue, rules.citation)}{mark(rules.verified)}"
         )
     if pack.thresholds:
         lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
