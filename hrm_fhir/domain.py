@@ -169,6 +169,8 @@ class Finding:
     code: str | None = None
     missing: tuple[str, ...] = ()
     """For incomplete findings: the data that is missing or could not be read."""
+    severely_overdue: bool = False
+    """For overdue findings: a test has gone undone past its schedule's tolerance."""
 
     def __reduce__(self) -> tuple[type[Finding], tuple[object, ...]]:
         """Pickle as a constructor call: loads twice as fast as the dataclass default (the
@@ -194,6 +196,7 @@ class Finding:
         if self.kind in (FindingKind.DUE, FindingKind.OVERDUE):
             out["tests"] = list(self.tests)
             out["due_date"] = self.due_date.isoformat() if self.due_date else None
+            out["severely_overdue"] = self.severely_overdue
         elif self.kind is FindingKind.OUT_OF_RANGE:
             out["analyte"] = self.analyte
             out["value"] = self.value

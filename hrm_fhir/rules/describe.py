@@ -25,7 +25,7 @@ class Statement:
     """One part of a pack as a clinician reads it, with the guidance it cites."""
 
     kind: str
-    """``schedule``, ``modifier``, ``threshold``, ``prescribing`` or ``ome``."""
+    """``schedule``, ``modifier``, ``tolerance``, ``threshold``, ``prescribing`` or ``ome``."""
     text: str
     verified: bool
     citation: Citation
@@ -71,6 +71,16 @@ def _ends_text(schedule: Schedule) -> str | None:
     if schedule.ends_after is None:
         return None
     return f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
+
+
+def _tolerance_text(schedule: Schedule) -> str:
+    """When overdue monitoring of the schedule is graded severely overdue."""
+    tolerance = schedule.severely_overdue
+    if tolerance is None:
+        return "severely overdue: no tolerance in the reference (never graded severe)"
+    after = tolerance.after.describe()
+    text = f"severely overdue when a test has not been done on therapy for {after}"
+    return text + (f" ({tolerance.note})" if tolerance.note else "")
 
 
 def _modifier_text(modifier: Modifier) -> str:
@@ -152,6 +162,11 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
             )
             for m in s.modifiers
         ]
+        if s.severely_overdue is not None:
+            tolerance = s.severely_overdue
+            citation = pack.citations[tolerance.citation]
+            text = f"{s.title}: {_tolerance_text(s)}"
+            out.append(Statement("tolerance", text, tolerance.verified, citation))
     out += [
         Statement(
             "threshold",
@@ -212,6 +227,14 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             if s.note:
                 lines.append(f"    note: {s.note}")
             lines.append(f"    source: {cite(s.citation)}")
+            tolerance = s.severely_overdue
+            if tolerance is None:
+                lines.append(f"    {_tolerance_text(s)}")
+            else:
+                lines.append(
+                    f"    {_tolerance_text(s)}{mark(tolerance.verified)}  "
+                    f"({cite(tolerance.citation)})"
+                )
     if pack.thresholds:
         lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
         for th in pack.thresholds:

@@ -32,6 +32,7 @@ from hrm_fhir.rules.model import (
     RulePack,
     Schedule,
     Threshold,
+    Tolerance,
 )
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import MedicationIndex, Therapy, build_therapies, daily_dose_mg
@@ -386,6 +387,14 @@ def _monitoring(
         else f"due by {due_date.isoformat()}"
     )
     reason = f"{pack.title} monitoring {state}: " + "; ".join(parts) + "."
+    severe = _past_tolerance(included, therapy, as_of) if kind is FindingKind.OVERDUE else []
+    if severe:
+        reason += " Severely overdue: " + "; ".join(
+            f"{catalogue.tests[d.test].title} not done for {_tolerance(d).after.describe()} "
+            f"or more (since {since.isoformat()})"
+            for d, since in severe
+        )
+        reason += "."
     evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
     schedule = included[0].schedule
     return [
@@ -399,15 +408,39 @@ def _monitoring(
             check=",".join(sorted({d.schedule.id for d in included})),
             reason=reason,
             source=pack.citations[schedule.citation].url,
-            verified=all(d.verified for d in included),
+            verified=all(d.verified for d in included)
+            and all(_tolerance(d).verified for d, _ in severe),
             evidence=tuple(dict.fromkeys(evidence)),
             identifier=business_identifier(
                 facts.patient, pack.id, "monitoring", due_date.isoformat()
             ),
             tests=tuple(d.test for d in included),
             due_date=due_date,
+            severely_overdue=bool(severe),
         )
     ]
+
+
+def _tolerance(due: _TestDue) -> Tolerance:
+    tolerance = due.schedule.severely_overdue
+    assert tolerance is not None  # noqa: S101 - only called on tests past their tolerance
+    return tolerance
+
+
+def _past_tolerance(
+    dues: Iterable[_TestDue], therapy: Therapy, as_of: date
+) -> list[tuple[_TestDue, date]]:
+    """The overdue tests whose schedule's severely-overdue tolerance has run out, each with the
+    date it is counted from: the later of its last result and the course start."""
+    past = []
+    for due in dues:
+        tolerance = due.schedule.severely_overdue
+        if tolerance is None or due.due >= as_of:
+            continue
+        since = max(due.last.effective, therapy.start) if due.last else therapy.start
+        if tolerance.after.after(since) <= as_of:
+            past.append((due, since))
+    return past
 
 
 # ------------------------------------------------------------------ out-of-range results

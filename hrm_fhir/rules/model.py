@@ -111,6 +111,19 @@ class Modifier:
 
 
 @dataclass(frozen=True, slots=True)
+class Tolerance:
+    """How long a scheduled test may go undone on therapy before overdue monitoring is graded
+    severely overdue: the kind of window CQC and PINCER searches use (reference sections 1, 9
+    and 10). Measured from the test's last result, or from the course start when there is none
+    on the course."""
+
+    after: Duration
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     id: str
     title: str
@@ -122,6 +135,8 @@ class Schedule:
     ends_after: Duration | None = None
     """Routine monitoring stops once the anchor is this far back (sulfasalazine after 12 months)."""
     note: str = ""
+    severely_overdue: Tolerance | None = None
+    """None: the reference gives no tolerance, so an overdue finding is never graded severe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +199,13 @@ class RulePack:
 
     @property
     def verified(self) -> bool:
-        """True only when every schedule, modifier, threshold and check is verified."""
+        """True only when every schedule, modifier, tolerance, threshold and check is verified."""
         flags = [s.verified for s in self.schedules]
         flags += [t.verified for t in self.thresholds]
         flags += [c.verified for c in self.prescribing]
         flags += [m.verified for s in self.schedules for m in s.modifiers]
         flags += [i.ome.verified for i in self.ingredients if i.ome is not None]
+        flags += [s.severely_overdue.verified for s in self.schedules if s.severely_overdue]
         return all(flags)
 
     def is_in_force(self, day: date) -> bool:

@@ -158,6 +158,17 @@ class ModifierSchema(Schema):
         return model.Modifier(**{**data, "when": tuple(data["when"])})
 
 
+class ToleranceSchema(Schema):
+    after = DurationField(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Tolerance:
+        return model.Tolerance(**data)
+
+
 class ScheduleSchema(Schema):
     id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
     title = fields.String(required=True)
@@ -168,6 +179,7 @@ class ScheduleSchema(Schema):
     citation = fields.String(required=True)
     verified = fields.Boolean(required=True)
     note = fields.String(load_default="")
+    severely_overdue = fields.Nested(ToleranceSchema, load_default=None)
 
     @validates_schema
     def last_phase_open(self, data: dict[str, Any], **_: Any) -> None:
@@ -279,6 +291,8 @@ class RulePackSchema(Schema):
         for s in data.get("schedules") or []:
             cited.append((f"schedule {s.id}", s.citation))
             cited.extend((f"schedule {s.id} modifier", m.citation) for m in s.modifiers)
+            if s.severely_overdue is not None:
+                cited.append((f"schedule {s.id} tolerance", s.severely_overdue.citation))
         cited.extend((f"threshold {t.id}", t.citation) for t in data.get("thresholds") or [])
         cited.extend((f"check {c.id}", c.citation) for c in data.get("prescribing") or [])
         for ing in data.get("ingredients") or []:

@@ -20,8 +20,6 @@ from hrm_fhir.errors import WorkflowError, WorkflowPermissionError
 GP_TASK_CODE = "gp-escalation"
 """``Task.code`` of the Task that hands an out-of-range result to the GP team."""
 MONITORING_TASK_CODE = "monitoring-due"
-SEVERELY_OVERDUE_DAYS = 28
-"""Monitoring overdue by this many days or more is listed before other overdue monitoring."""
 
 
 class Role(StrEnum):
@@ -369,11 +367,11 @@ class Priority(StrEnum):
         return list(Priority).index(self)
 
 
-def priority(*, out_of_range: bool, days_overdue: int) -> Priority:
-    """Out-of-range follow-ups first, then monitoring overdue by ``SEVERELY_OVERDUE_DAYS`` or
-    more, then any overdue, then due."""
+def priority(*, out_of_range: bool, days_overdue: int, severely_overdue: bool) -> Priority:
+    """Out-of-range follow-ups first, then monitoring the engine graded severely overdue (past
+    its schedule's tolerance, from the rule packs), then any overdue, then due."""
     if out_of_range:
         return Priority.OUT_OF_RANGE
-    if days_overdue >= SEVERELY_OVERDUE_DAYS:
+    if severely_overdue:
         return Priority.SEVERELY_OVERDUE
     return Priority.OVERDUE if days_overdue > 0 else Priority.DUE

@@ -130,6 +130,8 @@ class TaskSummary:
     test_titles: tuple[str, ...]
     due_date: date | None
     days_overdue: int
+    severely_overdue: bool
+    """The engine graded it past its schedule's tolerance (the Task's severely-overdue flag)."""
     description: str
     source: str | None
     attempts: int
@@ -263,6 +265,9 @@ class ReviewItem:
     results: list[str]
     trend: list[Trend]
     thresholds: list[ThresholdInfo]
+    severely_overdue: bool = False
+    """A non-engagement item whose monitoring is past its schedule's tolerance: first among
+    the non-engagement decisions."""
 
 
 @dataclass(frozen=True)
@@ -349,6 +354,14 @@ def _due(task: Mapping[str, Any]) -> date | None:
 
 def _days_overdue(due: date | None, as_of: date) -> int:
     return max(0, (as_of - due).days) if due is not None else 0
+
+
+def is_severely_overdue(task: Mapping[str, Any]) -> bool:
+    """Whether the sweep marked a monitoring Task severely overdue."""
+    return any(
+        ext.get("url") == t.SEVERELY_OVERDUE_EXTENSION and ext.get("valueBoolean") is True
+        for ext in task.get("extension", ())
+    )
 
 
 def _results(task: Mapping[str, Any]) -> list[str]:
@@ -529,6 +542,7 @@ def _summary(
         test_titles=tuple(_test_title(rules, test) for test in tests),
         due_date=due,
         days_overdue=_days_overdue(due, as_of),
+        severely_overdue=is_severely_overdue(task),
         description=str(task.get("description", "")),
         source=_source(task),
         attempts=len(attempts),
@@ -637,7 +651,11 @@ def _entry(
         chase_due=any(s.chase_due for s in summaries),
         next_chase=chases[0].chase if chases else None,
         contacts=history,
-        priority=priority(out_of_range=out_of_range, days_overdue=overdue),
+        priority=priority(
+            out_of_range=out_of_range,
+            days_overdue=overdue,
+            severely_overdue=any(s.severely_overdue for s in summaries),
+        ),
         out_of_range=out_of_range,
     )
 
@@ -850,6 +868,7 @@ def review_queue(
         key=lambda i: (
             -_SEVERITY_RANK[i.severity],
             _KIND_ORDER.index(i.kind),
+            not i.severely_overdue,
             i.since or date.max,
             i.task_id,
         )
@@ -969,6 +988,7 @@ def _review_item(
         results=results,
         trend=[tr for tr in trends.get(patient, []) if tr.analyte in analytes],
         thresholds=thresholds,
+        severely_overdue=is_severely_overdue(resource),
     )
 
 

@@ -51,7 +51,7 @@ def test_evaluate_prints_the_json_contract(tmp_path: Path) -> None:
         "10*9/L",
         "action",
     )
-    assert oor["rule"] == "methotrexate@1"
+    assert oor["rule"] == "methotrexate@2"
     assert oor["source"].startswith("https://")
     assert any(e.startswith("Observation/") for e in oor["evidence"])
     overdue = next(f for f in doc["findings"] if f["kind"] == "overdue")
