@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from hrm_fhir.adapters.arrangements import ArrangementReader
 from hrm_fhir.adapters.dosage import parse_dosage
 from hrm_fhir.domain import (
     Dosage,
@@ -46,6 +47,18 @@ _MASS_TO_MG = {
 
 Resource = dict[str, Any]
 _UNPARSED = date.min
+ARRANGEMENT_TYPES = frozenset(
+    {
+        "MedicationRequest",
+        "MedicationStatement",
+        "Observation",
+        "Condition",
+        "Procedure",
+        "Flag",
+        "Task",
+    }
+)
+"""Resources that may say who monitors a drug group (adapters/arrangements.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +114,7 @@ def patient_key(resource: Resource) -> str | None:
     if kind == "Patient":
         rid = resource.get("id")
         return f"Patient/{rid}" if isinstance(rid, str) and rid else None
-    return _reference(resource.get("subject"), "Patient")
+    return _reference(resource.get("subject") or resource.get("for"), "Patient")
 
 
 def _codings(concept: Any) -> list[tuple[str, str, str]]:
@@ -144,6 +157,7 @@ class RecordBuilder:
         """``is_relevant`` drops prescriptions of products no rule can use (e.g. statins) as they
         are read; it is asked once per product."""
         self._is_relevant = is_relevant
+        self._arrangements = ArrangementReader(catalogue.shared_care)
         self._codes = catalogue.code_index
         self._units = UnitTable(catalogue)
         self.medications: dict[str, Resource] = {}
@@ -161,6 +175,8 @@ class RecordBuilder:
         """Map one resource; malformed ones are recorded in ``skipped`` and never raise."""
         kind = resource.get("resourceType")
         try:
+            if kind in ARRANGEMENT_TYPES:
+                self._arrangement(resource)
             if kind == "Observation":
                 self._observation(resource)
             elif kind == "MedicationRequest":
@@ -209,6 +225,11 @@ class RecordBuilder:
         if record is None:
             record = self.records[patient] = PatientRecord(None)
         return record
+
+    def _arrangement(self, resource: Resource) -> None:
+        """Statements of who monitors a drug group (shared care) the resource makes."""
+        for statement in self._arrangements.read(resource, self._date):
+            self._record(statement.patient).arrangements.append(statement)
 
     def _patient(self, resource: Resource) -> None:
         rid = _require_id(resource)

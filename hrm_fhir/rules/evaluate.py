@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from itertools import pairwise
 
@@ -17,12 +17,14 @@ from hrm_fhir.domain import (
     Finding,
     FindingKind,
     LabResult,
+    MonitoredElsewhere,
     PatientRecord,
     PatientRef,
     Prescription,
     RegisterEntry,
     ResourceRef,
 )
+from hrm_fhir.rules.arrangements import monitored_elsewhere
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.model import (
     Catalogue,
@@ -95,6 +97,19 @@ class Engine:
             self.restart_groups,
         )
 
+    def monitored_elsewhere(
+        self, record: PatientRecord, therapies: dict[str, Therapy] | None = None
+    ) -> dict[str, MonitoredElsewhere]:
+        """The patient's drug groups another organisation monitors on the as-of date."""
+        return monitored_elsewhere(
+            record,
+            self.therapies(record) if therapies is None else therapies,
+            self.index,
+            self.rules.catalogue.shared_care,
+            self.as_of,
+            self.lookback_start,
+        )
+
     def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
         """Per test id, the newest result on or before as-of that shows the test done."""
         facts = Facts.build(record, {}, self.rules.catalogue, self.as_of, self.lookback_start)
@@ -122,6 +137,7 @@ class Engine:
         if not any(t.current for t in therapies.values()):
             return Assessment([], [])
         facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)
+        elsewhere = self.monitored_elsewhere(record, therapies) if record.arrangements else {}
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
         for pack in self.packs:
@@ -129,8 +145,14 @@ class Engine:
             if therapy is None or not therapy.current:
                 continue
             dues = _dues(pack, therapy, facts)
-            register.append(_register_entry(pack, therapy, facts, dues))
-            findings.extend(_monitoring(pack, therapy, facts, dues, self.as_of, self.window_days))
+            held = elsewhere.get(pack.drug_group)
+            entry = _register_entry(pack, therapy, facts, dues)
+            register.append(replace(entry, monitored_elsewhere=held))
+            if held is None or held.lapsed:
+                monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
+            else:
+                monitoring = _results_not_seen(pack, therapy, facts, dues, held)
+            findings.extend(monitoring)
             findings.extend(_out_of_range(pack, therapy, facts))
             findings.extend(_prescribing(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
@@ -441,6 +463,54 @@ def _past_tolerance(
         if tolerance.after.after(since) <= as_of:
             past.append((due, since))
     return past
+
+
+def _results_not_seen(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    dues: dict[str, _TestDue],
+    held: MonitoredElsewhere,
+) -> list[Finding]:
+    """Monitored elsewhere, yet no result of an overdue test has reached the practice within
+    its schedule's severely-overdue tolerance: the practice must see results before issuing."""
+    shared = facts.catalogue.shared_care
+    past = _past_tolerance(dues.values(), therapy, facts.as_of)
+    if shared is None or not past:
+        return []
+    check = shared.results_not_seen
+    catalogue = facts.catalogue
+    missing = "; ".join(
+        f"{catalogue.tests[d.test].title} since {since.isoformat()} "
+        f"({_tolerance(d).after.describe()} or more)"
+        for d, since in past
+    )
+    reason = (
+        f"{pack.title} is monitored by {held.by} (since {held.since.isoformat()}), but no result "
+        f"has reached the practice: {missing}: {check.advice}."
+    )
+    evidence = [therapy.latest.ref, held.evidence, *(d.last.ref for d, _ in past if d.last)]
+    code = "shared-care-results-not-seen"
+    return [
+        Finding(
+            patient=facts.patient,
+            kind=FindingKind.PRESCRIBING,
+            drug_group=pack.drug_group,
+            medication=therapy.latest.ref,
+            matched_by=therapy.method,
+            rule=pack.ref,
+            check="results-not-seen",
+            reason=reason,
+            source=catalogue.citations[check.citation].url,
+            verified=check.verified and all(_tolerance(d).verified for d, _ in past),
+            evidence=tuple(dict.fromkeys(evidence)),
+            identifier=business_identifier(
+                facts.patient, pack.id, "prescribing", code, therapy.start.isoformat()
+            ),
+            code=code,
+            severity=check.severity,
+        )
+    ]
 
 
 # ------------------------------------------------------------------ out-of-range results

@@ -266,6 +266,49 @@ class CockcroftGault:
 
 
 @dataclass(frozen=True, slots=True)
+class ArrangementCode:
+    """A code that says who monitors a drug group (shared care): on a prescription, its
+    prescribing organisation; in the record, a coded entry."""
+
+    system: str
+    code: str
+    elsewhere: bool
+    """True: monitored elsewhere (a hospital or community team); False: by the practice."""
+    display: str = ""
+    verified: bool = True
+    groups: tuple[str, ...] = ()
+    """Drug groups a drug-specific code names; empty for a generic code."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsNotSeen:
+    """The check on a group monitored elsewhere: no result has reached the practice within the
+    schedule's severely-overdue tolerance (the practice must see results before issuing)."""
+
+    severity: Severity
+    advice: str
+    citation: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SharedCare:
+    """How the record says a drug group is monitored elsewhere, and what that changes."""
+
+    citation: str
+    generic_groups: tuple[str, ...]
+    """The groups a statement that names no drug applies to (the patient's current ones)."""
+    extensions: tuple[str, ...]
+    """Prescribing-organisation extension URLs on MedicationRequest and MedicationStatement."""
+    prescribed: tuple[ArrangementCode, ...]
+    """Codes in those extensions or in the prescription's ``category``."""
+    entries: tuple[ArrangementCode, ...]
+    """Codes of Observation, Condition, Procedure and Flag entries."""
+    results_not_seen: ResultsNotSeen
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     version: int
     citations: dict[str, Citation]
@@ -278,3 +321,4 @@ class Catalogue:
     course_gap: Duration
     code_index: dict[tuple[str, str], str] = field(default_factory=dict)
     """(system, code) -> analyte id, built at load."""
+    shared_care: SharedCare | None = None

@@ -87,6 +87,9 @@ def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
             raise RuleDefinitionError(f"{name}: " + "; ".join(problems))
         loaded.append(pack)
     groups = {p.drug_group for p in loaded}
+    for group in _shared_care_groups(catalogue):
+        if group not in groups:
+            raise RuleDefinitionError(f"catalogue.toml: shared_care names unknown group {group!r}")
     for pack in loaded:
         for cond in _conditions(pack):
             target = cond.co_prescribed
@@ -95,6 +98,15 @@ def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
                     f"{pack.ref}: co_prescribed names unknown group or class {target!r}"
                 )
     return RuleSet(catalogue=catalogue, packs=tuple(loaded))
+
+
+def _shared_care_groups(catalogue: Catalogue) -> Iterable[str]:
+    shared = catalogue.shared_care
+    if shared is None:
+        return
+    yield from shared.generic_groups
+    for code in (*shared.prescribed, *shared.entries):
+        yield from code.groups
 
 
 def _conditions(pack: RulePack) -> Iterable[Condition]:

@@ -367,6 +367,52 @@ class ProgrammeSchema(Schema):
     note = fields.String(load_default="")
 
 
+class ArrangementCodeSchema(Schema):
+    system = fields.String(required=True, validate=validate.Length(min=1))
+    code = fields.String(required=True, validate=validate.Length(min=1))
+    elsewhere = fields.Boolean(required=True)
+    display = fields.String(load_default="")
+    verified = fields.Boolean(required=True)
+    groups = fields.List(fields.String(), load_default=list)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ArrangementCode:
+        return model.ArrangementCode(**{**data, "groups": tuple(data["groups"])})
+
+
+class ResultsNotSeenSchema(Schema):
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    advice = fields.String(required=True, validate=validate.Length(min=5))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ResultsNotSeen:
+        return model.ResultsNotSeen(**data)
+
+
+class SharedCareSchema(Schema):
+    citation = fields.String(required=True)
+    generic_groups = fields.List(fields.String(), required=True)
+    extensions = fields.List(fields.Url(schemes={"http", "https"}), required=True)
+    prescribed = fields.List(fields.Nested(ArrangementCodeSchema), required=True)
+    entries = fields.List(fields.Nested(ArrangementCodeSchema), required=True)
+    results_not_seen = fields.Nested(ResultsNotSeenSchema, required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.SharedCare:
+        return model.SharedCare(
+            **{
+                **data,
+                "generic_groups": tuple(data["generic_groups"]),
+                "extensions": tuple(data["extensions"]),
+                "prescribed": tuple(data["prescribed"]),
+                "entries": tuple(data["entries"]),
+            }
+        )
+
+
 class CatalogueSchema(Schema):
     version = fields.Integer(required=True, strict=True)
     citations = fields.Dict(
@@ -379,6 +425,7 @@ class CatalogueSchema(Schema):
         keys=fields.String(), values=fields.Nested(MedicationClassSchema), load_default=dict
     )
     cockcroft_gault = fields.Nested(CockcroftGaultSchema, required=True)
+    shared_care = fields.Nested(SharedCareSchema, load_default=None)
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -393,6 +440,16 @@ class CatalogueSchema(Schema):
         cg = data.get("cockcroft_gault")
         if cg is not None and cg.citation not in keys:
             problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        shared = data.get("shared_care")
+        if shared is not None:
+            problems.extend(
+                f"shared_care{where} cites unknown {key!r}"
+                for where, key in (
+                    ("", shared.citation),
+                    (".results_not_seen", shared.results_not_seen.citation),
+                )
+                if key not in keys
+            )
         for aid, a in analytes.items():
             problems.extend(
                 f"analyte {aid} conversion from {c.unit} cites unknown {c.citation!r}"
@@ -441,6 +498,7 @@ class CatalogueSchema(Schema):
             current_issue_lookback=programme["current_issue_lookback"],
             course_gap=programme["course_gap"],
             code_index=index,
+            shared_care=data["shared_care"],
         )
 
 

@@ -20,6 +20,9 @@ from hrm_fhir.errors import WorkflowError, WorkflowPermissionError
 GP_TASK_CODE = "gp-escalation"
 """``Task.code`` of the Task that hands an out-of-range result to the GP team."""
 MONITORING_TASK_CODE = "monitoring-due"
+ARRANGEMENT_TASK_CODE = "monitored-elsewhere"
+"""``Task.code`` of the Task that records who monitors a patient's drug group (one per patient and
+group): ``on-hold`` while another organisation monitors, ``completed`` once the practice does."""
 
 
 class Role(StrEnum):
@@ -59,6 +62,8 @@ class Stage(StrEnum):
     AWAITING_PHARMACIST = "awaiting-pharmacist"
     NON_ENGAGEMENT = "non-engagement"
     ESCALATED_GP = "escalated-gp"
+    MONITORED_ELSEWHERE = "monitored-elsewhere"
+    MONITORED_BY_PRACTICE = "monitored-by-practice"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
 
@@ -68,7 +73,7 @@ class Stage(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (Stage.COMPLETED, Stage.CANCELLED)
+        return self in (Stage.COMPLETED, Stage.CANCELLED, Stage.MONITORED_BY_PRACTICE)
 
 
 _STAGE_LABELS = {
@@ -81,6 +86,8 @@ _STAGE_LABELS = {
     Stage.AWAITING_PHARMACIST: "result received: awaiting pharmacist review",
     Stage.NON_ENGAGEMENT: "non-engagement: awaiting pharmacist decision",
     Stage.ESCALATED_GP: "escalated to the GP",
+    Stage.MONITORED_ELSEWHERE: "monitored elsewhere",
+    Stage.MONITORED_BY_PRACTICE: "monitored by the practice",
     Stage.COMPLETED: "completed",
     Stage.CANCELLED: "cancelled",
 }
