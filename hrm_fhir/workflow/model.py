@@ -182,6 +182,8 @@ class Action(StrEnum):
     ESCALATE = "escalate"
     DECISION = "decision"
     ACKNOWLEDGE = "acknowledge"
+    MONITORED_ELSEWHERE = "monitored-elsewhere"
+    MONITORED_BY_PRACTICE = "monitored-by-practice"
 
 
 _ANYONE_ON_THE_LIST = frozenset({Role.TECHNICIAN, Role.PHARMACIST, Role.ADMIN})
@@ -195,6 +197,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.ESCALATE: _PHARMACIST,
     Action.DECISION: _PHARMACIST,
     Action.ACKNOWLEDGE: frozenset({Role.GP, Role.ADMIN}),
+    Action.MONITORED_ELSEWHERE: _PHARMACIST,
+    Action.MONITORED_BY_PRACTICE: _PHARMACIST,
 }
 _VERBS = {
     Action.CONTACT: "record a contact attempt",
@@ -205,6 +209,8 @@ _VERBS = {
     Action.ESCALATE: "escalate to the GP",
     Action.DECISION: "record a non-engagement decision",
     Action.ACKNOWLEDGE: "acknowledge a GP escalation",
+    Action.MONITORED_ELSEWHERE: "record that another organisation monitors a drug",
+    Action.MONITORED_BY_PRACTICE: "return monitoring of a drug to the practice",
 }
 
 
@@ -317,6 +323,21 @@ def check_sign_off(decision: Decision, new_dose: str, repeat_on: date | None) ->
         raise WorkflowError("a repeat test needs its date")
     if decision is not Decision.REPEAT_TEST_BOOKED and repeat_on is not None:
         raise WorkflowError("a repeat date is given only with the decision repeat-test-booked")
+
+
+MAX_REVIEW_DAYS = 366
+"""A monitored-elsewhere arrangement is reviewed at least this often (a programme rule [D]: the
+pharmacist looks again at least yearly, so a stale arrangement cannot last unseen)."""
+
+
+def check_arrangement(monitored_by: str, review_on: date, today: date) -> None:
+    """Who monitors is named, and the review date is after today and within a year."""
+    if not monitored_by.strip():
+        raise WorkflowError("name the organisation or team that monitors")
+    if review_on <= today:
+        raise WorkflowError("the review date must be after today")
+    if (review_on - today).days > MAX_REVIEW_DAYS:
+        raise WorkflowError(f"the review date must be within {MAX_REVIEW_DAYS} days")
 
 
 class ChaseStep(StrEnum):

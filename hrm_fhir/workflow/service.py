@@ -47,6 +47,7 @@ from hrm_fhir.rules.model import RulePack, Threshold
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.tasks.build import PHARMACIST
 from hrm_fhir.workflow.model import (
+    ARRANGEMENT_TASK_CODE,
     GP_TASK_CODE,
     MONITORING_TASK_CODE,
     RESOLVING_DECISIONS,
@@ -60,6 +61,7 @@ from hrm_fhir.workflow.model import (
     Priority,
     Role,
     Stage,
+    check_arrangement,
     check_sign_off,
     due_this_week,
     next_chase,
@@ -72,6 +74,7 @@ from hrm_fhir.workflow.model import (
 from hrm_fhir.workflow.resources import (
     GP_TEAM,
     Resource,
+    arrangement_task,
     communication,
     gp_escalation_task,
     inactive_flag,
@@ -91,7 +94,14 @@ OPEN_STATUSES = "requested,received,accepted,ready,in-progress,on-hold"
 OURS_TAG = f"{t.TAG}|hrm-fhir"
 """The ``_tag`` search token of every resource the service writes."""
 _SEVERITY_RANK: dict[Severity | None, int] = {None: 0, **{s: s.rank for s in Severity}}
-_KIND_ORDER = ("flag", "result", "gp-escalation", "prescribing", "non-engagement")
+_KIND_ORDER = (
+    "flag",
+    "result",
+    "gp-escalation",
+    "prescribing",
+    "non-engagement",
+    "monitored-elsewhere",
+)
 
 
 # ------------------------------------------------------------------ what the lists return
@@ -616,7 +626,10 @@ def worklist(
 
 
 def _drug_group(task: Mapping[str, Any], finding: FindingRecord | None) -> str:
-    return finding.drug_group if finding is not None else _rule(task).partition("@")[0]
+    if finding is not None:
+        return finding.drug_group
+    named = _typed(task.get("input", ()), "drug-group")
+    return str(named[0].get("valueString")) if named else _rule(task).partition("@")[0]
 
 
 def _entry(
@@ -817,10 +830,13 @@ def review_queue(
     *,
     practice: str | None = None,
     rules: RuleSet | None = None,
+    as_of: date | None = None,
 ) -> list[ReviewItem]:
     """Results awaiting the pharmacist, active out-of-range Flags no Task covers, non-engagement
-    decisions and open GP escalations; the most severe first (urgent Flags at the top)."""
+    decisions, monitored-elsewhere arrangements whose review date has come (``as_of``, default
+    today) and open GP escalations; the most severe first (urgent Flags at the top)."""
     rule_set = rules or _default_rules()
+    today = as_of or _today(datetime.now(UTC))
     scope = Scope(_org(practice))
     tasks = _open_tasks(gateway, scope)
     flags = _active_flags(gateway, scope)
@@ -845,6 +861,13 @@ def review_queue(
             drafts.append((kind, task, mine))
         elif stage is Stage.NON_ENGAGEMENT:
             drafts.append(("non-engagement", task, []))
+        elif (
+            _code(task) == ARRANGEMENT_TASK_CODE
+            and stage is Stage.MONITORED_ELSEWHERE
+            and (review := _due(task)) is not None
+            and review <= today
+        ):
+            drafts.append(("monitored-elsewhere", task, []))
         else:
             continue
         covered |= {f["id"] for f in drafts[-1][2]}
@@ -965,6 +988,8 @@ def _review_item(
     ]
     is_flag = kind == "flag"
     since = summaries[0].since if is_flag else parse_date(resource.get("authoredOn"))
+    if kind == "monitored-elsewhere":
+        since = _due(resource)
     results = [s.observation for s in summaries if s.observation] if is_flag else _results(resource)
     return ReviewItem(
         kind=kind,
@@ -1131,16 +1156,19 @@ def _act(
     actor: Actor,
     action: Action,
     subject_id: str,
-    version: str,
+    version: str | None,
     params: Mapping[str, object],
     plan: Planner,
     now: datetime | None,
     read: Callable[[FHIRGateway, str], Resource] = _read_task,
 ) -> ActionResult:
-    """Check, plan and write one action (see the module docstring), and record it."""
+    """Check, plan and write one action (see the module docstring), and record it. ``version``
+    None acts on a subject that does not exist yet (``read`` returns it unsaved)."""
     require_role(actor, action)
     moment = _now(now)
-    provenance_id = workflow_id("provenance", subject_id, version, action.value, _canonical(params))
+    provenance_id = workflow_id(
+        "provenance", subject_id, version or "new", action.value, _canonical(params)
+    )
     practices: dict[str, frozenset[str]] = {}
     for attempt in range(CONFLICT_RETRIES + 1):
         subject = read(gateway, subject_id)
@@ -1811,3 +1839,194 @@ def acknowledge_escalation(
         )
 
     return _act(gateway, session, actor, Action.ACKNOWLEDGE, gp_task_id, version, params, plan, now)
+
+
+# ------------------------------------------------------------------ who monitors (shared care)
+
+
+def arrangement_id(patient: str, drug_group: str) -> str:
+    """The id of the Task that records who monitors one of a patient's drug groups."""
+    return workflow_id("arrangement", patient, drug_group)
+
+
+def _arrangement_or_new(patient: str) -> Callable[[FHIRGateway, str], Resource]:
+    """Read the arrangement Task, or give an unsaved one for a first decision."""
+
+    def read(gateway: FHIRGateway, task_id: str) -> Resource:
+        found = _read_subject(gateway, "Task", task_id)
+        return (
+            found
+            if found is not None
+            else {"resourceType": "Task", "id": task_id, "for": {"reference": patient}}
+        )
+
+    return read
+
+
+def _group_title(rules: RuleSet, drug_group: str) -> str:
+    titles = {pack.drug_group: pack.title for pack in rules.packs}
+    if drug_group not in titles:
+        raise WorkflowError(f"no drug group {drug_group!r} (one of: {', '.join(sorted(titles))})")
+    return titles[drug_group]
+
+
+def _patient_ref(patient: str) -> str:
+    return patient if patient.startswith("Patient/") else f"Patient/{patient}"
+
+
+def record_monitored_elsewhere(
+    gateway: FHIRGateway,
+    session: Session,
+    actor: Actor,
+    patient: str,
+    *,
+    drug_group: str,
+    monitored_by: str,
+    review_on: date,
+    version: str | None = None,
+    note: str = "",
+    rules: RuleSet | None = None,
+    now: datetime | None = None,
+) -> ActionResult:
+    """The pharmacist records that another organisation (a named hospital or community team)
+    monitors one of the patient's drug groups, until a review date: the arrangement Task goes on
+    hold (a first decision creates it; ``version`` None), and the group's open routine
+    monitoring Tasks still in the technician's stages are cancelled with the reason, in the same
+    transaction. A Task already with the pharmacist or the GP keeps its review. Repeating the
+    action renews the arrangement (a new review date, or another team)."""
+    rule_set = rules or _default_rules()
+    ref = _patient_ref(patient)
+    title = _group_title(rule_set, drug_group)
+    params = {
+        "drug_group": drug_group,
+        "monitored_by": monitored_by.strip(),
+        "review_on": review_on.isoformat(),
+        "note": note,
+    }
+
+    def plan(task: Resource, moment: datetime) -> _Change:
+        today = _today(moment)
+        check_arrangement(monitored_by, review_on, today)
+        stage = stage_of(task) if "status" in task else Stage.TO_CONTACT
+        by = monitored_by.strip()
+        updated = arrangement_task(
+            task if "status" in task else None,
+            resource_id=task["id"],
+            patient=ref,
+            drug_group=drug_group,
+            title=title,
+            actor=actor,
+            now=moment,
+            today=today,
+            elsewhere=(by, review_on),
+            note=note,
+        )
+        writes = [_Write(updated, version)]
+        for routine in _routine_tasks(gateway, session, ref, drug_group):
+            closed = task_update(
+                routine,
+                stage=Stage.MONITORED_ELSEWHERE,
+                actor=actor,
+                now=moment,
+                status="cancelled",
+                status_reason=f"monitored elsewhere: {by}",
+                note=f"Monitored elsewhere by {by}: the practice's routine monitoring stops.",
+                stage_text="monitored elsewhere",
+            )
+            writes.append(_Write(closed, version_of(routine)))
+        summary = f"{title} monitored elsewhere by {by} (review by {review_on.isoformat()})"
+        detail: dict[str, object] = {**params, "closed": [w.reference for w in writes[1:]]}
+        return _Change(
+            stage,
+            Stage.MONITORED_ELSEWHERE,
+            writes,
+            activity=summary,
+            detail=detail,
+            reason=f"monitored elsewhere: {drug_group}",
+        )
+
+    return _act(
+        gateway,
+        session,
+        actor,
+        Action.MONITORED_ELSEWHERE,
+        arrangement_id(ref, drug_group),
+        version,
+        params,
+        plan,
+        now,
+        _arrangement_or_new(ref),
+    )
+
+
+def record_monitored_by_practice(
+    gateway: FHIRGateway,
+    session: Session,
+    actor: Actor,
+    patient: str,
+    *,
+    drug_group: str,
+    version: str | None = None,
+    note: str = "",
+    rules: RuleSet | None = None,
+    now: datetime | None = None,
+) -> ActionResult:
+    """The pharmacist returns monitoring of a drug group to the practice: the arrangement Task
+    is completed (monitored by the practice from today), which also overrides an older coded
+    entry in the record that said shared care. The next sweep raises the routine monitoring."""
+    rule_set = rules or _default_rules()
+    ref = _patient_ref(patient)
+    title = _group_title(rule_set, drug_group)
+    params = {"drug_group": drug_group, "note": note}
+
+    def plan(task: Resource, moment: datetime) -> _Change:
+        stage = stage_of(task) if "status" in task else Stage.TO_CONTACT
+        updated = arrangement_task(
+            task if "status" in task else None,
+            resource_id=task["id"],
+            patient=ref,
+            drug_group=drug_group,
+            title=title,
+            actor=actor,
+            now=moment,
+            today=_today(moment),
+            elsewhere=None,
+            note=note,
+        )
+        return _Change(
+            stage,
+            Stage.MONITORED_BY_PRACTICE,
+            [_Write(updated, version)],
+            activity=f"{title} monitored by the practice",
+            detail=dict(params),
+            reason=f"monitored by the practice: {drug_group}",
+        )
+
+    return _act(
+        gateway,
+        session,
+        actor,
+        Action.MONITORED_BY_PRACTICE,
+        arrangement_id(ref, drug_group),
+        version,
+        params,
+        plan,
+        now,
+        _arrangement_or_new(ref),
+    )
+
+
+def _routine_tasks(
+    gateway: FHIRGateway, session: Session, patient: str, drug_group: str
+) -> list[Resource]:
+    """The patient's open routine monitoring Tasks of one drug group in the technician's
+    stages (the chase a monitored-elsewhere decision stops)."""
+    tasks = [
+        task
+        for task in _search(
+            gateway, "Task", {"patient": patient, "_tag": OURS_TAG, "status": OPEN_STATUSES}
+        )
+        if _code(task) == MONITORING_TASK_CODE and stage_of(task) in TECHNICIAN_STAGES
+    ]
+    findings = _findings(session, [task["id"] for task in tasks])
+    return [task for task in tasks if _drug_group(task, findings.get(task["id"])) == drug_group]
