@@ -1,5 +1,6 @@
 """The forms' posts: a contact attempt, a booking, a sample, routing to the pharmacist, a sign-off,
-a non-engagement decision and a GP's acknowledgement.
+a non-engagement decision, a GP's acknowledgement, and who monitors a drug group (monitored
+elsewhere, or by the practice again).
 
 Each post checks the role (403), reads and checks its fields, and only then calls the workflow
 service with the Task version the page was showing. Unusable input (400), a Task that moved on
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from hrm_fhir.app import db_session
+from hrm_fhir.app import db_session, service_state
 from hrm_fhir.errors import (
     WorkflowConflictError,
     WorkflowError,
@@ -248,4 +249,77 @@ def acknowledge(task_id: str) -> ResponseReturnValue:
         ),
         "Escalation acknowledged.",
         url_for("pages.escalations"),
+    )
+
+
+def _who_monitors_page(patient_id: str) -> tuple[Renderer, str]:
+    """The review queue or the patient card, as the form's hidden ``back`` field says."""
+    if request.form.get("back") == "review":
+        return render_review, url_for("pages.review")
+
+    def render(**kwargs: object) -> ResponseReturnValue:
+        return render_card(patient_id, **kwargs)  # type: ignore[arg-type]
+
+    return render, url_for("pages.card", patient_id=patient_id)
+
+
+def _groups() -> set[str]:
+    return {pack.drug_group for pack in service_state().rules.packs}
+
+
+@bp.post("/patients/<patient_id>/monitored-elsewhere")
+@requires(SIGN_OFF_ROLES)
+def monitored_elsewhere(patient_id: str) -> ResponseReturnValue:
+    check_id(patient_id, "patient")
+    page, back = _who_monitors_page(patient_id)
+    key = request.form.get("key") or "who"
+    posted, chosen = forms.who_monitors(key, request.form, as_of(), _groups(), elsewhere=True)
+    if chosen is None or chosen.review_on is None:
+        return _run(posted, page, None, "", "")
+    review_on = chosen.review_on
+    return _run(
+        posted,
+        page,
+        lambda: service.record_monitored_elsewhere(
+            gateway(),
+            db_session(),
+            actor(),
+            f"Patient/{patient_id}",
+            drug_group=chosen.drug_group,
+            monitored_by=chosen.monitored_by,
+            review_on=review_on,
+            version=chosen.version,
+            note=posted.values["note"],
+            rules=service_state().rules,
+        ),
+        f"Recorded: monitored by {chosen.monitored_by}, review by {review_on:%d %b %Y}; "
+        "the practice's routine monitoring of this drug stops.",
+        back,
+    )
+
+
+@bp.post("/patients/<patient_id>/monitored-by-practice")
+@requires(SIGN_OFF_ROLES)
+def monitored_by_practice(patient_id: str) -> ResponseReturnValue:
+    check_id(patient_id, "patient")
+    page, back = _who_monitors_page(patient_id)
+    key = request.form.get("key") or "who"
+    posted, chosen = forms.who_monitors(key, request.form, as_of(), _groups(), elsewhere=False)
+    if chosen is None:
+        return _run(posted, page, None, "", "")
+    return _run(
+        posted,
+        page,
+        lambda: service.record_monitored_by_practice(
+            gateway(),
+            db_session(),
+            actor(),
+            f"Patient/{patient_id}",
+            drug_group=chosen.drug_group,
+            version=chosen.version,
+            note=posted.values["note"],
+            rules=service_state().rules,
+        ),
+        "Recorded: the practice monitors this drug again; the next sweep raises its monitoring.",
+        back,
     )

@@ -235,6 +235,8 @@ class OpenItem:
     status: str
     stage: Stage | None
     severity: Severity | None
+    drug_group: str = ""
+    """The drug group of a Task (from the ledger or the Task itself); empty for a Flag."""
 
 
 @dataclass(frozen=True)
@@ -785,6 +787,7 @@ def resource_item(resource: Mapping[str, Any], finding: FindingRecord | None) ->
         severity=_flag_severity(resource, finding)
         if is_flag
         else (finding.severity if finding is not None else None),
+        drug_group="" if is_flag else _drug_group(resource, finding),
     )
 
 

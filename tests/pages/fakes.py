@@ -167,6 +167,8 @@ class FakeService:
             "sign_off",
             "decide_non_engagement",
             "acknowledge_escalation",
+            "record_monitored_elsewhere",
+            "record_monitored_by_practice",
         ):
             monkeypatch.setattr(service, name, self._action(name))
         names = {MTX: details(), LITH: details("Oliver Bennett", "9990000026")}
