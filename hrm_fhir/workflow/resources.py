@@ -41,7 +41,16 @@ from hrm_fhir.workflow.model import (
 Resource = dict[str, Any]
 GP_TEAM = {"display": "Practice GP team"}
 _PRIORITY = {Severity.URGENT: "stat", Severity.ACTION: "urgent", Severity.REVIEW: "routine"}
-_ATTESTING = frozenset({Action.SIGN_OFF, Action.ESCALATE, Action.DECISION, Action.ACKNOWLEDGE})
+_ATTESTING = frozenset(
+    {
+        Action.SIGN_OFF,
+        Action.ESCALATE,
+        Action.DECISION,
+        Action.ACKNOWLEDGE,
+        Action.MONITORED_ELSEWHERE,
+        Action.MONITORED_BY_PRACTICE,
+    }
+)
 
 
 def workflow_id(kind: str, *parts: str) -> str:

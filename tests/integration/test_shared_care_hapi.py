@@ -105,6 +105,7 @@ def test_the_pharmacists_decision_stops_the_chase_and_is_audited(flow: Flow) -> 
     targets = {target["reference"].split("/_history/")[0] for target in provenance["target"]}
     assert targets == {f"Task/{result.task_id}", f"Task/{routine['id']}"}
     assert provenance["agent"][0]["who"]["identifier"]["value"] == "pharmacist-1"
+    assert provenance["agent"][0]["type"]["coding"][0]["code"] == "attester"
     assert provenance["reason"] == [{"text": "monitored elsewhere: methotrexate"}]
     [event] = flow.events()
     assert (event.action, event.actor, event.stage_after) == (
