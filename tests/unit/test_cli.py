@@ -291,3 +291,17 @@ def test_evaluate_summary_counts_the_register_and_the_unrecognised(tmp_path: Pat
     result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "summary", str(tmp_path))
     assert "1 patient drug groups on monitored therapy" in result.stdout
     assert "1 medication entries not recognised" in result.stdout
+
+
+def test_rules_show_prints_tolerances_and_rules_shared_care_the_codes() -> None:
+    shown = _run("rules", "show", "lithium").stdout
+    assert "severely overdue when a test has not been done on therapy for 3 months" in shown
+    assert "PINCER" in shown
+    opioid = _run("rules", "show", "opioid").stdout
+    assert "severely overdue: no tolerance in the reference (never graded severe)" in opioid
+    shared = _run("rules", "shared-care")
+    assert shared.exit_code == 0
+    assert "prescribed-by-another-organisation" in shared.stdout
+    assert "394828003" in shared.stdout
+    assert "none listed: a practice adds the codes its templates record" in shared.stdout
+    assert "[UNVERIFIED]" in shared.stdout
