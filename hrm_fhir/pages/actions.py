@@ -252,74 +252,71 @@ def acknowledge(task_id: str) -> ResponseReturnValue:
     )
 
 
-def _who_monitors_page(patient_id: str) -> tuple[Renderer, str]:
-    """The review queue or the patient card, as the form's hidden ``back`` field says."""
+def _who_monitors(patient_id: str, *, elsewhere: bool) -> ResponseReturnValue:
+    """Read the who-monitors form and record the decision; back to the review queue or the
+    patient card, as the form's hidden ``back`` field says."""
+    check_id(patient_id, "patient")
     if request.form.get("back") == "review":
-        return render_review, url_for("pages.review")
+        page, back = render_review, url_for("pages.review")
+    else:
+        page, back = _card_of(patient_id), url_for("pages.card", patient_id=patient_id)
+    rules = service_state().rules
+    groups = {pack.drug_group for pack in rules.packs}
+    key = request.form.get("key") or "who"
+    posted, chosen = forms.who_monitors(key, request.form, as_of(), groups, elsewhere=elsewhere)
+    if chosen is None:
+        return _run(posted, page, None, "", "")
+    note, patient = posted.values["note"], f"Patient/{patient_id}"
 
+    def call() -> service.ActionResult:
+        assert chosen is not None  # noqa: S101 - checked above
+        if chosen.review_on is None:
+            return service.record_monitored_by_practice(
+                gateway(),
+                db_session(),
+                actor(),
+                patient,
+                drug_group=chosen.drug_group,
+                version=chosen.version,
+                note=note,
+                rules=rules,
+            )
+        return service.record_monitored_elsewhere(
+            gateway(),
+            db_session(),
+            actor(),
+            patient,
+            drug_group=chosen.drug_group,
+            monitored_by=chosen.monitored_by,
+            review_on=chosen.review_on,
+            version=chosen.version,
+            note=note,
+            rules=rules,
+        )
+
+    done = (
+        "Recorded: the practice monitors this drug again; the next sweep raises its monitoring."
+        if chosen.review_on is None
+        else f"Recorded: monitored by {chosen.monitored_by}, review by "
+        f"{chosen.review_on:%d %b %Y}; the practice's routine monitoring of this drug stops."
+    )
+    return _run(posted, page, call, done, back)
+
+
+def _card_of(patient_id: str) -> Renderer:
     def render(**kwargs: object) -> ResponseReturnValue:
         return render_card(patient_id, **kwargs)  # type: ignore[arg-type]
 
-    return render, url_for("pages.card", patient_id=patient_id)
-
-
-def _groups() -> set[str]:
-    return {pack.drug_group for pack in service_state().rules.packs}
+    return render
 
 
 @bp.post("/patients/<patient_id>/monitored-elsewhere")
 @requires(SIGN_OFF_ROLES)
 def monitored_elsewhere(patient_id: str) -> ResponseReturnValue:
-    check_id(patient_id, "patient")
-    page, back = _who_monitors_page(patient_id)
-    key = request.form.get("key") or "who"
-    posted, chosen = forms.who_monitors(key, request.form, as_of(), _groups(), elsewhere=True)
-    if chosen is None or chosen.review_on is None:
-        return _run(posted, page, None, "", "")
-    review_on = chosen.review_on
-    return _run(
-        posted,
-        page,
-        lambda: service.record_monitored_elsewhere(
-            gateway(),
-            db_session(),
-            actor(),
-            f"Patient/{patient_id}",
-            drug_group=chosen.drug_group,
-            monitored_by=chosen.monitored_by,
-            review_on=review_on,
-            version=chosen.version,
-            note=posted.values["note"],
-            rules=service_state().rules,
-        ),
-        f"Recorded: monitored by {chosen.monitored_by}, review by {review_on:%d %b %Y}; "
-        "the practice's routine monitoring of this drug stops.",
-        back,
-    )
+    return _who_monitors(patient_id, elsewhere=True)
 
 
 @bp.post("/patients/<patient_id>/monitored-by-practice")
 @requires(SIGN_OFF_ROLES)
 def monitored_by_practice(patient_id: str) -> ResponseReturnValue:
-    check_id(patient_id, "patient")
-    page, back = _who_monitors_page(patient_id)
-    key = request.form.get("key") or "who"
-    posted, chosen = forms.who_monitors(key, request.form, as_of(), _groups(), elsewhere=False)
-    if chosen is None:
-        return _run(posted, page, None, "", "")
-    return _run(
-        posted,
-        page,
-        lambda: service.record_monitored_by_practice(
-            gateway(),
-            db_session(),
-            actor(),
-            f"Patient/{patient_id}",
-            drug_group=chosen.drug_group,
-            version=chosen.version,
-            note=posted.values["note"],
-            rules=service_state().rules,
-        ),
-        "Recorded: the practice monitors this drug again; the next sweep raises its monitoring.",
-        back,
-    )
+    return _who_monitors(patient_id, elsewhere=False)

@@ -1897,68 +1897,9 @@ def record_monitored_elsewhere(
     monitoring Tasks still in the technician's stages are cancelled with the reason, in the same
     transaction. A Task already with the pharmacist or the GP keeps its review. Repeating the
     action renews the arrangement (a new review date, or another team)."""
-    rule_set = rules or _default_rules()
-    ref = _patient_ref(patient)
-    title = _group_title(rule_set, drug_group)
-    params = {
-        "drug_group": drug_group,
-        "monitored_by": monitored_by.strip(),
-        "review_on": review_on.isoformat(),
-        "note": note,
-    }
-
-    def plan(task: Resource, moment: datetime) -> _Change:
-        today = _today(moment)
-        check_arrangement(monitored_by, review_on, today)
-        stage = stage_of(task) if "status" in task else Stage.TO_CONTACT
-        by = monitored_by.strip()
-        updated = arrangement_task(
-            task if "status" in task else None,
-            resource_id=task["id"],
-            patient=ref,
-            drug_group=drug_group,
-            title=title,
-            actor=actor,
-            now=moment,
-            today=today,
-            elsewhere=(by, review_on),
-            note=note,
-        )
-        writes = [_Write(updated, version)]
-        for routine in _routine_tasks(gateway, session, ref, drug_group):
-            closed = task_update(
-                routine,
-                stage=Stage.MONITORED_ELSEWHERE,
-                actor=actor,
-                now=moment,
-                status="cancelled",
-                status_reason=f"monitored elsewhere: {by}",
-                note=f"Monitored elsewhere by {by}: the practice's routine monitoring stops.",
-                stage_text="monitored elsewhere",
-            )
-            writes.append(_Write(closed, version_of(routine)))
-        summary = f"{title} monitored elsewhere by {by} (review by {review_on.isoformat()})"
-        detail: dict[str, object] = {**params, "closed": [w.reference for w in writes[1:]]}
-        return _Change(
-            stage,
-            Stage.MONITORED_ELSEWHERE,
-            writes,
-            activity=summary,
-            detail=detail,
-            reason=f"monitored elsewhere: {drug_group}",
-        )
-
-    return _act(
-        gateway,
-        session,
-        actor,
-        Action.MONITORED_ELSEWHERE,
-        arrangement_id(ref, drug_group),
-        version,
-        params,
-        plan,
-        now,
-        _arrangement_or_new(ref),
+    elsewhere = (monitored_by.strip(), review_on)
+    return _who_monitors(
+        gateway, session, actor, patient, drug_group, elsewhere, version, note, rules, now
     )
 
 
@@ -1977,45 +1918,94 @@ def record_monitored_by_practice(
     """The pharmacist returns monitoring of a drug group to the practice: the arrangement Task
     is completed (monitored by the practice from today), which also overrides an older coded
     entry in the record that said shared care. The next sweep raises the routine monitoring."""
-    rule_set = rules or _default_rules()
+    return _who_monitors(
+        gateway, session, actor, patient, drug_group, None, version, note, rules, now
+    )
+
+
+def _who_monitors(
+    gateway: FHIRGateway,
+    session: Session,
+    actor: Actor,
+    patient: str,
+    drug_group: str,
+    elsewhere: tuple[str, date] | None,
+    version: str | None,
+    note: str,
+    rules: RuleSet | None,
+    now: datetime | None,
+) -> ActionResult:
+    """Write the arrangement Task (``elsewhere``: who monitors and the review date; None: the
+    practice), closing the group's routine Tasks when another organisation takes over."""
     ref = _patient_ref(patient)
-    title = _group_title(rule_set, drug_group)
-    params = {"drug_group": drug_group, "note": note}
+    title = _group_title(rules or _default_rules(), drug_group)
+    params: dict[str, object] = {"drug_group": drug_group, "note": note}
+    if elsewhere is not None:
+        params |= {"monitored_by": elsewhere[0], "review_on": elsewhere[1].isoformat()}
+    action = Action.MONITORED_BY_PRACTICE if elsewhere is None else Action.MONITORED_ELSEWHERE
 
     def plan(task: Resource, moment: datetime) -> _Change:
-        stage = stage_of(task) if "status" in task else Stage.TO_CONTACT
+        today = _today(moment)
+        if elsewhere is not None:
+            check_arrangement(*elsewhere, today)
+        current = task if "status" in task else None
         updated = arrangement_task(
-            task if "status" in task else None,
+            current,
             resource_id=task["id"],
             patient=ref,
             drug_group=drug_group,
             title=title,
             actor=actor,
             now=moment,
-            today=_today(moment),
-            elsewhere=None,
+            today=today,
+            elsewhere=elsewhere,
             note=note,
         )
+        writes = [_Write(updated, version)]
+        if elsewhere is None:
+            after, summary = Stage.MONITORED_BY_PRACTICE, f"{title} monitored by the practice"
+        else:
+            by, review_on = elsewhere
+            after = Stage.MONITORED_ELSEWHERE
+            summary = f"{title} monitored elsewhere by {by} (review by {review_on.isoformat()})"
+            writes += [
+                _Write(_stop_chase(routine, by, actor, moment), version_of(routine))
+                for routine in _routine_tasks(gateway, session, ref, drug_group)
+            ]
         return _Change(
-            stage,
-            Stage.MONITORED_BY_PRACTICE,
-            [_Write(updated, version)],
-            activity=f"{title} monitored by the practice",
-            detail=dict(params),
-            reason=f"monitored by the practice: {drug_group}",
+            stage_of(current) if current else Stage.TO_CONTACT,
+            after,
+            writes,
+            activity=summary,
+            detail={**params, "closed": [w.reference for w in writes[1:]]},
+            reason=f"{after.label}: {drug_group}",
         )
 
     return _act(
         gateway,
         session,
         actor,
-        Action.MONITORED_BY_PRACTICE,
+        action,
         arrangement_id(ref, drug_group),
         version,
         params,
         plan,
         now,
         _arrangement_or_new(ref),
+    )
+
+
+def _stop_chase(routine: Resource, by: str, actor: Actor, moment: datetime) -> Resource:
+    """A routine monitoring Task cancelled because another organisation monitors the drug."""
+    return task_update(
+        routine,
+        stage=Stage.MONITORED_ELSEWHERE,
+        actor=actor,
+        now=moment,
+        status="cancelled",
+        status_reason=f"monitored elsewhere: {by}",
+        note=f"Monitored elsewhere by {by}: the practice's routine monitoring stops.",
+        stage_text="monitored elsewhere",
     )
 
 

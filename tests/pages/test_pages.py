@@ -568,7 +568,7 @@ def test_every_page_form_carries_a_csrf_token(pinned: Flask, fake: FakeService) 
     fake.queue = [review_item(), review_item("gp-escalation", "gp-1")]
     for username, paths in (
         ("tech", ["/worklist", "/patients/p-mtx"]),
-        ("pharm", ["/review"]),
+        ("pharm", ["/review", "/patients/p-mtx"]),
         ("gp", ["/escalations"]),
     ):
         client = pinned.test_client()
