@@ -59,6 +59,7 @@ ARRANGEMENT_TYPES = frozenset(
     }
 )
 """Resources that may say who monitors a drug group (adapters/arrangements.py)."""
+_PRESCRIPTIONS_AND_DECISIONS = frozenset({"MedicationRequest", "MedicationStatement", "Task"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,10 @@ class RecordBuilder:
         are read; it is asked once per product."""
         self._is_relevant = is_relevant
         self._arrangements = ArrangementReader(catalogue.shared_care)
+        self._statement_types = (
+            ARRANGEMENT_TYPES if self._arrangements.reads_entries else _PRESCRIPTIONS_AND_DECISIONS
+        )
+        """Types that can say who monitors: coded entries only when the catalogue lists codes."""
         self._codes = catalogue.code_index
         self._units = UnitTable(catalogue)
         self.medications: dict[str, Resource] = {}
@@ -175,7 +180,7 @@ class RecordBuilder:
         """Map one resource; malformed ones are recorded in ``skipped`` and never raise."""
         kind = resource.get("resourceType")
         try:
-            if kind in ARRANGEMENT_TYPES:
+            if kind in self._statement_types:
                 self._arrangement(resource)
             if kind == "Observation":
                 self._observation(resource)
