@@ -60,6 +60,17 @@ class ArrangementReader:
         return []
 
     def _prescription(self, resource: Resource, date_of: DateOf) -> Arrangement | None:
+        concepts = [
+            ext.get("valueCodeableConcept")
+            for ext in resource.get("extension") or ()
+            if isinstance(ext, dict) and ext.get("url") in self._extensions
+        ]
+        category = resource.get("category")
+        if category:
+            concepts.extend(_as_list(category))
+        code = _first(self._prescribed, concepts) if concepts else None
+        if code is None:
+            return None
         patient = _patient(resource.get("subject"))
         status = resource.get("status")
         if resource["resourceType"] == "MedicationStatement":
@@ -67,15 +78,6 @@ class ArrangementReader:
         else:
             void = status in _VOID
         if patient is None or void or not _id(resource):
-            return None
-        concepts = [
-            ext.get("valueCodeableConcept")
-            for ext in resource.get("extension") or ()
-            if isinstance(ext, dict) and ext.get("url") in self._extensions
-        ]
-        concepts.extend(_as_list(resource.get("category")))
-        code = _first(self._prescribed, concepts)
-        if code is None:
             return None
         recorded = (
             date_of(resource.get("authoredOn"))

@@ -147,7 +147,7 @@ class Engine:
             dues = _dues(pack, therapy, facts)
             held = elsewhere.get(pack.drug_group)
             entry = _register_entry(pack, therapy, facts, dues)
-            register.append(replace(entry, monitored_elsewhere=held))
+            register.append(entry if held is None else replace(entry, monitored_elsewhere=held))
             if held is None or held.lapsed:
                 monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
             else:
