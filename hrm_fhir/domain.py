@@ -36,7 +36,8 @@ class FindingKind(StrEnum):
 
 
 class MatchMethod(StrEnum):
-    """How a prescription was recognised as a monitored drug."""
+    """How a prescription was recognised as a monitored drug; ``statement`` when the evidence of
+    therapy is a MedicationStatement (what the patient takes) rather than a prescription."""
 
     CODE = "code"
     TEXT = "text"
@@ -85,7 +86,7 @@ class Dosage:
 
 @dataclass(frozen=True, slots=True)
 class Prescription:
-    """One MedicationRequest, reduced to what the rules need."""
+    """One MedicationRequest (or MedicationStatement), reduced to what the rules need."""
 
     ref: ResourceRef
     patient: PatientRef
@@ -218,7 +219,7 @@ class Finding:
     identifier: str
     """Deterministic business identifier: patient, rule, kind and due cycle."""
     matched_by: MatchMethod = MatchMethod.CODE
-    """How the prescription was recognised: by code, or by ingredient name in its text."""
+    """How the prescription was recognised: by code, by name in its text, or a statement."""
     tests: tuple[str, ...] = ()
     due_date: date | None = None
     analyte: str | None = None

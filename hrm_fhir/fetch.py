@@ -2,8 +2,8 @@
 
 - Patients on monitored drugs are found by prescription code, a few codes per search (never one
   giant OR-list), optionally within one practice (chained on the patient's general practitioner).
-- Their records are then read a few patients at a time: Patient, MedicationRequest (with the
-  Medications they reference), Observation and DiagnosticReport.
+- Their records are then read a few patients at a time: Patient, MedicationRequest and
+  MedicationStatement (with the Medications they reference), Observation and DiagnosticReport.
 - An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
   server's own clock minus an overlap) and re-reads only those patients.
 """
@@ -24,7 +24,9 @@ Resource = dict[str, Any]
 CODES_PER_SEARCH = 10
 PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
-RECORD_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport")
+MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
+"""Evidence of therapy: prescriptions, and statements of what the patient takes."""
+RECORD_TYPES = ("Patient", *MEDICATION_TYPES, "Observation", "DiagnosticReport")
 Search = tuple[str, dict[str, str]]
 
 
@@ -116,15 +118,16 @@ def prescribed_patients(
 ) -> set[str]:
     """Patients with a monitored prescription (changed since ``since`` when given)."""
     found: set[str] = set()
-    for codes in _chunks(monitored_codes(rules), CODES_PER_SEARCH):
-        params = {
-            "code": ",".join(codes),
-            "_elements": "subject",
-            **scope.params("MedicationRequest"),
-        }
-        if since:
-            params["_lastUpdated"] = f"gt{since}"
-        found |= _patients(_search(gateway, report, "MedicationRequest", params))
+    for resource_type in MEDICATION_TYPES:
+        for codes in _chunks(monitored_codes(rules), CODES_PER_SEARCH):
+            params = {
+                "code": ",".join(codes),
+                "_elements": "subject",
+                **scope.params(resource_type),
+            }
+            if since:
+                params["_lastUpdated"] = f"gt{since}"
+            found |= _patients(_search(gateway, report, resource_type, params))
     return found
 
 
@@ -138,17 +141,18 @@ def uncoded_candidates(
     """Patients whose prescriptions a code search cannot find: medication named only in text,
     or held in a referenced Medication. Pages the prescriptions in scope with just the fields
     needed and matches them locally (full reconciliation, and changes in incremental sweeps)."""
-    params = {
-        "_elements": "subject,medicationCodeableConcept,medicationReference",
-        **scope.params("MedicationRequest"),
-    }
-    if since:
-        params["_lastUpdated"] = f"gt{since}"
     found: set[str] = set()
-    for resource in _search(gateway, report, "MedicationRequest", params):
-        key = patient_key(resource)
-        if key and ("medicationReference" in resource or is_monitored(resource)):
-            found.add(key)
+    for resource_type in MEDICATION_TYPES:
+        params = {
+            "_elements": "subject,medicationCodeableConcept,medicationReference",
+            **scope.params(resource_type),
+        }
+        if since:
+            params["_lastUpdated"] = f"gt{since}"
+        for resource in _search(gateway, report, resource_type, params):
+            key = patient_key(resource)
+            if key and ("medicationReference" in resource or is_monitored(resource)):
+                found.add(key)
     return found
 
 
@@ -241,7 +245,8 @@ def _patient_searches(wanted: list[str], extra: Sequence[Search]) -> Iterator[Se
     for group in _chunks(wanted, PATIENTS_PER_SEARCH):
         subjects = ",".join(group)
         yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
-        yield "MedicationRequest", {"subject": subjects, "_include": "MedicationRequest:medication"}
+        for kind in MEDICATION_TYPES:
+            yield kind, {"subject": subjects, "_include": f"{kind}:medication"}
         yield "Observation", {"subject": subjects}
         yield "DiagnosticReport", {"subject": subjects}
         for kind, params in extra:
@@ -250,10 +255,8 @@ def _patient_searches(wanted: list[str], extra: Sequence[Search]) -> Iterator[Se
 
 def _scope_searches(scope: Scope, extra: Sequence[Search]) -> Iterator[Search]:
     yield "Patient", scope.params("Patient")
-    yield (
-        "MedicationRequest",
-        {**scope.params("MedicationRequest"), "_include": "MedicationRequest:medication"},
-    )
+    for kind in MEDICATION_TYPES:
+        yield kind, {**scope.params(kind), "_include": f"{kind}:medication"}
     yield "Observation", scope.params("Observation")
     yield "DiagnosticReport", scope.params("DiagnosticReport")
     for kind, params in extra:

@@ -36,7 +36,6 @@ from hrm_fhir.domain import (
 )
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.therapy import MedicationIndex
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -140,10 +139,10 @@ class _Worker:
 
     def read(self) -> _Read:
         """Map each chunk into records of its own; the lines and Medications each one held."""
-        relevant = MedicationIndex(self._rules.packs, self._rules.catalogue).is_relevant
+        medicines = self._rules.medicines()
         lines: dict[int, int] = {}
         for chunk in self._chunks:
-            builder = self._builders[chunk.index] = RecordBuilder(self._rules.catalogue, relevant)
+            builder = self._builders[chunk.index] = RecordBuilder(self._rules.catalogue, medicines)
             lines[chunk.index] = self._read(chunk, builder)
             self._parts[(0, chunk.index)] = builder.take()
         return lines, {i: b.medications for i, b in self._builders.items() if b.medications}

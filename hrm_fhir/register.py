@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable
 
 from hrm_fhir.domain import RegisterEntry
-from hrm_fhir.spreadsheet import safe_cell
+from hrm_fhir.untrusted import csv_writer, safe_cell
 
 COLUMNS = (
     "patient",
@@ -27,7 +26,7 @@ def register_csv(entries: Iterable[RegisterEntry]) -> str:
     scheduled, e.g. sulfasalazine after its first stable year); a group another organisation
     monitors names them and the review date (empty when the practice monitors)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(COLUMNS)
     for entry in entries:
         line = (

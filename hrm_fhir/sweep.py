@@ -29,6 +29,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.domain import Finding, PatientRecord, PatientRef, RegisterEntry
 from hrm_fhir.errors import HRMError
 from hrm_fhir.fetch import (
+    MEDICATION_TYPES,
     FetchReport,
     Scope,
     arrangement_searches,
@@ -282,10 +283,10 @@ def _held(entry: RegisterEntry) -> bool:
 def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> set[str]:
     """Patients with a prescription any rule pack or co-medication class recognises."""
     index = MedicationIndex(rules.packs, rules.catalogue)
-    builder = RecordBuilder(rules.catalogue, index.is_relevant)
+    builder = RecordBuilder(rules.catalogue, index)
     for resources in by_patient.values():
         for resource in resources:
-            if resource.get("resourceType") in ("MedicationRequest", "Medication"):
+            if resource.get("resourceType") in (*MEDICATION_TYPES, "Medication"):
                 builder.add("server", resource)
     return {patient for patient, record in builder.finish().items() if record.prescriptions}
 
@@ -293,11 +294,12 @@ def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> s
 def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
     """Whether a (partial) MedicationRequest names a monitored drug, by code or by text."""
     index = MedicationIndex(rules.packs, rules.catalogue)
-    builder = RecordBuilder(rules.catalogue, index.is_relevant)
+    builder = RecordBuilder(rules.catalogue, index)
 
     def is_monitored(resource: dict[str, Any]) -> bool:
         builder.records.clear()
-        builder.add("server", {**resource, "authoredOn": "1900-01-01", "id": "probe"})
+        probe = {"authoredOn": "1900-01-01", "effectiveDateTime": "1900-01-01", "id": "probe"}
+        builder.add("server", {**resource, **probe})
         return any(record.prescriptions for record in builder.records.values())
 
     return is_monitored
@@ -306,7 +308,7 @@ def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
 def _records(
     rules: RuleSet, bodies: Iterable[bytes]
 ) -> tuple[dict[PatientRef, PatientRecord], list[Any]]:
-    builder = RecordBuilder(rules.catalogue)
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
     for body in bodies:
         for resource in orjson.loads(body):
             builder.add("server", resource)

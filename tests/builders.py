@@ -8,7 +8,7 @@ from typing import Any
 
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import Finding, PatientRecord
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Assessment, Engine
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 
 AS_OF = date(2026, 11, 27)
@@ -45,13 +45,14 @@ def prescription(
     timing: dict[str, Any] | None = None,
     dose: dict[str, Any] | None = None,
     rid: str | None = None,
+    validity_end: date | None = None,
 ) -> dict[str, Any]:
     instruction: dict[str, Any] = {"text": dosage}
     if timing is not None:
         instruction["timing"] = {"repeat": timing}
     if dose is not None:
         instruction["doseAndRate"] = [{"doseQuantity": dose}]
-    return {
+    request: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": rid or f"mr{next(_ids)}",
         "status": status,
@@ -64,6 +65,9 @@ def prescription(
         },
         "dosageInstruction": [instruction],
     }
+    if validity_end is not None:
+        request["dispenseRequest"] = {"validityPeriod": {"end": validity_end.isoformat()}}
+    return request
 
 
 def repeats(
@@ -106,8 +110,20 @@ def observation(
     return obs
 
 
+FBC, LFT, EGFR = "1022441000000101", "997531000000108", "1011481000000105"
+
+
+def bloods(on: date, egfr: float = 85, **kwargs: Any) -> list[dict[str, Any]]:
+    """The DMARD blood set done on one day: FBC and LFT panels and an eGFR."""
+    return [
+        observation(FBC, None, "1", on, **kwargs),
+        observation(LFT, None, "1", on, **kwargs),
+        observation(EGFR, egfr, "mL/min/{1.73_m2}", on, **kwargs),
+    ]
+
+
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
-    builder = RecordBuilder(rules().catalogue)
+    builder = RecordBuilder(rules().catalogue, rules().medicines())
     for resource in resources:
         builder.add("test", resource)
     return dict(builder.finish())
@@ -122,6 +138,12 @@ def evaluate(
     for _, record in sorted(records(resources).items()):
         found.extend(engine.evaluate(record))
     return found
+
+
+def assess(resources: list[dict[str, Any]], as_of: date = AS_OF) -> Assessment:
+    """Map and assess one patient's resources: findings and register lines."""
+    [record] = records(resources).values()
+    return Engine.create(rules(), as_of).assess(record)
 
 
 def of_kind(findings: list[Finding], kind: str, group: str | None = None) -> list[Finding]:

@@ -7,7 +7,6 @@ Dates are read as Europe/London calendar dates; a partial date takes its first d
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -30,12 +29,24 @@ from hrm_fhir.domain import (
     Skipped,
 )
 from hrm_fhir.rules.model import Catalogue
-from hrm_fhir.rules.therapy import Product
+from hrm_fhir.rules.strength import Strength, first_strength, single_strength
+from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.rules.units import UnitTable
 
 LONDON = ZoneInfo("Europe/London")
 RESULT_STATUSES = frozenset({"final", "amended", "corrected"})
-_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|g|micrograms?|mcg|ug)\b(\s*/\s*(hour|hr|h)\b)?")
+STATEMENT_STATUSES = {
+    "active": "active",
+    "completed": "stopped",
+    "stopped": "stopped",
+    "on-hold": "on-hold",
+    "intended": "draft",
+    "not-taken": "cancelled",
+    "entered-in-error": "entered-in-error",
+    "unknown": "unknown",
+}
+"""MedicationStatement status -> the request status whose currency it has (docs/design.md)."""
+_MEDICATION_KINDS = ("MedicationRequest", "MedicationStatement")
 _MASS_TO_MG = {
     "mg": 1.0,
     "g": 1000.0,
@@ -138,26 +149,19 @@ def _concept_text(concept: Any) -> str:
     return " ".join(p for p in parts if p).lower()
 
 
-def product_strength(text: str) -> tuple[float, str] | None:
+def product_strength(text: str) -> Strength | None:
     """Unit strength from text: ``10mg`` -> (10, mg); ``25 micrograms/hour`` -> (25, ug/h)."""
-    match = _STRENGTH.search(text)
-    if match is None:
-        return None
-    value, unit = float(match.group(1)), match.group(2)
-    if match.group(3):
-        return value * _MASS_TO_MG[unit] * 1000, "ug/h"
-    return value * _MASS_TO_MG[unit], "mg"
+    return first_strength(text)
 
 
 class RecordBuilder:
     """Collect resources (in any order) into one PatientRecord per patient."""
 
-    def __init__(
-        self, catalogue: Catalogue, is_relevant: Callable[[Product], bool] | None = None
-    ) -> None:
-        """``is_relevant`` drops prescriptions of products no rule can use (e.g. statins) as they
-        are read; it is asked once per product."""
-        self._is_relevant = is_relevant
+    def __init__(self, catalogue: Catalogue, medicines: MedicationIndex | None = None) -> None:
+        """With ``medicines``, prescriptions of products no rule can use (e.g. statins) are
+        dropped as they are read (it is asked once per product) and a product's strength is
+        that of its monitored ingredient; without, a combination product's strength is unknown."""
+        self._medicines = medicines
         self._arrangements = ArrangementReader(catalogue.shared_care)
         self._statement_types = (
             ARRANGEMENT_TYPES if self._arrangements.reads_entries else _PRESCRIPTIONS_AND_DECISIONS
@@ -184,11 +188,11 @@ class RecordBuilder:
                 self._arrangement(resource)
             if kind == "Observation":
                 self._observation(resource)
-            elif kind == "MedicationRequest":
+            elif kind in _MEDICATION_KINDS:
                 if "medicationReference" in resource:
                     self._pending.append((origin, resource))
                 else:
-                    self._medication_request(resource)
+                    self._prescription(resource)
             elif kind == "Patient":
                 self._patient(resource)
             elif kind == "Medication":
@@ -204,17 +208,18 @@ class RecordBuilder:
             )
 
     def finish(self) -> dict[PatientRef, PatientRecord]:
-        """Map MedicationRequests (every Medication is known now) and return the records."""
+        """Map MedicationRequests and MedicationStatements that reference a Medication (every
+        Medication is known now) and return the records."""
         for origin, resource in self._pending:
             try:
-                self._medication_request(resource)
+                self._prescription(resource)
             except MappingError as exc:
                 self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
             except (TypeError, ValueError, AttributeError, KeyError) as exc:
                 self.skipped.append(
                     Skipped(
                         source=_label(origin, resource),
-                        reason=f"malformed MedicationRequest: {exc}",
+                        reason=f"malformed {resource.get('resourceType')}: {exc}",
                     )
                 )
         self._pending.clear()
@@ -344,32 +349,38 @@ class RecordBuilder:
                     contained.setdefault("issued", resource.get("issued"))
                 self._observation(contained, subject)
 
-    def _medication_request(self, resource: Resource) -> None:
+    def _prescription(self, resource: Resource) -> None:
+        """A MedicationRequest, or a MedicationStatement read as one (status, dates, dosage)."""
+        kind = str(resource.get("resourceType"))
         rid = _require_id(resource)
         patient = _reference(resource.get("subject"), "Patient")
         if patient is None:
-            raise MappingError("MedicationRequest has no Patient subject")
-        authored = self._date(resource.get("authoredOn")) or self._date(
-            ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("start")
-        )
-        if authored is None:
-            raise MappingError("MedicationRequest has no authoredOn date")
+            raise MappingError(f"{kind} has no Patient subject")
+        if kind == "MedicationStatement":
+            status, intent, authored, validity_end, dosage_field = self._statement(resource)
+        else:
+            validity = (resource.get("dispenseRequest") or {}).get("validityPeriod") or {}
+            status = str(resource.get("status") or "unknown")
+            intent = str(resource.get("intent") or "order")
+            written = self._date(resource.get("authoredOn")) or self._date(validity.get("start"))
+            if written is None:
+                raise MappingError("MedicationRequest has no authoredOn date")
+            authored = written
+            validity_end = self._date(validity.get("end"))
+            dosage_field = resource.get("dosageInstruction")
         concept, medication_ref, medication = self._medication(resource)
         product = self._product(concept, medication)
         if not product.codings and not product.text.strip():
-            raise MappingError("MedicationRequest names no medication (no code, no text)")
-        validity_end = self._date(
-            ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
-        )
-        dosage = self._dosage(resource.get("dosageInstruction"))
+            raise MappingError(f"{kind} names no medication (no code, no text)")
+        dosage = self._dosage(dosage_field)
         if not product.relevant:
             self.unrecognised[(product.text, product.codings)] += 1
             return
         prescription = Prescription(  # positional: keywords cost twice as much on this path
-            ResourceRef(f"MedicationRequest/{rid}"),
+            ResourceRef(f"{kind}/{rid}"),
             PatientRef(patient),
-            str(resource.get("status") or "unknown"),
-            str(resource.get("intent") or "order"),
+            status,
+            intent,
             authored,
             product.codings,
             product.text,
@@ -380,6 +391,21 @@ class RecordBuilder:
             ResourceRef(medication_ref) if medication_ref else None,
         )
         self._record(prescription.patient).prescriptions.append(prescription)
+
+    def _statement(self, resource: Resource) -> tuple[str, str, date, date | None, Any]:
+        """Status, intent, start, end and dosage of a MedicationStatement: it starts when its
+        effective time does (else when it was asserted) and, when active, runs to the end of
+        its effectivePeriod; see STATEMENT_STATUSES for what each status counts as."""
+        period = resource.get("effectivePeriod") or {}
+        start = (
+            self._date(resource.get("effectiveDateTime"))
+            or self._date(period.get("start"))
+            or self._date(resource.get("dateAsserted"))
+        )
+        if start is None:
+            raise MappingError("MedicationStatement has no effective date nor dateAsserted")
+        status = STATEMENT_STATUSES.get(str(resource.get("status")), "unknown")
+        return status, "order", start, self._date(period.get("end")), resource.get("dosage")
 
     def _product(self, concept: Any, medication: Resource | None) -> _Product:
         """Codes, text and strength of a product; repeat issues share one cached reading."""
@@ -393,17 +419,36 @@ class RecordBuilder:
                     item = ingredient.get("itemCodeableConcept")
                     codings.extend(_codings(item))
                     text = f"{text} {_concept_text(item)}"
-            strength = _medication_strength(medication) or product_strength(text)
             product = _Product(
-                codings=tuple((system, code) for system, code, _ in codings),
-                text=text,
+                tuple((system, code) for system, code, _ in codings), text, None, None
+            )
+            strength = self._strength(product, medication)
+            product = replace(
+                product,
                 strength=strength[0] if strength else None,
                 strength_unit=strength[1] if strength else None,
+                relevant=self._medicines is None or self._medicines.is_relevant(product),
             )
-            if self._is_relevant is not None and not self._is_relevant(product):
-                product = replace(product, relevant=False)
             self._products[key] = product
         return product
+
+    def _strength(self, product: _Product, medication: Resource | None) -> Strength | None:
+        """The monitored ingredient's strength: from the Medication's ingredient of that name
+        when it gives one, else from the product's name."""
+        if self._medicines is None:
+            return _medication_strength(medication, None) or single_strength(product.text)
+        match = self._medicines.match(product)
+        if match is None:
+            return None
+
+        def is_monitored(item: Any) -> bool:
+            assert self._medicines is not None  # noqa: S101 - checked above
+            found = self._medicines.match(
+                _Product(_coding_pairs(item), _concept_text(item), None, None)
+            )
+            return found is not None and found.ingredient == match.ingredient
+
+        return _medication_strength(medication, is_monitored) or match.strength
 
     def _dosage(self, instructions: Any) -> Dosage:
         key = orjson.dumps(instructions)
@@ -419,24 +464,42 @@ class RecordBuilder:
         ref = (resource.get("medicationReference") or {}).get("reference")
         if not isinstance(ref, str):
             raise MappingError(
-                "MedicationRequest has neither medicationCodeableConcept nor medicationReference"
+                f"{resource.get('resourceType')} has neither medicationCodeableConcept "
+                "nor medicationReference"
             )
         if ref.startswith("#"):
             for contained in resource.get("contained") or ():
                 if contained.get("resourceType") == "Medication" and contained.get("id") == ref[1:]:
                     return contained.get("code"), None, contained
-            raise MappingError(f"MedicationRequest references contained {ref} that is not there")
+            raise MappingError(
+                f"{resource.get('resourceType')} references contained {ref} that is not there"
+            )
         key = _reference({"reference": ref}, "Medication")
         medication = self.medications.get(key or "")
         if medication is None:
-            raise MappingError(f"MedicationRequest references {ref}, which is not in the input")
+            raise MappingError(
+                f"{resource.get('resourceType')} references {ref}, which is not in the input"
+            )
         return medication.get("code"), key, medication
 
 
-def _medication_strength(medication: Resource | None) -> tuple[float, str] | None:
+def _coding_pairs(concept: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((system, code) for system, code, _ in _codings(concept))
+
+
+def _medication_strength(
+    medication: Resource | None, is_monitored: Callable[[Any], bool] | None
+) -> Strength | None:
+    """The strength of the monitored ingredient of a Medication (of its only ingredient when
+    ``is_monitored`` is None)."""
     if medication is None:
         return None
-    for ingredient in medication.get("ingredient") or ():
+    ingredients = medication.get("ingredient") or ()
+    if is_monitored is None and len(ingredients) != 1:
+        return None
+    for ingredient in ingredients:
+        if is_monitored is not None and not is_monitored(ingredient.get("itemCodeableConcept")):
+            continue
         ratio = ingredient.get("strength") or {}
         numerator = ratio.get("numerator") or {}
         denominator = ratio.get("denominator") or {}

@@ -306,7 +306,8 @@ _PATHS: dict[str, Schema] = {
         },
         "post": {
             "operationId": "startSweep",
-            "summary": "Start one sweep in the background (operator role).",
+            "summary": "Start one sweep in the background (operator key; one bound to a practice "
+            "only when the sweep covers that practice alone).",
             "requestBody": {
                 "required": False,
                 "content": {JSON: {"schema": _ref("SweepStart")}},
@@ -314,6 +315,7 @@ _PATHS: dict[str, Schema] = {
             "responses": {
                 "202": _json_body(_ref("SweepStarted"), "Sweep started."),
                 "409": _error("Conflict"),
+                "413": _json_body(_ref("Error"), "The body is larger than HRM_MAX_REQUEST_BYTES."),
                 "415": _json_body(_ref("Error"), "The body is not application/json."),
                 "502": _error("BadGateway"),
                 "503": _error("Unavailable"),
@@ -364,7 +366,8 @@ _PATHS: dict[str, Schema] = {
     "/api/v1/patients/{patient_id}/monitoring": {
         "get": {
             "operationId": "getPatientMonitoring",
-            "summary": "One patient's therapies and findings, evaluated live (read role).",
+            "summary": "One patient's therapies and findings, evaluated live (read role; a "
+            "caller bound to a practice gets 404 for another practice's patient, as for none).",
             "parameters": [
                 {
                     "name": "patient_id",
@@ -392,9 +395,13 @@ _PATHS: dict[str, Schema] = {
 _ACTING_USER = {
     "name": ACTING_USER,
     "in": "header",
-    "required": True,
+    "required": False,
     "schema": {"type": "string"},
-    "description": "Username of the active user acting; their role and practice apply.",
+    "description": (
+        "With an integration key only (and then required): the username of the active user "
+        "acting; their role and practice apply. A personal bearer token names its own user and "
+        "takes no X-Acting-User; read and operator keys may not name anyone (403)."
+    ),
 }
 _STAGE = {"enum": [stage.value for stage in Stage]}
 _DATE = {"type": "string", "format": "date"}
@@ -413,7 +420,12 @@ _ARRANGEMENT_VERSION = {
     "decision about this patient and drug group (a 409 if one exists).",
 }
 _WORKFLOW_ERRORS = {
-    "404": _json_body(_ref("Error"), "No such Task (or Flag, or GP escalation)."),
+    "404": _json_body(
+        _ref("Error"),
+        "No such Task (or Flag, or GP escalation; or Patient, for who monitors), or one of "
+        "another practice: both are answered the same.",
+    ),
+    "413": _json_body(_ref("Error"), "The body is larger than HRM_MAX_REQUEST_BYTES."),
     "409": _json_body(
         _ref("Error"),
         "The Task changed since it was loaded (reload it), or its stage does not allow this.",
@@ -927,7 +939,7 @@ _SCHEMAS.update(
                             "phase_anchor": _DATE,
                             "medication": {"type": "string"},
                             "ingredient": {"type": "string"},
-                            "matched_by": {"enum": ["code", "text"]},
+                            "matched_by": {"enum": ["code", "text", "statement"]},
                             "statements": {"type": "array", "items": _ref("EvidenceStatement")},
                             "tests": {
                                 "type": "array",
@@ -1151,16 +1163,26 @@ def build_document() -> dict[str, Any]:
             "version": "1",
             "description": (
                 "High-risk drug monitoring on FHIR R4: sweeps, the findings ledger, live "
-                "per-patient monitoring, the programme workflow and its monthly audit. Keys have "
-                "the role read (GET) "
-                "or operator (GET, POST); workflow operations also name the acting user in "
-                "X-Acting-User."
+                "per-patient monitoring, the programme workflow and its monthly audit. An API key "
+                "has the role read (GET), operator (GET, and POST /sweeps) or integration (GET, "
+                "and the workflow operations for the user it names in X-Acting-User). A person's "
+                "own token (Authorization: Bearer, from `hrm-fhir users token`) acts as them: GET "
+                "and the workflow operations their role allows. A key bound to a practice, or a "
+                "person of one, sees only that practice: another practice's patient or Task is a "
+                "404, as for none, and a list or report of another practice a 403."
             ),
         },
-        "security": [{"apiKey": []}],
+        "security": [{"apiKey": []}, {"personalToken": []}],
         "paths": _PATHS,
         "components": {
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": HEADER}},
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": HEADER},
+                "personalToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A person's own token (hrm-fhir users token NAME).",
+                },
+            },
             "schemas": _SCHEMAS,
             "responses": _RESPONSES,
         },

@@ -23,7 +23,7 @@ from hrm_fhir.domain import (
     ResourceRef,
 )
 from hrm_fhir.rules.model import SharedCare
-from hrm_fhir.rules.therapy import MedicationIndex, Therapy, is_current
+from hrm_fhir.rules.therapy import Currency, MedicationIndex, Therapy
 
 ANOTHER_ORGANISATION = "another organisation"
 """Who monitors, when the record does not name them."""
@@ -34,17 +34,17 @@ def monitored_elsewhere(
     therapies: Mapping[str, Therapy],
     index: MedicationIndex,
     shared_care: SharedCare | None,
-    as_of: date,
-    lookback_start: date,
+    currency: Currency,
 ) -> dict[str, MonitoredElsewhere]:
-    """Per drug group on current therapy that another organisation monitors on ``as_of``, who
-    and since when (a lapsed arrangement, its review date passed, is included and marked)."""
+    """Per drug group on current therapy that another organisation monitors on the as-of date,
+    who and since when (a lapsed arrangement, its review date passed, is included and marked)."""
+    as_of = currency.as_of
     current = {group for group, therapy in therapies.items() if therapy.current}
     requests = {p.ref: p for p in record.prescriptions}
     generic = frozenset(shared_care.generic_groups) if shared_care else frozenset()
     latest: dict[str, Arrangement] = {}
     for statement in record.arrangements:
-        if not _in_force(statement, requests, as_of, lookback_start):
+        if not _in_force(statement, requests, currency):
             continue
         for group in _groups(statement, requests, index, generic) & current:
             held = latest.get(group)
@@ -76,15 +76,15 @@ def _order(statement: Arrangement) -> tuple[date, bool, str]:
 def _in_force(
     statement: Arrangement,
     requests: Mapping[ResourceRef, Prescription],
-    as_of: date,
-    lookback_start: date,
+    currency: Currency,
 ) -> bool:
+    as_of = currency.as_of
     if statement.recorded_on > as_of:
         return False
     if statement.ended_on is not None and statement.ended_on <= as_of:
         return False
     own = requests.get(statement.ref)
-    return own is None or is_current(own, as_of, lookback_start)
+    return own is None or currency.is_current(own)
 
 
 def _groups(

@@ -37,7 +37,14 @@ from hrm_fhir.rules.model import (
     Tolerance,
 )
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.therapy import MedicationIndex, Therapy, build_therapies, daily_dose_mg
+from hrm_fhir.rules.therapy import (
+    Currency,
+    MedicationIndex,
+    ProductRequest,
+    Therapy,
+    build_therapies,
+    daily_dose_mg,
+)
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     "lt": operator.lt,
@@ -47,6 +54,7 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 _SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
 _BY_DATE = operator.attrgetter("effective", "ref")
+DOSE_MEASURES = frozenset({"daily_dose_mg", "strength_mg"})
 
 
 def business_identifier(*parts: str) -> str:
@@ -64,8 +72,7 @@ class Engine:
     window_days: int
     packs: tuple[RulePack, ...] = field(init=False)
     index: MedicationIndex = field(init=False)
-    lookback_start: date = field(init=False)
-    course_gap_days: int = field(init=False)
+    currency: Currency = field(init=False)
     restart_groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,8 +81,12 @@ class Engine:
         derived = {
             "packs": packs,
             "index": MedicationIndex(packs, catalogue),
-            "lookback_start": catalogue.current_issue_lookback.before(self.as_of),
-            "course_gap_days": (self.as_of - catalogue.course_gap.before(self.as_of)).days,
+            "currency": Currency(
+                as_of=self.as_of,
+                lookback_start=catalogue.current_issue_lookback.before(self.as_of),
+                unissued_before=catalogue.unissued_active.after.before(self.as_of),
+                course_gap=self.as_of - catalogue.course_gap.before(self.as_of),
+            ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
         }
         for name, value in derived.items():
@@ -88,14 +99,7 @@ class Engine:
 
     def therapies(self, record: PatientRecord) -> dict[str, Therapy]:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
-        return build_therapies(
-            record.prescriptions,
-            self.index,
-            self.as_of,
-            self.lookback_start,
-            self.course_gap_days,
-            self.restart_groups,
-        )
+        return build_therapies(record.prescriptions, self.index, self.currency, self.restart_groups)
 
     def monitored_elsewhere(
         self, record: PatientRecord, therapies: dict[str, Therapy] | None = None
@@ -106,13 +110,12 @@ class Engine:
             self.therapies(record) if therapies is None else therapies,
             self.index,
             self.rules.catalogue.shared_care,
-            self.as_of,
-            self.lookback_start,
+            self.currency,
         )
 
     def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
         """Per test id, the newest result on or before as-of that shows the test done."""
-        facts = Facts.build(record, {}, self.rules.catalogue, self.as_of, self.lookback_start)
+        facts = Facts.build(record, {}, self.rules.catalogue, self.as_of)
         out: dict[str, tuple[date, ResourceRef]] = {}
         for test in self.rules.catalogue.tests.values():
             last = facts.last_done(test.analytes)
@@ -136,7 +139,7 @@ class Engine:
         therapies = self.therapies(record)
         if not any(t.current for t in therapies.values()):
             return Assessment([], [])
-        facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)
+        facts = Facts.build(record, therapies, catalogue, self.as_of)
         elsewhere = self.monitored_elsewhere(record, therapies) if record.arrangements else {}
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
@@ -155,6 +158,7 @@ class Engine:
             findings.extend(monitoring)
             findings.extend(_out_of_range(pack, therapy, facts))
             findings.extend(_prescribing(pack, therapy, facts))
+            findings.extend(_unissued(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
         return Assessment(findings, register)
 
@@ -179,7 +183,6 @@ class Facts:
     """Results on or before as-of, oldest first, per analyte."""
     current_groups: frozenset[str]
     therapies: dict[str, Therapy]
-    lookback_start: date
     catalogue: Catalogue
 
     @classmethod
@@ -189,7 +192,6 @@ class Facts:
         therapies: dict[str, Therapy],
         catalogue: Catalogue,
         as_of: date,
-        lookback_start: date,
     ) -> Facts:
         by_analyte: dict[str, list[LabResult]] = {}
         for result in record.results:
@@ -207,7 +209,6 @@ class Facts:
             results=by_analyte,
             current_groups=frozenset(g for g, t in therapies.items() if t.current),
             therapies=therapies,
-            lookback_start=lookback_start,
             catalogue=catalogue,
         )
 
@@ -251,25 +252,23 @@ class Facts:
         value = (cg.age_offset - self.age) * weight.value * factor / creatinine.value
         return round(value, 1), (creatinine.ref, weight.ref)
 
-    def measure(self, name: str, ingredient: Prescription | None) -> float | None:
+    def measure(self, name: str) -> float | None:
+        """A measure a condition reads; the doses (``daily_dose_mg``, ``strength_mg``) belong to
+        the prescriptions a check looks at and are read there (``_dose_measure``)."""
         if name == "age":
             return None if self.age is None else float(self.age)
         if name == "crcl":
             found = self.crcl()
             return None if found is None else found[0]
-        if name == "daily_dose_mg":
-            return None if ingredient is None else daily_dose_mg(ingredient)
-        if name == "strength_mg":
-            if ingredient is None or ingredient.strength_unit != "mg":
-                return None
-            return ingredient.strength
+        if name in DOSE_MEASURES:
+            return None
         latest = self.latest(name)
         return None if latest is None else latest.value
 
-    def holds(self, cond: Condition, ingredient: Prescription | None = None) -> bool:
+    def holds(self, cond: Condition) -> bool:
         """Whether one condition holds; unknown values never satisfy a condition."""
         if cond.measure is not None:
-            value = self.measure(cond.measure, ingredient)
+            value = self.measure(cond.measure)
             assert cond.op is not None  # noqa: S101 - schema checks
             assert cond.value is not None  # noqa: S101 - schema checks
             return value is not None and COMPARE[cond.op](value, cond.value)
@@ -287,9 +286,10 @@ class Facts:
         return len(tail) == cond.count + 1 and all(b < a for a, b in pairwise(tail))
 
 
-def _holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy) -> bool:
+def _holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool:
+    """A condition for one therapy; ``on_therapy_less_than`` is judged on the day ``on``."""
     if cond.on_therapy_less_than is not None:
-        return facts.as_of < cond.on_therapy_less_than.after(therapy.anchor)
+        return on < cond.on_therapy_less_than.after(therapy.anchor)
     return facts.holds(cond)
 
 
@@ -309,13 +309,16 @@ def _next_due(schedule: Schedule, anchor: date, base: date) -> tuple[date, Durat
 
 
 def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date) -> date | None:
-    if not all(_holds_for_therapy(facts, c, therapy) for c in modifier.when):
+    """The modifier's due date from the base, when its conditions hold. Time on therapy is
+    judged on the base date, as phases are: a test due in the first weeks and never done stays
+    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start)."""
+    if not all(_holds_for_therapy(facts, c, therapy, base) for c in modifier.when):
         return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
     source = modifier.interval_months_from
     assert source is not None  # noqa: S101 - schema checks
-    value = facts.measure(source.measure, None)
+    value = facts.measure(source.measure)
     if value is None:
         return None
     months = max(1, int(value // source.divisor))
@@ -609,32 +612,60 @@ def _out_of_range(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Findin
 # ------------------------------------------------------------------ prescribing safety
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one prescribing check found."""
+
+    detail: str
+    evidence: tuple[ResourceRef, ...]
+    verified: bool = True
+    missing: tuple[str, ...] = ()
+    """Set when the check could not be assessed: the data it lacks (an incomplete finding)."""
+
+    def reason(self, advice: str) -> str:
+        if self.missing:
+            return f"{self.detail}; if so: {advice}."
+        return f"{self.detail}: {advice}."
+
+
 def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
-    current = therapy.current_by_ingredient(facts.as_of, facts.lookback_start)
+    if not pack.prescribing:
+        return []
+    by_ingredient: dict[str | None, tuple[ProductRequest, ...]] = {None: therapy.products}
+    for product in therapy.products:
+        by_ingredient[product.ingredient] = (*by_ingredient.get(product.ingredient, ()), product)
     findings = []
     for check in pack.prescribing:
-        outcome = _run_check(pack, check, current, facts, therapy)
+        products = by_ingredient.get(check.ingredient, ())
+        if not products:
+            continue
+        outcome = _run_check(pack, check, products, facts, therapy)
         if outcome is None:
             continue
-        detail, evidence, verified = outcome
+        kind = FindingKind.INCOMPLETE if outcome.missing else FindingKind.PRESCRIBING
         findings.append(
             Finding(
                 patient=facts.patient,
-                kind=FindingKind.PRESCRIBING,
+                kind=kind,
                 drug_group=pack.drug_group,
                 medication=therapy.latest.ref,
                 matched_by=therapy.method,
                 rule=pack.ref,
                 check=check.id,
-                reason=f"{detail}: {check.advice}.",
+                reason=outcome.reason(check.advice),
                 source=pack.citations[check.citation].url,
-                verified=verified and check.verified,
-                evidence=evidence,
+                verified=outcome.verified and check.verified,
+                evidence=outcome.evidence,
                 identifier=business_identifier(
-                    facts.patient, pack.id, "prescribing", check.code, therapy.start.isoformat()
+                    facts.patient,
+                    pack.id,
+                    "incomplete" if outcome.missing else "prescribing",
+                    check.code,
+                    therapy.start.isoformat(),
                 ),
                 code=check.code,
                 severity=check.severity,
+                missing=outcome.missing,
             )
         )
     return findings
@@ -643,91 +674,239 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
 def _run_check(
     pack: RulePack,
     check: PrescribingCheck,
-    current: dict[str, Prescription],
+    products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
-) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
-    if check.ingredient is not None:
-        only = current.get(check.ingredient)
-        current = {} if only is None else {check.ingredient: only}
-    if not current:
-        return None
+) -> _Outcome | None:
     if check.check == "max_frequency":
-        assert check.value is not None  # noqa: S101 - schema checks
-        for name, request in sorted(current.items()):
-            per_day = request.dosage.per_day
-            if per_day is not None and per_day * 7 > check.value + 1e-9:
-                times = per_day * 7
-                return (
-                    f"{name.capitalize()} prescribed {times:g} times a week "
-                    f'("{request.dosage.text}"), more than {check.value:g} a week',
-                    (request.ref,),
-                    True,
-                )
-        return None
+        return _max_frequency(check, products)
     if check.check == "ome_at_least":
-        return _ome(pack, check, current)
-    subject_request = current.get(check.ingredient) if check.ingredient else therapy.latest
+        return _ome(pack, check, products)
+    return _criteria(pack, check, products, facts, therapy)
 
-    def holds(cond: Condition) -> bool:
-        return _holds_for_therapy_or_ingredient(facts, cond, therapy, subject_request)
 
-    if not all(holds(c) for c in check.requires):
+def _said(request: Prescription) -> str:
+    """The dosage as written, for a reason."""
+    text = request.dosage.text.strip()
+    return f'"{text}" on {request.ref}' if text else f"no dosage text on {request.ref}"
+
+
+def _max_frequency(
+    check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """More administrations a week than allowed, on any current request of the ingredient; an
+    unreadable frequency is reported, never read as compliant."""
+    assert check.value is not None  # noqa: S101 - schema checks
+    unread: list[ProductRequest] = []
+    for product in products:
+        request = product.request
+        per_day = request.dosage.per_day
+        if per_day is None:
+            unread.append(product)
+        elif per_day * 7 > check.value + 1e-9:
+            return _Outcome(
+                f"{product.ingredient.capitalize()} prescribed {per_day * 7:g} times a week "
+                f'("{request.dosage.text}"), more than {check.value:g} a week',
+                (request.ref,),
+            )
+    if not unread:
         return None
-    held = [c for c in check.criteria if holds(c)]
-    needed = check.min_match or len(check.criteria)
-    if len(held) < needed:
-        return None
-    subject = check.ingredient or pack.title
-    detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in (*check.requires, *held))
-    return detail, tuple(sorted(r.ref for r in current.values())), True
-
-
-def _holds_for_therapy_or_ingredient(
-    facts: Facts, cond: Condition, therapy: Therapy, request: Prescription | None
-) -> bool:
-    if cond.measure in ("daily_dose_mg", "strength_mg"):
-        return facts.holds(cond, request)
-    return _holds_for_therapy(facts, cond, therapy)
+    name = unread[0].ingredient
+    return _Outcome(
+        f"{name.capitalize()} frequency not stated ({'; '.join(_said(p.request) for p in unread)})"
+        f": cannot tell whether it is taken more than {check.value:g} a week",
+        tuple(p.request.ref for p in unread),
+        missing=tuple(f"dosage frequency of {p.ingredient} ({p.request.ref})" for p in unread),
+    )
 
 
 def _ome(
-    pack: RulePack, check: PrescribingCheck, current: dict[str, Prescription]
-) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
+    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """Total oral morphine equivalent over every current product of every opioid (modified and
+    immediate release of one drug both count). A dose that cannot be read makes the check
+    incomplete unless the readable part already reaches the limit; an ingredient or form with
+    no conversion factor is named in the reason only (a gap in the rule, not in the record)."""
     assert check.value is not None  # noqa: S101 - schema checks
     factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
-    total, parts, verified, unknown = 0.0, [], True, []
-    for name, request in sorted(current.items()):
+    total, parts, verified = 0.0, [], True
+    unread: list[ProductRequest] = []
+    no_factor: list[str] = []
+    for product in products:
+        name, request = product.ingredient, product.request
         ome = factors.get(name)
         if ome is None:
-            unknown.append(name)
+            no_factor.append(name)
             continue
         if ome.per == "ug/h":
+            if request.strength_unit is None:
+                unread.append(product)
+                continue
             if request.strength_unit != "ug/h" or not request.strength:
-                unknown.append(name)
+                no_factor.append(f"{name} (not a patch)")
                 continue
             patches = request.dosage.dose_value if request.dosage.dose_unit == "unit" else 1.0
             amount = request.strength * (patches or 1.0)
-            contribution = amount * ome.factor
+            total += amount * ome.factor
             parts.append(f"{name} {amount:g} micrograms/hour x {ome.factor:g}")
         else:
             dose = daily_dose_mg(request)
             if dose is None:
-                unknown.append(name)
+                unread.append(product)
                 continue
-            contribution = dose * ome.factor
+            total += dose * ome.factor
             parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
-        total += contribution
         verified = verified and ome.verified
-    if total < check.value:
+    if total < check.value and not unread:
         return None
+    evidence = tuple(sorted({p.request.ref for p in products}))
+    counted = f"({'; '.join(parts)})" if parts else "(nothing readable)"
+    not_stated = ", ".join(f"{p.ingredient} ({_said(p.request)})" for p in unread)
+    no_cited = f" (not counted, no cited OME factor: {', '.join(no_factor)})" if no_factor else ""
+    if total >= check.value:
+        detail = (
+            f"Oral morphine equivalent {total:g} mg/day {counted} is at or above "
+            f"{check.value:g} mg/day"
+        )
+        if unread:
+            detail += f" (not counted, dose not stated: {not_stated})"
+        return _Outcome(detail + no_cited, evidence, verified)
     detail = (
-        f"Oral morphine equivalent {total:g} mg/day ({'; '.join(parts)}) "
-        f"is at or above {check.value:g} mg/day"
+        f"Oral morphine equivalent cannot be totalled, dose not stated: {not_stated}; the "
+        f"readable part is {total:g} mg/day {counted}, below {check.value:g} mg/day{no_cited}"
     )
-    if unknown:
-        detail += f" (not counted, dose unknown: {', '.join(unknown)})"
-    return detail, tuple(sorted(r.ref for r in current.values())), verified
+    missing = tuple(f"daily dose of {p.ingredient} ({p.request.ref})" for p in unread)
+    return _Outcome(detail, evidence, verified, missing)
+
+
+def _criteria(
+    pack: RulePack,
+    check: PrescribingCheck,
+    products: tuple[ProductRequest, ...],
+    facts: Facts,
+    therapy: Therapy,
+) -> _Outcome | None:
+    """Conditions that must hold together. A dose condition that cannot be read is reported
+    when it alone stands between the record and the finding; otherwise it changes nothing."""
+    dosed = products if check.ingredient else products[-1:]
+    unread: list[Condition] = []
+    as_of = facts.as_of
+    for cond in check.requires:
+        held = (
+            _dose_holds(cond, dosed)
+            if cond.measure in DOSE_MEASURES
+            else _holds_for_therapy(facts, cond, therapy, as_of)
+        )
+        if held is False:
+            return None
+        if held is None:
+            unread.append(cond)
+    required = not unread
+    held_criteria: list[Condition] = []
+    possible = 0
+    for cond in check.criteria:
+        held = (
+            _dose_holds(cond, dosed)
+            if cond.measure in DOSE_MEASURES
+            else _holds_for_therapy(facts, cond, therapy, as_of)
+        )
+        if held:
+            held_criteria.append(cond)
+        elif held is None:
+            unread.append(cond)
+            possible += 1
+    needed = check.min_match or len(check.criteria)
+    fires = required and len(held_criteria) >= needed
+    if not fires and (not unread or len(held_criteria) + possible < needed):
+        return None
+    subject = (check.ingredient or pack.title).capitalize()
+    evidence = tuple(sorted(p.request.ref for p in products))
+    if fires:
+        described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
+        return _Outcome(f"{subject}: {described}", evidence)
+    known = [c.describe() for c in (*check.requires, *held_criteria) if c not in unread]
+    missing = tuple(
+        f"{'strength' if c.measure == 'strength_mg' else 'daily dose'} of "
+        f"{p.ingredient} ({p.request.ref})"
+        for c in unread
+        for p in dosed
+        if _dose_measure(c.measure or "", (p,))[0] is None
+    )
+    detail = (
+        f"{subject}: cannot tell whether {', '.join(c.describe() for c in unread)} "
+        f"({'; '.join(_said(p.request) for p in dosed)})"
+    )
+    if known:
+        detail += f"; already holds: {', '.join(known)}"
+    return _Outcome(detail, evidence, missing=tuple(dict.fromkeys(missing)))
+
+
+def _dose_holds(cond: Condition, products: tuple[ProductRequest, ...]) -> bool | None:
+    """A dose condition over the products: None when the answer rests on an unreadable dose."""
+    assert cond.measure is not None  # noqa: S101 - only dose measures come here
+    assert cond.op is not None  # noqa: S101 - schema checks
+    assert cond.value is not None  # noqa: S101 - schema checks
+    value, unread = _dose_measure(cond.measure, products)
+    confirmed = value is not None and COMPARE[cond.op](value, cond.value)
+    if confirmed and (not unread or cond.op in ("gt", "ge")):
+        return True
+    return None if unread else False
+
+
+def _dose_measure(measure: str, products: tuple[ProductRequest, ...]) -> tuple[float | None, bool]:
+    """The ingredient's total daily dose in mg (or its highest strength in mg) over the readable
+    products, and whether some product's could not be read."""
+    readable: list[float] = []
+    for product in products:
+        request = product.request
+        if measure == "daily_dose_mg":
+            value = daily_dose_mg(request)
+        else:
+            value = request.strength if request.strength_unit == "mg" else None
+        if value is not None:
+            readable.append(value)
+    unread = len(readable) < len(products)
+    if not readable:
+        return None, unread
+    return (sum(readable) if measure == "daily_dose_mg" else max(readable)), unread
+
+
+def _unissued(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
+    """An active request current only because it was never stopped, with nothing of its
+    product issued or authored for longer than the catalogue's limit: counted, and said."""
+    stale = [p for p in therapy.products if p.unissued_since is not None]
+    if not stale:
+        return []
+    rule = facts.catalogue.unissued_active
+    since = min(p.unissued_since for p in stale if p.unissued_since is not None)
+    listed = "; ".join(
+        f"{p.request.ref} ({p.ingredient}, last issued or authored {p.unissued_since})"
+        for p in stale
+    )
+    reason = (
+        f"{pack.title}: active but not issued since {since.isoformat()} ({listed}); monitoring "
+        f"still follows it: confirm the patient still takes it, or end the prescription."
+    )
+    return [
+        Finding(
+            patient=facts.patient,
+            kind=FindingKind.PRESCRIBING,
+            drug_group=pack.drug_group,
+            medication=stale[-1].request.ref,
+            matched_by=stale[-1].method,
+            rule=pack.ref,
+            check="active-not-issued",
+            reason=reason,
+            source=facts.catalogue.citations[rule.citation].url,
+            verified=rule.verified,
+            evidence=tuple(p.request.ref for p in stale),
+            identifier=business_identifier(
+                facts.patient, pack.id, "prescribing", "active-not-issued", since.isoformat()
+            ),
+            code="active-not-issued",
+            severity=rule.severity,
+        )
+    ]
 
 
 def _patient_of(record: PatientRecord) -> PatientRef:

@@ -255,6 +255,41 @@ class MedicationClass:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeList:
+    """A published code list of medicinal products, as cited in the catalogue."""
+
+    id: str
+    file: str
+    """CSV in ``rules/codelists/`` with ``code,term,ingredient,brand``."""
+    system: str
+    citation: Citation
+    source: str = ""
+    """The list's own name and version where it is published (e.g. ``pincer/lith/6f1c2a0d``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductCode:
+    """One product code (dm+d VTM, VMP or AMP) and the one ingredient it is recognised as."""
+
+    code: str
+    term: str
+    ingredient: str
+    brand: str
+    """The brand name of a branded product (``eliquis``), lower case; empty for generics."""
+    code_list: str
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """A co-name (``co-codamol``) and its ingredients in the order of the strengths in its
+    dm+d names (``Co-codamol 30mg/500mg`` is codeine 30 mg, paracetamol 500 mg)."""
+
+    name: str
+    ingredients: tuple[str, ...]
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
 class CockcroftGault:
     """CrCl (mL/min) = (age_offset - age) * weight * factor[sex] / creatinine (umol/L)."""
 
@@ -309,6 +344,18 @@ class SharedCare:
 
 
 @dataclass(frozen=True, slots=True)
+class UnissuedActive:
+    """An active request with nothing issued or authored of its product for ``after`` raises a
+    finding of ``severity`` ("active but not issued since <date>")."""
+
+    after: Duration
+    severity: Severity
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     version: int
     citations: dict[str, Citation]
@@ -319,6 +366,11 @@ class Catalogue:
     due_window_days: int
     current_issue_lookback: Duration
     course_gap: Duration
+    unissued_active: UnissuedActive
     code_index: dict[tuple[str, str], str] = field(default_factory=dict)
     """(system, code) -> analyte id, built at load."""
+    combinations: dict[str, Combination] = field(default_factory=dict)
+    code_lists: dict[str, CodeList] = field(default_factory=dict)
+    products: dict[tuple[str, str], ProductCode] = field(default_factory=dict)
+    """(system, code) -> product, from every code list; filled in by the registry."""
     shared_care: SharedCare | None = None

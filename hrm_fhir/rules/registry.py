@@ -12,7 +12,7 @@ import os
 import pickle
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 from hrm_fhir.config import cache_dir
 from hrm_fhir.errors import RuleDefinitionError
 from hrm_fhir.rules.model import Catalogue, Condition, RulePack
+from hrm_fhir.rules.therapy import MedicationIndex
 
 DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg"})
 
@@ -42,6 +43,10 @@ class RuleSet:
                 best[pack.id] = pack
         return tuple(sorted(best.values(), key=lambda p: p.id))
 
+    def medicines(self) -> MedicationIndex:
+        """What recognises products and reads their strength, over every pack version."""
+        return MedicationIndex(self.packs, self.catalogue)
+
     def get(self, rule_id: str, version: int | None = None) -> RulePack:
         """One pack by id, the highest version unless ``version`` is given."""
         matches = [p for p in self.packs if p.id == rule_id and version in (None, p.version)]
@@ -59,10 +64,14 @@ def _read_toml(name: str, text: str) -> dict[str, Any]:
         raise RuleDefinitionError(f"{name}: not valid TOML: {exc}") from exc
 
 
-def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
-    """Validate a catalogue and pack files given as text (name -> TOML); raise on any problem."""
+def build_rule_set(
+    catalogue_text: str, packs: Mapping[str, str], code_lists: Mapping[str, str] | None = None
+) -> RuleSet:
+    """Validate a catalogue, pack files (name -> TOML) and code lists (file name -> CSV, the
+    package's own when None) given as text; raise on any problem."""
     from marshmallow import ValidationError
 
+    from hrm_fhir.rules.products import read_code_lists
     from hrm_fhir.rules.schema import load_catalogue, load_pack
 
     try:
@@ -97,7 +106,11 @@ def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
                 raise RuleDefinitionError(
                     f"{pack.ref}: co_prescribed names unknown group or class {target!r}"
                 )
-    return RuleSet(catalogue=catalogue, packs=tuple(loaded))
+    ingredients = {i.name for p in loaded for i in p.ingredients}
+    ingredients.update(i.name for c in catalogue.classes.values() for i in c.ingredients)
+    lists = _code_list_files() if code_lists is None else code_lists
+    products = read_code_lists(catalogue, lists, ingredients)
+    return RuleSet(catalogue=replace(catalogue, products=products), packs=tuple(loaded))
 
 
 def _shared_care_groups(catalogue: Catalogue) -> Iterable[str]:
@@ -157,6 +170,15 @@ def _package_files() -> tuple[str, dict[str, str]]:
     return catalogue, packs
 
 
+def _code_list_files() -> dict[str, str]:
+    folder = resources.files("hrm_fhir.rules").joinpath("codelists")
+    return {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".csv")
+    }
+
+
 def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
     """The packs shipped in the package (plus ``extra_dir/*.toml`` when given), validated."""
     catalogue, packs = _package_files()
@@ -164,7 +186,7 @@ def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
         packs.update(
             {p.name: p.read_text(encoding="utf-8") for p in sorted(extra_dir.glob("*.toml"))}
         )
-    return _cached(catalogue, packs)
+    return _cached(catalogue, packs, _code_list_files())
 
 
 _DEFINED_BY = (
@@ -172,27 +194,31 @@ _DEFINED_BY = (
     "rules/schema.py",
     "rules/model.py",
     "rules/durations.py",
+    "rules/products.py",
     "domain.py",
 )
 """The code a cached rule set depends on, besides the TOML texts."""
 
 
-def _cached(catalogue: str, packs: Mapping[str, str]) -> RuleSet:
+def _cached(catalogue: str, packs: Mapping[str, str], code_lists: Mapping[str, str]) -> RuleSet:
     """The rule set from the cache when one was built from the same texts by the same code."""
-    cache = _cache_file(catalogue, packs)
+    cache = _cache_file(
+        catalogue, {**packs, **{f"codelists/{k}": v for k, v in code_lists.items()}}
+    )
     cached = None if cache is None else _read_cache(cache)
     if cached is not None:
         return cached
-    rule_set = build_rule_set(catalogue, packs)
+    rule_set = build_rule_set(catalogue, packs, code_lists)
     if cache is not None:
         _write_cache(cache, rule_set)
     return rule_set
 
 
-def _cache_file(catalogue: str, packs: Mapping[str, str]) -> Path | None:
-    """Where a rule set from these texts is cached; None when the code cannot be read to hash."""
+def _cache_file(catalogue: str, texts: Mapping[str, str]) -> Path | None:
+    """Where a rule set from these texts (packs and code lists) is cached; None when the code
+    cannot be read to hash."""
     digest = hashlib.sha256(sys.version.encode())
-    for name, text in [("", catalogue), *sorted(packs.items())]:
+    for name, text in [("", catalogue), *sorted(texts.items())]:
         digest.update(f"\0{name}\0{len(text)}\0{text}".encode())
     root = resources.files("hrm_fhir")
     try:

@@ -25,6 +25,7 @@ THRESHOLD_OPERATORS = (
     "rise_pct_from_baseline",
 )
 CHECKS = ("max_frequency", "ome_at_least", "criteria")
+SNOMED = "http://snomed.info/sct"
 
 
 class DurationField(fields.Field[Duration]):
@@ -348,6 +349,22 @@ class MedicationClassSchema(Schema):
     ingredients = fields.List(fields.Nested(IngredientSchema), required=True)
 
 
+class CombinationSchema(Schema):
+    ingredients = fields.List(
+        fields.String(validate=validate.Length(min=3)),
+        required=True,
+        validate=validate.Length(min=2),
+    )
+    citation = fields.String(required=True)
+
+
+class CodeListSchema(Schema):
+    file = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+\.csv$"))
+    system = fields.String(required=True, validate=validate.OneOf([SNOMED]))
+    citation = fields.String(required=True)
+    source = fields.String(load_default="")
+
+
 class CockcroftGaultSchema(Schema):
     age_offset = fields.Float(required=True)
     factor_male = fields.Float(required=True)
@@ -358,6 +375,18 @@ class CockcroftGaultSchema(Schema):
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.CockcroftGault:
         return model.CockcroftGault(**data)
+
+
+class UnissuedActiveSchema(Schema):
+    after = DurationField(required=True)
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.UnissuedActive:
+        return model.UnissuedActive(**data)
 
 
 class ProgrammeSchema(Schema):
@@ -425,6 +454,13 @@ class CatalogueSchema(Schema):
         keys=fields.String(), values=fields.Nested(MedicationClassSchema), load_default=dict
     )
     cockcroft_gault = fields.Nested(CockcroftGaultSchema, required=True)
+    combinations = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CombinationSchema), load_default=dict
+    )
+    code_lists = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CodeListSchema), load_default=dict
+    )
+    unissued_active = fields.Nested(UnissuedActiveSchema, required=True)
     shared_care = fields.Nested(SharedCareSchema, load_default=None)
 
     @validates_schema
@@ -440,6 +476,9 @@ class CatalogueSchema(Schema):
         cg = data.get("cockcroft_gault")
         if cg is not None and cg.citation not in keys:
             problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        unissued = data.get("unissued_active")
+        if unissued is not None and unissued.citation not in keys:
+            problems.append(f"unissued_active cites unknown {unissued.citation!r}")
         shared = data.get("shared_care")
         if shared is not None:
             problems.extend(
@@ -455,6 +494,12 @@ class CatalogueSchema(Schema):
                 f"analyte {aid} conversion from {c.unit} cites unknown {c.citation!r}"
                 for c in a["conversions"]
                 if c.citation and c.citation not in keys
+            )
+        for kind in ("combinations", "code_lists"):
+            problems.extend(
+                f"{kind} {name} cites unknown {entry['citation']!r}"
+                for name, entry in (data.get(kind) or {}).items()
+                if entry["citation"] not in keys
             )
         if problems:
             raise ValidationError(problems)
@@ -479,9 +524,10 @@ class CatalogueSchema(Schema):
                     raise ValidationError(f"code {key} belongs to {index[key]} and {analyte.id}")
                 index[key] = analyte.id
         programme = data["programme"]
+        citations = {k: model.Citation(key=k, **v) for k, v in data["citations"].items()}
         return model.Catalogue(
             version=data["version"],
-            citations={k: model.Citation(key=k, **v) for k, v in data["citations"].items()},
+            citations=citations,
             tests={
                 tid: model.Test(id=tid, title=t["title"], analytes=tuple(t["analytes"]))
                 for tid, t in data["tests"].items()
@@ -497,7 +543,26 @@ class CatalogueSchema(Schema):
             due_window_days=programme["due_window_days"],
             current_issue_lookback=programme["current_issue_lookback"],
             course_gap=programme["course_gap"],
+            unissued_active=data["unissued_active"],
             code_index=index,
+            combinations={
+                name.lower(): model.Combination(
+                    name=name.lower(),
+                    ingredients=tuple(i.lower() for i in c["ingredients"]),
+                    citation=c["citation"],
+                )
+                for name, c in data["combinations"].items()
+            },
+            code_lists={
+                lid: model.CodeList(
+                    id=lid,
+                    file=c["file"],
+                    system=c["system"],
+                    citation=citations[c["citation"]],
+                    source=c["source"],
+                )
+                for lid, c in data["code_lists"].items()
+            },
             shared_care=data["shared_care"],
         )
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from hrm_fhir import terminology as t
-from hrm_fhir.errors import WorkflowError, WorkflowPermissionError
+from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
 
 GP_TASK_CODE = "gp-escalation"
 """``Task.code`` of the Task that hands an out-of-range result to the GP team."""
@@ -223,12 +223,13 @@ def require_role(actor: Actor, action: Action) -> None:
         )
 
 
-def require_practice(actor: Actor, general_practitioners: frozenset[str]) -> None:
-    """Raise WorkflowPermissionError when the actor is tied to a practice that is not among the
-    patient's general practitioners (``Organization/<id>`` references)."""
+def require_practice(actor: Actor, general_practitioners: frozenset[str], missing: str) -> None:
+    """Raise WorkflowNotFoundError(``missing``) when the actor is tied to a practice that is not
+    among the patient's general practitioners (``Organization/<id>`` references): another
+    practice's patient is answered as if there were none, so existence is not revealed."""
     org = actor.organization
     if org is not None and org not in general_practitioners:
-        raise WorkflowPermissionError("this patient is registered with another practice")
+        raise WorkflowNotFoundError(missing)
 
 
 def stage_of(task: Mapping[str, Any]) -> Stage:

@@ -2,7 +2,8 @@
 and the actions they take on Tasks.
 
 Every action checks the actor's role (WorkflowPermissionError), reads the Task
-(WorkflowNotFoundError), checks the patient's practice (WorkflowPermissionError), compares the
+(WorkflowNotFoundError), checks the patient's practice (WorkflowNotFoundError, as for no Task, so
+another practice's Tasks and patients are not revealed to exist), compares the
 Task's version with the one the user loaded (WorkflowConflictError), works out the new stage
 (WorkflowError), and then writes everything in one transaction Bundle whose updates carry
 ``ifMatch``: the Task at the user's version, any Flag or related Task at the version just read.
@@ -102,6 +103,9 @@ _KIND_ORDER = (
     "non-engagement",
     "monitored-elsewhere",
 )
+NO_PATIENT = "the FHIR server has no such Patient"
+"""What a read of an unknown patient, or of another practice's, is told."""
+TASK_OR_FLAG = "Task or Flag"
 
 
 # ------------------------------------------------------------------ what the lists return
@@ -731,12 +735,9 @@ def patient_card(
     rule_set = rules or _default_rules()
     ref = patient if patient.startswith("Patient/") else f"Patient/{patient}"
     resources = read_records(gateway, [ref], FetchReport())[ref]
-    found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
-    if found is None:
-        raise WorkflowNotFoundError("the FHIR server has no such Patient")
-    practices = general_practitioners_of(found)
-    if actor is not None:
-        require_practice(actor, practices)
+    found, practices = _patient_in_reach(
+        actor, next((r for r in resources if r.get("resourceType") == "Patient"), None)
+    )
     tasks = _search(gateway, "Task", {"patient": ref, "_tag": OURS_TAG})
     flags = _active_flags(gateway, Scope(), ref)
     task_ids = {str(task["id"]) for task in tasks}
@@ -789,6 +790,19 @@ def resource_item(resource: Mapping[str, Any], finding: FindingRecord | None) ->
         else (finding.severity if finding is not None else None),
         drug_group="" if is_flag else _drug_group(resource, finding),
     )
+
+
+def _patient_in_reach(
+    actor: Actor | None, patient: Resource | None
+) -> tuple[Resource, frozenset[str]]:
+    """The Patient and its practices, once it exists and (with ``actor``) is in the actor's
+    practice: an unknown patient and another practice's are the same 404."""
+    if patient is None:
+        raise WorkflowNotFoundError(NO_PATIENT)
+    practices = general_practitioners_of(patient)
+    if actor is not None:
+        require_practice(actor, practices, NO_PATIENT)
+    return patient, practices
 
 
 def general_practitioners_of(patient: Mapping[str, Any]) -> frozenset[str]:
@@ -1073,8 +1087,13 @@ def _read_subject(gateway: FHIRGateway, kind: str, resource_id: str) -> Resource
 def _read_task(gateway: FHIRGateway, task_id: str) -> Resource:
     task = _read_subject(gateway, "Task", task_id)
     if task is None:
-        raise WorkflowNotFoundError(f"no Task {task_id}")
+        raise WorkflowNotFoundError(_missing("Task", task_id))
     return task
+
+
+def _missing(kinds: str, subject_id: str) -> str:
+    """What an action on an unknown subject (or one of another practice) is told."""
+    return f"no {kinds} {subject_id}"
 
 
 def _patient_practices(gateway: FHIRGateway, patient: str) -> frozenset[str]:
@@ -1164,6 +1183,7 @@ def _act(
     plan: Planner,
     now: datetime | None,
     read: Callable[[FHIRGateway, str], Resource] = _read_task,
+    kinds: str = "Task",
 ) -> ActionResult:
     """Check, plan and write one action (see the module docstring), and record it. ``version``
     None acts on a subject that does not exist yet (``read`` returns it unsaved)."""
@@ -1178,7 +1198,7 @@ def _act(
         patient = _patient(subject)
         if patient not in practices:
             practices[patient] = _patient_practices(gateway, patient)
-        require_practice(actor, practices[patient])
+        require_practice(actor, practices[patient], _missing(kinds, subject_id))
         if version_of(subject) != version:
             replayed = _replayed(gateway, session, actor, action, subject, provenance_id, moment)
             if replayed is not None:
@@ -1492,7 +1512,7 @@ def _read_task_or_flag(gateway: FHIRGateway, subject_id: str) -> Resource:
         return task
     flag = _read_subject(gateway, "Flag", subject_id)
     if flag is None:
-        raise WorkflowNotFoundError(f"no Task or Flag {subject_id}")
+        raise WorkflowNotFoundError(_missing(TASK_OR_FLAG, subject_id))
     return flag
 
 
@@ -1714,7 +1734,17 @@ def sign_off(
         )
 
     return _act(
-        gateway, session, actor, action, task_id, version, params, plan, now, _read_task_or_flag
+        gateway,
+        session,
+        actor,
+        action,
+        task_id,
+        version,
+        params,
+        plan,
+        now,
+        _read_task_or_flag,
+        TASK_OR_FLAG,
     )
 
 
@@ -1852,10 +1882,12 @@ def arrangement_id(patient: str, drug_group: str) -> str:
     return workflow_id("arrangement", patient, drug_group)
 
 
-def _arrangement_or_new(patient: str) -> Callable[[FHIRGateway, str], Resource]:
-    """Read the arrangement Task, or give an unsaved one for a first decision."""
+def _arrangement_or_new(patient: str, actor: Actor) -> Callable[[FHIRGateway, str], Resource]:
+    """Read the arrangement Task, or give an unsaved one for a first decision, once the patient
+    is known to exist and to be the actor's practice's (the same 404 otherwise)."""
 
     def read(gateway: FHIRGateway, task_id: str) -> Resource:
+        _patient_in_reach(actor, _read_subject(gateway, "Patient", patient.split("/", 1)[1]))
         found = _read_subject(gateway, "Task", task_id)
         return (
             found
@@ -1991,7 +2023,7 @@ def _who_monitors(
         params,
         plan,
         now,
-        _arrangement_or_new(ref),
+        _arrangement_or_new(ref, actor),
     )
 
 

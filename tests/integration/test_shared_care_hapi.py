@@ -15,7 +15,12 @@ from sqlalchemy import select
 
 from hrm_fhir import terminology as t
 from hrm_fhir.domain import PatientRef
-from hrm_fhir.errors import WorkflowConflictError, WorkflowError, WorkflowPermissionError
+from hrm_fhir.errors import (
+    WorkflowConflictError,
+    WorkflowError,
+    WorkflowNotFoundError,
+    WorkflowPermissionError,
+)
 from hrm_fhir.fetch import FetchReport, arrangement_searches, read_records
 from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
@@ -23,6 +28,7 @@ from hrm_fhir.sweep import _records
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Role, Stage
 from tests.builders import rules
+from tests.databases import database_for
 from tests.integration.practice import AS_OF, Resource, starter
 from tests.integration.test_workflow_hapi import NOW, Flow
 
@@ -36,8 +42,10 @@ REVIEW = AS_OF + timedelta(days=90)
 
 
 @pytest.fixture
-def flow(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Flow]:
-    h = Flow(fhir_base, run_id, tmp_path / "hrm.db")
+def flow(
+    fhir_base: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Flow]:
+    h = Flow(fhir_base, run_id, database_for(request, tmp_path))
     yield h
     h.close()
 
@@ -155,16 +163,17 @@ def test_only_a_pharmacist_decides_and_a_refusal_writes_nothing(flow: Flow) -> N
         with pytest.raises(WorkflowError):
             _mark(flow, **bad)
     other = flow.actor(Role.PHARMACIST, practice="another-practice")
-    with pytest.raises(WorkflowPermissionError):
-        flow.call(
-            service.record_monitored_elsewhere,
-            other,
-            f"Patient/{flow.practice.pid('mtx')}",
-            drug_group="methotrexate",
-            monitored_by="Oakfield",
-            review_on=REVIEW,
-            now=NOW,
-        )
+    for who, patient in ((other, "mtx"), (flow.actor(Role.PHARMACIST), "nobody")):
+        with pytest.raises(WorkflowNotFoundError, match=r"^the FHIR server has no such Patient$"):
+            flow.call(
+                service.record_monitored_elsewhere,
+                who,
+                f"Patient/{flow.practice.pid(patient)}",
+                drug_group="methotrexate",
+                monitored_by="Oakfield",
+                review_on=REVIEW,
+                now=NOW,
+            )
     assert flow.events() == []
     assert [task["status"] for task in _routine(flow, "mtx")] == ["requested"]
     assert (

@@ -11,19 +11,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import requests
+from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.cli import main
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.records import SweepStatus
 from hrm_fhir.sweep import SweepSummary, run_sweep
 from hrm_fhir.tasks import emit
 from tests.builders import rules
+from tests.databases import database_for
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
 
 pytestmark = pytest.mark.hapi
@@ -32,11 +36,11 @@ pytestmark = pytest.mark.hapi
 class Harness:
     """One test's practice, database and gateway."""
 
-    def __init__(self, base: str, run_id: str, db: Path, page_size: int = 200) -> None:
+    def __init__(self, base: str, run_id: str, database_url: str, page_size: int = 200) -> None:
         self.practice = Practice(run_id)
         self.settings = Settings(
             fhir_base_url=base,
-            database_url=f"sqlite:///{db}",
+            database_url=database_url,
             practice=self.practice.org,
             page_size=page_size,
         )
@@ -74,12 +78,17 @@ class Harness:
 
 
 @pytest.fixture
-def harness(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(fhir_base, run_id, tmp_path / "hrm.db")
+def harness(
+    fhir_base: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Harness]:
+    """On SQLite; the tests that use ``database_url`` (those that work the ledger: open,
+    close, reopen, fail, die, reconcile) on PostgreSQL too."""
+    h = Harness(fhir_base, run_id, database_for(request, tmp_path))
     yield h
     h.close()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     first = harness.sweep()
@@ -116,6 +125,31 @@ def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness:
     ]
 
 
+@pytest.mark.usefixtures("database_url")
+def test_the_sweep_command_writes_then_finds_nothing_to_do(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.upload(starter(harness.practice))
+    monkeypatch.setenv("HRM_DATABASE_URL", harness.settings.database_url)
+    args = [
+        "sweep",
+        "--fhir-base",
+        harness.settings.fhir_base_url,
+        "--practice",
+        harness.practice.org,
+        "--as-of",
+        AS_OF.isoformat(),
+    ]
+    first = CliRunner().invoke(main, args, catch_exceptions=False)
+    again = CliRunner().invoke(main, [*args, "--format", "summary"], catch_exceptions=False)
+    assert (first.exit_code, again.exit_code) == (0, 0)
+    summary = orjson.loads(first.output)
+    assert (summary["mode"], summary["errors"]) == ("full", 0)
+    assert summary["created"] == summary["findings"] >= 4
+    assert "(incremental)" in again.output
+    assert f"created 0, updated 0, closed 0, unchanged {summary['created']}," in again.output
+
+
 def test_written_resources_pass_hapi_validate(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     harness.sweep()
@@ -143,7 +177,7 @@ def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
 
 
 def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path) -> None:
-    h = Harness(fhir_base, run_id, tmp_path / "p.db", page_size=4)
+    h = Harness(fhir_base, run_id, f"sqlite:///{tmp_path / 'p.db'}", page_size=4)
     try:
         p = h.practice
         resources: list[Resource] = [p.organization()]
@@ -168,6 +202,7 @@ def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path
         h.close()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> None:
     p = harness.practice
     harness.upload(starter(p))
@@ -191,6 +226,7 @@ def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> 
         assert [f.close_reason for f in closed] == ["result received"]
 
 
+@pytest.mark.usefixtures("database_url")
 def test_stopped_drug_and_death_cancel_open_tasks_with_a_reason(harness: Harness) -> None:
     p = harness.practice
     resources = starter(p)
@@ -248,6 +284,7 @@ class _CrashError(RuntimeError):
     pass
 
 
+@pytest.mark.usefixtures("database_url")
 def test_interrupted_sweep_rerun_converges_without_duplicates(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,6 +342,7 @@ def _killed_sweep(base: str, db: str, org: str) -> None:
     run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
 
 
+@pytest.mark.usefixtures("database_url")
 def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     context = multiprocessing.get_context("fork")
@@ -331,6 +369,7 @@ def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: 
     assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
 
 
+@pytest.mark.usefixtures("database_url")
 def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     harness.sweep()

@@ -4,7 +4,6 @@ and form posts (with a stand-in workflow service: see fakes.py)."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import date
 
 import pytest
@@ -22,7 +21,7 @@ from hrm_fhir.errors import (
 from hrm_fhir.users import disable_user
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role, Stage
-from tests.pages.conftest import PASSWORD, AppFactory, sign_in, token_of
+from tests.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of
 from tests.pages.fakes import AS_OF, MTX, FakeService, card, review_item, task_summary
 
 
@@ -74,6 +73,7 @@ def test_pages_need_a_user(client: FlaskClient) -> None:
         assert response.headers["Location"] == f"/sign-in?next={path}"
 
 
+@pytest.mark.usefixtures("database_url")
 @pytest.mark.parametrize(
     ("username", "home"),
     [("tech", "/worklist"), ("pharm", "/review"), ("gp", "/escalations"), ("boss", "/worklist")],
@@ -126,11 +126,12 @@ def test_sign_out_ends_the_session(client: FlaskClient) -> None:
 
 
 def test_an_idle_session_ends_with_a_message(pinned: Flask, fake: FakeService) -> None:
+    clock = Clock()
+    pinned.config["CLOCK"] = clock
     client = pinned.test_client()
     sign_in(client, "tech")
     assert client.get("/worklist").status_code == 200
-    with client.session_transaction() as session:
-        session["seen"] = time.time() - 31 * 60
+    clock.advance(minutes=31)
     response = client.get("/worklist")
     assert response.status_code == 302
     assert "signed out after 30 minutes without activity" in client.get("/sign-in").text
@@ -142,6 +143,7 @@ def test_the_session_lasts_thirty_minutes_by_default(app: Flask) -> None:
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
 
 
+@pytest.mark.usefixtures("database_url")
 def test_a_disabled_user_is_signed_out_at_the_next_request(app: Flask) -> None:
     client = app.test_client()
     sign_in(client, "boss")

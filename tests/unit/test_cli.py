@@ -237,7 +237,7 @@ def test_evaluate_csv_writes_one_register_row_per_test(tmp_path: Path) -> None:
     _write_ndjson(tmp_path / "export.ndjson", _practice())
     result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "csv", str(tmp_path))
     assert result.exit_code == 0
-    rows = result.stdout.splitlines()
+    rows = result.stdout.splitlines()  # CRLF rows
     assert rows[0] == (
         "patient,drug_group,medication,matched_by,course_start,test,next_due,"
         "monitored_elsewhere_by,review_on"

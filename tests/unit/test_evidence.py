@@ -4,6 +4,7 @@ what each section holds, the as-of cut-off, and text, JSON and HTML output."""
 from __future__ import annotations
 
 import html.parser
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -508,3 +509,18 @@ def test_html_is_escaped_printable_and_structured(pack: EvidencePack) -> None:
     text = " ".join(parsed.text)
     for words in ("Ada Testpatient", "Phil Pharmacist", "no: never compared", "NOT CLINICALLY"):
         assert words in text
+
+
+def test_a_javascript_url_from_a_task_extension_is_shown_not_linked() -> None:
+    """Issue 11: a ``javascript:`` URL in a Task's source extension became a link."""
+    evil = "javascript:alert(document.cookie)"
+    extension = [
+        {"url": t.RULE_EXTENSION, "valueString": "methotrexate@1#bloods"},
+        {"url": t.SOURCE_EXTENSION, "valueUri": evil},
+    ]
+    tasks = [[_task(1, DAY1, "requested", "to-contact", extension=extension)]]
+    page = to_html(_pack(tasks=tasks))
+    assert evil in page, "the value is still shown, as text"
+    assert f'href="{evil}"' not in page
+    assert "javascript:" not in "".join(re.findall(r'href="([^"]*)"', page))
+    assert f'href="{SPS_MTX}"' in to_html(_pack()), "an https source is still a link"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from hrm_fhir.domain import LabResult, MatchMethod, PatientRef, ResourceRef
+from hrm_fhir.domain import LabResult, PatientRef, ResourceRef
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.evaluate import _past_tolerance, _TestDue
+from hrm_fhir.rules.evaluate import Engine, _past_tolerance, _TestDue
 from hrm_fhir.rules.model import RulePack, Schedule
 from hrm_fhir.rules.therapy import Therapy
-from tests.builders import AS_OF, evaluate, of_kind, patient, repeats, rules
+from tests.builders import AS_OF, evaluate, of_kind, patient, records, repeats, rules
 from tests.unit.test_rule_boundaries import _done
 
 LONG_AGO = AS_OF - timedelta(days=3 * 365)
@@ -150,12 +150,9 @@ def test_a_schedule_without_a_tolerance_is_never_graded_severe() -> None:
 
 
 def _therapy(start: date) -> Therapy:
-    return Therapy(
-        group="lithium",
-        requests=(),
-        ingredients=(),
-        method=MatchMethod.CODE,
-        start=start,
-        anchor=start,
-        current=True,
-    )
+    """A real lithium course from ``start``, current on AS_OF."""
+    resources = [patient(), *repeats("lithium carbonate 400mg tablets", start, AS_OF)]
+    [record] = records(resources).values()
+    therapy = Engine.create(rules(), AS_OF).therapies(record)["lithium"]
+    assert (therapy.start, therapy.current) == (start, True)
+    return therapy

@@ -11,7 +11,7 @@ import pytest
 
 from hrm_fhir import terminology as t
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
-from hrm_fhir.domain import ArrangementSource, Finding, RegisterEntry
+from hrm_fhir.domain import ArrangementSource, Finding, MatchMethod, RegisterEntry
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet, _package_files, build_rule_set
 from tests.builders import AS_OF, SNOMED, observation, patient, repeats, rules
@@ -50,7 +50,7 @@ def _assess(
     resources: list[dict[str, Any]], rule_set: RuleSet | None = None, as_of: date = AS_OF
 ) -> tuple[list[Finding], list[RegisterEntry]]:
     rule_set = rule_set or rules()
-    builder = RecordBuilder(rule_set.catalogue)
+    builder = RecordBuilder(rule_set.catalogue, rule_set.medicines())
     for resource in resources:
         builder.add("test", resource)
     engine = Engine.create(rule_set, as_of)
@@ -157,6 +157,43 @@ def test_a_hospital_prescription_no_longer_current_stops_speaking_for_the_drug()
     _hospital(old)
     [entry] = _assess(resources)[1]
     assert entry.monitored_elsewhere is None
+
+
+def _hospital_statement(**period: str) -> dict[str, Any]:
+    """Clozapine as the GP record often holds a hospital-only drug: a MedicationStatement."""
+    statement: dict[str, Any] = {
+        "resourceType": "MedicationStatement",
+        "id": "clozapine",
+        "status": "active",
+        "subject": {"reference": "Patient/p1"},
+        "effectivePeriod": {"start": START.isoformat(), **period},
+        "medicationCodeableConcept": {"text": "Clozapine 100mg tablets"},
+    }
+    _hospital(statement)
+    del statement["requester"]
+    statement["informationSource"] = {"display": "Oakfield CMHT"}
+    return statement
+
+
+def test_a_hospital_medication_statement_alone_is_therapy_monitored_elsewhere() -> None:
+    """A statement is evidence of therapy (matched_by statement); prescribed by another
+    organisation, it also says who monitors: on the register, no routine monitoring."""
+    findings, [entry] = _assess([patient(born="1970-01-01"), _hospital_statement()])
+    assert (entry.drug_group, entry.matched_by) == ("antipsychotic", MatchMethod.STATEMENT)
+    assert entry.monitored_elsewhere is not None
+    assert entry.monitored_elsewhere.by == "Oakfield CMHT"
+    assert _kinds(findings, "antipsychotic").isdisjoint({"due", "overdue"})
+
+
+def test_a_hospital_statement_whose_period_ended_no_longer_speaks_for_the_drug() -> None:
+    """The hospital's supply ended; the practice prescribes the same drug now and monitors it."""
+    ended = _hospital_statement(end=(AS_OF - timedelta(days=400)).isoformat())
+    practice = repeats("Clozapine 100mg tablets", AS_OF - timedelta(days=390), AS_OF)
+    findings, [entry] = _assess([patient(born="1970-01-01"), ended, *practice])
+    assert entry.monitored_elsewhere is None
+    assert "overdue" in _kinds(findings, "antipsychotic")
+    findings, [entry] = _assess([patient(born="1970-01-01"), _hospital_statement(), *practice])
+    assert entry.monitored_elsewhere is not None, "while the statement stands, it speaks"
 
 
 def test_out_of_range_results_that_reach_the_practice_are_still_raised() -> None:

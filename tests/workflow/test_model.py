@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from hrm_fhir import terminology as t
-from hrm_fhir.errors import WorkflowError, WorkflowPermissionError
+from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
 from hrm_fhir.workflow.model import (
     Action,
     Actor,
@@ -148,15 +148,17 @@ def test_roles(role: Role, action: Action, allowed: bool) -> None:
             require_role(_actor(role), action)
 
 
-def test_a_practice_user_acts_only_on_their_practices_patients() -> None:
+def test_another_practice_s_patient_is_not_found_as_if_there_were_none() -> None:
     patients_gps = frozenset({"Organization/org-1"})
-    require_practice(_actor(Role.TECHNICIAN, "org-1"), patients_gps)
-    require_practice(_actor(Role.TECHNICIAN, "Organization/org-1"), patients_gps)
-    require_practice(_actor(Role.ADMIN, None), patients_gps)
-    with pytest.raises(WorkflowPermissionError, match="another practice"):
-        require_practice(_actor(Role.PHARMACIST, "org-2"), patients_gps)
-    with pytest.raises(WorkflowPermissionError):
-        require_practice(_actor(Role.PHARMACIST, "org-2"), frozenset())
+    missing = "no Task t1"
+    require_practice(_actor(Role.TECHNICIAN, "org-1"), patients_gps, missing)
+    require_practice(_actor(Role.TECHNICIAN, "Organization/org-1"), patients_gps, missing)
+    require_practice(_actor(Role.ADMIN, None), patients_gps, missing)
+    with pytest.raises(WorkflowNotFoundError) as refused:
+        require_practice(_actor(Role.PHARMACIST, "org-2"), patients_gps, missing)
+    assert str(refused.value) == missing
+    with pytest.raises(WorkflowNotFoundError):
+        require_practice(_actor(Role.PHARMACIST, "org-2"), frozenset(), missing)
 
 
 def test_stage_of_reads_the_sweeps_codes_terminal_statuses_and_other_clients_text() -> None:
