@@ -4,7 +4,8 @@
         [--ingredient NAME] [--brand BRAND=INGREDIENT ...] [--no-brand BRAND ...]
 
 SOURCE is an OpenSAFELY/opencodelists CSV (``code,term`` or ``id,term`` or the dm+d form
-``code,term,dmd_id,dmd_type,bnf_code``; other columns ignored) or a GM-SDE ``<drug>.snomed.txt``
+``code,term,dmd_id,dmd_type,bnf_code``, or the EBM DataLab notebook form ``type,id,bnf_code,nm``;
+other columns ignored) or a GM-SDE ``<drug>.snomed.txt``
 (tab-separated code and term). Each row's ingredient is, in this order:
 
 1. ``--ingredient`` when given;
@@ -72,7 +73,7 @@ def _source_rows(path: Path) -> list[_Row]:
     reader = csv.DictReader(text.splitlines())
     fields = reader.fieldnames or ()
     code_column = next(c for c in ("code", "id", "dmd_id") if c in fields)
-    term_column = next(c for c in ("term", "dmd_name") if c in fields)
+    term_column = next(c for c in ("term", "dmd_name", "nm") if c in fields)
     return [
         _Row(row[code_column].strip(), row[term_column].strip(), (row.get("bnf_code") or "")[:9])
         for row in reader
