@@ -186,7 +186,9 @@ def _brand(term: str, ingredient: str, generic: MedicationIndex, no_brand: set[s
     if _LINKED.match(term) or any(re.search(rf"\b{re.escape(n)}\b", lower) for n in names):
         return ""
     prefix = _BRAND.match(lower)
-    brand = "" if prefix is None else prefix.group(1).strip(" .,")
+    brand = "" if prefix is None else prefix.group(1)
+    # a brand is lower-case words (products.py): stop at "&", "," or "/" ("Nurofen Cold & Flu")
+    brand = re.split(r"[^a-z0-9 .'-]", brand, maxsplit=1)[0].strip(" .,'-")
     return "" if len(brand) < 3 or brand in no_brand else brand
 
 
