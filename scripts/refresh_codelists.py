@@ -1,7 +1,8 @@
 """Turn a downloaded public code list into a ``hrm_fhir/rules/codelists/<name>.csv``.
 
     .venv/bin/python scripts/refresh_codelists.py SOURCE hrm_fhir/rules/codelists/NAME.csv \
-        [--ingredient NAME] [--brand BRAND=INGREDIENT ...] [--no-brand BRAND ...]
+        [--ingredient NAME] [--brand BRAND=INGREDIENT ...] [--no-brand BRAND ...] \
+        [--leave-out CODE ...]
 
 SOURCE is an OpenSAFELY/opencodelists CSV (``code,term`` or ``id,term`` or the dm+d form
 ``code,term,dmd_id,dmd_type,bnf_code``, or the EBM DataLab notebook form ``type,id,bnf_code,nm``;
@@ -20,7 +21,9 @@ other columns ignored) or a GM-SDE ``<drug>.snomed.txt``
    chemical substance (the first nine characters of ``bnf_code``), when the source has that column.
 
 The brand column is the words before the first number or form of a term that does not name its
-ingredient (``--no-brand`` blanks one that is a common phrase, not a name). Rows whose code is not
+ingredient (``--no-brand`` blanks one that is a common phrase, not a name). ``--leave-out`` drops a
+row that is not a product (a laboratory test, a reference-set concept) or not of its ingredient
+(a wrong row in the source); say why in the citation. Rows whose code is not
 a SNOMED CT id (e.g. ``1.2E+16`` from a spreadsheet), repeated rows and rows whose ingredient
 cannot be told are listed on stderr and left out. Then cite the list in ``catalogue.toml``
 (``[code_lists.<id>]``) and run the tests.
@@ -109,6 +112,7 @@ def main() -> int:
     parser.add_argument("--ingredient")
     parser.add_argument("--brand", action="append", default=[], metavar="BRAND=INGREDIENT")
     parser.add_argument("--no-brand", action="append", default=[], metavar="BRAND")
+    parser.add_argument("--leave-out", action="append", default=[], metavar="CODE")
     args = parser.parse_args()
     rules = load_rule_set()
     groups = [p.drug_group for p in rules.packs] + list(rules.catalogue.classes)
@@ -126,7 +130,11 @@ def main() -> int:
     pending: list[_Row] = []
     left_out: list[str] = []
     seen: set[str] = set()
+    leave_out = set(args.leave_out)
     for row in sorted(rows, key=lambda r: _LINKED.match(r.term) is not None):
+        if row.code in leave_out:
+            left_out.append(f"{row.code},{row.term}: left out (--leave-out)")
+            continue
         if row.code in seen:
             left_out.append(f"{row.code},{row.term}: repeated row")
             continue
