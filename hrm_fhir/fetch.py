@@ -18,7 +18,8 @@ from typing import Any
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import patient_key
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.terminology import TAG
+from hrm_fhir.terminology import TAG, TASK_CODE
+from hrm_fhir.workflow.model import ARRANGEMENT_TASK_CODE
 
 Resource = dict[str, Any]
 CODES_PER_SEARCH = 10
@@ -29,6 +30,21 @@ MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 RESULT_TYPES = ("Observation", "DiagnosticReport", "Procedure")
 """What shows a test done: results, reports, and procedures such as a medication review."""
 RECORD_TYPES = ("Patient", *MEDICATION_TYPES, *RESULT_TYPES)
+Search = tuple[str, dict[str, str]]
+
+
+def arrangement_searches(rules: RuleSet) -> list[Search]:
+    """Searches for statements of who monitors (shared care) that the record types do not hold:
+    the service's arrangement Tasks, and Condition and Flag entries when the catalogue lists
+    shared-care entry codes (Observations and Procedures are read whole anyway)."""
+    searches: list[Search] = [
+        ("Task", {"code": f"{TASK_CODE}|{ARRANGEMENT_TASK_CODE}", "_tag": f"{TAG}|hrm-fhir"})
+    ]
+    shared = rules.catalogue.shared_care
+    codes = sorted({f"{c.system}|{c.code}" for c in shared.entries}) if shared else []
+    for chunk in _chunks(codes, CODES_PER_SEARCH):
+        searches += [(kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Flag")]
+    return searches
 
 
 @dataclass(frozen=True)
@@ -142,14 +158,20 @@ def uncoded_candidates(
 
 
 def changed_patients(
-    gateway: FHIRGateway, scope: Scope, report: FetchReport, since: str
+    gateway: FHIRGateway,
+    scope: Scope,
+    report: FetchReport,
+    since: str,
+    extra: Sequence[Search] = (),
 ) -> set[str]:
-    """Patients whose record (any of the types a sweep reads) changed since ``since``."""
+    """Patients whose record (any of the types a sweep reads, and the ``extra`` searches)
+    changed since ``since``."""
     found: set[str] = set()
-    for resource_type in RECORD_TYPES:
-        params = {"_lastUpdated": f"gt{since}", **scope.params(resource_type)}
+    searches: list[Search] = [(kind, {}) for kind in RECORD_TYPES] + list(extra)
+    for resource_type, narrowing in searches:
+        params = {**narrowing, "_lastUpdated": f"gt{since}", **scope.params(resource_type)}
         if resource_type != "Patient":
-            params["_elements"] = "subject"
+            params["_elements"] = "for" if resource_type == "Task" else "subject"
         found |= _patients(_search(gateway, report, resource_type, params))
     return found
 
@@ -159,26 +181,28 @@ def read_records(
     patients: Iterable[str],
     report: FetchReport,
     scope: Scope | None = None,
+    extra: Sequence[Search] = (),
 ) -> dict[str, list[Resource]]:
-    """Every resource a rule may read, per patient, newest version of each resource only.
+    """Every resource a rule may read, per patient, newest version of each resource only
+    (with what the ``extra`` searches find, e.g. ``arrangement_searches``).
 
     Reads a few patients per search, or, when that would take more requests (a full sweep of a
     practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
     """
     wanted = sorted(set(patients))
-    chunked = 4 * -(-len(wanted) // PATIENTS_PER_SEARCH)
+    chunked = (4 + len(extra)) * -(-len(wanted) // PATIENTS_PER_SEARCH)
     if scope is not None and wanted and _paged_requests(gateway, scope, report) < chunked:
-        searches = _scope_searches(scope)
+        searches = _scope_searches(scope, extra)
     else:
-        searches = _patient_searches(wanted)
+        searches = _patient_searches(wanted, extra)
     return _collect(gateway, searches, report, set(wanted))
 
 
 def read_scope(
-    gateway: FHIRGateway, scope: Scope, report: FetchReport
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, extra: Sequence[Search] = ()
 ) -> dict[str, list[Resource]]:
     """Every patient's record in scope, paging each record type once (a full reconciliation)."""
-    return _collect(gateway, _scope_searches(scope), report, None)
+    return _collect(gateway, _scope_searches(scope, extra), report, None)
 
 
 def _collect(
@@ -218,7 +242,7 @@ def _collect(
     return out
 
 
-def _patient_searches(wanted: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+def _patient_searches(wanted: list[str], extra: Sequence[Search]) -> Iterator[Search]:
     for group in _chunks(wanted, PATIENTS_PER_SEARCH):
         subjects = ",".join(group)
         yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
@@ -226,14 +250,18 @@ def _patient_searches(wanted: list[str]) -> Iterator[tuple[str, dict[str, str]]]
             yield kind, {"subject": subjects, "_include": f"{kind}:medication"}
         for kind in RESULT_TYPES:
             yield kind, {"subject": subjects}
+        for kind, params in extra:
+            yield kind, {**params, "subject": subjects}
 
 
-def _scope_searches(scope: Scope) -> Iterator[tuple[str, dict[str, str]]]:
+def _scope_searches(scope: Scope, extra: Sequence[Search]) -> Iterator[Search]:
     yield "Patient", scope.params("Patient")
     for kind in MEDICATION_TYPES:
         yield kind, {**scope.params(kind), "_include": f"{kind}:medication"}
     for kind in RESULT_TYPES:
         yield kind, scope.params(kind)
+    for kind, params in extra:
+        yield kind, {**params, **scope.params(kind)}
 
 
 def _paged_requests(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> int:

@@ -23,6 +23,8 @@ from hrm_fhir.errors import RuleDefinitionError
 from hrm_fhir.rules.model import Catalogue, Condition, RulePack
 from hrm_fhir.rules.therapy import MedicationIndex
 
+_MEDICINES: dict[int, tuple[RuleSet, MedicationIndex]] = {}
+"""``RuleSet.medicines()`` by rule set (a frozen, slotted dataclass cannot cache on itself)."""
 DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg"})
 
 
@@ -44,8 +46,12 @@ class RuleSet:
         return tuple(sorted(best.values(), key=lambda p: p.id))
 
     def medicines(self) -> MedicationIndex:
-        """What recognises products and reads their strength, over every pack version."""
-        return MedicationIndex(self.packs, self.catalogue)
+        """What recognises products and reads their strength, over every pack version: built
+        once per rule set (it indexes every code list, thousands of products)."""
+        held = _MEDICINES.get(id(self))
+        if held is None or held[0] is not self:
+            held = _MEDICINES[id(self)] = (self, MedicationIndex(self.packs, self.catalogue))
+        return held[1]
 
     def uncovered(self, day: date) -> list[str]:
         """The rule ids no version covers on ``day`` (before the first took effect, or after
@@ -116,6 +122,9 @@ def build_rule_set(
             raise RuleDefinitionError(f"{name}: " + "; ".join(problems))
         loaded.append(pack)
     groups = {p.drug_group for p in loaded}
+    for group in _shared_care_groups(catalogue):
+        if group not in groups:
+            raise RuleDefinitionError(f"catalogue.toml: shared_care names unknown group {group!r}")
     for pack in loaded:
         for cond in _conditions(pack):
             target = cond.co_prescribed
@@ -128,6 +137,15 @@ def build_rule_set(
     lists = _code_list_files() if code_lists is None else code_lists
     products = read_code_lists(catalogue, lists, ingredients)
     return RuleSet(catalogue=replace(catalogue, products=products), packs=tuple(loaded))
+
+
+def _shared_care_groups(catalogue: Catalogue) -> Iterable[str]:
+    shared = catalogue.shared_care
+    if shared is None:
+        return
+    yield from shared.generic_groups
+    for code in (*shared.prescribed, *shared.entries):
+        yield from code.groups
 
 
 def _conditions(pack: RulePack) -> Iterable[Condition]:

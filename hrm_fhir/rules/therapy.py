@@ -217,6 +217,25 @@ class Currency:
     injection every 3 or 6 months) covers its dosing interval, and counts as current for the
     issue look-back after that."""
 
+    def issued_recently(self, request: Prescription) -> bool:
+        """Issued (completed) within the look-back window; for a product given at long intervals
+        (a 6-monthly depot), within the look-back after its next dose falls due."""
+        return (
+            request.status in CURRENT_WHILE_ISSUED
+            and _covered_until(request, self) >= self.lookback_start
+        )
+
+    def still_valid(self, request: Prescription) -> bool:
+        """Its validity period did not end before the look-back window."""
+        return request.validity_end is None or request.validity_end >= self.lookback_start
+
+    def is_current(self, request: Prescription) -> bool:
+        """One request on its own, whatever else of its product was prescribed: active and still
+        valid, or issued recently (a product's currency is ``build_therapies``')."""
+        if request.status == "active":
+            return self.still_valid(request)
+        return self.issued_recently(request)
+
 
 def build_therapies(
     prescriptions: list[Prescription],
@@ -307,25 +326,16 @@ def _current_product(
     """A product is current when its newest request (``item``) was issued within the look-back,
     or while an active request of it stands (validity not ended before the look-back)."""
     newest, match = item
-    if newest.status in CURRENT_WHILE_ISSUED and _issued_within(newest, currency):
+    if currency.issued_recently(newest):
         return ProductRequest(match.ingredient, newest, matched_by(newest, match))
-    if active is None:
+    if active is None or not currency.still_valid(active):
         return None
     validity_end = active.validity_end
-    if validity_end is not None and validity_end < currency.lookback_start:
-        return None
     renewed = validity_end is not None and validity_end >= currency.as_of
     stale = newest.authored_on < currency.unissued_before and not renewed
     return ProductRequest(
         match.ingredient, newest, matched_by(newest, match), newest.authored_on if stale else None
     )
-
-
-def _issued_within(issue: Prescription, currency: Currency) -> bool:
-    """Whether an issue is recent enough to be current: authored within the look-back, or, for
-    a product given at long intervals (a 6-monthly depot), within the look-back after its next
-    dose falls due."""
-    return _covered_until(issue, currency) >= currency.lookback_start
 
 
 def _covered_until(issue: Prescription, currency: Currency) -> date:

@@ -166,7 +166,7 @@ def _finding(
         patient=f"Patient/{PID}",
         kind=FindingKind.OVERDUE,
         drug_group="methotrexate",
-        rule="methotrexate@1",
+        rule="methotrexate@2",
         check="bloods",
         severity=None,
         due_date=date(2026, 11, 20),
