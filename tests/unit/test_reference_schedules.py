@@ -240,15 +240,31 @@ def test_an_interacting_drug_makes_lithium_monitoring_three_monthly(drug: str) -
     assert "also prescribed" in finding.reason
 
 
-def test_a_raised_calcium_makes_lithium_monitoring_three_monthly() -> None:
+@pytest.mark.parametrize(("calcium", "raised"), [(2.61, True), (2.6, False), (2.4, False)])
+def test_a_raised_calcium_makes_lithium_monitoring_three_monthly(
+    calcium: float, raised: bool
+) -> None:
     """Reference 3: "Raised calcium (possible hyperparathyroidism) -> 3-monthly lithium
-    monitoring [V SPS]"; a normal calcium does not."""
-    raised = observation(CALCIUM, 2.8, "mmol/L", _ago(90), ref_range=(2.2, 2.6), rid="ca")
-    [finding] = _lithium(raised)
-    assert {"lithium", "renal"} <= set(finding.tests)
-    assert "the latest result crosses calcium-high" in finding.reason
-    normal = observation(CALCIUM, 2.4, "mmol/L", _ago(90), ref_range=(2.2, 2.6), rid="ca")
-    assert _lithium(normal) == []
+    monitoring [V SPS]": above the laboratory's range (2.2-2.6 here), not at its edge."""
+    result = observation(CALCIUM, calcium, "mmol/L", _ago(90), ref_range=(2.2, 2.6), rid="ca")
+    found = _lithium(result)
+    assert bool(found) is raised
+    if raised:
+        assert {"lithium", "renal"} <= set(found[0].tests)
+        assert "the latest result crosses calcium-high" in found[0].reason
+
+
+def test_a_raised_calcium_too_old_to_act_on_changes_nothing() -> None:
+    """The calcium is read as the threshold reads it: only while it is acted on (its 6-month
+    test interval); an older raised calcium no longer shortens the interval."""
+    old = observation(CALCIUM, 2.8, "mmol/L", _ago(200), ref_range=(2.2, 2.6), rid="ca")
+    chain = repeats("Lithium carbonate 400mg modified-release tablets", _ago(1000), _ago(7))
+    level = observation("1006681000000100", 0.6, "mmol/L", _ago(100))
+    renal = done(("renal", "tft", "weight"), _ago(100))
+    found = evaluate([patient(born="1976-05-01"), *chain, level, *renal, old])
+    [finding] = _monitoring(found, "lithium")  # the calcium itself is now overdue
+    assert finding.tests == ("calcium",)
+    assert "too old to act on" in finding.reason
 
 
 # ------------------------------------------------------------------ antipsychotics
