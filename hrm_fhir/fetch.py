@@ -3,7 +3,8 @@
 - Patients on monitored drugs are found by prescription code, a few codes per search (never one
   giant OR-list), optionally within one practice (chained on the patient's general practitioner).
 - Their records are then read a few patients at a time: Patient, MedicationRequest and
-  MedicationStatement (with the Medications they reference), Observation and DiagnosticReport.
+  MedicationStatement (with the Medications they reference), Observation, DiagnosticReport,
+  Condition (coded findings such as "lithium level high - toxic") and Goal (target ranges).
 - An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
   server's own clock minus an overlap) and re-reads only those patients.
 """
@@ -25,7 +26,9 @@ PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 """Evidence of therapy: prescriptions, and statements of what the patient takes."""
-RECORD_TYPES = ("Patient", *MEDICATION_TYPES, "Observation", "DiagnosticReport")
+FINDING_TYPES = ("Observation", "DiagnosticReport", "Condition", "Goal")
+"""Results, coded findings and target ranges."""
+RECORD_TYPES = ("Patient", *MEDICATION_TYPES, *FINDING_TYPES)
 
 
 @dataclass(frozen=True)
@@ -221,16 +224,16 @@ def _patient_searches(wanted: list[str]) -> Iterator[tuple[str, dict[str, str]]]
         yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
         for kind in MEDICATION_TYPES:
             yield kind, {"subject": subjects, "_include": f"{kind}:medication"}
-        yield "Observation", {"subject": subjects}
-        yield "DiagnosticReport", {"subject": subjects}
+        for kind in FINDING_TYPES:
+            yield kind, {"subject": subjects}
 
 
 def _scope_searches(scope: Scope) -> Iterator[tuple[str, dict[str, str]]]:
     yield "Patient", scope.params("Patient")
     for kind in MEDICATION_TYPES:
         yield kind, {**scope.params(kind), "_include": f"{kind}:medication"}
-    yield "Observation", scope.params("Observation")
-    yield "DiagnosticReport", scope.params("DiagnosticReport")
+    for kind in FINDING_TYPES:
+        yield kind, scope.params(kind)
 
 
 def _paged_requests(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> int:

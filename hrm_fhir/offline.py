@@ -219,6 +219,7 @@ def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
                 continue
             record.prescriptions.extend(part.prescriptions)
             record.results.extend(part.results)
+            record.targets.extend(part.targets)
             if part.patient is not None:
                 record.patient = part.patient
     return records
