@@ -804,7 +804,9 @@ _SCHEMAS.update(
             "type": "object",
             "description": "One part of a rule pack as a clinician reads it (rules/describe.py).",
             "properties": {
-                "kind": {"enum": ["schedule", "modifier", "threshold", "prescribing", "ome"]},
+                "kind": {
+                    "enum": ["schedule", "modifier", "threshold", "prescribing", "ome", "target"]
+                },
                 "text": {"type": "string"},
                 "verified": {"type": "boolean"},
                 "citation": {

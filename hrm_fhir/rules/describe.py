@@ -17,6 +17,7 @@ from hrm_fhir.rules.model import (
 )
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.results import result_lookback
+from hrm_fhir.rules.targets import decimal_text
 
 _SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -237,7 +238,7 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
         Statement(
             "target",
             f"{catalogue.analytes[t.analyte].title} target range: the patient's own (a Goal or "
-            f"the dosage text), else {t.low:g}-{t.high:g} assumed",
+            f"the dosage text), else {decimal_text(t.low)}-{decimal_text(t.high)} assumed",
             t.verified,
             pack.citations[t.citation],
         )
@@ -307,7 +308,8 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             f"TARGET RANGE ({title})",
             f"- The patient's own target: the newest a Goal (target measured as {title}) or the "
             f"dosage text of a current prescription states ('target {target.names[0].upper()} "
-            f"3.5' is 3.5 +/- {target.half_width:g}); else {target.low:g}-{target.high:g}, "
+            f"3.5' is 3.5 +/- {target.half_width:g}); else "
+            f"{decimal_text(target.low)}-{decimal_text(target.high)}, "
             f"said in the finding to be assumed.{mark(target.verified)}",
             f"    source: {cite(target.citation)}",
         ]

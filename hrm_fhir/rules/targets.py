@@ -32,10 +32,10 @@ class Target:
     """In words, for a finding's reason."""
 
     def range_text(self) -> str:
-        return f"{_number(self.low)}-{_number(self.high)}"
+        return f"{decimal_text(self.low)}-{decimal_text(self.high)}"
 
 
-def _number(value: float) -> str:
+def decimal_text(value: float) -> str:
     """``2.0``, ``3.5``, ``2.25``: one decimal at least, as INR targets are written."""
     return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
 
@@ -52,7 +52,7 @@ def patient_target(
             if low == high:  # one value: the range around it
                 low, high = low - default.half_width, high + default.half_width
             when = goal.recorded or date.min
-            said = f"the patient's target {_number(low)}-{_number(high)} ({goal.ref}"
+            said = f"the patient's target {decimal_text(low)}-{decimal_text(high)} ({goal.ref}"
             said += f" of {goal.recorded.isoformat()})" if goal.recorded else ")"
             candidates.append((when, 1, Target(low, high, goal.ref, said)))
     for product in therapy.products:
@@ -61,16 +61,16 @@ def patient_target(
         if stated is not None:
             low, high = stated
             said = (
-                f"the patient's target {_number(low)}-{_number(high)} "
+                f"the patient's target {decimal_text(low)}-{decimal_text(high)} "
                 f'("{request.dosage.text.strip()}" on {request.ref})'
             )
             candidates.append((request.authored_on, 0, Target(low, high, request.ref, said)))
     if candidates:
         return max(candidates, key=lambda c: (c[0], c[1]))[2]
+    assumed = Target(default.low, default.high, None, "")
     said = (
-        f"no target range on record: the usual {_number(default.low)}-{_number(default.high)} "
-        "is assumed; record the patient's own target (a Goal, or in the dosage text) if it "
-        "differs"
+        f"no target range on record: the usual {assumed.range_text()} is assumed; record the "
+        "patient's own target (a Goal, or in the dosage text) if it differs"
     )
     return Target(default.low, default.high, None, said)
 

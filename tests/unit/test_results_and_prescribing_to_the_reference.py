@@ -455,3 +455,52 @@ def test_gabapentin_with_pregabalin_is_an_action_finding() -> None:
     [duplicate] = _with(evaluate(both), "gabapentin-with-pregabalin")
     assert (duplicate.kind.value, duplicate.severity) == ("prescribing", Severity.ACTION)
     assert _with(evaluate(gabapentin), "gabapentin-with-pregabalin") == []
+
+
+def test_goals_and_conditions_a_rule_cannot_use_are_skipped_with_a_reason_or_ignored() -> None:
+    """Bad input gets a clear reason and nothing else is lost; a Condition no rule reads (a
+    diagnosis) is out of scope and ignored; a weight goal is read but no rule compares weight
+    with a target."""
+    no_subject = {**_goal(detailQuantity={"value": 3.5}), "id": "g2"}
+    del no_subject["subject"]
+    no_limits = {**_goal(detailRange={"low": {"value": 3.0}}), "id": "g3"}
+    weight_goal = {
+        **_goal(),
+        "id": "g4",
+        "target": [
+            {
+                "measure": {"coding": [{"system": LOINC, "code": "29463-7"}]},
+                "detailQuantity": {"value": 70},
+            }
+        ],
+    }
+    undated = {
+        "resourceType": "Condition",
+        "id": "c3",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": SNOMED, "code": TOXIC}]},
+    }
+    refuted = {
+        **undated,
+        "id": "c4",
+        "onsetDateTime": DAY.isoformat(),
+        "verificationStatus": {"coding": [{"code": "refuted"}]},
+    }
+    diagnosis = {
+        "resourceType": "Condition",
+        "id": "c5",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": SNOMED, "code": "13746004"}]},
+    }
+    read = reader([*_warfarin(), no_subject, no_limits, weight_goal, undated, refuted, diagnosis])
+    assert sorted(s.reason for s in read.skipped) == [
+        "Condition has no onset or recorded date",
+        "Condition verificationStatus 'refuted': not used",
+        "Goal has no Patient subject",
+        "Goal target has no detailRange low and high",
+    ]
+    [record] = read.finish().values()
+    assert [(t.ref, t.analyte) for t in record.targets] == [("Goal/g4", "weight")]
+    assert _graded(evaluate([*_warfarin(), weight_goal, _inr(3.6)])) == [
+        ("inr-above-target-by-more-than-0-5", Severity.ACTION)
+    ]

@@ -14,9 +14,16 @@ import pytest
 
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.model import Condition, RulePack, Schedule, Threshold
+from hrm_fhir.rules.model import (
+    Condition,
+    Modifier,
+    PrescribingCheck,
+    RulePack,
+    Schedule,
+    Threshold,
+)
 from hrm_fhir.rules.results import result_lookbacks
-from tests.builders import AS_OF, evaluate, observation, patient, repeats, rules
+from tests.builders import AS_OF, evaluate, observation, patient, prescription, repeats, rules
 
 START = AS_OF - timedelta(days=3 * 365)
 # A normal result that shows each test was done, chosen so that no threshold or modifier fires.
@@ -354,3 +361,72 @@ def test_every_pack_has_cited_sources_and_severities() -> None:
             assert pack.citations[th.citation].url.startswith("http")
         for s in pack.schedules:
             assert pack.citations[s.citation].url.startswith("http")
+
+
+def _naive_cases() -> list[Any]:
+    return [
+        pytest.param(pack, check, cond, id=f"{pack.id}-{check.id}")
+        for pack in rules().in_force(AS_OF)
+        for check in pack.prescribing
+        for cond in check.criteria
+        if cond.no_other_ingredient_before is not None
+    ]
+
+
+@pytest.mark.parametrize(("pack", "check", "cond"), _naive_cases())
+def test_a_look_back_before_an_ingredient_started_ends_on_its_boundary(
+    pack: RulePack, check: PrescribingCheck, cond: Condition
+) -> None:
+    """Another ingredient of the group issued exactly the look-back before the check's
+    ingredient started counts as prior therapy; a day earlier it does not."""
+    assert cond.no_other_ingredient_before is not None
+    assert check.ingredient is not None
+    start = AS_OF - timedelta(days=30)
+    other = next(i.name for i in pack.ingredients if i.name != check.ingredient)
+    edge = cond.no_other_ingredient_before.before(start)
+
+    def fired(last_other: date) -> bool:
+        earlier = prescription(f"{other} 10mg tablets", last_other, status="completed")
+        current = repeats(f"{check.ingredient} 10mg tablets", start, AS_OF - timedelta(days=2))
+        found = evaluate([patient(born="1976-06-15"), earlier, *current])
+        return any(f.check == check.id for f in found)
+
+    assert not fired(edge)
+    assert fired(edge - timedelta(days=1))
+
+
+def _ome_modifier_cases() -> list[Any]:
+    return [
+        pytest.param(pack, schedule, modifier, id=f"{pack.id}-{schedule.id}")
+        for pack in rules().in_force(AS_OF)
+        for schedule in pack.schedules
+        for modifier in schedule.modifiers
+        if any(c.measure == "ome" for c in modifier.when)
+    ]
+
+
+@pytest.mark.parametrize(("pack", "schedule", "modifier"), _ome_modifier_cases())
+def test_a_schedule_interval_by_ome_band_changes_on_its_boundary(
+    pack: RulePack, schedule: Schedule, modifier: Modifier
+) -> None:
+    """At the OME limit the shorter interval applies; a milligram below it does not."""
+    [cond] = [c for c in modifier.when if c.measure == "ome"]
+    assert cond.value is not None
+    assert cond.op == "ge"
+    assert modifier.interval is not None
+    oral = next(i for i in pack.ingredients if i.ome is not None and i.ome.per == "mg")
+    assert oral.ome is not None
+    last = modifier.interval.before(AS_OF) - timedelta(days=1)
+
+    def due(ome: float) -> list[Any]:
+        dose = ome / oral.ome.factor
+        chain = repeats(
+            f"{oral.name} 1mg tablets", START, AS_OF - timedelta(days=7), dosage=f"{dose:g}mg daily"
+        )
+        review = _done(schedule.tests, last)
+        found = evaluate([patient(born="1976-06-15"), *chain, *review])
+        return [f for f in found if f.kind.value in ("due", "overdue")]
+
+    [overdue] = due(cond.value)
+    assert overdue.due_date == AS_OF - timedelta(days=1)
+    assert due(cond.value - 1) == []
