@@ -360,6 +360,14 @@ def rules_show(rule_id: str, version: int | None) -> None:
     click.echo(describe_pack(pack, rule_set.catalogue))
 
 
+@rules.command("shared-care")
+def rules_shared_care() -> None:
+    """Print how the record says another organisation monitors a drug (shared care)."""
+    from hrm_fhir.rules.describe import describe_shared_care
+
+    click.echo(describe_shared_care(_rules().catalogue))
+
+
 # --- The HTTP service and the scheduler (hrm_fhir/app.py, hrm_fhir/scheduling.py) ---
 
 

@@ -175,6 +175,65 @@ class Skipped:
     reason: str
 
 
+class ArrangementSource(StrEnum):
+    """Where a statement of who monitors came from."""
+
+    RECORD = "record"
+    """A coded entry or a prescription's prescribing organisation in the GP record."""
+    WORKFLOW = "workflow"
+    """The pharmacist's decision in this service (a Task it wrote)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrangement:
+    """A statement of who monitors a patient's drug group: monitored elsewhere (a hospital or
+    community team) or by the practice. The latest statement in force for a group wins."""
+
+    ref: ResourceRef
+    patient: PatientRef
+    elsewhere: bool
+    recorded_on: date
+    source: ArrangementSource
+    by: str = ""
+    """The organisation or team that monitors, as recorded."""
+    review_on: date | None = None
+    """When the practice reviews the arrangement (workflow decisions)."""
+    ended_on: date | None = None
+    groups: tuple[str, ...] = ()
+    """Drug groups the statement names; otherwise it is scoped by ``about`` or ``text``."""
+    about: tuple[ResourceRef, ...] = ()
+    """Prescriptions the statement is about (its own MedicationRequest, an entry's focus)."""
+    codings: tuple[Coding, ...] = ()
+    """The medication the statement is about, when it names one by code."""
+    text: str = ""
+    """Lower-cased text and displays, where an ingredient name may scope the statement."""
+    code: str = ""
+    """What made it a statement of who monitors (``system|code``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoredElsewhere:
+    """A drug group another organisation monitors, as the register and the audit show it."""
+
+    by: str
+    since: date
+    source: ArrangementSource
+    evidence: ResourceRef
+    review_on: date | None = None
+    lapsed: bool = False
+    """The review date has passed: the practice monitors again until the pharmacist reviews."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "by": self.by,
+            "since": self.since.isoformat(),
+            "source": self.source.value,
+            "evidence": self.evidence,
+            "review_on": self.review_on.isoformat() if self.review_on else None,
+            "lapsed": self.lapsed,
+        }
+
+
 @dataclass(slots=True)
 class PatientRecord:
     """Everything read for one patient; built by an adapter, read by the rules."""
@@ -183,6 +242,8 @@ class PatientRecord:
     prescriptions: list[Prescription] = field(default_factory=list)
     results: list[LabResult] = field(default_factory=list)
     targets: list[RecordedTarget] = field(default_factory=list)
+    arrangements: list[Arrangement] = field(default_factory=list)
+    """Statements of who monitors which drug group (shared care)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +278,8 @@ class Finding:
     code: str | None = None
     missing: tuple[str, ...] = ()
     """For incomplete findings: the data that is missing or could not be read."""
+    severely_overdue: bool = False
+    """For overdue findings: a test has gone undone past its schedule's tolerance."""
 
     def __reduce__(self) -> tuple[type[Finding], tuple[object, ...]]:
         """Pickle as a constructor call: loads twice as fast as the dataclass default (the
@@ -242,6 +305,7 @@ class Finding:
         if self.kind in (FindingKind.DUE, FindingKind.OVERDUE):
             out["tests"] = list(self.tests)
             out["due_date"] = self.due_date.isoformat() if self.due_date else None
+            out["severely_overdue"] = self.severely_overdue
         elif self.kind is FindingKind.OUT_OF_RANGE:
             out["analyte"] = self.analyte
             out["value"] = self.value
@@ -275,8 +339,12 @@ class RegisterEntry:
     course_start: date
     next_due: tuple[tuple[str, date], ...]
     """(test id, next due date) for each test the schedule in force asks for."""
+    monitored_elsewhere: MonitoredElsewhere | None = None
+    """Another organisation monitors this group: the practice raises no routine Tasks for it
+    (unless the arrangement has lapsed)."""
 
     def to_json(self) -> dict[str, object]:
+        elsewhere = self.monitored_elsewhere
         return {
             "patient": self.patient,
             "drug_group": self.drug_group,
@@ -284,6 +352,7 @@ class RegisterEntry:
             "matched_by": self.matched_by.value,
             "course_start": self.course_start.isoformat(),
             "next_due": {test: due.isoformat() for test, due in self.next_due},
+            "monitored_elsewhere": elsewhere.to_json() if elsewhere else None,
         }
 
 

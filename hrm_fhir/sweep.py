@@ -26,7 +26,7 @@ from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.config import Settings
-from hrm_fhir.domain import Finding, PatientRecord, PatientRef
+from hrm_fhir.domain import Finding, PatientRecord, PatientRef, RegisterEntry
 from hrm_fhir.errors import HRMError
 from hrm_fhir.fetch import (
     MEDICATION_TYPES,
@@ -37,6 +37,7 @@ from hrm_fhir.fetch import (
     prescribed_patients,
     read_records,
     read_scope,
+    record_searches,
     uncoded_candidates,
 )
 from hrm_fhir.records import SweepMode, SweepStatus
@@ -190,15 +191,16 @@ def _sweep(
     since = (
         None if is_full or cursor is None else _since(cursor, settings.watermark_overlap_seconds)
     )
+    extra = record_searches(rules)
     if since is None:
-        everyone = read_scope(gateway, scope, report)
+        everyone = read_scope(gateway, scope, report, extra)
         wanted = _monitored(rules, everyone) | known
         fetched = {patient: everyone.get(patient, []) for patient in wanted}
     else:
         wanted = prescribed_patients(gateway, rules, scope, report, since)
         wanted |= uncoded_candidates(gateway, scope, report, _text_matcher(rules), since)
-        wanted |= changed_patients(gateway, scope, report, since) & known
-        fetched = read_records(gateway, wanted, report, scope)
+        wanted |= changed_patients(gateway, scope, report, since, extra) & known
+        fetched = read_records(gateway, wanted, report, scope, extra)
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
@@ -213,8 +215,9 @@ def _sweep(
         therapies = engine.therapies(record)
         groups = frozenset(g for g, th in therapies.items() if th.current)
         alive = record.patient is None or record.patient.is_alive_on(summary.as_of)
-        contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
         assessment = engine.assess(record)
+        elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
+        contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
         findings.extend(assessment.findings)
         later += len(assessment.later)
         if therapies and key in current:
@@ -272,6 +275,11 @@ def _sweep(
                 session, scope.label, report.server_time, sweep_id=summary.sweep_id, now=clock()
             )
     _finish(sessions, summary, clock, watermark=report.server_time)
+
+
+def _held(entry: RegisterEntry) -> bool:
+    """Another organisation monitors the group, and its review date has not passed."""
+    return entry.monitored_elsewhere is not None and not entry.monitored_elsewhere.lapsed
 
 
 def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> set[str]:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from hrm_fhir.adapters.arrangements import ArrangementReader
 from hrm_fhir.adapters.dosage import parse_dosage
 from hrm_fhir.domain import (
     Dosage,
@@ -81,6 +82,19 @@ Moment = tuple[date, int | None, int | None]
 """A FHIR date or dateTime: (London calendar date, seconds after London midnight or None for a
 date only, POSIX seconds or None)."""
 _UNPARSED: Moment = (date.min, None, None)
+ARRANGEMENT_TYPES = frozenset(
+    {
+        "MedicationRequest",
+        "MedicationStatement",
+        "Observation",
+        "Condition",
+        "Procedure",
+        "Flag",
+        "Task",
+    }
+)
+"""Resources that may say who monitors a drug group (adapters/arrangements.py)."""
+_PRESCRIPTIONS_AND_DECISIONS = frozenset({"MedicationRequest", "MedicationStatement", "Task"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +157,7 @@ def patient_key(resource: Resource) -> str | None:
     if kind == "Patient":
         rid = resource.get("id")
         return f"Patient/{rid}" if isinstance(rid, str) and rid else None
-    return _reference(resource.get("subject"), "Patient")
+    return _reference(resource.get("subject") or resource.get("for"), "Patient")
 
 
 def _codings(concept: Any) -> list[tuple[str, str, str]]:
@@ -179,6 +193,11 @@ class RecordBuilder:
         dropped as they are read (it is asked once per product) and a product's strength is
         that of its monitored ingredient; without, a combination product's strength is unknown."""
         self._medicines = medicines
+        self._arrangements = ArrangementReader(catalogue.shared_care)
+        self._statement_types = (
+            ARRANGEMENT_TYPES if self._arrangements.reads_entries else _PRESCRIPTIONS_AND_DECISIONS
+        )
+        """Types that can say who monitors: coded entries only when the catalogue lists codes."""
         self._codes = catalogue.code_index
         self._units = UnitTable(catalogue)
         self.medications: dict[str, Resource] = {}
@@ -197,6 +216,8 @@ class RecordBuilder:
         """Map one resource; malformed ones are recorded in ``skipped`` and never raise."""
         kind = resource.get("resourceType")
         try:
+            if kind in self._statement_types:
+                self._arrangement(resource)
             if kind == "Observation":
                 self._observation(resource)
             elif kind in _MEDICATION_KINDS:
@@ -250,6 +271,11 @@ class RecordBuilder:
         if record is None:
             record = self.records[patient] = PatientRecord(None)
         return record
+
+    def _arrangement(self, resource: Resource) -> None:
+        """Statements of who monitors a drug group (shared care) the resource makes."""
+        for statement in self._arrangements.read(resource, self._date):
+            self._record(statement.patient).arrangements.append(statement)
 
     def _patient(self, resource: Resource) -> None:
         rid = _require_id(resource)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrm_fhir.rules.model import (
+    ArrangementCode,
     Catalogue,
     Citation,
     Ingredient,
@@ -27,7 +28,8 @@ class Statement:
     """One part of a pack as a clinician reads it, with the guidance it cites."""
 
     kind: str
-    """``schedule``, ``modifier``, ``threshold``, ``prescribing``, ``ome`` or ``target``."""
+    """``schedule``, ``modifier``, ``tolerance``, ``threshold``, ``prescribing``, ``ome`` or
+    ``target``."""
     text: str
     verified: bool
     citation: Citation
@@ -83,6 +85,16 @@ def _ends_text(schedule: Schedule) -> str | None:
     if schedule.ends_after is None:
         return None
     return f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
+
+
+def _tolerance_text(schedule: Schedule) -> str:
+    """When overdue monitoring of the schedule is graded severely overdue."""
+    tolerance = schedule.severely_overdue
+    if tolerance is None:
+        return "severely overdue: no tolerance in the reference (never graded severe)"
+    after = tolerance.after.describe()
+    text = f"severely overdue when a test has not been done on therapy for {after}"
+    return text + (f" ({tolerance.note})" if tolerance.note else "")
 
 
 def _modifier_text(modifier: Modifier) -> str:
@@ -211,6 +223,11 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
             )
             for m in s.modifiers
         ]
+        if s.severely_overdue is not None:
+            tolerance = s.severely_overdue
+            citation = pack.citations[tolerance.citation]
+            text = f"{s.title}: {_tolerance_text(s)}"
+            out.append(Statement("tolerance", text, tolerance.verified, citation))
     out += [
         Statement(
             "threshold",
@@ -281,6 +298,14 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             if s.note:
                 lines.append(f"    note: {s.note}")
             lines.append(f"    source: {cite(s.citation)}")
+            tolerance = s.severely_overdue
+            if tolerance is None:
+                lines.append(f"    {_tolerance_text(s)}")
+            else:
+                lines.append(
+                    f"    {_tolerance_text(s)}{mark(tolerance.verified)}  "
+                    f"({cite(tolerance.citation)})"
+                )
     if pack.thresholds:
         lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
         for th in pack.thresholds:
@@ -326,3 +351,52 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             assert i.ome is not None  # noqa: S101 - filtered above
             lines.append(f"- {_ome_text(i)}{mark(i.ome.verified)} ({cite(i.ome.citation)})")
     return "\n".join(lines)
+
+
+def describe_shared_care(catalogue: Catalogue) -> str:
+    """How the record says another organisation monitors a drug ("monitored elsewhere"), from
+    the catalogue's ``[shared_care]``, each code with its verification and the sources."""
+    shared = catalogue.shared_care
+    if shared is None:
+        return "No shared-care codes in the catalogue: only the pharmacist's decisions count."
+
+    def mark(verified: bool) -> str:
+        return "" if verified else "  [UNVERIFIED]"
+
+    def cite(key: str) -> str:
+        c = catalogue.citations[key]
+        return f"{c.publisher}, {c.title} <{c.url}>"
+
+    def codes(items: tuple[ArrangementCode, ...]) -> list[str]:
+        if not items:
+            return ["- none listed: a practice adds the codes its templates record (see the note)"]
+        return [
+            f"- {c.system}|{c.code} {c.display}: "
+            f"{'monitored elsewhere' if c.elsewhere else 'monitored by the practice'}"
+            f"{' (' + ', '.join(c.groups) + ')' if c.groups else ''}{mark(c.verified)}"
+            for c in items
+        ]
+
+    check = shared.results_not_seen
+    return "\n".join(
+        [
+            "Monitored elsewhere (shared care): how the record says who monitors a drug",
+            "",
+            "A statement that names no drug applies to: " + ", ".join(shared.generic_groups),
+            "",
+            "PRESCRIBING ORGANISATION (MedicationRequest, MedicationStatement): extensions read",
+            *(f"- {url}" for url in shared.extensions),
+            "Codes in those extensions or in the prescription's category:",
+            *codes(shared.prescribed),
+            "",
+            "CODED ENTRIES (Observation, Condition, Procedure, Flag)",
+            *codes(shared.entries),
+            "",
+            "NO RESULT REACHING THE PRACTICE (past a schedule's severely-overdue tolerance)",
+            f"- {check.severity.value.upper():<7} {check.advice}{mark(check.verified)}",
+            f"    source: {cite(check.citation)}",
+            "",
+            f"Note: {shared.note}",
+            f"Source: {cite(shared.citation)}",
+        ]
+    )

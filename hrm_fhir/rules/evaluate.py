@@ -15,12 +15,14 @@ from hrm_fhir.domain import (
     Finding,
     FindingKind,
     LabResult,
+    MonitoredElsewhere,
     PatientRecord,
     Prescription,
     RegisterEntry,
     ResourceRef,
     Skipped,
 )
+from hrm_fhir.rules.arrangements import monitored_elsewhere
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import (
     COMPARE,
@@ -38,6 +40,7 @@ from hrm_fhir.rules.model import (
     PrescribingCheck,
     RulePack,
     Schedule,
+    Tolerance,
 )
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.results import AnalytePlan, Stale, result_findings, result_plan, stale_notes
@@ -108,6 +111,18 @@ class Engine:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
         return build_therapies(record.prescriptions, self.index, self.currency, self.restart_groups)
 
+    def monitored_elsewhere(
+        self, record: PatientRecord, therapies: dict[str, Therapy] | None = None
+    ) -> dict[str, MonitoredElsewhere]:
+        """The patient's drug groups another organisation monitors on the as-of date."""
+        return monitored_elsewhere(
+            record,
+            self.therapies(record) if therapies is None else therapies,
+            self.index,
+            self.rules.catalogue.shared_care,
+            self.currency,
+        )
+
     def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
         """Per test id, the newest result on or before as-of that shows the test done."""
         facts = Facts.build(record, {}, self.rules.catalogue, self.as_of)
@@ -137,6 +152,7 @@ class Engine:
         if not any(t.current for t in therapies.values()):
             return Assessment([], [], later)
         facts = Facts.build(record, therapies, catalogue, self.as_of)
+        elsewhere = self.monitored_elsewhere(record, therapies) if record.arrangements else {}
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
         for pack in self.packs:
@@ -144,9 +160,14 @@ class Engine:
             if therapy is None or not therapy.current:
                 continue
             dues = _dues(pack, therapy, facts)
-            register.append(_register_entry(pack, therapy, facts, dues))
+            held = elsewhere.get(pack.drug_group)
+            entry = _register_entry(pack, therapy, facts, dues)
+            register.append(entry if held is None else replace(entry, monitored_elsewhere=held))
             results, stale = result_findings(pack, therapy, facts, self.result_plans[pack.ref])
-            monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
+            if held is None or held.lapsed:
+                monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
+            else:
+                monitoring = _results_not_seen(pack, therapy, facts, dues, held)
             findings.extend(_with_notes(monitoring, stale, facts))
             findings.extend(results)
             findings.extend(_prescribing(pack, therapy, facts))
@@ -315,6 +336,14 @@ def _monitoring(
         else f"due by {due_date.isoformat()}"
     )
     reason = f"{pack.title} monitoring {state}: " + "; ".join(parts) + "."
+    severe = _past_tolerance(included, therapy, as_of) if kind is FindingKind.OVERDUE else []
+    if severe:
+        reason += " Severely overdue: " + "; ".join(
+            f"{catalogue.tests[d.test].title} not done for {_tolerance(d).after.describe()} "
+            f"or more (since {since.isoformat()})"
+            for d, since in severe
+        )
+        reason += "."
     evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
     schedule = included[0].schedule
     return [
@@ -326,13 +355,85 @@ def _monitoring(
             check=",".join(sorted({d.schedule.id for d in included})),
             reason=reason,
             source=pack.citations[schedule.citation].url,
-            verified=all(d.verified for d in included),
+            verified=all(d.verified for d in included)
+            and all(_tolerance(d).verified for d, _ in severe),
             evidence=tuple(dict.fromkeys(evidence)),
             identifier=business_identifier(
                 facts.patient, pack.id, "monitoring", due_date.isoformat()
             ),
             tests=tuple(d.test for d in included),
             due_date=due_date,
+            severely_overdue=bool(severe),
+        )
+    ]
+
+
+def _tolerance(due: _TestDue) -> Tolerance:
+    tolerance = due.schedule.severely_overdue
+    assert tolerance is not None  # noqa: S101 - only called on tests past their tolerance
+    return tolerance
+
+
+def _past_tolerance(
+    dues: Iterable[_TestDue], therapy: Therapy, as_of: date
+) -> list[tuple[_TestDue, date]]:
+    """The overdue tests whose schedule's severely-overdue tolerance has run out, each with the
+    date it is counted from: the later of its last result and the course start."""
+    past = []
+    for due in dues:
+        tolerance = due.schedule.severely_overdue
+        if tolerance is None or due.due >= as_of:
+            continue
+        since = max(due.last.effective, therapy.start) if due.last else therapy.start
+        if tolerance.after.after(since) <= as_of:
+            past.append((due, since))
+    return past
+
+
+def _results_not_seen(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    dues: dict[str, _TestDue],
+    held: MonitoredElsewhere,
+) -> list[Finding]:
+    """Monitored elsewhere, yet no result of an overdue test has reached the practice within
+    its schedule's severely-overdue tolerance: the practice must see results before issuing."""
+    shared = facts.catalogue.shared_care
+    past = _past_tolerance(dues.values(), therapy, facts.as_of)
+    if shared is None or not past:
+        return []
+    check = shared.results_not_seen
+    catalogue = facts.catalogue
+    missing = "; ".join(
+        f"{catalogue.tests[d.test].title} since {since.isoformat()} "
+        f"({_tolerance(d).after.describe()} or more)"
+        for d, since in past
+    )
+    reason = (
+        f"{pack.title} is monitored by {held.by} (since {held.since.isoformat()}), but no result "
+        f"has reached the practice: {missing}: {check.advice}."
+    )
+    evidence = [therapy.latest.ref, held.evidence, *(d.last.ref for d, _ in past if d.last)]
+    code = "shared-care-results-not-seen"
+    return [
+        Finding(
+            patient=facts.patient,
+            kind=FindingKind.PRESCRIBING,
+            drug_group=pack.drug_group,
+            medication=therapy.latest.ref,
+            matched_by=therapy.method,
+            rule=pack.ref,
+            check="results-not-seen",
+            reason=reason,
+            source=catalogue.citations[check.citation].url,
+            verified=check.verified and all(_tolerance(d).verified for d, _ in past),
+            evidence=tuple(dict.fromkeys(evidence)),
+            identifier=business_identifier(
+                facts.patient, pack.id, "prescribing", code, therapy.start.isoformat()
+            ),
+            code=code,
+            severity=check.severity,
         )
     ]
 

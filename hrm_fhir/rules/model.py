@@ -146,6 +146,19 @@ class Modifier:
 
 
 @dataclass(frozen=True, slots=True)
+class Tolerance:
+    """How long a scheduled test may go undone on therapy before overdue monitoring is graded
+    severely overdue: the kind of window CQC and PINCER searches use (reference sections 1, 9
+    and 10). Measured from the test's last result, or from the course start when there is none
+    on the course."""
+
+    after: Duration
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     id: str
     title: str
@@ -157,6 +170,8 @@ class Schedule:
     ends_after: Duration | None = None
     """Routine monitoring stops once the anchor is this far back (sulfasalazine after 12 months)."""
     note: str = ""
+    severely_overdue: Tolerance | None = None
+    """None: the reference gives no tolerance, so an overdue finding is never graded severe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,12 +256,13 @@ class RulePack:
 
     @property
     def verified(self) -> bool:
-        """True only when every schedule, modifier, threshold and check is verified."""
+        """True only when every schedule, modifier, tolerance, threshold and check is verified."""
         flags = [s.verified for s in self.schedules]
         flags += [t.verified for t in self.thresholds]
         flags += [c.verified for c in self.prescribing]
         flags += [m.verified for s in self.schedules for m in s.modifiers]
         flags += [i.ome.verified for i in self.ingredients if i.ome is not None]
+        flags += [s.severely_overdue.verified for s in self.schedules if s.severely_overdue]
         flags += [t.verified for t in self.targets.values()]
         return all(flags)
 
@@ -376,6 +392,49 @@ class CockcroftGault:
 
 
 @dataclass(frozen=True, slots=True)
+class ArrangementCode:
+    """A code that says who monitors a drug group (shared care): on a prescription, its
+    prescribing organisation; in the record, a coded entry."""
+
+    system: str
+    code: str
+    elsewhere: bool
+    """True: monitored elsewhere (a hospital or community team); False: by the practice."""
+    display: str = ""
+    verified: bool = True
+    groups: tuple[str, ...] = ()
+    """Drug groups a drug-specific code names; empty for a generic code."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsNotSeen:
+    """The check on a group monitored elsewhere: no result has reached the practice within the
+    schedule's severely-overdue tolerance (the practice must see results before issuing)."""
+
+    severity: Severity
+    advice: str
+    citation: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SharedCare:
+    """How the record says a drug group is monitored elsewhere, and what that changes."""
+
+    citation: str
+    generic_groups: tuple[str, ...]
+    """The groups a statement that names no drug applies to (the patient's current ones)."""
+    extensions: tuple[str, ...]
+    """Prescribing-organisation extension URLs on MedicationRequest and MedicationStatement."""
+    prescribed: tuple[ArrangementCode, ...]
+    """Codes in those extensions or in the prescription's ``category``."""
+    entries: tuple[ArrangementCode, ...]
+    """Codes of Observation, Condition, Procedure and Flag entries."""
+    results_not_seen: ResultsNotSeen
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class UnissuedActive:
     """An active request with nothing issued or authored of its product for ``after`` raises a
     finding of ``severity`` ("active but not issued since <date>")."""
@@ -408,3 +467,4 @@ class Catalogue:
     code_lists: dict[str, CodeList] = field(default_factory=dict)
     products: dict[tuple[str, str], ProductCode] = field(default_factory=dict)
     """(system, code) -> product, from every code list; filled in by the registry."""
+    shared_care: SharedCare | None = None

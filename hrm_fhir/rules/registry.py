@@ -116,6 +116,9 @@ def build_rule_set(
             raise RuleDefinitionError(f"{name}: " + "; ".join(problems))
         loaded.append(pack)
     groups = {p.drug_group for p in loaded}
+    for group in _shared_care_groups(catalogue):
+        if group not in groups:
+            raise RuleDefinitionError(f"catalogue.toml: shared_care names unknown group {group!r}")
     for pack in loaded:
         for cond in _conditions(pack):
             target = cond.co_prescribed
@@ -128,6 +131,15 @@ def build_rule_set(
     lists = _code_list_files() if code_lists is None else code_lists
     products = read_code_lists(catalogue, lists, ingredients)
     return RuleSet(catalogue=replace(catalogue, products=products), packs=tuple(loaded))
+
+
+def _shared_care_groups(catalogue: Catalogue) -> Iterable[str]:
+    shared = catalogue.shared_care
+    if shared is None:
+        return
+    yield from shared.generic_groups
+    for code in (*shared.prescribed, *shared.entries):
+        yield from code.groups
 
 
 def _conditions(pack: RulePack) -> Iterable[Condition]:

@@ -184,6 +184,17 @@ class ModifierSchema(Schema):
         return model.Modifier(**{**data, "when": tuple(data["when"])})
 
 
+class ToleranceSchema(Schema):
+    after = DurationField(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Tolerance:
+        return model.Tolerance(**data)
+
+
 class ScheduleSchema(Schema):
     id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
     title = fields.String(required=True)
@@ -194,6 +205,7 @@ class ScheduleSchema(Schema):
     citation = fields.String(required=True)
     verified = fields.Boolean(required=True)
     note = fields.String(load_default="")
+    severely_overdue = fields.Nested(ToleranceSchema, load_default=None)
 
     @validates_schema
     def last_phase_open(self, data: dict[str, Any], **_: Any) -> None:
@@ -351,6 +363,8 @@ class RulePackSchema(Schema):
         for s in data.get("schedules") or []:
             cited.append((f"schedule {s.id}", s.citation))
             cited.extend((f"schedule {s.id} modifier", m.citation) for m in s.modifiers)
+            if s.severely_overdue is not None:
+                cited.append((f"schedule {s.id} tolerance", s.severely_overdue.citation))
         cited.extend((f"threshold {t.id}", t.citation) for t in data.get("thresholds") or [])
         cited.extend((f"check {c.id}", c.citation) for c in data.get("prescribing") or [])
         for ing in data.get("ingredients") or []:
@@ -483,6 +497,52 @@ class ProgrammeSchema(Schema):
     note = fields.String(load_default="")
 
 
+class ArrangementCodeSchema(Schema):
+    system = fields.String(required=True, validate=validate.Length(min=1))
+    code = fields.String(required=True, validate=validate.Length(min=1))
+    elsewhere = fields.Boolean(required=True)
+    display = fields.String(load_default="")
+    verified = fields.Boolean(required=True)
+    groups = fields.List(fields.String(), load_default=list)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ArrangementCode:
+        return model.ArrangementCode(**{**data, "groups": tuple(data["groups"])})
+
+
+class ResultsNotSeenSchema(Schema):
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    advice = fields.String(required=True, validate=validate.Length(min=5))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ResultsNotSeen:
+        return model.ResultsNotSeen(**data)
+
+
+class SharedCareSchema(Schema):
+    citation = fields.String(required=True)
+    generic_groups = fields.List(fields.String(), required=True)
+    extensions = fields.List(fields.Url(schemes={"http", "https"}), required=True)
+    prescribed = fields.List(fields.Nested(ArrangementCodeSchema), required=True)
+    entries = fields.List(fields.Nested(ArrangementCodeSchema), required=True)
+    results_not_seen = fields.Nested(ResultsNotSeenSchema, required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.SharedCare:
+        return model.SharedCare(
+            **{
+                **data,
+                "generic_groups": tuple(data["generic_groups"]),
+                "extensions": tuple(data["extensions"]),
+                "prescribed": tuple(data["prescribed"]),
+                "entries": tuple(data["entries"]),
+            }
+        )
+
+
 class CatalogueSchema(Schema):
     version = fields.Integer(required=True, strict=True)
     citations = fields.Dict(
@@ -502,6 +562,7 @@ class CatalogueSchema(Schema):
         keys=fields.String(), values=fields.Nested(CodeListSchema), load_default=dict
     )
     unissued_active = fields.Nested(UnissuedActiveSchema, required=True)
+    shared_care = fields.Nested(SharedCareSchema, load_default=None)
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -520,6 +581,16 @@ class CatalogueSchema(Schema):
         unissued = data.get("unissued_active")
         if unissued is not None and unissued.citation not in keys:
             problems.append(f"unissued_active cites unknown {unissued.citation!r}")
+        shared = data.get("shared_care")
+        if shared is not None:
+            problems.extend(
+                f"shared_care{where} cites unknown {key!r}"
+                for where, key in (
+                    ("", shared.citation),
+                    (".results_not_seen", shared.results_not_seen.citation),
+                )
+                if key not in keys
+            )
         for aid, a in analytes.items():
             problems.extend(
                 f"analyte {aid} conversion from {c.unit} cites unknown {c.citation!r}"
@@ -609,6 +680,7 @@ class CatalogueSchema(Schema):
                 )
                 for lid, c in data["code_lists"].items()
             },
+            shared_care=data["shared_care"],
         )
 
 

@@ -226,6 +226,21 @@ class Currency:
     course_gap: timedelta
     """Requests whose cover is further apart than this start a new course."""
 
+    def issued_recently(self, request: Prescription) -> bool:
+        """Issued (completed) within the look-back window."""
+        return request.status in CURRENT_WHILE_ISSUED and request.authored_on >= self.lookback_start
+
+    def still_valid(self, request: Prescription) -> bool:
+        """Its validity period did not end before the look-back window."""
+        return request.validity_end is None or request.validity_end >= self.lookback_start
+
+    def is_current(self, request: Prescription) -> bool:
+        """One request on its own, whatever else of its product was prescribed: active and still
+        valid, or issued recently (a product's currency is ``build_therapies``')."""
+        if request.status == "active":
+            return self.still_valid(request)
+        return self.issued_recently(request)
+
 
 def build_therapies(
     prescriptions: list[Prescription],
@@ -319,13 +334,11 @@ def _current_product(
     """A product is current when its newest request (``item``) was issued within the look-back,
     or while an active request of it stands (validity not ended before the look-back)."""
     newest, match = item
-    if newest.status in CURRENT_WHILE_ISSUED and newest.authored_on >= currency.lookback_start:
+    if currency.issued_recently(newest):
         return ProductRequest(match.ingredient, newest, matched_by(newest, match))
-    if active is None:
+    if active is None or not currency.still_valid(active):
         return None
     validity_end = active.validity_end
-    if validity_end is not None and validity_end < currency.lookback_start:
-        return None
     renewed = validity_end is not None and validity_end >= currency.as_of
     stale = newest.authored_on < currency.unissued_before and not renewed
     return ProductRequest(

@@ -118,7 +118,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     assert (pack["patient"]["name"], pack["patient"]["nhs_number"]) == ("Evie Testpatient", NHS)
 
     [schedule] = pack["schedules"]
-    assert (schedule["drug_group"], schedule["rule"]) == ("methotrexate", "methotrexate@1")
+    assert (schedule["drug_group"], schedule["rule"]) == ("methotrexate", "methotrexate@2")
     [bloods] = [s for s in schedule["statements"] if s["kind"] == "schedule"]
     assert "every 2 weeks until 6 weeks" in bloods["text"]
     assert (bloods["citation"]["url"], bloods["verified"]) == (SPS_MTX, True)
@@ -154,7 +154,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
         "attester",
     )
     assert f"Task/{task_id}/_history/{task['versions'][-1]['version']}" in sign_off["targets"]
-    assert sign_off["reason"] == "methotrexate@1#bloods"
+    assert sign_off["reason"] == "methotrexate@2#bloods"
     assert [a["action"] for a in pack["provenance"]] == ["contact", "contact", "sample", "signoff"]
 
     events = [
@@ -285,7 +285,7 @@ def test_the_patient_card_links_a_printable_evidence_pack(flow: Flow) -> None:
         pack = client.get(f"/patients/{pid}/evidence")
         assert (pack.status_code, pack.mimetype) == (200, "text/html")
         assert "Phil Pharmacist" in pack.text
-        assert "methotrexate@1" in pack.text
+        assert "methotrexate@2" in pack.text
         other = app.test_client()
         sign_in(other, "olga")
         hidden = other.get(f"/patients/{pid}/evidence")

@@ -167,7 +167,7 @@ def test_a_long_running_active_request_is_not_cut_at_a_gap_in_issues() -> None:
     [review] = of_kind(result.findings, "overdue", "opioid")
     assert review.due_date == date(2016, 6, 1), "the review is due 3 months into the course"
     [row] = register_csv(result.register).splitlines()[1:]
-    assert row.split(",")[4:] == ["2016-03-01", "review", "2016-06-01"]
+    assert row.split(",")[4:] == ["2016-03-01", "review", "2016-06-01", "", ""]
 
 
 def test_an_established_methotrexate_course_is_not_treated_as_a_new_start_after_a_gap() -> None:
@@ -266,8 +266,8 @@ def test_the_register_shows_the_real_course_start_and_first_due_dates(tmp_path: 
     csv_out = runner.invoke(main, [*args, "--format", "csv"], catch_exceptions=False).stdout
     rows = {row.split(",")[0]: row.split(",")[4:] for row in csv_out.splitlines()[1:]}
     assert rows == {
-        "Patient/p1": ["2016-03-01", "review", "2016-06-01"],
-        "Patient/p2": [warfarin_start.isoformat(), "inr", first_inr],
+        "Patient/p1": ["2016-03-01", "review", "2016-06-01", "", ""],
+        "Patient/p2": [warfarin_start.isoformat(), "inr", first_inr, "", ""],
     }
 
 

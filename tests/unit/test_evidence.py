@@ -166,7 +166,7 @@ def _finding(
         patient=f"Patient/{PID}",
         kind=FindingKind.OVERDUE,
         drug_group="methotrexate",
-        rule="methotrexate@1",
+        rule="methotrexate@2",
         check="bloods",
         severity=None,
         due_date=date(2026, 11, 20),
@@ -291,7 +291,7 @@ def test_the_schedule_names_the_pack_its_citations_the_therapy_and_the_tests(
     [applied] = pack.schedules
     assert (applied.drug_group, applied.rule, applied.current) == (
         "methotrexate",
-        "methotrexate@1",
+        "methotrexate@2",
         True,
     )
     assert applied.approved_on == "", "the shipped packs are not clinically signed off"

@@ -33,7 +33,7 @@ def test_flags_overdue_monitoring_when_last_result_predates_interval() -> None:
     [overdue] = of_kind(found, "overdue", "methotrexate")
     assert overdue.tests == ("fbc", "lft", "renal")
     assert overdue.due_date == AS_OF - timedelta(days=120) + timedelta(weeks=12)
-    assert overdue.rule == "methotrexate@1"
+    assert overdue.rule == "methotrexate@2"
 
 
 def test_in_range_result_inside_interval_removes_the_overdue_finding() -> None:
