@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
-from hrm_fhir.domain import Finding, FindingKind, LabResult, Severity
+from hrm_fhir.domain import Finding, FindingKind, LabResult, ResourceRef, Severity
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import COMPARE, Facts, business_identifier, fell, meets, pack_finding
 from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack, Threshold
@@ -518,12 +518,26 @@ def _out_of_range(
         f"{title} {value_text(result)} on {result.effective.isoformat()}{_preliminary(result)} "
         f"is {judgement.limit}{basis} on {pack.title}: {threshold.advice}."
     )
-    evidence = [result.ref, therapy.latest.ref]
-    if threshold.op in _TARGET_SIDE and target is not None and target.source is not None:
-        evidence.append(target.source)
-    verified = threshold.verified
-    if threshold.op in _TARGET_SIDE and target is not None and target.source is None:
-        verified = verified and pack.targets[threshold.analyte].verified
+    if threshold.op in _TARGET_SIDE and target is not None:
+        if target.source is not None:
+            return _result_finding(pack, therapy, facts, threshold, result, reason, target.source)
+        verified = threshold.verified and pack.targets[threshold.analyte].verified
+        return _result_finding(pack, therapy, facts, threshold, result, reason, verified=verified)
+    return _result_finding(pack, therapy, facts, threshold, result, reason)
+
+
+def _result_finding(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    threshold: Threshold,
+    result: LabResult,
+    reason: str,
+    *also: ResourceRef,
+    verified: bool | None = None,
+) -> Finding:
+    """The out-of-range finding of ``threshold`` on ``result`` (a value or a coded finding),
+    with ``also`` as further evidence (the Goal that set a target range)."""
     return pack_finding(
         pack,
         therapy,
@@ -532,8 +546,8 @@ def _out_of_range(
         check=threshold.id,
         reason=reason,
         source=pack.citations[threshold.citation].url,
-        verified=verified,
-        evidence=tuple(dict.fromkeys(evidence)),
+        verified=threshold.verified if verified is None else verified,
+        evidence=tuple(dict.fromkeys((result.ref, therapy.latest.ref, *also))),
         identifier=business_identifier(
             facts.patient, pack.id, "result", threshold.analyte, result.ref
         ),
@@ -703,25 +717,7 @@ def _coded_findings(
         f"{title} recorded on {record.effective.isoformat()}{_preliminary(record)} on "
         f"{pack.title}: {threshold.advice}."
     )
-    return [
-        pack_finding(
-            pack,
-            therapy,
-            facts,
-            FindingKind.OUT_OF_RANGE,
-            check=threshold.id,
-            reason=reason,
-            source=pack.citations[threshold.citation].url,
-            verified=threshold.verified,
-            evidence=(record.ref, therapy.latest.ref),
-            identifier=business_identifier(
-                facts.patient, pack.id, "result", item.analyte, record.ref
-            ),
-            analyte=item.analyte,
-            observed_on=record.effective,
-            severity=threshold.severity,
-        )
-    ]
+    return [_result_finding(pack, therapy, facts, threshold, record, reason)]
 
 
 def _superseded(record: LabResult, facts: Facts) -> bool:
