@@ -121,17 +121,9 @@ def _collector_paused() -> Iterator[None]:
 class _Worker:
     """One process's share of a run: read its chunks, then evaluate the patients it owns."""
 
-    def __init__(
-        self,
-        rules: RuleSet,
-        as_of: date,
-        window_days: int | None,
-        chunks: list[_Chunk],
-        index: int,
-        workers: int,
-    ) -> None:
-        self._rules = rules
-        self.engine = Engine.create(rules, as_of, window_days)
+    def __init__(self, engine: Engine, chunks: list[_Chunk], index: int, workers: int) -> None:
+        self._rules = engine.rules
+        self.engine = engine
         self._chunks = [chunk for chunk in chunks if chunk.worker == index]
         self._index = index
         self._workers = workers
@@ -430,7 +422,9 @@ def evaluate_paths(
     if not hasattr(os, "fork"):
         workers = 1
     chunks = _plan(files, workers)
-    team = [_Worker(rules, as_of, window_days, chunks, k, workers) for k in range(workers)]
+    engine = Engine.create(rules, as_of, window_days)
+    rules.medicines()  # built here, once, and inherited by every forked worker
+    team = [_Worker(engine, chunks, k, workers) for k in range(workers)]
     with _collector_paused():
         reads, results = _run_workers(team) if workers > 1 else _run_here(team[0])
     return _combine(team[0].engine, chunks, reads, results, problem)

@@ -23,6 +23,8 @@ from hrm_fhir.errors import RuleDefinitionError
 from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack
 from hrm_fhir.rules.therapy import MedicationIndex
 
+_MEDICINES: dict[int, tuple[RuleSet, MedicationIndex]] = {}
+"""``RuleSet.medicines()`` by rule set (a frozen, slotted dataclass cannot cache on itself)."""
 DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg", "ome"})
 
 
@@ -44,8 +46,12 @@ class RuleSet:
         return tuple(sorted(best.values(), key=lambda p: p.id))
 
     def medicines(self) -> MedicationIndex:
-        """What recognises products and reads their strength, over every pack version."""
-        return MedicationIndex(self.packs, self.catalogue)
+        """What recognises products and reads their strength, over every pack version: built
+        once per rule set (it indexes every code list, thousands of products)."""
+        held = _MEDICINES.get(id(self))
+        if held is None or held[0] is not self:
+            held = _MEDICINES[id(self)] = (self, MedicationIndex(self.packs, self.catalogue))
+        return held[1]
 
     def uncovered(self, day: date) -> list[str]:
         """The rule ids no version covers on ``day`` (before the first took effect, or after
