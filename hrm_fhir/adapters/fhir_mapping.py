@@ -26,6 +26,7 @@ from hrm_fhir.domain import (
     PatientRecord,
     PatientRef,
     Prescription,
+    RecordedTarget,
     ResourceRef,
     Skipped,
 )
@@ -61,6 +62,11 @@ STATEMENT_STATUSES = {
 }
 """MedicationStatement status -> the request status whose currency it has (docs/design.md)."""
 _MEDICATION_KINDS = ("MedicationRequest", "MedicationStatement")
+_NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
+"""Condition verification statuses that say the finding is not the patient's."""
+_NOT_CURRENT = frozenset({"inactive", "resolved", "remission"})
+"""Condition clinical statuses that say the episode is over."""
+_GOALS_IN_FORCE = frozenset({"active", "accepted", "on-hold"})
 _MASS_TO_MG = {
     "mg": 1.0,
     "g": 1000.0,
@@ -226,6 +232,10 @@ class RecordBuilder:
                     self.medications[f"Medication/{resource['id']}"] = resource
             elif kind == "DiagnosticReport":
                 self._diagnostic_report(resource)
+            elif kind == "Condition":
+                self._condition(resource)
+            elif kind == "Goal":
+                self._goal(resource)
         except MappingError as exc:
             self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -420,6 +430,78 @@ class RecordBuilder:
                     contained.setdefault("issued", resource.get("issued"))
                 self._observation(contained, subject)
 
+    def _condition(self, resource: Resource) -> None:
+        """A Condition coded as a finding a rule reads (``lithium level high - toxic``): a
+        result with no value, dated by its onset (else when it was recorded). A refuted,
+        erroneous, resolved or inactive one is skipped with the reason."""
+        analyte = self._analyte(resource.get("code"))
+        if analyte is None:
+            return
+        for element, unused in (
+            ("verificationStatus", _NOT_CONFIRMED),
+            ("clinicalStatus", _NOT_CURRENT),
+        ):
+            status = _first_code(resource.get(element))
+            if status in unused:
+                raise MappingError(f"Condition {element} {status!r}: not used")
+        rid = _require_id(resource)
+        patient = _reference(resource.get("subject"), "Patient")
+        if patient is None:
+            raise MappingError("Condition has no Patient subject")
+        moment = (
+            self._moment(resource.get("onsetDateTime"))
+            or self._moment((resource.get("onsetPeriod") or {}).get("start"))
+            or self._moment(resource.get("recordedDate"))
+        )
+        if moment is None:
+            raise MappingError("Condition has no onset or recorded date")
+        day, seconds, _ = moment
+        finding = LabResult(
+            ResourceRef(f"Condition/{rid}"),
+            PatientRef(patient),
+            analyte,
+            day,
+            value=None,
+            unit=None,
+            normalised=False,
+            time=-1 if seconds is None else seconds,
+        )
+        self._record(PatientRef(patient)).results.append(finding)
+
+    def _goal(self, resource: Resource) -> None:
+        """A Goal whose target measures an analyte (INR) is the patient's own target range:
+        ``detailRange``, or ``detailQuantity`` (one value, widened by the pack). Only a goal in
+        force (``active``, ``accepted``, ``on-hold``) counts; another is skipped with its status."""
+        for target in resource.get("target") or ():
+            if not isinstance(target, dict):
+                continue
+            analyte = self._analyte(target.get("measure"))
+            if analyte is None:
+                continue
+            status = resource.get("lifecycleStatus")
+            if status not in _GOALS_IN_FORCE:
+                raise MappingError(f"Goal lifecycleStatus {status!r}: not used as a target")
+            limits = _goal_limits(target)
+            if limits is None:
+                raise MappingError("Goal target has no detailRange low and high")
+            patient = _reference(resource.get("subject"), "Patient")
+            if patient is None:
+                raise MappingError("Goal has no Patient subject")
+            recorded = self._date(resource.get("startDate")) or self._date(
+                resource.get("statusDate")
+            )
+            self._record(PatientRef(patient)).targets.append(
+                RecordedTarget(
+                    ResourceRef(f"Goal/{_require_id(resource)}"),
+                    PatientRef(patient),
+                    analyte,
+                    limits[0],
+                    limits[1],
+                    recorded,
+                )
+            )
+            return
+
     def _prescription(self, resource: Resource) -> None:
         """A MedicationRequest, or a MedicationStatement read as one (status, dates, dosage)."""
         kind = str(resource.get("resourceType"))
@@ -603,6 +685,27 @@ def _reference_range(ranges: Any) -> tuple[float | None, float | None, str | Non
         if match is not None:
             return float(match.group(1)), float(match.group(2)), None
     return None, None, None
+
+
+def _first_code(concept: Any) -> str | None:
+    """The first code of a CodeableConcept (a status such as ``resolved``)."""
+    codings = _codings(concept)
+    return codings[0][1] if codings else None
+
+
+def _goal_limits(target: Resource) -> tuple[float, float] | None:
+    """(low, high) of a Goal target's ``detailRange``; a ``detailQuantity`` gives (value, value)
+    and the rules widen it by the pack's half width."""
+    detail = target.get("detailRange")
+    if isinstance(detail, dict):
+        low = _number((detail.get("low") or {}).get("value"))
+        high = _number((detail.get("high") or {}).get("value"))
+        if low is not None and high is not None and low < high:
+            return low, high
+        return None
+    quantity = target.get("detailQuantity")
+    value = _number(quantity.get("value")) if isinstance(quantity, dict) else None
+    return None if value is None else (value, value)
 
 
 def _coding_pairs(concept: Any) -> tuple[tuple[str, str], ...]:

@@ -858,7 +858,15 @@ _SCHEMAS.update(
             "description": "One part of a rule pack as a clinician reads it (rules/describe.py).",
             "properties": {
                 "kind": {
-                    "enum": ["schedule", "modifier", "tolerance", "threshold", "prescribing", "ome"]
+                    "enum": [
+                        "schedule",
+                        "modifier",
+                        "tolerance",
+                        "threshold",
+                        "prescribing",
+                        "ome",
+                        "target",
+                    ]
                 },
                 "text": {"type": "string"},
                 "verified": {"type": "boolean"},

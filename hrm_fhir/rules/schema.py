@@ -17,12 +17,17 @@ from hrm_fhir.rules import model
 from hrm_fhir.rules.durations import Duration
 
 OPERATORS = ("lt", "le", "gt", "ge")
+BASELINE_OPERATORS = ("rise_pct_from_baseline", "fall_from_baseline")
+TARGET_OPERATORS = ("above_target", "below_target")
 THRESHOLD_OPERATORS = (
     *OPERATORS,
     "below_ref_low",
     "above_ref_high",
     "above_ref_high_times",
-    "rise_pct_from_baseline",
+    *BASELINE_OPERATORS,
+    "falling",
+    "recorded",
+    *TARGET_OPERATORS,
 )
 CHECKS = ("max_frequency", "ome_at_least", "criteria")
 SNOMED = "http://snomed.info/sct"
@@ -89,27 +94,47 @@ class IngredientSchema(Schema):
         )
 
 
+_CONDITION_KINDS = (
+    "measure",
+    "co_prescribed",
+    "on_therapy_less_than",
+    "falling",
+    "ingredients_at_least",
+    "no_other_ingredient_before",
+)
+
+
 class ConditionSchema(Schema):
     measure = fields.String()
-    op = fields.String(validate=validate.OneOf(OPERATORS))
+    op = fields.String(validate=validate.OneOf([*OPERATORS, *sorted(model.RANGE_OPS)]))
     value = fields.Float()
     co_prescribed = fields.String()
     on_therapy_less_than = DurationField()
     falling = fields.String()
     count = fields.Integer(validate=validate.Range(min=2))
+    ingredients_at_least = fields.Integer(validate=validate.Range(min=2))
+    issued_together = fields.Boolean()
+    no_other_ingredient_before = DurationField()
 
     @validates_schema
     def one_kind(self, data: dict[str, Any], **_: Any) -> None:
-        kinds = [
-            k for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling") if k in data
-        ]
+        kinds = [k for k in _CONDITION_KINDS if k in data]
         if len(kinds) != 1:
             raise ValidationError(
-                "a condition needs exactly one of measure, co_prescribed, "
-                f"on_therapy_less_than, falling (got {kinds or 'none'})"
+                f"a condition needs exactly one of {', '.join(_CONDITION_KINDS)} "
+                f"(got {kinds or 'none'})"
             )
-        if "measure" in data and ("op" not in data or "value" not in data):
-            raise ValidationError("a measure condition needs op and value")
+        if "measure" in data:
+            ranged = data.get("op") in model.RANGE_OPS
+            if "op" not in data or ("value" in data) == ranged:
+                raise ValidationError(
+                    "a measure condition needs op and value (a range op takes no value)"
+                )
+        if "issued_together" in data and kinds[0] not in (
+            "co_prescribed",
+            "ingredients_at_least",
+        ):
+            raise ValidationError("issued_together goes with co_prescribed or ingredients_at_least")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Condition:
@@ -212,19 +237,47 @@ class ThresholdSchema(Schema):
     verified = fields.Boolean(required=True)
     also = fields.List(fields.Nested(ConditionSchema), load_default=list)
     baseline_window = DurationField(load_default=None)
+    count = fields.Integer(load_default=None, validate=validate.Range(min=1))
 
     @validates_schema
     def baseline(self, data: dict[str, Any], **_: Any) -> None:
-        if (data.get("op") == "rise_pct_from_baseline") != (
-            data.get("baseline_window") is not None
-        ):
+        op = data.get("op")
+        if (op in BASELINE_OPERATORS) != (data.get("baseline_window") is not None):
             raise ValidationError(
-                "baseline_window goes with op rise_pct_from_baseline, and only it"
+                f"baseline_window goes with op {', '.join(BASELINE_OPERATORS)}, and only them"
             )
+        if (op == "falling") != (data.get("count") is not None):
+            raise ValidationError("count goes with op falling, and only it")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Threshold:
-        return model.Threshold(**{**data, "also": tuple(data["also"])})
+        count = data.pop("count")
+        return model.Threshold(
+            **{
+                **data,
+                "also": tuple(data["also"]),
+                **({"count": count} if count is not None else {}),
+            }
+        )
+
+
+class TargetDefaultSchema(Schema):
+    low = fields.Float(required=True)
+    high = fields.Float(required=True)
+    half_width = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    names = fields.List(
+        fields.String(validate=validate.Length(min=2)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @validates_schema
+    def ordered(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("low", 0) >= data.get("high", 0):
+            raise ValidationError("a target range needs low below high")
 
 
 class PrescribingSchema(Schema):
@@ -284,11 +337,29 @@ class RulePackSchema(Schema):
     schedules = fields.List(fields.Nested(ScheduleSchema), load_default=list)
     thresholds = fields.List(fields.Nested(ThresholdSchema), load_default=list)
     prescribing = fields.List(fields.Nested(PrescribingSchema), load_default=list)
+    targets = fields.Dict(
+        keys=fields.String(), values=fields.Nested(TargetDefaultSchema), load_default=dict
+    )
+
+    @validates_schema
+    def targeted(self, data: dict[str, Any], **_: Any) -> None:
+        targets = data.get("targets") or {}
+        missing = [
+            f"threshold {t.id} needs [targets.{t.analyte}]"
+            for t in data.get("thresholds") or []
+            if t.op in TARGET_OPERATORS and t.analyte not in targets
+        ]
+        if missing:
+            raise ValidationError(missing, "targets")
 
     @validates_schema
     def cited(self, data: dict[str, Any], **_: Any) -> None:
         keys = set((data.get("citations") or {}).keys())
         cited: list[tuple[str, str]] = []
+        cited.extend(
+            (f"target for {analyte}", t["citation"])
+            for analyte, t in (data.get("targets") or {}).items()
+        )
         for s in data.get("schedules") or []:
             cited.append((f"schedule {s.id}", s.citation))
             cited.extend((f"schedule {s.id} modifier", m.citation) for m in s.modifiers)
@@ -316,6 +387,13 @@ class RulePackSchema(Schema):
                 "schedules": tuple(data["schedules"]),
                 "thresholds": tuple(data["thresholds"]),
                 "prescribing": tuple(data["prescribing"]),
+                "targets": {
+                    analyte: model.TargetDefault(
+                        analyte=analyte,
+                        **{**t, "names": tuple(n.lower() for n in t["names"])},
+                    )
+                    for analyte, t in data["targets"].items()
+                },
             }
         )
 

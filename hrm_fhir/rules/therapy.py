@@ -142,6 +142,15 @@ class ProductRequest(NamedTuple):
     issued or authored for longer than the review limit: the date of its last issue."""
 
 
+class CourseRequest(NamedTuple):
+    """One request of a course: when it was authored, the last day it covers (an active
+    request covers every day until superseded, stopped or ended), and its ingredient."""
+
+    authored_on: date
+    covers_until: date
+    ingredient: str
+
+
 @dataclass(frozen=True, slots=True)
 class Therapy:
     """A patient's course of one drug group (or co-medication class)."""
@@ -155,6 +164,13 @@ class Therapy:
     """Every product current on the as-of date, the newest request last; empty when none is."""
     newest: tuple[Prescription, MedicationMatch]
     """The newest request of the course, current or not, and how it was matched."""
+    course: tuple[CourseRequest, ...] = ()
+    """Every request of the course, oldest first (who had what when: ``ingredient_span``)."""
+
+    def ingredient_span(self, ingredient: str) -> tuple[date, date] | None:
+        """When the ingredient was first and last prescribed in this course (authored dates)."""
+        days = [r.authored_on for r in self.course if r.ingredient == ingredient]
+        return (days[0], days[-1]) if days else None
 
     @property
     def current(self) -> bool:
@@ -299,6 +315,10 @@ def _therapy(
         anchor=max(start, changed) if changed else start,
         products=tuple(product for n, product in current if n >= first),
         newest=items[-1],
+        course=tuple(
+            CourseRequest(starts[n], ends[n], items[n][1].ingredient)
+            for n in range(first, len(items))
+        ),
     )
 
 
