@@ -151,6 +151,23 @@ class LabResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedTarget:
+    """A patient's own target range for an analyte (INR 3.0-4.0) as the record states it: a
+    FHIR Goal whose target measures the analyte. The rules also read targets written in the
+    dosage text of a current prescription (``rules/targets.py``)."""
+
+    ref: ResourceRef
+    patient: PatientRef
+    analyte: str
+    low: float
+    high: float
+    """Equal when the record gives one target value (INR 3.5): the rules widen it."""
+    recorded: date | None
+    """When it was set (Goal ``startDate``, else ``statusDate``); None when the record does not
+    say (the oldest of all)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """A resource or line left out of the evaluation, and why."""
 
@@ -224,6 +241,7 @@ class PatientRecord:
     patient: Patient | None
     prescriptions: list[Prescription] = field(default_factory=list)
     results: list[LabResult] = field(default_factory=list)
+    targets: list[RecordedTarget] = field(default_factory=list)
     arrangements: list[Arrangement] = field(default_factory=list)
     """Statements of who monitors which drug group (shared care)."""
 

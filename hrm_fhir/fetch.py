@@ -4,7 +4,9 @@
   giant OR-list), optionally within one practice (chained on the patient's general practitioner).
 - Their records are then read a few patients at a time: Patient, MedicationRequest and
   MedicationStatement (with the Medications they reference), Observation, DiagnosticReport and
-  Procedure (a medication review or a chest X-ray recorded as a procedure).
+  Procedure (a medication review or a chest X-ray recorded as a procedure), and what the rules
+  name beyond them (``record_searches``): shared-care entries, Conditions coded as a finding a
+  rule fires on, and Goals in force (target ranges).
 - An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
   server's own clock minus an overlap) and re-reads only those patients.
 """
@@ -45,6 +47,29 @@ def arrangement_searches(rules: RuleSet) -> list[Search]:
     for chunk in _chunks(codes, CODES_PER_SEARCH):
         searches += [(kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Flag")]
     return searches
+
+
+def finding_searches(rules: RuleSet) -> list[Search]:
+    """Searches for what a rule reads outside Observations: Conditions coded as a finding a pack
+    fires on (``recorded``: "lithium level high - toxic"), and Goals when a pack reads the
+    patient's own target range (every one: a Goal has no search parameter for what it measures,
+    and one that stops being in force must be seen to change)."""
+    coded = sorted(
+        {t.analyte for pack in rules.packs for t in pack.thresholds if t.op == "recorded"}
+    )
+    analytes = rules.catalogue.analytes
+    codes = sorted({f"{c.system}|{c.code}" for a in coded for c in analytes[a].codes})
+    searches: list[Search] = [
+        ("Condition", {"code": ",".join(chunk)}) for chunk in _chunks(codes, CODES_PER_SEARCH)
+    ]
+    if any(pack.targets for pack in rules.packs):
+        searches.append(("Goal", {}))
+    return searches
+
+
+def record_searches(rules: RuleSet) -> list[Search]:
+    """Every search beyond the record types a sweep runs: shared care, coded findings, goals."""
+    return [*arrangement_searches(rules), *finding_searches(rules)]
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,7 @@ def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
                 continue
             record.prescriptions.extend(part.prescriptions)
             record.results.extend(part.results)
+            record.targets.extend(part.targets)
             record.arrangements.extend(part.arrangements)
             if part.patient is not None:
                 record.patient = part.patient

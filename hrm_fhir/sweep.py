@@ -32,12 +32,12 @@ from hrm_fhir.fetch import (
     MEDICATION_TYPES,
     FetchReport,
     Scope,
-    arrangement_searches,
     changed_patients,
     our_resources,
     prescribed_patients,
     read_records,
     read_scope,
+    record_searches,
     uncoded_candidates,
 )
 from hrm_fhir.records import SweepMode, SweepStatus
@@ -191,7 +191,7 @@ def _sweep(
     since = (
         None if is_full or cursor is None else _since(cursor, settings.watermark_overlap_seconds)
     )
-    extra = arrangement_searches(rules)
+    extra = record_searches(rules)
     if since is None:
         everyone = read_scope(gateway, scope, report, extra)
         wanted = _monitored(rules, everyone) | known

@@ -26,6 +26,7 @@ from hrm_fhir.domain import (
     PatientRecord,
     PatientRef,
     Prescription,
+    RecordedTarget,
     ResourceRef,
     Skipped,
 )
@@ -61,6 +62,11 @@ STATEMENT_STATUSES = {
 }
 """MedicationStatement status -> the request status whose currency it has (docs/design.md)."""
 _MEDICATION_KINDS = ("MedicationRequest", "MedicationStatement")
+_NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
+"""Condition verification statuses that say the finding is not the patient's."""
+_NOT_CURRENT = frozenset({"inactive", "resolved", "remission"})
+"""Condition clinical statuses that say the episode is over."""
+_GOALS_IN_FORCE = frozenset({"active", "accepted", "on-hold"})
 _MASS_TO_MG = {
     "mg": 1.0,
     "g": 1000.0,
@@ -228,6 +234,10 @@ class RecordBuilder:
                 self._diagnostic_report(resource)
             elif kind == "Procedure":
                 self._procedure(resource)
+            elif kind == "Condition":
+                self._condition(resource)
+            elif kind == "Goal":
+                self._goal(resource)
         except MappingError as exc:
             self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -355,27 +365,11 @@ class RecordBuilder:
         status = resource.get("status")
         if status != "completed":
             raise MappingError(f"Procedure with status {status!r} is not a completed one: not used")
-        rid = _require_id(resource)
-        patient = _reference(resource.get("subject"), "Patient")
-        if patient is None:
-            raise MappingError("Procedure has no Patient subject")
-        performed = self._moment(resource.get("performedDateTime")) or self._moment(
-            (resource.get("performedPeriod") or {}).get("start")
+        period = resource.get("performedPeriod") or {}
+        moments = (resource.get("performedDateTime"), period.get("start"))
+        self._without_value(
+            resource, analyte, moments, "usable performedDateTime or performedPeriod"
         )
-        if performed is None:
-            raise MappingError("Procedure has no usable performedDateTime or performedPeriod")
-        day, seconds, _ = performed
-        done = LabResult(
-            ResourceRef(f"Procedure/{rid}"),
-            PatientRef(patient),
-            analyte,
-            day,
-            None,
-            None,
-            False,
-            time=-1 if seconds is None else seconds,
-        )
-        self._record(done.patient).results.append(done)
 
     def _analyte(self, concept: Any) -> str | None:
         if not isinstance(concept, dict):
@@ -453,6 +447,85 @@ class RecordBuilder:
                     contained["effectiveDateTime"] = resource.get("effectiveDateTime")
                     contained.setdefault("issued", resource.get("issued"))
                 self._observation(contained, subject)
+
+    def _condition(self, resource: Resource) -> None:
+        """A Condition coded as a finding a rule reads (``lithium level high - toxic``): a
+        result with no value, dated by its onset (else when it was recorded). A refuted,
+        erroneous, resolved or inactive one is skipped with the reason."""
+        analyte = self._analyte(resource.get("code"))
+        if analyte is None:
+            return
+        for element, unused in (
+            ("verificationStatus", _NOT_CONFIRMED),
+            ("clinicalStatus", _NOT_CURRENT),
+        ):
+            status = _first_code(resource.get(element))
+            if status in unused:
+                raise MappingError(f"Condition {element} {status!r}: not used")
+        onset = resource.get("onsetPeriod") or {}
+        moments = (resource.get("onsetDateTime"), onset.get("start"), resource.get("recordedDate"))
+        self._without_value(resource, analyte, moments, "onset or recorded date")
+
+    def _without_value(
+        self, resource: Resource, analyte: str, moments: tuple[Any, ...], dated_by: str
+    ) -> None:
+        """A record of ``analyte`` with no value to read (a Procedure done, a Condition coded as a
+        finding), dated by the first of ``moments`` that can be read; none is skipped, saying
+        what it lacks (``dated_by``)."""
+        kind = resource["resourceType"]
+        rid = _require_id(resource)
+        patient = _reference(resource.get("subject"), "Patient")
+        if patient is None:
+            raise MappingError(f"{kind} has no Patient subject")
+        moment = next((m for value in moments if (m := self._moment(value)) is not None), None)
+        if moment is None:
+            raise MappingError(f"{kind} has no {dated_by}")
+        day, seconds, _ = moment
+        record = LabResult(
+            ResourceRef(f"{kind}/{rid}"),
+            PatientRef(patient),
+            analyte,
+            day,
+            value=None,
+            unit=None,
+            normalised=False,
+            time=-1 if seconds is None else seconds,
+        )
+        self._record(record.patient).results.append(record)
+
+    def _goal(self, resource: Resource) -> None:
+        """A Goal whose target measures an analyte (INR) is the patient's own target range:
+        ``detailRange``, or ``detailQuantity`` (one value, widened by the pack). Only a goal in
+        force (``active``, ``accepted``, ``on-hold``) counts; another is skipped with its status."""
+        for target in resource.get("target") or ():
+            if not isinstance(target, dict):
+                continue
+            analyte = self._analyte(target.get("measure"))
+            if analyte is None:
+                continue
+            status = resource.get("lifecycleStatus")
+            if status not in _GOALS_IN_FORCE:
+                raise MappingError(f"Goal lifecycleStatus {status!r}: not used as a target")
+            limits = _goal_limits(target)
+            if limits is None:
+                raise MappingError("Goal target has no detailRange low and high")
+            patient = _reference(resource.get("subject"), "Patient")
+            if patient is None:
+                raise MappingError("Goal has no Patient subject")
+            recorded = self._date(resource.get("startDate")) or self._date(
+                resource.get("statusDate")
+            )
+            self._record(PatientRef(patient)).targets.append(
+                RecordedTarget(
+                    ResourceRef(f"Goal/{_require_id(resource)}"),
+                    PatientRef(patient),
+                    analyte,
+                    limits[0],
+                    limits[1],
+                    recorded,
+                )
+            )
+            return
 
     def _prescription(self, resource: Resource) -> None:
         """A MedicationRequest, or a MedicationStatement read as one (status, dates, dosage)."""
@@ -637,6 +710,27 @@ def _reference_range(ranges: Any) -> tuple[float | None, float | None, str | Non
         if match is not None:
             return float(match.group(1)), float(match.group(2)), None
     return None, None, None
+
+
+def _first_code(concept: Any) -> str | None:
+    """The first code of a CodeableConcept (a status such as ``resolved``)."""
+    codings = _codings(concept)
+    return codings[0][1] if codings else None
+
+
+def _goal_limits(target: Resource) -> tuple[float, float] | None:
+    """(low, high) of a Goal target's ``detailRange``; a ``detailQuantity`` gives (value, value)
+    and the rules widen it by the pack's half width."""
+    detail = target.get("detailRange")
+    if isinstance(detail, dict):
+        low = _number((detail.get("low") or {}).get("value"))
+        high = _number((detail.get("high") or {}).get("value"))
+        if low is not None and high is not None and low < high:
+            return low, high
+        return None
+    quantity = target.get("detailQuantity")
+    value = _number(quantity.get("value")) if isinstance(quantity, dict) else None
+    return None if value is None else (value, value)
 
 
 def _coding_pairs(concept: Any) -> tuple[tuple[str, str], ...]:

@@ -866,6 +866,7 @@ _SCHEMAS.update(
                         "threshold",
                         "prescribing",
                         "ome",
+                        "target",
                     ]
                 },
                 "text": {"type": "string"},

@@ -20,6 +20,7 @@ from hrm_fhir.rules.model import (
 )
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.results import result_lookback
+from hrm_fhir.rules.targets import decimal_text
 
 _SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -29,8 +30,8 @@ class Statement:
     """One part of a pack as a clinician reads it, with the guidance it cites."""
 
     kind: str
-    """``schedule``, ``modifier``, ``tolerance``, ``baseline``, ``threshold``, ``prescribing`` or
-    ``ome``."""
+    """``schedule``, ``modifier``, ``tolerance``, ``baseline``, ``threshold``, ``prescribing``,
+    ``ome`` or ``target``."""
     text: str
     verified: bool
     citation: Citation
@@ -135,12 +136,24 @@ def _modifier_text(modifier: Modifier) -> str:
 def _threshold_text(th: Threshold, catalogue: Catalogue) -> str:
     """The result that fires, e.g. ``Lithium >= 1.5 mmol/L``."""
     analyte = catalogue.analytes[th.analyte].title
+    window = th.baseline_window.describe() if th.baseline_window else ""
     if th.op in _SYMBOLS:
         rule = f"{analyte} {_SYMBOLS[th.op]} {th.value:g} {th.unit}"
     elif th.op in RISE_OPERATORS:
-        window = th.baseline_window.describe() if th.baseline_window else ""
         amount = "over" if th.op == "rise_pct_from_baseline" else "at least"
         rule = f"{analyte} {amount} {th.value:g}% above the lowest in the previous {window}"
+    elif th.op == "fall_from_baseline":
+        rule = (
+            f"{analyte} {th.value:g} {th.unit} or more below the highest in the previous {window}"
+        )
+    elif th.op == "falling":
+        rule = f"{analyte} lower at each of its last {th.count} results"
+    elif th.op == "recorded":
+        rule = f"{analyte} recorded (until a later result of its test supersedes it)"
+    elif th.op in ("above_target", "below_target"):
+        side = "above" if th.op == "above_target" else "below"
+        by = f"more than {th.value:g} {side}" if th.value else side
+        rule = f"{analyte} {by} the patient's target range"
     elif th.op == "above_ref_high_times":
         rule = f"{analyte} above {th.value:g} x the laboratory upper limit"
     else:
@@ -279,6 +292,16 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
         for i in pack.ingredients
         if i.ome is not None
     ]
+    out += [
+        Statement(
+            "target",
+            f"{catalogue.analytes[t.analyte].title} target range: the patient's own (a Goal or "
+            f"the dosage text), else {decimal_text(t.low)}-{decimal_text(t.high)} assumed",
+            t.verified,
+            pack.citations[t.citation],
+        )
+        for t in pack.targets.values()
+    ]
     return out
 
 
@@ -354,6 +377,18 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             "- A result is acted on while it is at most this old; an older abnormal result is "
             "shown with its age in the monitoring finding:",
             *_lookback_lines(pack, catalogue),
+        ]
+    for target in pack.targets.values():
+        title = catalogue.analytes[target.analyte].title
+        lines += [
+            "",
+            f"TARGET RANGE ({title})",
+            f"- The patient's own target: the newest a Goal (target measured as {title}) or the "
+            f"dosage text of a current prescription states ('target {target.names[0].upper()} "
+            f"3.5' is 3.5 +/- {target.half_width:g}); else "
+            f"{decimal_text(target.low)}-{decimal_text(target.high)}, "
+            f"said in the finding to be assumed.{mark(target.verified)}",
+            f"    source: {cite(target.citation)}",
         ]
     if pack.prescribing:
         lines += ["", "PRESCRIBING SAFETY CHECKS"]

@@ -28,6 +28,7 @@ from hrm_fhir.rules.facts import (
     COMPARE,
     DOSE_MEASURES,
     Facts,
+    PackMeasure,
     business_identifier,
     holds_for_therapy,
     pack_finding,
@@ -206,7 +207,8 @@ class Engine:
             if therapy is None or pack.drug_group not in followed:
                 continue
             plan = self.result_plans[pack.ref]
-            fired = crossing(facts, plan, self.fires[pack.ref]) if self.fires[pack.ref] else None
+            wanted = self.fires[pack.ref]
+            fired = crossing(pack, therapy, facts, plan, wanted) if wanted else None
             dues = _dues(pack, therapy, facts, fired)
             held = elsewhere.get(pack.drug_group)
             if therapy.current:
@@ -295,6 +297,7 @@ def _modified_due(
     therapy: Therapy,
     base: date,
     fired: frozenset[str] | None,
+    measures: dict[str, PackMeasure | None] | None = None,
 ) -> date | None:
     """The modifier's due date from the base, when its conditions hold. Time on therapy is
     judged on the base date, as phases are: a test due in the first weeks and never done stays
@@ -304,7 +307,7 @@ def _modified_due(
         if cond.fires is not None:
             if fired is None or cond.fires not in fired:
                 return None
-        elif not holds_for_therapy(facts, cond, therapy, base):
+        elif not holds_for_therapy(facts, cond, therapy, base, measures):
             return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
@@ -369,6 +372,9 @@ def _dues(
     catalogue = facts.catalogue
     dues: dict[str, _TestDue] = {}
     stopped = None if therapy.current else stopped_on(therapy, catalogue.current_issue_lookback)
+    measures = _pack_measures(
+        pack, therapy, (c for s in pack.schedules for m in s.modifiers for c in m.when)
+    )
     for schedule in pack.schedules:
         until = None
         if stopped is not None:
@@ -388,7 +394,7 @@ def _dues(
             due, interval = _next_due(schedule, therapy.anchor, base)
             verified, brought_forward = schedule.verified, None
             for modifier in schedule.modifiers:
-                modified = _modified_due(modifier, facts, therapy, base, fired)
+                modified = _modified_due(modifier, facts, therapy, base, fired, measures)
                 if modified is not None and modified < due:
                     due, verified = modified, schedule.verified and modifier.verified
                     brought_forward = modifier
@@ -720,14 +726,21 @@ def _max_frequency(
     )
 
 
-def _ome(
-    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
-) -> _Outcome | None:
+@dataclass(frozen=True, slots=True)
+class _OmeTotal:
+    """The oral morphine equivalent over a therapy's current products, and what it left out."""
+
+    total: float
+    parts: tuple[str, ...]
+    unread: tuple[ProductRequest, ...]
+    """Products of an ingredient with a factor whose dose cannot be read."""
+    no_factor: tuple[str, ...]
+    verified: bool
+
+
+def _ome_total(pack: RulePack, products: tuple[ProductRequest, ...]) -> _OmeTotal:
     """Total oral morphine equivalent over every current product of every opioid (modified and
-    immediate release of one drug both count). A dose that cannot be read makes the check
-    incomplete unless the readable part already reaches the limit; an ingredient or form with
-    no conversion factor is named in the reason only (a gap in the rule, not in the record)."""
-    assert check.value is not None  # noqa: S101 - schema checks
+    immediate release of one drug both count), with the pack's factors."""
     factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
     total, parts, verified = 0.0, [], True
     unread: list[ProductRequest] = []
@@ -757,6 +770,30 @@ def _ome(
             total += dose * ome.factor
             parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
         verified = verified and ome.verified
+    return _OmeTotal(total, tuple(parts), tuple(unread), tuple(no_factor), verified)
+
+
+def _pack_measures(
+    pack: RulePack, therapy: Therapy, conditions: Iterable[Condition]
+) -> dict[str, PackMeasure | None] | None:
+    """The measures only the pack can work out, when its ``conditions`` ask for one: ``ome``
+    (a lower bound when a dose could not be read)."""
+    if not any(c.measure == "ome" for c in conditions):
+        return None
+    found = _ome_total(pack, therapy.products)
+    return {"ome": PackMeasure(found.total, lower_bound=bool(found.unread))}
+
+
+def _ome(
+    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """The OME check: a dose that cannot be read makes it incomplete unless the readable part
+    already reaches the limit; an ingredient or form with no conversion factor is named in the
+    reason only (a gap in the rule, not in the record)."""
+    assert check.value is not None  # noqa: S101 - schema checks
+    found = _ome_total(pack, products)
+    total, parts, unread, no_factor = found.total, found.parts, found.unread, found.no_factor
+    verified = found.verified
     if total < check.value and not unread:
         return None
     evidence = tuple(sorted({p.request.ref for p in products}))
@@ -794,12 +831,17 @@ def _criteria(
     dosed = products if check.ingredient else products[-1:]
     open_required: list[Condition] = []
     as_of = facts.as_of
-    for cond in check.requires:
-        held = (
-            _dose_holds(cond, dosed)
-            if cond.measure in DOSE_MEASURES
-            else state_for_therapy(facts, cond, therapy, as_of)
+    measures = _pack_measures(pack, therapy, (*check.requires, *check.criteria))
+
+    def state(cond: Condition) -> bool | None:
+        if cond.measure in DOSE_MEASURES:
+            return _dose_holds(cond, dosed)
+        return state_for_therapy(
+            facts, cond, therapy, as_of, ingredient=check.ingredient, measures=measures
         )
+
+    for cond in check.requires:
+        held = state(cond)
         if held is False:
             return None
         if held is None:
@@ -807,11 +849,7 @@ def _criteria(
     held_criteria: list[Condition] = []
     open_criteria: list[Condition] = []
     for cond in check.criteria:
-        held = (
-            _dose_holds(cond, dosed)
-            if cond.measure in DOSE_MEASURES
-            else state_for_therapy(facts, cond, therapy, as_of)
-        )
+        held = state(cond)
         if held:
             held_criteria.append(cond)
         elif held is None:

@@ -23,8 +23,10 @@ from hrm_fhir.domain import (
     LabResult,
     PatientRecord,
     PatientRef,
+    RecordedTarget,
     ResourceRef,
 )
+from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.model import Catalogue, Condition, RulePack
 from hrm_fhir.rules.registry import DERIVED_MEASURES
 from hrm_fhir.rules.therapy import ProductRequest, Therapy
@@ -90,6 +92,16 @@ def meets(value: float, comparator: str | None, op: str, limit: float) -> bool |
     return False if outside or at_edge else None
 
 
+def fell(series: Iterable[LabResult], count: int) -> bool:
+    """Whether each of the last ``count`` exact, readable results of a series (oldest first)
+    was lower than the one before it (``count`` + 1 results)."""
+    values = [
+        r.value for r in series if r.normalised and r.value is not None and r.comparator is None
+    ]
+    tail = values[-(count + 1) :]
+    return len(tail) == count + 1 and all(b < a for a, b in pairwise(tail))
+
+
 @dataclass(frozen=True)
 class Facts:
     """What conditions and thresholds read: results by analyte, current groups, derived measures."""
@@ -103,6 +115,8 @@ class Facts:
     current_groups: frozenset[str]
     therapies: dict[str, Therapy]
     catalogue: Catalogue
+    recorded_targets: tuple[RecordedTarget, ...] = ()
+    """The patient's own target ranges the record states (Goals)."""
 
     @classmethod
     def build(
@@ -129,7 +143,12 @@ class Facts:
             current_groups=frozenset(g for g, t in therapies.items() if t.current),
             therapies=therapies,
             catalogue=catalogue,
+            recorded_targets=tuple(record.targets),
         )
+
+    def targets(self, analyte: str) -> list[RecordedTarget]:
+        """The recorded target ranges of one analyte."""
+        return [t for t in self.recorded_targets if t.analyte == analyte]
 
     def latest(self, analyte: str) -> LabResult | None:
         """The newest comparable (normalised, valued) result for an analyte."""
@@ -287,37 +306,122 @@ class Facts:
             return cond.co_prescribed in self.current_groups
         if cond.on_therapy_less_than is not None or cond.fires is not None:
             return False  # resolved per therapy and pack (state_for_therapy, evaluate)
-        assert cond.falling is not None  # noqa: S101 - schema checks
-        values = [
-            r.value
-            for r in self.results.get(cond.falling, ())
-            if r.normalised and r.value is not None and r.comparator is None
-        ]
-        tail = values[-(cond.count + 1) :]
-        return len(tail) == cond.count + 1 and all(b < a for a, b in pairwise(tail))
+        if cond.falling is None:
+            return None  # the ingredients of a course: resolved per therapy
+        return fell(self.results.get(cond.falling, ()), cond.count)
 
     def holds(self, cond: Condition) -> bool:
         """Whether one condition holds; unknown values never satisfy a condition."""
         return self.state(cond) is True
 
 
-def holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool:
+@dataclass(frozen=True, slots=True)
+class PackMeasure:
+    """A measure only a pack can work out (the total OME over the therapy's products, with the
+    pack's factors): its value, and whether that is only a lower bound (a dose not read)."""
+
+    value: float
+    lower_bound: bool = False
+
+
+def holds_for_therapy(
+    facts: Facts,
+    cond: Condition,
+    therapy: Therapy,
+    on: date,
+    measures: dict[str, PackMeasure | None] | None = None,
+) -> bool:
     """``Facts.holds`` for one therapy (``state_for_therapy``)."""
-    return state_for_therapy(facts, cond, therapy, on) is True
+    return state_for_therapy(facts, cond, therapy, on, measures=measures) is True
 
 
-def state_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool | None:
+def state_for_therapy(
+    facts: Facts,
+    cond: Condition,
+    therapy: Therapy,
+    on: date,
+    *,
+    ingredient: str | None = None,
+    measures: dict[str, PackMeasure | None] | None = None,
+) -> bool | None:
     """``Facts.state`` for one therapy: time on therapy is measured from its phase anchor and
     judged on the day ``on`` (the as-of date for a check, the base date for a due date); time
-    taken together with a co-prescribed group from the later of the two anchors."""
+    taken together with a co-prescribed group from the later of the two anchors; the
+    ingredients of the course, and ``ingredient`` (a check's), answer the conditions about
+    them; ``measures`` are those the pack worked out (OME)."""
     if cond.on_therapy_less_than is not None:
         return on < cond.on_therapy_less_than.after(therapy.anchor)
-    if cond.together_less_than is not None:
-        other = facts.therapies.get(cond.co_prescribed or "")
-        if other is None or not other.current:
-            return False
-        return on < cond.together_less_than.after(max(therapy.anchor, other.anchor))
+    if cond.ingredients_at_least is not None:
+        return _ingredients_current(cond.ingredients_at_least, cond.issued_together, therapy)
+    if cond.no_other_ingredient_before is not None:
+        if ingredient is None:
+            return None
+        return _started_without_other(therapy, ingredient, cond.no_other_ingredient_before)
+    if cond.co_prescribed is not None and (
+        cond.together_less_than is not None or cond.issued_together is not None
+    ):
+        return _taken_together(facts, cond, therapy, on)
+    if measures is not None and cond.measure in measures:
+        found = measures[cond.measure]
+        if found is None:
+            return None
+        assert cond.op is not None  # noqa: S101 - schema checks
+        assert cond.value is not None  # noqa: S101 - schema checks
+        return meets(found.value, ">=" if found.lower_bound else None, cond.op, cond.value)
     return facts.state(cond)
+
+
+def _taken_together(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool:
+    """A co-prescription qualified by how long the two have been taken together (from the later
+    of their two phase anchors, judged on ``on``) and whether each was issued since the other
+    started."""
+    other = facts.therapies.get(cond.co_prescribed or "")
+    if other is None or not other.current or cond.co_prescribed not in facts.current_groups:
+        return False
+    together = cond.together_less_than
+    if together is not None and on >= together.after(max(therapy.anchor, other.anchor)):
+        return False
+    if cond.issued_together is None:
+        return True
+    spans = [(therapy.start, therapy.newest[0].authored_on)]
+    spans.append((other.start, other.newest[0].authored_on))
+    return _issued_together(spans) == cond.issued_together
+
+
+def _issued_together(spans: list[tuple[date, date]]) -> bool:
+    """Whether every (first, last) prescribing span reaches the day the latest of them started:
+    each was issued on or after the other started (False: a switch whose old prescription was
+    left current)."""
+    latest_start = max(first for first, _ in spans)
+    return all(last >= latest_start for _, last in spans)
+
+
+def _ingredients_current(at_least: int, together: bool | None, therapy: Therapy) -> bool:
+    """At least ``at_least`` different ingredients of the group current (and issued together,
+    or not, when ``together`` says)."""
+    current = sorted({p.ingredient for p in therapy.products})
+    if len(current) < at_least:
+        return False
+    if together is None:
+        return True
+    spans = [span for name in current if (span := therapy.ingredient_span(name)) is not None]
+    latest_start = max(first for first, _ in spans)
+    issued = sum(1 for _, last in spans if last >= latest_start)
+    return (issued >= at_least) == together
+
+
+def _started_without_other(therapy: Therapy, ingredient: str, before: Duration) -> bool:
+    """Whether ``ingredient`` started in this course with no other ingredient of the group
+    covering any day in the ``before`` time up to its first request."""
+    span = therapy.ingredient_span(ingredient)
+    if span is None:
+        return False
+    started = span[0]
+    since = before.before(started)
+    return not any(
+        r.ingredient != ingredient and r.authored_on < started and r.covers_until >= since
+        for r in therapy.course
+    )
 
 
 def _patient_of(record: PatientRecord) -> PatientRef:

@@ -52,20 +52,32 @@ class Ingredient:
     ome: OMEFactor | None = None
 
 
+RANGE_OPS = frozenset({"below_ref_low", "above_ref_high"})
+"""Condition operators that compare an analyte with its reference range (no ``value``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One test on a patient's state; exactly one of the kinds is set.
 
-    - measure: ``measure op value`` (age, weight, crcl, an analyte's latest value,
-      daily_dose_mg or strength_mg of the check's ingredient);
+    - measure: ``measure op value`` (age, weight, crcl, ome, an analyte's latest value,
+      daily_dose_mg or strength_mg of the check's ingredient), or ``measure op`` with a range
+      operator (an analyte below or above its reference range: in a threshold's ``also`` only);
     - co_prescribed: a current drug group or medication class;
     - on_therapy_less_than: time since the start of the course (or the last dose change);
     - falling: the analyte fell at each of its last ``count`` results;
+    - ingredients_at_least: at least this many different ingredients of the group are current;
+    - no_other_ingredient_before: the check's ingredient started with no other ingredient of
+      the group prescribed in this time before (opioid-naive);
     - fires: a threshold of the same pack crosses on the analyte's latest result (schedule
       modifiers only: "raised calcium" is the pack's own calcium threshold).
 
     ``together_less_than`` qualifies ``co_prescribed``: the two have been taken together (since
     the later of their two phase anchors) for less than this long.
+
+    ``issued_together`` (with co_prescribed or ingredients_at_least): True when each was issued
+    on or after the day the other started, False when one was not (a switch whose old
+    prescription was not ended), None for either.
     """
 
     measure: str | None = None
@@ -77,11 +89,17 @@ class Condition:
     count: int = 2
     together_less_than: Duration | None = None
     fires: str | None = None
+    ingredients_at_least: int | None = None
+    issued_together: bool | None = None
+    no_other_ingredient_before: Duration | None = None
 
     def describe(self) -> str:
         if self.measure is not None:
-            words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
             name = self.measure.replace("_", " ")
+            if self.op in RANGE_OPS:
+                side = "below" if self.op == "below_ref_low" else "above"
+                return f"{name} {side} its reference range"
+            words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
             return f"{name} {words.get(self.op or '', self.op)} {self.value:g}"
         if self.co_prescribed is not None:
             together = self.together_less_than
@@ -89,13 +107,31 @@ class Condition:
                 return (
                     f"also prescribed {self.co_prescribed}, together for less than "
                     f"{together.describe()} (from starting either or a dose change)"
+                    f"{self._together()}"
                 )
-            return f"also prescribed {self.co_prescribed}"
+            return f"also prescribed {self.co_prescribed}{self._together()}"
+        if self.ingredients_at_least is not None:
+            return (
+                f"at least {self.ingredients_at_least} different ingredients of the group "
+                f"current{self._together()}"
+            )
+        if self.no_other_ingredient_before is not None:
+            return (
+                "no other ingredient of the group prescribed in the "
+                f"{self.no_other_ingredient_before.describe()} before it started"
+            )
         if self.on_therapy_less_than is not None:
             return f"within {self.on_therapy_less_than.describe()} of starting or a dose change"
         if self.fires is not None:
             return f"the latest result crosses {self.fires}"
         return f"{self.falling} falling over {self.count} results"
+
+    def _together(self) -> str:
+        if self.issued_together is None:
+            return ""
+        if self.issued_together:
+            return " (each issued since the other started)"
+        return " (one not issued since the other started)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +225,26 @@ class Threshold:
     verified: bool
     also: tuple[Condition, ...] = ()
     baseline_window: Duration | None = None
+    count: int = 2
+    """``falling``: the number of successive falls (``count`` + 1 results)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDefault:
+    """How a pack reads a patient's own target range for an analyte (``above_target`` and
+    ``below_target`` thresholds): the record's target when it has one, else ``low``-``high``,
+    stated as the assumption in the finding."""
+
+    analyte: str
+    low: float
+    high: float
+    half_width: float
+    """A target given as one value (INR 3.5) is the range value +/- this."""
+    names: tuple[str, ...]
+    """How prescribers name the analyte in dosage text (``inr``): "target INR 3.5"."""
+    citation: str
+    verified: bool
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +286,8 @@ class RulePack:
     effective_until: date | None = None
     reviewed_by: str = ""
     approved_on: str = ""
+    targets: dict[str, TargetDefault] = field(default_factory=dict)
+    """Per analyte: how the patient's own target range is read (``[targets.<analyte>]``)."""
 
     @property
     def ref(self) -> str:
@@ -246,6 +304,7 @@ class RulePack:
         flags += [m.verified for s in self.schedules for m in s.modifiers]
         flags += [i.ome.verified for i in self.ingredients if i.ome is not None]
         flags += [s.severely_overdue.verified for s in self.schedules if s.severely_overdue]
+        flags += [t.verified for t in self.targets.values()]
         return all(flags)
 
     def is_in_force(self, day: date) -> bool:

@@ -20,12 +20,12 @@ from typing import Any
 
 from hrm_fhir.config import cache_dir
 from hrm_fhir.errors import RuleDefinitionError
-from hrm_fhir.rules.model import Catalogue, Condition, RulePack
+from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack
 from hrm_fhir.rules.therapy import MedicationIndex
 
 _MEDICINES: dict[int, tuple[RuleSet, MedicationIndex]] = {}
 """``RuleSet.medicines()`` by rule set (a frozen, slotted dataclass cannot cache on itself)."""
-DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg"})
+DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg", "ome"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +193,40 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
                 f"threshold {t.id} is in {t.unit!r} but {t.analyte} is compared in "
                 f"{analytes[t.analyte].unit!r}"
             )
+        elif (t.op == "recorded") != (t.unit == "1"):
+            yield f"threshold {t.id}: op recorded goes with a coded (unit 1) analyte, and only it"
+        for cond in t.also:
+            if cond.ingredients_at_least or cond.no_other_ingredient_before:
+                yield f"threshold {t.id}: {cond.describe()} belongs in a prescribing check"
+    for analyte in pack.targets:
+        if analyte not in analytes:
+            yield f"targets name unknown analyte {analyte!r}"
+    for cond in _conditions(pack):
+        in_also = any(cond in t.also for t in pack.thresholds)
+        if cond.op in RANGE_OPS and (not in_also or cond.measure not in analytes):
+            yield (
+                "a range condition (below_ref_low, above_ref_high) names an analyte and belongs "
+                "in a threshold's also"
+            )
+    for s in pack.schedules:
+        for m in s.modifiers:
+            for cond in m.when:
+                if cond.ingredients_at_least or cond.no_other_ingredient_before:
+                    yield f"schedule {s.id}: {cond.describe()} belongs in a prescribing check"
     ingredient_names = {i.name for i in pack.ingredients}
     for c in pack.prescribing:
         if c.ingredient is not None and c.ingredient not in ingredient_names:
             yield f"check {c.id} names ingredient {c.ingredient!r} the pack does not cover"
         if c.check == "ome_at_least" and not any(i.ome for i in pack.ingredients):
             yield f"check {c.id} needs OME factors on the pack's ingredients"
+        if c.ingredient is None and any(
+            x.no_other_ingredient_before for x in (*c.requires, *c.criteria)
+        ):
+            yield f"check {c.id}: no_other_ingredient_before needs the check's ingredient"
+    if any(cond.measure == "ome" for cond in _conditions(pack)) and not any(
+        i.ome for i in pack.ingredients
+    ):
+        yield "a condition on ome needs OME factors on the pack's ingredients"
     for cond in _conditions(pack):
         for name in (cond.measure, cond.falling):
             if name is not None and name not in analytes and name not in DERIVED_MEASURES:

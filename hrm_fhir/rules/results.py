@@ -17,10 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
-from hrm_fhir.domain import Finding, FindingKind, LabResult, Severity
+from hrm_fhir.domain import Finding, FindingKind, LabResult, ResourceRef, Severity
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.facts import COMPARE, Facts, business_identifier, meets, pack_finding
-from hrm_fhir.rules.model import RISE_OPERATORS, Catalogue, RulePack, Threshold
+from hrm_fhir.rules.facts import COMPARE, Facts, business_identifier, fell, meets, pack_finding
+from hrm_fhir.rules.model import (
+    RANGE_OPS,
+    RISE_OPERATORS,
+    Catalogue,
+    Condition,
+    RulePack,
+    Threshold,
+)
+from hrm_fhir.rules.targets import Target, patient_target
 from hrm_fhir.rules.therapy import Therapy
 
 _SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
@@ -63,20 +71,29 @@ class AnalytePlan:
     lookback: Duration
     acted_from: date
     """The oldest result date still acted on: ``lookback`` after it is on or after as-of."""
+    coded: bool = False
+    """A coded finding (no value): its thresholds fire on the record itself (``recorded``)."""
+    targeted: bool = False
+    """Some threshold compares with the patient's own target range."""
 
 
 def result_plan(pack: RulePack, catalogue: Catalogue, as_of: date) -> tuple[AnalytePlan, ...]:
     """Every analyte the pack has thresholds for or whose test it schedules, with its
     thresholds and look-back, in analyte order."""
-    return tuple(
-        AnalytePlan(
-            analyte,
-            tuple(t for t in pack.thresholds if t.analyte == analyte),
-            lookback,
-            _acted_from(lookback, as_of),
+    plans = []
+    for analyte, lookback in sorted(result_lookbacks(pack, catalogue).items()):
+        thresholds = tuple(t for t in pack.thresholds if t.analyte == analyte)
+        plans.append(
+            AnalytePlan(
+                analyte,
+                thresholds,
+                lookback,
+                _acted_from(lookback, as_of),
+                coded=any(t.op == "recorded" for t in thresholds),
+                targeted=any(t.op in _TARGET_SIDE for t in thresholds),
+            )
         )
-        for analyte, lookback in sorted(result_lookbacks(pack, catalogue).items())
-    )
+    return tuple(plans)
 
 
 def _acted_from(lookback: Duration, as_of: date) -> date:
@@ -119,7 +136,8 @@ def result_lookback(pack: RulePack, catalogue: Catalogue, analyte: str) -> tuple
 
 
 def baseline_of(threshold: Threshold, latest: LabResult, facts: Facts) -> LabResult | None:
-    """The lowest exact value in the window before the latest result ([D]: first or lowest)."""
+    """The baseline in the window before the latest result: for a rise the lowest exact value
+    ([D]: the notes say first or lowest), for a fall the highest (the more sensitive choice)."""
     assert threshold.baseline_window is not None  # noqa: S101 - schema checks
     since = threshold.baseline_window.before(latest.effective)
     earlier = [
@@ -130,17 +148,31 @@ def baseline_of(threshold: Threshold, latest: LabResult, facts: Facts) -> LabRes
         and r.comparator is None
         and since <= r.effective < latest.effective
     ]
-    return min(earlier, key=lambda r: (r.value, r.effective)) if earlier else None
+    if not earlier:
+        return None
+    if threshold.op in RISE_OPERATORS:
+        return min(earlier, key=lambda r: (r.value, r.effective))
+    return max(earlier, key=lambda r: (r.value, r.effective))
 
 
-def judge(threshold: Threshold, result: LabResult, facts: Facts) -> Judgement:
-    """Whether ``result`` crosses ``threshold`` (its ``also`` conditions aside). A result that
-    does not cross it gets ``NOT_CROSSED``, with no words: that is the common case."""
+def judge(
+    threshold: Threshold, result: LabResult, facts: Facts, target: Target | None = None
+) -> Judgement:
+    """Whether ``result`` crosses ``threshold`` (its ``also`` conditions aside), against the
+    patient's ``target`` range for the target operators. A result that does not cross it gets
+    ``NOT_CROSSED``, with no words: that is the common case."""
     assert result.value is not None  # noqa: S101 - callers pass valued results
     op, unit = threshold.op, threshold.unit
     if op in COMPARE:
         hit = meets(result.value, result.comparator, op, threshold.value)
         return _judged(hit, lambda: f"{_SYMBOL[op]} {threshold.value:g} {unit}")
+    if op in _TARGET_SIDE:
+        assert target is not None  # noqa: S101 - result_findings works it out for these
+        return _against_target(threshold, result, target)
+    if op == "falling":
+        return _falling(threshold, result, facts)
+    if op == "fall_from_baseline":
+        return _fall(threshold, result, facts)
     if op in RISE_OPERATORS:
         baseline = baseline_of(threshold, result, facts)
         if baseline is None or baseline.value is None:
@@ -187,6 +219,54 @@ def judge(threshold: Threshold, result: LabResult, facts: Facts) -> Judgement:
 
 
 NOT_CROSSED = Judgement(False, "")
+_TARGET_SIDE = {"above_target": "gt", "below_target": "lt"}
+
+
+def _against_target(threshold: Threshold, result: LabResult, target: Target) -> Judgement:
+    """Above (or below) the patient's target range by more than ``value`` (0: at all)."""
+    assert result.value is not None  # noqa: S101 - callers pass valued results
+    above = threshold.op == "above_target"
+    margin = threshold.value
+    limit = target.high + margin if above else target.low - margin
+    hit = meets(result.value, result.comparator, _TARGET_SIDE[threshold.op], limit)
+
+    def words() -> str:
+        side = "above" if above else "below"
+        by = f"more than {margin:g} {side}" if margin else side
+        return f"{by} the target range {target.range_text()} ({target.said})"
+
+    return _judged(hit, words)
+
+
+def _falling(threshold: Threshold, result: LabResult, facts: Facts) -> Judgement:
+    """Each of the last ``count`` exact results up to this one lower than the one before."""
+    series = [r for r in facts.results.get(threshold.analyte, ()) if r.order <= result.order]
+    if not fell(series, threshold.count):
+        return NOT_CROSSED
+    values = [r for r in series if r.normalised and r.value is not None and r.comparator is None]
+    shown = ", ".join(
+        f"{r.value:g} ({r.effective.isoformat()})" for r in values[-(threshold.count + 1) :]
+    )
+    return Judgement(True, f"falling at each of its last {threshold.count} results: {shown}")
+
+
+def _fall(threshold: Threshold, result: LabResult, facts: Facts) -> Judgement:
+    """At least ``value`` below the highest exact result in the baseline window before it."""
+    assert result.value is not None  # noqa: S101 - callers pass valued results
+    baseline = baseline_of(threshold, result, facts)
+    if baseline is None or baseline.value is None:
+        return NOT_CROSSED
+    base, unit = baseline.value, threshold.unit
+    hit = meets(result.value, result.comparator, "le", base - threshold.value)
+    assert threshold.baseline_window is not None  # noqa: S101 - schema checks
+    window = threshold.baseline_window.describe()
+    return _judged(
+        hit,
+        lambda: (
+            f"{threshold.value:g} {unit} or more below the highest result of the previous "
+            f"{window} ({base:g} {unit} on {baseline.effective.isoformat()})"
+        ),
+    )
 
 
 def _judged(hit: bool | None, words: Callable[[], str], basis: str = "") -> Judgement:
@@ -230,7 +310,16 @@ class _Reading:
     """The worst threshold that could not be decided, per cause (``Judgement.missing``)."""
 
 
-Stale = list[tuple[AnalytePlan, list[LabResult]]]
+@dataclass(frozen=True, slots=True)
+class StaleReading:
+    """The newest results of an analyte, too old to act on, and how they are judged."""
+
+    plan: AnalytePlan
+    newest: list[LabResult]
+    target: Target | None = None
+
+
+Stale = list[StaleReading]
 """Newest results too old to act on, per analyte."""
 
 
@@ -245,45 +334,120 @@ def result_findings(
     for item in plan:
         if item.analyte not in present:
             continue
+        if item.coded:
+            findings.extend(_coded_findings(pack, therapy, facts, item, stale))
+            continue
         newest = facts.newest(item.analyte)
         if not newest:
             continue
+        target = _target(pack, therapy, facts, item)
         if newest[0].effective < item.acted_from:
             if item.thresholds:
-                stale.append((item, newest))
+                stale.append(StaleReading(item, newest, target))
             continue
-        reading = _read(item.thresholds, newest, facts)
+        reading = _read(item.thresholds, newest, facts, target)
         if reading is not None:
-            findings.extend(_findings(pack, therapy, facts, reading))
+            findings.extend(_findings(pack, therapy, facts, reading, target))
         for result in newest:
             if not result.normalised:
-                findings.append(_unreadable(pack, therapy, facts, item.thresholds, result))
+                findings.append(_unreadable(pack, therapy, facts, item.thresholds, result, target))
     return findings, stale
 
 
+def _target(pack: RulePack, therapy: Therapy, facts: Facts, item: AnalytePlan) -> Target | None:
+    """The patient's target range for the analyte, when a threshold compares with it."""
+    if not item.targeted:
+        return None
+    return patient_target(pack.targets[item.analyte], facts.targets(item.analyte), therapy)
+
+
 def _read(
-    thresholds: tuple[Threshold, ...], newest: list[LabResult], facts: Facts
+    thresholds: tuple[Threshold, ...],
+    newest: list[LabResult],
+    facts: Facts,
+    target: Target | None = None,
 ) -> _Reading | None:
-    """What the readable ones among the newest results cross; None when nothing (the usual)."""
+    """What the readable ones among the newest results cross; None when nothing (the usual).
+    A threshold whose ``also`` conditions cannot be decided is left open, as one whose value
+    or range cannot be."""
     reading: _Reading | None = None
     for threshold in thresholds:
         for result in newest:
             if not result.normalised:
                 continue
-            judgement = judge(threshold, result, facts)
+            judgement = judge(threshold, result, facts, target)
             if judgement.hit is False:
                 continue
-            states = [facts.state(c) for c in threshold.also]
+            states = [also_state(c, result, facts) for c in threshold.also]
+            if any(state is False for state, _ in states):
+                continue
             reading = reading or _Reading()
-            if judgement.hit is True and all(s is True for s in states):
+            unknown = [
+                (c, why)
+                for c, (state, why) in zip(threshold.also, states, strict=True)
+                if state is None
+            ]
+            if judgement.hit is True and not unknown:
                 if reading.fired is None or _rank(threshold) > _rank(reading.fired[0]):
                     reading.fired = (threshold, result, judgement)
-            elif judgement.hit is None and False not in states:
+                continue
+            if judgement.hit is True:
+                cond, why = unknown[0]
+                cause = f"{(cond.measure or 'condition').replace('_', '-')}-unknown"
+                judgement = replace(
+                    judgement,
+                    hit=None,
+                    limit=f"{judgement.limit} with {cond.describe()}",
+                    missing=why,
+                )
+            else:
                 cause = _cause(judgement)
-                current = reading.open.get(cause)
-                if current is None or _rank(threshold) > _rank(current[0]):
-                    reading.open[cause] = (threshold, result, judgement)
+            current = reading.open.get(cause)
+            if current is None or _rank(threshold) > _rank(current[0]):
+                reading.open[cause] = (threshold, result, judgement)
     return reading
+
+
+def also_state(
+    cond: Condition, result: LabResult, facts: Facts
+) -> tuple[bool | None, tuple[str, ...]]:
+    """Whether one of a threshold's ``also`` conditions holds for ``result``, and when that
+    cannot be told, what is missing. A condition on another analyte reads that analyte's
+    result of the same day (the same sample: FT4 with the TSH it explains), compared with a
+    value or, for a range operator, with its own reference range (as thresholds read it)."""
+    catalogue = facts.catalogue
+    analyte = catalogue.analytes.get(cond.measure or "")
+    if analyte is None:
+        state = facts.state(cond)
+        missing = facts.missing_for(cond.measure) if cond.measure else ()
+        return state, (missing if state is None else ())
+    same_day = [
+        r
+        for r in facts.results.get(analyte.id, ())
+        if r.effective == result.effective and r.value is not None and r.normalised
+    ]
+    if not same_day:
+        return None, (f"{analyte.title.lower()} of the same day",)
+    other = same_day[-1]
+    assert other.value is not None  # noqa: S101 - filtered above
+    if cond.op in RANGE_OPS:
+        proxy = Threshold(
+            id="also",
+            analyte=analyte.id,
+            op=cond.op,
+            value=1.0,
+            unit=analyte.unit,
+            severity=Severity.REVIEW,
+            advice="",
+            citation="",
+            verified=False,
+        )
+        judged = judge(proxy, other, facts)
+        return judged.hit, judged.missing
+    assert cond.op is not None  # noqa: S101 - schema checks
+    assert cond.value is not None  # noqa: S101 - schema checks
+    state = meets(other.value, other.comparator, cond.op, cond.value)
+    return state, (("exact value",) if state is None else ())
 
 
 def _rank(threshold: Threshold) -> int:
@@ -294,13 +458,15 @@ def _cause(judgement: Judgement) -> str:
     return "value-not-exact" if judgement.missing == ("exact value",) else "reference-range-missing"
 
 
-def _findings(pack: RulePack, therapy: Therapy, facts: Facts, reading: _Reading) -> list[Finding]:
+def _findings(
+    pack: RulePack, therapy: Therapy, facts: Facts, reading: _Reading, target: Target | None
+) -> list[Finding]:
     out: list[Finding] = []
     fired_rank = 0
     if reading.fired is not None:
         threshold, result, judgement = reading.fired
         fired_rank = _rank(threshold)
-        out.append(_out_of_range(pack, therapy, facts, threshold, result, judgement))
+        out.append(_out_of_range(pack, therapy, facts, threshold, result, judgement, target))
     for cause, (threshold, result, judgement) in sorted(reading.open.items()):
         if _rank(threshold) <= fired_rank:
             continue
@@ -310,11 +476,17 @@ def _findings(pack: RulePack, therapy: Therapy, facts: Facts, reading: _Reading)
                 f"{title} recorded as {value_text(result)} on {result.effective.isoformat()}: "
                 f"cannot tell whether it is {judgement.limit}"
             )
-        else:
+        elif cause == "reference-range-missing":
             what = (
                 f"{title} {value_text(result)} on {result.effective.isoformat()} has no "
                 f"laboratory reference range or flag, and there is no default range for it: "
                 f"cannot tell whether it is {judgement.limit}"
+            )
+        else:
+            what = (
+                f"{title} {value_text(result)} on {result.effective.isoformat()}: cannot tell "
+                f"whether it is {judgement.limit} (not on record or not usable: "
+                f"{', '.join(judgement.missing)})"
             )
         reason = (
             f"{what}{_preliminary(result)} ({threshold.id} not assessed on {pack.title}); "
@@ -348,6 +520,7 @@ def _out_of_range(
     threshold: Threshold,
     result: LabResult,
     judgement: Judgement,
+    target: Target | None = None,
 ) -> Finding:
     title = facts.catalogue.analytes[threshold.analyte].title
     basis = f" ({judgement.basis})" if judgement.basis else ""
@@ -355,6 +528,26 @@ def _out_of_range(
         f"{title} {value_text(result)} on {result.effective.isoformat()}{_preliminary(result)} "
         f"is {judgement.limit}{basis} on {pack.title}: {threshold.advice}."
     )
+    if threshold.op in _TARGET_SIDE and target is not None:
+        if target.source is not None:
+            return _result_finding(pack, therapy, facts, threshold, result, reason, target.source)
+        verified = threshold.verified and pack.targets[threshold.analyte].verified
+        return _result_finding(pack, therapy, facts, threshold, result, reason, verified=verified)
+    return _result_finding(pack, therapy, facts, threshold, result, reason)
+
+
+def _result_finding(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    threshold: Threshold,
+    result: LabResult,
+    reason: str,
+    *also: ResourceRef,
+    verified: bool | None = None,
+) -> Finding:
+    """The out-of-range finding of ``threshold`` on ``result`` (a value or a coded finding),
+    with ``also`` as further evidence (the Goal that set a target range)."""
     return pack_finding(
         pack,
         therapy,
@@ -363,8 +556,8 @@ def _out_of_range(
         check=threshold.id,
         reason=reason,
         source=pack.citations[threshold.citation].url,
-        verified=threshold.verified,
-        evidence=(result.ref, therapy.latest.ref),
+        verified=threshold.verified if verified is None else verified,
+        evidence=tuple(dict.fromkeys((result.ref, therapy.latest.ref, *also))),
         identifier=business_identifier(
             facts.patient, pack.id, "result", threshold.analyte, result.ref
         ),
@@ -382,6 +575,7 @@ def _unreadable(
     facts: Facts,
     thresholds: tuple[Threshold, ...],
     result: LabResult,
+    target: Target | None = None,
 ) -> Finding:
     """The incomplete finding for a result whose unit cannot be read, graded by the worst any
     reading of its number could mean: as the canonical unit, through each listed conversion,
@@ -402,9 +596,9 @@ def _unreadable(
             normalised=True,
         )
         for threshold in thresholds:
-            judgement = judge(threshold, reading, facts)
+            judgement = judge(threshold, reading, facts, target)
             possible = judgement.hit is not False and all(
-                facts.state(c) is not False for c in threshold.also
+                also_state(c, reading, facts)[0] is not False for c in threshold.also
             )
             if possible and (worst is None or _rank(threshold) > _rank(worst[0])):
                 worst = (threshold, judgement)
@@ -488,15 +682,19 @@ def _incomplete(
 def stale_notes(stale: Stale, facts: Facts) -> list[str]:
     """One sentence per older abnormal result: what it was, and how old."""
     notes = []
-    for item, newest in stale:
-        for result in newest:
+    for entry in stale:
+        item = entry.plan
+        for result in entry.newest:
+            if result.value is None:
+                notes.extend(_coded_note(item, result, facts))
+                continue
             if not result.normalised:
                 continue
             crossed = [
                 (t, j)
                 for t in item.thresholds
-                if (j := judge(t, result, facts)).hit is True
-                and all(facts.holds(c) for c in t.also)
+                if (j := judge(t, result, facts, entry.target)).hit is True
+                and all(also_state(c, result, facts)[0] is True for c in t.also)
             ]
             if not crossed:
                 continue
@@ -511,19 +709,79 @@ def stale_notes(stale: Stale, facts: Facts) -> list[str]:
     return notes
 
 
-def crossing(facts: Facts, plan: tuple[AnalytePlan, ...], wanted: frozenset[str]) -> frozenset[str]:
-    """Which of the ``wanted`` thresholds the newest results still acted on cross (with their
-    ``also`` conditions): what a schedule modifier's ``fires`` condition reads."""
-    out = set()
+def crossing(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    plan: tuple[AnalytePlan, ...],
+    wanted: frozenset[str],
+) -> frozenset[str]:
+    """Which of the ``wanted`` thresholds the newest results still acted on cross, with their
+    ``also`` conditions holding (read as a result finding reads them): what a schedule
+    modifier's ``fires`` condition reads. A coded finding crosses its ``recorded`` threshold
+    while it is acted on and not superseded."""
+    out: set[str] = set()
     for item in plan:
+        ids = {t.id for t in item.thresholds} & wanted
+        if not ids or item.analyte not in facts.results:
+            continue
+        if item.coded:
+            record = facts.results[item.analyte][-1]
+            if record.effective >= item.acted_from and not _superseded(record, facts):
+                out |= ids
+            continue
+        newest = facts.newest(item.analyte)
+        if not newest or newest[0].effective < item.acted_from:
+            continue
+        target = _target(pack, therapy, facts, item)
         for threshold in item.thresholds:
-            if threshold.id not in wanted:
-                continue
-            newest = facts.newest(item.analyte)
-            if not newest or newest[0].effective < item.acted_from:
-                continue
-            if any(r.normalised and judge(threshold, r, facts).hit is True for r in newest) and all(
-                facts.holds(c) for c in threshold.also
-            ):
-                out.add(threshold.id)
+            if threshold.id in ids:
+                reading = _read((threshold,), newest, facts, target)
+                if reading is not None and reading.fired is not None:
+                    out.add(threshold.id)
     return frozenset(out)
+
+
+def _coded_findings(
+    pack: RulePack, therapy: Therapy, facts: Facts, item: AnalytePlan, stale: Stale
+) -> list[Finding]:
+    """A coded finding ("lithium level high - toxic") fires its ``recorded`` threshold while it
+    is recent enough to act on and no later result has shown its test done again (the analyte
+    it is ``monitored_with`` in the catalogue); an older one is described with its age."""
+    record = facts.results[item.analyte][-1]
+    if _superseded(record, facts):
+        return []
+    if record.effective < item.acted_from:
+        stale.append(StaleReading(item, [record]))
+        return []
+    threshold = max(item.thresholds, key=_rank)
+    title = facts.catalogue.analytes[item.analyte].title
+    reason = (
+        f"{title} recorded on {record.effective.isoformat()}{_preliminary(record)} on "
+        f"{pack.title}: {threshold.advice}."
+    )
+    return [_result_finding(pack, therapy, facts, threshold, record, reason)]
+
+
+def _superseded(record: LabResult, facts: Facts) -> bool:
+    """Whether a later result shows the coded finding's test done again (a new lithium level
+    after "lithium level high - toxic"); one that could share its moment does not."""
+    test = facts.catalogue.analytes[record.analyte].monitored_with
+    if test is None:
+        return False
+    done = facts.last_done(facts.catalogue.tests[test].analytes)
+    return done is not None and done.order > record.order and not done.same_moment(record)
+
+
+def _coded_note(item: AnalytePlan, record: LabResult, facts: Facts) -> list[str]:
+    """The sentence for a coded finding too old to act on."""
+    if not item.thresholds:
+        return []
+    threshold = max(item.thresholds, key=_rank)
+    title = facts.catalogue.analytes[record.analyte].title
+    return [
+        f"{title} recorded on {record.effective.isoformat()} "
+        f"({_age(record.effective, facts.as_of)} old; {threshold.id}, "
+        f"{threshold.severity.value}): too old to act on, as results are acted on for "
+        f"{item.lookback.describe()}."
+    ]

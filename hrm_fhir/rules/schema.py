@@ -18,12 +18,17 @@ from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.model import RISE_OPERATORS
 
 OPERATORS = ("lt", "le", "gt", "ge")
+BASELINE_OPERATORS = (*RISE_OPERATORS, "fall_from_baseline")
+TARGET_OPERATORS = ("above_target", "below_target")
 THRESHOLD_OPERATORS = (
     *OPERATORS,
     "below_ref_low",
     "above_ref_high",
     "above_ref_high_times",
-    *RISE_OPERATORS,
+    *BASELINE_OPERATORS,
+    "falling",
+    "recorded",
+    *TARGET_OPERATORS,
 )
 CHECKS = ("max_frequency", "ome_at_least", "criteria")
 SNOMED = "http://snomed.info/sct"
@@ -90,9 +95,20 @@ class IngredientSchema(Schema):
         )
 
 
+_CONDITION_KINDS = (
+    "measure",
+    "co_prescribed",
+    "on_therapy_less_than",
+    "falling",
+    "fires",
+    "ingredients_at_least",
+    "no_other_ingredient_before",
+)
+
+
 class ConditionSchema(Schema):
     measure = fields.String()
-    op = fields.String(validate=validate.OneOf(OPERATORS))
+    op = fields.String(validate=validate.OneOf([*OPERATORS, *sorted(model.RANGE_OPS)]))
     value = fields.Float()
     co_prescribed = fields.String()
     on_therapy_less_than = DurationField()
@@ -100,23 +116,31 @@ class ConditionSchema(Schema):
     count = fields.Integer(validate=validate.Range(min=2))
     together_less_than = DurationField()
     fires = fields.String(validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    ingredients_at_least = fields.Integer(validate=validate.Range(min=2))
+    issued_together = fields.Boolean()
+    no_other_ingredient_before = DurationField()
 
     @validates_schema
     def one_kind(self, data: dict[str, Any], **_: Any) -> None:
-        kinds = [
-            k
-            for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling", "fires")
-            if k in data
-        ]
+        kinds = [k for k in _CONDITION_KINDS if k in data]
         if len(kinds) != 1:
             raise ValidationError(
-                "a condition needs exactly one of measure, co_prescribed, "
-                f"on_therapy_less_than, falling, fires (got {kinds or 'none'})"
+                f"a condition needs exactly one of {', '.join(_CONDITION_KINDS)} "
+                f"(got {kinds or 'none'})"
             )
-        if "measure" in data and ("op" not in data or "value" not in data):
-            raise ValidationError("a measure condition needs op and value")
+        if "measure" in data:
+            ranged = data.get("op") in model.RANGE_OPS
+            if "op" not in data or ("value" in data) == ranged:
+                raise ValidationError(
+                    "a measure condition needs op and value (a range op takes no value)"
+                )
         if "together_less_than" in data and "co_prescribed" not in data:
             raise ValidationError("together_less_than goes with co_prescribed only")
+        if "issued_together" in data and kinds[0] not in (
+            "co_prescribed",
+            "ingredients_at_least",
+        ):
+            raise ValidationError("issued_together goes with co_prescribed or ingredients_at_least")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Condition:
@@ -234,17 +258,47 @@ class ThresholdSchema(Schema):
     verified = fields.Boolean(required=True)
     also = fields.List(fields.Nested(ConditionSchema), load_default=list)
     baseline_window = DurationField(load_default=None)
+    count = fields.Integer(load_default=None, validate=validate.Range(min=1))
 
     @validates_schema
     def baseline(self, data: dict[str, Any], **_: Any) -> None:
-        if (data.get("op") in RISE_OPERATORS) != (data.get("baseline_window") is not None):
+        op = data.get("op")
+        if (op in BASELINE_OPERATORS) != (data.get("baseline_window") is not None):
             raise ValidationError(
-                f"baseline_window goes with op {' or '.join(RISE_OPERATORS)}, and only them"
+                f"baseline_window goes with op {', '.join(BASELINE_OPERATORS)}, and only them"
             )
+        if (op == "falling") != (data.get("count") is not None):
+            raise ValidationError("count goes with op falling, and only it")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Threshold:
-        return model.Threshold(**{**data, "also": tuple(data["also"])})
+        count = data.pop("count")
+        return model.Threshold(
+            **{
+                **data,
+                "also": tuple(data["also"]),
+                **({"count": count} if count is not None else {}),
+            }
+        )
+
+
+class TargetDefaultSchema(Schema):
+    low = fields.Float(required=True)
+    high = fields.Float(required=True)
+    half_width = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    names = fields.List(
+        fields.String(validate=validate.Length(min=2)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @validates_schema
+    def ordered(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("low", 0) >= data.get("high", 0):
+            raise ValidationError("a target range needs low below high")
 
 
 class PrescribingSchema(Schema):
@@ -305,11 +359,29 @@ class RulePackSchema(Schema):
     thresholds = fields.List(fields.Nested(ThresholdSchema), load_default=list)
     prescribing = fields.List(fields.Nested(PrescribingSchema), load_default=list)
     baselines = fields.List(fields.Nested(BaselineSchema), load_default=list)
+    targets = fields.Dict(
+        keys=fields.String(), values=fields.Nested(TargetDefaultSchema), load_default=dict
+    )
+
+    @validates_schema
+    def targeted(self, data: dict[str, Any], **_: Any) -> None:
+        targets = data.get("targets") or {}
+        missing = [
+            f"threshold {t.id} needs [targets.{t.analyte}]"
+            for t in data.get("thresholds") or []
+            if t.op in TARGET_OPERATORS and t.analyte not in targets
+        ]
+        if missing:
+            raise ValidationError(missing, "targets")
 
     @validates_schema
     def cited(self, data: dict[str, Any], **_: Any) -> None:
         keys = set((data.get("citations") or {}).keys())
         cited: list[tuple[str, str]] = []
+        cited.extend(
+            (f"target for {analyte}", t["citation"])
+            for analyte, t in (data.get("targets") or {}).items()
+        )
         for s in data.get("schedules") or []:
             cited.append((f"schedule {s.id}", s.citation))
             cited.extend((f"schedule {s.id} modifier", m.citation) for m in s.modifiers)
@@ -339,6 +411,13 @@ class RulePackSchema(Schema):
                 "thresholds": tuple(data["thresholds"]),
                 "prescribing": tuple(data["prescribing"]),
                 "baselines": tuple(data["baselines"]),
+                "targets": {
+                    analyte: model.TargetDefault(
+                        analyte=analyte,
+                        **{**t, "names": tuple(n.lower() for n in t["names"])},
+                    )
+                    for analyte, t in data["targets"].items()
+                },
             }
         )
 

@@ -142,6 +142,15 @@ class ProductRequest(NamedTuple):
     issued or authored for longer than the review limit: the date of its last issue."""
 
 
+class CourseRequest(NamedTuple):
+    """One request of a course: when it was authored, the last day it covers (an active
+    request covers every day until superseded, stopped or ended), and its ingredient."""
+
+    authored_on: date
+    covers_until: date
+    ingredient: str
+
+
 @dataclass(frozen=True, slots=True)
 class Therapy:
     """A patient's course of one drug group (or co-medication class)."""
@@ -158,6 +167,13 @@ class Therapy:
     last_cover: date
     """The last day the course's requests cover: the newest issue, or the day an active
     request was stopped, superseded or ended (the as-of date while it stands)."""
+    course: tuple[CourseRequest, ...] = ()
+    """Every request of the course, oldest first (who had what when: ``ingredient_span``)."""
+
+    def ingredient_span(self, ingredient: str) -> tuple[date, date] | None:
+        """When the ingredient was first and last prescribed in this course (authored dates)."""
+        days = [r.authored_on for r in self.course if r.ingredient == ingredient]
+        return (days[0], days[-1]) if days else None
 
     @property
     def current(self) -> bool:
@@ -311,6 +327,10 @@ def _therapy(
         products=tuple(product for n, product in current if n >= first),
         newest=items[-1],
         last_cover=reach,
+        course=tuple(
+            CourseRequest(starts[n], ends[n], items[n][1].ingredient)
+            for n in range(first, len(items))
+        ),
     )
 
 

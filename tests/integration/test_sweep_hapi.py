@@ -400,7 +400,7 @@ def test_a_full_reconciliation_over_unchanged_data_writes_nothing(harness: Harne
         *p.repeats(
             "warf", "Warfarin 3mg tablets", AS_OF - timedelta(days=600), AS_OF - timedelta(days=6)
         ),
-        p.result("warf", inr, 3.6, "{INR}", AS_OF - timedelta(days=3)),
+        p.result("warf", inr, 3.4, "{INR}", AS_OF - timedelta(days=3)),
     ]
     warfarin[-1]["code"]["coding"][0]["system"] = "http://loinc.org"
     harness.upload([*starter(p), *warfarin])

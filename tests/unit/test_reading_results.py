@@ -136,12 +136,15 @@ def test_a_number_without_a_unit_is_read_only_where_no_unit_is_needed() -> None:
 
 
 def test_a_bound_that_leaves_the_threshold_open_is_said_out_loud() -> None:
+    """INR "<5" could be more than 0.5 outside the target range (action), or in it."""
     found = evaluate(_warfarin() + [_inr(None, text="<5")])
     assert of_kind(found, "out_of_range") == []
     unsure = _one(found, "incomplete", "warfarin")
     assert (unsure.code, unsure.missing) == ("value-not-exact", ("exact value",))
-    assert unsure.severity is Severity.REVIEW
+    assert unsure.severity is Severity.ACTION
     assert "recorded as <5" in unsure.reason
+    assert "more than 0.5" in unsure.reason
+    assert "target range 2.0-3.0" in unsure.reason
 
 
 def test_an_egfr_above_90_counts_as_renal_function_done_and_is_not_low() -> None:
