@@ -3,9 +3,10 @@
 - Patients on monitored drugs are found by prescription code, a few codes per search (never one
   giant OR-list), optionally within one practice (chained on the patient's general practitioner).
 - Their records are then read a few patients at a time: Patient, MedicationRequest and
-  MedicationStatement (with the Medications they reference), Observation and DiagnosticReport,
-  and what the rules name beyond them (``record_searches``): shared-care entries, Conditions
-  coded as a finding a rule fires on, and Goals in force (target ranges).
+  MedicationStatement (with the Medications they reference), Observation, DiagnosticReport and
+  Procedure (a medication review or a chest X-ray recorded as a procedure), and what the rules
+  name beyond them (``record_searches``): shared-care entries, Conditions coded as a finding a
+  rule fires on, and Goals in force (target ranges).
 - An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
   server's own clock minus an overlap) and re-reads only those patients.
 """
@@ -28,23 +29,23 @@ PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 """Evidence of therapy: prescriptions, and statements of what the patient takes."""
-RECORD_TYPES = ("Patient", *MEDICATION_TYPES, "Observation", "DiagnosticReport")
+RESULT_TYPES = ("Observation", "DiagnosticReport", "Procedure")
+"""What shows a test done: results, reports, and procedures such as a medication review."""
+RECORD_TYPES = ("Patient", *MEDICATION_TYPES, *RESULT_TYPES)
 Search = tuple[str, dict[str, str]]
 
 
 def arrangement_searches(rules: RuleSet) -> list[Search]:
     """Searches for statements of who monitors (shared care) that the record types do not hold:
-    the service's arrangement Tasks, and Condition, Procedure and Flag entries when the
-    catalogue lists shared-care entry codes (Observations are read whole anyway)."""
+    the service's arrangement Tasks, and Condition and Flag entries when the catalogue lists
+    shared-care entry codes (Observations and Procedures are read whole anyway)."""
     searches: list[Search] = [
         ("Task", {"code": f"{TASK_CODE}|{ARRANGEMENT_TASK_CODE}", "_tag": f"{TAG}|hrm-fhir"})
     ]
     shared = rules.catalogue.shared_care
     codes = sorted({f"{c.system}|{c.code}" for c in shared.entries}) if shared else []
     for chunk in _chunks(codes, CODES_PER_SEARCH):
-        searches += [
-            (kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Procedure", "Flag")
-        ]
+        searches += [(kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Flag")]
     return searches
 
 
@@ -272,8 +273,8 @@ def _patient_searches(wanted: list[str], extra: Sequence[Search]) -> Iterator[Se
         yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
         for kind in MEDICATION_TYPES:
             yield kind, {"subject": subjects, "_include": f"{kind}:medication"}
-        yield "Observation", {"subject": subjects}
-        yield "DiagnosticReport", {"subject": subjects}
+        for kind in RESULT_TYPES:
+            yield kind, {"subject": subjects}
         for kind, params in extra:
             yield kind, {**params, "subject": subjects}
 
@@ -282,8 +283,8 @@ def _scope_searches(scope: Scope, extra: Sequence[Search]) -> Iterator[Search]:
     yield "Patient", scope.params("Patient")
     for kind in MEDICATION_TYPES:
         yield kind, {**scope.params(kind), "_include": f"{kind}:medication"}
-    yield "Observation", scope.params("Observation")
-    yield "DiagnosticReport", scope.params("DiagnosticReport")
+    for kind in RESULT_TYPES:
+        yield kind, scope.params(kind)
     for kind, params in extra:
         yield kind, {**params, **scope.params(kind)}
 

@@ -862,6 +862,7 @@ _SCHEMAS.update(
                         "schedule",
                         "modifier",
                         "tolerance",
+                        "baseline",
                         "threshold",
                         "prescribing",
                         "ome",

@@ -15,7 +15,7 @@ from hrm_fhir.domain import ArrangementSource, Finding, MatchMethod, RegisterEnt
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet, _package_files, build_rule_set
 from tests.builders import AS_OF, SNOMED, observation, patient, repeats, rules
-from tests.unit.test_rule_boundaries import _done
+from tests.builders import done as _done
 
 UKCORE = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationPrescribingOrganizationType"
 UKCORE_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-MedicationPrescribingOrganizationType"
