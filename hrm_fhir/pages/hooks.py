@@ -4,13 +4,13 @@ what every template can use (the user, their permissions, rule sources)."""
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import Any
 
 from flask import current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from hrm_fhir import display
 from hrm_fhir.app import service_state
 from hrm_fhir.errors import FHIRAuthError, FHIRCapabilityError, FHIRError, FHIRTemporaryError
 from hrm_fhir.pages import DISABLED, bp
@@ -65,11 +65,15 @@ def no_store(response: Any) -> Any:
     return response
 
 
-@bp.app_template_filter("day")
-def day_filter(value: date | None) -> str:
-    """``27 Nov 2026``: unambiguous on any practice PC."""
-    return value.strftime("%d %b %Y").lstrip("0") if value else ""
-
+# What people read (hrm_fhir/display.py): one date style, human units, the age of a result.
+for _name, _filter in (
+    ("day", display.day),
+    ("age", display.age),
+    ("quantity", display.quantity),
+    ("unit", display.unit),
+    ("readable", display.readable),
+):
+    bp.add_app_template_filter(_filter, _name)
 
 # Only absolute http(s) URLs become links; a global, so imported macros see it too.
 bp.add_app_template_global(is_http_url, "http_url")

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from hrm_fhir import users
 from hrm_fhir.app import create_app, db_session, service_state
+from hrm_fhir.domain import Severity
 from hrm_fhir.errors import (
     WorkflowConflictError,
     WorkflowError,
@@ -19,9 +20,10 @@ from hrm_fhir.errors import (
     WorkflowPermissionError,
 )
 from hrm_fhir.users import disable_user
+from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role
 from tests.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of
-from tests.pages.fakes import AS_OF, FakeService, review_item
+from tests.pages.fakes import AS_OF, FakeService, card, review_item
 
 
 @pytest.fixture(autouse=True)
@@ -373,6 +375,42 @@ def test_the_review_queue_lists_urgent_items_with_trend_and_thresholds(
     assert "lithium@1" in html
     assert 'action="/tasks/task-9/non-engagement"' in html
     assert "Continue with caveats" in html
+
+
+def test_the_pages_write_units_and_dates_as_people_read_them_and_the_age_of_a_result(
+    pinned: Flask, fake: FakeService
+) -> None:
+    inr = service.Trend(
+        "inr", "INR", [service.ResultPoint("Observation/o2", date(2025, 11, 7), 8.4, "{INR}")]
+    )
+    neutrophils = service.Trend(
+        "neutrophils",
+        "Neutrophil count",
+        [service.ResultPoint("Observation/o3", date(2026, 11, 13), 0.8, "10*9/L")],
+    )
+    fake.queue = [
+        review_item(
+            description="INR 8.4 {INR} on 2025-11-07 is at or above 8 {INR}: stop warfarin",
+            since=date(2025, 11, 7),
+            trend=[inr, neutrophils],
+            thresholds=[service.ThresholdInfo("inr", ">= 8 {INR}", Severity.URGENT, "stop")],
+        )
+    ]
+    fake.card = card(results=[inr, neutrophils])
+    client = pinned.test_client()
+    sign_in(client, "pharm")
+    for html in (client.get("/review").text, client.get("/patients/p-mtx").text):
+        assert "{INR}" not in html
+        assert "10*9/L" not in html
+        assert "0.8 ×10⁹/L" in html
+        assert '<td class="numeric">8.4</td>' in html
+        assert "<td>12 months ago</td>" in html
+        assert "<td>2 weeks ago</td>" in html
+    review = client.get("/review").text
+    assert "INR 8.4 on 7 Nov 2025 is at or above 8: stop warfarin" in review
+    assert "2025-11-07" not in review
+    assert "7 Nov 2025 (12 months ago)" in review
+    assert "<td>&gt;= 8</td>" in review
 
 
 # ------------------------------------------------------------------ form posts
