@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from hrm_fhir import display
 from hrm_fhir.app import service_state
 from hrm_fhir.errors import FHIRAuthError, FHIRCapabilityError, FHIRError, FHIRTemporaryError
-from hrm_fhir.pages import DISABLED, bp
+from hrm_fhir.pages import DISABLED, TO_TURN_ON, bp
 from hrm_fhir.pages.csrf import CSRFError, protect
 from hrm_fhir.pages.forms import state
 from hrm_fhir.pages.session import (
@@ -32,16 +32,16 @@ logger = logging.getLogger(__name__)
 
 @bp.before_request
 def before_page() -> ResponseReturnValue | None:
+    if request.endpoint == "pages.static":
+        return None  # the stylesheet holds no patient data: served even when the pages are off
     reason = current_app.config.get(DISABLED)
     if reason:
         return error_page(
             503,
             "The pages are switched off",
-            f"The service's pages cannot run: {reason}. Ask the service's administrator to set "
-            "it (see docs/pages.md). The API and the scheduled sweeps are not affected.",
+            f"The service's pages cannot run: {reason}. {TO_TURN_ON} The API and the scheduled "
+            "sweeps are not affected.",
         )
-    if request.endpoint == "pages.static":
-        return None
     redirected = load_user()
     if redirected is not None:
         return redirected

@@ -167,7 +167,11 @@ def test_without_a_secret_key_the_pages_refuse_to_run_but_the_api_runs(
     response = client.get("/sign-in")
     assert response.status_code == 503
     assert "HRM_SECRET_KEY is not set" in response.text
+    assert "set HRM_SECRET_KEY to a random value of at least 32 characters" in response.text
+    assert "secrets.token_hex(32)" in response.text
     assert client.get("/health").status_code == 200
+    with client.get("/static/pages.css") as stylesheet:
+        assert (stylesheet.status_code, stylesheet.mimetype) == (200, "text/css")
 
 
 def test_a_short_secret_key_is_refused(make_app: AppFactory) -> None:
