@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -77,6 +77,15 @@ for _name, _filter in (
 
 # Only absolute http(s) URLs become links; a global, so imported macros see it too.
 bp.add_app_template_global(is_http_url, "http_url")
+
+
+@bp.app_template_global("page_url")
+def page_url(endpoint: str, number: int, param: str = "page") -> str:
+    """The list page ``endpoint`` at page ``number``, keeping the request's other arguments
+    (the worklist's filters)."""
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != param}
+    args[param] = number
+    return url_for(endpoint, **args)
 
 
 @bp.app_template_filter("nhs")

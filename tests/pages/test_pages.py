@@ -23,7 +23,7 @@ from hrm_fhir.users import disable_user
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role
 from tests.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of
-from tests.pages.fakes import AS_OF, FakeService, card, review_item
+from tests.pages.fakes import AS_OF, FakeService, card, review_item, worklist_entry
 
 
 @pytest.fixture(autouse=True)
@@ -415,6 +415,40 @@ def test_the_pages_write_units_and_dates_as_people_read_them_and_the_age_of_a_re
     assert "2025-11-07" not in review
     assert "7 Nov 2025 (12 months ago)" in review
     assert "<td>&gt;= 8</td>" in review
+
+
+def test_a_long_worklist_is_paged_and_its_links_keep_the_filters(
+    pinned: Flask, fake: FakeService
+) -> None:
+    fake.entries = [worklist_entry(chase_due=n % 2 == 0) for n in range(30)]
+    client = pinned.test_client()
+    sign_in(client, "tech")
+    first = client.get("/worklist?drug_group=methotrexate").text
+    assert "<strong>30</strong> patients on the list; <strong>15</strong> due a contact" in first
+    assert first.count('<tr class="row-overdue">') == 25
+    assert "Showing 1 to 25 of 30 patients: page 1 of 2." in first
+    assert 'href="/worklist?drug_group=methotrexate&amp;page=2" rel="next"' in first
+    second = client.get("/worklist?drug_group=methotrexate&page=2").text
+    assert second.count('<tr class="row-overdue">') == 5
+    assert "Showing 26 to 30 of 30 patients: page 2 of 2." in second
+    assert 'href="/worklist?drug_group=methotrexate&amp;page=1" rel="prev"' in second
+    assert 'rel="next"' not in second
+
+
+def test_the_review_queue_shows_ten_items_a_page_and_counts_all_of_them(
+    pinned: Flask, fake: FakeService
+) -> None:
+    fake.queue = [review_item(task_id=f"flag-{n:02}") for n in range(12)]
+    client = pinned.test_client()
+    sign_in(client, "pharm")
+    first = client.get("/review").text
+    assert "<strong>12</strong> items to review, <strong>12 urgent</strong>." in first
+    assert first.count('<article class="panel panel-urgent"') == 10
+    assert "Showing 1 to 10 of 12 items to review: page 1 of 2." in first
+    second = client.get("/review?page=2").text
+    assert second.count('<article class="panel panel-urgent"') == 2
+    assert 'id="item-flag-11"' in second
+    assert 'id="item-flag-00"' not in second
 
 
 # ------------------------------------------------------------------ form posts
