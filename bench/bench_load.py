@@ -2,6 +2,7 @@
 
 - **baseline**: what ``hrm-fhir load`` did before: batch Bundles of 250, one at a time
   (``load_paths(transaction=False, chunk_size=250, workers=1)``);
+- **one-conn**: transaction Bundles of ``CHUNK_SIZE``, one at a time;
 - **load**: the defaults (transaction Bundles of ``CHUNK_SIZE`` on ``WORKERS`` connections).
 
 For each practice (the bundled 200-patient one, then a generated one of ``--patients``), the two
@@ -38,6 +39,7 @@ ROOT = OUT.parent.parent
 BUNDLED = ROOT / "fixtures" / "practice" / "ndjson"
 STRATEGIES: dict[str, dict[str, Any]] = {
     "baseline": {"transaction": False, "chunk_size": 250, "workers": 1},
+    "one-conn": {"transaction": True, "chunk_size": CHUNK_SIZE, "workers": 1},
     "load": {"transaction": True, "chunk_size": CHUNK_SIZE, "workers": WORKERS},
 }
 
@@ -128,13 +130,14 @@ def main() -> None:
             print(f"{label} ({folder})", flush=True)
             out["practices"][label] = compare(base, folder, pid, args.runs)
     print()
-    print(f"{'practice':<24}{'baseline /s':>12}{'load /s':>10}{'ratio':>8}"
-          f"{'cpu ms/res base':>17}{'load':>7}")  # fmt: skip
+    names = list(STRATEGIES)
+    print(f"{'practice':<24}" + "".join(f"{n + ' /s':>14}" for n in names) + f"{'ratio':>8}"
+          + "".join(f"{n + ' cpu ms':>16}" for n in names))  # fmt: skip
     for label, result in out["practices"].items():
         m = result["median"]
-        print(f"{label:<24}{m['baseline']['resources_per_s']:>12.0f}{m['load']['resources_per_s']:>10.0f}"
-              f"{result['speed_ratio']:>8.2f}{_fmt(m['baseline']['server_cpu_ms_per_resource']):>17}"
-              f"{_fmt(m['load']['server_cpu_ms_per_resource']):>7}")  # fmt: skip
+        cpu = [_fmt(m[n]["server_cpu_ms_per_resource"]) for n in names]
+        print(f"{label:<24}" + "".join(f"{m[n]['resources_per_s']:>14.0f}" for n in names)
+              + f"{result['speed_ratio']:>8.2f}" + "".join(f"{c:>16}" for c in cpu))  # fmt: skip
     (OUT / "load-results.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
     print(f"wrote {OUT / 'load-results.json'}")
 

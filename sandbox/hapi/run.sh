@@ -35,8 +35,14 @@ die() { say "$*"; exit 1; }
 
 base_url() { echo "http://127.0.0.1:$1/fhir"; }
 
-m2_size() { # ", ~/.m2 holds N MB" (how far the first build's downloads have got)
-	[ -d "$HOME/.m2/repository" ] && echo ", ~/.m2 holds $(du -sm "$HOME/.m2/repository" 2>/dev/null | cut -f1) MB"
+m2_size() { # ", <Maven repository> holds N MB" (how far the first build's downloads have got)
+	local repo="$HOME/.m2/repository"
+	if [[ "${HRM_SANDBOX_MVN_OPTS:-}" =~ -Dmaven\.repo\.local=([^[:space:]]+) ]]; then
+		repo="${BASH_REMATCH[1]}"
+	fi
+	if [ -d "$repo" ]; then
+		echo ", $repo holds $(du -sm "$repo" 2>/dev/null | cut -f1) MB"
+	fi
 }
 
 needs_build() {
@@ -61,7 +67,7 @@ cmd_build() {
 	command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ and Java 17 are needed)"
 	command -v java >/dev/null || die "java not found (Java 17 is needed)"
 	if needs_build; then
-		say "building $JAR with Maven (the first build downloads about 340 MB into ~/.m2) ..."
+		say "building $JAR with Maven (the first build downloads about 230 MB into ~/.m2) ..."
 		local t0=$SECONDS
 		local rc=0
 		mkdir -p "$RUN_DIR"
