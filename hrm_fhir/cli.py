@@ -33,6 +33,11 @@ def _today() -> date:
     return datetime.now(LONDON).date()
 
 
+def _problem(where: str, what: str) -> None:
+    """An unreadable file, line or resource, named on stderr (the run goes on)."""
+    click.echo(f"hrm-fhir: {where}: {what}", err=True)
+
+
 def _rules() -> RuleSet:
     try:
         return load_rule_set()
@@ -81,11 +86,8 @@ def evaluate(
     """Evaluate FHIR Bundles, NDJSON files or directories and print the findings."""
     day = as_of.date() if as_of else _today()
 
-    def problem(where: str, what: str) -> None:
-        click.echo(f"hrm-fhir: {where}: {what}", err=True)
-
     try:
-        run = evaluate_paths(paths, _rules(), day, window_days, problem)
+        run = evaluate_paths(paths, _rules(), day, window_days, _problem)
     except InputError as exc:
         click.echo(f"hrm-fhir: {exc}", err=True)
         sys.exit(2)
@@ -326,9 +328,6 @@ def load(
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.loader import load_paths
 
-    def problem(where: str, what: str) -> None:
-        click.echo(f"hrm-fhir: {where}: {what}", err=True)
-
     gateway = FHIRGateway.from_settings(_settings(fhir_base_url=fhir_base))
     try:
         report = load_paths(
@@ -337,7 +336,7 @@ def load(
             chunk_size=chunk,
             transaction=transaction,
             workers=workers,
-            problem=problem,
+            problem=_problem,
             progress=_Progress(
                 "load", lambda r: f"{r.sent:,} resources sent ({r.per_second:,.0f} a second)"
             ),
@@ -811,7 +810,7 @@ def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datet
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Write the pack to this file (created readable by its owner only).",
+    help="Write the pack to this file (created readable by its owner only, with its folder).",
 )
 def evidence(
     patient: str, fhir_base: str | None, as_of: datetime | None, fmt: str, out: Path | None
@@ -851,5 +850,6 @@ def evidence(
         sys.stdout.buffer.write(document)
         sys.stdout.flush()
     else:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.touch(mode=0o600)
         out.write_bytes(document)
