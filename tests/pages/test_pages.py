@@ -613,9 +613,9 @@ def test_a_non_engagement_decision_and_an_acknowledgement(pinned: Flask, fake: F
         ),
         (WorkflowNotFoundError("no Task or Flag flag-1"), 404, "No Task or Flag flag-1."),
         (
-            WorkflowPermissionError("this patient is registered with another practice"),
+            WorkflowPermissionError("a technician may not sign off (allowed: admin, pharmacist)"),
             403,
-            "another practice",
+            "A technician may not sign off",
         ),
     ],
 )
