@@ -274,6 +274,8 @@ def sweep(
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
         )
+        for warning in summary.warnings:
+            click.echo(f"hrm-fhir: warning: {warning}", err=True)
         if fmt == "summary":
             from hrm_fhir.sweep import render_sweep
 
@@ -420,6 +422,14 @@ def rules_show(rule_id: str, version: int | None) -> None:
         click.echo(f"hrm-fhir: no rule {rule_id!r}; known rules: {known}", err=True)
         sys.exit(2)
     click.echo(describe_pack(pack, rule_set.catalogue))
+
+
+@rules.command("shared-care")
+def rules_shared_care() -> None:
+    """Print how the record says another organisation monitors a drug (shared care)."""
+    from hrm_fhir.rules.describe import describe_shared_care
+
+    click.echo(describe_shared_care(_rules().catalogue))
 
 
 # --- The HTTP service and the scheduler (hrm_fhir/app.py, hrm_fhir/scheduling.py) ---
@@ -721,6 +731,8 @@ def report_monthly(
         sys.exit(2)
     finally:
         engine.dispose()
+    for warning in result.warnings:
+        click.echo(f"hrm-fhir: warning: {warning}", err=True)
     files = write_report(result, out)
     click.echo(f"{scope.label}, {first:%B %Y}: {len(files)} files in {out}")
     if post:

@@ -3,7 +3,10 @@
 - Patients on monitored drugs are found by prescription code, a few codes per search (never one
   giant OR-list), optionally within one practice (chained on the patient's general practitioner).
 - Their records are then read a few patients at a time: Patient, MedicationRequest and
-  MedicationStatement (with the Medications they reference), Observation and DiagnosticReport.
+  MedicationStatement (with the Medications they reference), Observation, DiagnosticReport and
+  Procedure (a medication review or a chest X-ray recorded as a procedure), and what the rules
+  name beyond them (``record_searches``): shared-care entries, Conditions coded as a finding a
+  rule fires on, and Goals in force (target ranges).
 - An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
   server's own clock minus an overlap) and re-reads only those patients.
 """
@@ -17,7 +20,8 @@ from typing import Any
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import patient_key
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.terminology import TAG
+from hrm_fhir.terminology import TAG, TASK_CODE
+from hrm_fhir.workflow.model import ARRANGEMENT_TASK_CODE
 
 Resource = dict[str, Any]
 CODES_PER_SEARCH = 10
@@ -25,7 +29,47 @@ PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 """Evidence of therapy: prescriptions, and statements of what the patient takes."""
-RECORD_TYPES = ("Patient", *MEDICATION_TYPES, "Observation", "DiagnosticReport")
+RESULT_TYPES = ("Observation", "DiagnosticReport", "Procedure")
+"""What shows a test done: results, reports, and procedures such as a medication review."""
+RECORD_TYPES = ("Patient", *MEDICATION_TYPES, *RESULT_TYPES)
+Search = tuple[str, dict[str, str]]
+
+
+def arrangement_searches(rules: RuleSet) -> list[Search]:
+    """Searches for statements of who monitors (shared care) that the record types do not hold:
+    the service's arrangement Tasks, and Condition and Flag entries when the catalogue lists
+    shared-care entry codes (Observations and Procedures are read whole anyway)."""
+    searches: list[Search] = [
+        ("Task", {"code": f"{TASK_CODE}|{ARRANGEMENT_TASK_CODE}", "_tag": f"{TAG}|hrm-fhir"})
+    ]
+    shared = rules.catalogue.shared_care
+    codes = sorted({f"{c.system}|{c.code}" for c in shared.entries}) if shared else []
+    for chunk in _chunks(codes, CODES_PER_SEARCH):
+        searches += [(kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Flag")]
+    return searches
+
+
+def finding_searches(rules: RuleSet) -> list[Search]:
+    """Searches for what a rule reads outside Observations: Conditions coded as a finding a pack
+    fires on (``recorded``: "lithium level high - toxic"), and Goals when a pack reads the
+    patient's own target range (every one: a Goal has no search parameter for what it measures,
+    and one that stops being in force must be seen to change)."""
+    coded = sorted(
+        {t.analyte for pack in rules.packs for t in pack.thresholds if t.op == "recorded"}
+    )
+    analytes = rules.catalogue.analytes
+    codes = sorted({f"{c.system}|{c.code}" for a in coded for c in analytes[a].codes})
+    searches: list[Search] = [
+        ("Condition", {"code": ",".join(chunk)}) for chunk in _chunks(codes, CODES_PER_SEARCH)
+    ]
+    if any(pack.targets for pack in rules.packs):
+        searches.append(("Goal", {}))
+    return searches
+
+
+def record_searches(rules: RuleSet) -> list[Search]:
+    """Every search beyond the record types a sweep runs: shared care, coded findings, goals."""
+    return [*arrangement_searches(rules), *finding_searches(rules)]
 
 
 @dataclass(frozen=True)
@@ -139,14 +183,20 @@ def uncoded_candidates(
 
 
 def changed_patients(
-    gateway: FHIRGateway, scope: Scope, report: FetchReport, since: str
+    gateway: FHIRGateway,
+    scope: Scope,
+    report: FetchReport,
+    since: str,
+    extra: Sequence[Search] = (),
 ) -> set[str]:
-    """Patients whose record (any of the types a sweep reads) changed since ``since``."""
+    """Patients whose record (any of the types a sweep reads, and the ``extra`` searches)
+    changed since ``since``."""
     found: set[str] = set()
-    for resource_type in RECORD_TYPES:
-        params = {"_lastUpdated": f"gt{since}", **scope.params(resource_type)}
+    searches: list[Search] = [(kind, {}) for kind in RECORD_TYPES] + list(extra)
+    for resource_type, narrowing in searches:
+        params = {**narrowing, "_lastUpdated": f"gt{since}", **scope.params(resource_type)}
         if resource_type != "Patient":
-            params["_elements"] = "subject"
+            params["_elements"] = "for" if resource_type == "Task" else "subject"
         found |= _patients(_search(gateway, report, resource_type, params))
     return found
 
@@ -156,26 +206,28 @@ def read_records(
     patients: Iterable[str],
     report: FetchReport,
     scope: Scope | None = None,
+    extra: Sequence[Search] = (),
 ) -> dict[str, list[Resource]]:
-    """Every resource a rule may read, per patient, newest version of each resource only.
+    """Every resource a rule may read, per patient, newest version of each resource only
+    (with what the ``extra`` searches find, e.g. ``arrangement_searches``).
 
     Reads a few patients per search, or, when that would take more requests (a full sweep of a
     practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
     """
     wanted = sorted(set(patients))
-    chunked = 4 * -(-len(wanted) // PATIENTS_PER_SEARCH)
+    chunked = (4 + len(extra)) * -(-len(wanted) // PATIENTS_PER_SEARCH)
     if scope is not None and wanted and _paged_requests(gateway, scope, report) < chunked:
-        searches = _scope_searches(scope)
+        searches = _scope_searches(scope, extra)
     else:
-        searches = _patient_searches(wanted)
+        searches = _patient_searches(wanted, extra)
     return _collect(gateway, searches, report, set(wanted))
 
 
 def read_scope(
-    gateway: FHIRGateway, scope: Scope, report: FetchReport
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, extra: Sequence[Search] = ()
 ) -> dict[str, list[Resource]]:
     """Every patient's record in scope, paging each record type once (a full reconciliation)."""
-    return _collect(gateway, _scope_searches(scope), report, None)
+    return _collect(gateway, _scope_searches(scope, extra), report, None)
 
 
 def _collect(
@@ -215,22 +267,26 @@ def _collect(
     return out
 
 
-def _patient_searches(wanted: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+def _patient_searches(wanted: list[str], extra: Sequence[Search]) -> Iterator[Search]:
     for group in _chunks(wanted, PATIENTS_PER_SEARCH):
         subjects = ",".join(group)
         yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
         for kind in MEDICATION_TYPES:
             yield kind, {"subject": subjects, "_include": f"{kind}:medication"}
-        yield "Observation", {"subject": subjects}
-        yield "DiagnosticReport", {"subject": subjects}
+        for kind in RESULT_TYPES:
+            yield kind, {"subject": subjects}
+        for kind, params in extra:
+            yield kind, {**params, "subject": subjects}
 
 
-def _scope_searches(scope: Scope) -> Iterator[tuple[str, dict[str, str]]]:
+def _scope_searches(scope: Scope, extra: Sequence[Search]) -> Iterator[Search]:
     yield "Patient", scope.params("Patient")
     for kind in MEDICATION_TYPES:
         yield kind, {**scope.params(kind), "_include": f"{kind}:medication"}
-    yield "Observation", scope.params("Observation")
-    yield "DiagnosticReport", scope.params("DiagnosticReport")
+    for kind in RESULT_TYPES:
+        yield kind, scope.params(kind)
+    for kind, params in extra:
+        yield kind, {**params, **scope.params(kind)}
 
 
 def _paged_requests(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> int:

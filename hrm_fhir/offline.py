@@ -96,6 +96,8 @@ class _Result:
     problems: list[tuple[int, str, str]]
     """(chunk index, where, what) for each unreadable file or line, in reading order."""
     patients: int
+    later: list[Skipped]
+    """Results dated after the as-of date."""
 
 
 @dataclass(frozen=True)
@@ -119,17 +121,9 @@ def _collector_paused() -> Iterator[None]:
 class _Worker:
     """One process's share of a run: read its chunks, then evaluate the patients it owns."""
 
-    def __init__(
-        self,
-        rules: RuleSet,
-        as_of: date,
-        window_days: int | None,
-        chunks: list[_Chunk],
-        index: int,
-        workers: int,
-    ) -> None:
-        self._rules = rules
-        self._engine = Engine.create(rules, as_of, window_days)
+    def __init__(self, engine: Engine, chunks: list[_Chunk], index: int, workers: int) -> None:
+        self._rules = engine.rules
+        self.engine = engine
         self._chunks = [chunk for chunk in chunks if chunk.worker == index]
         self._index = index
         self._workers = workers
@@ -191,15 +185,19 @@ class _Worker:
         records = _join(self._parts)
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
+        later: list[Skipped] = []
         for ref in sorted(records):
-            assessment = self._engine.assess(records[ref])
+            assessment = self.engine.assess(records[ref])
             findings.extend(assessment.findings)
             register.extend(assessment.register)
+            later.extend(assessment.later)
         skipped = [s for builder in self._builders.values() for s in builder.skipped]
         unrecognised: Counter[UnrecognisedKey] = Counter()
         for builder in self._builders.values():
             unrecognised.update(builder.unrecognised)
-        return _Result(findings, register, unrecognised, skipped, self._problems, len(records))
+        return _Result(
+            findings, register, unrecognised, skipped, self._problems, len(records), later
+        )
 
 
 def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
@@ -213,6 +211,8 @@ def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
                 continue
             record.prescriptions.extend(part.prescriptions)
             record.results.extend(part.results)
+            record.targets.extend(part.targets)
+            record.arrangements.extend(part.arrangements)
             if part.patient is not None:
                 record.patient = part.patient
     return records
@@ -355,7 +355,11 @@ class _Origins:
 
 
 def _combine(
-    as_of: date, chunks: list[_Chunk], reads: list[_Read], results: list[_Result], problem: Problem
+    engine: Engine,
+    chunks: list[_Chunk],
+    reads: list[_Read],
+    results: list[_Result],
+    problem: Problem,
 ) -> EvaluationRun:
     """One run from the workers' results: problems reported in reading order, origins resolved,
     findings and skips in a stable order whichever worker produced them."""
@@ -365,6 +369,8 @@ def _combine(
     for item in skipped:
         problem(item.source, item.reason)
     skipped.extend(Skipped(origin(s.source), s.reason) for r in results for s in r.skipped)
+    later = sum(len(r.later) for r in results)
+    skipped.extend(s for r in results for s in r.later)
     skipped.sort(key=lambda s: (s.source, s.reason))
     findings = [f for result in results for f in result.findings]
     findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
@@ -377,12 +383,13 @@ def _combine(
     for result in results:
         counts.update(result.unrecognised)
     return EvaluationRun(
-        as_of=as_of,
+        as_of=engine.as_of,
         findings=findings,
         skipped=skipped,
         patients=patients,
         monitored=register,
         unrecognised=unrecognised_products(counts),
+        warnings=engine.warnings(later),
     )
 
 
@@ -419,7 +426,9 @@ def evaluate_paths(
     if not hasattr(os, "fork"):
         workers = 1
     chunks = _plan(files, workers)
-    team = [_Worker(rules, as_of, window_days, chunks, k, workers) for k in range(workers)]
+    engine = Engine.create(rules, as_of, window_days)
+    rules.medicines()  # built here, once, and inherited by every forked worker
+    team = [_Worker(engine, chunks, k, workers) for k in range(workers)]
     with _collector_paused():
         reads, results = _run_workers(team) if workers > 1 else _run_here(team[0])
-    return _combine(as_of, chunks, reads, results, problem)
+    return _combine(team[0].engine, chunks, reads, results, problem)

@@ -170,7 +170,9 @@ class FindingRecord(Base):
     drug_group: Mapped[str] = mapped_column(String(64))
     rule: Mapped[str] = mapped_column(String(80))
     """``<rule-id>@<version>``."""
-    check: Mapped[str] = mapped_column(String(80))
+    check: Mapped[str] = mapped_column(String(512))
+    """The rule parts the finding names, comma-separated (an incomplete finding may name every
+    prescribing check of a pack)."""
     severity: Mapped[Severity | None] = mapped_column(_enum(Severity, 16))
     due_date: Mapped[date | None]
     practice: Mapped[str | None] = mapped_column(String(128), index=True)

@@ -8,12 +8,23 @@ from collections.abc import Iterable
 from hrm_fhir.domain import RegisterEntry
 from hrm_fhir.untrusted import csv_writer, safe_cell
 
-COLUMNS = ("patient", "drug_group", "medication", "matched_by", "course_start", "test", "next_due")
+COLUMNS = (
+    "patient",
+    "drug_group",
+    "medication",
+    "matched_by",
+    "course_start",
+    "test",
+    "next_due",
+    "monitored_elsewhere_by",
+    "review_on",
+)
 
 
 def register_csv(entries: Iterable[RegisterEntry]) -> str:
     """One row per patient, drug group and test (one row with no test when nothing is
-    scheduled, e.g. sulfasalazine after its first stable year)."""
+    scheduled, e.g. sulfasalazine after its first stable year); a group another organisation
+    monitors names them and the review date (empty when the practice monitors)."""
     out = io.StringIO()
     writer = csv_writer(out)
     writer.writerow(COLUMNS)
@@ -25,7 +36,9 @@ def register_csv(entries: Iterable[RegisterEntry]) -> str:
             entry.matched_by.value,
             entry.course_start.isoformat(),
         )
+        held = entry.monitored_elsewhere
+        review = held.review_on.isoformat() if held and held.review_on else ""
         for test, due in entry.next_due or (("", None),):
-            row = (*line, test, due.isoformat() if due else "")
+            row = (*line, test, due.isoformat() if due else "", held.by if held else "", review)
             writer.writerow([safe_cell(cell) for cell in row])
     return out.getvalue()

@@ -38,6 +38,7 @@ from hrm_fhir.fetch import (
     prescribed_patients,
     read_records,
     read_scope,
+    record_searches,
     uncoded_candidates,
 )
 from hrm_fhir.offline import EvaluationRun, UnrecognisedKey, unrecognised_products
@@ -195,15 +196,16 @@ def _sweep(
     since = (
         None if is_full or cursor is None else _since(cursor, settings.watermark_overlap_seconds)
     )
+    extra = record_searches(rules)
     if since is None:
-        everyone = read_scope(gateway, scope, report)
+        everyone = read_scope(gateway, scope, report, extra)
         wanted = _monitored(rules, everyone) | known
         fetched = {patient: everyone.get(patient, []) for patient in wanted}
     else:
         wanted = prescribed_patients(gateway, rules, scope, report, since)
         wanted |= uncoded_candidates(gateway, scope, report, _text_matcher(rules), since)
-        wanted |= changed_patients(gateway, scope, report, since) & known
-        fetched = read_records(gateway, wanted, report, scope)
+        wanted |= changed_patients(gateway, scope, report, since, extra) & known
+        fetched = read_records(gateway, wanted, report, scope, extra)
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
@@ -213,15 +215,18 @@ def _sweep(
     register: list[RegisterEntry] = []
     contexts: dict[str, PatientContext] = {}
     monitored: dict[str, bytes] = {}
+    later = 0
     for key in sorted(records):
         record = records[key]
         therapies = engine.therapies(record)
-        groups = frozenset(g for g, th in therapies.items() if th.current)
+        groups = engine.followed(therapies)
         alive = record.patient is None or record.patient.is_alive_on(summary.as_of)
-        contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
         assessment = engine.assess(record)
+        elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
+        contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
         findings.extend(assessment.findings)
         register.extend(assessment.register)
+        later += len(assessment.later)
         if therapies and key in current:
             monitored[key] = current[key]
     with sessions.begin() as session:
@@ -231,7 +236,7 @@ def _sweep(
     summary.patients = len(records)
     summary.findings = len(findings)
     summary.skipped = len(skipped)
-    summary.warnings = report.shortfalls
+    summary.warnings = [*report.shortfalls, *engine.warnings(later)]
     summary.watermark = report.server_time
     summary.evaluation = EvaluationRun(
         as_of=summary.as_of,
@@ -240,7 +245,7 @@ def _sweep(
         patients=len(records),
         monitored=register,
         unrecognised=unrecognised_products(unrecognised),
-        warnings=report.shortfalls,
+        warnings=summary.warnings,
     )
     if summary.dry_run:
         summary.plan = work.to_json()
@@ -286,6 +291,11 @@ def _sweep(
                 session, scope.label, report.server_time, sweep_id=summary.sweep_id, now=clock()
             )
     _finish(sessions, summary, clock, watermark=report.server_time)
+
+
+def _held(entry: RegisterEntry) -> bool:
+    """Another organisation monitors the group, and its review date has not passed."""
+    return entry.monitored_elsewhere is not None and not entry.monitored_elsewhere.lapsed
 
 
 def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> set[str]:
@@ -394,7 +404,8 @@ def render_sweep(session: Session, summary: SweepSummary) -> str:
         f"{'would write' if summary.dry_run else 'wrote'}: created {counts.created}, "
         f"updated {counts.updated}, closed {counts.closed}, unchanged {counts.unchanged}, "
         f"errors {counts.errors}, skipped {summary.skipped}, {summary.duration_seconds:.1f} s",
-        *(f"warning: {w}" for w in summary.warnings),
+        # the evaluation's summary below says the warnings (as WARNING:) when there is one
+        *(f"warning: {w}" for w in summary.warnings if summary.evaluation is None),
     ]
     for write in store.sweep_writes(session, summary.sweep_id):
         if write.outcome is not WriteOutcome.OK:

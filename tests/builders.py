@@ -16,6 +16,7 @@ SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _ids = itertools.count(1)
 _RULES: list[RuleSet] = []
 
@@ -94,19 +95,34 @@ def observation(
     status: str = "final",
     ref_range: tuple[float, float] | None = None,
     rid: str | None = None,
+    at: str | None = "09:30:00+00:00",
+    issued: str | None = None,
+    comparator: str | None = None,
+    text: str | None = None,
+    flag: str | None = None,
 ) -> dict[str, Any]:
+    """An Observation taken on ``on`` at ``at`` (None: a date only); ``text`` gives the value
+    as ``valueString`` instead of a quantity; ``flag`` a v3 interpretation code."""
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": rid or f"obs{next(_ids)}",
         "status": status,
         "code": {"coding": [{"system": system, "code": code}]},
         "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": f"{on.isoformat()}T09:30:00+00:00",
+        "effectiveDateTime": on.isoformat() if at is None else f"{on.isoformat()}T{at}",
     }
-    if value is not None:
+    if issued is not None:
+        obs["issued"] = issued
+    if text is not None:
+        obs["valueString"] = text
+    elif value is not None:
         obs["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+        if comparator is not None:
+            obs["valueQuantity"]["comparator"] = comparator
     if ref_range is not None:
         obs["referenceRange"] = [{"low": {"value": ref_range[0]}, "high": {"value": ref_range[1]}}]
+    if flag is not None:
+        obs["interpretation"] = [{"coding": [{"system": INTERPRETATION, "code": flag}]}]
     return obs
 
 
@@ -122,11 +138,59 @@ def bloods(on: date, egfr: float = 85, **kwargs: Any) -> list[dict[str, Any]]:
     ]
 
 
+NEUTRAL: dict[str, tuple[str, float | None, str]] = {
+    "fbc": ("fbc_panel", None, "1"),
+    "lft": ("lft_panel", None, "1"),
+    "renal": ("egfr", 90, "mL/min/{1.73_m2}"),
+    "lithium": ("lithium", 0.6, "mmol/L"),
+    "tft": ("tft_panel", None, "1"),
+    "calcium": ("calcium", 2.35, "mmol/L"),
+    "inr": ("inr", 2.5, "{INR}"),
+    "hba1c": ("hba1c", 38, "mmol/mol"),
+    "lipids": ("cholesterol", 4.5, "mmol/L"),
+    "weight": ("weight", 70, "kg"),
+    "bp": ("sbp", 120, "mm[Hg]"),
+    "ecg": ("qtc", 400, "ms"),
+    "review": ("medication_review", None, "1"),
+    "tpmt": ("tpmt", None, "1"),
+    "chest_xray": ("chest_xray", None, "1"),
+    "height": ("height", 170, "cm"),
+    "waist": ("waist", 90, "cm"),
+    "pulse": ("pulse", 70, "/min"),
+    "hepatitis_b": ("hbsag", None, "1"),
+    "hepatitis_c": ("hcv_antibody", None, "1"),
+    "hiv": ("hiv_test", None, "1"),
+}
+"""Per catalogue test: a normal result that shows it done, chosen so that no threshold or
+modifier fires (analyte, value, unit)."""
+
+
+def done(tests: Any, on: date, **kwargs: Any) -> list[dict[str, Any]]:
+    """A normal result on ``on`` for each of ``tests`` (catalogue test ids)."""
+    out = []
+    for test in tests:
+        analyte, value, unit = NEUTRAL[test]
+        code = rules().catalogue.analytes[analyte].codes[0]
+        out.append(observation(code.code, value, unit, on, system=code.system, **kwargs))
+    return out
+
+
+def baseline(group: str, on: date, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every baseline test the drug group's pack in force asks for, done on ``on``."""
+    [pack] = [p for p in rules().in_force(AS_OF) if p.drug_group == group]
+    return done(dict.fromkeys(t for b in pack.baselines for t in b.tests), on, **kwargs)
+
+
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
+    return dict(reader(resources).finish())
+
+
+def reader(resources: list[dict[str, Any]]) -> RecordBuilder:
+    """The real reader after it has read ``resources`` (its ``skipped`` says what it left out)."""
     builder = RecordBuilder(rules().catalogue, rules().medicines())
     for resource in resources:
         builder.add("test", resource)
-    return dict(builder.finish())
+    return builder
 
 
 def evaluate(

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify
 
 from hrm_fhir.api.auth import HEADER
 from hrm_fhir.api.schemas import FHIR_ID, MAX_FINDINGS, MAX_SWEEPS
-from hrm_fhir.api.workflow_schemas import ACTING_USER, MAX_DOSE, MAX_NOTE
+from hrm_fhir.api.workflow_schemas import ACTING_USER, MAX_DOSE, MAX_NOTE, MAX_TEAM
 from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.paging import API_LIMIT, API_MAX_LIMIT
 from hrm_fhir.records import SweepMode, SweepStatus
@@ -198,12 +198,23 @@ _SCHEMAS: dict[str, Schema] = {
             "identifier": {"type": "string"},
             "tests": {"type": "array", "items": {"type": "string"}},
             "due_date": _nullable("string", format="date"),
+            "severely_overdue": {
+                "type": "boolean",
+                "description": "Due and overdue findings: a test has gone undone past its "
+                "schedule's severely-overdue tolerance (rule packs).",
+            },
             "analyte": _nullable("string"),
             "value": _nullable("number"),
             "unit": _nullable("string"),
             "observed_on": _nullable("string", format="date"),
             "severity": {"enum": [*(s.value for s in Severity), None]},
             "code": _nullable("string"),
+            "missing": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Incomplete findings: the data that is missing or could not be read "
+                "(e.g. `weight`, `unit`, `laboratory reference range`, `exact value`).",
+            },
         },
     },
     "Therapy": {
@@ -424,11 +435,16 @@ _VERSION = {
     "pattern": f"^{FHIR_ID}$",
     "description": "The Task's meta.versionId as it was loaded; a stale one is a 409.",
 }
+_ARRANGEMENT_VERSION = {
+    **_nullable("string"),
+    "description": "The arrangement Task's meta.versionId as loaded; null or absent for a first "
+    "decision about this patient and drug group (a 409 if one exists).",
+}
 _WORKFLOW_ERRORS = {
     "404": _json_body(
         _ref("Error"),
-        "No such Task (or Flag, or GP escalation), or one of another practice: both are "
-        "answered the same.",
+        "No such Task (or Flag, or GP escalation; or Patient, for who monitors), or one of "
+        "another practice: both are answered the same.",
     ),
     "413": _json_body(_ref("Error"), "The body is larger than HRM_MAX_REQUEST_BYTES."),
     "409": _json_body(
@@ -480,6 +496,27 @@ _SCHEMAS.update(
             ["version", "booked_for"], {"version": _VERSION, "booked_for": _DATE, "note": _NOTE}
         ),
         "Sample": _object(["version", "taken_on"], {"version": _VERSION, "taken_on": _DATE}),
+        "MonitoredElsewhere": _object(
+            ["drug_group", "monitored_by", "review_on"],
+            {
+                "drug_group": {"type": "string", "description": "A rule pack's drug group."},
+                "monitored_by": {
+                    "type": "string",
+                    "maxLength": MAX_TEAM,
+                    "description": "The organisation or team that monitors.",
+                },
+                "review_on": {
+                    **_DATE,
+                    "description": "After today and within a year: the pharmacist reviews then.",
+                },
+                "version": _ARRANGEMENT_VERSION,
+                "note": _NOTE,
+            },
+        ),
+        "MonitoredByPractice": _object(
+            ["drug_group"],
+            {"drug_group": {"type": "string"}, "version": _ARRANGEMENT_VERSION, "note": _NOTE},
+        ),
         "SignOff": _object(
             ["version", "decision"],
             {
@@ -535,6 +572,7 @@ _SCHEMAS.update(
                 "test_titles": {"type": "array", "items": {"type": "string"}},
                 "due_date": _NULLABLE_DATE,
                 "days_overdue": {"type": "integer"},
+                "severely_overdue": {"type": "boolean"},
                 "description": {"type": "string"},
                 "source": _nullable("string"),
                 "attempts": {"type": "integer"},
@@ -595,7 +633,14 @@ _SCHEMAS.update(
             "type": "object",
             "properties": {
                 "kind": {
-                    "enum": ["flag", "result", "gp-escalation", "prescribing", "non-engagement"]
+                    "enum": [
+                        "flag",
+                        "result",
+                        "gp-escalation",
+                        "prescribing",
+                        "non-engagement",
+                        "monitored-elsewhere",
+                    ]
                 },
                 "task_id": {"type": "string", "description": "The Task (or Flag) to act on."},
                 "version": _nullable("string"),
@@ -637,6 +682,7 @@ _SCHEMAS.update(
                         },
                     },
                 },
+                "severely_overdue": {"type": "boolean"},
             },
         },
         "ReviewQueue": {
@@ -813,6 +859,19 @@ _PATHS.update(
             "Versioned",
             "gp_task_id",
         ),
+        "/api/v1/patients/{patient_id}/monitored-elsewhere": _action(
+            "recordMonitoredElsewhere",
+            "Another organisation monitors one of the patient's drug groups until a review date: "
+            "the group's routine monitoring Tasks close (pharmacist).",
+            "MonitoredElsewhere",
+            "patient_id",
+        ),
+        "/api/v1/patients/{patient_id}/monitored-by-practice": _action(
+            "recordMonitoredByPractice",
+            "The practice monitors one of the patient's drug groups again (pharmacist).",
+            "MonitoredByPractice",
+            "patient_id",
+        ),
     }
 )
 
@@ -828,7 +887,18 @@ _SCHEMAS.update(
             "type": "object",
             "description": "One part of a rule pack as a clinician reads it (rules/describe.py).",
             "properties": {
-                "kind": {"enum": ["schedule", "modifier", "threshold", "prescribing", "ome"]},
+                "kind": {
+                    "enum": [
+                        "schedule",
+                        "modifier",
+                        "tolerance",
+                        "baseline",
+                        "threshold",
+                        "prescribing",
+                        "ome",
+                        "target",
+                    ]
+                },
                 "text": {"type": "string"},
                 "verified": {"type": "boolean"},
                 "citation": {

@@ -26,7 +26,7 @@ from hrm_fhir.app import ServiceState, db_session, service_state
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json
 from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
-from hrm_fhir.fetch import FetchReport, read_records
+from hrm_fhir.fetch import FetchReport, read_records, record_searches
 from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
@@ -54,7 +54,9 @@ def evaluate_patient(
     day = as_of or default_as_of(state.settings)
     gateway = FHIRGateway.from_settings(state.settings)
     try:
-        resources = read_records(gateway, [patient], FetchReport())[patient]
+        resources = read_records(
+            gateway, [patient], FetchReport(), extra=record_searches(state.rules)
+        )[patient]
     finally:
         gateway.close()
     found = next((r for r in resources if r.get("resourceType") == "Patient"), None)

@@ -26,6 +26,10 @@ from hrm_fhir.api.workflow_schemas import (
     BookingSchema,
     Contact,
     ContactSchema,
+    MonitoredByPractice,
+    MonitoredByPracticeSchema,
+    MonitoredElsewhere,
+    MonitoredElsewhereSchema,
     NonEngagement,
     NonEngagementSchema,
     Sample,
@@ -129,6 +133,7 @@ def review_queue() -> Response:
             db_session(),
             practice=scoped_practice(query.practice),
             rules=service_state().rules,
+            as_of=default_as_of(service_state().settings),
         )
     return _page("items", items, query.offset, query.limit)
 
@@ -200,3 +205,21 @@ def acknowledge(gp_task_id: str) -> Response:
     actor = acting_user()
     body = load_body(VersionedSchema(), request.get_json(), Versioned)
     return _act(service.acknowledge_escalation, actor, gp_task_id, body)
+
+
+@bp.post("/patients/<patient_id>/monitored-elsewhere")
+def monitored_elsewhere(patient_id: str) -> Response:
+    actor = acting_user()
+    patient = load_patient_ref(patient_id)
+    body = load_body(MonitoredElsewhereSchema(), request.get_json(), MonitoredElsewhere)
+    rules = service_state().rules
+    return _act(service.record_monitored_elsewhere, actor, patient, body, rules=rules)
+
+
+@bp.post("/patients/<patient_id>/monitored-by-practice")
+def monitored_by_practice(patient_id: str) -> Response:
+    actor = acting_user()
+    patient = load_patient_ref(patient_id)
+    body = load_body(MonitoredByPracticeSchema(), request.get_json(), MonitoredByPractice)
+    rules = service_state().rules
+    return _act(service.record_monitored_by_practice, actor, patient, body, rules=rules)

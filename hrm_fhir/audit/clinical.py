@@ -35,14 +35,24 @@ def is_established(pack: RulePack, therapy: Therapy, day: date) -> bool:
 def group_statuses(
     record: PatientRecord, engine: Engine, packs: dict[str, RulePack]
 ) -> list[GroupStatus]:
-    """One status per drug group the patient is currently on at ``engine.as_of``."""
+    """One status per drug group the patient is monitored for at ``engine.as_of``: on current
+    therapy, or stopped within a schedule that continues after stopping (``Engine.followed``:
+    their overdue thyroid function is the practice's work too)."""
     patient = record.patient
     if patient is None or not patient.is_alive_on(engine.as_of):
         return []
-    therapies = {g: t for g, t in engine.therapies(record).items() if t.current and g in packs}
+    every = engine.therapies(record)
+    followed = engine.followed(every)
+    therapies = {g: t for g, t in every.items() if g in followed and g in packs}
     if not therapies:
         return []
-    overdue = {f.drug_group: f for f in engine.evaluate(record) if f.kind is FindingKind.OVERDUE}
+    assessment = engine.assess(record)
+    overdue = {f.drug_group: f for f in assessment.findings if f.kind is FindingKind.OVERDUE}
+    elsewhere = {
+        e.drug_group: e.monitored_elsewhere.by
+        for e in assessment.register
+        if e.monitored_elsewhere is not None and not e.monitored_elsewhere.lapsed
+    }
     age = patient.age_on(engine.as_of)
     out = []
     for group in sorted(therapies):
@@ -57,6 +67,8 @@ def group_statuses(
                 overdue_identifier=finding.identifier if finding else None,
                 due_date=finding.due_date if finding else None,
                 tests=finding.tests if finding else (),
+                severely_overdue=finding.severely_overdue if finding else False,
+                monitored_elsewhere=elsewhere.get(group),
             )
         )
     return out

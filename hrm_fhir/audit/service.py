@@ -100,7 +100,10 @@ def monthly_report(
     inputs = read_audit_inputs(
         session, rules, definitions, month, scope.practices, window_days=settings.due_window_days
     )
+    coverage = rules.coverage_warning(month_bounds(month)[1])
     report = build(inputs, scope.practices, scope.label)
+    if coverage is not None:
+        report = replace(report, warnings=(coverage,))
     if scope.pcn is None:
         return report
     rows = tuple(

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from hrm_fhir.rules.model import Citation, PrescribingCheck, RulePack, Schedule, Threshold
+from hrm_fhir.rules.evaluate import RESULTS_NOT_SEEN, UNISSUED_ACTIVE
+from hrm_fhir.rules.model import (
+    Baseline,
+    Citation,
+    PrescribingCheck,
+    ResultsNotSeen,
+    RulePack,
+    Schedule,
+    Threshold,
+    UnissuedActive,
+)
 from hrm_fhir.rules.registry import RuleSet
 
 
@@ -29,9 +39,16 @@ def _pack(rules: RuleSet, rule: str) -> RulePack | None:
         return None
 
 
-UNISSUED_ACTIVE = "active-not-issued"
-"""The check id of the catalogue's "active but not issued" rule (``[unissued_active]``), the one
-part of a finding's rule that lives in the catalogue rather than the pack."""
+_Part = Schedule | Baseline | Threshold | PrescribingCheck | UnissuedActive | ResultsNotSeen
+"""A part of a rule with its own citation and verified flag."""
+
+
+def _catalogue_checks(rules: RuleSet) -> dict[str, _Part]:
+    """The checks whose rule lives in the catalogue rather than the pack, by check id."""
+    checks: dict[str, _Part] = {UNISSUED_ACTIVE: rules.catalogue.unissued_active}
+    if rules.catalogue.shared_care is not None:
+        checks[RESULTS_NOT_SEEN] = rules.catalogue.shared_care.results_not_seen
+    return checks
 
 
 def _fired(
@@ -40,25 +57,27 @@ def _fired(
     """The citation and verified flag of each part of ``pack`` that fired.
 
     ``check`` names the parts, joined by commas when one finding covers several (a monitoring
-    finding lists every schedule due in its window). "Active but not issued" is cited from the
-    catalogue; any other check that is no part of the pack by the URL the resource itself names
-    (unverified); with no check at all every citation of the pack is given."""
-    every: list[Schedule | Threshold | PrescribingCheck] = [
+    finding lists every schedule and baseline due in its window). "Active but not issued" and
+    "no result has reached the practice" are cited from the catalogue; any other check that is
+    no part of the pack by the URL the resource itself names (unverified); with no check at all
+    every citation of the pack is given."""
+    every: list[Schedule | Baseline | Threshold | PrescribingCheck] = [
         *pack.schedules,
+        *pack.baselines,
         *pack.thresholds,
         *pack.prescribing,
     ]
-    parts = {part.id: part for part in every}
+    parts: dict[str, _Part] = {
+        **_catalogue_checks(rules),
+        **{part.id: part for part in every},
+    }
     known = {**rules.catalogue.citations, **pack.citations}
     if not check:
         return [(citation, pack.verified) for citation in pack.citations.values()]
     found: list[tuple[Citation, bool]] = []
     for name in check.split(","):
         part = parts.get(name)
-        if name == UNISSUED_ACTIVE and part is None:
-            rule = rules.catalogue.unissued_active
-            found += [(known[rule.citation], rule.verified)] if rule.citation in known else []
-        elif part is not None and part.citation in known:
+        if part is not None and part.citation in known:
             found.append((known[part.citation], part.verified))
         elif url:
             found += [(c, False) for c in known.values() if c.url == url][:1]

@@ -1,39 +1,57 @@
 """Pure evaluation of rule packs against one patient's record on an as-of date.
 
 No clock, no I/O: the same record, rules and date always give the same findings, in the same
-order, whatever order the resources arrived in.
+order, whatever order the resources arrived in. What the record says is read by ``facts``;
+results are judged by ``results``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import operator
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from itertools import pairwise
 
 from hrm_fhir.domain import (
     Finding,
     FindingKind,
     LabResult,
+    MonitoredElsewhere,
     PatientRecord,
-    PatientRef,
     Prescription,
     RegisterEntry,
     ResourceRef,
+    Skipped,
 )
+from hrm_fhir.rules.arrangements import monitored_elsewhere
 from hrm_fhir.rules.durations import Duration
+from hrm_fhir.rules.facts import (
+    COMPARE,
+    DOSE_MEASURES,
+    Facts,
+    PackMeasure,
+    business_identifier,
+    holds_for_therapy,
+    pack_finding,
+    state_for_therapy,
+)
 from hrm_fhir.rules.model import (
-    Catalogue,
+    Baseline,
     Condition,
     Modifier,
     PrescribingCheck,
     RulePack,
     Schedule,
-    Threshold,
+    Tolerance,
 )
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.rules.results import (
+    AnalytePlan,
+    Stale,
+    crossing,
+    result_findings,
+    result_plan,
+    stale_notes,
+)
 from hrm_fhir.rules.therapy import (
     Currency,
     MedicationIndex,
@@ -43,21 +61,19 @@ from hrm_fhir.rules.therapy import (
     daily_dose_mg,
 )
 
-COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-}
-_SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
-_BY_DATE = operator.attrgetter("effective", "ref")
-DOSE_MEASURES = frozenset({"daily_dose_mg", "strength_mg"})
+__all__ = [
+    "RESULTS_NOT_SEEN",
+    "UNISSUED_ACTIVE",
+    "Assessment",
+    "Engine",
+    "Facts",
+    "business_identifier",
+]
 
-
-def business_identifier(*parts: str) -> str:
-    """A stable id usable as a FHIR logical id (letters, digits, dashes; at most 64 chars)."""
-    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
-    return f"hrm-{digest}"
+UNISSUED_ACTIVE = "active-not-issued"
+"""The check of the catalogue's "active but not issued" rule (``[unissued_active]``)."""
+RESULTS_NOT_SEEN = "results-not-seen"
+"""The check of the catalogue's monitored-elsewhere "no result has reached the practice" rule."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +87,19 @@ class Engine:
     index: MedicationIndex = field(init=False)
     currency: Currency = field(init=False)
     restart_groups: frozenset[str] = field(init=False)
+    result_plans: dict[str, tuple[AnalytePlan, ...]] = field(init=False)
+    """Per pack (``id@version``): its analytes, their thresholds and look-backs."""
+    fires: dict[str, frozenset[str]] = field(init=False)
+    """Per pack: the thresholds its schedule modifiers' ``fires`` conditions read."""
+    monitored: frozenset[str] = field(init=False)
+    """The drug groups of the packs in force."""
+    after_stop: dict[str, Duration] = field(init=False)
+    """Per drug group: the longest a schedule of its pack continues after stopping."""
 
     def __post_init__(self) -> None:
         catalogue = self.rules.catalogue
         packs = self.rules.in_force(self.as_of)
+        long_interval = self.as_of - catalogue.long_dosing_interval.before(self.as_of)
         derived = {
             "packs": packs,
             "index": MedicationIndex(packs, catalogue),
@@ -83,8 +108,22 @@ class Engine:
                 lookback_start=catalogue.current_issue_lookback.before(self.as_of),
                 unissued_before=catalogue.unissued_active.after.before(self.as_of),
                 course_gap=self.as_of - catalogue.course_gap.before(self.as_of),
+                rarer_than=1 / long_interval.days,
             ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
+            "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},
+            "monitored": frozenset(p.drug_group for p in packs),
+            "after_stop": _after_stop(packs, self.as_of),
+            "fires": {
+                p.ref: frozenset(
+                    c.fires
+                    for s in p.schedules
+                    for m in s.modifiers
+                    for c in m.when
+                    if c.fires is not None
+                )
+                for p in packs
+            },
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -94,9 +133,53 @@ class Engine:
         days = rules.catalogue.due_window_days if window_days is None else window_days
         return cls(rules=rules, as_of=as_of, window_days=days)
 
+    def warnings(self, later: int = 0) -> list[str]:
+        """What limits a whole run on this date: rule packs no version covers, and ``later``
+        results dated after the as-of date (left out, and listed as skipped)."""
+        out = []
+        coverage = self.rules.coverage_warning(self.as_of)
+        if coverage is not None:
+            out.append(coverage)
+        if later:
+            out.append(
+                f"{later} result(s) dated after the as-of date {self.as_of.isoformat()} were not "
+                "used (listed under skipped)"
+            )
+        return out
+
     def therapies(self, record: PatientRecord) -> dict[str, Therapy]:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
         return build_therapies(record.prescriptions, self.index, self.currency, self.restart_groups)
+
+    def followed(self, therapies: dict[str, Therapy]) -> frozenset[str]:
+        """The drug groups whose monitoring runs on the as-of date: those on current therapy,
+        and those stopped within a schedule's ``continues_after_stop`` (amiodarone's thyroid
+        function for 12 months after stopping)."""
+        lookback = self.rules.catalogue.current_issue_lookback
+        return frozenset(
+            group
+            for group, therapy in therapies.items()
+            if group in self.monitored
+            and (
+                therapy.current
+                or (
+                    group in self.after_stop
+                    and self.as_of <= self.after_stop[group].after(stopped_on(therapy, lookback))
+                )
+            )
+        )
+
+    def monitored_elsewhere(
+        self, record: PatientRecord, therapies: dict[str, Therapy] | None = None
+    ) -> dict[str, MonitoredElsewhere]:
+        """The patient's drug groups another organisation monitors on the as-of date."""
+        return monitored_elsewhere(
+            record,
+            self.therapies(record) if therapies is None else therapies,
+            self.index,
+            self.rules.catalogue.shared_care,
+            self.currency,
+        )
 
     def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
         """Per test id, the newest result on or before as-of that shows the test done."""
@@ -114,161 +197,95 @@ class Engine:
 
     def assess(self, record: PatientRecord) -> Assessment:
         """Every finding for one patient, sorted for stable output, and the patient's register
-        lines: one per drug group on current therapy, with the next due date of each test."""
+        lines: one per drug group on current therapy, with the next due date of each test; and
+        the results dated after the as-of date, left out with a reason."""
+        later = _later(record.results, self.as_of)
         patient = record.patient
         if patient is not None and not patient.is_alive_on(self.as_of):
-            return Assessment([], [])
+            return Assessment([], [], later)
         if not record.prescriptions:
-            return Assessment([], [])
+            return Assessment([], [], later)
         catalogue = self.rules.catalogue
         therapies = self.therapies(record)
-        if not any(t.current for t in therapies.values()):
-            return Assessment([], [])
+        followed = self.followed(therapies)
+        if not followed:
+            return Assessment([], [], later)
         facts = Facts.build(record, therapies, catalogue, self.as_of)
+        elsewhere = self.monitored_elsewhere(record, therapies) if record.arrangements else {}
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
         for pack in self.packs:
             therapy = therapies.get(pack.drug_group)
-            if therapy is None or not therapy.current:
+            if therapy is None or pack.drug_group not in followed:
                 continue
-            dues = _dues(pack, therapy, facts)
-            register.append(_register_entry(pack, therapy, facts, dues))
-            findings.extend(_monitoring(pack, therapy, facts, dues, self.as_of, self.window_days))
-            findings.extend(_out_of_range(pack, therapy, facts))
+            plan = self.result_plans[pack.ref]
+            wanted = self.fires[pack.ref]
+            fired = crossing(pack, therapy, facts, plan, wanted) if wanted else None
+            dues = _dues(pack, therapy, facts, fired)
+            held = elsewhere.get(pack.drug_group)
+            if therapy.current:
+                entry = _register_entry(pack, therapy, facts, dues)
+                register.append(entry if held is None else replace(entry, monitored_elsewhere=held))
+            else:
+                plan = _continuing(pack, facts, plan)
+            results, stale = result_findings(pack, therapy, facts, plan)
+            if held is None or held.lapsed:
+                monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
+            else:
+                monitoring = _results_not_seen(pack, therapy, facts, dues, held)
+            findings.extend(_with_notes(monitoring, stale, facts))
+            findings.extend(results)
+            if not therapy.current:
+                continue
             findings.extend(_prescribing(pack, therapy, facts))
             findings.extend(_unissued(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
-        return Assessment(findings, register)
+        return Assessment(findings, register, later)
+
+
+def _after_stop(packs: tuple[RulePack, ...], day: date) -> dict[str, Duration]:
+    """Per drug group, the longest any schedule of its pack continues after stopping."""
+    out: dict[str, Duration] = {}
+    for pack in packs:
+        for schedule in pack.schedules:
+            span = schedule.continues_after_stop
+            if span is not None and (
+                pack.drug_group not in out or span.after(day) > out[pack.drug_group].after(day)
+            ):
+                out[pack.drug_group] = span
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """What one patient's record gave: findings, and register lines."""
+    """What one patient's record gave: findings, register lines, and what was left out."""
 
     findings: list[Finding]
     register: list[RegisterEntry]
+    later: list[Skipped] = field(default_factory=list)
+    """Results dated after the as-of date: never used, never dropped in silence."""
 
 
-@dataclass(frozen=True)
-class Facts:
-    """What conditions and thresholds read: results by analyte, current groups, derived measures."""
-
-    patient: PatientRef
-    as_of: date
-    age: int | None
-    sex: str | None
-    results: dict[str, list[LabResult]]
-    """Results on or before as-of, oldest first, per analyte."""
-    current_groups: frozenset[str]
-    therapies: dict[str, Therapy]
-    catalogue: Catalogue
-
-    @classmethod
-    def build(
-        cls,
-        record: PatientRecord,
-        therapies: dict[str, Therapy],
-        catalogue: Catalogue,
-        as_of: date,
-    ) -> Facts:
-        by_analyte: dict[str, list[LabResult]] = {}
-        for result in record.results:
-            if result.effective <= as_of:
-                by_analyte.setdefault(result.analyte, []).append(result)
-        for series in by_analyte.values():
-            series.sort(key=_BY_DATE)
-        patient = record.patient
-        ref = patient.ref if patient else _patient_of(record)
-        return cls(
-            patient=ref,
-            as_of=as_of,
-            age=patient.age_on(as_of) if patient else None,
-            sex=patient.sex if patient else None,
-            results=by_analyte,
-            current_groups=frozenset(g for g, t in therapies.items() if t.current),
-            therapies=therapies,
-            catalogue=catalogue,
-        )
-
-    def latest(self, analyte: str) -> LabResult | None:
-        """The newest comparable (normalised, valued) result for an analyte."""
-        for result in reversed(self.results.get(analyte, ())):
-            if result.normalised and result.value is not None:
-                return result
-        return None
-
-    def last_done(self, analytes: Iterable[str]) -> LabResult | None:
-        """The newest result that shows a test was done (a value, or a panel/procedure code)."""
-        best: LabResult | None = None
-        for analyte in analytes:
-            dimensionless = self.catalogue.analytes[analyte].unit == "1"
-            for result in reversed(self.results.get(analyte, ())):
-                if result.value is not None or dimensionless:
-                    if best is None or (result.effective, result.ref) > (best.effective, best.ref):
-                        best = result
-                    break
-        return best
-
-    def crcl(self) -> tuple[float, tuple[ResourceRef, ...]] | None:
-        """Recorded CrCl when at least as recent as the latest creatinine, else Cockcroft-Gault."""
-        recorded = self.latest("crcl")
-        creatinine = self.latest("creatinine")
-        if recorded is not None and (
-            creatinine is None or recorded.effective >= creatinine.effective
-        ):
-            assert recorded.value is not None  # noqa: S101 - latest() guarantees it
-            return recorded.value, (recorded.ref,)
-        weight = self.latest("weight")
-        cg = self.catalogue.cockcroft_gault
-        if creatinine is None or weight is None or self.age is None or self.sex is None:
-            return None
-        assert creatinine.value is not None  # noqa: S101 - latest() guarantees it
-        assert weight.value is not None  # noqa: S101 - latest() guarantees it
-        if creatinine.value <= 0:
-            return None
-        factor = cg.factor_male if self.sex == "male" else cg.factor_female
-        value = (cg.age_offset - self.age) * weight.value * factor / creatinine.value
-        return round(value, 1), (creatinine.ref, weight.ref)
-
-    def measure(self, name: str) -> float | None:
-        """A measure a condition reads; the doses (``daily_dose_mg``, ``strength_mg``) belong to
-        the prescriptions a check looks at and are read there (``_dose_measure``)."""
-        if name == "age":
-            return None if self.age is None else float(self.age)
-        if name == "crcl":
-            found = self.crcl()
-            return None if found is None else found[0]
-        if name in DOSE_MEASURES:
-            return None
-        latest = self.latest(name)
-        return None if latest is None else latest.value
-
-    def holds(self, cond: Condition) -> bool:
-        """Whether one condition holds; unknown values never satisfy a condition."""
-        if cond.measure is not None:
-            value = self.measure(cond.measure)
-            assert cond.op is not None  # noqa: S101 - schema checks
-            assert cond.value is not None  # noqa: S101 - schema checks
-            return value is not None and COMPARE[cond.op](value, cond.value)
-        if cond.co_prescribed is not None:
-            return cond.co_prescribed in self.current_groups
-        if cond.on_therapy_less_than is not None:
-            return False  # resolved per therapy in _holds_for_therapy
-        assert cond.falling is not None  # noqa: S101 - schema checks
-        values = [
-            r.value
-            for r in self.results.get(cond.falling, ())
-            if r.normalised and r.value is not None
-        ]
-        tail = values[-(cond.count + 1) :]
-        return len(tail) == cond.count + 1 and all(b < a for a, b in pairwise(tail))
+def _later(results: list[LabResult], as_of: date) -> list[Skipped]:
+    """One skip per Observation dated after ``as_of`` (its components share it)."""
+    seen: dict[ResourceRef, Skipped] = {}
+    for result in results:
+        if result.effective > as_of and result.ref not in seen:
+            seen[result.ref] = Skipped(
+                source=result.ref,
+                reason=f"dated after the as-of date: {result.analyte} result of "
+                f"{result.effective.isoformat()} is after {as_of.isoformat()}, not used",
+            )
+    return list(seen.values())
 
 
-def _holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool:
-    """A condition for one therapy; ``on_therapy_less_than`` is judged on the day ``on``."""
-    if cond.on_therapy_less_than is not None:
-        return on < cond.on_therapy_less_than.after(therapy.anchor)
-    return facts.holds(cond)
+def _with_notes(monitoring: list[Finding], stale: Stale, facts: Facts) -> list[Finding]:
+    """The monitoring finding's reason, followed by the older abnormal results (with ages)."""
+    notes = stale_notes(stale, facts) if monitoring and stale else []
+    if not notes:
+        return monitoring
+    extra = " Older abnormal results, too old to act on: " + " ".join(notes)
+    return [replace(f, reason=f.reason + extra) for f in monitoring]
 
 
 # ------------------------------------------------------------------ monitoring schedules
@@ -286,12 +303,24 @@ def _next_due(schedule: Schedule, anchor: date, base: date) -> tuple[date, Durat
     raise AssertionError("schema guarantees an open-ended last phase")  # pragma: no cover
 
 
-def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date) -> date | None:
+def _modified_due(
+    modifier: Modifier,
+    facts: Facts,
+    therapy: Therapy,
+    base: date,
+    fired: frozenset[str] | None,
+    measures: dict[str, PackMeasure | None] | None = None,
+) -> date | None:
     """The modifier's due date from the base, when its conditions hold. Time on therapy is
     judged on the base date, as phases are: a test due in the first weeks and never done stays
-    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start)."""
-    if not all(_holds_for_therapy(facts, c, therapy, base) for c in modifier.when):
-        return None
+    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start).
+    A ``fires`` condition holds when that threshold of the pack is among ``fired``."""
+    for cond in modifier.when:
+        if cond.fires is not None:
+            if fired is None or cond.fires not in fired:
+                return None
+        elif not holds_for_therapy(facts, cond, therapy, base, measures):
+            return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
     source = modifier.interval_months_from
@@ -303,31 +332,70 @@ def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date
     return Duration(months, "M").after(base)
 
 
+def _reads_crcl(modifier: Modifier) -> bool:
+    """Whether the modifier's interval or conditions rest on the patient's CrCl."""
+    source = modifier.interval_months_from
+    return (source is not None and source.measure == "crcl") or any(
+        c.measure == "crcl" for c in modifier.when
+    )
+
+
+def stopped_on(therapy: Therapy, lookback: Duration) -> date:
+    """The day a therapy that is no longer current counts as stopped: the last day its requests
+    cover plus the issue look-back (an issue counts as current, and may still be taken from the
+    supply at home, for that long)."""
+    return lookback.after(therapy.last_cover)
+
+
 @dataclass(frozen=True, slots=True)
 class _TestDue:
     test: str
     due: date
     last: LabResult | None
-    schedule: Schedule
+    rule: Schedule | Baseline
+    """The schedule (or the baseline) that set the due date."""
     interval: Duration | None
     modifier: Modifier | None
     """The modifier that brought the due date forward, if one did."""
     verified: bool
+    until: date | None = None
+    """Set when the therapy has stopped: the schedule continues until this day."""
 
     def interval_text(self) -> str:
+        if isinstance(self.rule, Baseline):
+            return "baseline at the start of the course"
         if self.modifier is not None:
-            return "more often: " + ", ".join(c.describe() for c in self.modifier.when)
-        if self.interval is None:
-            return "at the schedule checkpoint"
-        return f"every {self.interval.describe()}"
+            text = "more often: " + ", ".join(c.describe() for c in self.modifier.when)
+        elif self.interval is None:
+            text = "at the schedule checkpoint"
+        else:
+            text = f"every {self.interval.describe()}"
+        if self.until is not None:
+            text += f"; continues after stopping, until {self.until.isoformat()}"
+        return text
 
 
-def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]:
-    """The next due date of each test the pack's schedules in force ask for."""
+def _dues(
+    pack: RulePack, therapy: Therapy, facts: Facts, fired: frozenset[str] | None
+) -> dict[str, _TestDue]:
+    """The next due date of each test the pack's schedules in force ask for: on current
+    therapy, every schedule and the baselines of a new start; once stopped, the schedules that
+    continue after stopping, until they end."""
     catalogue = facts.catalogue
     dues: dict[str, _TestDue] = {}
+    stopped = None if therapy.current else stopped_on(therapy, catalogue.current_issue_lookback)
+    measures = _pack_measures(
+        pack, therapy, (c for s in pack.schedules for m in s.modifiers for c in m.when)
+    )
     for schedule in pack.schedules:
-        if (
+        until = None
+        if stopped is not None:
+            if schedule.continues_after_stop is None:
+                continue
+            until = schedule.continues_after_stop.after(stopped)
+            if until < facts.as_of:
+                continue
+        elif (
             schedule.ends_after is not None
             and schedule.ends_after.after(therapy.anchor) <= facts.as_of
         ):
@@ -338,14 +406,53 @@ def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]
             due, interval = _next_due(schedule, therapy.anchor, base)
             verified, brought_forward = schedule.verified, None
             for modifier in schedule.modifiers:
-                modified = _modified_due(modifier, facts, therapy, base)
+                modified = _modified_due(modifier, facts, therapy, base, fired, measures)
                 if modified is not None and modified < due:
                     due, verified = modified, schedule.verified and modifier.verified
                     brought_forward = modifier
-            entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified)
+            if until is not None and due > until:
+                continue
+            entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified, until)
             if test not in dues or entry.due < dues[test].due:
                 dues[test] = entry
+    if stopped is None:
+        for entry in _baseline_dues(pack, therapy, facts):
+            if entry.test not in dues or entry.due <= dues[entry.test].due:
+                dues[entry.test] = entry
     return dues
+
+
+def _baseline_dues(pack: RulePack, therapy: Therapy, facts: Facts) -> list[_TestDue]:
+    """The baseline tests a new start has no result for: due on the course start. A course
+    started ``[baseline].new_start_for`` or longer before the as-of date is not a new start
+    and raises none (someone on therapy for ten years gets no baseline task); a result from
+    ``[baseline].before_start`` before the start, or any time since, is the baseline (any
+    earlier result for a test done ``once``, such as TPMT)."""
+    if not pack.baselines:
+        return []
+    rules = facts.catalogue.baseline
+    start = therapy.start
+    if rules.new_start_for.after(start) <= facts.as_of:
+        return []
+    window = rules.before_start.before(start)
+    out = []
+    for baseline in pack.baselines:
+        for test in baseline.tests:
+            last = facts.last_done(facts.catalogue.tests[test].analytes)
+            if last is not None and (baseline.once or last.effective >= window):
+                continue
+            out.append(_TestDue(test, start, last, baseline, None, None, baseline.verified))
+    return out
+
+
+def _continuing(
+    pack: RulePack, facts: Facts, plan: tuple[AnalytePlan, ...]
+) -> tuple[AnalytePlan, ...]:
+    """The part of a pack's result plan that still applies once the therapy has stopped: the
+    analytes of the tests its continuing schedules ask for (a raised TSH after amiodarone)."""
+    tests = {t for s in pack.schedules if s.continues_after_stop for t in s.tests}
+    analytes = {a for t in tests for a in facts.catalogue.tests[t].analytes}
+    return tuple(item for item in plan if item.analyte in analytes)
 
 
 def _register_entry(
@@ -390,121 +497,120 @@ def _monitoring(
         else f"due by {due_date.isoformat()}"
     )
     reason = f"{pack.title} monitoring {state}: " + "; ".join(parts) + "."
+    severe = _past_tolerance(included, therapy, as_of) if kind is FindingKind.OVERDUE else []
+    if severe:
+        reason += " Severely overdue: " + "; ".join(
+            f"{catalogue.tests[d.test].title} not done for {_tolerance(d).after.describe()} "
+            f"or more (since {since.isoformat()})"
+            for d, since in severe
+        )
+        reason += "."
+    if any(d.modifier is not None and _reads_crcl(d.modifier) for d in included):
+        reason += f" The shorter interval rests on the {facts.crcl_basis()}."
+    if not therapy.current:
+        reason = (
+            f"{pack.title} is no longer prescribed (last issued or covered "
+            f"{therapy.last_cover.isoformat()}), but its monitoring continues after stopping. "
+            + reason
+        )
     evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
-    schedule = included[0].schedule
+    rule = included[0].rule
     return [
-        Finding(
-            patient=facts.patient,
-            kind=kind,
-            drug_group=pack.drug_group,
-            medication=therapy.latest.ref,
-            matched_by=therapy.method,
-            rule=pack.ref,
-            check=",".join(sorted({d.schedule.id for d in included})),
+        pack_finding(
+            pack,
+            therapy,
+            facts,
+            kind,
+            check=",".join(sorted({d.rule.id for d in included})),
             reason=reason,
-            source=pack.citations[schedule.citation].url,
-            verified=all(d.verified for d in included),
+            source=pack.citations[rule.citation].url,
+            verified=all(d.verified for d in included)
+            and all(_tolerance(d).verified for d, _ in severe),
             evidence=tuple(dict.fromkeys(evidence)),
             identifier=business_identifier(
                 facts.patient, pack.id, "monitoring", due_date.isoformat()
             ),
             tests=tuple(d.test for d in included),
             due_date=due_date,
+            severely_overdue=bool(severe),
         )
     ]
 
 
-# ------------------------------------------------------------------ out-of-range results
+def _tolerance_of(due: _TestDue) -> Tolerance | None:
+    """The severely-overdue tolerance of the schedule that set the due date (a baseline has
+    none)."""
+    return due.rule.severely_overdue if isinstance(due.rule, Schedule) else None
 
 
-def _fires(threshold: Threshold, latest: LabResult, facts: Facts) -> bool:
-    value = latest.value
-    assert value is not None  # noqa: S101 - latest() guarantees it
-    op = threshold.op
-    if op in COMPARE:
-        hit = COMPARE[op](value, threshold.value)
-    elif op == "below_ref_low":
-        hit = latest.ref_low is not None and value < latest.ref_low
-    elif op == "above_ref_high":
-        hit = latest.ref_high is not None and value > latest.ref_high
-    elif op == "above_ref_high_times":
-        hit = latest.ref_high is not None and value > latest.ref_high * threshold.value
-    else:
-        baseline = _baseline(threshold, latest, facts)
-        hit = baseline is not None and value > baseline.value * (1 + threshold.value / 100)  # type: ignore[operator]
-    return hit and all(facts.holds(c) for c in threshold.also)
+def _tolerance(due: _TestDue) -> Tolerance:
+    tolerance = _tolerance_of(due)
+    assert tolerance is not None  # noqa: S101 - only called on tests past their tolerance
+    return tolerance
 
 
-def _baseline(threshold: Threshold, latest: LabResult, facts: Facts) -> LabResult | None:
-    """The lowest value in the window before the latest result ([D]: first or lowest)."""
-    assert threshold.baseline_window is not None  # noqa: S101 - schema checks
-    since = threshold.baseline_window.before(latest.effective)
-    earlier = [
-        r
-        for r in facts.results.get(threshold.analyte, ())
-        if r.normalised and r.value is not None and since <= r.effective < latest.effective
-    ]
-    return min(earlier, key=lambda r: (r.value, r.effective)) if earlier else None
-
-
-def _describe_threshold(threshold: Threshold, latest: LabResult, facts: Facts) -> str:
-    unit = threshold.unit
-    if threshold.op in _SYMBOL:
-        return f"{_SYMBOL[threshold.op]} {threshold.value:g} {unit}"
-    if threshold.op == "below_ref_low":
-        return f"below the laboratory range (low {latest.ref_low:g})"
-    if threshold.op == "above_ref_high":
-        return f"above the laboratory range (high {latest.ref_high:g})"
-    if threshold.op == "above_ref_high_times":
-        return f"more than {threshold.value:g} x the upper limit ({latest.ref_high:g})"
-    baseline = _baseline(threshold, latest, facts)
-    assert baseline is not None  # noqa: S101 - only described when it fired
-    return (
-        f"more than {threshold.value:g}% above the baseline {baseline.value:g} {unit} "
-        f"of {baseline.effective.isoformat()}"
-    )
-
-
-def _out_of_range(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
-    worst: dict[str, tuple[Threshold, LabResult]] = {}
-    for threshold in pack.thresholds:
-        latest = facts.latest(threshold.analyte)
-        if latest is None or not _fires(threshold, latest, facts):
+def _past_tolerance(
+    dues: Iterable[_TestDue], therapy: Therapy, as_of: date
+) -> list[tuple[_TestDue, date]]:
+    """The overdue tests whose schedule's severely-overdue tolerance has run out, each with the
+    date it is counted from: the later of its last result and the course start."""
+    past = []
+    for due in dues:
+        tolerance = _tolerance_of(due)
+        if tolerance is None or due.due >= as_of:
             continue
-        current = worst.get(threshold.analyte)
-        if current is None or threshold.severity.rank > current[0].severity.rank:
-            worst[threshold.analyte] = (threshold, latest)
-    findings = []
-    for analyte, (threshold, latest) in sorted(worst.items()):
-        title = facts.catalogue.analytes[analyte].title
-        reason = (
-            f"{title} {latest.value:g} {latest.unit} on {latest.effective.isoformat()} is "
-            f"{_describe_threshold(threshold, latest, facts)} on {pack.title}: {threshold.advice}."
+        since = max(due.last.effective, therapy.start) if due.last else therapy.start
+        if tolerance.after.after(since) <= as_of:
+            past.append((due, since))
+    return past
+
+
+def _results_not_seen(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    dues: dict[str, _TestDue],
+    held: MonitoredElsewhere,
+) -> list[Finding]:
+    """Monitored elsewhere, yet no result of an overdue test has reached the practice within
+    its schedule's severely-overdue tolerance: the practice must see results before issuing."""
+    shared = facts.catalogue.shared_care
+    past = _past_tolerance(dues.values(), therapy, facts.as_of)
+    if shared is None or not past:
+        return []
+    check = shared.results_not_seen
+    catalogue = facts.catalogue
+    missing = "; ".join(
+        f"{catalogue.tests[d.test].title} since {since.isoformat()} "
+        f"({_tolerance(d).after.describe()} or more)"
+        for d, since in past
+    )
+    reason = (
+        f"{pack.title} is monitored by {held.by} (since {held.since.isoformat()}), but no result "
+        f"has reached the practice: {missing}: {check.advice}."
+    )
+    evidence = [therapy.latest.ref, held.evidence, *(d.last.ref for d, _ in past if d.last)]
+    code = "shared-care-results-not-seen"
+    return [
+        Finding(
+            patient=facts.patient,
+            kind=FindingKind.PRESCRIBING,
+            drug_group=pack.drug_group,
+            medication=therapy.latest.ref,
+            matched_by=therapy.method,
+            rule=pack.ref,
+            check=RESULTS_NOT_SEEN,
+            reason=reason,
+            source=catalogue.citations[check.citation].url,
+            verified=check.verified and all(_tolerance(d).verified for d, _ in past),
+            evidence=tuple(dict.fromkeys(evidence)),
+            identifier=business_identifier(
+                facts.patient, pack.id, "prescribing", code, therapy.start.isoformat()
+            ),
+            code=code,
+            severity=check.severity,
         )
-        findings.append(
-            Finding(
-                patient=facts.patient,
-                kind=FindingKind.OUT_OF_RANGE,
-                drug_group=pack.drug_group,
-                medication=therapy.latest.ref,
-                matched_by=therapy.method,
-                rule=pack.ref,
-                check=threshold.id,
-                reason=reason,
-                source=pack.citations[threshold.citation].url,
-                verified=threshold.verified,
-                evidence=(latest.ref, therapy.latest.ref),
-                identifier=business_identifier(
-                    facts.patient, pack.id, "result", analyte, latest.ref
-                ),
-                analyte=analyte,
-                value=latest.value,
-                unit=latest.unit,
-                observed_on=latest.effective,
-                severity=threshold.severity,
-            )
-        )
-    return findings
+    ]
 
 
 # ------------------------------------------------------------------ prescribing safety
@@ -526,6 +632,16 @@ class _Outcome:
         return f"{self.detail}: {advice}."
 
 
+@dataclass(frozen=True, slots=True)
+class _Undecided:
+    """A criteria check that missing record data (CrCl and its inputs, weight, age, a result)
+    kept from being decided: the conditions left open, and the products its doses are read from."""
+
+    check: PrescribingCheck
+    unknown: tuple[Condition, ...]
+    dosed: tuple[ProductRequest, ...]
+
+
 def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
     if not pack.prescribing:
         return []
@@ -533,6 +649,7 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
     for product in therapy.products:
         by_ingredient[product.ingredient] = (*by_ingredient.get(product.ingredient, ()), product)
     findings = []
+    undecided: list[_Undecided] = []
     for check in pack.prescribing:
         products = by_ingredient.get(check.ingredient, ())
         if not products:
@@ -540,15 +657,16 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
         outcome = _run_check(pack, check, products, facts, therapy)
         if outcome is None:
             continue
+        if isinstance(outcome, _Undecided):
+            undecided.append(outcome)
+            continue
         kind = FindingKind.INCOMPLETE if outcome.missing else FindingKind.PRESCRIBING
         findings.append(
-            Finding(
-                patient=facts.patient,
-                kind=kind,
-                drug_group=pack.drug_group,
-                medication=therapy.latest.ref,
-                matched_by=therapy.method,
-                rule=pack.ref,
+            pack_finding(
+                pack,
+                therapy,
+                facts,
+                kind,
                 check=check.id,
                 reason=outcome.reason(check.advice),
                 source=pack.citations[check.citation].url,
@@ -566,6 +684,8 @@ def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding
                 missing=outcome.missing,
             )
         )
+    if undecided:
+        findings.append(_undecided(pack, therapy, facts, undecided))
     return findings
 
 
@@ -575,7 +695,7 @@ def _run_check(
     products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
-) -> _Outcome | None:
+) -> _Outcome | _Undecided | None:
     if check.check == "max_frequency":
         return _max_frequency(check, products)
     if check.check == "ome_at_least":
@@ -618,14 +738,21 @@ def _max_frequency(
     )
 
 
-def _ome(
-    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
-) -> _Outcome | None:
+@dataclass(frozen=True, slots=True)
+class _OmeTotal:
+    """The oral morphine equivalent over a therapy's current products, and what it left out."""
+
+    total: float
+    parts: tuple[str, ...]
+    unread: tuple[ProductRequest, ...]
+    """Products of an ingredient with a factor whose dose cannot be read."""
+    no_factor: tuple[str, ...]
+    verified: bool
+
+
+def _ome_total(pack: RulePack, products: tuple[ProductRequest, ...]) -> _OmeTotal:
     """Total oral morphine equivalent over every current product of every opioid (modified and
-    immediate release of one drug both count). A dose that cannot be read makes the check
-    incomplete unless the readable part already reaches the limit; an ingredient or form with
-    no conversion factor is named in the reason only (a gap in the rule, not in the record)."""
-    assert check.value is not None  # noqa: S101 - schema checks
+    immediate release of one drug both count), with the pack's factors."""
     factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
     total, parts, verified = 0.0, [], True
     unread: list[ProductRequest] = []
@@ -655,6 +782,30 @@ def _ome(
             total += dose * ome.factor
             parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
         verified = verified and ome.verified
+    return _OmeTotal(total, tuple(parts), tuple(unread), tuple(no_factor), verified)
+
+
+def _pack_measures(
+    pack: RulePack, therapy: Therapy, conditions: Iterable[Condition]
+) -> dict[str, PackMeasure | None] | None:
+    """The measures only the pack can work out, when its ``conditions`` ask for one: ``ome``
+    (a lower bound when a dose could not be read)."""
+    if not any(c.measure == "ome" for c in conditions):
+        return None
+    found = _ome_total(pack, therapy.products)
+    return {"ome": PackMeasure(found.total, lower_bound=bool(found.unread))}
+
+
+def _ome(
+    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """The OME check: a dose that cannot be read makes it incomplete unless the readable part
+    already reaches the limit; an ingredient or form with no conversion factor is named in the
+    reason only (a gap in the rule, not in the record)."""
+    assert check.value is not None  # noqa: S101 - schema checks
+    found = _ome_total(pack, products)
+    total, parts, unread, no_factor = found.total, found.parts, found.unread, found.no_factor
+    verified = found.verified
     if total < check.value and not unread:
         return None
     evidence = tuple(sorted({p.request.ref for p in products}))
@@ -683,60 +834,126 @@ def _criteria(
     products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
-) -> _Outcome | None:
-    """Conditions that must hold together. A dose condition that cannot be read is reported
-    when it alone stands between the record and the finding; otherwise it changes nothing."""
+) -> _Outcome | _Undecided | None:
+    """Conditions that must hold together. A condition whose data is missing (a dose that
+    cannot be read, CrCl that cannot be had, a result given as a bound) matters only when it
+    stands between the record and the finding, and only those that do are named. An unreadable
+    dose alone makes this check incomplete; missing record data is left to the pack's one
+    incomplete finding (``_undecided``), which names the doses too."""
     dosed = products if check.ingredient else products[-1:]
-    unread: list[Condition] = []
+    open_required: list[Condition] = []
     as_of = facts.as_of
-    for cond in check.requires:
-        held = (
-            _dose_holds(cond, dosed)
-            if cond.measure in DOSE_MEASURES
-            else _holds_for_therapy(facts, cond, therapy, as_of)
+    measures = _pack_measures(pack, therapy, (*check.requires, *check.criteria))
+
+    def state(cond: Condition) -> bool | None:
+        if cond.measure in DOSE_MEASURES:
+            return _dose_holds(cond, dosed)
+        return state_for_therapy(
+            facts, cond, therapy, as_of, ingredient=check.ingredient, measures=measures
         )
+
+    for cond in check.requires:
+        held = state(cond)
         if held is False:
             return None
         if held is None:
-            unread.append(cond)
-    required = not unread
+            open_required.append(cond)
     held_criteria: list[Condition] = []
-    possible = 0
+    open_criteria: list[Condition] = []
     for cond in check.criteria:
-        held = (
-            _dose_holds(cond, dosed)
-            if cond.measure in DOSE_MEASURES
-            else _holds_for_therapy(facts, cond, therapy, as_of)
-        )
+        held = state(cond)
         if held:
             held_criteria.append(cond)
         elif held is None:
-            unread.append(cond)
-            possible += 1
+            open_criteria.append(cond)
     needed = check.min_match or len(check.criteria)
-    fires = required and len(held_criteria) >= needed
-    if not fires and (not unread or len(held_criteria) + possible < needed):
+    enough = len(held_criteria) >= needed
+    if not enough and len(held_criteria) + len(open_criteria) < needed:
         return None
     subject = (check.ingredient or pack.title).capitalize()
     evidence = tuple(sorted(p.request.ref for p in products))
-    if fires:
-        described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
+    if enough and not open_required:
+        used = (*check.requires, *held_criteria)
+        described = ", ".join(c.describe() for c in used)
+        if any(c.measure == "crcl" for c in used):
+            described += f"; {facts.crcl_basis()}"
         return _Outcome(f"{subject}: {described}", evidence)
-    known = [c.describe() for c in (*check.requires, *held_criteria) if c not in unread]
-    missing = tuple(
-        f"{'strength' if c.measure == 'strength_mg' else 'daily dose'} of "
-        f"{p.ingredient} ({p.request.ref})"
-        for c in unread
-        for p in dosed
-        if _dose_measure(c.measure or "", (p,))[0] is None
-    )
+    # what stands between the record and the finding (criteria already met need no more)
+    unknown = open_required if enough else [*open_required, *open_criteria]
+    if any(c.measure not in DOSE_MEASURES for c in unknown):
+        return _Undecided(check, tuple(unknown), dosed)
+    known = [c.describe() for c in (*check.requires, *held_criteria) if c not in unknown]
     detail = (
-        f"{subject}: cannot tell whether {', '.join(c.describe() for c in unread)} "
+        f"{subject}: cannot tell whether {', '.join(c.describe() for c in unknown)} "
         f"({'; '.join(_said(p.request) for p in dosed)})"
     )
     if known:
         detail += f"; already holds: {', '.join(known)}"
-    return _Outcome(detail, evidence, missing=tuple(dict.fromkeys(missing)))
+    return _Outcome(detail, evidence, missing=_dose_missing(unknown, dosed))
+
+
+def _dose_missing(
+    conditions: Iterable[Condition], dosed: tuple[ProductRequest, ...]
+) -> tuple[str, ...]:
+    """In words, the doses or strengths the dose conditions could not read, per product."""
+    missing = (
+        f"{'strength' if c.measure == 'strength_mg' else 'daily dose'} of "
+        f"{p.ingredient} ({p.request.ref})"
+        for c in conditions
+        if c.measure in DOSE_MEASURES
+        for p in dosed
+        if _dose_measure(c.measure, (p,))[0] is None
+    )
+    return tuple(dict.fromkeys(missing))
+
+
+def _undecided(
+    pack: RulePack, therapy: Therapy, facts: Facts, undecided: list[_Undecided]
+) -> Finding:
+    """One incomplete finding for the checks that missing record data (CrCl and its inputs,
+    weight, age, a result) kept from being decided, graded by the worst of them; a dose those
+    checks could not read either is named with it."""
+    measures = list(dict.fromkeys(c.measure or "" for u in undecided for c in u.unknown))
+    recorded = [m for m in measures if m not in DOSE_MEASURES]
+    missing = tuple(
+        dict.fromkeys(
+            [
+                *(m for name in recorded for m in facts.missing_for(name)),
+                *(m for u in undecided for m in _dose_missing(u.unknown, u.dosed)),
+            ]
+        )
+    )
+    worst = max((u.check for u in undecided), key=lambda c: c.severity.rank)
+    intervals = [
+        m
+        for s in pack.schedules
+        for m in s.modifiers
+        if any(c.measure in recorded for c in m.when)
+        or (m.interval_months_from is not None and m.interval_months_from.measure in recorded)
+    ]
+    reason = (
+        f"{pack.title}: not recorded or not usable: {', '.join(missing)}; so "
+        f"{', '.join(u.check.id for u in undecided)} could not be assessed"
+        + (" and the monitoring interval that depends on it was not applied" if intervals else "")
+        + f". At worst ({worst.severity.value}): {worst.advice}."
+    )
+    return pack_finding(
+        pack,
+        therapy,
+        facts,
+        FindingKind.INCOMPLETE,
+        check=",".join(u.check.id for u in undecided),
+        reason=reason,
+        source=pack.citations[worst.citation].url,
+        verified=worst.verified,
+        evidence=tuple(sorted({p.request.ref for p in therapy.products})),
+        identifier=business_identifier(
+            facts.patient, pack.id, "incomplete", recorded[0], therapy.start.isoformat()
+        ),
+        code=f"{recorded[0].replace('_', '-')}-unknown",
+        severity=worst.severity,
+        missing=missing,
+    )
 
 
 def _dose_holds(cond: Condition, products: tuple[ProductRequest, ...]) -> bool | None:
@@ -786,14 +1003,13 @@ def _unissued(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
         f"still follows it: confirm the patient still takes it, or end the prescription."
     )
     return [
-        Finding(
-            patient=facts.patient,
-            kind=FindingKind.PRESCRIBING,
-            drug_group=pack.drug_group,
-            medication=stale[-1].request.ref,
-            matched_by=stale[-1].method,
-            rule=pack.ref,
-            check="active-not-issued",
+        pack_finding(
+            pack,
+            therapy,
+            facts,
+            FindingKind.PRESCRIBING,
+            stale[-1],
+            check=UNISSUED_ACTIVE,
             reason=reason,
             source=facts.catalogue.citations[rule.citation].url,
             verified=rule.verified,
@@ -805,11 +1021,3 @@ def _unissued(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
             severity=rule.severity,
         )
     ]
-
-
-def _patient_of(record: PatientRecord) -> PatientRef:
-    if record.prescriptions:
-        return record.prescriptions[0].patient
-    if record.results:
-        return record.results[0].patient
-    raise ValueError("a record with no patient, prescriptions or results")

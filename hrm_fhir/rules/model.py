@@ -8,6 +8,10 @@ from datetime import date
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.durations import Duration
 
+RISE_OPERATORS = ("rise_pct_from_baseline", "rise_pct_from_baseline_at_least")
+"""Threshold operators relative to the patient's baseline: more than ``value`` % above it, and
+``value`` % or more above it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Citation:
@@ -48,15 +52,32 @@ class Ingredient:
     ome: OMEFactor | None = None
 
 
+RANGE_OPS = frozenset({"below_ref_low", "above_ref_high"})
+"""Condition operators that compare an analyte with its reference range (no ``value``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One test on a patient's state; exactly one of the kinds is set.
 
-    - measure: ``measure op value`` (age, weight, crcl, an analyte's latest value,
-      daily_dose_mg or strength_mg of the check's ingredient);
+    - measure: ``measure op value`` (age, weight, crcl, ome, an analyte's latest value,
+      daily_dose_mg or strength_mg of the check's ingredient), or ``measure op`` with a range
+      operator (an analyte below or above its reference range: in a threshold's ``also`` only);
     - co_prescribed: a current drug group or medication class;
     - on_therapy_less_than: time since the start of the course (or the last dose change);
-    - falling: the analyte fell at each of its last ``count`` results.
+    - falling: the analyte fell at each of its last ``count`` results;
+    - ingredients_at_least: at least this many different ingredients of the group are current;
+    - no_other_ingredient_before: the check's ingredient started with no other ingredient of
+      the group prescribed in this time before (opioid-naive);
+    - fires: a threshold of the same pack crosses on the analyte's latest result (schedule
+      modifiers only: "raised calcium" is the pack's own calcium threshold).
+
+    ``together_less_than`` qualifies ``co_prescribed``: the two have been taken together (since
+    the later of their two phase anchors) for less than this long.
+
+    ``issued_together`` (with co_prescribed or ingredients_at_least): True when each was issued
+    on or after the day the other started, False when one was not (a switch whose old
+    prescription was not ended), None for either.
     """
 
     measure: str | None = None
@@ -66,17 +87,51 @@ class Condition:
     on_therapy_less_than: Duration | None = None
     falling: str | None = None
     count: int = 2
+    together_less_than: Duration | None = None
+    fires: str | None = None
+    ingredients_at_least: int | None = None
+    issued_together: bool | None = None
+    no_other_ingredient_before: Duration | None = None
 
     def describe(self) -> str:
         if self.measure is not None:
-            words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
             name = self.measure.replace("_", " ")
+            if self.op in RANGE_OPS:
+                side = "below" if self.op == "below_ref_low" else "above"
+                return f"{name} {side} its reference range"
+            words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
             return f"{name} {words.get(self.op or '', self.op)} {self.value:g}"
         if self.co_prescribed is not None:
-            return f"also prescribed {self.co_prescribed}"
+            together = self.together_less_than
+            if together is not None:
+                return (
+                    f"also prescribed {self.co_prescribed}, together for less than "
+                    f"{together.describe()} (from starting either or a dose change)"
+                    f"{self._together()}"
+                )
+            return f"also prescribed {self.co_prescribed}{self._together()}"
+        if self.ingredients_at_least is not None:
+            return (
+                f"at least {self.ingredients_at_least} different ingredients of the group "
+                f"current{self._together()}"
+            )
+        if self.no_other_ingredient_before is not None:
+            return (
+                "no other ingredient of the group prescribed in the "
+                f"{self.no_other_ingredient_before.describe()} before it started"
+            )
         if self.on_therapy_less_than is not None:
             return f"within {self.on_therapy_less_than.describe()} of starting or a dose change"
+        if self.fires is not None:
+            return f"the latest result crosses {self.fires}"
         return f"{self.falling} falling over {self.count} results"
+
+    def _together(self) -> str:
+        if self.issued_together is None:
+            return ""
+        if self.issued_together:
+            return " (each issued since the other started)"
+        return " (one not issued since the other started)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +166,19 @@ class Modifier:
 
 
 @dataclass(frozen=True, slots=True)
+class Tolerance:
+    """How long a scheduled test may go undone on therapy before overdue monitoring is graded
+    severely overdue: the kind of window CQC and PINCER searches use (reference sections 1, 9
+    and 10). Measured from the test's last result, or from the course start when there is none
+    on the course."""
+
+    after: Duration
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     id: str
     title: str
@@ -121,6 +189,26 @@ class Schedule:
     modifiers: tuple[Modifier, ...] = ()
     ends_after: Duration | None = None
     """Routine monitoring stops once the anchor is this far back (sulfasalazine after 12 months)."""
+    continues_after_stop: Duration | None = None
+    """The schedule still runs this long after the therapy stopped (amiodarone's thyroid
+    function for 12 months after stopping); None: it ends with the therapy."""
+    note: str = ""
+    severely_overdue: Tolerance | None = None
+    """None: the reference gives no tolerance, so an overdue finding is never graded severe."""
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Tests due at the start of a course: a new start with none on record since the catalogue's
+    ``[baseline].before_start`` before the course start is due for them from the start."""
+
+    id: str
+    title: str
+    tests: tuple[str, ...]
+    citation: str
+    verified: bool
+    once: bool = False
+    """A test done once for good (TPMT): a result from any time before counts."""
     note: str = ""
 
 
@@ -137,6 +225,26 @@ class Threshold:
     verified: bool
     also: tuple[Condition, ...] = ()
     baseline_window: Duration | None = None
+    count: int = 2
+    """``falling``: the number of successive falls (``count`` + 1 results)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDefault:
+    """How a pack reads a patient's own target range for an analyte (``above_target`` and
+    ``below_target`` thresholds): the record's target when it has one, else ``low``-``high``,
+    stated as the assumption in the finding."""
+
+    analyte: str
+    low: float
+    high: float
+    half_width: float
+    """A target given as one value (INR 3.5) is the range value +/- this."""
+    names: tuple[str, ...]
+    """How prescribers name the analyte in dosage text (``inr``): "target INR 3.5"."""
+    citation: str
+    verified: bool
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +280,14 @@ class RulePack:
     schedules: tuple[Schedule, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     prescribing: tuple[PrescribingCheck, ...] = ()
+    baselines: tuple[Baseline, ...] = ()
     restart_on_dose_change: bool = True
     escalation: str = ""
     effective_until: date | None = None
     reviewed_by: str = ""
     approved_on: str = ""
+    targets: dict[str, TargetDefault] = field(default_factory=dict)
+    """Per analyte: how the patient's own target range is read (``[targets.<analyte>]``)."""
 
     @property
     def ref(self) -> str:
@@ -184,12 +295,16 @@ class RulePack:
 
     @property
     def verified(self) -> bool:
-        """True only when every schedule, modifier, threshold and check is verified."""
+        """True only when every schedule, modifier, tolerance, baseline, threshold and check is
+        verified."""
         flags = [s.verified for s in self.schedules]
+        flags += [b.verified for b in self.baselines]
         flags += [t.verified for t in self.thresholds]
         flags += [c.verified for c in self.prescribing]
         flags += [m.verified for s in self.schedules for m in s.modifiers]
         flags += [i.ome.verified for i in self.ingredients if i.ome is not None]
+        flags += [s.severely_overdue.verified for s in self.schedules if s.severely_overdue]
+        flags += [t.verified for t in self.targets.values()]
         return all(flags)
 
     def is_in_force(self, day: date) -> bool:
@@ -212,12 +327,45 @@ class UnitConversion:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceRange:
+    """A cited default adult range, used only when a result carries neither the laboratory's
+    range nor its interpretation flag (in the analyte's canonical unit)."""
+
+    citation: str
+    verified: bool
+    low: float | None = None
+    high: float | None = None
+    sex: str | None = None
+    """``male`` or ``female`` when the range differs by sex; None for everyone."""
+
+    def describe(self, unit: str) -> str:
+        """``133-146 mmol/L``, ``up to 42 U/L`` or ``from 3.5 mmol/L``."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g}-{self.high:g} {unit}"
+        if self.high is not None:
+            return f"up to {self.high:g} {unit}"
+        return f"from {self.low:g} {unit}"
+
+
+@dataclass(frozen=True, slots=True)
 class Analyte:
     id: str
     title: str
     unit: str
     codes: tuple[Code, ...]
     conversions: tuple[UnitConversion, ...] = ()
+    reference_ranges: tuple[ReferenceRange, ...] = ()
+    monitored_with: str | None = None
+    """The test whose sample also carries this analyte (sodium with renal function): its
+    result is acted on for as long as that test's result counts as done."""
+
+    def default_range(self, sex: str | None) -> ReferenceRange | None:
+        """The cited default range for a patient of ``sex``; None when there is none (or it
+        depends on a sex that is not recorded)."""
+        for candidate in self.reference_ranges:
+            if candidate.sex is None or candidate.sex == sex:
+                return candidate
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +422,16 @@ class Combination:
 
 
 @dataclass(frozen=True, slots=True)
+class Freshness:
+    """How old a record datum may be before what is worked out from it says it is out of date."""
+
+    within: Duration
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CockcroftGault:
     """CrCl (mL/min) = (age_offset - age) * weight * factor[sex] / creatinine (umol/L)."""
 
@@ -282,6 +440,65 @@ class CockcroftGault:
     factor_female: float
     citation: str
     verified: bool
+    weight_within: Freshness | None = None
+    """A CrCl worked out from a weight older than this says so (never silently stale)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineRules:
+    """When a course counts as a new start, and how far before its start a baseline may be."""
+
+    before_start: Duration
+    """A result this long before the course start (or any time after it) is the baseline."""
+    new_start_for: Duration
+    """A course is a new start, due for its baseline, for this long after it started; a course
+    older than that (on therapy for years, say) raises no baseline."""
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ArrangementCode:
+    """A code that says who monitors a drug group (shared care): on a prescription, its
+    prescribing organisation; in the record, a coded entry."""
+
+    system: str
+    code: str
+    elsewhere: bool
+    """True: monitored elsewhere (a hospital or community team); False: by the practice."""
+    display: str = ""
+    verified: bool = True
+    groups: tuple[str, ...] = ()
+    """Drug groups a drug-specific code names; empty for a generic code."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsNotSeen:
+    """The check on a group monitored elsewhere: no result has reached the practice within the
+    schedule's severely-overdue tolerance (the practice must see results before issuing)."""
+
+    severity: Severity
+    advice: str
+    citation: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SharedCare:
+    """How the record says a drug group is monitored elsewhere, and what that changes."""
+
+    citation: str
+    generic_groups: tuple[str, ...]
+    """The groups a statement that names no drug applies to (the patient's current ones)."""
+    extensions: tuple[str, ...]
+    """Prescribing-organisation extension URLs on MedicationRequest and MedicationStatement."""
+    prescribed: tuple[ArrangementCode, ...]
+    """Codes in those extensions or in the prescription's ``category``."""
+    entries: tuple[ArrangementCode, ...]
+    """Codes of Observation, Condition, Procedure and Flag entries."""
+    results_not_seen: ResultsNotSeen
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,10 +524,18 @@ class Catalogue:
     due_window_days: int
     current_issue_lookback: Duration
     course_gap: Duration
+    long_dosing_interval: Duration
+    """A product given at longer intervals than this (depot injections every 3 or 6 months)
+    counts as current for its dosing interval plus ``current_issue_lookback``."""
+    result_lookback: Duration
+    """How long an out-of-range result is acted on when no schedule of the pack asks for its
+    test (otherwise the schedule's maintenance interval)."""
     unissued_active: UnissuedActive
+    baseline: BaselineRules
     code_index: dict[tuple[str, str], str] = field(default_factory=dict)
     """(system, code) -> analyte id, built at load."""
     combinations: dict[str, Combination] = field(default_factory=dict)
     code_lists: dict[str, CodeList] = field(default_factory=dict)
     products: dict[tuple[str, str], ProductCode] = field(default_factory=dict)
     """(system, code) -> product, from every code list; filled in by the registry."""
+    shared_care: SharedCare | None = None

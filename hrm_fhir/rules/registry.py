@@ -20,10 +20,12 @@ from typing import Any
 
 from hrm_fhir.config import cache_dir
 from hrm_fhir.errors import RuleDefinitionError
-from hrm_fhir.rules.model import Catalogue, Condition, RulePack
+from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack
 from hrm_fhir.rules.therapy import MedicationIndex
 
-DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg"})
+_MEDICINES: dict[int, tuple[RuleSet, MedicationIndex]] = {}
+"""``RuleSet.medicines()`` by rule set (a frozen, slotted dataclass cannot cache on itself)."""
+DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg", "ome"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,32 @@ class RuleSet:
         return tuple(sorted(best.values(), key=lambda p: p.id))
 
     def medicines(self) -> MedicationIndex:
-        """What recognises products and reads their strength, over every pack version."""
-        return MedicationIndex(self.packs, self.catalogue)
+        """What recognises products and reads their strength, over every pack version: built
+        once per rule set (it indexes every code list, thousands of products)."""
+        held = _MEDICINES.get(id(self))
+        if held is None or held[0] is not self:
+            held = _MEDICINES[id(self)] = (self, MedicationIndex(self.packs, self.catalogue))
+        return held[1]
+
+    def uncovered(self, day: date) -> list[str]:
+        """The rule ids no version covers on ``day`` (before the first took effect, or after
+        the last was retired): their drug groups cannot be evaluated that day."""
+        covered = {pack.id for pack in self.in_force(day)}
+        return sorted({pack.id for pack in self.packs} - covered)
+
+    def coverage_warning(self, day: date) -> str | None:
+        """The sentence a run on ``day`` reports when some rule ids are not covered."""
+        missing = self.uncovered(day)
+        if not missing:
+            return None
+        starts = [p.effective_from for p in self.packs if p.status == "active"]
+        since = (
+            f" (the first versions take effect from {min(starts).isoformat()})" if starts else ""
+        )
+        return (
+            f"no version of the rule pack(s) {', '.join(missing)} is in force on "
+            f"{day.isoformat()}{since}: those drug groups were not evaluated"
+        )
 
     def get(self, rule_id: str, version: int | None = None) -> RulePack:
         """One pack by id, the highest version unless ``version`` is given."""
@@ -96,6 +122,9 @@ def build_rule_set(
             raise RuleDefinitionError(f"{name}: " + "; ".join(problems))
         loaded.append(pack)
     groups = {p.drug_group for p in loaded}
+    for group in _shared_care_groups(catalogue):
+        if group not in groups:
+            raise RuleDefinitionError(f"catalogue.toml: shared_care names unknown group {group!r}")
     for pack in loaded:
         for cond in _conditions(pack):
             target = cond.co_prescribed
@@ -110,12 +139,25 @@ def build_rule_set(
     return RuleSet(catalogue=replace(catalogue, products=products), packs=tuple(loaded))
 
 
+def _shared_care_groups(catalogue: Catalogue) -> Iterable[str]:
+    shared = catalogue.shared_care
+    if shared is None:
+        return
+    yield from shared.generic_groups
+    for code in (*shared.prescribed, *shared.entries):
+        yield from code.groups
+
+
 def _conditions(pack: RulePack) -> Iterable[Condition]:
     for s in pack.schedules:
         for m in s.modifiers:
             yield from m.when
     for t in pack.thresholds:
         yield from t.also
+    yield from _check_conditions(pack)
+
+
+def _check_conditions(pack: RulePack) -> Iterable[Condition]:
     for c in pack.prescribing:
         yield from c.requires
         yield from c.criteria
@@ -127,6 +169,22 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
         for test in s.tests:
             if test not in catalogue.tests:
                 yield f"schedule {s.id} asks for unknown test {test!r}"
+    for b in pack.baselines:
+        for test in b.tests:
+            if test not in catalogue.tests:
+                yield f"baseline {b.id} asks for unknown test {test!r}"
+    thresholds = {t.id for t in pack.thresholds}
+    for s in pack.schedules:
+        for m in s.modifiers:
+            for cond in m.when:
+                if cond.fires is not None and cond.fires not in thresholds:
+                    yield f"schedule {s.id} modifier fires on unknown threshold {cond.fires!r}"
+    for cond in (*(c for t in pack.thresholds for c in t.also), *_check_conditions(pack)):
+        if cond.fires is not None:
+            yield "a fires condition belongs in a schedule modifier only"
+    for cond in (c for t in pack.thresholds for c in t.also):
+        if cond.together_less_than is not None:
+            yield "together_less_than belongs in a schedule modifier or prescribing check"
     for t in pack.thresholds:
         if t.analyte not in analytes:
             yield f"threshold {t.id} names unknown analyte {t.analyte!r}"
@@ -135,12 +193,40 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
                 f"threshold {t.id} is in {t.unit!r} but {t.analyte} is compared in "
                 f"{analytes[t.analyte].unit!r}"
             )
+        elif (t.op == "recorded") != (t.unit == "1"):
+            yield f"threshold {t.id}: op recorded goes with a coded (unit 1) analyte, and only it"
+        for cond in t.also:
+            if cond.ingredients_at_least or cond.no_other_ingredient_before:
+                yield f"threshold {t.id}: {cond.describe()} belongs in a prescribing check"
+    for analyte in pack.targets:
+        if analyte not in analytes:
+            yield f"targets name unknown analyte {analyte!r}"
+    for cond in _conditions(pack):
+        in_also = any(cond in t.also for t in pack.thresholds)
+        if cond.op in RANGE_OPS and (not in_also or cond.measure not in analytes):
+            yield (
+                "a range condition (below_ref_low, above_ref_high) names an analyte and belongs "
+                "in a threshold's also"
+            )
+    for s in pack.schedules:
+        for m in s.modifiers:
+            for cond in m.when:
+                if cond.ingredients_at_least or cond.no_other_ingredient_before:
+                    yield f"schedule {s.id}: {cond.describe()} belongs in a prescribing check"
     ingredient_names = {i.name for i in pack.ingredients}
     for c in pack.prescribing:
         if c.ingredient is not None and c.ingredient not in ingredient_names:
             yield f"check {c.id} names ingredient {c.ingredient!r} the pack does not cover"
         if c.check == "ome_at_least" and not any(i.ome for i in pack.ingredients):
             yield f"check {c.id} needs OME factors on the pack's ingredients"
+        if c.ingredient is None and any(
+            x.no_other_ingredient_before for x in (*c.requires, *c.criteria)
+        ):
+            yield f"check {c.id}: no_other_ingredient_before needs the check's ingredient"
+    if any(cond.measure == "ome" for cond in _conditions(pack)) and not any(
+        i.ome for i in pack.ingredients
+    ):
+        yield "a condition on ome needs OME factors on the pack's ingredients"
     for cond in _conditions(pack):
         for name in (cond.measure, cond.falling):
             if name is not None and name not in analytes and name not in DERIVED_MEASURES:

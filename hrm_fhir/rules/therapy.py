@@ -142,6 +142,15 @@ class ProductRequest(NamedTuple):
     issued or authored for longer than the review limit: the date of its last issue."""
 
 
+class CourseRequest(NamedTuple):
+    """One request of a course: when it was authored, the last day it covers (an active
+    request covers every day until superseded, stopped or ended), and its ingredient."""
+
+    authored_on: date
+    covers_until: date
+    ingredient: str
+
+
 @dataclass(frozen=True, slots=True)
 class Therapy:
     """A patient's course of one drug group (or co-medication class)."""
@@ -155,6 +164,16 @@ class Therapy:
     """Every product current on the as-of date, the newest request last; empty when none is."""
     newest: tuple[Prescription, MedicationMatch]
     """The newest request of the course, current or not, and how it was matched."""
+    last_cover: date
+    """The last day the course's requests cover: the newest issue, or the day an active
+    request was stopped, superseded or ended (the as-of date while it stands)."""
+    course: tuple[CourseRequest, ...] = ()
+    """Every request of the course, oldest first (who had what when: ``ingredient_span``)."""
+
+    def ingredient_span(self, ingredient: str) -> tuple[date, date] | None:
+        """When the ingredient was first and last prescribed in this course (authored dates)."""
+        days = [r.authored_on for r in self.course if r.ingredient == ingredient]
+        return (days[0], days[-1]) if days else None
 
     @property
     def current(self) -> bool:
@@ -209,6 +228,29 @@ class Currency:
     or after this day, is current but raises a review."""
     course_gap: timedelta
     """Requests whose cover is further apart than this start a new course."""
+    rarer_than: float = 0.0
+    """Administrations per day: an issue whose dosage is given less often than this (a depot
+    injection every 3 or 6 months) covers its dosing interval, and counts as current for the
+    issue look-back after that."""
+
+    def issued_recently(self, request: Prescription) -> bool:
+        """Issued (completed) within the look-back window; for a product given at long intervals
+        (a 6-monthly depot), within the look-back after its next dose falls due."""
+        return (
+            request.status in CURRENT_WHILE_ISSUED
+            and _covered_until(request, self) >= self.lookback_start
+        )
+
+    def still_valid(self, request: Prescription) -> bool:
+        """Its validity period did not end before the look-back window."""
+        return request.validity_end is None or request.validity_end >= self.lookback_start
+
+    def is_current(self, request: Prescription) -> bool:
+        """One request on its own, whatever else of its product was prescribed: active and still
+        valid, or issued recently (a product's currency is ``build_therapies``')."""
+        if request.status == "active":
+            return self.still_valid(request)
+        return self.issued_recently(request)
 
 
 def build_therapies(
@@ -245,7 +287,7 @@ def _therapy(
     restarts: bool,
 ) -> Therapy:
     starts = [p.authored_on for p, _ in items]
-    ends = starts.copy()  # the last day each request covers
+    ends = [_covered_until(p, currency) for p, _ in items]  # the last day each request covers
     newest: dict[ProductKey, int] = {}
     standing: dict[ProductKey, int | None] = {}
     """Per product: its active request still standing (not superseded, stopped or on hold)."""
@@ -284,6 +326,11 @@ def _therapy(
         anchor=max(start, changed) if changed else start,
         products=tuple(product for n, product in current if n >= first),
         newest=items[-1],
+        last_cover=reach,
+        course=tuple(
+            CourseRequest(starts[n], ends[n], items[n][1].ingredient)
+            for n in range(first, len(items))
+        ),
     )
 
 
@@ -299,18 +346,25 @@ def _current_product(
     """A product is current when its newest request (``item``) was issued within the look-back,
     or while an active request of it stands (validity not ended before the look-back)."""
     newest, match = item
-    if newest.status in CURRENT_WHILE_ISSUED and newest.authored_on >= currency.lookback_start:
+    if currency.issued_recently(newest):
         return ProductRequest(match.ingredient, newest, matched_by(newest, match))
-    if active is None:
+    if active is None or not currency.still_valid(active):
         return None
     validity_end = active.validity_end
-    if validity_end is not None and validity_end < currency.lookback_start:
-        return None
     renewed = validity_end is not None and validity_end >= currency.as_of
     stale = newest.authored_on < currency.unissued_before and not renewed
     return ProductRequest(
         match.ingredient, newest, matched_by(newest, match), newest.authored_on if stale else None
     )
+
+
+def _covered_until(issue: Prescription, currency: Currency) -> date:
+    """The last day one issue covers: its own day, or the day its next dose falls due when the
+    dosage is given less often than ``Currency.rarer_than``."""
+    per_day = issue.dosage.per_day
+    if per_day and per_day < currency.rarer_than:
+        return issue.authored_on + timedelta(days=1 / per_day)
+    return issue.authored_on
 
 
 def matched_by(prescription: Prescription, match: MedicationMatch) -> MatchMethod:

@@ -78,6 +78,8 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         code, text = "monitoring-due", "Drug monitoring blood test due"
         status, owner = "to-contact", TECHNICIANS
         priority = "urgent" if finding.kind is FindingKind.OVERDUE else "routine"
+        if finding.severely_overdue:
+            priority = "asap"
     elif finding.kind is FindingKind.PRESCRIBING:
         code, text = "prescribing-review", "Prescribing safety review"
         status, owner = "awaiting-pharmacist", PHARMACIST
@@ -126,10 +128,13 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         }
         for ref in finding.evidence
     )
+    extensions = _rule_extensions(finding)
+    if finding.severely_overdue:
+        extensions.append({"url": t.SEVERELY_OVERDUE_EXTENSION, "valueBoolean": True})
     body: dict[str, Any] = {
         "resourceType": "Task",
         **_common(finding),
-        "extension": _rule_extensions(finding),
+        "extension": extensions,
         "status": "requested",
         "businessStatus": {
             "coding": [{"system": t.BUSINESS_STATUS, "code": status}],

@@ -33,14 +33,16 @@ from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.domain import Finding, FindingKind, ResourceRef
 from hrm_fhir.errors import FHIRError, FHIRFatalError, VersionConflict
 from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
-from hrm_fhir.tasks.build import PHARMACIST, resource_body, validated
-from hrm_fhir.workflow.model import Stage, stage_of
+from hrm_fhir.tasks.build import PHARMACIST, TECHNICIANS, resource_body, validated
+from hrm_fhir.workflow.model import TECHNICIAN_STAGES, Stage, stage_of
 
 Resource = dict[str, Any]
 CONFLICT_RETRIES = 3
 BATCH_SIZE = 100
 LEDGER_CHUNK = 500
 """Ledger rows for resources already as wanted are committed this many at a time."""
+MONITORED_ELSEWHERE = "monitored elsewhere"
+"""Why a routine monitoring Task closes when another organisation monitors the drug group."""
 TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "entered-in-error", "rejected"})
 _MANAGED = {
     "Task": (
@@ -110,8 +112,12 @@ class PatientContext:
 
     alive: bool
     current_groups: frozenset[str]
+    """The drug groups still monitored: on current therapy, or within a schedule that continues
+    after stopping (``Engine.followed``)."""
     latest_results: Mapping[str, tuple[date, ResourceRef]]
     """Per test id, the newest result that shows it done."""
+    elsewhere: frozenset[str] = frozenset()
+    """Drug groups another organisation monitors (shared care): no routine Tasks for them."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,8 @@ def close_reason(record: FindingRecord, context: PatientContext | None) -> str:
     if record.drug_group not in context.current_groups:
         return "drug stopped"
     if record.kind in (FindingKind.DUE, FindingKind.OVERDUE):
+        if record.drug_group in context.elsewhere:
+            return MONITORED_ELSEWHERE
         return "result received"
     if record.kind is FindingKind.OUT_OF_RANGE:
         return "resolved: latest result no longer out of range"
@@ -258,6 +266,9 @@ class Writer:
                 current = self._current(wanted.resource["resourceType"], wanted.resource["id"])
                 if current is None:
                     missing.append(wanted)
+                elif (reopened := _resumed(current)) is not None:
+                    if self._valid(wanted, counts):
+                        self._settle(wanted, reopened, counts)
                 elif content_hash(current) == wanted.digest:
                     matched.append((wanted, current))
                 elif self._valid(wanted, counts):
@@ -555,6 +566,27 @@ def _merge(current: Resource, wanted: Resource) -> Resource:
     return merged
 
 
+def _resumed(current: Resource) -> Resource | None:
+    """A routine Task cancelled because another organisation monitored the drug, reopened for
+    the technicians now the finding holds again (the arrangement ended or its review date
+    passed); None for any other resource."""
+    stage = ((current.get("businessStatus") or {}).get("coding") or [{}])[0].get("code")
+    if current.get("status") != "cancelled" or stage != Stage.MONITORED_ELSEWHERE.value:
+        return None
+    body = {k: v for k, v in current.items() if k != "statusReason"}
+    body["status"] = "requested"
+    body["businessStatus"] = {
+        "coding": [{"system": t.BUSINESS_STATUS, "code": Stage.TO_CONTACT.value}],
+        "text": "practice monitoring resumed",
+    }
+    body["owner"] = TECHNICIANS
+    period = {k: v for k, v in (current.get("executionPeriod") or {}).items() if k != "end"}
+    body["executionPeriod"] = period
+    if not period:
+        body.pop("executionPeriod")
+    return body
+
+
 def _closed(
     current: Resource, closure: Closure, context: PatientContext | None, as_of: date
 ) -> Resource | None:
@@ -596,10 +628,16 @@ def _closed(
         body["owner"] = PHARMACIST
         body["output"] = [*current.get("output", []), *outputs]
         return body
+    code = "closed"
+    if closure.reason == MONITORED_ELSEWHERE:
+        # A Task with the pharmacist or the GP keeps its review; the chase stops.
+        if stage_of(current) not in TECHNICIAN_STAGES:
+            return None
+        code = Stage.MONITORED_ELSEWHERE.value
     body["status"] = "cancelled"
     body["statusReason"] = reason
     body["businessStatus"] = {
-        "coding": [{"system": t.BUSINESS_STATUS, "code": "closed"}],
+        "coding": [{"system": t.BUSINESS_STATUS, "code": code}],
         "text": closure.reason,
     }
     return body

@@ -194,3 +194,51 @@ def test_the_lists_are_paged_with_their_total_and_links(
     assert (len(queue["items"]), queue["total"], queue["links"]["next"]) == (1, 3, None)
     for bad in ("limit=0", "limit=501", "offset=-1", "limit=ten"):
         assert client.get(f"/api/v1/worklist?{bad}", headers=tech).status_code == 400
+
+
+SHARED = "/api/v1/patients/p-1/monitored-elsewhere"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"monitored_by": "Oakfield", "review_on": "2027-01-01"}, "drug_group"),
+        ({"drug_group": "Lithium!", "monitored_by": "x", "review_on": "2027-01-01"}, "drug_group"),
+        ({"drug_group": "lithium", "review_on": "2027-01-01"}, "monitored_by"),
+        ({"drug_group": "lithium", "monitored_by": "", "review_on": "2027-01-01"}, "monitored_by"),
+        (
+            {"drug_group": "lithium", "monitored_by": "x" * 201, "review_on": "2027-01-01"},
+            "monitored_by",
+        ),
+        ({"drug_group": "lithium", "monitored_by": "Oakfield"}, "review_on"),
+        ({"drug_group": "lithium", "monitored_by": "Oakfield", "review_on": "soon"}, "review_on"),
+        (
+            {"drug_group": "lithium", "monitored_by": "x", "review_on": "2027-01-01", "version": 2},
+            "version",
+        ),
+    ],
+)
+def test_a_bad_monitored_elsewhere_body_is_a_400_naming_the_field(
+    app: Flask, client: FlaskClient, body: dict[str, Any], field: str
+) -> None:
+    pharmacist = add_user(app, "phil", "pharmacist")
+    response = client.post(SHARED, json=body, headers=pharmacist)
+    assert response.status_code == 400, response.json
+    assert response.json is not None
+    assert field in response.json["messages"]
+    assert _events(app) == 0
+
+
+def test_only_a_pharmacist_records_who_monitors(
+    app: Flask, client: FlaskClient, tech: dict[str, str]
+) -> None:
+    body = {"drug_group": "lithium", "monitored_by": "Oakfield CMHT", "review_on": "2027-01-01"}
+    response = client.post(SHARED, json=body, headers=tech)
+    assert response.status_code == 403
+    assert response.json is not None
+    assert "may not record that another organisation monitors" in response.json["message"]
+    back = client.post(
+        "/api/v1/patients/p-1/monitored-by-practice", json={"drug_group": "lithium"}, headers=tech
+    )
+    assert back.status_code == 403
+    assert _events(app) == 0

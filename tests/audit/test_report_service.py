@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,16 +74,21 @@ def app(make_app: AppFactory) -> Flask:
     return app
 
 
+def _report_of_practice_1(month: str, out: Path) -> Result:
+    """``hrm-fhir report monthly`` for practice-1 into ``out``; it must succeed."""
+    result = CliRunner().invoke(
+        main, ["report", "monthly", "--month", month, "--practice", "practice-1", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def test_cli_writes_every_output(
     ledger: str, tmp_path: Path, report: MonthlyReport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HRM_DATABASE_URL", ledger)
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        main,
-        ["report", "monthly", "--month", "2027-04", "--practice", "practice-1", "--out", str(out)],
-    )
-    assert result.exit_code == 0, result.output
+    result = _report_of_practice_1("2027-04", out)
     assert "Organization/practice-1, April 2027" in result.output
     names = {p.name for p in out.iterdir()}
     assert {"report.html", "report.pdf", "measure-report.json", "report.json", "csv"} <= names
@@ -91,6 +96,19 @@ def test_cli_writes_every_output(
     with (out / "csv" / "patient-lists.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == sum(len(p.rows) for p in report.lists.values())
+
+
+def test_a_month_no_rule_pack_covers_is_said_on_stderr_and_in_the_report(
+    ledger: str, tmp_path: Path, report: MonthlyReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert report.warnings == (), "April 2027 is covered by every pack"
+    monkeypatch.setenv("HRM_DATABASE_URL", ledger)
+    out = tmp_path / "out"
+    result = _report_of_practice_1("2018-05", out)
+    [warning] = orjson.loads((out / "report.json").read_bytes())["warnings"]
+    assert "is in force on 2018-05-31" in warning
+    assert f"warning: {warning}" in result.stderr
+    assert "What limits this report" in (out / "report.html").read_text()
 
 
 def test_cli_refuses_an_unknown_pcn_and_a_bad_month(

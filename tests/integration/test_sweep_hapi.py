@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,14 @@ def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
     with harness.sessions.begin() as session:
         assert store.open_findings(session) == []
         assert store.get_cursor(session, f"Organization/{harness.practice.org}") is None
+
+
+def test_a_sweep_on_a_date_no_rule_pack_covers_says_so(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    summary = harness.sweep(dry_run=True, as_of=date(2018, 6, 1))
+    assert summary.findings == 0
+    assert any("is in force on 2018-06-01" in w for w in summary.warnings)
+    assert summary.to_json()["warnings"] == summary.warnings
 
 
 def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path) -> None:
@@ -398,7 +406,7 @@ def test_a_full_reconciliation_over_unchanged_data_writes_nothing(harness: Harne
         *p.repeats(
             "warf", "Warfarin 3mg tablets", AS_OF - timedelta(days=600), AS_OF - timedelta(days=6)
         ),
-        p.result("warf", inr, 3.6, "{INR}", AS_OF - timedelta(days=3)),
+        p.result("warf", inr, 3.4, "{INR}", AS_OF - timedelta(days=3)),
     ]
     warfarin[-1]["code"]["coding"][0]["system"] = "http://loinc.org"
     harness.upload([*starter(p), *warfarin])

@@ -5,6 +5,7 @@ changing nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -157,3 +158,51 @@ def test_lists_and_actions_through_the_api(app: Flask, practice: Practice, fhir_
     assert queue["items"][0]["severity"] == "urgent"
     assert queue["items"][0]["thresholds"]
     gateway.close()
+
+
+def test_who_monitors_through_the_api(app: Flask, practice: Practice, fhir_base: str) -> None:
+    client: FlaskClient = app.test_client()
+    assert (
+        client.post("/api/v1/sweeps", headers=OPERATOR, json={"as_of": AS_OF.isoformat()})
+    ).status_code == 202
+    pharmacist = add_user(app, "phil", "pharmacist", practice=practice.org)
+    stranger = add_user(app, "olga", "pharmacist", practice="another-org")
+    path = f"/api/v1/patients/{practice.pid('mtx')}/monitored-elsewhere"
+    review = (date.today() + timedelta(days=60)).isoformat()
+    body = {
+        "drug_group": "methotrexate",
+        "monitored_by": "Oakfield rheumatology",
+        "review_on": review,
+    }
+
+    hidden = client.post(path, json=body, headers=stranger)
+    nobody = f"/api/v1/patients/{practice.run}-nobody/monitored-elsewhere"
+    missing = client.post(nobody, json=body, headers=pharmacist)
+    assert (hidden.status_code, hidden.json) == (missing.status_code, missing.json)
+    assert hidden.status_code == 404, "another practice's patient is answered as none"
+    unknown = client.post(path, json={**body, "drug_group": "aspirin"}, headers=pharmacist)
+    assert unknown.status_code == 409
+    assert "no drug group 'aspirin'" in unknown.json["message"]
+
+    first = _ok(client.post(path, json=body, headers=pharmacist))
+    assert first["stage"] == "monitored-elsewhere"
+    assert any(w.startswith("Provenance/") for w in first["written"])
+    assert sum(w.startswith("Task/") for w in first["written"]) == 2, "arrangement + routine"
+    again = client.post(path, json=body, headers=pharmacist)
+    assert again.status_code == 200, "a double submit is answered, not written twice"
+    assert again.json == first
+    new_page = client.post(path, json={**body, "note": "from a stale page"}, headers=pharmacist)
+    assert new_page.status_code == 409, "the arrangement exists: send its version"
+    renewed = _ok(
+        client.post(
+            path, json={**body, "version": first["version"], "note": "renewed"}, headers=pharmacist
+        )
+    )
+    back = _ok(
+        client.post(
+            f"/api/v1/patients/{practice.pid('mtx')}/monitored-by-practice",
+            json={"drug_group": "methotrexate", "version": renewed["version"]},
+            headers=pharmacist,
+        )
+    )
+    assert back["stage"] == "monitored-by-practice"

@@ -51,7 +51,27 @@ def test_an_unknown_check_is_cited_by_the_url_the_resource_names_unverified() ->
 
 def test_with_no_check_every_page_the_pack_cites_is_listed_once() -> None:
     pack = rules().get("lithium")
-    found = sources_for(rules(), "lithium@1")
+    found = sources_for(rules(), pack.ref)
 
     assert [s.url for s in found] == list(dict.fromkeys(c.url for c in pack.citations.values()))
     assert len(found) < len(pack.citations)
+
+
+def test_a_baseline_due_at_a_new_start_cites_the_baseline_s_own_source() -> None:
+    pack = rules().get("azathioprine", 3)
+    [tpmt] = [b for b in pack.baselines if b.id == "tpmt"]
+
+    [found] = sources_for(rules(), "azathioprine@3#tpmt")
+
+    assert (found.url, found.verified) == (pack.citations[tpmt.citation].url, tpmt.verified)
+
+
+def test_results_not_seen_under_shared_care_cites_the_catalogue_rule_behind_it() -> None:
+    catalogue = rules().catalogue
+    assert catalogue.shared_care is not None
+    check = catalogue.shared_care.results_not_seen
+    cited = catalogue.citations[check.citation]
+
+    [found] = sources_for(rules(), "lithium@1#results-not-seen")
+
+    assert (found.title, found.url, found.verified) == (cited.title, cited.url, check.verified)

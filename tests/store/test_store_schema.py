@@ -39,7 +39,7 @@ from hrm_fhir.records import (
 )
 from tests.store.examples import LONDON, NOW, start
 
-HEAD = "0003"
+HEAD = "0004"
 TABLES = {
     "sweeps",
     "findings",

@@ -52,6 +52,18 @@ def test_overdue_monitoring_becomes_a_task_with_its_due_window_and_tests() -> No
     assert task.id == "hrm-abc123"
 
 
+def test_a_severely_overdue_task_says_so_and_comes_first_by_priority() -> None:
+    kw = {"tests": ("lithium",), "due_date": date(2026, 8, 1)}
+    severe = build_resource(_finding(FindingKind.OVERDUE, severely_overdue=True, **kw), AS_OF)
+    plain = build_resource(_finding(FindingKind.OVERDUE, **kw), AS_OF)
+    assert isinstance(severe, Task)
+    assert isinstance(plain, Task)
+    assert (severe.priority, plain.priority) == ("asap", "urgent")
+    flags = [e for e in severe.extension if e.url == terminology.SEVERELY_OVERDUE_EXTENSION]
+    assert [e.valueBoolean for e in flags] == [True]
+    assert not [e for e in plain.extension if e.url == terminology.SEVERELY_OVERDUE_EXTENSION]
+
+
 def test_action_and_urgent_results_become_flags_pointing_at_the_result() -> None:
     for severity in (Severity.ACTION, Severity.URGENT):
         flag = build_resource(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +15,16 @@ from click.testing import CliRunner
 from fhir.resources.R4B.bundle import Bundle
 
 from hrm_fhir.cli import main
-from tests.builders import AS_OF, evaluate, observation, of_kind, patient, prescription, repeats
+from tests.builders import (
+    AS_OF,
+    evaluate,
+    observation,
+    of_kind,
+    patient,
+    prescription,
+    repeats,
+    rules,
+)
 
 MTX = "Methotrexate 2.5mg tablets"
 NEUT = "1022551000000104"
@@ -51,7 +62,7 @@ def test_evaluate_prints_the_json_contract(tmp_path: Path) -> None:
         "10*9/L",
         "action",
     )
-    assert oor["rule"] == "methotrexate@1"
+    assert oor["rule"] == rules().get("methotrexate").ref
     assert oor["source"].startswith("https://")
     assert any(e.startswith("Observation/") for e in oor["evidence"])
     overdue = next(f for f in doc["findings"] if f["kind"] == "overdue")
@@ -186,6 +197,7 @@ def test_rules_list_and_show_read_as_a_schedule() -> None:
     listing = _run("rules", "list").stdout
     assert "methotrexate@1" in listing
     assert "lithium@1" in listing
+    assert "from 2021-04-01" in listing, "each pack says from when it is in force"
     shown = _run("rules", "show", "methotrexate").stdout
     assert "every 2 weeks until 6 weeks" in shown
     assert "every 12 weeks thereafter" in shown
@@ -236,9 +248,51 @@ def test_evaluate_csv_writes_one_register_row_per_test(tmp_path: Path) -> None:
     result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "csv", str(tmp_path))
     assert result.exit_code == 0
     rows = result.stdout.splitlines()  # CRLF rows
-    assert rows[0] == "patient,drug_group,medication,matched_by,course_start,test,next_due"
+    assert rows[0] == (
+        "patient,drug_group,medication,matched_by,course_start,test,next_due,"
+        "monitored_elsewhere_by,review_on"
+    )
     assert sorted(row.split(",")[5] for row in rows[1:]) == ["fbc", "lft", "renal"]
     assert all(row.startswith("Patient/p1,methotrexate,MedicationRequest/") for row in rows[1:])
+    assert all(row.endswith(",,") for row in rows[1:]), "the practice monitors"
+
+
+def test_the_register_names_who_monitors_a_hospital_prescribed_drug(tmp_path: Path) -> None:
+    practice = _practice()
+    for resource in practice:
+        if resource["resourceType"] == "MedicationRequest":
+            resource["requester"] = {"display": "Rheumatology, Oakfield Hospital"}
+            resource["extension"] = [
+                {
+                    "url": "https://fhir.hl7.org.uk/StructureDefinition/"
+                    "Extension-UKCore-MedicationPrescribingOrganizationType",
+                    "valueCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "https://fhir.hl7.org.uk/CodeSystem/"
+                                "UKCore-MedicationPrescribingOrganizationType",
+                                "code": "prescribed-by-another-organisation",
+                            }
+                        ]
+                    },
+                }
+            ]
+    _write_ndjson(tmp_path / "export.ndjson", practice)
+    csv_run = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "csv", str(tmp_path))
+    rows = list(csv.DictReader(io.StringIO(csv_run.stdout)))
+    assert {row["monitored_elsewhere_by"] for row in rows} == {"Rheumatology, Oakfield Hospital"}
+    doc = json.loads(
+        _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "json", str(tmp_path)).stdout
+    )
+    [line] = doc["monitored"]
+    assert line["monitored_elsewhere"]["by"] == "Rheumatology, Oakfield Hospital"
+    kinds = {f["kind"] for f in doc["findings"]}
+    assert kinds.isdisjoint({"due", "overdue"}), "no routine monitoring"
+    assert "out_of_range" in kinds, "results that reach the practice are still read"
+    [ask] = [f for f in doc["findings"] if f["kind"] == "prescribing"]
+    assert ask["code"] == "shared-care-results-not-seen", "the old bloods: ask for the results"
+    summary = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "summary", str(tmp_path))
+    assert "(1 monitored elsewhere)" in summary.stdout
 
 
 def test_evaluate_summary_counts_the_register_and_the_unrecognised(tmp_path: Path) -> None:
@@ -265,7 +319,21 @@ def test_the_summary_puts_urgent_findings_first_with_the_patient_and_explains_ea
     )
     assert "10*9/L" not in out.stdout
     assert lines[-1] == (
-        "- 1 x unit 'furlongs' for neutrophils cannot be normalised: counted as done, never "
-        "compared with a threshold (e.g. Observation/odd)"
+        "- 1 x unit 'furlongs' for neutrophils cannot be read: not counted as the test done, "
+        "never compared with a threshold (an incomplete finding names it) (e.g. Observation/odd)"
     )
     assert lines[-2].startswith("SKIPPED: 1 resources or lines left out of the evaluation")
+
+
+def test_rules_show_prints_tolerances_and_rules_shared_care_the_codes() -> None:
+    shown = _run("rules", "show", "lithium").stdout
+    assert "severely overdue when a test has not been done on therapy for 3 months" in shown
+    assert "PINCER" in shown
+    opioid = _run("rules", "show", "opioid").stdout
+    assert "severely overdue: no tolerance in the reference (never graded severe)" in opioid
+    shared = _run("rules", "shared-care")
+    assert shared.exit_code == 0
+    assert "prescribed-by-another-organisation" in shared.stdout
+    assert "394828003" in shared.stdout
+    assert "none listed: a practice adds the codes its templates record" in shared.stdout
+    assert "[UNVERIFIED]" in shared.stdout

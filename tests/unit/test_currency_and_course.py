@@ -18,6 +18,7 @@ from tests.builders import (
     AS_OF,
     LOINC,
     assess,
+    baseline,
     bloods,
     evaluate,
     observation,
@@ -167,7 +168,7 @@ def test_a_long_running_active_request_is_not_cut_at_a_gap_in_issues() -> None:
     [review] = of_kind(result.findings, "overdue", "opioid")
     assert review.due_date == date(2016, 6, 1), "the review is due 3 months into the course"
     [row] = register_csv(result.register).splitlines()[1:]
-    assert row.split(",")[4:] == ["2016-03-01", "review", "2016-06-01"]
+    assert row.split(",")[4:] == ["2016-03-01", "review", "2016-06-01", "", ""]
 
 
 def test_an_established_methotrexate_course_is_not_treated_as_a_new_start_after_a_gap() -> None:
@@ -220,8 +221,11 @@ def test_adding_a_second_strength_is_a_dose_change() -> None:
 
 
 def test_warfarin_started_eight_weeks_ago_with_no_inr_is_overdue_from_its_first_due_date() -> None:
+    """With its baseline on record (a week before the start, the INR included), the first INR
+    of the initiation schedule is due two days after the start."""
     start = _ago(56)
-    result = assess([patient(), *repeats("Warfarin 3mg tablets", start, _ago(7), every_days=7)])
+    chain = repeats("Warfarin 3mg tablets", start, _ago(7), every_days=7)
+    result = assess([patient(), *chain, *baseline("warfarin", start - timedelta(days=7))])
     [overdue] = of_kind(result.findings, "overdue", "warfarin")
     assert overdue.due_date == start + timedelta(days=2)
     assert dict(result.register[0].next_due)["inr"] == start + timedelta(days=2)
@@ -241,7 +245,9 @@ def test_the_weekly_inr_phase_is_judged_on_the_day_of_the_last_inr(
 def test_lithium_started_ten_weeks_ago_with_no_level_is_overdue_a_week_after_the_start() -> None:
     start = _ago(70)
     chain = repeats("Lithium carbonate 400mg modified-release tablets", start, _ago(14))
-    [overdue] = of_kind(evaluate([patient(born="1970-01-01"), *chain]), "overdue", "lithium")
+    first = baseline("lithium", start - timedelta(days=3))
+    found = evaluate([patient(born="1970-01-01"), *chain, *first])
+    [overdue] = of_kind(found, "overdue", "lithium")
     assert overdue.due_date == start + timedelta(weeks=1)
 
 
@@ -252,7 +258,8 @@ def test_the_register_shows_the_real_course_start_and_first_due_dates(tmp_path: 
     """``evaluate --format json`` (``monitored``) and ``--format csv``, end to end."""
     warfarin_start = _ago(56)
     warfarin = repeats("Warfarin 3mg tablets", warfarin_start, _ago(7), every_days=7, pid="p2")
-    resources = [*_methadone_since_2016(), patient("p2"), *warfarin]
+    first = baseline("warfarin", warfarin_start - timedelta(days=7), pid="p2")
+    resources = [*_methadone_since_2016(), patient("p2"), *warfarin, *first]
     (tmp_path / "export.ndjson").write_bytes(b"\n".join(orjson.dumps(r) for r in resources))
     runner = CliRunner()
     args = ["evaluate", "--as-of", AS_OF.isoformat(), str(tmp_path)]
@@ -266,8 +273,8 @@ def test_the_register_shows_the_real_course_start_and_first_due_dates(tmp_path: 
     csv_out = runner.invoke(main, [*args, "--format", "csv"], catch_exceptions=False).stdout
     rows = {row.split(",")[0]: row.split(",")[4:] for row in csv_out.splitlines()[1:]}
     assert rows == {
-        "Patient/p1": ["2016-03-01", "review", "2016-06-01"],
-        "Patient/p2": [warfarin_start.isoformat(), "inr", first_inr],
+        "Patient/p1": ["2016-03-01", "review", "2016-06-01", "", ""],
+        "Patient/p2": [warfarin_start.isoformat(), "inr", first_inr, "", ""],
     }
 
 

@@ -166,7 +166,7 @@ def _finding(
         patient=f"Patient/{PID}",
         kind=FindingKind.OVERDUE,
         drug_group="methotrexate",
-        rule="methotrexate@1",
+        rule="methotrexate@2",
         check="bloods",
         severity=None,
         due_date=date(2026, 11, 20),
@@ -291,7 +291,7 @@ def test_the_schedule_names_the_pack_its_citations_the_therapy_and_the_tests(
     [applied] = pack.schedules
     assert (applied.drug_group, applied.rule, applied.current) == (
         "methotrexate",
-        "methotrexate@1",
+        rules().get("methotrexate").ref,
         True,
     )
     assert applied.approved_on == "", "the shipped packs are not clinically signed off"
@@ -305,8 +305,8 @@ def test_the_schedule_names_the_pack_its_citations_the_therapy_and_the_tests(
     assert unverified
     assert all(s.citation.url.startswith("https://") for s in applied.statements)
     done = {d.test: (d.last_done, d.observation) for d in applied.tests}
-    assert done["fbc"] == (AS_OF - timedelta(days=2), "Observation/neut-odd"), (
-        "a value whose unit cannot be normalised still shows the test done"
+    assert done["fbc"] == (AS_OF - timedelta(days=30), "Observation/fbc-recent"), (
+        "a value whose unit cannot be read does not show the test done"
     )
     assert done["renal"] == (AS_OF - timedelta(days=30), "Observation/egfr-recent"), (
         "the result after as-of does not count"

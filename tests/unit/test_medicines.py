@@ -236,7 +236,7 @@ def test_diamorphine_is_monitored_and_its_ome_is_reported_as_not_counted() -> No
 
 def test_every_shipped_code_resolves_to_one_ingredient_of_a_pack_or_class() -> None:
     products = rules().catalogue.products
-    assert len(products) > 600
+    assert len(products) > 15000  # distinct codes across the lists (15,731 shipped)
     ingredients = {i.name for p in rules().packs for i in p.ingredients}
     ingredients |= {i.name for c in rules().catalogue.classes.values() for i in c.ingredients}
     assert {p.ingredient for p in products.values()} <= ingredients
@@ -289,3 +289,124 @@ def test_an_unknown_ingredient_refuses_to_load() -> None:
     lists["lithium.csv"] += "321730000,Lithium carbonate 250mg tablets,unobtainium,\n"
     with pytest.raises(RuleDefinitionError, match="unobtainium"):
         build_rule_set(CATALOGUE, PACKS, lists)
+
+
+# ---------------------------------------------------------------- code lists: one probe per list
+
+# A product sent with only its dm+d code (mostly a brand's AMP) is recognised into the right
+# group and ingredient; the code must be in that list's file (so each list is probed).
+PROBES = [
+    ("lithium", "13947411000001104", "lithium", "lithium"),  # Priadel 400mg m/r (DE Pharma)
+    ("amiodarone", "5534411000001109", "amiodarone", "amiodarone"),  # Cordarone X 200
+    ("anticoagulants", "18614511000001103", "anticoagulant", "acenocoumarol"),  # Sinthrome 1mg
+    ("doacs", "29902111000001100", "doac", "edoxaban"),  # Lixiana 15mg
+    ("warfarin", "933311000001105", "warfarin", "warfarin"),  # Marevan 1mg (Advanz)
+    ("methotrexate", "15513411000001100", "methotrexate", "methotrexate"),  # Metoject 10mg
+    ("azathioprine", "906711000001106", "azathioprine", "azathioprine"),  # Imuran injection
+    ("sulfasalazine", "198211000001102", "sulfasalazine", "sulfasalazine"),  # Salazopyrin EN
+    ("leflunomide", "499111000001102", "leflunomide", "leflunomide"),  # Arava 10mg
+    ("mycophenolate", "8077811000001106", "mycophenolate", "mycophenolate"),  # Myfortic 360mg
+    ("gabapentinoids", "37517711000001103", "gabapentinoid", "pregabalin"),  # Lyrica 75mg
+    ("antipsychotics-first", "152111000001103", "antipsychotic", "haloperidol"),  # Haldol 5mg
+    ("antipsychotics-second", "486611000001101", "antipsychotic", "olanzapine"),  # Zyprexa 10mg
+    ("antipsychotics-depot", "19210611000001106", "antipsychotic", "paliperidone"),  # Xeplion
+    ("antipsychotics-depot", "3748011000001101", "antipsychotic", "haloperidol"),  # Haldol Dec
+    ("antipsychotics-depot", "178611000001106", "antipsychotic", "zuclopenthixol"),  # Clopixol
+    ("flupentixol", "2093211000001101", "antipsychotic", "flupentixol"),  # Fluanxol 500mcg
+    ("opioids-oral", "2891711000001108", "opioid", "oxycodone"),  # OxyContin 10mg
+    ("opioids-parenteral", "11590911000001102", "opioid", "diamorphine"),  # Diamorphine 10mg inj
+    ("opioids-rectal", "18511211000001109", "opioid", "codeine"),  # Codeine 10mg suppositories
+    ("opioids-buccal-nasal", "14948311000001105", "opioid", "fentanyl"),  # Abstral 100mcg
+    ("opioids-inhalation", "12237411000001109", "opioid", "diamorphine"),  # cigarettes
+    ("opioids-transdermal", "9089711000001102", "opioid", "fentanyl"),  # Durogesic DTrans 25
+    ("morphine", "3164311000001109", "opioid", "morphine"),  # Oramorph 10mg/5ml (Glenwood)
+    ("codeine", "232711000001100", "opioid", "codeine"),  # Kapake 30mg/500mg (Galen)
+    ("benzodiazepines", "4658511000001101", "benzodiazepine", "alprazolam"),  # Xanax 250mcg
+    ("benzodiazepines-gmsde", "32518811000001108", "benzodiazepine", "midazolam"),  # Buccolam
+    ("benzodiazepines-gmsde", "233611000001104", "benzodiazepine", "clonazepam"),  # Rivotril
+    ("benzodiazepines-gmsde", "929911000001107", "benzodiazepine", "clobazam"),  # Frisium
+    ("z-drugs", "3206111000001102", "z-drug", "zolpidem"),  # Stilnoct 5mg
+    ("trimethoprim", "426411000001109", "trimethoprim", "trimethoprim"),  # Monotrim 100mg
+    ("co-trimoxazole", "764411000001104", "trimethoprim", "co-trimoxazole"),  # Septrin Forte
+    ("verapamil", "540111000001108", "verapamil", "verapamil"),  # Securon SR 240mg (Mylan)
+    ("nsaids", "2911000001100", "nsaid", "diclofenac"),  # Voltarol 25mg (Novartis)
+    ("ace-inhibitors-arbs", "802311000001101", "ace-inhibitor", "ramipril"),  # Tritace 5mg
+    ("ace-inhibitors-arbs", "37361911000001105", "arb", "losartan"),  # Cozaar 50mg (CST)
+    ("diuretics", "930511000001105", "diuretic", "spironolactone"),  # Aldactone 25mg (Pfizer)
+    ("thiazides", "321811000001109", "diuretic", "indapamide"),  # Natrilix 2.5mg (Servier)
+]
+
+
+def _list_codes(list_id: str) -> set[str]:
+    from hrm_fhir.rules.registry import _code_list_files
+
+    code_list = rules().catalogue.code_lists[list_id]
+    lines = _code_list_files()[code_list.file].splitlines()[1:]
+    return {line.split(",", 1)[0] for line in lines if line}
+
+
+@pytest.mark.parametrize(("list_id", "code", "group", "ingredient"), PROBES)
+def test_a_product_known_only_by_its_dmd_code_is_recognised(
+    list_id: str, code: str, group: str, ingredient: str
+) -> None:
+    assert code in _list_codes(list_id)
+    found = recognise("", code)
+    assert found is not None, f"{code} ({list_id}) was not recognised"
+    assert (found.group, found.ingredient, found.method) == (group, ingredient, MatchMethod.CODE)
+
+
+def test_every_code_list_has_a_probe() -> None:
+    assert {p[0] for p in PROBES} == set(rules().catalogue.code_lists)
+
+
+def test_a_two_class_combination_is_recognised_as_the_first_class_in_catalogue_order() -> None:
+    # Tarka (verapamil + trandolapril) is in the PINCER ACE-inhibitor list: one code, one
+    # ingredient (docs/design.md), and verapamil's class comes before the ACE inhibitors.
+    found = recognise("", "3691211000001101")  # Tarka m/r capsules (Abbott)
+    assert found is not None
+    assert (found.group, found.ingredient) == ("verapamil", "verapamil")
+
+
+# Rows shipped per list: the source's rows less those rejected (each rejection is named in the
+# list's citation and in rules/README.md "Code lists"). A refresh that changes a count must say
+# why.
+ROWS = {
+    "lithium": 41,
+    "amiodarone": 170,
+    "anticoagulants": 217,
+    "doacs": 74,
+    "warfarin": 137,
+    "methotrexate": 330,
+    "azathioprine": 173,
+    "sulfasalazine": 53,
+    "leflunomide": 41,
+    "mycophenolate": 69,
+    "gabapentinoids": 675,
+    "antipsychotics-first": 502,
+    "antipsychotics-second": 1060,
+    "antipsychotics-depot": 87,
+    "flupentixol": 22,
+    "opioids-oral": 1302,
+    "opioids-parenteral": 375,
+    "opioids-rectal": 72,
+    "opioids-buccal-nasal": 93,
+    "opioids-inhalation": 22,
+    "opioids-transdermal": 159,
+    "morphine": 1446,
+    "codeine": 951,
+    "benzodiazepines": 488,
+    "benzodiazepines-gmsde": 3213,
+    "z-drugs": 96,
+    "trimethoprim": 83,
+    "co-trimoxazole": 44,
+    "verapamil": 94,
+    "nsaids": 1569,
+    "ace-inhibitors-arbs": 2498,
+    "diuretics": 802,
+    "thiazides": 226,
+}
+
+
+def test_each_code_list_ships_the_rows_counted_from_its_source() -> None:
+    assert {list_id: len(_list_codes(list_id)) for list_id in ROWS} == ROWS
+    assert set(ROWS) == set(rules().catalogue.code_lists)

@@ -49,9 +49,11 @@ def _one_reader(paths: list[Path]) -> tuple[bytes, list[tuple[str, str]]]:
         builder.add(origin, resource)
     records = builder.finish()
     engine = Engine.create(rules(), AS_OF)
-    findings = [f for key in sorted(records) for f in engine.evaluate(records[key])]
+    assessments = [engine.assess(records[key]) for key in sorted(records)]
+    findings = [f for a in assessments for f in a.findings]
     findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
-    skipped = sorted([*(Skipped(*p) for p in problems), *builder.skipped], key=astuple)
+    later = [s for a in assessments for s in a.later]
+    skipped = sorted([*(Skipped(*p) for p in problems), *builder.skipped, *later], key=astuple)
     run = EvaluationRun(AS_OF, findings, skipped, len(records))
     return _json(run), problems
 

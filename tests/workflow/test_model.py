@@ -196,9 +196,13 @@ def test_a_chase_is_due_this_week_when_it_falls_due_within_seven_days() -> None:
 
 
 def test_priority_puts_out_of_range_follow_ups_then_severely_overdue_first() -> None:
-    assert priority(out_of_range=True, days_overdue=0) is Priority.OUT_OF_RANGE
-    assert priority(out_of_range=False, days_overdue=28) is Priority.SEVERELY_OVERDUE
-    assert priority(out_of_range=False, days_overdue=3) is Priority.OVERDUE
-    assert priority(out_of_range=False, days_overdue=0) is Priority.DUE
+    def rank(out_of_range: bool, days: int, severe: bool) -> Priority:
+        return priority(out_of_range=out_of_range, days_overdue=days, severely_overdue=severe)
+
+    assert rank(True, 0, True) is Priority.OUT_OF_RANGE
+    assert rank(False, 3, True) is Priority.SEVERELY_OVERDUE, "the rule pack's grade, not days"
+    assert rank(False, 200, False) is Priority.OVERDUE, "no fixed number of days makes it severe"
+    assert rank(False, 3, False) is Priority.OVERDUE
+    assert rank(False, 0, False) is Priority.DUE
     ranks = [p.rank for p in Priority]
     assert ranks == sorted(ranks)
