@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -26,7 +27,7 @@ from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.config import Settings
-from hrm_fhir.domain import Finding, PatientRecord, PatientRef, RegisterEntry
+from hrm_fhir.domain import Finding, PatientRecord, PatientRef, RegisterEntry, Skipped
 from hrm_fhir.errors import HRMError
 from hrm_fhir.fetch import (
     MEDICATION_TYPES,
@@ -40,10 +41,12 @@ from hrm_fhir.fetch import (
     record_searches,
     uncoded_candidates,
 )
-from hrm_fhir.records import SweepMode, SweepStatus
+from hrm_fhir.offline import EvaluationRun, UnrecognisedKey, unrecognised_products
+from hrm_fhir.records import SweepMode, SweepStatus, WriteOutcome
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import MedicationIndex
+from hrm_fhir.summary import render_summary
 from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
 from hrm_fhir.workflow.service import route_exhausted_chases
 
@@ -72,6 +75,8 @@ class SweepSummary:
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
     plan: dict[str, object] | None = None
+    evaluation: EvaluationRun | None = None
+    """What the engine found, as ``evaluate`` reports it (for the readable summary)."""
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -205,8 +210,9 @@ def _sweep(
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
     engine = Engine.create(rules, summary.as_of, settings.due_window_days)
-    records, skipped = _records(rules, current.values())
+    records, skipped, unrecognised = _records(rules, current.values())
     findings: list[Finding] = []
+    register: list[RegisterEntry] = []
     contexts: dict[str, PatientContext] = {}
     monitored: dict[str, bytes] = {}
     later = 0
@@ -219,6 +225,7 @@ def _sweep(
         elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
         contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
         findings.extend(assessment.findings)
+        register.extend(assessment.register)
         later += len(assessment.later)
         if therapies and key in current:
             monitored[key] = current[key]
@@ -231,6 +238,15 @@ def _sweep(
     summary.skipped = len(skipped)
     summary.warnings = [*report.shortfalls, *engine.warnings(later)]
     summary.watermark = report.server_time
+    summary.evaluation = EvaluationRun(
+        as_of=summary.as_of,
+        findings=findings,
+        skipped=skipped,
+        patients=len(records),
+        monitored=register,
+        unrecognised=unrecognised_products(unrecognised),
+        warnings=summary.warnings,
+    )
     if summary.dry_run:
         summary.plan = work.to_json()
         summary.counts = Counts(
@@ -309,12 +325,12 @@ def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
 
 def _records(
     rules: RuleSet, bodies: Iterable[bytes]
-) -> tuple[dict[PatientRef, PatientRecord], list[Any]]:
+) -> tuple[dict[PatientRef, PatientRecord], list[Skipped], Counter[UnrecognisedKey]]:
     builder = RecordBuilder(rules.catalogue, rules.medicines())
     for body in bodies:
         for resource in orjson.loads(body):
             builder.add("server", resource)
-    return builder.finish(), builder.skipped
+    return builder.finish(), builder.skipped, builder.unrecognised
 
 
 def _take_lock(sessions: sessionmaker[Session], holder: str, clock: Callable[[], datetime]) -> None:
@@ -378,22 +394,27 @@ def _finish(
 
 
 def render_sweep(session: Session, summary: SweepSummary) -> str:
-    """The summary and every write the sweep made, one line each, for a person to read."""
+    """What the sweep wrote, in counts (with every write that failed), then what the engine found
+    as ``evaluate --format summary`` prints it: urgent findings first, with the patient."""
     counts = summary.counts
     lines = [
         f"sweep {summary.sweep_id} ({summary.mode}{', dry run' if summary.dry_run else ''}) "
         f"as of {summary.as_of.isoformat()}, scope {summary.scope}: {summary.patients} patients, "
         f"{summary.findings} findings",
-        f"created {counts.created}, updated {counts.updated}, closed {counts.closed}, "
-        f"unchanged {counts.unchanged}, errors {counts.errors}, skipped {summary.skipped}, "
-        f"{summary.duration_seconds:.1f} s",
-        *(f"warning: {w}" for w in summary.warnings),
+        f"{'would write' if summary.dry_run else 'wrote'}: created {counts.created}, "
+        f"updated {counts.updated}, closed {counts.closed}, unchanged {counts.unchanged}, "
+        f"errors {counts.errors}, skipped {summary.skipped}, {summary.duration_seconds:.1f} s",
+        # the evaluation's summary below says the warnings (as WARNING:) when there is one
+        *(f"warning: {w}" for w in summary.warnings if summary.evaluation is None),
     ]
     for write in store.sweep_writes(session, summary.sweep_id):
-        lines.append(
-            f"- {write.action.value:<7} {write.resource_type.value}/{write.resource_id} "
-            f"[{write.outcome.value}] {write.reason}"
-        )
+        if write.outcome is not WriteOutcome.OK:
+            lines.append(
+                f"- FAILED {write.action.value} {write.resource_type.value}/{write.resource_id} "
+                f"[{write.outcome.value}] {write.reason}"
+            )
+    if summary.evaluation is not None:
+        lines += ["", render_summary(summary.evaluation, heading=False)]
     return "\n".join(lines)
 
 
