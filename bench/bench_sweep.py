@@ -87,7 +87,7 @@ class Traffic:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     received: int = 0
     resources: int = 0
-    """Entries in the searchset Bundles the package parsed (``_search_bundle``)."""
+    """Entries in the searchset Bundles the package parsed (``_bundle``)."""
     last_search: str = "?"
 
     def snapshot(self) -> dict[str, Any]:
@@ -143,14 +143,14 @@ def install_counters() -> None:
 
     requests.Session.send = counting_send  # type: ignore[method-assign]
 
-    check = fhir_gateway._search_bundle
+    check = fhir_gateway._bundle
 
-    def counting_check(response: requests.Response, label: str) -> dict[str, Any]:
-        bundle = check(response, label)
+    def counting_check(response: requests.Response, label: str, kind: str) -> dict[str, Any]:
+        bundle = check(response, label, kind)
         TRAFFIC.resources += len(bundle.get("entry") or ())
         return bundle
 
-    fhir_gateway._search_bundle = counting_check
+    fhir_gateway._bundle = counting_check
 
 
 def traffic_since(before: dict[str, Any]) -> dict[str, Any]:

@@ -10,20 +10,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import patient_key
-from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.terminology import TAG
 
 Resource = dict[str, Any]
-CODES_PER_SEARCH = 10
 PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
 RECORD_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport")
+IDS_PER_SEARCH = 50
+"""Ids per ``_id`` search: HAPI resolves ids directly, not through a reference join."""
+OURS_TAG = f"{TAG}|hrm-fhir"
+"""The tag on every resource the service writes."""
+OPEN_TASK_STATUSES = "requested,received,accepted,ready,in-progress,on-hold"
+"""Task statuses still being worked (not completed, cancelled, failed, rejected or in error)."""
 
 
 @dataclass(frozen=True)
@@ -60,17 +64,6 @@ class FetchReport:
             self.server_time = value
 
 
-def monitored_codes(rules: RuleSet) -> list[str]:
-    """``system|code`` for every medication code in the packs (any version), sorted."""
-    codes = {
-        f"{code.system}|{code.code}"
-        for pack in rules.packs
-        for ingredient in pack.ingredients
-        for code in ingredient.codes
-    }
-    return sorted(codes)
-
-
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -89,62 +82,61 @@ def _search(
     return result.resources
 
 
-def _patients(resources: Iterable[Resource]) -> set[str]:
-    return {key for resource in resources if (key := patient_key(resource))}
-
-
-def prescribed_patients(
-    gateway: FHIRGateway, rules: RuleSet, scope: Scope, report: FetchReport, since: str | None
-) -> set[str]:
-    """Patients with a monitored prescription (changed since ``since`` when given)."""
-    found: set[str] = set()
-    for codes in _chunks(monitored_codes(rules), CODES_PER_SEARCH):
-        params = {
-            "code": ",".join(codes),
-            "_elements": "subject",
-            **scope.params("MedicationRequest"),
-        }
+def record_counts(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, since: str | None = None
+) -> dict[str, int]:
+    """How many resources of each record type are in scope (changed since ``since`` when
+    given): one ``_summary=count`` request per type, no resources transferred."""
+    counts: dict[str, int] = {}
+    for resource_type in RECORD_TYPES:
+        params = {**scope.params(resource_type), "_summary": "count", "_total": "accurate"}
         if since:
             params["_lastUpdated"] = f"gt{since}"
-        found |= _patients(_search(gateway, report, "MedicationRequest", params))
-    return found
-
-
-def uncoded_candidates(
-    gateway: FHIRGateway,
-    scope: Scope,
-    report: FetchReport,
-    is_monitored: Callable[[Resource], bool],
-    since: str | None,
-) -> set[str]:
-    """Patients whose prescriptions a code search cannot find: medication named only in text,
-    or held in a referenced Medication. Pages the prescriptions in scope with just the fields
-    needed and matches them locally (full reconciliation, and changes in incremental sweeps)."""
-    params = {
-        "_elements": "subject,medicationCodeableConcept,medicationReference",
-        **scope.params("MedicationRequest"),
-    }
-    if since:
-        params["_lastUpdated"] = f"gt{since}"
-    found: set[str] = set()
-    for resource in _search(gateway, report, "MedicationRequest", params):
-        key = patient_key(resource)
-        if key and ("medicationReference" in resource or is_monitored(resource)):
-            found.add(key)
-    return found
+        first = next(gateway.iter_pages(resource_type, params))
+        report.searches += 1
+        report.note_time((first.get("meta") or {}).get("lastUpdated"))
+        total = first.get("total")
+        counts[resource_type] = total if isinstance(total, int) else 0
+    return counts
 
 
 def changed_patients(
-    gateway: FHIRGateway, scope: Scope, report: FetchReport, since: str
+    gateway: FHIRGateway,
+    scope: Scope,
+    report: FetchReport,
+    since: str,
+    *,
+    types: Iterable[str],
+    known: set[str],
+    is_monitored: Callable[[Resource], bool],
 ) -> set[str]:
-    """Patients whose record (any of the types a sweep reads) changed since ``since``."""
+    """Patients to re-read after a change since ``since``: the ``known`` ones (monitored, or
+    with an open finding) whose record changed, and anyone with a changed prescription of a
+    monitored drug, matched locally by code or text, or held in a referenced Medication (no
+    code search can see those). One search per record type in ``types``, with just the fields
+    needed."""
     found: set[str] = set()
-    for resource_type in RECORD_TYPES:
+    for resource_type in types:
         params = {"_lastUpdated": f"gt{since}", **scope.params(resource_type)}
-        if resource_type != "Patient":
-            params["_elements"] = "subject"
-        found |= _patients(_search(gateway, report, resource_type, params))
+        params["_elements"] = _CHANGE_ELEMENTS[resource_type]
+        for resource in _search(gateway, report, resource_type, params):
+            key = patient_key(resource)
+            if key is None:
+                continue
+            if key in known or (
+                resource_type == "MedicationRequest"
+                and ("medicationReference" in resource or is_monitored(resource))
+            ):
+                found.add(key)
     return found
+
+
+_CHANGE_ELEMENTS = {
+    "Patient": "id",
+    "MedicationRequest": "subject,medicationCodeableConcept,medicationReference",
+    "Observation": "subject",
+    "DiagnosticReport": "subject",
+}
 
 
 def read_records(
@@ -152,19 +144,28 @@ def read_records(
     patients: Iterable[str],
     report: FetchReport,
     scope: Scope | None = None,
+    *,
+    in_scope: Mapping[str, int] | None = None,
 ) -> dict[str, list[Resource]]:
     """Every resource a rule may read, per patient, newest version of each resource only.
 
     Reads a few patients per search, or, when that would take more requests (a full sweep of a
     practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
+    ``in_scope`` is ``record_counts`` of the scope when the caller has it already.
     """
     wanted = sorted(set(patients))
-    chunked = 4 * -(-len(wanted) // PATIENTS_PER_SEARCH)
-    if scope is not None and wanted and _paged_requests(gateway, scope, report) < chunked:
-        searches = _scope_searches(scope)
-    else:
-        searches = _patient_searches(wanted)
-    return _collect(gateway, searches, report, set(wanted))
+    chunked = len(RECORD_TYPES) * -(-len(wanted) // PATIENTS_PER_SEARCH)
+    if scope is not None and wanted:
+        counts = in_scope if in_scope is not None else record_counts(gateway, scope, report)
+        if scope_pages(counts, gateway.page_size) < chunked:
+            return _collect(gateway, _scope_searches(scope), report, set(wanted))
+    return _collect(gateway, _patient_searches(wanted), report, set(wanted))
+
+
+def scope_pages(counts: Mapping[str, int], page_size: int) -> int:
+    """Page requests that reading every resource counted in ``counts`` takes (one at least per
+    type, for the empty last page)."""
+    return sum(max(1, -(-total // page_size)) for total in counts.values())
 
 
 def read_scope(
@@ -230,25 +231,38 @@ def _scope_searches(scope: Scope) -> Iterator[tuple[str, dict[str, str]]]:
     yield "DiagnosticReport", scope.params("DiagnosticReport")
 
 
-def _paged_requests(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> int:
-    """How many page requests reading every record type in scope would take."""
-    pages = 0
-    for resource_type in RECORD_TYPES:
-        params = {**scope.params(resource_type), "_summary": "count", "_total": "accurate"}
-        first = next(gateway.iter_pages(resource_type, params))
-        report.searches += 1
-        total = first.get("total")
-        pages += -(-total // gateway.page_size) if isinstance(total, int) and total else 1
-    return pages
-
-
-def our_resources(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> dict[str, Resource]:
-    """Every Task and Flag this service wrote in scope, as ``Type/id`` -> resource (by its tag)."""
+def our_open_resources(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport
+) -> dict[str, Resource]:
+    """The service's open Tasks and all its Flags in scope (R4 has no Flag ``status`` search
+    parameter), as ``Type/id`` -> resource, found in bulk by the service's tag."""
     found: dict[str, Resource] = {}
-    for resource_type in ("Task", "Flag"):
-        params = {"_tag": f"{TAG}|hrm-fhir", **scope.params(resource_type)}
+    searches: tuple[tuple[str, dict[str, str]], ...] = (
+        ("Task", {"status": OPEN_TASK_STATUSES}),
+        ("Flag", {}),
+    )
+    for resource_type, extra in searches:
+        params = {"_tag": OURS_TAG, **extra, **scope.params(resource_type)}
         for resource in _search(gateway, report, resource_type, params):
             found[f"{resource_type}/{resource['id']}"] = resource
+    return found
+
+
+def resources_by_id(
+    gateway: FHIRGateway, keys: Iterable[str], report: FetchReport
+) -> dict[str, Resource]:
+    """The resources named ``Type/id`` that the server holds (absent ones are left out), read
+    ``IDS_PER_SEARCH`` at a time with ``_id`` searches rather than one read each."""
+    by_type: dict[str, list[str]] = {}
+    for key in sorted(set(keys)):
+        resource_type, _, rid = key.partition("/")
+        by_type.setdefault(resource_type, []).append(rid)
+    found: dict[str, Resource] = {}
+    for resource_type, ids in by_type.items():
+        for group in _chunks(ids, IDS_PER_SEARCH):
+            params = {"_id": ",".join(group)}
+            for resource in _search(gateway, report, resource_type, params):
+                found[f"{resource_type}/{resource['id']}"] = resource
     return found
 
 

@@ -32,20 +32,24 @@ from hrm_fhir.fetch import (
     FetchReport,
     Scope,
     changed_patients,
-    our_resources,
-    prescribed_patients,
     read_records,
     read_scope,
-    uncoded_candidates,
+    record_counts,
+    resources_by_id,
 )
+from hrm_fhir.reconcile import check_server, keep_marker, new_marker_id
 from hrm_fhir.records import SweepMode, SweepStatus
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
-from hrm_fhir.workflow.service import route_exhausted_chases
+from hrm_fhir.workflow.service import exhausted_chases, route_exhausted_chases
 
 LOCK_TTL_SECONDS = 15 * 60
+FULL_READ_SHARE = 0.25
+"""An incremental sweep whose window holds at least this share of the resources in scope reads
+everything instead (measured in bench/bench_sweep.py: past it, finding and re-reading the
+changed patients costs more than paging the whole scope once)."""
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +70,10 @@ class SweepSummary:
     skipped: int = 0
     routed: int = 0
     """Tasks routed to the pharmacist because the chase ran out (the cadence's last step)."""
+    records_read: int = 0
+    """Patients whose records were read from the server this sweep (the rest from snapshots)."""
+    reset: bool = False
+    """The server was found reset or replaced, so the sweep reconciled in full."""
     duration_seconds: float = 0.0
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -83,6 +91,8 @@ class SweepSummary:
             **self.counts.as_dict(),
             "skipped": self.skipped,
             "routed_to_pharmacist": self.routed,
+            "records_read": self.records_read,
+            "reset": self.reset,
             "duration_seconds": round(self.duration_seconds, 3),
             "watermark": self.watermark,
             "warnings": self.warnings,
@@ -184,20 +194,21 @@ def _sweep(
     report = FetchReport()
     with sessions.begin() as session:
         snapshots = store.load_snapshots(session)
-        ledger_patients = {r.patient for r in store.open_findings(session)}
-    known = set(snapshots) | ledger_patients
-    since = (
-        None if is_full or cursor is None else _since(cursor, settings.watermark_overlap_seconds)
-    )
-    if since is None:
-        everyone = read_scope(gateway, scope, report)
-        wanted = _monitored(rules, everyone) | known
-        fetched = {patient: everyone.get(patient, []) for patient in wanted}
-    else:
-        wanted = prescribed_patients(gateway, rules, scope, report, since)
-        wanted |= uncoded_candidates(gateway, scope, report, _text_matcher(rules), since)
-        wanted |= changed_patients(gateway, scope, report, since) & known
-        fetched = read_records(gateway, wanted, report, scope)
+        open_records = store.open_findings(session)
+        marker = store.get_server_marker(session, scope.label)
+    server = check_server(gateway, scope, report, open_records, marker)
+    if server.reset is not None:
+        log.warning("FHIR server reset detected: reconciling in full")
+        summary.reset = True
+        summary.warnings.append(f"server reset detected ({server.reset}): reconciled in full")
+        _switch_to_full(sessions, summary)
+    known = set(snapshots) | {r.patient for r in open_records}
+    since = None if is_full or server.reset or cursor is None else cursor
+    fetched = _read(settings, gateway, rules, scope, report, known, since)
+    if fetched is None:  # so many changes that reading everything costs less
+        fetched = _read(settings, gateway, rules, scope, report, known, None)
+    assert fetched is not None  # noqa: S101 - a read without a watermark is always whole
+    summary.records_read = len(fetched)
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
@@ -215,23 +226,26 @@ def _sweep(
         findings.extend(engine.evaluate(record))
         if therapies and key in current:
             monitored[key] = current[key]
-    with sessions.begin() as session:
-        open_records = store.open_findings(session)
     desired = desired_resources(findings, summary.as_of, engine.window_days)
-    work = plan(desired, open_records, contexts, verify=summary.mode == "full")
+    unread = {d.key: i for i, d in desired.items() if d.key not in server.copies}
+    with sessions.begin() as session:
+        reopened = store.recorded_identifiers(session, unread.values())
+    server.copies.update(
+        resources_by_id(gateway, [k for k, i in unread.items() if i in reopened], report)
+    )
+    work = plan(desired, open_records, contexts, server.copies)
     summary.patients = len(records)
     summary.findings = len(findings)
     summary.skipped = len(skipped)
-    summary.warnings = report.shortfalls
+    summary.warnings += report.shortfalls
     summary.watermark = report.server_time
     if summary.dry_run:
         summary.plan = work.to_json()
-        summary.counts = Counts(
-            created=len(work.creates),
-            updated=len(work.updates),
-            closed=len(work.closes),
-            unchanged=work.unchanged,
-        )
+        summary.counts = work.counts()
+        moved = {c.resource_id for c in work.closes if c.resource_type.value == "Task"}
+        with sessions.begin() as session:
+            due = exhausted_chases(gateway, session, rules=rules, **_routing(settings, summary))
+        summary.routed = len([task for task in due if task.task_id not in moved])
         _finish(sessions, summary, clock, watermark=None)
         return
     practices: dict[str, str | None] = {
@@ -245,17 +259,10 @@ def _sweep(
         practice_of=lambda patient: practices.get(patient),
         clock=clock,
     )
-    server = our_resources(gateway, scope, report) if summary.mode == "full" else None
-    summary.counts = writer.apply(work, contexts, server)
+    summary.counts = writer.apply(work, contexts)
     with sessions.begin() as session:
         routed = route_exhausted_chases(
-            gateway,
-            session,
-            as_of=summary.as_of,
-            practice=settings.practice or None,
-            chase_interval_days=settings.chase_interval_days,
-            rules=rules,
-            now=clock(),
+            gateway, session, rules=rules, now=clock(), **_routing(settings, summary)
         )
     summary.routed = len(routed)
     dropped = {patient: b"" for patient in current if patient not in monitored}
@@ -267,7 +274,79 @@ def _sweep(
             store.set_cursor(
                 session, scope.label, report.server_time, sweep_id=summary.sweep_id, now=clock()
             )
+    if report.server_time and not summary.counts.errors and (marker is None or server.reset):
+        _keep_marker(sessions, gateway, scope, summary, marker)
     _finish(sessions, summary, clock, watermark=report.server_time)
+
+
+def _read(
+    settings: Settings,
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    scope: Scope,
+    report: FetchReport,
+    known: set[str],
+    cursor: str | None,
+) -> dict[str, list[dict[str, Any]]] | None:
+    """The records to evaluate afresh: everyone's in scope without a watermark, else those of
+    the patients whose records changed since it (None: the window holds so many changes that
+    reading everything costs less; see ``FULL_READ_SHARE``)."""
+    if cursor is None:
+        everyone = read_scope(gateway, scope, report)
+        wanted = _monitored(rules, everyone) | known
+        return {patient: everyone.get(patient, []) for patient in wanted}
+    since = _since(cursor, settings.watermark_overlap_seconds)
+    changed = record_counts(gateway, scope, report, since)
+    if not any(changed.values()):
+        return {}
+    in_scope = record_counts(gateway, scope, report)
+    if sum(changed.values()) >= FULL_READ_SHARE * sum(in_scope.values()):
+        log.info("the change window holds too many changes: reading everything in scope")
+        return None
+    wanted = changed_patients(
+        gateway,
+        scope,
+        report,
+        since,
+        types=[kind for kind, n in changed.items() if n],
+        known=known,
+        is_monitored=_text_matcher(rules),
+    )
+    return read_records(gateway, wanted, report, scope, in_scope=in_scope)
+
+
+def _switch_to_full(sessions: sessionmaker[Session], summary: SweepSummary) -> None:
+    """Record that this sweep reads everything in scope after all."""
+    summary.mode = SweepMode.FULL.value
+    with sessions.begin() as session:
+        record = store.get_sweep(session, summary.sweep_id)
+        assert record is not None  # noqa: S101 - created by run_sweep
+        record.mode = SweepMode.FULL
+
+
+def _routing(settings: Settings, summary: SweepSummary) -> dict[str, Any]:
+    return {
+        "as_of": summary.as_of,
+        "practice": settings.practice or None,
+        "chase_interval_days": settings.chase_interval_days,
+    }
+
+
+def _keep_marker(
+    sessions: sessionmaker[Session],
+    gateway: FHIRGateway,
+    scope: Scope,
+    summary: SweepSummary,
+    marker: str | None,
+) -> None:
+    """Write this ledger's marker on the server (again, after a reset) and record its id."""
+    marker = marker or new_marker_id()
+    problem = keep_marker(gateway, marker, scope, summary.as_of)
+    if problem is not None:
+        summary.warnings.append(problem)
+        return
+    with sessions.begin() as session:
+        store.set_server_marker(session, scope.label, marker)
 
 
 def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> set[str]:
@@ -371,8 +450,9 @@ def render_sweep(session: Session, summary: SweepSummary) -> str:
         f"sweep {summary.sweep_id} ({summary.mode}{', dry run' if summary.dry_run else ''}) "
         f"as of {summary.as_of.isoformat()}, scope {summary.scope}: {summary.patients} patients, "
         f"{summary.findings} findings",
-        f"created {counts.created}, updated {counts.updated}, closed {counts.closed}, "
-        f"unchanged {counts.unchanged}, errors {counts.errors}, skipped {summary.skipped}, "
+        f"created {counts.created}, repaired {counts.repaired}, updated {counts.updated}, "
+        f"closed {counts.closed}, unchanged {counts.unchanged}, errors {counts.errors}, "
+        f"skipped {summary.skipped}, "
         f"{summary.duration_seconds:.1f} s",
         *(f"warning: {w}" for w in summary.warnings),
     ]

@@ -331,7 +331,7 @@ def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: 
     assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
 
 
-def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
+def test_every_sweep_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     harness.sweep()
     [flag] = harness.ours("Flag", "lith")
@@ -339,10 +339,17 @@ def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harnes
     assert deleted.status_code in (200, 204)
     assert harness.ours("Flag", "lith") == []
     incremental = harness.sweep()
-    assert incremental.counts.created == 0, "the ledger is trusted between reconciliations"
-    full = harness.sweep(full=True)
-    assert full.counts.created == 1
+    assert incremental.mode == "incremental"
+    assert not incremental.reset, "one resource lost is a repair, not a reset"
+    assert (incremental.counts.repaired, incremental.counts.created) == (1, 0)
     assert [f["id"] for f in harness.ours("Flag", "lith")] == [flag["id"]]
+    with harness.sessions.begin() as session:
+        [write] = [
+            w for w in store.sweep_writes(session, incremental.sweep_id) if w.resource_id == flag["id"]
+        ]
+        assert write.reason == emit.REPAIR_REASON
+    full = harness.sweep(full=True)
+    assert (full.counts.repaired, full.counts.created, full.counts.updated) == (0, 0, 0)
 
 
 def test_a_full_reconciliation_over_unchanged_data_writes_nothing(harness: Harness) -> None:

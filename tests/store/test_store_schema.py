@@ -26,7 +26,7 @@ from hrm_fhir.db import (
 from hrm_fhir.records import Base, LockRecord, ResourceType, WriteAction, WriteOutcome
 from tests.store.examples import LONDON, NOW, start
 
-HEAD = "0002"
+HEAD = "0003"
 TABLES = {
     "sweeps",
     "findings",
