@@ -205,8 +205,9 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 def install_phase_timers() -> None:
     """Time what ``hrm_fhir.sweep`` calls, by replacing the names it looks up (bench only)."""
-    for name in ("prescribed_patients", "uncoded_candidates", "changed_patients", "read_records",
-                 "our_resources", "desired_resources", "plan", "_records"):  # fmt: skip
+    for name in ("check_server", "record_counts", "changed_patients", "read_records", "read_scope",
+                 "resources_by_id", "desired_resources", "plan", "_records", "exhausted_chases",
+                 "route_exhausted_chases", "_keep_marker"):  # fmt: skip
         if hasattr(sweep_module, name):  # the package changes; time what this version has
             setattr(sweep_module, name, _timed(name, getattr(sweep_module, name)))
     for name in ("load_snapshots", "save_snapshots", "open_findings"):

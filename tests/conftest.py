@@ -12,6 +12,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,25 +40,72 @@ def _reachable(base: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def fhir_base() -> Iterator[str]:
-    given = os.environ.get("HRM_TEST_FHIR_BASE_URL")
-    if given:
-        if not _reachable(given):
-            pytest.fail(f"HRM_TEST_FHIR_BASE_URL={given} does not answer GET /metadata")
-        yield given.rstrip("/")
-        return
-    port = os.environ.get("HRM_TEST_SANDBOX_PORT", "18321")
-    started = subprocess.run(
-        ["bash", str(RUN), "start", port], capture_output=True, text=True, timeout=1800, check=False
-    )
-    if started.returncode != 0:
-        pytest.fail(f"the HAPI sandbox did not start:\n{started.stderr[-3000:]}")
-    base = started.stdout.strip().splitlines()[-1]
-    try:
-        yield base
-    finally:
+@dataclass
+class Sandbox:
+    """The project's HAPI sandbox started through run.sh, which a test may restart (its data
+    is in memory, so a restart is a reset)."""
+
+    port: str
+    base: str = ""
+
+    def start(self) -> None:
+        started = subprocess.run(
+            ["bash", str(RUN), "start", self.port],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        if started.returncode != 0:
+            pytest.fail(f"the HAPI sandbox did not start:\n{started.stderr[-3000:]}")
+        self.base = started.stdout.strip().splitlines()[-1]
+
+    def stop(self) -> None:
         subprocess.run(["bash", str(RUN), "stop"], capture_output=True, timeout=120, check=False)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox | None]:
+    """The sandbox this session started; None when ``HRM_TEST_FHIR_BASE_URL`` names a server."""
+    if os.environ.get("HRM_TEST_FHIR_BASE_URL"):
+        yield None
+        return
+    own = Sandbox(os.environ.get("HRM_TEST_SANDBOX_PORT", "18321"))
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
+@pytest.fixture(scope="session")
+def fhir_base(sandbox: Sandbox | None) -> str:
+    if sandbox is not None:
+        return sandbox.base
+    given = os.environ["HRM_TEST_FHIR_BASE_URL"]
+    if not _reachable(given):
+        pytest.fail(f"HRM_TEST_FHIR_BASE_URL={given} does not answer GET /metadata")
+    return given.rstrip("/")
+
+
+@pytest.fixture
+def restartable(sandbox: Sandbox | None) -> Iterator[Sandbox]:
+    """A sandbox a test may restart: the session's own, or, when the session uses a server
+    given by ``HRM_TEST_FHIR_BASE_URL`` (never restarted), one started for the test on
+    ``HRM_TEST_RESTART_PORT`` (default 18322)."""
+    if sandbox is not None:
+        yield sandbox
+        return
+    own = Sandbox(os.environ.get("HRM_TEST_RESTART_PORT", "18322"))
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
 
 
 @pytest.fixture

@@ -61,29 +61,40 @@ class Practice:
 
 def starter(practice: Practice) -> list[Resource]:
     """Four patients: methotrexate bloods overdue, lithium toxic level, high-dose opioid, none."""
-    p = practice
+    return [practice.organization(), *_four(practice, "")]
+
+
+def several(practice: Practice, copies: int) -> list[Resource]:
+    """``copies`` times the starter's four patients (named ``mtx0``, ``lith0``... ``mtx1``...)."""
+    return [practice.organization(), *(r for n in range(copies) for r in _four(practice, str(n)))]
+
+
+def _four(p: Practice, n: str) -> list[Resource]:
     long_ago, recent = AS_OF - timedelta(days=700), AS_OF - timedelta(days=6)
     return [
-        p.organization(),
-        p.patient("mtx"),
+        p.patient(f"mtx{n}"),
         *p.repeats(
-            "mtx", "Methotrexate 2.5mg tablets", long_ago, recent, dosage="10mg once weekly"
+            f"mtx{n}", "Methotrexate 2.5mg tablets", long_ago, recent, dosage="10mg once weekly"
         ),
-        *p.bloods("mtx", AS_OF - timedelta(days=120)),
-        p.patient("lith", born="1970-05-05"),
+        *p.bloods(f"mtx{n}", AS_OF - timedelta(days=120)),
+        p.patient(f"lith{n}", born="1970-05-05"),
         *p.repeats(
-            "lith", "Lithium carbonate 400mg MR tablets", long_ago, recent, dosage="800mg at night"
+            f"lith{n}",
+            "Lithium carbonate 400mg MR tablets",
+            long_ago,
+            recent,
+            dosage="800mg at night",
         ),
-        p.result("lith", LITHIUM, 1.6, "mmol/L", AS_OF - timedelta(days=2)),
-        *p.bloods("lith", AS_OF - timedelta(days=30)),
-        p.patient("opioid"),
+        p.result(f"lith{n}", LITHIUM, 1.6, "mmol/L", AS_OF - timedelta(days=2)),
+        *p.bloods(f"lith{n}", AS_OF - timedelta(days=30)),
+        p.patient(f"opioid{n}"),
         *p.repeats(
-            "opioid",
+            f"opioid{n}",
             "Morphine sulfate 60mg modified-release tablets",
             long_ago,
             recent,
             dosage="60mg twice daily",
         ),
-        p.patient("statin"),
-        *p.repeats("statin", "Atorvastatin 20mg tablets", long_ago, recent),
+        p.patient(f"statin{n}"),
+        *p.repeats(f"statin{n}", "Atorvastatin 20mg tablets", long_ago, recent),
     ]

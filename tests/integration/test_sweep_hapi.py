@@ -6,14 +6,12 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology
 from hrm_fhir.adapters import store
@@ -21,63 +19,13 @@ from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.records import SweepStatus
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep import run_sweep
 from hrm_fhir.tasks import emit
 from tests.builders import rules
-from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
+from tests.integration.harness import Harness
+from tests.integration.practice import AS_OF, LITHIUM, Resource, starter
 
 pytestmark = pytest.mark.hapi
-
-
-class Harness:
-    """One test's practice, database and gateway."""
-
-    def __init__(self, base: str, run_id: str, db: Path, page_size: int = 200) -> None:
-        self.practice = Practice(run_id)
-        self.settings = Settings(
-            fhir_base_url=base,
-            database_url=f"sqlite:///{db}",
-            practice=self.practice.org,
-            page_size=page_size,
-        )
-        self.engine = init_db(self.settings.database_url)
-        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
-        self.gateway = FHIRGateway.from_settings(self.settings)
-
-    def upload(self, resources: list[Resource]) -> None:
-        entries = [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in resources
-        ]
-        reply = self.gateway.transaction(
-            {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        )
-        assert all(e["response"]["status"].startswith("2") for e in reply["entry"])
-
-    def sweep(self, **kw: Any) -> SweepSummary:
-        return run_sweep(
-            self.settings, self.sessions, self.gateway, rules(), as_of=kw.pop("as_of", AS_OF), **kw
-        )
-
-    def ours(self, kind: str, patient: str) -> list[Resource]:
-        """The service's Tasks or Flags for one patient, straight from the server."""
-        param = "patient" if kind == "Task" else "subject"
-        found = self.gateway.search(
-            kind,
-            {param: f"Patient/{self.practice.pid(patient)}", "_tag": f"{terminology.TAG}|hrm-fhir"},
-        )
-        return found.resources
-
-    def close(self) -> None:
-        self.gateway.close()
-        self.engine.dispose()
-
-
-@pytest.fixture
-def harness(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(fhir_base, run_id, tmp_path / "hrm.db")
-    yield h
-    h.close()
 
 
 def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness: Harness) -> None:
@@ -345,7 +293,9 @@ def test_every_sweep_recreates_a_resource_missing_from_the_server(harness: Harne
     assert [f["id"] for f in harness.ours("Flag", "lith")] == [flag["id"]]
     with harness.sessions.begin() as session:
         [write] = [
-            w for w in store.sweep_writes(session, incremental.sweep_id) if w.resource_id == flag["id"]
+            w
+            for w in store.sweep_writes(session, incremental.sweep_id)
+            if w.resource_id == flag["id"]
         ]
         assert write.reason == emit.REPAIR_REASON
     full = harness.sweep(full=True)

@@ -1,0 +1,198 @@
+"""The sweep trusts the server, not its memory: repairs, reset detection and dry runs that plan
+exactly what the real run does, against a real HAPI FHIR server."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from hrm_fhir import terminology
+from hrm_fhir.adapters import store
+from hrm_fhir.reconcile import MARKER_TYPE
+from hrm_fhir.records import WriteAction
+from hrm_fhir.sweep import SweepSummary
+from tests.conftest import Sandbox
+from tests.integration.harness import Harness
+from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, several, starter
+
+pytestmark = pytest.mark.hapi
+INR = "6301-6"
+
+
+def _warfarin(p: Practice, inr: float) -> list[Resource]:
+    chain = [
+        p.patient("warf"),
+        *p.repeats(
+            "warf", "Warfarin 3mg tablets", AS_OF - timedelta(days=600), AS_OF - timedelta(days=6)
+        ),
+        p.result("warf", INR, inr, "{INR}", AS_OF - timedelta(days=3)),
+    ]
+    chain[-1]["code"]["coding"][0]["system"] = terminology.LOINC
+    return chain
+
+
+def _urgent_flags(h: Harness) -> list[Resource]:
+    flags = h.ours("Flag", "lith") + h.ours("Flag", "warf")
+    return [f for f in flags if f["status"] == "active" and "URGENT" in f["code"]["text"]]
+
+
+def _delete(h: Harness, key: str) -> None:
+    deleted = requests.delete(f"{h.settings.fhir_base_url}/{key}", timeout=30)
+    assert deleted.status_code in (200, 204), key
+
+
+def _writes(h: Harness, summary: SweepSummary) -> dict[str, set[str]]:
+    """The sweep's successful writes by action, as ``Type/id``."""
+    out: dict[str, set[str]] = {}
+    with h.sessions.begin() as session:
+        for write in store.sweep_writes(session, summary.sweep_id):
+            if write.outcome.value == "ok":
+                key = f"{write.resource_type.value}/{write.resource_id}"
+                out.setdefault(write.action.value, set()).add(key)
+    return out
+
+
+def test_after_the_server_restarts_and_is_reloaded_a_plain_sweep_brings_the_urgent_flags_back(
+    restartable: Sandbox, run_id: str, tmp_path: Path
+) -> None:
+    h = Harness(restartable.base, run_id, tmp_path / "hrm.db")
+    try:
+        data = [*starter(h.practice), *_warfarin(h.practice, 8.4)]
+        h.upload(data)
+        first = h.sweep()
+        flags = sorted(f["id"] for f in _urgent_flags(h))
+        assert len(flags) == 2, "the INR 8.4 and lithium 1.6 Flags"
+        restartable.restart()
+        h.gateway.close()
+        h = Harness(restartable.base, run_id, tmp_path / "hrm.db")
+        h.upload(data)
+        assert _urgent_flags(h) == [], "the restarted server lost them"
+        plain = h.sweep()
+        assert plain.reset
+        assert plain.mode == "full"
+        assert any("server reset detected" in w for w in plain.warnings)
+        assert (plain.counts.repaired, plain.counts.created) == (first.findings, 0)
+        assert sorted(f["id"] for f in _urgent_flags(h)) == flags
+        again = h.sweep()
+        assert not again.reset
+        assert again.mode == "incremental"
+        assert (again.counts.created, again.counts.repaired, again.counts.updated) == (0, 0, 0)
+    finally:
+        h.close()
+
+
+def test_a_server_without_the_ledgers_marker_is_taken_as_reset_and_reconciled_in_full(
+    harness: Harness,
+) -> None:
+    harness.upload(starter(harness.practice))
+    harness.sweep()
+    scope = f"Organization/{harness.practice.org}"
+    with harness.sessions.begin() as session:
+        marker = store.get_server_marker(session, scope)
+    assert marker is not None
+    written = harness.gateway.read(MARKER_TYPE, marker)
+    assert written is not None
+    outcome = harness.gateway.validate(written)
+    assert [i for i in outcome.get("issue", []) if i["severity"] in ("error", "fatal")] == []
+    second = harness.sweep()
+    assert not second.reset
+    assert harness.gateway.read(MARKER_TYPE, marker) == written, "kept, not rewritten"
+    _delete(harness, f"{MARKER_TYPE}/{marker}")
+    third = harness.sweep()
+    assert third.reset
+    assert third.mode == "full"
+    assert third.counts.repaired == 0, "every Task and Flag is still there"
+    assert harness.gateway.read(MARKER_TYPE, marker) is not None, "written again"
+
+
+def test_a_server_holding_none_of_the_open_resources_is_taken_as_reset(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    first = harness.sweep()
+    with harness.sessions.begin() as session:
+        keys = [f"{f.resource_type.value}/{f.resource_id}" for f in store.open_findings(session)]
+    for key in keys:
+        _delete(harness, key)
+    summary = harness.sweep()
+    assert summary.reset
+    assert summary.mode == "full"
+    assert f"none of the {len(keys)} Tasks and Flags" in " ".join(summary.warnings)
+    assert summary.counts.repaired == first.findings == len(keys)
+
+
+def test_a_full_dry_run_right_after_a_full_sweep_plans_no_writes(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    harness.sweep(full=True)
+    plan = harness.sweep(full=True, dry_run=True)
+    assert plan.counts.as_dict() | {"unchanged": 0} == dict.fromkeys(plan.counts.as_dict(), 0)
+    assert plan.counts.unchanged == plan.findings
+
+
+def _changes(h: Harness) -> None:
+    """Every kind of write: a result arrives (the Task moves on), a lithium level falls (the Flag
+    goes inactive), an opioid is stopped (its Task is cancelled), a new patient (a new Task),
+    a Flag deleted on the server (repaired), a Task's description edited there (updated)."""
+    p = h.practice
+    chain = h.gateway.search("MedicationRequest", {"subject": f"Patient/{p.pid('opioid0')}"})
+    stopped = max(chain.resources, key=lambda r: str(r["authoredOn"]))
+    h.upload(
+        [
+            *p.bloods("mtx0", AS_OF - timedelta(days=1)),
+            p.result("lith0", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1)),
+            dict(stopped, status="stopped"),
+            p.patient("mtx9"),
+            *p.repeats(
+                "mtx9",
+                "Methotrexate 2.5mg tablets",
+                AS_OF - timedelta(days=400),
+                AS_OF - timedelta(days=9),
+                dosage="10mg weekly",
+            ),
+        ]
+    )
+    [flag] = h.ours("Flag", "lith1")
+    _delete(h, f"Flag/{flag['id']}")
+    [task] = [t for t in h.ours("Task", "mtx1") if t["status"] == "requested"]
+    task["description"] = "edited by hand"
+    h.gateway.update(task, if_match=task["meta"]["versionId"])
+
+
+@pytest.mark.parametrize(
+    ("full", "overlap", "path"),
+    [
+        (True, 300, "everything"),
+        (False, 0, "changed patients"),
+        (False, 300, "everything: the window holds the whole practice"),
+    ],
+)
+def test_a_dry_run_plans_exactly_what_the_next_real_run_does(
+    harness: Harness, full: bool, overlap: int, path: str
+) -> None:
+    harness.settings = dataclasses.replace(harness.settings, watermark_overlap_seconds=overlap)
+    harness.upload(several(harness.practice, 2))
+    harness.sweep()
+    _changes(harness)
+    planned = harness.sweep(full=full, dry_run=True)
+    real = harness.sweep(full=full)
+    assert planned.mode == real.mode == ("full" if full else "incremental")
+    assert planned.counts == real.counts
+    assert planned.routed == real.routed
+    assert real.counts.errors == 0
+    assert min(real.counts.created, real.counts.repaired, real.counts.updated) >= 1, path
+    assert real.counts.closed >= 3
+    assert planned.plan is not None
+    writes = _writes(harness, real)
+    assert set(planned.plan["create"]) | set(planned.plan["repair"]) == writes.get(  # type: ignore[arg-type]
+        WriteAction.CREATE.value, set()
+    )
+    closed = {c["resource"] for c in planned.plan["close"]}  # type: ignore[attr-defined]
+    assert closed == writes.get("cancel", set()) | writes.get("close", set()) | (
+        writes.get("update", set()) - set(planned.plan["update"])  # type: ignore[arg-type]
+    )
+    if path == "changed patients":
+        assert real.records_read == 4, "mtx0, lith0, opioid0 and the new mtx9"
+    else:
+        assert real.records_read == real.patients
