@@ -36,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,6 +65,8 @@ PAGE = 500
 MAX_PAGES_PER_SEARCH = 2_000
 """Bound on every bare paging loop (1,000,000 resources at 500 a page)."""
 AIM_RATIO = 1.5
+MONITORED_SHARE = 0.7
+"""About this share of the generated practice's patients are on a monitored drug."""
 FHIR_JSON = "application/fhir+json"
 BASELINE_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport", "Medication")
 MIB = 1024 * 1024
@@ -74,6 +77,10 @@ LABELS = {
     "reconcile": "full reconciliation",
     "incremental": "incremental (no changes)",
 }
+WINDOWS = ("empty", "small", "large")
+"""Change windows: none, then new results for ``--small`` and ``--large`` monitored patients."""
+HEIGHT = {"system": "http://loinc.org", "code": "8302-2", "display": "Body height"}
+"""A result no rule reads: a window of them changes what is read, never what is written."""
 
 
 # --- request accounting ----------------------------------------------------------------------
@@ -393,8 +400,10 @@ def one_run(
     server_pid: int | None,
     index: int,
     loaded_at: float | None,
+    window_sizes: dict[str, int],
 ) -> dict[str, Any]:
-    """Bare paging, then full, reconciliation and incremental sweeps on one fresh database.
+    """Bare paging, then full, reconciliation and incremental sweeps on one fresh database,
+    then each change window (an incremental sweep and a full one over the same data).
 
     ``loaded_at`` (monotonic) is when this process finished loading the server, if it did: the
     incremental sweep asks for changes since the reconciliation's server time minus the
@@ -427,9 +436,74 @@ def one_run(
                     time.sleep(wait)
             sweeps[name] = sweep_once(settings, gateway, rules, full, server_pid)
             _line(name, sweeps[name])
+        windows = {
+            label: change_window(settings, gateway, rules, server_pid, index, label, size)
+            for label, size in window_sizes.items()
+        }
     finally:
         gateway.close()
-    return {"baseline": baseline, **sweeps}
+    return {"baseline": baseline, **sweeps, "windows": windows}
+
+
+def monitored_patients(database_url: str) -> list[str]:
+    """The patients the sweep keeps snapshots of (on a monitored drug), in a fixed order."""
+    engine = init_db(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return sorted(store.load_snapshots(session))
+    finally:
+        engine.dispose()
+
+
+def lab_import(base: str, patients: list[str], tag: str) -> float:
+    """One new result (a height, which no rule reads) for each patient, in batches of 500;
+    the seconds it took."""
+    gateway = FHIRGateway(base, timeout=900, max_retries=2)
+    start = time.perf_counter()
+    try:
+        for first in range(0, len(patients), PAGE):
+            entries = []
+            for n, patient in enumerate(patients[first : first + PAGE], start=first):
+                rid = f"bench-{tag}-{n}"
+                entries.append({
+                    "resource": {
+                        "resourceType": "Observation", "id": rid, "status": "final",
+                        "code": {"coding": [HEIGHT]}, "subject": {"reference": patient},
+                        "effectiveDateTime": (AS_OF - timedelta(days=1)).isoformat(),
+                        "valueQuantity": {"value": 170, "unit": "cm", "code": "cm",
+                                          "system": "http://unitsofmeasure.org"},
+                    },
+                    "request": {"method": "PUT", "url": f"Observation/{rid}"},
+                })  # fmt: skip
+            reply = gateway.transaction({"resourceType": "Bundle", "type": "batch",
+                                         "entry": entries})  # fmt: skip
+            if not all(e["response"]["status"].startswith("2") for e in reply["entry"]):
+                sys.exit("lab import: the server refused a result")
+    finally:
+        gateway.close()
+    return time.perf_counter() - start
+
+
+def change_window(
+    settings: Settings,
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    server_pid: int | None,
+    index: int,
+    label: str,
+    size: int,
+) -> dict[str, Any]:
+    """New results for ``size`` monitored patients, then an incremental sweep and a full one
+    over the same data (same database), each timed."""
+    written = 0.0
+    if size:
+        patients = monitored_patients(settings.database_url)[:size]
+        written = lab_import(settings.fhir_base_url, patients, f"r{index}-{label}-{time.time_ns()}")
+    out: dict[str, Any] = {"size": size, "import_s": written}
+    for name, full in (("incremental", False), ("full", True)):
+        out[name] = sweep_once(settings, gateway, rules, full, server_pid)
+        _line(f"{label} window ({size}): {name}", out[name])
+    return out
 
 
 def profile_sweep(base: str, seed: int, rules: RuleSet, top: int = 30) -> str:
@@ -463,8 +537,9 @@ def _line(name: str, r: dict[str, Any]) -> None:
     extra = ""
     if "summary" in r:
         s = r["summary"]
-        extra = (f" | patients {s['patients']} findings {s['findings']} created {s['created']} "
-                 f"updated {s['updated']} closed {s['closed']} unchanged {s['unchanged']} "
+        extra = (f" | patients {s['patients']} read {s['records_read']} findings "
+                 f"{s['findings']} created {s['created']} repaired {s['repaired']} updated "
+                 f"{s['updated']} closed {s['closed']} unchanged {s['unchanged']} "
                  f"errors {s['errors']}")  # fmt: skip
     print(f"  {name}: {r['wall_s']:.1f} s, {r['traffic']['requests']} requests{extra}", flush=True)
 
@@ -498,6 +573,13 @@ def report(results: dict[str, Any]) -> None:
     print("\nratios (median wall over runs):")
     for name, ratio in results["ratios"].items():
         print(f"  {labels[name]} / bare paging: {ratio:.2f}x (aim <= {AIM_RATIO:g}x)")
+    print("\nchange windows (median wall over runs; ratios to bare paging of the same run):")
+    print(f"  {'window':<8}{'patients':>9}{'read':>7}{'incremental s':>15}{'full s':>8}"
+          f"{'incr/bare':>11}{'full/bare':>11}{'incr/full':>11}")  # fmt: skip
+    for label, w in results["windows"].items():
+        print(f"  {label:<8}{w['size']:>9}{w['records_read']:>7}{w['incremental_s']:>15.1f}"
+              f"{w['full_s']:>8.1f}{w['incremental_ratio']:>11.2f}{w['full_ratio']:>11.2f}"
+              f"{w['incremental_to_full']:>11.2f}")  # fmt: skip
     last = runs[-1]
     for name in names[1:]:
         s = last[name]["summary"]
@@ -536,7 +618,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", action="store_true",
                         help="also profile one more full sweep (cProfile, top 30)")  # fmt: skip
+    parser.add_argument(
+        "--small",
+        type=float,
+        default=0.01,
+        help="small window: this share of the monitored patients (default 1%%)",
+    )
+    parser.add_argument(
+        "--large",
+        type=float,
+        default=0.25,
+        help="large window: this share of the monitored patients (default 25%%)",
+    )
+    parser.add_argument(
+        "--full-read-share",
+        type=float,
+        default=None,
+        help="override hrm_fhir.sweep.FULL_READ_SHARE (1 never reads everything)",
+    )
     args = parser.parse_args()
+    if args.full_read_share is not None:
+        sweep_module.FULL_READ_SHARE = args.full_read_share
     if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
         sys.exit("--fhir-base must be on 127.0.0.1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -570,14 +672,19 @@ def main() -> None:
             results["load"] = load(base, folder / "ndjson", expected)
             loaded_at = time.monotonic()
             print(f"  loaded in {results['load']['wall_s']:.0f} s", flush=True)
+        monitored = round(args.patients * MONITORED_SHARE)
+        sizes = {"empty": 0, "small": max(2, round(args.small * monitored)),
+                 "large": max(4, round(args.large * monitored))}  # fmt: skip
+        results["full_read_share"] = sweep_module.FULL_READ_SHARE
         for index in range(1, args.runs + 1):
             print(f"run {index} of {args.runs}", flush=True)
-            results["runs"].append(one_run(base, args.seed, rules, pid, index, loaded_at))
+            results["runs"].append(one_run(base, args.seed, rules, pid, index, loaded_at, sizes))
         base_wall = statistics.median(r["baseline"]["wall_s"] for r in results["runs"])
         results["ratios"] = {
             name: statistics.median(r[name]["wall_s"] for r in results["runs"]) / base_wall
             for name in ("full", "reconcile", "incremental")
         }
+        results["windows"] = window_summary(results["runs"])
         results["aim_ratio"] = AIM_RATIO
         if args.profile:
             results["profile"] = profile_sweep(base, args.seed, rules)
@@ -586,6 +693,29 @@ def main() -> None:
     print(f"wrote {OUT / 'sweep-results.json'}")
     if args.profile:
         print(results["profile"])
+
+
+def window_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per change window: medians over runs and the ratios to bare paging of the same run."""
+    out: dict[str, dict[str, Any]] = {}
+    for label in WINDOWS:
+        incremental = [r["windows"][label]["incremental"]["wall_s"] for r in runs]
+        full = [r["windows"][label]["full"]["wall_s"] for r in runs]
+        bare = [r["baseline"]["wall_s"] for r in runs]
+        out[label] = {
+            "size": runs[0]["windows"][label]["size"],
+            "records_read": runs[-1]["windows"][label]["incremental"]["summary"]["records_read"],
+            "incremental_s": statistics.median(incremental),
+            "full_s": statistics.median(full),
+            "incremental_ratio": statistics.median(
+                i / b for i, b in zip(incremental, bare, strict=True)
+            ),
+            "full_ratio": statistics.median(f / b for f, b in zip(full, bare, strict=True)),
+            "incremental_to_full": statistics.median(
+                i / f for i, f in zip(incremental, full, strict=True)
+            ),
+        }
+    return out
 
 
 @contextmanager

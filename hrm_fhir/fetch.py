@@ -1,16 +1,19 @@
 """What a sweep reads from the FHIR server: narrow searches, deduplicated resources.
 
-- Patients on monitored drugs are found by prescription code, a few codes per search (never one
-  giant OR-list), optionally within one practice (chained on the patient's general practitioner).
-- Their records are then read a few patients at a time: Patient, MedicationRequest (with the
-  Medications they reference), Observation and DiagnosticReport.
-- An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
-  server's own clock minus an overlap) and re-reads only those patients.
+- A full read pages through each record type in scope once (Patient, MedicationRequest with
+  the Medications they reference, Observation, DiagnosticReport), optionally within one
+  practice (chained on the patient's general practitioner).
+- An incremental sweep first counts what changed since the watermark (``_lastUpdated=gt``, the
+  server's own clock minus an overlap; ``_summary=count``, no resources), then finds the changed
+  patients with one light search per changed type and re-reads their records twenty patients
+  per search (never a giant OR-list, integration guide C5).
+- The service's own Tasks and Flags are found in bulk by its tag, and any others it needs by
+  ``_id``, fifty per search: never one read per resource.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,28 +147,20 @@ def read_records(
     patients: Iterable[str],
     report: FetchReport,
     scope: Scope | None = None,
-    *,
-    in_scope: Mapping[str, int] | None = None,
 ) -> dict[str, list[Resource]]:
     """Every resource a rule may read, per patient, newest version of each resource only.
 
-    Reads a few patients per search, or, when that would take more requests (a full sweep of a
+    Reads a few patients per search, or, when that would take more requests (most of a
     practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
-    ``in_scope`` is ``record_counts`` of the scope when the caller has it already.
     """
     wanted = sorted(set(patients))
     chunked = len(RECORD_TYPES) * -(-len(wanted) // PATIENTS_PER_SEARCH)
     if scope is not None and wanted:
-        counts = in_scope if in_scope is not None else record_counts(gateway, scope, report)
-        if scope_pages(counts, gateway.page_size) < chunked:
+        counts = record_counts(gateway, scope, report)
+        pages = sum(max(1, -(-total // gateway.page_size)) for total in counts.values())
+        if pages < chunked:
             return _collect(gateway, _scope_searches(scope), report, set(wanted))
     return _collect(gateway, _patient_searches(wanted), report, set(wanted))
-
-
-def scope_pages(counts: Mapping[str, int], page_size: int) -> int:
-    """Page requests that reading every resource counted in ``counts`` takes (one at least per
-    type, for the empty last page)."""
-    return sum(max(1, -(-total // page_size)) for total in counts.values())
 
 
 def read_scope(

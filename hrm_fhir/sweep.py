@@ -195,7 +195,9 @@ def _sweep(
     with sessions.begin() as session:
         snapshots = store.load_snapshots(session)
         open_records = store.open_findings(session)
-        marker = store.get_server_marker(session, scope.label)
+        kept = store.poll_cursor(session, scope.label)
+        marker = kept.server_marker if kept else None
+        size = kept.scope_resources if kept else None
     server = check_server(gateway, scope, report, open_records, marker)
     if server.reset is not None:
         log.warning("FHIR server reset detected: reconciling in full")
@@ -204,10 +206,15 @@ def _sweep(
         _switch_to_full(sessions, summary)
     known = set(snapshots) | {r.patient for r in open_records}
     since = None if is_full or server.reset or cursor is None else cursor
-    fetched = _read(settings, gateway, rules, scope, report, known, since)
-    if fetched is None:  # so many changes that reading everything costs less
-        fetched = _read(settings, gateway, rules, scope, report, known, None)
-    assert fetched is not None  # noqa: S101 - a read without a watermark is always whole
+    fetched = None
+    if since is not None:
+        fetched = _read_changes(settings, gateway, rules, scope, report, known, since, size)
+    whole = None
+    if fetched is None:
+        before = report.resources
+        everyone = read_scope(gateway, scope, report)
+        whole = report.resources - before
+        fetched = {p: everyone.get(p, []) for p in _monitored(rules, everyone) | known}
     summary.records_read = len(fetched)
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
@@ -272,36 +279,40 @@ def _sweep(
         )
         if report.server_time and not summary.counts.errors:
             store.set_cursor(
-                session, scope.label, report.server_time, sweep_id=summary.sweep_id, now=clock()
+                session,
+                scope.label,
+                report.server_time,
+                sweep_id=summary.sweep_id,
+                now=clock(),
+                scope_resources=whole,
             )
     if report.server_time and not summary.counts.errors and (marker is None or server.reset):
         _keep_marker(sessions, gateway, scope, summary, marker)
     _finish(sessions, summary, clock, watermark=report.server_time)
 
 
-def _read(
+def _read_changes(
     settings: Settings,
     gateway: FHIRGateway,
     rules: RuleSet,
     scope: Scope,
     report: FetchReport,
     known: set[str],
-    cursor: str | None,
+    cursor: str,
+    size: int | None,
 ) -> dict[str, list[dict[str, Any]]] | None:
-    """The records to evaluate afresh: everyone's in scope without a watermark, else those of
-    the patients whose records changed since it (None: the window holds so many changes that
-    reading everything costs less; see ``FULL_READ_SHARE``)."""
-    if cursor is None:
-        everyone = read_scope(gateway, scope, report)
-        wanted = _monitored(rules, everyone) | known
-        return {patient: everyone.get(patient, []) for patient in wanted}
+    """The records of the patients whose records changed since the watermark (re-read a few
+    patients per search), or None when the window holds so many changes (``FULL_READ_SHARE``
+    of the ``size`` in scope, or of a fresh count) that reading everything costs less."""
     since = _since(cursor, settings.watermark_overlap_seconds)
     changed = record_counts(gateway, scope, report, since)
     if not any(changed.values()):
         return {}
-    in_scope = record_counts(gateway, scope, report)
-    if sum(changed.values()) >= FULL_READ_SHARE * sum(in_scope.values()):
-        log.info("the change window holds too many changes: reading everything in scope")
+    if size is None:
+        size = sum(record_counts(gateway, scope, report).values())
+    if sum(changed.values()) >= FULL_READ_SHARE * size:
+        log.info("the change window holds %d of about %d resources: reading everything",
+                 sum(changed.values()), size)  # fmt: skip
         return None
     wanted = changed_patients(
         gateway,
@@ -312,7 +323,7 @@ def _read(
         known=known,
         is_monitored=_text_matcher(rules),
     )
-    return read_records(gateway, wanted, report, scope, in_scope=in_scope)
+    return read_records(gateway, wanted, report)
 
 
 def _switch_to_full(sessions: sessionmaker[Session], summary: SweepSummary) -> None:

@@ -136,10 +136,22 @@ def get_cursor(session: Session, scope: str) -> str | None:
     return cursor.watermark if cursor is not None else None
 
 
+def poll_cursor(session: Session, scope: str) -> PollCursor | None:
+    """Everything the ledger keeps about ``scope`` between sweeps (watermark, marker, size)."""
+    return session.get(PollCursor, scope)
+
+
 def set_cursor(
-    session: Session, scope: str, watermark: str, *, sweep_id: int, now: datetime
+    session: Session,
+    scope: str,
+    watermark: str,
+    *,
+    sweep_id: int,
+    now: datetime,
+    scope_resources: int | None = None,
 ) -> PollCursor:
-    """Move ``scope``'s watermark; call it only once the sweep's writes are committed."""
+    """Move ``scope``'s watermark; call it only once the sweep's writes are committed.
+    ``scope_resources`` (when the sweep read the whole scope) replaces the recorded size."""
     cursor = session.get(PollCursor, scope)
     if cursor is None:
         cursor = PollCursor(scope=scope)
@@ -147,14 +159,10 @@ def set_cursor(
     cursor.watermark = watermark
     cursor.sweep_id = sweep_id
     cursor.updated_at = now
+    if scope_resources is not None:
+        cursor.scope_resources = scope_resources
     session.flush()
     return cursor
-
-
-def get_server_marker(session: Session, scope: str) -> str | None:
-    """The id of the marker this ledger keeps on the server for ``scope``, once written."""
-    cursor = session.get(PollCursor, scope)
-    return cursor.server_marker if cursor is not None else None
 
 
 def set_server_marker(session: Session, scope: str, marker: str) -> None:

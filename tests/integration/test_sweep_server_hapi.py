@@ -92,7 +92,8 @@ def test_a_server_without_the_ledgers_marker_is_taken_as_reset_and_reconciled_in
     harness.sweep()
     scope = f"Organization/{harness.practice.org}"
     with harness.sessions.begin() as session:
-        marker = store.get_server_marker(session, scope)
+        kept = store.poll_cursor(session, scope)
+        marker = kept.server_marker if kept else None
     assert marker is not None
     written = harness.gateway.read(MARKER_TYPE, marker)
     assert written is not None
