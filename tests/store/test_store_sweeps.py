@@ -211,8 +211,13 @@ def test_recorded_identifiers_are_those_with_a_ledger_row_open_or_closed(session
             now=NOW,
         )
     close_finding(
-        session, "hrm-closed", reason="drug stopped", status="cancelled", version_id="2",
-        sweep_id=sweep.id, now=NOW,
-    )  # fmt: skip
+        session,
+        "hrm-closed",
+        reason="drug stopped",
+        status="cancelled",
+        version_id="2",
+        sweep_id=sweep.id,
+        now=NOW,
+    )
     wanted = ["hrm-open", "hrm-closed", "hrm-never", *(f"hrm-x{n}" for n in range(1200))]
     assert recorded_identifiers(session, wanted) == {"hrm-open", "hrm-closed"}
