@@ -43,7 +43,7 @@ from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
-from hrm_fhir.workflow.service import exhausted_chases, route_exhausted_chases
+from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
 
 LOCK_TTL_SECONDS = 15 * 60
 FULL_READ_SHARE = 0.25
@@ -251,7 +251,7 @@ def _sweep(
         summary.counts = work.counts()
         moved = {c.resource_id for c in work.closes if c.resource_type.value == "Task"}
         with sessions.begin() as session:
-            due = exhausted_chases(gateway, session, rules=rules, **_routing(settings, summary))
+            due = _exhausted(gateway, session, settings, summary, rules)
         summary.routed = len([task for task in due if task.task_id not in moved])
         _finish(sessions, summary, clock, watermark=None)
         return
@@ -268,8 +268,13 @@ def _sweep(
     )
     summary.counts = writer.apply(work, contexts)
     with sessions.begin() as session:
+        due = _exhausted(gateway, session, settings, summary, rules)
         routed = route_exhausted_chases(
-            gateway, session, rules=rules, now=clock(), **_routing(settings, summary)
+            gateway,
+            session,
+            due,
+            chase_interval_days=settings.chase_interval_days,
+            now=clock(),
         )
     summary.routed = len(routed)
     dropped = {patient: b"" for patient in current if patient not in monitored}
@@ -335,12 +340,22 @@ def _switch_to_full(sessions: sessionmaker[Session], summary: SweepSummary) -> N
         record.mode = SweepMode.FULL
 
 
-def _routing(settings: Settings, summary: SweepSummary) -> dict[str, Any]:
-    return {
-        "as_of": summary.as_of,
-        "practice": settings.practice or None,
-        "chase_interval_days": settings.chase_interval_days,
-    }
+def _exhausted(
+    gateway: FHIRGateway,
+    session: Session,
+    settings: Settings,
+    summary: SweepSummary,
+    rules: RuleSet,
+) -> list[TaskSummary]:
+    """Tasks whose chase ran out, due to be routed to the pharmacist by this sweep."""
+    return exhausted_chases(
+        gateway,
+        session,
+        as_of=summary.as_of,
+        practice=settings.practice or None,
+        chase_interval_days=settings.chase_interval_days,
+        rules=rules,
+    )
 
 
 def _keep_marker(

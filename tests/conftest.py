@@ -12,6 +12,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,18 +69,24 @@ class Sandbox:
         self.start()
 
 
+@contextmanager
+def _running(port: str) -> Iterator[Sandbox]:
+    own = Sandbox(port)
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox | None]:
     """The sandbox this session started; None when ``HRM_TEST_FHIR_BASE_URL`` names a server."""
     if os.environ.get("HRM_TEST_FHIR_BASE_URL"):
         yield None
         return
-    own = Sandbox(os.environ.get("HRM_TEST_SANDBOX_PORT", "18321"))
-    own.start()
-    try:
+    with _running(os.environ.get("HRM_TEST_SANDBOX_PORT", "18321")) as own:
         yield own
-    finally:
-        own.stop()
 
 
 @pytest.fixture(scope="session")
@@ -100,12 +107,8 @@ def restartable(sandbox: Sandbox | None) -> Iterator[Sandbox]:
     if sandbox is not None:
         yield sandbox
         return
-    own = Sandbox(os.environ.get("HRM_TEST_RESTART_PORT", "18322"))
-    own.start()
-    try:
+    with _running(os.environ.get("HRM_TEST_RESTART_PORT", "18322")) as own:
         yield own
-    finally:
-        own.stop()
 
 
 @pytest.fixture

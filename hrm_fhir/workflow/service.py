@@ -1527,26 +1527,18 @@ def exhausted_chases(
 def route_exhausted_chases(
     gateway: FHIRGateway,
     session: Session,
+    due: Iterable[TaskSummary],
     *,
-    as_of: date,
-    practice: str | None = None,
     chase_interval_days: int = 14,
-    rules: RuleSet | None = None,
     now: datetime | None = None,
 ) -> list[ActionResult]:
-    """The cadence's last step, taken by the weekly sweep: every exhausted chase goes to the
-    pharmacist for a non-engagement decision. A Task someone changed meanwhile is left for the
-    next sweep."""
+    """The cadence's last step, taken by the weekly sweep: each exhausted chase
+    (``exhausted_chases``) goes to the pharmacist for a non-engagement decision. A Task someone
+    changed meanwhile is left for the next sweep."""
     routed: list[ActionResult] = []
-    for task in exhausted_chases(
-        gateway,
-        session,
-        as_of=as_of,
-        practice=practice,
-        chase_interval_days=chase_interval_days,
-        rules=rules,
-    ):
-        assert task.version is not None  # noqa: S101 - exhausted_chases keeps versioned Tasks
+    for task in due:
+        if task.version is None:
+            continue
         try:
             routed.append(
                 route_non_engagement(

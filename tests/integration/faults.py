@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +24,7 @@ from sqlalchemy import Engine, event
 
 from hrm_fhir import terminology
 from tests.integration.harness import Harness
-from tests.integration.practice import AS_OF, LITHIUM, Resource
+from tests.integration.practice import Resource
 
 FAULTS = ("429", "503", "drop-before", "drop-after", "slow")
 """429 with Retry-After and 503 (the request never reaches the server); the connection dropped
@@ -207,29 +206,3 @@ def differences(a: Harness, b: Harness) -> tuple[int, int]:
     """(missing, extra): resources twin ``a`` holds that ``b`` lacks, and the reverse."""
     left, right = fingerprints(a, ours(a)), fingerprints(b, ours(b))
     return sum((left - right).values()), sum((right - left).values())
-
-
-def change(h: Harness, copies: int) -> None:
-    """The second week, the same in each twin: for every other copy a blood result arrives, the
-    lithium level falls and the opioid is stopped; one new patient starts methotrexate."""
-    p = h.practice
-    resources: list[Resource] = []
-    for n in range(0, copies, 2):
-        chain = h.gateway.search("MedicationRequest", {"subject": f"Patient/{p.pid(f'opioid{n}')}"})
-        latest = max(chain.resources, key=lambda r: str(r["authoredOn"]))
-        resources += [
-            *p.bloods(f"mtx{n}", AS_OF - timedelta(days=1)),
-            p.result(f"lith{n}", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1)),
-            {k: v for k, v in latest.items() if k != "meta"} | {"status": "stopped"},
-        ]
-    resources += [
-        p.patient("new"),
-        *p.repeats(
-            "new",
-            "Methotrexate 2.5mg tablets",
-            AS_OF - timedelta(days=400),
-            AS_OF - timedelta(days=9),
-            dosage="10mg weekly",
-        ),
-    ]
-    h.upload(resources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.sweep import SweepSummary, run_sweep
 from tests.builders import rules
-from tests.integration.practice import AS_OF, Practice, Resource
+from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource
 
 
 class Harness:
@@ -58,3 +59,29 @@ class Harness:
     def close(self) -> None:
         self.gateway.close()
         self.engine.dispose()
+
+
+def a_week_of_changes(h: Harness, copies: int) -> None:
+    """The second week, the same in each twin: for every other copy a blood result arrives, the
+    lithium level falls and the opioid is stopped; one new patient starts methotrexate."""
+    p = h.practice
+    resources: list[Resource] = []
+    for n in range(0, copies, 2):
+        chain = h.gateway.search("MedicationRequest", {"subject": f"Patient/{p.pid(f'opioid{n}')}"})
+        latest = max(chain.resources, key=lambda r: str(r["authoredOn"]))
+        resources += [
+            *p.bloods(f"mtx{n}", AS_OF - timedelta(days=1)),
+            p.result(f"lith{n}", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1)),
+            {k: v for k, v in latest.items() if k != "meta"} | {"status": "stopped"},
+        ]
+    resources += [
+        p.patient("new"),
+        *p.repeats(
+            "new",
+            "Methotrexate 2.5mg tablets",
+            AS_OF - timedelta(days=400),
+            AS_OF - timedelta(days=9),
+            dosage="10mg weekly",
+        ),
+    ]
+    h.upload(resources)

@@ -24,15 +24,8 @@ from hrm_fhir.records import WriteOutcome
 from hrm_fhir.sweep import SweepSummary, run_sweep
 from hrm_fhir.tasks import emit
 from tests.builders import rules
-from tests.integration.faults import (
-    FaultProxy,
-    KillSwitch,
-    change,
-    differences,
-    duplicates,
-    ours,
-)
-from tests.integration.harness import Harness
+from tests.integration.faults import FaultProxy, KillSwitch, differences, duplicates, ours
+from tests.integration.harness import Harness, a_week_of_changes
 from tests.integration.practice import AS_OF, several
 
 pytestmark = pytest.mark.hapi
@@ -115,8 +108,8 @@ def test_kill_9_at_random_points_then_a_rerun_duplicates_nothing_and_misses_noth
     totals = {"runs": 0, "kills": 0, "duplicates": 0, "missing": 0}
     for phase in ("first sweep", "after a week of changes"):
         if phase != "first sweep":
-            change(a, COPIES)
-            change(b, COPIES)
+            a_week_of_changes(a, COPIES)
+            a_week_of_changes(b, COPIES)
         points = _counted_sweep(a)
         runs, kills = _killed_then_rerun(b, points, rng)
         doubled, missing = _assert_same(a, b)
@@ -164,8 +157,8 @@ def test_a_storm_of_429_503_drops_and_timeouts_loses_no_write_and_duplicates_non
     try:
         for phase in ("first sweep", "after a week of changes"):
             if phase != "first sweep":
-                change(a, COPIES)
-                change(b, COPIES)
+                a_week_of_changes(a, COPIES)
+                a_week_of_changes(b, COPIES)
             a.sweep()
             for _ in range(12):
                 attempts += 1

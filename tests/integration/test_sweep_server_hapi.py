@@ -16,8 +16,8 @@ from hrm_fhir.reconcile import MARKER_TYPE
 from hrm_fhir.records import WriteAction
 from hrm_fhir.sweep import SweepSummary
 from tests.conftest import Sandbox
-from tests.integration.harness import Harness
-from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, several, starter
+from tests.integration.harness import Harness, a_week_of_changes
+from tests.integration.practice import AS_OF, Practice, Resource, several, starter
 
 pytestmark = pytest.mark.hapi
 INR = "6301-6"
@@ -133,27 +133,11 @@ def test_a_full_dry_run_right_after_a_full_sweep_plans_no_writes(harness: Harnes
 
 
 def _changes(h: Harness) -> None:
-    """Every kind of write: a result arrives (the Task moves on), a lithium level falls (the Flag
-    goes inactive), an opioid is stopped (its Task is cancelled), a new patient (a new Task),
-    a Flag deleted on the server (repaired), a Task's description edited there (updated)."""
-    p = h.practice
-    chain = h.gateway.search("MedicationRequest", {"subject": f"Patient/{p.pid('opioid0')}"})
-    stopped = max(chain.resources, key=lambda r: str(r["authoredOn"]))
-    h.upload(
-        [
-            *p.bloods("mtx0", AS_OF - timedelta(days=1)),
-            p.result("lith0", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1)),
-            dict(stopped, status="stopped"),
-            p.patient("mtx9"),
-            *p.repeats(
-                "mtx9",
-                "Methotrexate 2.5mg tablets",
-                AS_OF - timedelta(days=400),
-                AS_OF - timedelta(days=9),
-                dosage="10mg weekly",
-            ),
-        ]
-    )
+    """Every kind of write: in copy 0 a result arrives (the Task moves on), the lithium level
+    falls (the Flag goes inactive) and the opioid is stopped (its Task is cancelled); a new
+    patient (a new Task); in copy 1 a Flag deleted on the server (repaired) and a Task's
+    description edited there (updated)."""
+    a_week_of_changes(h, 2)
     [flag] = h.ours("Flag", "lith1")
     _delete(h, f"Flag/{flag['id']}")
     [task] = [t for t in h.ours("Task", "mtx1") if t["status"] == "requested"]
@@ -194,6 +178,6 @@ def test_a_dry_run_plans_exactly_what_the_next_real_run_does(
         writes.get("update", set()) - set(planned.plan["update"])  # type: ignore[arg-type]
     )
     if path == "changed patients":
-        assert real.records_read == 4, "mtx0, lith0, opioid0 and the new mtx9"
+        assert real.records_read == 4, "mtx0, lith0, opioid0 and the new patient"
     else:
         assert real.records_read == real.patients
