@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,13 +154,22 @@ def read_records(
     practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
     """
     wanted = sorted(set(patients))
-    chunked = len(RECORD_TYPES) * -(-len(wanted) // PATIENTS_PER_SEARCH)
     if scope is not None and wanted:
-        counts = record_counts(gateway, scope, report)
-        pages = sum(max(1, -(-total // gateway.page_size)) for total in counts.values())
-        if pages < chunked:
+        pages = page_requests(record_counts(gateway, scope, report), gateway.page_size)
+        if pages < patient_searches(len(wanted)):
             return _collect(gateway, _scope_searches(scope), report, set(wanted))
     return _collect(gateway, _patient_searches(wanted), report, set(wanted))
+
+
+def patient_searches(patients: int) -> int:
+    """Requests that reading ``patients`` patients' records a few at a time takes."""
+    return len(RECORD_TYPES) * -(-patients // PATIENTS_PER_SEARCH)
+
+
+def page_requests(counts: Mapping[str, int], page_size: int) -> int:
+    """Requests that paging through the resources counted per type takes (one at least for
+    each type, whose last page tells that there is no more)."""
+    return sum(max(1, -(-total // page_size)) for total in counts.values())
 
 
 def read_scope(

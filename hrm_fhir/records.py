@@ -197,9 +197,9 @@ class PollCursor(Base):
     server_marker: Mapped[str | None] = mapped_column(String(64))
     """Id of the marker (a ``Basic``) this ledger keeps on the server for the scope; a server
     without it has been reset or replaced."""
-    scope_resources: Mapped[int | None]
-    """Resources read when the scope was last read whole: what an incremental sweep's change
-    window is measured against."""
+    scope_pages: Mapped[int | None]
+    """Page requests the last whole read of the scope took: what an incremental sweep weighs
+    re-reading its changed patients against."""
 
 
 class LockRecord(Base):

@@ -1,11 +1,22 @@
 """One sweep: read the FHIR server, evaluate, write back Tasks and Flags, record it all.
 
 The only place where the pure engine meets I/O for the live service. A sweep takes the database
-lock first (one sweeper at a time), reads what it needs (everything in scope on the first run
-or a full reconciliation; only what changed since the server-time watermark otherwise), keeps a
-snapshot of each monitored patient's record so that everyone is re-evaluated as time passes,
-plans the writes against the ledger, and applies them. The watermark and snapshots are saved
-only when the sweep completes, so an interrupted sweep is simply repeated.
+lock first (one sweeper at a time), then:
+
+1. checks the server (``reconcile.check_server``): the service's Tasks and Flags as the server
+   holds them, what the ledger holds open that is missing, and whether the server was reset
+   (then the sweep reconciles in full, whatever the watermark says);
+2. reads the records it needs: everything in scope on the first run, a full reconciliation or
+   a reset; otherwise it counts the changes since the server-time watermark and re-reads the
+   changed patients twenty per search, unless that would take as many requests as paging the
+   whole scope (the count recorded at the last whole read), when it reads everything once;
+3. evaluates every monitored patient (from a snapshot of each record, so that everyone is
+   re-evaluated as time passes) and plans the writes against the server's copies, so a dry run
+   plans what a real run does;
+4. applies them, routes exhausted chases, and saves snapshots, watermark and server marker.
+
+The watermark and snapshots are saved only when the sweep completes, so an interrupted sweep is
+simply repeated.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from hrm_fhir.fetch import (
     FetchReport,
     Scope,
     changed_patients,
+    page_requests,
+    patient_searches,
     read_records,
     read_scope,
     record_counts,
@@ -46,10 +59,6 @@ from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resource
 from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
 
 LOCK_TTL_SECONDS = 15 * 60
-FULL_READ_SHARE = 0.25
-"""An incremental sweep whose window holds at least this share of the resources in scope reads
-everything instead (measured in bench/bench_sweep.py: past it, finding and re-reading the
-changed patients costs more than paging the whole scope once)."""
 log = logging.getLogger(__name__)
 
 
@@ -197,7 +206,7 @@ def _sweep(
         open_records = store.open_findings(session)
         kept = store.poll_cursor(session, scope.label)
         marker = kept.server_marker if kept else None
-        size = kept.scope_resources if kept else None
+        scope_pages = kept.scope_pages if kept else None
     server = check_server(gateway, scope, report, open_records, marker)
     if server.reset is not None:
         log.warning("FHIR server reset detected: reconciling in full")
@@ -208,12 +217,12 @@ def _sweep(
     since = None if is_full or server.reset or cursor is None else cursor
     fetched = None
     if since is not None:
-        fetched = _read_changes(settings, gateway, rules, scope, report, known, since, size)
+        fetched = _read_changes(settings, gateway, rules, scope, report, known, since, scope_pages)
     whole = None
     if fetched is None:
-        before = report.resources
+        before = report.searches
         everyone = read_scope(gateway, scope, report)
-        whole = report.resources - before
+        whole = report.searches - before
         fetched = {p: everyone.get(p, []) for p in _monitored(rules, everyone) | known}
     summary.records_read = len(fetched)
     _renew(sessions, holder, clock)
@@ -289,7 +298,7 @@ def _sweep(
                 report.server_time,
                 sweep_id=summary.sweep_id,
                 now=clock(),
-                scope_resources=whole,
+                scope_pages=whole,
             )
     if report.server_time and not summary.counts.errors and (marker is None or server.reset):
         _keep_marker(sessions, gateway, scope, summary, marker)
@@ -304,29 +313,23 @@ def _read_changes(
     report: FetchReport,
     known: set[str],
     cursor: str,
-    size: int | None,
+    scope_pages: int | None,
 ) -> dict[str, list[dict[str, Any]]] | None:
-    """The records of the patients whose records changed since the watermark (re-read a few
-    patients per search), or None when the window holds so many changes (``FULL_READ_SHARE``
-    of the ``size`` in scope, or of a fresh count) that reading everything costs less."""
+    """The records of the patients whose records changed since the watermark, or None when
+    reading everything takes no more requests (see the module docstring)."""
     since = _since(cursor, settings.watermark_overlap_seconds)
     changed = record_counts(gateway, scope, report, since)
     if not any(changed.values()):
         return {}
-    if size is None:
-        size = sum(record_counts(gateway, scope, report).values())
-    if sum(changed.values()) >= FULL_READ_SHARE * size:
-        log.info("the change window holds %d of about %d resources: reading everything",
-                 sum(changed.values()), size)  # fmt: skip
+    if scope_pages is None:
+        scope_pages = page_requests(record_counts(gateway, scope, report), gateway.page_size)
+    types = [kind for kind, n in changed.items() if n]
+    finding = page_requests({kind: changed[kind] for kind in types}, gateway.page_size)
+    if finding + patient_searches(sum(changed.values())) >= scope_pages:
+        log.info("%d changes: reading everything in scope costs no more", sum(changed.values()))
         return None
     wanted = changed_patients(
-        gateway,
-        scope,
-        report,
-        since,
-        types=[kind for kind, n in changed.items() if n],
-        known=known,
-        is_monitored=_text_matcher(rules),
+        gateway, scope, report, since, types=types, known=known, is_monitored=_text_matcher(rules)
     )
     return read_records(gateway, wanted, report)
 

@@ -148,10 +148,10 @@ def set_cursor(
     *,
     sweep_id: int,
     now: datetime,
-    scope_resources: int | None = None,
+    scope_pages: int | None = None,
 ) -> PollCursor:
     """Move ``scope``'s watermark; call it only once the sweep's writes are committed.
-    ``scope_resources`` (when the sweep read the whole scope) replaces the recorded size."""
+    ``scope_pages`` (when the sweep read the whole scope) replaces the recorded cost of that."""
     cursor = session.get(PollCursor, scope)
     if cursor is None:
         cursor = PollCursor(scope=scope)
@@ -159,8 +159,8 @@ def set_cursor(
     cursor.watermark = watermark
     cursor.sweep_id = sweep_id
     cursor.updated_at = now
-    if scope_resources is not None:
-        cursor.scope_resources = scope_resources
+    if scope_pages is not None:
+        cursor.scope_pages = scope_pages
     session.flush()
     return cursor
 

@@ -146,38 +146,48 @@ def _changes(h: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    ("full", "overlap", "path"),
+    ("full", "overlap", "page_size", "path"),
     [
-        (True, 300, "everything"),
-        (False, 0, "changed patients"),
-        (False, 300, "everything: the window holds the whole practice"),
+        (True, 300, 200, "everything"),
+        (False, 0, 10, "changed patients: fewer requests than paging 10 at a time"),
+        (False, 300, 200, "everything: the window holds the whole practice"),
     ],
 )
 def test_a_dry_run_plans_exactly_what_the_next_real_run_does(
-    harness: Harness, full: bool, overlap: int, path: str
+    fhir_base: str,
+    run_id: str,
+    tmp_path: Path,
+    full: bool,
+    overlap: int,
+    page_size: int,
+    path: str,
 ) -> None:
-    harness.settings = dataclasses.replace(harness.settings, watermark_overlap_seconds=overlap)
-    harness.upload(several(harness.practice, 2))
-    harness.sweep()
-    _changes(harness)
-    planned = harness.sweep(full=full, dry_run=True)
-    real = harness.sweep(full=full)
-    assert planned.mode == real.mode == ("full" if full else "incremental")
-    assert planned.counts == real.counts
-    assert planned.routed == real.routed
-    assert real.counts.errors == 0
-    assert min(real.counts.created, real.counts.repaired, real.counts.updated) >= 1, path
-    assert real.counts.closed >= 3
-    assert planned.plan is not None
-    writes = _writes(harness, real)
-    assert set(planned.plan["create"]) | set(planned.plan["repair"]) == writes.get(  # type: ignore[arg-type]
-        WriteAction.CREATE.value, set()
-    )
-    closed = {c["resource"] for c in planned.plan["close"]}  # type: ignore[attr-defined]
-    assert closed == writes.get("cancel", set()) | writes.get("close", set()) | (
-        writes.get("update", set()) - set(planned.plan["update"])  # type: ignore[arg-type]
-    )
-    if path == "changed patients":
-        assert real.records_read == 4, "mtx0, lith0, opioid0 and the new patient"
-    else:
-        assert real.records_read == real.patients
+    harness = Harness(fhir_base, run_id, tmp_path / "hrm.db", page_size=page_size)
+    try:
+        harness.settings = dataclasses.replace(harness.settings, watermark_overlap_seconds=overlap)
+        harness.upload(several(harness.practice, 2))
+        harness.sweep()
+        _changes(harness)
+        planned = harness.sweep(full=full, dry_run=True)
+        real = harness.sweep(full=full)
+        assert planned.mode == real.mode == ("full" if full else "incremental")
+        assert planned.counts == real.counts
+        assert planned.routed == real.routed
+        assert real.counts.errors == 0
+        assert min(real.counts.created, real.counts.repaired, real.counts.updated) >= 1, path
+        assert real.counts.closed >= 3
+        assert planned.plan is not None
+        writes = _writes(harness, real)
+        assert set(planned.plan["create"]) | set(planned.plan["repair"]) == writes.get(  # type: ignore[arg-type]
+            WriteAction.CREATE.value, set()
+        )
+        closed = {c["resource"] for c in planned.plan["close"]}  # type: ignore[attr-defined]
+        assert closed == writes.get("cancel", set()) | writes.get("close", set()) | (
+            writes.get("update", set()) - set(planned.plan["update"])  # type: ignore[arg-type]
+        )
+        if path.startswith("changed patients"):
+            assert real.records_read == 4, "mtx0, lith0, opioid0 and the new patient"
+        else:
+            assert real.records_read == real.patients
+    finally:
+        harness.close()

@@ -180,18 +180,14 @@ def test_the_scope_keeps_its_marker_and_size_until_a_whole_read_replaces_the_siz
     first = start(session)
     with pytest.raises(LookupError):
         set_server_marker(session, "all", "hrm-marker-1")
-    set_cursor(
-        session, "all", "2026-07-06T05:59:58Z", sweep_id=first.id, now=NOW, scope_resources=90
-    )
+    set_cursor(session, "all", "2026-07-06T05:59:58Z", sweep_id=first.id, now=NOW, scope_pages=90)
     set_server_marker(session, "all", "hrm-marker-1")
     set_cursor(session, "all", "2026-07-13T05:59:58Z", sweep_id=first.id, now=NOW)
     kept = poll_cursor(session, "all")
     assert kept is not None
-    assert (kept.server_marker, kept.scope_resources) == ("hrm-marker-1", 90)
-    set_cursor(
-        session, "all", "2026-07-20T05:59:58Z", sweep_id=first.id, now=NOW, scope_resources=95
-    )
-    assert (kept.server_marker, kept.scope_resources) == ("hrm-marker-1", 95)
+    assert (kept.server_marker, kept.scope_pages) == ("hrm-marker-1", 90)
+    set_cursor(session, "all", "2026-07-20T05:59:58Z", sweep_id=first.id, now=NOW, scope_pages=95)
+    assert (kept.server_marker, kept.scope_pages) == ("hrm-marker-1", 95)
     assert poll_cursor(session, "Organization/gp1") is None
 
 

@@ -23,12 +23,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("repaired", sa.Integer(), nullable=False, server_default="0"))
     with op.batch_alter_table("poll_cursors") as batch:
         batch.add_column(sa.Column("server_marker", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("scope_resources", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("scope_pages", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("poll_cursors") as batch:
-        batch.drop_column("scope_resources")
+        batch.drop_column("scope_pages")
         batch.drop_column("server_marker")
     with op.batch_alter_table("sweeps") as batch:
         batch.drop_column("repaired")
