@@ -28,7 +28,7 @@ from typing import Any
 
 from hrm_fhir import terminology as t
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.errors import FHIRCapabilityError, FHIRError
+from hrm_fhir.errors import FHIRCapabilityError, FHIRError, FHIRFatalError
 from hrm_fhir.fetch import FetchReport, Scope, our_open_resources, resources_by_id
 from hrm_fhir.records import FindingRecord
 
@@ -48,6 +48,7 @@ class ServerState:
     """Resources the ledger holds open that the server does not hold."""
     reset: str | None
     """Why the server looks reset or replaced; None when it is the server the ledger knows."""
+    warnings: list[str]
 
 
 def ledger_key(record: FindingRecord) -> str:
@@ -67,12 +68,17 @@ def check_server(
     expected = {ledger_key(record) for record in open_records}
     copies.update(resources_by_id(gateway, expected - copies.keys(), report))
     missing = expected - copies.keys()
-    reset = None
-    if marker is not None and gateway.read(MARKER_TYPE, marker) is None:
+    reset, warnings = None, []
+    try:
+        lost = marker is not None and gateway.read(MARKER_TYPE, marker) is None
+    except FHIRFatalError as exc:
+        lost = False
+        warnings.append(f"the server marker could not be read (HTTP {exc.status})")
+    if lost:
         reset = f"the server no longer holds this ledger's marker {MARKER_TYPE}/{marker}"
     elif expected and missing == expected:
         reset = f"none of the {len(expected)} Tasks and Flags the ledger holds open is on it"
-    return ServerState(copies, missing, reset)
+    return ServerState(copies, missing, reset, warnings)
 
 
 def new_marker_id() -> str:

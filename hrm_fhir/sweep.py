@@ -208,6 +208,7 @@ def _sweep(
         marker = kept.server_marker if kept else None
         scope_pages = kept.scope_pages if kept else None
     server = check_server(gateway, scope, report, open_records, marker)
+    summary.warnings += server.warnings
     if server.reset is not None:
         log.warning("FHIR server reset detected: reconciling in full")
         summary.reset = True
