@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -51,11 +51,11 @@ from hrm_fhir.fetch import (
     resources_by_id,
 )
 from hrm_fhir.reconcile import check_server, keep_marker, new_marker_id
-from hrm_fhir.records import SweepMode, SweepStatus
+from hrm_fhir.records import ResourceType, SweepMode, SweepStatus
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import MedicationIndex
-from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
+from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
 from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
 
 LOCK_TTL_SECONDS = 15 * 60
@@ -229,44 +229,26 @@ def _sweep(
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
-    engine = Engine.create(rules, summary.as_of, settings.due_window_days)
-    records, skipped = _records(rules, current.values())
-    findings: list[Finding] = []
-    contexts: dict[str, PatientContext] = {}
-    monitored: dict[str, bytes] = {}
-    for key in sorted(records):
-        record = records[key]
-        therapies = engine.therapies(record)
-        groups = frozenset(g for g, th in therapies.items() if th.current)
-        alive = record.patient is None or record.patient.is_alive_on(summary.as_of)
-        contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
-        findings.extend(engine.evaluate(record))
-        if therapies and key in current:
-            monitored[key] = current[key]
-    desired = desired_resources(findings, summary.as_of, engine.window_days)
-    unread = {d.key: i for i, d in desired.items() if d.key not in server.copies}
-    with sessions.begin() as session:
-        reopened = store.recorded_identifiers(session, unread.values())
-    server.copies.update(
-        resources_by_id(gateway, [k for k, i in unread.items() if i in reopened], report)
-    )
-    work = plan(desired, open_records, contexts, server.copies)
-    summary.patients = len(records)
-    summary.findings = len(findings)
-    summary.skipped = len(skipped)
+    found = _evaluate(rules, settings, summary.as_of, current)
+    desired = desired_resources(found.findings, summary.as_of, found.window_days)
+    _read_reopened(sessions, gateway, report, desired, server.copies)
+    work = plan(desired, open_records, found.contexts, server.copies)
+    summary.patients = len(found.records)
+    summary.findings = len(found.findings)
+    summary.skipped = len(found.skipped)
     summary.warnings += report.shortfalls
     summary.watermark = report.server_time
     if summary.dry_run:
         summary.plan = work.to_json()
         summary.counts = work.counts()
-        moved = {c.resource_id for c in work.closes if c.resource_type.value == "Task"}
+        moved = {c.resource_id for c in work.closes if c.resource_type is ResourceType.TASK}
         with sessions.begin() as session:
             due = _exhausted(gateway, session, settings, summary, rules)
         summary.routed = len([task for task in due if task.task_id not in moved])
         _finish(sessions, summary, clock, watermark=None)
         return
     practices: dict[str, str | None] = {
-        key: r.patient.practice if r.patient else None for key, r in records.items()
+        key: r.patient.practice if r.patient else None for key, r in found.records.items()
     }
     writer = Writer(
         gateway,
@@ -276,23 +258,20 @@ def _sweep(
         practice_of=lambda patient: practices.get(patient),
         clock=clock,
     )
-    summary.counts = writer.apply(work, contexts)
+    summary.counts = writer.apply(work, found.contexts)
     with sessions.begin() as session:
         due = _exhausted(gateway, session, settings, summary, rules)
         routed = route_exhausted_chases(
-            gateway,
-            session,
-            due,
-            chase_interval_days=settings.chase_interval_days,
-            now=clock(),
+            gateway, session, due, chase_interval_days=settings.chase_interval_days, now=clock()
         )
     summary.routed = len(routed)
-    dropped = {patient: b"" for patient in current if patient not in monitored}
+    dropped = {patient: b"" for patient in current if patient not in found.monitored}
+    completed = bool(report.server_time) and not summary.counts.errors
     with sessions.begin() as session:
         store.save_snapshots(
-            session, {**monitored, **dropped}, sweep_id=summary.sweep_id, now=clock()
+            session, {**found.monitored, **dropped}, sweep_id=summary.sweep_id, now=clock()
         )
-        if report.server_time and not summary.counts.errors:
+        if completed and report.server_time:
             store.set_cursor(
                 session,
                 scope.label,
@@ -301,9 +280,55 @@ def _sweep(
                 now=clock(),
                 scope_pages=whole,
             )
-    if report.server_time and not summary.counts.errors and (marker is None or server.reset):
+    if completed and (marker is None or server.reset):
         _keep_marker(sessions, gateway, scope, summary, marker)
     _finish(sessions, summary, clock, watermark=report.server_time)
+
+
+@dataclass
+class _Evaluation:
+    records: dict[PatientRef, PatientRecord]
+    skipped: list[Any]
+    findings: list[Finding]
+    contexts: dict[str, PatientContext]
+    monitored: dict[str, bytes]
+    """The snapshot of every patient on a monitored drug, to keep for the next sweep."""
+    window_days: int
+
+
+def _evaluate(
+    rules: RuleSet, settings: Settings, as_of: date, current: dict[str, bytes]
+) -> _Evaluation:
+    """Every patient's findings, and what closing a finding needs to know about them."""
+    engine = Engine.create(rules, as_of, settings.due_window_days)
+    records, skipped = _records(rules, current.values())
+    out = _Evaluation(records, skipped, [], {}, {}, engine.window_days)
+    for key in sorted(records):
+        record = records[key]
+        therapies = engine.therapies(record)
+        groups = frozenset(g for g, th in therapies.items() if th.current)
+        alive = record.patient is None or record.patient.is_alive_on(as_of)
+        out.contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
+        out.findings.extend(engine.evaluate(record))
+        if therapies and key in current:
+            out.monitored[key] = current[key]
+    return out
+
+
+def _read_reopened(
+    sessions: sessionmaker[Session],
+    gateway: FHIRGateway,
+    report: FetchReport,
+    desired: Mapping[str, Desired],
+    copies: dict[str, dict[str, Any]],
+) -> None:
+    """Add the server copies of wanted resources the server check did not read whose finding
+    the ledger closed before (a finding that holds again keeps its resource and the workflow
+    fields on it); any other identifier it did not read is new to the server."""
+    unread = {d.key: identifier for identifier, d in desired.items() if d.key not in copies}
+    with sessions.begin() as session:
+        reopened = store.recorded_identifiers(session, unread.values())
+    copies.update(resources_by_id(gateway, [k for k, i in unread.items() if i in reopened], report))
 
 
 def _read_changes(
