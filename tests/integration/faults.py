@@ -36,10 +36,19 @@ _PASSED_BACK = ("Content-Type", "Content-Encoding", "ETag", "Location", "Content
 
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream`` that answers a share ``rate`` of
-    requests with one of ``FAULTS``, drawn from a seeded generator in arrival order. The Host
-    header is passed through, so the server's links point at the proxy."""
+    requests with one of ``FAULTS``, drawn from a seeded generator in arrival order; the first
+    request of each method in ``first`` gets the fault named there. The Host header is passed
+    through, so the server's links point at the proxy."""
 
-    def __init__(self, upstream: str, *, seed: int, rate: float, slow_seconds: float) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        seed: int,
+        rate: float,
+        slow_seconds: float,
+        first: dict[str, str] | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rate = rate
@@ -48,6 +57,7 @@ class FaultProxy:
         self.on_writes: Counter[str] = Counter()
         """Faults injected into PUTs and POSTs (the ones that could lose or double a write)."""
         self.requests = 0
+        self._first = dict(first or {})
         self._random = random.Random(seed)  # noqa: S311 - a seeded test schedule
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -59,9 +69,11 @@ class FaultProxy:
     def draw(self, method: str) -> str | None:
         with self._lock:
             self.requests += 1
-            if self._random.random() >= self.rate:
-                return None
-            fault = self._random.choice(FAULTS)
+            fault = self._first.pop(method, None)
+            if fault is None:
+                if self._random.random() >= self.rate:
+                    return None
+                fault = self._random.choice(FAULTS)
             self.injected[fault] += 1
             if method in ("PUT", "POST"):
                 self.on_writes[fault] += 1
