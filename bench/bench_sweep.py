@@ -514,13 +514,13 @@ def change_window(
 @contextmanager
 def changed_path_forced() -> Iterator[None]:
     """Make the incremental sweep re-read its changed patients whatever paging would cost (to
-    measure the path the sweep decides against): the re-reads look free."""
-    real = sweep_module.patient_searches  # type: ignore[attr-defined]
-    setattr(sweep_module, "patient_searches", lambda patients: 0)  # noqa: B010 - bench only
+    measure the path the sweep decides against): no window is too large for it."""
+    real = sweep_module.batch_limit  # type: ignore[attr-defined]
+    setattr(sweep_module, "batch_limit", lambda scope_pages: 10**9)  # noqa: B010 - bench only
     try:
         yield
     finally:
-        setattr(sweep_module, "patient_searches", real)  # noqa: B010
+        setattr(sweep_module, "batch_limit", real)  # noqa: B010
 
 
 def profile_sweep(base: str, seed: int, rules: RuleSet, top: int = 30) -> str:

@@ -3,10 +3,10 @@
 - A full read pages through each record type in scope once (Patient, MedicationRequest with
   the Medications they reference, Observation, DiagnosticReport), optionally within one
   practice (chained on the patient's general practitioner).
-- An incremental sweep first counts what changed since the watermark (``_lastUpdated=gt``, the
-  server's own clock minus an overlap; ``_summary=count``, no resources), then finds the changed
-  patients with one light search per changed type and re-reads their records twenty patients
-  per search (never a giant OR-list, integration guide C5).
+- An incremental sweep finds the patients whose records changed since the watermark
+  (``_lastUpdated=gt``, the server's own clock minus an overlap) with one light search per
+  record type, and re-reads their records twenty patients per search (never a giant OR-list,
+  integration guide C5), unless there are so many that paging the whole scope costs less.
 - The service's own Tasks and Flags are found in bulk by its tag, and any others it needs by
   ``_id``, fifty per search: never one read per resource.
 """
@@ -24,6 +24,10 @@ from hrm_fhir.terminology import TAG
 Resource = dict[str, Any]
 PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
+BATCH_SEARCH_COST = 0.5
+"""What a search for twenty patients' records costs against a page of the scope, as a sweep
+weighs them: measured 0.3 with pages of 500 at 20,000 patients (bench/README.md); counted as
+half, which errs towards paging, also with smaller pages."""
 RECORD_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport")
 IDS_PER_SEARCH = 50
 """Ids per ``_id`` search: HAPI resolves ids directly, not through a reference join."""
@@ -109,29 +113,43 @@ def changed_patients(
     report: FetchReport,
     since: str,
     *,
-    types: Iterable[str],
     known: set[str],
     is_monitored: Callable[[Resource], bool],
-) -> set[str]:
+    limit: int,
+) -> set[str] | None:
     """Patients to re-read after a change since ``since``: the ``known`` ones (monitored, or
     with an open finding) whose record changed, and anyone with a changed prescription of a
     monitored drug, matched locally by code or text, or held in a referenced Medication (no
-    code search can see those). One search per record type in ``types``, with just the fields
-    needed."""
+    code search can see those). One search per record type with just the fields needed, paged;
+    None, without asking for more pages, as soon as more than ``limit`` patients are found."""
     found: set[str] = set()
-    for resource_type in types:
+    for resource_type in RECORD_TYPES:
         params = {"_lastUpdated": f"gt{since}", **scope.params(resource_type)}
         params["_elements"] = _CHANGE_ELEMENTS[resource_type]
-        for resource in _search(gateway, report, resource_type, params):
-            key = patient_key(resource)
-            if key is None:
-                continue
-            if key in known or (
-                resource_type == "MedicationRequest"
-                and ("medicationReference" in resource or is_monitored(resource))
-            ):
-                found.add(key)
+        for page in gateway.iter_pages(resource_type, params):
+            report.searches += 1
+            report.note_time((page.get("meta") or {}).get("lastUpdated"))
+            for entry in page.get("entry") or ():
+                resource = entry["resource"]
+                key = patient_key(resource)
+                if key is not None and (
+                    key in known
+                    or (
+                        resource_type == "MedicationRequest"
+                        and ("medicationReference" in resource or is_monitored(resource))
+                    )
+                ):
+                    found.add(key)
+            if len(found) > limit:
+                return None
     return found
+
+
+def batch_limit(scope_pages: int) -> int:
+    """The most patients whose records cost less to read twenty per search (four searches a
+    group) than paging through the scope once (``scope_pages`` requests)."""
+    searches = int(scope_pages / BATCH_SEARCH_COST) - 1
+    return max(0, searches // len(RECORD_TYPES)) * PATIENTS_PER_SEARCH
 
 
 _CHANGE_ELEMENTS = {
@@ -150,20 +168,15 @@ def read_records(
 ) -> dict[str, list[Resource]]:
     """Every resource a rule may read, per patient, newest version of each resource only.
 
-    Reads a few patients per search, or, when that would take more requests (most of a
+    Reads a few patients per search, or, when that would cost more (``batch_limit``: most of a
     practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
     """
     wanted = sorted(set(patients))
     if scope is not None and wanted:
         pages = page_requests(record_counts(gateway, scope, report), gateway.page_size)
-        if pages < patient_searches(len(wanted)):
+        if len(wanted) > batch_limit(pages):
             return _collect(gateway, _scope_searches(scope), report, set(wanted))
     return _collect(gateway, _patient_searches(wanted), report, set(wanted))
-
-
-def patient_searches(patients: int) -> int:
-    """Requests that reading ``patients`` patients' records a few at a time takes."""
-    return len(RECORD_TYPES) * -(-patients // PATIENTS_PER_SEARCH)
 
 
 def page_requests(counts: Mapping[str, int], page_size: int) -> int:

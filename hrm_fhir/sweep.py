@@ -7,9 +7,10 @@ lock first (one sweeper at a time), then:
    holds them, what the ledger holds open that is missing, and whether the server was reset
    (then the sweep reconciles in full, whatever the watermark says);
 2. reads the records it needs: everything in scope on the first run, a full reconciliation or
-   a reset; otherwise it counts the changes since the server-time watermark and re-reads the
-   changed patients twenty per search, unless that would take as many requests as paging the
-   whole scope (the count recorded at the last whole read), when it reads everything once;
+   a reset; otherwise it finds the patients whose records changed since the server-time
+   watermark and re-reads them twenty per search, unless there are so many that this would
+   cost more than paging the whole scope (``fetch.batch_limit`` of the page requests recorded
+   at the last whole read): then it stops looking and reads everything once;
 3. evaluates every monitored patient (from a snapshot of each record, so that everyone is
    re-evaluated as time passes) and plans the writes against the server's copies, so a dry run
    plans what a real run does;
@@ -42,9 +43,9 @@ from hrm_fhir.errors import HRMError
 from hrm_fhir.fetch import (
     FetchReport,
     Scope,
+    batch_limit,
     changed_patients,
     page_requests,
-    patient_searches,
     read_records,
     read_scope,
     record_counts,
@@ -341,22 +342,18 @@ def _read_changes(
     cursor: str,
     scope_pages: int | None,
 ) -> dict[str, list[dict[str, Any]]] | None:
-    """The records of the patients whose records changed since the watermark, or None when
-    reading everything takes no more requests (see the module docstring)."""
-    since = _since(cursor, settings.watermark_overlap_seconds)
-    changed = record_counts(gateway, scope, report, since)
-    if not any(changed.values()):
-        return {}
+    """The records of the patients whose records changed since the watermark, or None as soon
+    as there are so many that paging the whole scope costs less (see the module docstring)."""
     if scope_pages is None:
         scope_pages = page_requests(record_counts(gateway, scope, report), gateway.page_size)
-    types = [kind for kind, n in changed.items() if n]
-    finding = page_requests({kind: changed[kind] for kind in types}, gateway.page_size)
-    if finding + patient_searches(sum(changed.values())) >= scope_pages:
-        log.info("%d changes: reading everything in scope costs no more", sum(changed.values()))
-        return None
+    limit = batch_limit(scope_pages)
+    since = _since(cursor, settings.watermark_overlap_seconds)
     wanted = changed_patients(
-        gateway, scope, report, since, types=types, known=known, is_monitored=_text_matcher(rules)
+        gateway, scope, report, since, known=known, is_monitored=_text_matcher(rules), limit=limit
     )
+    if wanted is None:
+        log.info("more than %d patients changed: reading everything in scope", limit)
+        return None
     return read_records(gateway, wanted, report)
 
 

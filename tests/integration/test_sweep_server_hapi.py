@@ -146,11 +146,11 @@ def _changes(h: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    ("full", "overlap", "page_size", "path"),
+    ("full", "overlap", "copies", "path"),
     [
-        (True, 300, 200, "everything"),
-        (False, 0, 10, "changed patients: fewer requests than paging 10 at a time"),
-        (False, 300, 200, "everything: the window holds the whole practice"),
+        (True, 300, 2, "everything"),
+        (False, 0, 2, "changed patients: four of nine"),
+        (False, 300, 6, "everything: 25 patients changed, more than 20 cost less to page"),
     ],
 )
 def test_a_dry_run_plans_exactly_what_the_next_real_run_does(
@@ -159,13 +159,13 @@ def test_a_dry_run_plans_exactly_what_the_next_real_run_does(
     tmp_path: Path,
     full: bool,
     overlap: int,
-    page_size: int,
+    copies: int,
     path: str,
 ) -> None:
-    harness = Harness(fhir_base, run_id, tmp_path / "hrm.db", page_size=page_size)
+    harness = Harness(fhir_base, run_id, tmp_path / "hrm.db")
     try:
         harness.settings = dataclasses.replace(harness.settings, watermark_overlap_seconds=overlap)
-        harness.upload(several(harness.practice, 2))
+        harness.upload(several(harness.practice, copies))
         harness.sweep()
         _changes(harness)
         planned = harness.sweep(full=full, dry_run=True)
