@@ -2,8 +2,11 @@
 server for the integration and browser tests (``fhir_base``, ``run_id``).
 
 ``HRM_TEST_FHIR_BASE_URL`` points the tests at any running server; otherwise the project's own
-sandbox (sandbox/hapi, built from Maven Central) is started for the session and stopped after.
-Either way an unreachable server fails the run: these tests never skip.
+sandbox (sandbox/hapi, built from Maven Central) is started for the session on
+``HRM_TEST_SANDBOX_PORT`` and stopped after. Either way an unreachable server fails the run:
+these tests never skip. A test that must restart its server (``restartable``) restarts the
+session's own sandbox, or, with a given server, starts one of its own on
+``HRM_TEST_RESTART_PORT`` (run.sh keeps one sandbox per checkout, so none may be running then).
 """
 
 from __future__ import annotations
