@@ -26,8 +26,9 @@ PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
 BATCH_SEARCH_COST = 0.5
 """What a search for twenty patients' records costs against a page of the scope, as a sweep
-weighs them: measured 0.3 with pages of 500 at 20,000 patients (bench/README.md); counted as
-half, which errs towards paging, also with smaller pages."""
+weighs them: measured 0.15 to 0.3 on the local sandbox with pages of 500 at 20,000 patients
+(bench/README.md); counted as half, which errs towards paging with smaller pages too and with a
+server far away, whose round trip adds the same to both."""
 RECORD_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport")
 IDS_PER_SEARCH = 50
 """Ids per ``_id`` search: HAPI resolves ids directly, not through a reference join."""
