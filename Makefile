@@ -7,7 +7,7 @@ AS_OF ?= 2026-11-27
 SANDBOX_PORT ?= 8080
 FHIR_BASE ?= http://127.0.0.1:$(SANDBOX_PORT)/fhir
 
-.PHONY: run evaluate test lint typecheck unit chromium pango practice bench bench-report bench-sweep sandbox-stop clean
+.PHONY: run evaluate test lint typecheck unit chromium pango postgresql practice bench bench-report bench-sweep sandbox-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ evaluate: $(STAMP)
 	$(BIN)/hrm-fhir evaluate --as-of $(AS_OF) --format summary fixtures/practice/ndjson
 
 ## Lint, format check, strict type check and the whole test suite.
-test: chromium pango lint typecheck unit
+test: chromium pango postgresql lint typecheck unit
 
 ## The browser tests (tests/browser) drive Debian's Chromium through Playwright: install it when missing.
 CHROMIUM := /usr/bin/chromium
@@ -46,6 +46,16 @@ pango:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0; \
+	fi
+
+## The database tests run on SQLite and on a throwaway PostgreSQL cluster that the suite starts
+## with Debian's binaries (tests/databases.py): install the postgresql package when missing.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing postgresql (apt-get) for the database tests"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends postgresql; \
 	fi
 
 lint: $(STAMP)

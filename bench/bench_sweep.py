@@ -5,8 +5,9 @@ starts a private HAPI sandbox on 127.0.0.1 (unless --fhir-base names a running o
 practice's NDJSON into it when it is not there yet, then, per run:
 
 - **bare paging**: a plain ``requests`` loop that pages through what a sweep reads (Patient,
-  MedicationRequest, Observation, DiagnosticReport in the practice scope, Medication unscoped)
-  with ``_count=500``, parsing each page with ``orjson`` and nothing else;
+  MedicationRequest, MedicationStatement, Observation, DiagnosticReport and the rules' extra
+  searches (``fetch.record_searches``) in the practice scope, Medication unscoped) with
+  ``_count=500``, parsing each page with ``orjson`` and nothing else;
 - **full sweep** with a fresh SQLite database; then a second **full reconciliation** over the
   unchanged data, and an **incremental** sweep with nothing changed, on the same database.
 
@@ -50,6 +51,7 @@ from hrm_fhir.adapters import fhir_gateway, store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.fetch import RECORD_TYPES, record_searches
 from hrm_fhir.loader import load_paths
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
@@ -68,7 +70,6 @@ AIM_RATIO = 1.5
 MONITORED_SHARE = 0.7
 """About this share of the generated practice's patients are on a monitored drug."""
 FHIR_JSON = "application/fhir+json"
-BASELINE_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport", "Medication")
 MIB = 1024 * 1024
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 LABELS = {
@@ -219,7 +220,7 @@ def install_phase_timers() -> None:
             setattr(sweep_module, name, _timed(name, getattr(sweep_module, name)))
     for name in ("load_snapshots", "save_snapshots", "open_findings"):
         setattr(store, name, _timed(f"store.{name}", getattr(store, name)))
-    for name in ("therapies", "latest_by_test", "evaluate"):
+    for name in ("therapies", "latest_by_test", "assess"):
         setattr(Engine, name, _timed(f"Engine.{name}", getattr(Engine, name)))
     Writer.apply = _timed("Writer.apply (writeback)", Writer.apply)  # type: ignore[method-assign]
 
@@ -333,20 +334,22 @@ def measured(server_pid: int | None) -> Iterator[dict[str, Any]]:
     out["traffic"] = traffic_since(before)
 
 
-def bare_paging(base: str, organization: str) -> dict[str, int]:
-    """Page through every type a sweep reads with plain requests + orjson; resources per type."""
+def bare_paging(base: str, organization: str, rules: RuleSet) -> dict[str, int]:
+    """Page through every search a whole read makes (the record types, the rules' extra
+    searches, Medication) with plain requests + orjson; resources per type."""
     session = requests.Session()
     headers = {"Accept": FHIR_JSON, "Cache-Control": "no-cache"}
     origin = urlsplit(base)[:2]
     found: dict[str, int] = {}
     try:
-        for kind in BASELINE_TYPES:
+        searches = [*((kind, {}) for kind in RECORD_TYPES), *record_searches(rules)]
+        for kind, narrowing in [*searches, ("Medication", {})]:
             scope = {"Patient": {"general-practitioner": organization}, "Medication": {}}.get(
                 kind, {"subject:Patient.general-practitioner": organization}
             )
             url: str | None = f"{base}/{kind}"
-            params: dict[str, str] | None = {**scope, "_count": str(PAGE)}
-            found[kind] = 0
+            params: dict[str, str] | None = {**narrowing, **scope, "_count": str(PAGE)}
+            found.setdefault(kind, 0)
             for _ in range(MAX_PAGES_PER_SEARCH):
                 if url is None or urlsplit(url)[:2] != origin:
                     sys.exit(f"bare paging: next link leaves {base}")
@@ -412,7 +415,7 @@ def one_run(
     """
     organization = f"Organization/practice-{seed}"
     with measured(server_pid) as baseline:
-        baseline["resources_by_type"] = bare_paging(base, organization)
+        baseline["resources_by_type"] = bare_paging(base, organization, rules)
     baseline["resources"] = sum(baseline["resources_by_type"].values())
     _line("bare paging", baseline)
 
@@ -516,7 +519,7 @@ def changed_path_forced() -> Iterator[None]:
     """Make the incremental sweep re-read its changed patients whatever paging would cost (to
     measure the path the sweep decides against): no window is too large for it."""
     real = sweep_module.batch_limit  # type: ignore[attr-defined]
-    setattr(sweep_module, "batch_limit", lambda scope_pages: 10**9)  # noqa: B010 - bench only
+    setattr(sweep_module, "batch_limit", lambda *_: 10**9)  # noqa: B010 - bench only
     try:
         yield
     finally:

@@ -4,9 +4,14 @@
 connection. The database schema is created or migrated the first time a request needs it.
 
 Overrides: lowercase keys are ``Settings`` fields (``database_url``, ``api_keys``...); UPPERCASE
-keys go to ``app.config``. Two of those are the service's own: ``SWEEP_RUNNER`` (a callable
-``SweepRequest -> SweepSummary`` replacing the live sweep, for tests) and ``SWEEP_BACKGROUND``
-(default True; False runs ``POST /api/v1/sweeps`` inline and answers with the sweep's id).
+keys go to ``app.config``. Three of those are the service's own: ``SWEEP_RUNNER`` (a callable
+``SweepRequest -> SweepSummary`` replacing the live sweep, for tests), ``SWEEP_BACKGROUND``
+(default True; False runs ``POST /api/v1/sweeps`` inline and answers with the sweep's id) and
+``PDF_RENDER`` (a callable ``html -> PDF bytes`` replacing WeasyPrint, for tests).
+
+Every response carries the security headers of ``_register_security``; request bodies are limited
+to ``settings.max_request_bytes`` (413) and JSON is parsed by orjson, whose nesting limit makes a
+deeply nested body a 400, not a crash.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 from marshmallow import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.audit.pdf_renderer import PdfRenderer
 from hrm_fhir.config import Settings, load_settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.errors import (
@@ -137,11 +145,17 @@ class ServiceState:
     """What the app shares between requests: settings, rules, database and sweep launcher."""
 
     def __init__(
-        self, settings: Settings, rules: RuleSet, runner: SweepRunner | None, background: bool
+        self,
+        settings: Settings,
+        rules: RuleSet,
+        runner: SweepRunner | None,
+        background: bool,
+        pdf_render: Callable[[str], bytes] | None = None,
     ) -> None:
         self.settings = settings
         self.rules = rules
         self.sweeps = SweepLauncher(runner or self.run_live_sweep, background=background)
+        self.pdfs = PdfRenderer(pdf_render or _weasyprint, workers=settings.pdf_workers)
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
@@ -179,6 +193,12 @@ class ServiceState:
             self._engine = self._sessions = None
 
 
+def _weasyprint(html: str) -> bytes:
+    from hrm_fhir.audit.render import html_to_pdf  # the audit and WeasyPrint load on first use
+
+    return html_to_pdf(html)
+
+
 def service_state(app: Flask | None = None) -> ServiceState:
     """The state of ``app`` (default: the current app)."""
     state = (app or current_app).extensions[EXTENSION]
@@ -206,18 +226,56 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     given = dict(overrides or {})
     settings = load_settings().with_overrides({k: v for k, v in given.items() if k.islower()})
     app = Flask(__name__, static_folder=None)
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config.update({k: v for k, v in given.items() if not k.islower()})
+    if settings.proxy_hops:
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions[EXTENSION] = ServiceState(
         settings,
         load_rule_set(),
         app.config.get("SWEEP_RUNNER"),
         bool(app.config.get("SWEEP_BACKGROUND", True)),
+        app.config.get("PDF_RENDER"),
     )
     app.teardown_appcontext(_close_session)
     _register_blueprints(app)
     _register_error_handlers(app)
     _register_request_log(app)
+    app.after_request(_security_headers)
     return app
+
+
+class OrjsonProvider(DefaultJSONProvider):
+    """Request bodies parsed by orjson: it refuses nesting deeper than 1024 levels with a
+    JSONDecodeError (a 400), where the standard library's parser hits Python's recursion limit
+    (a 500) on 100,000-deep JSON. It also refuses NaN and Infinity, which are not JSON."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+
+_API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_DOCUMENT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+"""The printable HTML formats: inline CSS and SVG, nothing else; no script at all."""
+
+
+def _security_headers(response: Response) -> Response:
+    """Every response but the pages' own (hrm_fhir/pages/hooks.py sets theirs): not cached,
+    not sniffed, not framed, and under a CSP that runs no script."""
+    if request.blueprint == "pages":
+        return response
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    html = response.mimetype == "text/html"
+    response.headers["Content-Security-Policy"] = _DOCUMENT_CSP if html else _API_CSP
+    return response
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -60,9 +60,11 @@ def main() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["json", "fhir", "summary"]),
+    type=click.Choice(["json", "fhir", "summary", "csv"]),
     default="json",
     show_default=True,
+    help="json: findings, register and coverage; fhir: a Bundle of the Tasks and Flags; "
+    "summary: readable counts; csv: the register (who is on what, next due dates).",
 )
 @click.option(
     "--window-days",
@@ -85,8 +87,14 @@ def evaluate(
     except InputError as exc:
         click.echo(f"hrm-fhir: {exc}", err=True)
         sys.exit(2)
+    for warning in run.warnings:
+        click.echo(f"hrm-fhir: warning: {warning}", err=True)
     if fmt == "json":
         _write(_as_json(run))
+    elif fmt == "csv":
+        from hrm_fhir.register import register_csv
+
+        sys.stdout.write(register_csv(run.monitored))
     elif fmt == "fhir":
         from hrm_fhir.tasks.build import build_bundle
 
@@ -100,7 +108,10 @@ def evaluate(
 def _as_json(run: EvaluationRun) -> dict[str, object]:
     return {
         "as_of": run.as_of.isoformat(),
+        "warnings": run.warnings,
         "findings": [f.to_json() for f in run.findings],
+        "monitored": [entry.to_json() for entry in run.monitored],
+        "unrecognised": [item.to_json() for item in run.unrecognised],
         "skipped": [{"source": s.source, "reason": s.reason} for s in run.skipped],
     }
 
@@ -157,7 +168,7 @@ def fixtures_history(patients: int, seed: int, start: datetime, end: datetime) -
     programme activity, to try the monthly report. Refuses a ledger that already has findings."""
     from sqlalchemy import select
 
-    from hrm_fhir.db import init_db, make_session_factory
+    from hrm_fhir.db import init_db, make_session_factory, shown_url
     from hrm_fhir.records import FindingRecord
     from hrm_fhir.synthetic import generate_practice
     from hrm_fhir.synthetic_history import write_history
@@ -170,7 +181,7 @@ def fixtures_history(patients: int, seed: int, start: datetime, end: datetime) -
         with make_session_factory(engine).begin() as session:
             if session.scalar(select(FindingRecord.identifier).limit(1)) is not None:
                 click.echo(
-                    f"hrm-fhir: {settings.database_url} already holds findings; "
+                    f"hrm-fhir: {shown_url(settings.database_url)} already holds findings; "
                     "synthetic history goes into an empty ledger only",
                     err=True,
                 )
@@ -191,12 +202,20 @@ def _settings(**overrides: object) -> Settings:
 
 @main.command("init-db")
 def init_db_command() -> None:
-    """Create or migrate the service database (HRM_DATABASE_URL)."""
-    from hrm_fhir.db import init_db
+    """Create or migrate the service database (HRM_DATABASE_URL): the upgrade step of a
+    deployment (docs/deploy.md). Safe to repeat, and to run while another process migrates."""
+    from hrm_fhir.db import init_db, schema_revision, shown_url
 
     settings = _settings()
-    init_db(settings.database_url).dispose()
-    click.echo(f"database ready: {settings.database_url}")
+    try:
+        engine = init_db(settings.database_url)
+    except HRMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        revision = schema_revision(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"database ready at schema revision {revision}: {shown_url(settings.database_url)}")
 
 
 @main.command()
@@ -251,6 +270,8 @@ def sweep(
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
         )
+        for warning in summary.warnings:
+            click.echo(f"hrm-fhir: warning: {warning}", err=True)
         if fmt == "summary":
             from hrm_fhir.sweep import render_sweep
 
@@ -339,6 +360,14 @@ def rules_show(rule_id: str, version: int | None) -> None:
     click.echo(describe_pack(pack, rule_set.catalogue))
 
 
+@rules.command("shared-care")
+def rules_shared_care() -> None:
+    """Print how the record says another organisation monitors a drug (shared care)."""
+    from hrm_fhir.rules.describe import describe_shared_care
+
+    click.echo(describe_shared_care(_rules().catalogue))
+
+
 # --- The HTTP service and the scheduler (hrm_fhir/app.py, hrm_fhir/scheduling.py) ---
 
 
@@ -367,7 +396,9 @@ def serve(host: str, port: int, with_scheduler: bool) -> None:
     try:
         if scheduler is not None:
             scheduler.start()
-        waitress.serve(app, host=host, port=port)
+        # waitress refuses a larger body itself (413) before buffering it.
+        limit = service_state(app).settings.max_request_bytes
+        waitress.serve(app, host=host, port=port, max_request_body_size=limit)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if scheduler is not None and scheduler.running:
@@ -429,7 +460,7 @@ def users_add(
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        check_password_rules(password)
+        check_password_rules(password, (username, display_name or ""))
         with _user_session() as session:
             user = create_user(
                 session,
@@ -501,6 +532,72 @@ def users_disable(username: str) -> None:
     click.echo(f"disabled {user.username}")
 
 
+@users.command("token")
+@click.argument("username")
+@click.option("--label", default="", help="What the token is for, shown in `users tokens`.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=None,
+    help="How long it is valid (default HRM_USER_TOKEN_DAYS, 90).",
+)
+def users_token(username: str, label: str, days: int | None) -> None:
+    """Make a personal API token for USERNAME and print it once: it is stored only as a hash.
+    The API takes it as `Authorization: Bearer <token>` and acts as that user."""
+    from hrm_fhir.credentials import issue_token
+    from hrm_fhir.users import UserError
+
+    lifetime = days or _settings().user_token_days
+    try:
+        with _user_session() as session:
+            token, info = issue_token(session, username, days=lifetime, label=label)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(token)
+    click.echo(
+        f"token {info.id} for {info.username} ({info.label}), valid until "
+        f"{info.expires_at:%Y-%m-%d %H:%M} UTC. It is shown only now: keep it secret.",
+        err=True,
+    )
+
+
+@users.command("tokens")
+@click.argument("username")
+def users_tokens(username: str) -> None:
+    """List USERNAME's tokens (never the tokens themselves)."""
+    from hrm_fhir.credentials import list_tokens
+
+    with _user_session() as session:
+        found = list_tokens(session, username)
+    now = datetime.now(UTC)
+    click.echo("ID  STATE    CREATED           EXPIRES           LAST USED         LABEL")
+    for t in found:
+        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-"
+        click.echo(
+            f"{t.id:<3} {t.state(now):<8} {t.created_at:%Y-%m-%d %H:%M}  "
+            f"{t.expires_at:%Y-%m-%d %H:%M}  {used:<16}  {t.label}"
+        )
+
+
+@users.command("revoke-token")
+@click.argument("username")
+@click.argument("token_id", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Revoke every token of the user.")
+def users_revoke_token(username: str, token_id: int | None, every: bool) -> None:
+    """Revoke one of USERNAME's tokens (TOKEN_ID from `users tokens`), or all with --all."""
+    from hrm_fhir.credentials import revoke_tokens
+    from hrm_fhir.users import UserError
+
+    if (token_id is not None) == every:
+        raise click.UsageError("give a TOKEN_ID or --all")
+    try:
+        with _user_session() as session:
+            revoked = revoke_tokens(session, username, token_id)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"revoked {len(revoked)} token(s) of {username}")
+
+
 def _practice_text(practice: str | None) -> str:
     return f", practice {practice}" if practice else ""
 
@@ -570,6 +667,8 @@ def report_monthly(
         sys.exit(2)
     finally:
         engine.dispose()
+    for warning in result.warnings:
+        click.echo(f"hrm-fhir: warning: {warning}", err=True)
     files = write_report(result, out)
     click.echo(f"{scope.label}, {first:%B %Y}: {len(files)} files in {out}")
     if post:

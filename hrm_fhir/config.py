@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+_PRACTICE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class Settings:
     reconcile_cron: str = "0 5 1 * *"
     timezone: str = "Europe/London"
     api_keys: Mapping[str, str] = field(default_factory=dict)
-    """API key -> role (``read`` or ``operator``)."""
+    """API key -> its grant, ``role`` or ``role:practice`` (``parse_grant``)."""
     watermark_overlap_seconds: int = 300
     chase_interval_days: int = 14
     """Days after the last contact attempt before the next reminder (or routing) is due."""
@@ -43,8 +48,25 @@ class Settings:
     """Signs the pages' session cookie and CSRF tokens; the pages refuse to run without one."""
     session_minutes: int = 30
     """The pages sign a user out after this many minutes without a request."""
-    secure_cookies: bool = False
-    """Mark the session cookie ``Secure`` (set it when the pages are served over HTTPS)."""
+    session_max_hours: float = 12.0
+    """A pages session ends this long after sign-in, however busy it is."""
+    secure_cookies: bool | None = None
+    """Mark the session cookie ``Secure``; None decides by ``is_sandbox`` (Secure unless the
+    service talks to a FHIR server on this machine, the local sandbox)."""
+    sign_in_limit_account: str = "10 per 15 minutes"
+    """Failed sign-ins allowed per submitted username (a Flask-Limiter rate string)."""
+    sign_in_limit_address: str = "30 per 15 minutes"
+    """Failed sign-ins allowed per client address, across usernames."""
+    rate_limit_storage: str = "memory://"
+    """Where the sign-in counters live (a ``limits`` storage URI); memory is per process."""
+    proxy_hops: int = 0
+    """Reverse proxies in front of the service whose ``X-Forwarded-For`` is trusted."""
+    max_request_bytes: int = 1_000_000
+    """Larger request bodies are refused with 413."""
+    pdf_workers: int = 1
+    """PDFs rendered at once; a request beyond it gets 503 with Retry-After."""
+    user_token_days: int = 90
+    """How long a personal API token (``hrm-fhir users token``) is valid unless told otherwise."""
     pcns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Primary Care Network id -> the Organization ids of its practices."""
     technician_tests_per_day: float = 12.0
@@ -59,6 +81,49 @@ class Settings:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         return replace(self, **dict(overrides))
+
+    @property
+    def is_sandbox(self) -> bool:
+        """True when the FHIR server is on this machine (a loopback address): the local HAPI
+        sandbox of development and tests, where the pages are served over plain HTTP."""
+        host = urlsplit(self.fhir_base_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie is ``Secure``: as set, else everywhere but the sandbox."""
+        return self.secure_cookies if self.secure_cookies is not None else not self.is_sandbox
+
+
+KEY_ROLES = ("read", "operator", "integration")
+"""``read``: GET; ``operator``: GET and start sweeps; ``integration``: GET and the workflow
+actions, on behalf of the user it names in ``X-Acting-User`` (a system that signs users in)."""
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """What one API key may do: its role, and the one practice it is bound to (None: all)."""
+
+    role: str
+    practice: str | None = None
+
+
+def parse_grant(text: str) -> KeyGrant:
+    """``read``, ``operator:practice-1``... -> KeyGrant; ValueError for anything else."""
+    role, bound, practice = text.partition(":")
+    practice = practice.removeprefix("Organization/")
+    if role not in KEY_ROLES or (bound and not _PRACTICE_ID.fullmatch(practice)):
+        raise ValueError(
+            "HRM_API_KEYS entries are key:role or key:role:practice, with role one of "
+            + ", ".join(KEY_ROLES)
+            + " and practice an Organization id"
+        )
+    return KeyGrant(role, practice or None)
 
 
 def _flag(name: str, text: str) -> bool:
@@ -93,7 +158,15 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "HRM_CHASE_INTERVAL_DAYS": ("chase_interval_days", int),
     "HRM_SECRET_KEY": ("secret_key", str),
     "HRM_SESSION_MINUTES": ("session_minutes", int),
+    "HRM_SESSION_MAX_HOURS": ("session_max_hours", float),
     "HRM_SECURE_COOKIES": ("secure_cookies", lambda text: _flag("HRM_SECURE_COOKIES", text)),
+    "HRM_SIGN_IN_LIMIT_ACCOUNT": ("sign_in_limit_account", str),
+    "HRM_SIGN_IN_LIMIT_ADDRESS": ("sign_in_limit_address", str),
+    "HRM_RATE_LIMIT_STORAGE": ("rate_limit_storage", str),
+    "HRM_PROXY_HOPS": ("proxy_hops", int),
+    "HRM_MAX_REQUEST_BYTES": ("max_request_bytes", int),
+    "HRM_PDF_WORKERS": ("pdf_workers", int),
+    "HRM_USER_TOKEN_DAYS": ("user_token_days", int),
     "HRM_TECHNICIAN_TESTS_PER_DAY": ("technician_tests_per_day", float),
     "HRM_TECHNICIAN_DAYS_PER_WEEK": ("technician_days_per_week", float),
     "HRM_REPORT_CRON": ("report_cron", str),
@@ -103,13 +176,14 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
 
 
 def _api_keys(text: str) -> dict[str, str]:
-    """``key1:operator,key2:read`` -> {key1: operator, key2: read}."""
+    """``key1:operator,key2:read:practice-1`` -> {key1: operator, key2: read:practice-1}."""
     keys: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        key, _, role = item.partition(":")
-        if role not in ("read", "operator"):
-            raise ValueError("HRM_API_KEYS entries are key:read or key:operator")
-        keys[key] = role
+        key, _, grant = item.partition(":")
+        parse_grant(grant)
+        if not key:
+            raise ValueError("HRM_API_KEYS has an entry without a key")
+        keys[key] = grant
     return keys
 
 

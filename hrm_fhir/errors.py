@@ -5,6 +5,10 @@ class HRMError(Exception):
     """Base class for errors this service raises on purpose."""
 
 
+class DatabaseURLError(HRMError):
+    """``HRM_DATABASE_URL`` names a database the service cannot use (e.g. no driver installed)."""
+
+
 class RuleDefinitionError(HRMError):
     """A rule pack or the catalogue failed validation; nothing is loaded."""
 

@@ -1,41 +1,93 @@
 """What a sweep reads from the FHIR server: narrow searches, deduplicated resources.
 
-- A full read pages through each record type in scope once (Patient, MedicationRequest with
-  the Medications they reference, Observation, DiagnosticReport), optionally within one
+- A full read pages through each record type in scope once (Patient, MedicationRequest and
+  MedicationStatement with the Medications they reference, Observation, DiagnosticReport) and
+  runs what the rules name beyond them (``record_searches``: shared-care entries and arrangement
+  Tasks, Conditions coded as a finding a rule fires on, Goals in force), optionally within one
   practice (chained on the patient's general practitioner).
 - An incremental sweep finds the patients whose records changed since the watermark
   (``_lastUpdated=gt``, the server's own clock minus an overlap) with one light search per
-  record type, and re-reads their records twenty patients per search (never a giant OR-list,
-  integration guide C5), unless there are so many that paging the whole scope costs less.
+  record type and per extra search, and re-reads their records twenty patients per search
+  (never a giant OR-list, integration guide C5), unless there are so many that paging the whole
+  scope costs less.
 - The service's own Tasks and Flags are found in bulk by its tag, and any others it needs by
   ``_id``, fifty per search: never one read per resource.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import patient_key
-from hrm_fhir.terminology import TAG
+from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.terminology import TAG, TASK_CODE
+from hrm_fhir.workflow.model import ARRANGEMENT_TASK_CODE
 
 Resource = dict[str, Any]
 PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
+CODES_PER_SEARCH = 10
+"""Codes per ``code`` search of the extra searches (never one giant OR-list)."""
 BATCH_SEARCH_COST = 0.5
 """What a search for twenty patients' records costs against a page of the scope, as a sweep
 weighs them: measured 0.15 to 0.3 on the local sandbox with pages of 500 at 20,000 patients
 (bench/README.md); counted as half, which errs towards paging with smaller pages too and with a
 server far away, whose round trip adds the same to both."""
-RECORD_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport")
+MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
+"""Evidence of therapy: prescriptions, and statements of what the patient takes."""
+RECORD_TYPES = ("Patient", *MEDICATION_TYPES, "Observation", "DiagnosticReport")
+Search = tuple[str, dict[str, str]]
+"""A search beyond the record types: resource type and the parameters that narrow it."""
 IDS_PER_SEARCH = 50
 """Ids per ``_id`` search: HAPI resolves ids directly, not through a reference join."""
 OURS_TAG = f"{TAG}|hrm-fhir"
 """The tag on every resource the service writes."""
 OPEN_TASK_STATUSES = "requested,received,accepted,ready,in-progress,on-hold"
 """Task statuses still being worked (not completed, cancelled, failed, rejected or in error)."""
+
+
+def arrangement_searches(rules: RuleSet) -> list[Search]:
+    """Searches for statements of who monitors (shared care) that the record types do not hold:
+    the service's arrangement Tasks, and Condition, Procedure and Flag entries when the
+    catalogue lists shared-care entry codes (Observations are read whole anyway). R4 gives Flag
+    no ``code`` search parameter (HAPI answers 400), so every Flag but the service's own is
+    read and its code matched locally."""
+    searches: list[Search] = [
+        ("Task", {"code": f"{TASK_CODE}|{ARRANGEMENT_TASK_CODE}", "_tag": OURS_TAG})
+    ]
+    shared = rules.catalogue.shared_care
+    codes = sorted({f"{c.system}|{c.code}" for c in shared.entries}) if shared else []
+    for chunk in _chunks(codes, CODES_PER_SEARCH):
+        searches += [(kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Procedure")]
+    if codes:
+        searches.append(("Flag", {"_tag:not": OURS_TAG}))
+    return searches
+
+
+def finding_searches(rules: RuleSet) -> list[Search]:
+    """Searches for what a rule reads outside Observations: Conditions coded as a finding a pack
+    fires on (``recorded``: "lithium level high - toxic"), and Goals when a pack reads the
+    patient's own target range (every one: a Goal has no search parameter for what it measures,
+    and one that stops being in force must be seen to change)."""
+    coded = sorted(
+        {t.analyte for pack in rules.packs for t in pack.thresholds if t.op == "recorded"}
+    )
+    analytes = rules.catalogue.analytes
+    codes = sorted({f"{c.system}|{c.code}" for a in coded for c in analytes[a].codes})
+    searches: list[Search] = [
+        ("Condition", {"code": ",".join(chunk)}) for chunk in _chunks(codes, CODES_PER_SEARCH)
+    ]
+    if any(pack.targets for pack in rules.packs):
+        searches.append(("Goal", {}))
+    return searches
+
+
+def record_searches(rules: RuleSet) -> list[Search]:
+    """Every search beyond the record types a sweep runs: shared care, coded findings, goals."""
+    return [*arrangement_searches(rules), *finding_searches(rules)]
 
 
 @dataclass(frozen=True)
@@ -91,21 +143,39 @@ def _search(
 
 
 def record_counts(
-    gateway: FHIRGateway, scope: Scope, report: FetchReport, since: str | None = None
-) -> dict[str, int]:
-    """How many resources of each record type are in scope (changed since ``since`` when
-    given): one ``_summary=count`` request per type, no resources transferred."""
-    counts: dict[str, int] = {}
-    for resource_type in RECORD_TYPES:
-        params = {**scope.params(resource_type), "_summary": "count", "_total": "accurate"}
-        if since:
-            params["_lastUpdated"] = f"gt{since}"
-        first = next(gateway.iter_pages(resource_type, params))
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, extra: Sequence[Search] = ()
+) -> list[int]:
+    """How many resources each search of a whole read of ``scope`` matches (the record types,
+    then the ``extra`` searches): one ``_summary=count`` request each, no resources sent."""
+    counts: list[int] = []
+    for resource_type, params in _scope_searches(scope, extra):
+        params = {k: v for k, v in params.items() if k != "_include"}
+        first = next(
+            gateway.iter_pages(resource_type, {**params, "_summary": "count", "_total": "accurate"})
+        )
         report.searches += 1
         report.note_time((first.get("meta") or {}).get("lastUpdated"))
         total = first.get("total")
-        counts[resource_type] = total if isinstance(total, int) else 0
+        counts.append(total if isinstance(total, int) else 0)
     return counts
+
+
+def page_requests(counts: Iterable[int], page_size: int) -> int:
+    """Requests that paging through searches matching ``counts`` resources takes (one at least
+    for each, whose last page tells that there is no more)."""
+    return sum(max(1, -(-total // page_size)) for total in counts)
+
+
+def searches_per_group(extra: Sequence[Search]) -> int:
+    """Searches that reading one group of twenty patients' records takes."""
+    return len(RECORD_TYPES) + len(extra)
+
+
+def batch_limit(scope_pages: int, per_group: int) -> int:
+    """The most patients whose records cost less to read twenty per search (``per_group``
+    searches a group) than paging through the scope once (``scope_pages`` requests)."""
+    searches = int(scope_pages / BATCH_SEARCH_COST) - 1
+    return max(0, searches // per_group) * PATIENTS_PER_SEARCH
 
 
 def changed_patients(
@@ -117,16 +187,25 @@ def changed_patients(
     known: set[str],
     is_monitored: Callable[[Resource], bool],
     limit: int,
+    extra: Sequence[Search] = (),
 ) -> set[str] | None:
     """Patients to re-read after a change since ``since``: the ``known`` ones (monitored, or
-    with an open finding) whose record changed, and anyone with a changed prescription of a
-    monitored drug, matched locally by code or text, or held in a referenced Medication (no
-    code search can see those). One search per record type with just the fields needed, paged;
-    None, without asking for more pages, as soon as more than ``limit`` patients are found."""
+    with an open finding) whose record changed (any record type, or what an ``extra`` search
+    finds: an arrangement Task, a coded Condition, a Goal), and anyone with a changed
+    prescription or statement of a monitored drug, matched locally by code or text, or held in a
+    referenced Medication (no code search can see those). One search per record type and per
+    extra search with just the fields needed, paged; None, without asking for more pages, as
+    soon as more than ``limit`` patients are found."""
     found: set[str] = set()
-    for resource_type in RECORD_TYPES:
-        params = {"_lastUpdated": f"gt{since}", **scope.params(resource_type)}
-        params["_elements"] = _CHANGE_ELEMENTS[resource_type]
+    searches: list[Search] = [*((kind, {}) for kind in RECORD_TYPES), *extra]
+    for resource_type, narrowing in searches:
+        params = {
+            **narrowing,
+            "_lastUpdated": f"gt{since}",
+            **scope.params(resource_type),
+            "_elements": _CHANGE_ELEMENTS.get(resource_type, "subject"),
+        }
+        medication = resource_type in MEDICATION_TYPES
         for page in gateway.iter_pages(resource_type, params):
             report.searches += 1
             report.note_time((page.get("meta") or {}).get("lastUpdated"))
@@ -136,8 +215,7 @@ def changed_patients(
                 if key is not None and (
                     key in known
                     or (
-                        resource_type == "MedicationRequest"
-                        and ("medicationReference" in resource or is_monitored(resource))
+                        medication and ("medicationReference" in resource or is_monitored(resource))
                     )
                 ):
                     found.add(key)
@@ -146,19 +224,12 @@ def changed_patients(
     return found
 
 
-def batch_limit(scope_pages: int) -> int:
-    """The most patients whose records cost less to read twenty per search (four searches a
-    group) than paging through the scope once (``scope_pages`` requests)."""
-    searches = int(scope_pages / BATCH_SEARCH_COST) - 1
-    return max(0, searches // len(RECORD_TYPES)) * PATIENTS_PER_SEARCH
-
-
 _CHANGE_ELEMENTS = {
     "Patient": "id",
-    "MedicationRequest": "subject,medicationCodeableConcept,medicationReference",
-    "Observation": "subject",
-    "DiagnosticReport": "subject",
+    **dict.fromkeys(MEDICATION_TYPES, "subject,medicationCodeableConcept,medicationReference"),
+    "Task": "for",
 }
+"""The fields a change search asks for, per type (``subject`` for the rest)."""
 
 
 def read_records(
@@ -166,31 +237,27 @@ def read_records(
     patients: Iterable[str],
     report: FetchReport,
     scope: Scope | None = None,
+    extra: Sequence[Search] = (),
 ) -> dict[str, list[Resource]]:
-    """Every resource a rule may read, per patient, newest version of each resource only.
+    """Every resource a rule may read, per patient, newest version of each resource only
+    (with what the ``extra`` searches find, e.g. ``record_searches``).
 
     Reads a few patients per search, or, when that would cost more (``batch_limit``: most of a
-    practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
+    practice), pages through each search in ``scope`` once and keeps the wanted patients' own.
     """
     wanted = sorted(set(patients))
     if scope is not None and wanted:
-        pages = page_requests(record_counts(gateway, scope, report), gateway.page_size)
-        if len(wanted) > batch_limit(pages):
-            return _collect(gateway, _scope_searches(scope), report, set(wanted))
-    return _collect(gateway, _patient_searches(wanted), report, set(wanted))
-
-
-def page_requests(counts: Mapping[str, int], page_size: int) -> int:
-    """Requests that paging through the resources counted per type takes (one at least for
-    each type, whose last page tells that there is no more)."""
-    return sum(max(1, -(-total // page_size)) for total in counts.values())
+        pages = page_requests(record_counts(gateway, scope, report, extra), gateway.page_size)
+        if len(wanted) > batch_limit(pages, searches_per_group(extra)):
+            return _collect(gateway, _scope_searches(scope, extra), report, set(wanted))
+    return _collect(gateway, _patient_searches(wanted, extra), report, set(wanted))
 
 
 def read_scope(
-    gateway: FHIRGateway, scope: Scope, report: FetchReport
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, extra: Sequence[Search] = ()
 ) -> dict[str, list[Resource]]:
     """Every patient's record in scope, paging each record type once (a full reconciliation)."""
-    return _collect(gateway, _scope_searches(scope), report, None)
+    return _collect(gateway, _scope_searches(scope, extra), report, None)
 
 
 def _collect(
@@ -230,23 +297,26 @@ def _collect(
     return out
 
 
-def _patient_searches(wanted: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+def _patient_searches(wanted: list[str], extra: Sequence[Search]) -> Iterator[Search]:
     for group in _chunks(wanted, PATIENTS_PER_SEARCH):
         subjects = ",".join(group)
         yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
-        yield "MedicationRequest", {"subject": subjects, "_include": "MedicationRequest:medication"}
+        for kind in MEDICATION_TYPES:
+            yield kind, {"subject": subjects, "_include": f"{kind}:medication"}
         yield "Observation", {"subject": subjects}
         yield "DiagnosticReport", {"subject": subjects}
+        for kind, params in extra:
+            yield kind, {**params, "subject": subjects}
 
 
-def _scope_searches(scope: Scope) -> Iterator[tuple[str, dict[str, str]]]:
+def _scope_searches(scope: Scope, extra: Sequence[Search]) -> Iterator[Search]:
     yield "Patient", scope.params("Patient")
-    yield (
-        "MedicationRequest",
-        {**scope.params("MedicationRequest"), "_include": "MedicationRequest:medication"},
-    )
+    for kind in MEDICATION_TYPES:
+        yield kind, {**scope.params(kind), "_include": f"{kind}:medication"}
     yield "Observation", scope.params("Observation")
     yield "DiagnosticReport", scope.params("DiagnosticReport")
+    for kind, params in extra:
+        yield kind, {**params, **scope.params(kind)}
 
 
 def our_open_resources(

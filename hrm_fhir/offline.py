@@ -19,22 +19,29 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hrm_fhir.adapters.fhir_input import NdjsonPart, expand_paths, is_ndjson, iter_resources
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder, Resource
-from hrm_fhir.domain import Finding, PatientRecord, PatientRef, Skipped
+from hrm_fhir.domain import (
+    Finding,
+    PatientRecord,
+    PatientRef,
+    RegisterEntry,
+    Skipped,
+    Unrecognised,
+)
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.therapy import MedicationIndex
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 Problem = Callable[[str, str], None]
+UnrecognisedKey = tuple[str, tuple[tuple[str, str], ...]]
 PARALLEL_FROM_BYTES = 32 * 1024 * 1024
 """Inputs smaller than this are evaluated in one process (workers cost more than they save)."""
 
@@ -45,6 +52,12 @@ class EvaluationRun:
     findings: list[Finding]
     skipped: list[Skipped]
     patients: int
+    monitored: list[RegisterEntry] = field(default_factory=list)
+    """The register: one line per patient and drug group on current monitored therapy."""
+    unrecognised: list[Unrecognised] = field(default_factory=list)
+    """Medication products no group or class matched, most frequent first."""
+    warnings: list[str] = field(default_factory=list)
+    """What limits the whole run (e.g. a date no rule pack version covers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +90,14 @@ _Read = tuple[dict[int, int], dict[int, dict[str, Resource]]]
 @dataclass(frozen=True)
 class _Result:
     findings: list[Finding]
+    register: list[RegisterEntry]
+    unrecognised: Counter[UnrecognisedKey]
     skipped: list[Skipped]
     problems: list[tuple[int, str, str]]
     """(chunk index, where, what) for each unreadable file or line, in reading order."""
     patients: int
+    later: list[Skipped]
+    """Results dated after the as-of date."""
 
 
 @dataclass(frozen=True)
@@ -104,17 +121,9 @@ def _collector_paused() -> Iterator[None]:
 class _Worker:
     """One process's share of a run: read its chunks, then evaluate the patients it owns."""
 
-    def __init__(
-        self,
-        rules: RuleSet,
-        as_of: date,
-        window_days: int | None,
-        chunks: list[_Chunk],
-        index: int,
-        workers: int,
-    ) -> None:
-        self._rules = rules
-        self._engine = Engine.create(rules, as_of, window_days)
+    def __init__(self, engine: Engine, chunks: list[_Chunk], index: int, workers: int) -> None:
+        self._rules = engine.rules
+        self.engine = engine
         self._chunks = [chunk for chunk in chunks if chunk.worker == index]
         self._index = index
         self._workers = workers
@@ -124,10 +133,10 @@ class _Worker:
 
     def read(self) -> _Read:
         """Map each chunk into records of its own; the lines and Medications each one held."""
-        relevant = MedicationIndex(self._rules.packs, self._rules.catalogue).is_relevant
+        medicines = self._rules.medicines()
         lines: dict[int, int] = {}
         for chunk in self._chunks:
-            builder = self._builders[chunk.index] = RecordBuilder(self._rules.catalogue, relevant)
+            builder = self._builders[chunk.index] = RecordBuilder(self._rules.catalogue, medicines)
             lines[chunk.index] = self._read(chunk, builder)
             self._parts[(0, chunk.index)] = builder.take()
         return lines, {i: b.medications for i, b in self._builders.items() if b.medications}
@@ -174,9 +183,21 @@ class _Worker:
         for segment, ref, record in received:
             self._parts.setdefault(segment, {})[ref] = record
         records = _join(self._parts)
-        findings = [f for ref in sorted(records) for f in self._engine.evaluate(records[ref])]
+        findings: list[Finding] = []
+        register: list[RegisterEntry] = []
+        later: list[Skipped] = []
+        for ref in sorted(records):
+            assessment = self.engine.assess(records[ref])
+            findings.extend(assessment.findings)
+            register.extend(assessment.register)
+            later.extend(assessment.later)
         skipped = [s for builder in self._builders.values() for s in builder.skipped]
-        return _Result(findings, skipped, self._problems, len(records))
+        unrecognised: Counter[UnrecognisedKey] = Counter()
+        for builder in self._builders.values():
+            unrecognised.update(builder.unrecognised)
+        return _Result(
+            findings, register, unrecognised, skipped, self._problems, len(records), later
+        )
 
 
 def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
@@ -190,6 +211,8 @@ def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
                 continue
             record.prescriptions.extend(part.prescriptions)
             record.results.extend(part.results)
+            record.targets.extend(part.targets)
+            record.arrangements.extend(part.arrangements)
             if part.patient is not None:
                 record.patient = part.patient
     return records
@@ -332,7 +355,11 @@ class _Origins:
 
 
 def _combine(
-    as_of: date, chunks: list[_Chunk], reads: list[_Read], results: list[_Result], problem: Problem
+    engine: Engine,
+    chunks: list[_Chunk],
+    reads: list[_Read],
+    results: list[_Result],
+    problem: Problem,
 ) -> EvaluationRun:
     """One run from the workers' results: problems reported in reading order, origins resolved,
     findings and skips in a stable order whichever worker produced them."""
@@ -342,11 +369,32 @@ def _combine(
     for item in skipped:
         problem(item.source, item.reason)
     skipped.extend(Skipped(origin(s.source), s.reason) for r in results for s in r.skipped)
+    later = sum(len(r.later) for r in results)
+    skipped.extend(s for r in results for s in r.later)
     skipped.sort(key=lambda s: (s.source, s.reason))
     findings = [f for result in results for f in result.findings]
     findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
     patients = sum(result.patients for result in results)
-    return EvaluationRun(as_of=as_of, findings=findings, skipped=skipped, patients=patients)
+    register = sorted(
+        (entry for result in results for entry in result.register),
+        key=lambda e: (e.patient, e.drug_group),
+    )
+    counts: Counter[UnrecognisedKey] = Counter()
+    for result in results:
+        counts.update(result.unrecognised)
+    unrecognised = [
+        Unrecognised(text, codings, n)
+        for (text, codings), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    return EvaluationRun(
+        as_of=engine.as_of,
+        findings=findings,
+        skipped=skipped,
+        patients=patients,
+        monitored=register,
+        unrecognised=unrecognised,
+        warnings=engine.warnings(later),
+    )
 
 
 def default_workers() -> int:
@@ -374,7 +422,9 @@ def evaluate_paths(
     if not hasattr(os, "fork"):
         workers = 1
     chunks = _plan(files, workers)
-    team = [_Worker(rules, as_of, window_days, chunks, k, workers) for k in range(workers)]
+    engine = Engine.create(rules, as_of, window_days)
+    rules.medicines()  # built here, once, and inherited by every forked worker
+    team = [_Worker(engine, chunks, k, workers) for k in range(workers)]
     with _collector_paused():
         reads, results = _run_workers(team) if workers > 1 else _run_here(team[0])
-    return _combine(as_of, chunks, reads, results, problem)
+    return _combine(team[0].engine, chunks, reads, results, problem)

@@ -1,18 +1,20 @@
 """ORM classes for the service's own state and audit ledger ("records", not FHIR resources).
 
 Only FHIR references and resource ids are stored about patients: never names or NHS numbers.
-Every timestamp is timezone-aware UTC on the way in and on the way out, on every backend.
+Every timestamp is timezone-aware UTC on the way in and on the way out, on every backend, and
+every text fits its column with no NUL character on every backend (``_check_text``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Enum, ForeignKey, LargeBinary, MetaData, String, Text
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import DateTime, Enum, ForeignKey, LargeBinary, MetaData, String, Text, event
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from hrm_fhir.domain import FindingKind, Severity
@@ -100,6 +102,34 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+@cache
+def _text_columns(mapper: Mapper[Any]) -> tuple[tuple[str, str, int | None], ...]:
+    """(attribute, ``table.column``, length) of every text column of a mapped class."""
+    return tuple(
+        (mapper.get_property_by_column(c).key, f"{c.table.name}.{c.name}", c.type.length)
+        for c in mapper.columns
+        if isinstance(c.type, String)
+    )
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _check_text(mapper: Mapper[Any], _connection: Connection, target: Base) -> None:
+    """Refuse, before the database sees it, a text longer than its column or holding NUL.
+
+    PostgreSQL refuses both; SQLite would store them, so a value could work in a practice's
+    SQLite and fail in a PCN's PostgreSQL. Checked here, both backends raise the same error.
+    """
+    for key, where, length in _text_columns(mapper):
+        value = getattr(target, key)
+        if not isinstance(value, str):
+            continue
+        if length is not None and len(value) > length:
+            raise ValueError(f"{where} holds at most {length} characters, not {len(value)}")
+        if "\x00" in value:
+            raise ValueError(f"{where}: text with a NUL character cannot be stored")
+
+
 class SweepRecord(Base):
     """One sweep of the FHIR server: what it covered, how it ended, and what it did."""
 
@@ -142,7 +172,9 @@ class FindingRecord(Base):
     drug_group: Mapped[str] = mapped_column(String(64))
     rule: Mapped[str] = mapped_column(String(80))
     """``<rule-id>@<version>``."""
-    check: Mapped[str] = mapped_column(String(80))
+    check: Mapped[str] = mapped_column(String(512))
+    """The rule parts the finding names, comma-separated (an incomplete finding may name every
+    prescribing check of a pack)."""
     severity: Mapped[Severity | None] = mapped_column(_enum(Severity, 16))
     due_date: Mapped[date | None]
     practice: Mapped[str | None] = mapped_column(String(128), index=True)
@@ -263,3 +295,34 @@ class WorkflowEventRecord(Base):
     """JSON: the action's fields (medium, outcome, dates, decision, dose text...)."""
     written: Mapped[str] = mapped_column(Text)
     """Space-separated references of what was written (``Communication/x Task/y/_history/3``)."""
+
+
+class UserTokenRecord(Base):
+    """A personal API token: only its SHA-256 digest is kept; the token is shown once."""
+
+    __tablename__ = "user_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the token, hex."""
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class UserSessionRecord(Base):
+    """A signed-in session of the pages, held here so signing out ends every copy of its cookie.
+    The cookie carries a random session id; only its SHA-256 digest is kept."""
+
+    __tablename__ = "user_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    """``signed out``, ``idle``, ``expired`` or ``disabled``."""

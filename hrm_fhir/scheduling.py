@@ -47,6 +47,7 @@ from hrm_fhir.audit.outputs import (
     first_working_day,
     post_measure_report,
     previous_month,
+    report_folder,
     write_report,
 )
 from hrm_fhir.audit.service import all_scopes, monthly_report
@@ -110,7 +111,7 @@ def run_monthly_reports(app: Flask, today: date | None = None) -> list[Path]:
     with app.app_context(), state.sessions()() as session:
         for scope in all_scopes(state.settings, session):
             report = monthly_report(session, state.rules, state.settings, month, scope)
-            folder = Path(state.settings.report_dir) / scope.slug / f"{month:%Y-%m}"
+            folder = report_folder(Path(state.settings.report_dir), scope.slug, month)
             write_report(report, folder)
             folders.append(folder)
             if state.settings.report_post:

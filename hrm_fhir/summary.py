@@ -7,7 +7,13 @@ from collections import Counter
 from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.offline import EvaluationRun
 
-_KINDS = (FindingKind.OVERDUE, FindingKind.DUE, FindingKind.OUT_OF_RANGE, FindingKind.PRESCRIBING)
+_KINDS = (
+    FindingKind.OVERDUE,
+    FindingKind.DUE,
+    FindingKind.OUT_OF_RANGE,
+    FindingKind.PRESCRIBING,
+    FindingKind.INCOMPLETE,
+)
 
 
 def render_summary(run: EvaluationRun, urgent_limit: int = 20) -> str:
@@ -15,10 +21,17 @@ def render_summary(run: EvaluationRun, urgent_limit: int = 20) -> str:
     counts: Counter[tuple[str, FindingKind]] = Counter((f.drug_group, f.kind) for f in run.findings)
     groups = sorted({group for group, _ in counts})
     patients = len({f.patient for f in run.findings})
+    elsewhere = sum(1 for entry in run.monitored if entry.monitored_elsewhere is not None)
+    severe = sum(1 for f in run.findings if f.severely_overdue)
     lines = [
         f"hrm-fhir evaluation as of {run.as_of.isoformat()}",
         f"{run.patients} patient records read; {patients} with findings; "
         f"{len(run.findings)} findings; {len(run.skipped)} resources or lines skipped",
+        f"{len(run.monitored)} patient drug groups on monitored therapy "
+        f"({elsewhere} monitored elsewhere); "
+        f"{sum(u.count for u in run.unrecognised)} medication entries not recognised",
+        f"{severe} overdue findings severely overdue (past their schedule's tolerance)",
+        *(f"WARNING: {warning}" for warning in run.warnings),
         "",
         f"{'DRUG GROUP':<15}" + "".join(f"{k.value.upper():>14}" for k in _KINDS),
     ]

@@ -6,14 +6,17 @@ lock first (one sweeper at a time), then:
 1. checks the server (``reconcile.check_server``): the service's Tasks and Flags as the server
    holds them, what the ledger holds open that is missing, and whether the server was reset
    (then the sweep reconciles in full, whatever the watermark says);
-2. reads the records it needs: everything in scope on the first run, a full reconciliation or
-   a reset; otherwise it finds the patients whose records changed since the server-time
-   watermark and re-reads them twenty per search, unless there are so many that this would
-   cost more than paging the whole scope (``fetch.batch_limit`` of the page requests recorded
-   at the last whole read): then it stops looking and reads everything once;
+2. reads the records it needs (the record types, and what the rules name beyond them,
+   ``fetch.record_searches``: shared-care entries and arrangement Tasks, coded Conditions,
+   Goals): everything in scope on the first run, a full reconciliation or a reset; otherwise
+   it finds the patients whose records changed since the server-time watermark and re-reads
+   them twenty per search, unless there are so many that this would cost more than paging the
+   whole scope (``fetch.batch_limit`` of the page requests recorded at the last whole read):
+   then it stops looking and reads everything once;
 3. evaluates every monitored patient (from a snapshot of each record, so that everyone is
-   re-evaluated as time passes) and plans the writes against the server's copies, so a dry run
-   plans what a real run does;
+   re-evaluated as time passes; a drug group another organisation monitors gets no routine
+   Tasks) and plans the writes against the server's copies, so a dry run plans what a real run
+   does;
 4. applies them, routes exhausted chases, and saves snapshots, watermark and server marker.
 
 The watermark and snapshots are saved only when the sweep completes, so an interrupted sweep is
@@ -26,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,24 +41,27 @@ from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.config import Settings
-from hrm_fhir.domain import Finding, PatientRecord, PatientRef
+from hrm_fhir.domain import Finding, PatientRecord, PatientRef, RegisterEntry
 from hrm_fhir.errors import HRMError
 from hrm_fhir.fetch import (
+    MEDICATION_TYPES,
     FetchReport,
     Scope,
+    Search,
     batch_limit,
     changed_patients,
     page_requests,
     read_records,
     read_scope,
     record_counts,
+    record_searches,
     resources_by_id,
+    searches_per_group,
 )
 from hrm_fhir.reconcile import check_server, keep_marker, new_marker_id
 from hrm_fhir.records import ResourceType, SweepMode, SweepStatus
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
 from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
 
@@ -217,13 +223,16 @@ def _sweep(
         _switch_to_full(sessions, summary)
     known = set(snapshots) | {r.patient for r in open_records}
     since = None if is_full or server.reset or cursor is None else cursor
+    extra = record_searches(rules)
     fetched = None
     if since is not None:
-        fetched = _read_changes(settings, gateway, rules, scope, report, known, since, scope_pages)
+        fetched = _read_changes(
+            settings, gateway, rules, scope, report, extra, known, since, scope_pages
+        )
     whole = None
     if fetched is None:
         before = report.searches
-        everyone = read_scope(gateway, scope, report)
+        everyone = read_scope(gateway, scope, report, extra)
         whole = report.searches - before
         fetched = {p: everyone.get(p, []) for p in _monitored(rules, everyone) | known}
     summary.records_read = len(fetched)
@@ -237,7 +246,7 @@ def _sweep(
     summary.patients = len(found.records)
     summary.findings = len(found.findings)
     summary.skipped = len(found.skipped)
-    summary.warnings += report.shortfalls
+    summary.warnings += [*report.shortfalls, *found.warnings]
     summary.watermark = report.server_time
     if summary.dry_run:
         summary.plan = work.to_json()
@@ -295,6 +304,8 @@ class _Evaluation:
     monitored: dict[str, bytes]
     """The snapshot of every patient on a monitored drug, to keep for the next sweep."""
     window_days: int
+    warnings: list[str]
+    """What limits the whole run (rule packs not in force, results dated after the as-of date)."""
 
 
 def _evaluate(
@@ -303,16 +314,21 @@ def _evaluate(
     """Every patient's findings, and what closing a finding needs to know about them."""
     engine = Engine.create(rules, as_of, settings.due_window_days)
     records, skipped = _records(rules, current.values())
-    out = _Evaluation(records, skipped, [], {}, {}, engine.window_days)
+    out = _Evaluation(records, skipped, [], {}, {}, engine.window_days, [])
+    later = 0
     for key in sorted(records):
         record = records[key]
         therapies = engine.therapies(record)
         groups = frozenset(g for g, th in therapies.items() if th.current)
         alive = record.patient is None or record.patient.is_alive_on(as_of)
-        out.contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record))
-        out.findings.extend(engine.evaluate(record))
+        assessment = engine.assess(record)
+        elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
+        out.contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
+        out.findings.extend(assessment.findings)
+        later += len(assessment.later)
         if therapies and key in current:
             out.monitored[key] = current[key]
+    out.warnings = engine.warnings(later)
     return out
 
 
@@ -338,23 +354,33 @@ def _read_changes(
     rules: RuleSet,
     scope: Scope,
     report: FetchReport,
+    extra: Sequence[Search],
     known: set[str],
     cursor: str,
     scope_pages: int | None,
 ) -> dict[str, list[dict[str, Any]]] | None:
-    """The records of the patients whose records changed since the watermark, or None as soon
-    as there are so many that paging the whole scope costs less (see the module docstring)."""
+    """The records of the patients whose records (or what the ``extra`` searches find) changed
+    since the watermark, or None as soon as there are so many that paging the whole scope costs
+    less (see the module docstring)."""
     if scope_pages is None:
-        scope_pages = page_requests(record_counts(gateway, scope, report), gateway.page_size)
-    limit = batch_limit(scope_pages)
+        counts = record_counts(gateway, scope, report, extra)
+        scope_pages = page_requests(counts, gateway.page_size)
+    limit = batch_limit(scope_pages, searches_per_group(extra))
     since = _since(cursor, settings.watermark_overlap_seconds)
     wanted = changed_patients(
-        gateway, scope, report, since, known=known, is_monitored=_text_matcher(rules), limit=limit
+        gateway,
+        scope,
+        report,
+        since,
+        known=known,
+        is_monitored=_text_matcher(rules),
+        limit=limit,
+        extra=extra,
     )
     if wanted is None:
         log.info("more than %d patients changed: reading everything in scope", limit)
         return None
-    return read_records(gateway, wanted, report)
+    return read_records(gateway, wanted, report, extra=extra)
 
 
 def _switch_to_full(sessions: sessionmaker[Session], summary: SweepSummary) -> None:
@@ -401,25 +427,30 @@ def _keep_marker(
         store.set_server_marker(session, scope.label, marker)
 
 
+def _held(entry: RegisterEntry) -> bool:
+    """Another organisation monitors the group, and its review date has not passed."""
+    return entry.monitored_elsewhere is not None and not entry.monitored_elsewhere.lapsed
+
+
 def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> set[str]:
     """Patients with a prescription any rule pack or co-medication class recognises."""
-    index = MedicationIndex(rules.packs, rules.catalogue)
-    builder = RecordBuilder(rules.catalogue, index.is_relevant)
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
     for resources in by_patient.values():
         for resource in resources:
-            if resource.get("resourceType") in ("MedicationRequest", "Medication"):
+            if resource.get("resourceType") in (*MEDICATION_TYPES, "Medication"):
                 builder.add("server", resource)
     return {patient for patient, record in builder.finish().items() if record.prescriptions}
 
 
 def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
-    """Whether a (partial) MedicationRequest names a monitored drug, by code or by text."""
-    index = MedicationIndex(rules.packs, rules.catalogue)
-    builder = RecordBuilder(rules.catalogue, index.is_relevant)
+    """Whether a (partial) MedicationRequest or MedicationStatement names a monitored drug, by
+    code or by text."""
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
 
     def is_monitored(resource: dict[str, Any]) -> bool:
         builder.records.clear()
-        builder.add("server", {**resource, "authoredOn": "1900-01-01", "id": "probe"})
+        probe = {"authoredOn": "1900-01-01", "effectiveDateTime": "1900-01-01", "id": "probe"}
+        builder.add("server", {**resource, **probe})
         return any(record.prescriptions for record in builder.records.values())
 
     return is_monitored
@@ -428,7 +459,7 @@ def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
 def _records(
     rules: RuleSet, bodies: Iterable[bytes]
 ) -> tuple[dict[PatientRef, PatientRecord], list[Any]]:
-    builder = RecordBuilder(rules.catalogue)
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
     for body in bodies:
         for resource in orjson.loads(body):
             builder.add("server", resource)

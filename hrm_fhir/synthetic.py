@@ -924,7 +924,9 @@ class _PatientBuilder:
         }
 
     def _result_oddities(self, group: _Group, latest: date, end: date) -> None:
-        """Results the engine must ignore: entered in error, preliminary, dated after as-of."""
+        """Results that must never count as the test done: entered in error (skipped with a
+        reason), preliminary (compared with thresholds, the finding says so), dated after as-of
+        (skipped with a reason and a run warning)."""
         key = next(k for k in group.panel if k != "bp")
         analyte = _ANALYTES[key]
         wild = {key: analyte.high * 3}

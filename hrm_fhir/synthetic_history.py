@@ -129,7 +129,7 @@ def write_history(
     The caller commits."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
     by_patient, shared = _by_patient(resources)
-    builder = RecordBuilder(rules.catalogue)
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
     for resource in [*shared.values(), *(r for rs in by_patient.values() for r in rs)]:
         builder.add("synthetic", dict(resource))
     monitored = {k: r for k, r in builder.finish().items() if r.prescriptions}

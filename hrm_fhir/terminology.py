@@ -19,6 +19,8 @@ TASK_INPUT = f"{BASE}/CodeSystem/task-input"
 TAG = f"{BASE}/CodeSystem/tag"
 RULE_EXTENSION = f"{BASE}/StructureDefinition/rule"
 SOURCE_EXTENSION = f"{BASE}/StructureDefinition/rule-source"
+SEVERELY_OVERDUE_EXTENSION = f"{BASE}/StructureDefinition/severely-overdue"
+"""On a monitoring Task: a test has gone undone past its schedule's tolerance (valueBoolean)."""
 
 # The programme workflow (hrm_fhir/workflow): contacts, sign-offs, escalations.
 PARTICIPATION_MODE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"

@@ -5,7 +5,13 @@ with N=2**15, r=8, p=3, one of OWASP's recommended scrypt settings, and a 16-cha
 The method is stored with each hash, so raising the cost later re-hashes a user's password the next
 time they sign in. Nothing here imports Flask: the ``hrm-fhir users`` commands use it too.
 
-Accounts are never deleted (the workflow ledger names users): they are disabled.
+Passwords are at least 12 characters and are checked with zxcvbn (Dropbox's strength estimator,
+maintained for Python as the ``zxcvbn`` package): one of its 30,000 most common passwords (its
+``passwords`` frequency list), or one it scores below 3 of 4 (built from common passwords, words,
+names, keyboard runs, repeats or dates, or from the username), is refused with zxcvbn's reason.
+
+Accounts are never deleted (the workflow ledger names users): they are disabled, which also ends
+their sessions of the pages at once.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
+from zxcvbn.matching import RANKED_DICTIONARIES
 
 from hrm_fhir.errors import HRMError
-from hrm_fhir.records import UserRecord
+from hrm_fhir.records import UserRecord, UserSessionRecord
 
 
 class UserRole(StrEnum):
@@ -41,6 +49,10 @@ SALT_LENGTH = 16
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
 """Bounds the hashing work a sign-in attempt can ask for."""
+MIN_STRENGTH = 3
+"""zxcvbn's score (0-4) a new password needs: 3 is "safely unguessable", over 10^8 guesses."""
+STRENGTH_CHARACTERS = 72
+"""zxcvbn judges the first 72 characters (its own limit; its cost grows with the length)."""
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _PRACTICE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -78,19 +90,37 @@ def _dummy_hash() -> str:
     return generate_password_hash("not a password: equalises timing", HASH_METHOD, SALT_LENGTH)
 
 
-def hash_password(password: str) -> str:
-    """A salted scrypt hash of ``password`` (UserError when it is too short or too long)."""
-    check_password_rules(password)
+def hash_password(password: str, user_inputs: Sequence[str] = ()) -> str:
+    """A salted scrypt hash of ``password`` (UserError when the rules refuse it)."""
+    check_password_rules(password, user_inputs)
     return generate_password_hash(password, HASH_METHOD, SALT_LENGTH)
 
 
-def check_password_rules(password: str) -> None:
+@cache
+def common_passwords() -> frozenset[str]:
+    """zxcvbn's 30,000 most common passwords (lower case)."""
+    ranked: dict[str, int] = RANKED_DICTIONARIES["passwords"]
+    return frozenset(ranked)
+
+
+def check_password_rules(password: str, user_inputs: Sequence[str] = ()) -> None:
+    """UserError unless ``password`` is 12-256 characters, not a common password and not easy
+    to guess (zxcvbn, told the username and display name in ``user_inputs``)."""
     if len(password) < MIN_PASSWORD:
         raise UserError(f"the password must be at least {MIN_PASSWORD} characters long")
     if len(password) > MAX_PASSWORD:
         raise UserError(f"the password must be at most {MAX_PASSWORD} characters long")
     if not password.strip():
         raise UserError("the password must not be blank")
+    if password.lower() in common_passwords():
+        raise UserError("the password is one of the most common passwords: choose another")
+    judged = zxcvbn(password[:STRENGTH_CHARACTERS], user_inputs=[i for i in user_inputs if i])
+    if judged["score"] < MIN_STRENGTH:
+        reason = judged["feedback"]["warning"] or "it is easy to guess"
+        raise UserError(
+            f"the password is too easy to guess ({reason.rstrip('.')}): a few unrelated "
+            "words make a strong one"
+        )
 
 
 def verify_password(password_hash: str, password: str) -> bool:
@@ -144,7 +174,7 @@ def create_user(
         display_name=shown,
         role=role,
         practice=practice or None,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, (name, shown)),
         active=True,
         created_at=now or datetime.now(UTC),
     )
@@ -167,13 +197,23 @@ def get_user(session: Session, username: str) -> User | None:
     return User.of(record)
 
 
+def is_account(session: Session, username: str) -> bool:
+    """Whether an account (active or not) has this name."""
+    return session.get(UserRecord, username.strip().lower()) is not None
+
+
 def disable_user(session: Session, username: str) -> User:
-    """Disable an account (flushed, not committed): it can no longer sign in, and a signed-in
-    session ends at its next request. UserError when there is no such user."""
+    """Disable an account (flushed, not committed): it can no longer sign in or use its API
+    tokens, and its sessions of the pages end. UserError when there is no such user."""
     record = session.get(UserRecord, username.strip().lower())
     if record is None:
         raise UserError(f"no user {username!r}")
     record.active = False
+    session.execute(
+        update(UserSessionRecord)
+        .where(UserSessionRecord.username == record.username, UserSessionRecord.ended_at.is_(None))
+        .values(ended_at=datetime.now(UTC), end_reason="disabled")
+    )
     session.flush()
     return User.of(record)
 

@@ -8,14 +8,17 @@ from typing import Any
 
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import Finding, PatientRecord
-from hrm_fhir.rules.evaluate import Engine
-from hrm_fhir.rules.registry import RuleSet, load_rule_set
+from hrm_fhir.rules.evaluate import Assessment, Engine
+from hrm_fhir.rules.registry import RuleSet, _package_files, build_rule_set, load_rule_set
 
 AS_OF = date(2026, 11, 27)
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+PRACTICE_CODES = "https://example.org/practice-codes"
+"""A practice's own code list, as a practice would add it to the catalogue (tests only)."""
 _ids = itertools.count(1)
 _RULES: list[RuleSet] = []
 
@@ -25,6 +28,25 @@ def rules() -> RuleSet:
     if not _RULES:
         _RULES.append(load_rule_set())
     return _RULES[0]
+
+
+def rules_with_shared_care_entries() -> RuleSet:
+    """The shipped rules plus coded shared-care entries a practice might use (the shipped
+    catalogue lists none): a generic one, one naming lithium, and one saying the practice
+    monitors."""
+    catalogue, packs = _package_files()
+    entries = (
+        "entries = [\n"
+        f'  {{ system = "{PRACTICE_CODES}", code = "shared-care", verified = false,'
+        " elsewhere = true },\n"
+        f'  {{ system = "{PRACTICE_CODES}", code = "lithium-by-cmht", verified = false,'
+        ' elsewhere = true, groups = ["lithium"] },\n'
+        f'  {{ system = "{PRACTICE_CODES}", code = "monitored-here", verified = false,'
+        " elsewhere = false },\n"
+        "]"
+    )
+    assert "entries = []" in catalogue
+    return build_rule_set(catalogue.replace("entries = []", entries, 1), packs)
 
 
 def patient(
@@ -45,13 +67,14 @@ def prescription(
     timing: dict[str, Any] | None = None,
     dose: dict[str, Any] | None = None,
     rid: str | None = None,
+    validity_end: date | None = None,
 ) -> dict[str, Any]:
     instruction: dict[str, Any] = {"text": dosage}
     if timing is not None:
         instruction["timing"] = {"repeat": timing}
     if dose is not None:
         instruction["doseAndRate"] = [{"doseQuantity": dose}]
-    return {
+    request: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": rid or f"mr{next(_ids)}",
         "status": status,
@@ -64,6 +87,9 @@ def prescription(
         },
         "dosageInstruction": [instruction],
     }
+    if validity_end is not None:
+        request["dispenseRequest"] = {"validityPeriod": {"end": validity_end.isoformat()}}
+    return request
 
 
 def repeats(
@@ -90,27 +116,59 @@ def observation(
     status: str = "final",
     ref_range: tuple[float, float] | None = None,
     rid: str | None = None,
+    at: str | None = "09:30:00+00:00",
+    issued: str | None = None,
+    comparator: str | None = None,
+    text: str | None = None,
+    flag: str | None = None,
 ) -> dict[str, Any]:
+    """An Observation taken on ``on`` at ``at`` (None: a date only); ``text`` gives the value
+    as ``valueString`` instead of a quantity; ``flag`` a v3 interpretation code."""
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": rid or f"obs{next(_ids)}",
         "status": status,
         "code": {"coding": [{"system": system, "code": code}]},
         "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": f"{on.isoformat()}T09:30:00+00:00",
+        "effectiveDateTime": on.isoformat() if at is None else f"{on.isoformat()}T{at}",
     }
-    if value is not None:
+    if issued is not None:
+        obs["issued"] = issued
+    if text is not None:
+        obs["valueString"] = text
+    elif value is not None:
         obs["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+        if comparator is not None:
+            obs["valueQuantity"]["comparator"] = comparator
     if ref_range is not None:
         obs["referenceRange"] = [{"low": {"value": ref_range[0]}, "high": {"value": ref_range[1]}}]
+    if flag is not None:
+        obs["interpretation"] = [{"coding": [{"system": INTERPRETATION, "code": flag}]}]
     return obs
 
 
+FBC, LFT, EGFR = "1022441000000101", "997531000000108", "1011481000000105"
+
+
+def bloods(on: date, egfr: float = 85, **kwargs: Any) -> list[dict[str, Any]]:
+    """The DMARD blood set done on one day: FBC and LFT panels and an eGFR."""
+    return [
+        observation(FBC, None, "1", on, **kwargs),
+        observation(LFT, None, "1", on, **kwargs),
+        observation(EGFR, egfr, "mL/min/{1.73_m2}", on, **kwargs),
+    ]
+
+
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
-    builder = RecordBuilder(rules().catalogue)
+    return dict(reader(resources).finish())
+
+
+def reader(resources: list[dict[str, Any]]) -> RecordBuilder:
+    """The real reader after it has read ``resources`` (its ``skipped`` says what it left out)."""
+    builder = RecordBuilder(rules().catalogue, rules().medicines())
     for resource in resources:
         builder.add("test", resource)
-    return dict(builder.finish())
+    return builder
 
 
 def evaluate(
@@ -122,6 +180,12 @@ def evaluate(
     for _, record in sorted(records(resources).items()):
         found.extend(engine.evaluate(record))
     return found
+
+
+def assess(resources: list[dict[str, Any]], as_of: date = AS_OF) -> Assessment:
+    """Map and assess one patient's resources: findings and register lines."""
+    [record] = records(resources).values()
+    return Engine.create(rules(), as_of).assess(record)
 
 
 def of_kind(findings: list[Finding], kind: str, group: str | None = None) -> list[Finding]:

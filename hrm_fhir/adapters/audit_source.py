@@ -1,5 +1,9 @@
 """Read the monthly audit's inputs from the ledger: findings, workflow events, sweeps, and the
-patients' records as the last sweep read them from the FHIR server (the snapshots)."""
+patients' records as the last sweep read them from the FHIR server (the snapshots).
+
+Every query has an ORDER BY on a unique key: without one, row order is whatever the backend's
+plan gives (insertion order on SQLite, not promised on PostgreSQL), and the same ledger must
+give the same inputs on both."""
 
 from __future__ import annotations
 
@@ -30,8 +34,8 @@ from hrm_fhir.rules.registry import RuleSet
 
 def snapshot_records(session: Session, rules: RuleSet) -> dict[PatientRef, PatientRecord]:
     """Every monitored patient's record, mapped from the snapshots the sweeps keep."""
-    builder = RecordBuilder(rules.catalogue)
-    for body in session.scalars(select(SnapshotRecord.body)):
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
+    for body in session.scalars(select(SnapshotRecord.body).order_by(SnapshotRecord.patient)):
         for resource in orjson.loads(body):
             builder.add("snapshot", resource)
     return builder.finish()
@@ -57,7 +61,11 @@ def read_audit_inputs(
     wanted = set(practices)
     findings = tuple(
         _task(row)
-        for row in session.execute(select(*_FINDING_COLUMNS).where(FindingRecord.opened_at < end))
+        for row in session.execute(
+            select(*_FINDING_COLUMNS)
+            .where(FindingRecord.opened_at < end)
+            .order_by(FindingRecord.identifier)
+        )
         if practice_id(row.practice) in wanted
     )
     events = tuple(
@@ -73,11 +81,13 @@ def read_audit_inputs(
     sweeps = tuple(
         SweepFact(row.id, row.started_at, row.mode.value, row.scope, row.created, row.closed)
         for row in session.scalars(
-            select(SweepRecord).where(
+            select(SweepRecord)
+            .where(
                 SweepRecord.status == SweepStatus.COMPLETED,
                 SweepRecord.dry_run.is_(False),
                 SweepRecord.started_at < end,
             )
+            .order_by(SweepRecord.id)
         )
         if row.scope in scopes
     )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import requests
@@ -335,16 +335,17 @@ class FHIRGateway:
             url, params, page = next_url, None, page + 1
 
     def _check_on_base(self, url: str, label: str) -> None:
-        """Refuse a link outside the configured scheme, host, port and base path."""
+        """Refuse a link outside the configured scheme, host, port and base path, judged on the
+        path as the server will read it (``_server_path``): percent-encoded dot segments
+        (``/fhir/%2e%2e/other``) and the like are refused, not passed."""
         parts = urlsplit(url)
-        segments = parts.path.split("/")
         try:
+            path = _server_path(parts.path)
             on_base = (
                 _origin(url) == self._origin
                 and parts.username is None
-                and (parts.path == self._base_path or parts.path.startswith(self._base_path + "/"))
-                and "." not in segments
-                and ".." not in segments
+                and path is not None
+                and (path == self._base_path or path.startswith(self._base_path + "/"))
             )
         except ValueError:  # an invalid port
             on_base = False
@@ -434,6 +435,21 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     scheme = parts.scheme.lower()
     default_port = {"http": 80, "https": 443}.get(scheme)
     return scheme, (parts.hostname or ""), parts.port or default_port
+
+
+def _server_path(path: str) -> str | None:
+    """``path`` percent-decoded, as a server reads it; None when it could step out of its
+    folder however the server reads it: a ``.`` or ``..`` segment (also with a ``;param``, which
+    some servlet containers drop), a backslash, an encoded slash, a ``%`` left after one decoding
+    (double encoding) or a control character."""
+    decoded = unquote(path, errors="strict")
+    if "%" in decoded or "\\" in decoded or any(ord(c) < 0x20 or c == "\x7f" for c in decoded):
+        return None
+    if decoded.count("/") != path.count("/"):  # an encoded slash
+        return None
+    if any(segment.split(";")[0] in (".", "..") for segment in decoded.split("/")):
+        return None
+    return decoded
 
 
 def _check_type(resource_type: str) -> None:

@@ -7,7 +7,7 @@ reads a clock: callers pass ``now`` (timezone-aware).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -84,7 +84,7 @@ def finish_sweep(
     sweep.status = status
     sweep.finished_at = now
     sweep.watermark = watermark
-    sweep.error = error
+    sweep.error = _storable(error)
     sweep.duration_seconds = (now - sweep.started_at).total_seconds()
     session.flush()
 
@@ -93,9 +93,14 @@ def get_sweep(session: Session, sweep_id: int) -> SweepRecord | None:
     return session.get(SweepRecord, sweep_id)
 
 
-def list_sweeps(session: Session, limit: int = 50) -> list[SweepRecord]:
-    """The most recent sweeps first."""
+def list_sweeps(
+    session: Session, limit: int = 50, scopes: Collection[str] | None = None
+) -> list[SweepRecord]:
+    """The most recent sweeps first; only those of ``scopes`` (``all``, ``Organization/<id>``)
+    when given."""
     query = select(SweepRecord).order_by(SweepRecord.started_at.desc(), SweepRecord.id.desc())
+    if scopes is not None:
+        query = query.where(SweepRecord.scope.in_(scopes))
     return list(session.scalars(query.limit(limit)))
 
 
@@ -353,12 +358,17 @@ def record_write(
         http_status=http_status,
         version_id=version_id,
         outcome=outcome,
-        detail=detail,
+        detail=_storable(detail),
         reason=reason,
     )
     session.add(write)
     session.flush()
     return write
+
+
+def _storable(text: str | None) -> str | None:
+    """Text from elsewhere (a server's error) with any NUL, which no column holds, made visible."""
+    return text.replace("\x00", "\ufffd") if text is not None else None
 
 
 def live_lock(session: Session, name: str, *, now: datetime) -> LockRecord | None:
@@ -378,7 +388,9 @@ def acquire_lock(
 
     Atomic across processes sharing the database: one conditional UPDATE takes over an expired
     lock or renews our own, otherwise an INSERT claims an absent one and loses to any concurrent
-    claimant on the primary key. Call it with no other work pending in ``session``.
+    claimant on the primary key. On PostgreSQL a rival blocked on the row lock re-checks the
+    condition against our committed row (READ COMMITTED, which ``make_engine`` pins), so it
+    matches nothing. Call it with no other work pending in ``session``.
     """
     expires_at = now + timedelta(seconds=ttl_seconds)
     takeover = (

@@ -1,10 +1,12 @@
-"""The findings ledger: what was written back for each finding, and whether it is still open."""
+"""The findings ledger: what was written back for each finding, and whether it is still open.
+A caller bound to a practice sees that practice's findings only."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from hrm_fhir.adapters import store
+from hrm_fhir.api.auth import scoped_practice
 from hrm_fhir.api.schemas import FindingRecordSchema, load_finding_query
 from hrm_fhir.app import db_session
 
@@ -16,7 +18,7 @@ def index() -> Response:
     query = load_finding_query(request.args)
     rows = store.list_findings(
         db_session(),
-        practice=query.practice,
+        practice=scoped_practice(query.practice),
         drug_group=query.drug_group,
         kind=query.kind,
         severity=query.severity,

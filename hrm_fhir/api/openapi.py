@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify
 
 from hrm_fhir.api.auth import HEADER
 from hrm_fhir.api.schemas import FHIR_ID, MAX_FINDINGS, MAX_SWEEPS
-from hrm_fhir.api.workflow_schemas import ACTING_USER, MAX_DOSE, MAX_NOTE
+from hrm_fhir.api.workflow_schemas import ACTING_USER, MAX_DOSE, MAX_NOTE, MAX_TEAM
 from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.records import SweepMode, SweepStatus
 from hrm_fhir.workflow.model import (
@@ -201,12 +201,23 @@ _SCHEMAS: dict[str, Schema] = {
             "identifier": {"type": "string"},
             "tests": {"type": "array", "items": {"type": "string"}},
             "due_date": _nullable("string", format="date"),
+            "severely_overdue": {
+                "type": "boolean",
+                "description": "Due and overdue findings: a test has gone undone past its "
+                "schedule's severely-overdue tolerance (rule packs).",
+            },
             "analyte": _nullable("string"),
             "value": _nullable("number"),
             "unit": _nullable("string"),
             "observed_on": _nullable("string", format="date"),
             "severity": {"enum": [*(s.value for s in Severity), None]},
             "code": _nullable("string"),
+            "missing": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Incomplete findings: the data that is missing or could not be read "
+                "(e.g. `weight`, `unit`, `laboratory reference range`, `exact value`).",
+            },
         },
     },
     "Therapy": {
@@ -305,7 +316,8 @@ _PATHS: dict[str, Schema] = {
         },
         "post": {
             "operationId": "startSweep",
-            "summary": "Start one sweep in the background (operator role).",
+            "summary": "Start one sweep in the background (operator key; one bound to a practice "
+            "only when the sweep covers that practice alone).",
             "requestBody": {
                 "required": False,
                 "content": {JSON: {"schema": _ref("SweepStart")}},
@@ -313,6 +325,7 @@ _PATHS: dict[str, Schema] = {
             "responses": {
                 "202": _json_body(_ref("SweepStarted"), "Sweep started."),
                 "409": _error("Conflict"),
+                "413": _json_body(_ref("Error"), "The body is larger than HRM_MAX_REQUEST_BYTES."),
                 "415": _json_body(_ref("Error"), "The body is not application/json."),
                 "502": _error("BadGateway"),
                 "503": _error("Unavailable"),
@@ -363,7 +376,8 @@ _PATHS: dict[str, Schema] = {
     "/api/v1/patients/{patient_id}/monitoring": {
         "get": {
             "operationId": "getPatientMonitoring",
-            "summary": "One patient's therapies and findings, evaluated live (read role).",
+            "summary": "One patient's therapies and findings, evaluated live (read role; a "
+            "caller bound to a practice gets 404 for another practice's patient, as for none).",
             "parameters": [
                 {
                     "name": "patient_id",
@@ -391,9 +405,13 @@ _PATHS: dict[str, Schema] = {
 _ACTING_USER = {
     "name": ACTING_USER,
     "in": "header",
-    "required": True,
+    "required": False,
     "schema": {"type": "string"},
-    "description": "Username of the active user acting; their role and practice apply.",
+    "description": (
+        "With an integration key only (and then required): the username of the active user "
+        "acting; their role and practice apply. A personal bearer token names its own user and "
+        "takes no X-Acting-User; read and operator keys may not name anyone (403)."
+    ),
 }
 _STAGE = {"enum": [stage.value for stage in Stage]}
 _DATE = {"type": "string", "format": "date"}
@@ -406,8 +424,18 @@ _VERSION = {
     "pattern": f"^{FHIR_ID}$",
     "description": "The Task's meta.versionId as it was loaded; a stale one is a 409.",
 }
+_ARRANGEMENT_VERSION = {
+    **_nullable("string"),
+    "description": "The arrangement Task's meta.versionId as loaded; null or absent for a first "
+    "decision about this patient and drug group (a 409 if one exists).",
+}
 _WORKFLOW_ERRORS = {
-    "404": _json_body(_ref("Error"), "No such Task (or Flag, or GP escalation)."),
+    "404": _json_body(
+        _ref("Error"),
+        "No such Task (or Flag, or GP escalation; or Patient, for who monitors), or one of "
+        "another practice: both are answered the same.",
+    ),
+    "413": _json_body(_ref("Error"), "The body is larger than HRM_MAX_REQUEST_BYTES."),
     "409": _json_body(
         _ref("Error"),
         "The Task changed since it was loaded (reload it), or its stage does not allow this.",
@@ -457,6 +485,27 @@ _SCHEMAS.update(
             ["version", "booked_for"], {"version": _VERSION, "booked_for": _DATE, "note": _NOTE}
         ),
         "Sample": _object(["version", "taken_on"], {"version": _VERSION, "taken_on": _DATE}),
+        "MonitoredElsewhere": _object(
+            ["drug_group", "monitored_by", "review_on"],
+            {
+                "drug_group": {"type": "string", "description": "A rule pack's drug group."},
+                "monitored_by": {
+                    "type": "string",
+                    "maxLength": MAX_TEAM,
+                    "description": "The organisation or team that monitors.",
+                },
+                "review_on": {
+                    **_DATE,
+                    "description": "After today and within a year: the pharmacist reviews then.",
+                },
+                "version": _ARRANGEMENT_VERSION,
+                "note": _NOTE,
+            },
+        ),
+        "MonitoredByPractice": _object(
+            ["drug_group"],
+            {"drug_group": {"type": "string"}, "version": _ARRANGEMENT_VERSION, "note": _NOTE},
+        ),
         "SignOff": _object(
             ["version", "decision"],
             {
@@ -512,6 +561,7 @@ _SCHEMAS.update(
                 "test_titles": {"type": "array", "items": {"type": "string"}},
                 "due_date": _NULLABLE_DATE,
                 "days_overdue": {"type": "integer"},
+                "severely_overdue": {"type": "boolean"},
                 "description": {"type": "string"},
                 "source": _nullable("string"),
                 "attempts": {"type": "integer"},
@@ -569,7 +619,14 @@ _SCHEMAS.update(
             "type": "object",
             "properties": {
                 "kind": {
-                    "enum": ["flag", "result", "gp-escalation", "prescribing", "non-engagement"]
+                    "enum": [
+                        "flag",
+                        "result",
+                        "gp-escalation",
+                        "prescribing",
+                        "non-engagement",
+                        "monitored-elsewhere",
+                    ]
                 },
                 "task_id": {"type": "string", "description": "The Task (or Flag) to act on."},
                 "version": _nullable("string"),
@@ -611,6 +668,7 @@ _SCHEMAS.update(
                         },
                     },
                 },
+                "severely_overdue": {"type": "boolean"},
             },
         },
         "ReviewQueue": {
@@ -775,6 +833,19 @@ _PATHS.update(
             "Versioned",
             "gp_task_id",
         ),
+        "/api/v1/patients/{patient_id}/monitored-elsewhere": _action(
+            "recordMonitoredElsewhere",
+            "Another organisation monitors one of the patient's drug groups until a review date: "
+            "the group's routine monitoring Tasks close (pharmacist).",
+            "MonitoredElsewhere",
+            "patient_id",
+        ),
+        "/api/v1/patients/{patient_id}/monitored-by-practice": _action(
+            "recordMonitoredByPractice",
+            "The practice monitors one of the patient's drug groups again (pharmacist).",
+            "MonitoredByPractice",
+            "patient_id",
+        ),
     }
 )
 
@@ -790,7 +861,17 @@ _SCHEMAS.update(
             "type": "object",
             "description": "One part of a rule pack as a clinician reads it (rules/describe.py).",
             "properties": {
-                "kind": {"enum": ["schedule", "modifier", "threshold", "prescribing", "ome"]},
+                "kind": {
+                    "enum": [
+                        "schedule",
+                        "modifier",
+                        "tolerance",
+                        "threshold",
+                        "prescribing",
+                        "ome",
+                        "target",
+                    ]
+                },
                 "text": {"type": "string"},
                 "verified": {"type": "boolean"},
                 "citation": {
@@ -876,7 +957,7 @@ _SCHEMAS.update(
                             "phase_anchor": _DATE,
                             "medication": {"type": "string"},
                             "ingredient": {"type": "string"},
-                            "matched_by": {"enum": ["code", "text"]},
+                            "matched_by": {"enum": ["code", "text", "statement"]},
                             "statements": {"type": "array", "items": _ref("EvidenceStatement")},
                             "tests": {
                                 "type": "array",
@@ -1100,16 +1181,26 @@ def build_document() -> dict[str, Any]:
             "version": "1",
             "description": (
                 "High-risk drug monitoring on FHIR R4: sweeps, the findings ledger, live "
-                "per-patient monitoring, the programme workflow and its monthly audit. Keys have "
-                "the role read (GET) "
-                "or operator (GET, POST); workflow operations also name the acting user in "
-                "X-Acting-User."
+                "per-patient monitoring, the programme workflow and its monthly audit. An API key "
+                "has the role read (GET), operator (GET, and POST /sweeps) or integration (GET, "
+                "and the workflow operations for the user it names in X-Acting-User). A person's "
+                "own token (Authorization: Bearer, from `hrm-fhir users token`) acts as them: GET "
+                "and the workflow operations their role allows. A key bound to a practice, or a "
+                "person of one, sees only that practice: another practice's patient or Task is a "
+                "404, as for none, and a list or report of another practice a 403."
             ),
         },
-        "security": [{"apiKey": []}],
+        "security": [{"apiKey": []}, {"personalToken": []}],
         "paths": _PATHS,
         "components": {
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": HEADER}},
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": HEADER},
+                "personalToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A person's own token (hrm-fhir users token NAME).",
+                },
+            },
             "schemas": _SCHEMAS,
             "responses": _RESPONSES,
         },

@@ -1,5 +1,6 @@
 """One patient's monitoring, evaluated live from the FHIR server, with their open ledger items;
-and their evidence pack (hrm_fhir/audit/evidence.py)."""
+and their evidence pack (hrm_fhir/audit/evidence.py). A caller bound to a practice gets a 404 for
+another practice's patient, as for none."""
 
 from __future__ import annotations
 
@@ -14,24 +15,23 @@ from hrm_fhir.adapters import store
 from hrm_fhir.adapters.evidence_source import read_evidence
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.api.auth import acting_user, require_visible
 from hrm_fhir.api.schemas import (
     MonitoringSchema,
     load_evidence_query,
     load_monitoring_query,
     load_patient_ref,
 )
-from hrm_fhir.api.workflow import acting_user
 from hrm_fhir.app import ServiceState, db_session, service_state
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json
 from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
-from hrm_fhir.fetch import FetchReport, read_records
+from hrm_fhir.fetch import FetchReport, read_records, record_searches
 from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.sweep import default_as_of
-from hrm_fhir.workflow.model import require_practice
-from hrm_fhir.workflow.service import general_practitioners_of
+from hrm_fhir.workflow.service import NO_PATIENT, general_practitioners_of
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -54,12 +54,16 @@ def evaluate_patient(
     day = as_of or default_as_of(state.settings)
     gateway = FHIRGateway.from_settings(state.settings)
     try:
-        resources = read_records(gateway, [patient], FetchReport())[patient]
+        resources = read_records(
+            gateway, [patient], FetchReport(), extra=record_searches(state.rules)
+        )[patient]
     finally:
         gateway.close()
-    if not any(r.get("resourceType") == "Patient" for r in resources):
-        raise NotFound("the FHIR server has no such Patient")
-    builder = RecordBuilder(state.rules.catalogue)
+    found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
+    if found is None:
+        raise NotFound(NO_PATIENT)
+    require_visible(general_practitioners_of(found), NO_PATIENT)
+    builder = RecordBuilder(state.rules.catalogue, state.rules.medicines())
     for resource in resources:
         builder.add("server", resource)
     record = builder.finish().get(patient) or PatientRecord(patient=None)
@@ -86,8 +90,8 @@ def monitoring(patient_id: str) -> Response:
 @bp.get("/<patient_id>/evidence")
 def evidence(patient_id: str) -> Response:
     """The patient's evidence pack as JSON, or printable HTML with ``format=html``. It names the
-    patient, so like the patient card it needs ``X-Acting-User``, kept to their practice."""
-    actor = acting_user()
+    patient, so like the patient card it acts for a person, kept to their practice."""
+    acting_user()
     patient = load_patient_ref(patient_id)
     query = load_evidence_query(request.args)
     state = service_state()
@@ -97,8 +101,8 @@ def evidence(patient_id: str) -> Response:
     finally:
         gateway.close()
     if source is None:
-        raise NotFound("the FHIR server has no such Patient")
-    require_practice(actor, general_practitioners_of(source.patient))
+        raise NotFound(NO_PATIENT)
+    require_visible(general_practitioners_of(source.patient), NO_PATIENT)
     pack = build_pack(
         source,
         state.rules,

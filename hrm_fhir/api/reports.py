@@ -1,11 +1,13 @@
-"""The monthly audit summary over HTTP: JSON, the printable HTML, or the FHIR MeasureReport."""
+"""The monthly audit summary over HTTP: JSON, the printable HTML, or the FHIR MeasureReport.
+A caller bound to a practice reads that practice's report only (no PCN report)."""
 
 from __future__ import annotations
 
 import orjson
 from flask import Blueprint, Response, request
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import Forbidden, NotFound
 
+from hrm_fhir.api.auth import caller, scoped_practice
 from hrm_fhir.api.schemas import load_report_query
 from hrm_fhir.app import db_session, service_state
 from hrm_fhir.audit.measure_report import measure_report
@@ -21,10 +23,18 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 def monthly() -> Response:
     """``?month=YYYY-MM&practice=ID|pcn=ID&format=json|html|measure-report``."""
     query = load_report_query(request.args)
+    if query.pcn is not None and caller().practice is not None:
+        raise Forbidden("this credential is bound to one practice: no PCN report")
+    practice = scoped_practice(query.practice)
     state = service_state()
     session = db_session()
     try:
-        scope = resolve_scope(state.settings, session, practice=query.practice, pcn=query.pcn)
+        scope = resolve_scope(
+            state.settings,
+            session,
+            practice=None if practice is None else practice.removeprefix("Organization/"),
+            pcn=query.pcn,
+        )
     except ReportScopeError as exc:
         raise NotFound(str(exc)) from exc
     month = query.month or previous_month(default_as_of(state.settings))

@@ -27,6 +27,9 @@ from hrm_fhir.rules.therapy import Therapy
 
 FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
 """The FHIR ``id`` datatype's pattern."""
+_PRACTICE = validate.Regexp(
+    r"(Organization/)?" + FHIR_ID + r"\Z", error="Give an Organization id (or Organization/<id>)."
+)
 MAX_FINDINGS = 1000
 MAX_SWEEPS = 500
 
@@ -50,7 +53,7 @@ class FindingQuery:
 
 
 class FindingQuerySchema(_Strict):
-    practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    practice = fields.String(validate=_PRACTICE, load_default=None)
     drug_group = fields.String(validate=validate.Length(min=1, max=64), load_default=None)
     kind = fields.Enum(FindingKind, by_value=True, load_default=None)
     severity = fields.Enum(Severity, by_value=True, load_default=None)
@@ -143,7 +146,7 @@ class ReportQuerySchema(_Strict):
         validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="Give the month as YYYY-MM."),
         load_default=None,
     )
-    practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    practice = fields.String(validate=_PRACTICE, load_default=None)
     pcn = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
     format = fields.String(
         validate=validate.OneOf(["json", "html", "measure-report"]), load_default="json"

@@ -1,4 +1,6 @@
-"""Sweeps: start one (operator role) and read the ledger of past and running sweeps."""
+"""Sweeps: start one (operator role) and read the ledger of past and running sweeps. A caller
+bound to a practice sees the sweeps of that practice and of the whole server (counts, no patient
+data), never another practice's."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from hrm_fhir.adapters import store
+from hrm_fhir.api.auth import caller
 from hrm_fhir.api.schemas import (
     SweepSchema,
     SweepStartedSchema,
@@ -41,13 +44,19 @@ def create() -> tuple[Response, int]:
 @bp.get("")
 def index() -> Response:
     query = load_sweep_list_query(request.args)
-    sweeps = store.list_sweeps(db_session(), limit=query.limit)
+    sweeps = store.list_sweeps(db_session(), limit=query.limit, scopes=_visible_scopes())
     return jsonify(sweeps=SweepSchema(many=True).dump(sweeps))
+
+
+def _visible_scopes() -> tuple[str, ...] | None:
+    own = caller().organization
+    return None if own is None else ("all", own)
 
 
 @bp.get("/<int:sweep_id>")
 def show(sweep_id: int) -> Response:
     sweep = store.get_sweep(db_session(), sweep_id)
-    if sweep is None:
+    scopes = _visible_scopes()
+    if sweep is None or (scopes is not None and sweep.scope not in scopes):
         raise NotFound(f"no sweep {sweep_id}")
     return jsonify(SweepSchema().dump(sweep))

@@ -1,10 +1,10 @@
 """The programme workflow over HTTP: the worklist, the review queue, the patient card, and the
 actions people take on Tasks, each on behalf of a named user.
 
-The API key says which client calls (``read`` for GET, ``operator`` for POST); the
-``X-Acting-User`` header names the person, an active account in the ``users`` table whose role
-and practice the workflow service then applies. A user tied to a practice sees and acts on that
-practice's patients only.
+Each request acts for a person (hrm_fhir/api/auth.py): the owner of a personal bearer token, or
+the user an ``integration`` key names in ``X-Acting-User``. The workflow service then applies
+their role and practice: a user (or key) tied to a practice sees and acts on that practice's
+patients only, and another practice's patient or Task is a 404, as for none.
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, request
-from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import Forbidden, Unauthorized
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.api.auth import acting_user, scoped_practice
 from hrm_fhir.api.schemas import load_monitoring_query, load_patient_ref
 from hrm_fhir.api.workflow_schemas import (
-    ACTING_USER,
     Booking,
     BookingSchema,
     Contact,
     ContactSchema,
+    MonitoredByPractice,
+    MonitoredByPracticeSchema,
+    MonitoredElsewhere,
+    MonitoredElsewhereSchema,
     NonEngagement,
     NonEngagementSchema,
     Sample,
@@ -40,34 +42,11 @@ from hrm_fhir.api.workflow_schemas import (
     load_worklist_query,
 )
 from hrm_fhir.app import db_session, service_state
-from hrm_fhir.records import UserRecord
 from hrm_fhir.sweep import default_as_of
 from hrm_fhir.workflow import service
-from hrm_fhir.workflow.model import Actor, Role
+from hrm_fhir.workflow.model import Actor
 
 bp = Blueprint("workflow", __name__)
-
-
-def acting_user() -> Actor:
-    """The active user ``X-Acting-User`` names; 401 when it is missing, unknown or disabled."""
-    username = request.headers.get(ACTING_USER, "")
-    user = db_session().get(UserRecord, username) if username else None
-    roles = {role.value: role for role in Role}
-    if user is None or not user.active or user.role not in roles:
-        raise Unauthorized(
-            f"{ACTING_USER} must name an active user",
-            www_authenticate=WWWAuthenticate("ApiKey", {"header": ACTING_USER}),
-        )
-    return Actor(user.username, roles[user.role], user.display_name, user.practice)
-
-
-def _practice(actor: Actor, asked: str | None) -> str | None:
-    """The practice a list covers: the user's own; asking for another is a 403."""
-    if actor.organization is None:
-        return asked
-    if asked is not None and Actor("", actor.role, "", asked).organization != actor.organization:
-        raise Forbidden("this user works for another practice")
-    return actor.organization
 
 
 @contextmanager
@@ -100,7 +79,7 @@ def _act(
 
 @bp.get("/worklist")
 def worklist() -> Response:
-    actor = acting_user()
+    acting_user()
     query = load_worklist_query(request.args)
     settings = service_state().settings
     with _gateway() as gateway:
@@ -108,7 +87,7 @@ def worklist() -> Response:
             gateway,
             db_session(),
             as_of=query.as_of or default_as_of(settings),
-            practice=_practice(actor, query.practice),
+            practice=scoped_practice(query.practice),
             drug_group=query.drug_group,
             stage=query.stage,
             chase_interval_days=settings.chase_interval_days,
@@ -119,14 +98,15 @@ def worklist() -> Response:
 
 @bp.get("/review-queue")
 def review_queue() -> Response:
-    actor = acting_user()
+    acting_user()
     query = load_practice_query(request.args)
     with _gateway() as gateway:
         items = service.review_queue(
             gateway,
             db_session(),
-            practice=_practice(actor, query.practice),
+            practice=scoped_practice(query.practice),
             rules=service_state().rules,
+            as_of=default_as_of(service_state().settings),
         )
     return _json({"items": items})
 
@@ -198,3 +178,21 @@ def acknowledge(gp_task_id: str) -> Response:
     actor = acting_user()
     body = load_body(VersionedSchema(), request.get_json(), Versioned)
     return _act(service.acknowledge_escalation, actor, gp_task_id, body)
+
+
+@bp.post("/patients/<patient_id>/monitored-elsewhere")
+def monitored_elsewhere(patient_id: str) -> Response:
+    actor = acting_user()
+    patient = load_patient_ref(patient_id)
+    body = load_body(MonitoredElsewhereSchema(), request.get_json(), MonitoredElsewhere)
+    rules = service_state().rules
+    return _act(service.record_monitored_elsewhere, actor, patient, body, rules=rules)
+
+
+@bp.post("/patients/<patient_id>/monitored-by-practice")
+def monitored_by_practice(patient_id: str) -> Response:
+    actor = acting_user()
+    patient = load_patient_ref(patient_id)
+    body = load_body(MonitoredByPracticeSchema(), request.get_json(), MonitoredByPractice)
+    rules = service_state().rules
+    return _act(service.record_monitored_by_practice, actor, patient, body, rules=rules)

@@ -28,6 +28,8 @@ ACTING_USER = "X-Acting-User"
 """The header naming the user an API request acts for."""
 MAX_NOTE = 2000
 MAX_DOSE = 200
+MAX_TEAM = 200
+"""The longest name of the organisation or team that monitors."""
 
 
 def _version() -> fields.String:
@@ -195,6 +197,60 @@ class VersionedSchema(_Strict):
     @post_load
     def _body(self, data: dict[str, Any], **_: Any) -> Versioned:
         return Versioned(**data)
+
+
+def _optional_version() -> fields.String:
+    return fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(FHIR_ID + r"\Z", error="A FHIR versionId such as 3."),
+        metadata={
+            "description": "The arrangement Task's meta.versionId as loaded; null or absent "
+            "for a first decision about this patient and drug group."
+        },
+    )
+
+
+def _drug_group() -> fields.String:
+    return fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]{1,64}\Z"))
+
+
+@dataclass(frozen=True)
+class MonitoredElsewhere:
+    drug_group: str
+    monitored_by: str
+    review_on: date
+    version: str | None
+    note: str
+
+
+class MonitoredElsewhereSchema(_Strict):
+    drug_group = _drug_group()
+    monitored_by = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEAM))
+    review_on = fields.Date(required=True)
+    version = _optional_version()
+    note = _note()
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> MonitoredElsewhere:
+        return MonitoredElsewhere(**data)
+
+
+@dataclass(frozen=True)
+class MonitoredByPractice:
+    drug_group: str
+    version: str | None
+    note: str
+
+
+class MonitoredByPracticeSchema(_Strict):
+    drug_group = _drug_group()
+    version = _optional_version()
+    note = _note()
+
+    @post_load
+    def _body(self, data: dict[str, Any], **_: Any) -> MonitoredByPractice:
+        return MonitoredByPractice(**data)
 
 
 def load_worklist_query(args: MultiDict[str, str]) -> WorklistQuery:

@@ -42,7 +42,13 @@ def group_statuses(
     therapies = {g: t for g, t in engine.therapies(record).items() if t.current and g in packs}
     if not therapies:
         return []
-    overdue = {f.drug_group: f for f in engine.evaluate(record) if f.kind is FindingKind.OVERDUE}
+    assessment = engine.assess(record)
+    overdue = {f.drug_group: f for f in assessment.findings if f.kind is FindingKind.OVERDUE}
+    elsewhere = {
+        e.drug_group: e.monitored_elsewhere.by
+        for e in assessment.register
+        if e.monitored_elsewhere is not None and not e.monitored_elsewhere.lapsed
+    }
     age = patient.age_on(engine.as_of)
     out = []
     for group in sorted(therapies):
@@ -57,6 +63,8 @@ def group_statuses(
                 overdue_identifier=finding.identifier if finding else None,
                 due_date=finding.due_date if finding else None,
                 tests=finding.tests if finding else (),
+                severely_overdue=finding.severely_overdue if finding else False,
+                monitored_elsewhere=elsewhere.get(group),
             )
         )
     return out

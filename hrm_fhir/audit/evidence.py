@@ -247,7 +247,7 @@ def build_pack(
 ) -> EvidencePack:
     """The evidence pack from what was read (see the module docstring for the cut-off)."""
     cutoff = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=LONDON)
-    builder = RecordBuilder(rules.catalogue)
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
     for resource in source.record:
         builder.add("server", resource)
     ref = PatientRef(f"Patient/{source.patient['id']}")
@@ -319,7 +319,7 @@ def _applied(
         therapy_start=therapy.start,
         phase_anchor=therapy.anchor,
         medication=therapy.latest.ref,
-        ingredient=therapy.ingredients[-1],
+        ingredient=therapy.ingredient,
         matched_by=therapy.method,
         statements=statements(pack, catalogue),
         tests=tests,

@@ -25,6 +25,7 @@ from hrm_fhir.audit.evidence import (
     Version,
     WrittenResource,
 )
+from hrm_fhir.untrusted import is_http_url
 from hrm_fhir.workflow.service import HistoryItem
 
 NOT_SIGNED_OFF = "NOT CLINICALLY SIGNED OFF"
@@ -56,7 +57,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(when=when, day=day, number=number, detail=detail)
-    env.globals.update(NOT_SIGNED_OFF=NOT_SIGNED_OFF)
+    env.globals.update(NOT_SIGNED_OFF=NOT_SIGNED_OFF, http_url=is_http_url)
     return env
 
 

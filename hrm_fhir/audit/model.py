@@ -80,6 +80,11 @@ class GroupStatus:
     overdue_identifier: str | None = None
     due_date: date | None = None
     tests: tuple[str, ...] = ()
+    severely_overdue: bool = False
+    """The overdue finding is past its schedule's tolerance (rule packs)."""
+    monitored_elsewhere: str | None = None
+    """Who monitors the group, when another organisation does (and its review date has not
+    passed): counted apart from the practice's own monitoring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +163,15 @@ class GroupRow:
     overdue_up_to_4w: Figure
     overdue_4_to_12w: Figure
     overdue_over_12w: Figure
+    severely_overdue: Figure
+    """Established therapy overdue past the schedule's tolerance (from the rule packs)."""
     new_starts: Figure
     new_starts_overdue: Figure
     newly_overdue: Figure
     closed: Figure
     median_days_overdue_at_closure: float | None
+    monitored_elsewhere: Figure
+    """On the drug, but another organisation monitors it: not in the figures above."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,3 +287,5 @@ class MonthlyReport:
     lists: dict[str, PatientList] = field(default_factory=dict)
     cadence_gaps: tuple[str, ...] = ()
     """Where the weekly searches did not run on their cadence in the month, in words."""
+    warnings: tuple[str, ...] = ()
+    """What limits the whole report, e.g. rule packs no version covers at month end."""

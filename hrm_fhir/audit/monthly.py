@@ -67,8 +67,10 @@ def _group_row(
     lists: Lists,
 ) -> GroupRow:
     last = month.last
-    established = [s for s in statuses if s.established]
-    new = [s for s in statuses if not s.established]
+    elsewhere = [s for s in statuses if s.monitored_elsewhere is not None]
+    ours = [s for s in statuses if s.monitored_elsewhere is None]
+    established = [s for s in ours if s.established]
+    new = [s for s in ours if not s.established]
 
     def rows(items: Iterable[GroupStatus], overdue: bool = False) -> list[ListRow]:
         return [
@@ -134,6 +136,11 @@ def _group_row(
         overdue_up_to_4w=band_figures[0],
         overdue_4_to_12w=band_figures[1],
         overdue_over_12w=band_figures[2],
+        severely_overdue=lists.figure(
+            f"{group}-severely-overdue",
+            f"{title}: severely overdue at month end (past the schedule's tolerance)",
+            rows((s for s in overdue if s.severely_overdue), True),
+        ),
         new_starts=lists.figure(f"{group}-new-starts", f"{title}: new starts", rows(new)),
         new_starts_overdue=lists.figure(
             f"{group}-new-starts-overdue",
@@ -151,6 +158,11 @@ def _group_row(
             task_rows(closed, lambda t, s: f"closed {s.end} ({t.close_reason})"),
         ),
         median_days_overdue_at_closure=median_of(closure_days),
+        monitored_elsewhere=lists.figure(
+            f"{group}-monitored-elsewhere",
+            f"{title}: monitored elsewhere at month end",
+            [ListRow(s.patient, s.drug_group, f"by {s.monitored_elsewhere}") for s in elsewhere],
+        ),
     )
 
 
@@ -171,11 +183,13 @@ def _total_row(rows: Sequence[GroupRow], lists: Lists) -> GroupRow:
         overdue_up_to_4w=total("overdue_up_to_4w", "overdue up to 4 weeks"),
         overdue_4_to_12w=total("overdue_4_to_12w", "overdue 4 to 12 weeks"),
         overdue_over_12w=total("overdue_over_12w", "overdue over 12 weeks"),
+        severely_overdue=total("severely_overdue", "severely overdue at month end"),
         new_starts=total("new_starts", "new starts"),
         new_starts_overdue=total("new_starts_overdue", "new starts overdue"),
         newly_overdue=total("newly_overdue", "newly overdue in the month"),
         closed=total("closed", "overdue Tasks closed in the month"),
         median_days_overdue_at_closure=None,
+        monitored_elsewhere=total("monitored_elsewhere", "monitored elsewhere at month end"),
     )
 
 
@@ -201,6 +215,7 @@ def _inspector_row(
             s
             for s in statuses
             if s.drug_group in finding.groups
+            and s.monitored_elsewhere is None
             and (s.established or not finding.established_only)
             and (finding.min_age is None or (s.age is not None and s.age >= finding.min_age))
         ]

@@ -38,6 +38,15 @@ def write_report(report: MonthlyReport, out_dir: Path) -> list[Path]:
     return [*written, *write_tables(report, out_dir / TABLES)]
 
 
+def report_folder(base: Path, slug: str, month: date) -> Path:
+    """``base/<slug>/<YYYY-MM>``: ValueError unless it stays inside ``base`` (a slug is a
+    ``safe_name``, so it always does; this is the second lock)."""
+    folder = base / slug / f"{month:%Y-%m}"
+    if base.resolve() not in folder.resolve().parents:
+        raise ValueError(f"the report folder for {slug!r} would leave {base}")
+    return folder
+
+
 def post_measure_report(gateway: FHIRGateway, report: MonthlyReport) -> WriteResult:
     """PUT the MeasureReport by its deterministic id: a rerun replaces, never duplicates."""
     return gateway.update(measure_report(report))

@@ -8,7 +8,6 @@ list's rows. Lists name patients by reference only (``Patient/<id>``).
 
 from __future__ import annotations
 
-import csv
 import functools
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
@@ -34,7 +33,7 @@ from hrm_fhir.audit.model import (
     WeekPoint,
     Workload,
 )
-from hrm_fhir.spreadsheet import safe_cell
+from hrm_fhir.untrusted import csv_writer, is_http_url, safe_cell
 
 TEMPLATE = "audit/monthly.html"
 LIST_COLUMNS = ("list_id", "title", "patient", "drug_group", "detail")
@@ -64,6 +63,7 @@ def html_context(report: MonthlyReport, *, compact_lists: bool = False) -> dict[
         "number": number,
         "pct": pct,
         "when": when,
+        "http_url": is_http_url,
     }
 
 
@@ -75,13 +75,23 @@ def _environment() -> Environment:
 
 
 def render_pdf(report: MonthlyReport) -> bytes:
-    """The report as an A4 PDF, its links kept (WeasyPrint). The patient lists are lines of
-    references: laying out one table row per patient took WeasyPrint about a minute for a
-    20,000-patient practice (bench/README.md)."""
+    """The report as an A4 PDF, its links kept (WeasyPrint)."""
+    return html_to_pdf(pdf_html(report))
+
+
+def pdf_html(report: MonthlyReport) -> str:
+    """The HTML the PDF is made from: the patient lists are lines of references, because laying
+    out one table row per patient took WeasyPrint about a minute for a 20,000-patient practice
+    (bench/README.md)."""
+    return render_html(report, compact_lists=True)
+
+
+def html_to_pdf(html: str) -> bytes:
+    """An A4 PDF of a self-contained HTML document (WeasyPrint)."""
     # Imported here: WeasyPrint loads the Pango system library, which only the PDF needs.
     from weasyprint import HTML
 
-    pdf: bytes = HTML(string=render_html(report, compact_lists=True)).write_pdf()
+    pdf: bytes = HTML(string=html).write_pdf()
     return pdf
 
 
@@ -180,7 +190,7 @@ def _cells(value: object) -> list[Cell]:
 def _write_csv(path: Path, table: Table) -> Path:
     header, rows = table
     with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out)
         writer.writerow(header)
         writer.writerows(rows)
     return path

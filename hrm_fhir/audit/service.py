@@ -17,6 +17,7 @@ from hrm_fhir.audit.monthly import build_monthly_report, practice_row
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import HRMError
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.untrusted import safe_name
 
 
 class ReportScopeError(HRMError):
@@ -33,7 +34,9 @@ class Scope:
 
     @property
     def slug(self) -> str:
-        return f"pcn-{self.pcn}" if self.pcn else self.practices[0]
+        """The scope as one file or folder name (``untrusted.safe_name``): a practice id comes
+        from the FHIR server or a URL, and ``..`` is a valid FHIR id."""
+        return safe_name(f"pcn-{self.pcn}" if self.pcn else self.practices[0])
 
 
 def resolve_scope(
@@ -97,7 +100,10 @@ def monthly_report(
     inputs = read_audit_inputs(
         session, rules, definitions, month, scope.practices, window_days=settings.due_window_days
     )
+    coverage = rules.coverage_warning(month_bounds(month)[1])
     report = build(inputs, scope.practices, scope.label)
+    if coverage is not None:
+        report = replace(report, warnings=(coverage,))
     if scope.pcn is None:
         return report
     rows = tuple(

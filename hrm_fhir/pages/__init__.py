@@ -3,7 +3,8 @@ queue and the GP's escalations, server-rendered with Jinja (hrm_fhir/templates/p
 (hrm_fhir/static) and no JavaScript. See docs/pages.md.
 
 ``bp`` is registered by ``create_app``; registering it configures the app's session (secret key,
-lifetime, cookie flags) and CSRF protection. Without ``HRM_SECRET_KEY`` (outside tests) the pages
+lifetime, cookie flags: ``Secure`` outside the sandbox), the sign-in throttle and CSRF protection.
+Without ``HRM_SECRET_KEY`` (outside tests) the pages
 refuse to run: every page answers 503 saying why, while the API and the scheduler carry on.
 """
 
@@ -30,6 +31,8 @@ MIN_SECRET_KEY = 32
 """Characters: ``python -c 'import secrets; print(secrets.token_hex(32))'`` gives 64."""
 DISABLED = "PAGES_DISABLED"
 """app.config key: why the pages refuse to run (None when they run)."""
+THROTTLE = "hrm-sign-in-throttle"
+"""app.extensions key of the sign-in throttle."""
 
 
 def _setup(state: BlueprintSetupState) -> None:
@@ -40,6 +43,7 @@ def _setup(state: BlueprintSetupState) -> None:
 def configure(app: Flask) -> None:
     """Session cookie, secret key and CSRF settings for the pages (tests may override any)."""
     from hrm_fhir.pages.csrf import csrf
+    from hrm_fhir.pages.throttle import SignInThrottle
 
     settings = service_state(app).settings
     key = settings.secret_key or app.config.get("SECRET_KEY") or ""
@@ -59,13 +63,35 @@ def configure(app: Flask) -> None:
     _unless_given(app, "PERMANENT_SESSION_LIFETIME", timedelta(minutes=settings.session_minutes))
     _unless_given(app, "SESSION_COOKIE_NAME", "hrm_fhir_session")
     _unless_given(app, "SESSION_COOKIE_SAMESITE", "Lax")
-    _unless_given(app, "SESSION_COOKIE_SECURE", settings.secure_cookies)
+    _unless_given(app, "SESSION_COOKIE_SECURE", settings.cookies_secure)
+    if not app.config["SESSION_COOKIE_SECURE"]:
+        logger.info(
+            "the session cookie is not Secure (%s)",
+            "HRM_SECURE_COOKIES=false"
+            if settings.secure_cookies is False
+            else "sandbox: the FHIR server is on this machine",
+            extra={"setting": "HRM_SECURE_COOKIES"},
+        )
     app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.extensions[THROTTLE] = SignInThrottle(
+        settings.rate_limit_storage,
+        settings.sign_in_limit_account,
+        settings.sign_in_limit_address,
+        _digest_key(app),
+    )
     # Checked by the pages blueprint only (the API authenticates with keys, not cookies); a
     # token lives as long as the session that holds it.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(app)
+
+
+def _digest_key(app: Flask) -> bytes:
+    """The key of the sign-in digests: the secret key (random when the pages are off)."""
+    key = app.secret_key
+    if isinstance(key, str):
+        return key.encode()
+    return key or secrets.token_bytes(32)
 
 
 def _unless_given(app: Flask, key: str, value: object) -> None:

@@ -1,5 +1,6 @@
 """The forms' posts: a contact attempt, a booking, a sample, routing to the pharmacist, a sign-off,
-a non-engagement decision and a GP's acknowledgement.
+a non-engagement decision, a GP's acknowledgement, and who monitors a drug group (monitored
+elsewhere, or by the practice again).
 
 Each post checks the role (403), reads and checks its fields, and only then calls the workflow
 service with the Task version the page was showing. Unusable input (400), a Task that moved on
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from hrm_fhir.app import db_session
+from hrm_fhir.app import db_session, service_state
 from hrm_fhir.errors import (
     WorkflowConflictError,
     WorkflowError,
@@ -249,3 +250,73 @@ def acknowledge(task_id: str) -> ResponseReturnValue:
         "Escalation acknowledged.",
         url_for("pages.escalations"),
     )
+
+
+def _who_monitors(patient_id: str, *, elsewhere: bool) -> ResponseReturnValue:
+    """Read the who-monitors form and record the decision; back to the review queue or the
+    patient card, as the form's hidden ``back`` field says."""
+    check_id(patient_id, "patient")
+    if request.form.get("back") == "review":
+        page, back = render_review, url_for("pages.review")
+    else:
+        page, back = _card_of(patient_id), url_for("pages.card", patient_id=patient_id)
+    rules = service_state().rules
+    groups = {pack.drug_group for pack in rules.packs}
+    key = request.form.get("key") or "who"
+    posted, chosen = forms.who_monitors(key, request.form, as_of(), groups, elsewhere=elsewhere)
+    if chosen is None:
+        return _run(posted, page, None, "", "")
+    note, patient = posted.values["note"], f"Patient/{patient_id}"
+
+    def call() -> service.ActionResult:
+        assert chosen is not None  # noqa: S101 - checked above
+        if chosen.review_on is None:
+            return service.record_monitored_by_practice(
+                gateway(),
+                db_session(),
+                actor(),
+                patient,
+                drug_group=chosen.drug_group,
+                version=chosen.version,
+                note=note,
+                rules=rules,
+            )
+        return service.record_monitored_elsewhere(
+            gateway(),
+            db_session(),
+            actor(),
+            patient,
+            drug_group=chosen.drug_group,
+            monitored_by=chosen.monitored_by,
+            review_on=chosen.review_on,
+            version=chosen.version,
+            note=note,
+            rules=rules,
+        )
+
+    done = (
+        "Recorded: the practice monitors this drug again; the next sweep raises its monitoring."
+        if chosen.review_on is None
+        else f"Recorded: monitored by {chosen.monitored_by}, review by "
+        f"{chosen.review_on:%d %b %Y}; the practice's routine monitoring of this drug stops."
+    )
+    return _run(posted, page, call, done, back)
+
+
+def _card_of(patient_id: str) -> Renderer:
+    def render(**kwargs: object) -> ResponseReturnValue:
+        return render_card(patient_id, **kwargs)  # type: ignore[arg-type]
+
+    return render
+
+
+@bp.post("/patients/<patient_id>/monitored-elsewhere")
+@requires(SIGN_OFF_ROLES)
+def monitored_elsewhere(patient_id: str) -> ResponseReturnValue:
+    return _who_monitors(patient_id, elsewhere=True)
+
+
+@bp.post("/patients/<patient_id>/monitored-by-practice")
+@requires(SIGN_OFF_ROLES)
+def monitored_by_practice(patient_id: str) -> ResponseReturnValue:
+    return _who_monitors(patient_id, elsewhere=False)

@@ -20,11 +20,13 @@ from hrm_fhir.workflow.model import (
     ContactOutcome,
     Decision,
     Medium,
+    check_arrangement,
     check_sign_off,
 )
 
 MAX_NOTE = 2000
 MAX_DOSE = 200
+MAX_TEAM = 200
 E = TypeVar("E", bound=StrEnum)
 
 MEDIA: list[tuple[str, str]] = [(m.value, m.label[0].upper() + m.label[1:]) for m in Medium]
@@ -213,3 +215,49 @@ def non_engagement(task_id: str, form: Mapping[str, str]) -> tuple[Posted, Decis
 
 def acknowledge(task_id: str, form: Mapping[str, str]) -> Posted:
     return read(task_id, "acknowledge", form, ("note",))
+
+
+@dataclass(frozen=True)
+class WhoMonitors:
+    """Who monitors a drug group: ``monitored_by`` and ``review_on`` are empty when the practice
+    takes monitoring back; ``version`` None for a first decision about the group."""
+
+    drug_group: str
+    version: str | None
+    monitored_by: str = ""
+    review_on: date | None = None
+
+
+def who_monitors(
+    key: str, form: Mapping[str, str], today: date, groups: set[str], *, elsewhere: bool
+) -> tuple[Posted, WhoMonitors | None]:
+    """Monitored elsewhere (the team and the review date) or by the practice again, for one
+    drug group. ``key`` tells the page's forms apart (field ids start with it)."""
+    names = (
+        ("drug_group", "monitored_by", "review_on", "note") if elsewhere else ("drug_group", "note")
+    )
+    values = {name: (form.get(name) or "").strip() for name in (*names, "version")}
+    posted = Posted(key, "elsewhere" if elsewhere else "practice", values)
+    if values["drug_group"] not in groups:
+        posted.fail("drug_group", "Choose a drug group from the list.")
+    if len(values["note"]) > MAX_NOTE:
+        posted.fail("note", f"Keep the note to {MAX_NOTE} characters or fewer.")
+    version = values["version"] or None
+    if not elsewhere:
+        return posted, WhoMonitors(values["drug_group"], version) if posted.ok else None
+    by = values["monitored_by"]
+    if len(by) > MAX_TEAM:
+        posted.fail("monitored_by", f"Keep the name to {MAX_TEAM} characters or fewer.")
+    review_on = day(posted, "review_on", "the date the practice reviews the arrangement")
+    if review_on is not None:
+        try:
+            check_arrangement(by, review_on, today)
+        except WorkflowError as exc:
+            message = str(exc)
+            target = "monitored_by" if "organisation" in message else "review_on"
+            posted.fail(target, message[0].upper() + message[1:] + ".")
+    elif not by:
+        posted.fail("monitored_by", "Name the organisation or team that monitors.")
+    if not posted.ok or review_on is None:
+        return posted, None
+    return posted, WhoMonitors(values["drug_group"], version, by, review_on)

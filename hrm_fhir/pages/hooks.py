@@ -25,6 +25,7 @@ from hrm_fhir.pages.session import (
     signed_in,
 )
 from hrm_fhir.pages.sources import Source, sources_for
+from hrm_fhir.untrusted import is_http_url
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 def before_page() -> ResponseReturnValue | None:
     reason = current_app.config.get(DISABLED)
     if reason:
-        return _error_page(
+        return error_page(
             503,
             "The pages are switched off",
             f"The service's pages cannot run: {reason}. Ask the service's administrator to set "
@@ -70,6 +71,10 @@ def day_filter(value: date | None) -> str:
     return value.strftime("%d %b %Y").lstrip("0") if value else ""
 
 
+# Only absolute http(s) URLs become links; a global, so imported macros see it too.
+bp.add_app_template_global(is_http_url, "http_url")
+
+
 @bp.app_template_filter("nhs")
 def nhs_filter(value: str | None) -> str:
     """An NHS number as people read it: ``999 000 0018``."""
@@ -97,7 +102,7 @@ def _sources(rule: str | None, url: str | None = None) -> list[Source]:
     return sources_for(service_state().rules, rule, url)
 
 
-def _error_page(status: int, title: str, message: str) -> ResponseReturnValue:
+def error_page(status: int, title: str, message: str) -> tuple[str, int]:
     return render_template("pages/error.html", title=title, message=message), status
 
 
@@ -113,7 +118,7 @@ _TITLES = {
 @bp.errorhandler(CSRFError)
 def csrf_error(exc: HTTPException) -> ResponseReturnValue:
     logger.warning("form refused: CSRF", extra={"endpoint": request.endpoint})
-    return _error_page(
+    return error_page(
         400,
         "The form was refused",
         "The form had expired or did not come from this service, so nothing was changed. "
@@ -125,13 +130,13 @@ def csrf_error(exc: HTTPException) -> ResponseReturnValue:
 def http_error(exc: HTTPException) -> ResponseReturnValue:
     status = exc.code or 500
     title = _TITLES.get(status, exc.name or "Error")
-    return _error_page(status, title, exc.description or "")
+    return error_page(status, title, exc.description or "")
 
 
 @bp.errorhandler(FHIRTemporaryError)
 def fhir_unavailable(exc: FHIRTemporaryError) -> ResponseReturnValue:
     logger.warning("FHIR server unavailable", extra={"http_status": exc.status})
-    return _error_page(
+    return error_page(
         503,
         "The clinical record server is not answering",
         "Nothing was changed. Try again in a few minutes.",
@@ -141,7 +146,7 @@ def fhir_unavailable(exc: FHIRTemporaryError) -> ResponseReturnValue:
 def _fhir_failed(exc: Exception) -> ResponseReturnValue:
     status = getattr(exc, "status", None)
     logger.warning("FHIR server error", extra={"error": type(exc).__name__, "http_status": status})
-    return _error_page(
+    return error_page(
         502,
         "The clinical record server refused the request",
         "Nothing was changed here. If this goes on, tell the service's administrator.",
@@ -155,7 +160,7 @@ for _kind in (FHIRError, FHIRAuthError, FHIRCapabilityError):
 @bp.errorhandler(Exception)
 def internal(_exc: Exception) -> ResponseReturnValue:
     logger.exception("unhandled error", extra={"endpoint": request.endpoint})
-    return _error_page(
+    return error_page(
         500,
         "Something went wrong",
         "The service hit an unexpected error. Tell the service's administrator the time it "

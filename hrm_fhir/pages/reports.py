@@ -2,7 +2,11 @@
 headline figures, open the full printable report or download its PDF. Everyone signed in may
 read it; a user who works for one practice sees only that practice's report, and PCN reports are
 for users who work across practices. The evidence pack of one patient, printable, linked from the
-patient card (the same practice rule as the card)."""
+patient card (the same practice rule as the card).
+
+The PDF goes through the service's renderer (hrm_fhir/audit/pdf_renderer.py): rendered once per
+report and kept, at most ``HRM_PDF_WORKERS`` at a time; when it is busy the page answers 503 with
+Retry-After at once instead of holding up the service."""
 
 from __future__ import annotations
 
@@ -20,10 +24,12 @@ from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.outputs import previous_month
-from hrm_fhir.audit.render import render_html, render_pdf
+from hrm_fhir.audit.pdf_renderer import RendererBusyError
+from hrm_fhir.audit.render import pdf_html, render_html
 from hrm_fhir.audit.service import ReportScopeError, Scope, monthly_report, resolve_scope
 from hrm_fhir.pages import bp
 from hrm_fhir.pages.context import actor, as_of, gateway
+from hrm_fhir.pages.hooks import error_page
 from hrm_fhir.pages.session import (
     ACKNOWLEDGE_ROLES,
     CONTACT_ROLES,
@@ -31,9 +37,9 @@ from hrm_fhir.pages.session import (
     current_user,
     requires,
 )
-from hrm_fhir.pages.views import check_id
+from hrm_fhir.pages.views import FHIR_ID, check_id
 from hrm_fhir.workflow.model import require_practice
-from hrm_fhir.workflow.service import general_practitioners_of
+from hrm_fhir.workflow.service import NO_PATIENT, general_practitioners_of
 
 READERS = CONTACT_ROLES | SIGN_OFF_ROLES | ACKNOWLEDGE_ROLES
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -56,6 +62,10 @@ def _choice(args: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         if values["pcn"] or values["practice"] not in ("", user.practice):
             raise Forbidden("you can read your own practice's report only")
         values["practice"] = user.practice
+    elif values["practice"] and not FHIR_ID.fullmatch(
+        values["practice"].removeprefix("Organization/")
+    ):
+        errors["practice"] = "Enter a practice as its Organization id, for example practice-1."
     return values, errors
 
 
@@ -106,8 +116,18 @@ def monthly_report_document() -> ResponseReturnValue:
         return monthly_report_page()
     if request.args.get("format") == "pdf":
         name = f"hrm-audit-{scope.slug}-{values['month']}.pdf"
+        try:
+            pdf = service_state().pdfs.pdf(pdf_html(report))
+        except RendererBusyError as busy:
+            page, status = error_page(
+                503,
+                "The PDF is being prepared",
+                "Other reports are being turned into PDFs just now. Try again in "
+                f"{busy.retry_after} seconds; the full report opens at once.",
+            )
+            return page, status, {"Retry-After": str(busy.retry_after)}
         return Response(
-            render_pdf(report),
+            pdf,
             mimetype="application/pdf",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
@@ -121,8 +141,8 @@ def evidence_pack(patient_id: str) -> ResponseReturnValue:
     patient = f"Patient/{check_id(patient_id, 'patient')}"
     source = read_evidence(gateway(), db_session(), patient)
     if source is None:
-        raise NotFound("the FHIR server has no such patient")
-    require_practice(actor(), general_practitioners_of(source.patient))
+        raise NotFound(NO_PATIENT)
+    require_practice(actor(), general_practitioners_of(source.patient), NO_PATIENT)
     pack = build_pack(
         source,
         service_state().rules,

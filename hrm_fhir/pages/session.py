@@ -1,15 +1,21 @@
-"""Who is signed in: sign-in and sign-out, the idle timeout, and the role checks of the pages.
+"""Who is signed in: sign-in and sign-out, the session's limits, and the role checks of the pages.
 
-The session (a signed cookie) holds only the username and the time of the last request. The
-account is re-read on every request, so disabling a user or changing their role applies at once.
-A session idle for longer than ``PERMANENT_SESSION_LIFETIME`` (default 30 minutes) is over.
+Sessions are held server-side (``hrm_fhir/credentials.py``): the signed cookie carries only a
+random session id (and the CSRF token). Signing out ends the session on the server, so a copy of
+the cookie is worthless from then on; so does disabling the account. A session idle for longer
+than ``PERMANENT_SESSION_LIFETIME`` (``HRM_SESSION_MINUTES``, default 30) is over, and so is one
+older than ``HRM_SESSION_MAX_HOURS`` (default 12) however busy it is. The account is re-read on
+every request, so a changed role applies at once.
+
+Failed sign-ins are throttled per username and per address (``hrm_fhir/pages/throttle.py``);
+the log names the account only when it exists, and never holds the submitted username as typed.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -18,9 +24,17 @@ from flask import current_app, flash, g, redirect, render_template, request, ses
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
-from hrm_fhir.app import db_session
-from hrm_fhir.pages import bp
-from hrm_fhir.users import User, UserRole, authenticate, get_user
+from hrm_fhir.app import db_session, service_state
+from hrm_fhir.credentials import (
+    SessionEnd,
+    SessionLimits,
+    end_session,
+    resume_session,
+    start_session,
+)
+from hrm_fhir.pages import THROTTLE, bp
+from hrm_fhir.pages.throttle import SignInThrottle
+from hrm_fhir.users import User, UserRole, authenticate, is_account
 
 logger = logging.getLogger(__name__)
 
@@ -77,31 +91,54 @@ def idle_limit() -> float:
     return float(current_app.permanent_session_lifetime.total_seconds())
 
 
+def now() -> datetime:
+    """The time now (tests pin it with a ``CLOCK`` callable in app.config)."""
+    clock = current_app.config.get("CLOCK")
+    moment = clock() if callable(clock) else datetime.now(UTC)
+    if not isinstance(moment, datetime):
+        raise TypeError("CLOCK must return a datetime")
+    return moment
+
+
+def _limits() -> SessionLimits:
+    hours = service_state().settings.session_max_hours
+    return SessionLimits(current_app.permanent_session_lifetime, timedelta(hours=hours))
+
+
 def load_user() -> ResponseReturnValue | None:
-    """Before each page: end an idle or disabled session, then require a user except on the
-    public pages (a redirect to sign-in, remembering where the user was going)."""
+    """Before each page: resume the server-side session (ending an idle, expired or disabled
+    one), then require a user except on the public pages (a redirect to sign-in, remembering
+    where the user was going)."""
     g.user = None
-    username = session.get("user")
-    now = time.time()
-    if isinstance(username, str):
-        seen = session.get("seen")
-        if not isinstance(seen, int | float) or now - seen > idle_limit():
-            session.clear()
-            flash(_timed_out_message(), "notice")
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        database = db_session()
+        resumed = resume_session(database, session_id, _limits(), now())
+        database.commit()
+        if isinstance(resumed, User):
+            g.user = resumed
         else:
-            user = get_user(db_session(), username)
-            if user is None:
-                session.clear()
-                flash("Your account is not active. Ask your administrator.", "notice")
-            else:
-                g.user = user
-                session["seen"] = now
+            session.clear()
+            flash(_ended_message(resumed), "notice")
     if g.user is None and request.endpoint not in PUBLIC:
         if request.method == "GET":
             return redirect(url_for("pages.sign_in", next=request.full_path.rstrip("?")))
         flash("Sign in again: nothing from your last form was saved.", "notice")
         return redirect(url_for("pages.sign_in"))
     return None
+
+
+def _ended_message(reason: SessionEnd) -> str:
+    if reason is SessionEnd.IDLE:
+        return _timed_out_message()
+    if reason is SessionEnd.EXPIRED:
+        hours = service_state().settings.session_max_hours
+        return f"You were signed out {hours:g} hours after signing in. Sign in again."
+    if reason is SessionEnd.DISABLED:
+        return "Your account is not active. Ask your administrator."
+    if reason is SessionEnd.SIGNED_OUT:
+        return "This session was signed out. Sign in again."
+    return "Your session has ended. Sign in again."
 
 
 def _timed_out_message() -> str:
@@ -140,30 +177,67 @@ def sign_in() -> ResponseReturnValue:
         return render_template("pages/sign_in.html", next=target, username="", error=None)
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
-    error = None
     if not username or not password:
-        error = "Enter your username and password."
-    else:
-        database = db_session()
-        user = authenticate(database, username, password)
-        database.commit()  # keeps a re-hashed password
-        if user is None:
-            logger.warning("sign-in refused", extra={"user": username[:64]})
-            error = "The username or password is wrong, or the account is disabled."
-        else:
-            session.clear()
-            session.permanent = True
-            session["user"] = user.username
-            session["seen"] = time.time()
-            logger.info("signed in", extra={"user": user.username, "role": user.role.value})
-            return redirect(target or home_for(user))
+        return _refused(target, username, "Enter your username and password.", 400)
+    throttle = _throttle()
+    address = request.remote_addr or "unknown"
+    wait = throttle.wait_seconds(username, address)
+    if wait is not None:
+        _log_refusal("sign-in locked", username)
+        minutes = max(1, round(wait / 60))
+        message = (
+            "Too many failed sign-ins. Wait "
+            + (f"{minutes} minutes" if minutes > 1 else "a minute")
+            + " and try again, or ask your administrator."
+        )
+        page, status = _refused(target, username, message, 429)
+        return page, status, {"Retry-After": str(wait)}
+    database = db_session()
+    user = authenticate(database, username, password)
+    if user is None:
+        database.commit()
+        throttle.failed(username, address)
+        _log_refusal("sign-in refused", username)
+        message = "The username or password is wrong, or the account is disabled."
+        return _refused(target, username, message, 400)
+    throttle.succeeded(username)
+    session.clear()
+    session.permanent = True
+    session["sid"] = start_session(database, user, now())
+    database.commit()  # the session, and a re-hashed password
+    logger.info("signed in", extra={"user": user.username, "role": user.role.value})
+    return redirect(target or home_for(user))
+
+
+def _refused(target: str | None, username: str, error: str, status: int) -> tuple[str, int]:
     page = render_template("pages/sign_in.html", next=target, username=username, error=error)
-    return page, 400
+    return page, status
+
+
+def _throttle() -> SignInThrottle:
+    found = current_app.extensions[THROTTLE]
+    if not isinstance(found, SignInThrottle):
+        raise TypeError(f"app.extensions[{THROTTLE!r}] is not a SignInThrottle")
+    return found
+
+
+def _log_refusal(message: str, username: str) -> None:
+    """The account when it exists, and always a keyed digest of what was typed: never the text
+    itself, which may be a password typed into the wrong field."""
+    extra = {"attempt": _throttle().attempt_id(username)}
+    if is_account(db_session(), username):
+        extra["user"] = username.strip().lower()
+    logger.warning(message, extra=extra)
 
 
 @bp.post("/sign-out")
 def sign_out() -> ResponseReturnValue:
     user = signed_in()
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        database = db_session()
+        end_session(database, session_id, now())
+        database.commit()
     session.clear()
     if user is not None:
         logger.info("signed out", extra={"user": user.username})

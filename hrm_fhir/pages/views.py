@@ -34,6 +34,7 @@ _REVIEW_KINDS = {
     "prescribing": "Prescribing review",
     "non-engagement": "Non-engagement decision",
     "gp-escalation": "Escalated to the GP",
+    "monitored-elsewhere": "Monitored elsewhere",
 }
 _PRIORITY_TAGS = {
     "out-of-range follow-up": ("tag-urgent", "Out-of-range follow-up"),
@@ -177,6 +178,7 @@ def render_card(
         outcomes=forms.OUTCOMES,
         kinds=_REVIEW_KINDS,
         chase_text=_CHASE_TEXT,
+        drug_groups=_drug_groups(),
     )
     return page, status
 
@@ -191,7 +193,15 @@ def card(patient_id: str) -> ResponseReturnValue:
 
 
 def _queue() -> list[service.ReviewItem]:
-    return service.review_queue(gateway(), db_session(), practice=current_user().practice)
+    return service.review_queue(
+        gateway(), db_session(), practice=current_user().practice, as_of=as_of()
+    )
+
+
+def _drug_groups() -> list[tuple[str, str]]:
+    """(drug group, pack title) of the packs in force, for the who-monitors forms."""
+    rules = service_state().rules
+    return sorted({(p.drug_group, p.title) for p in rules.in_force(as_of())}, key=lambda g: g[1])
 
 
 def render_review(

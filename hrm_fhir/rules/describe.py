@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrm_fhir.rules.model import (
+    ArrangementCode,
     Catalogue,
     Citation,
     Ingredient,
@@ -16,6 +17,8 @@ from hrm_fhir.rules.model import (
     Threshold,
 )
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.rules.results import result_lookback
+from hrm_fhir.rules.targets import decimal_text
 
 _SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -25,19 +28,30 @@ class Statement:
     """One part of a pack as a clinician reads it, with the guidance it cites."""
 
     kind: str
-    """``schedule``, ``modifier``, ``threshold``, ``prescribing`` or ``ome``."""
+    """``schedule``, ``modifier``, ``tolerance``, ``threshold``, ``prescribing``, ``ome`` or
+    ``target``."""
     text: str
     verified: bool
     citation: Citation
 
 
 def describe_list(rule_set: RuleSet) -> str:
-    """One line per pack version: id@version, status, title, verified and sign-off state."""
-    lines = [f"{'RULE':<22} {'STATUS':<8} {'VERIFIED':<9} {'SIGNED OFF':<11} TITLE"]
+    """One line per pack version: id@version, status, in force from (and until), verified and
+    sign-off state, title."""
+    header = f"{'RULE':<22} {'STATUS':<8} {'IN FORCE':<23} {'VERIFIED':<9} {'SIGNED OFF':<11} TITLE"
+    lines = [header]
     for pack in sorted(rule_set.packs, key=lambda p: (p.id, p.version)):
         signed = pack.approved_on or "no"
         verified = "all" if pack.verified else "partly"
-        lines.append(f"{pack.ref:<22} {pack.status:<8} {verified:<9} {signed:<11} {pack.title}")
+        until = pack.effective_until.isoformat() if pack.effective_until else ""
+        dates = (
+            f"{pack.effective_from.isoformat()} to {until}"
+            if until
+            else (f"from {pack.effective_from.isoformat()}")
+        )
+        lines.append(
+            f"{pack.ref:<22} {pack.status:<8} {dates:<23} {verified:<9} {signed:<11} {pack.title}"
+        )
     return "\n".join(lines)
 
 
@@ -73,6 +87,16 @@ def _ends_text(schedule: Schedule) -> str | None:
     return f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
 
 
+def _tolerance_text(schedule: Schedule) -> str:
+    """When overdue monitoring of the schedule is graded severely overdue."""
+    tolerance = schedule.severely_overdue
+    if tolerance is None:
+        return "severely overdue: no tolerance in the reference (never graded severe)"
+    after = tolerance.after.describe()
+    text = f"severely overdue when a test has not been done on therapy for {after}"
+    return text + (f" ({tolerance.note})" if tolerance.note else "")
+
+
 def _modifier_text(modifier: Modifier) -> str:
     when = " and ".join(c.describe() for c in modifier.when)
     if modifier.interval is not None:
@@ -87,11 +111,23 @@ def _modifier_text(modifier: Modifier) -> str:
 def _threshold_text(th: Threshold, catalogue: Catalogue) -> str:
     """The result that fires, e.g. ``Lithium >= 1.5 mmol/L``."""
     analyte = catalogue.analytes[th.analyte].title
+    window = th.baseline_window.describe() if th.baseline_window else ""
     if th.op in _SYMBOLS:
         rule = f"{analyte} {_SYMBOLS[th.op]} {th.value:g} {th.unit}"
     elif th.op == "rise_pct_from_baseline":
-        window = th.baseline_window.describe() if th.baseline_window else ""
         rule = f"{analyte} over {th.value:g}% above the lowest in the previous {window}"
+    elif th.op == "fall_from_baseline":
+        rule = (
+            f"{analyte} {th.value:g} {th.unit} or more below the highest in the previous {window}"
+        )
+    elif th.op == "falling":
+        rule = f"{analyte} lower at each of its last {th.count} results"
+    elif th.op == "recorded":
+        rule = f"{analyte} recorded (until a later result of its test supersedes it)"
+    elif th.op in ("above_target", "below_target"):
+        side = "above" if th.op == "above_target" else "below"
+        by = f"more than {th.value:g} {side}" if th.value else side
+        rule = f"{analyte} {by} the patient's target range"
     elif th.op == "above_ref_high_times":
         rule = f"{analyte} above {th.value:g} x the laboratory upper limit"
     else:
@@ -101,9 +137,44 @@ def _threshold_text(th: Threshold, catalogue: Catalogue) -> str:
             else "above the laboratory upper limit"
         )
         rule = f"{analyte} {side}"
+    if th.op in ("below_ref_low", "above_ref_high", "above_ref_high_times"):
+        rule += f" ({_default_range_text(th, catalogue)})"
     if th.also:
         rule += " with " + " and ".join(c.describe() for c in th.also)
     return rule
+
+
+def _default_range_text(th: Threshold, catalogue: Catalogue) -> str:
+    """What stands in for the laboratory's range when a result comes without one."""
+    analyte = catalogue.analytes[th.analyte]
+    flag = (
+        "its flag (H, L...)" if th.op != "above_ref_high_times" else "its flag when normal or low"
+    )
+    if not analyte.reference_ranges:
+        return f"without the laboratory's range: {flag}, else an incomplete finding"
+    ranges = "; ".join(
+        f"{r.sex + ' ' if r.sex else ''}{r.describe(analyte.unit)} "
+        f"({catalogue.citations[r.citation].publisher}{'' if r.verified else ', UNVERIFIED'})"
+        for r in analyte.reference_ranges
+    )
+    return f"without the laboratory's range: {flag}, else the default adult range {ranges}"
+
+
+def _lookback_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
+    """How long each threshold analyte's result is acted on, and why that long."""
+    lines = []
+    for analyte in sorted({t.analyte for t in pack.thresholds}):
+        lookback, scheduled = result_lookback(pack, catalogue, analyte)
+        why = (
+            "the maintenance interval of its test in this pack"
+            if scheduled
+            else "no schedule here asks for its test: the catalogue's result_lookback"
+        )
+        lines.append(
+            f"    {catalogue.analytes[analyte].title}: {lookback.describe()} ({why})"
+            "  [UNVERIFIED: design choice]"
+        )
+    return lines
 
 
 def _check_text(c: PrescribingCheck) -> str:
@@ -152,6 +223,11 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
             )
             for m in s.modifiers
         ]
+        if s.severely_overdue is not None:
+            tolerance = s.severely_overdue
+            citation = pack.citations[tolerance.citation]
+            text = f"{s.title}: {_tolerance_text(s)}"
+            out.append(Statement("tolerance", text, tolerance.verified, citation))
     out += [
         Statement(
             "threshold",
@@ -174,6 +250,16 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
         Statement("ome", _ome_text(i), i.ome.verified, pack.citations[i.ome.citation])
         for i in pack.ingredients
         if i.ome is not None
+    ]
+    out += [
+        Statement(
+            "target",
+            f"{catalogue.analytes[t.analyte].title} target range: the patient's own (a Goal or "
+            f"the dosage text), else {decimal_text(t.low)}-{decimal_text(t.high)} assumed",
+            t.verified,
+            pack.citations[t.citation],
+        )
+        for t in pack.targets.values()
     ]
     return out
 
@@ -212,12 +298,46 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             if s.note:
                 lines.append(f"    note: {s.note}")
             lines.append(f"    source: {cite(s.citation)}")
+            tolerance = s.severely_overdue
+            if tolerance is None:
+                lines.append(f"    {_tolerance_text(s)}")
+            else:
+                lines.append(
+                    f"    {_tolerance_text(s)}{mark(tolerance.verified)}  "
+                    f"({cite(tolerance.citation)})"
+                )
     if pack.thresholds:
         lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
         for th in pack.thresholds:
             rule = _threshold_text(th, catalogue)
             lines.append(f"- {th.severity.value.upper():<7} {rule}: {th.advice}{mark(th.verified)}")
             lines.append(f"    source: {cite(th.citation)}")
+    if pack.thresholds:
+        lines += [
+            "",
+            "HOW RESULTS ARE READ",
+            "- The newest result of each analyte counts; results that could share a moment "
+            "(same day, no time to tell them apart) are weighed together and the worst counts. "
+            "A preliminary result is compared (the finding says so) but never counts as the "
+            "test done. A value given as a bound (>8.0, <0.1) crosses a limit only when every "
+            "value it allows does; otherwise, and when a unit cannot be read or no range is "
+            "known, an incomplete finding says what is missing.",
+            "- A result is acted on while it is at most this old; an older abnormal result is "
+            "shown with its age in the monitoring finding:",
+            *_lookback_lines(pack, catalogue),
+        ]
+    for target in pack.targets.values():
+        title = catalogue.analytes[target.analyte].title
+        lines += [
+            "",
+            f"TARGET RANGE ({title})",
+            f"- The patient's own target: the newest a Goal (target measured as {title}) or the "
+            f"dosage text of a current prescription states ('target {target.names[0].upper()} "
+            f"3.5' is 3.5 +/- {target.half_width:g}); else "
+            f"{decimal_text(target.low)}-{decimal_text(target.high)}, "
+            f"said in the finding to be assumed.{mark(target.verified)}",
+            f"    source: {cite(target.citation)}",
+        ]
     if pack.prescribing:
         lines += ["", "PRESCRIBING SAFETY CHECKS"]
         for c in pack.prescribing:
@@ -231,3 +351,52 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             assert i.ome is not None  # noqa: S101 - filtered above
             lines.append(f"- {_ome_text(i)}{mark(i.ome.verified)} ({cite(i.ome.citation)})")
     return "\n".join(lines)
+
+
+def describe_shared_care(catalogue: Catalogue) -> str:
+    """How the record says another organisation monitors a drug ("monitored elsewhere"), from
+    the catalogue's ``[shared_care]``, each code with its verification and the sources."""
+    shared = catalogue.shared_care
+    if shared is None:
+        return "No shared-care codes in the catalogue: only the pharmacist's decisions count."
+
+    def mark(verified: bool) -> str:
+        return "" if verified else "  [UNVERIFIED]"
+
+    def cite(key: str) -> str:
+        c = catalogue.citations[key]
+        return f"{c.publisher}, {c.title} <{c.url}>"
+
+    def codes(items: tuple[ArrangementCode, ...]) -> list[str]:
+        if not items:
+            return ["- none listed: a practice adds the codes its templates record (see the note)"]
+        return [
+            f"- {c.system}|{c.code} {c.display}: "
+            f"{'monitored elsewhere' if c.elsewhere else 'monitored by the practice'}"
+            f"{' (' + ', '.join(c.groups) + ')' if c.groups else ''}{mark(c.verified)}"
+            for c in items
+        ]
+
+    check = shared.results_not_seen
+    return "\n".join(
+        [
+            "Monitored elsewhere (shared care): how the record says who monitors a drug",
+            "",
+            "A statement that names no drug applies to: " + ", ".join(shared.generic_groups),
+            "",
+            "PRESCRIBING ORGANISATION (MedicationRequest, MedicationStatement): extensions read",
+            *(f"- {url}" for url in shared.extensions),
+            "Codes in those extensions or in the prescription's category:",
+            *codes(shared.prescribed),
+            "",
+            "CODED ENTRIES (Observation, Condition, Procedure, Flag)",
+            *codes(shared.entries),
+            "",
+            "NO RESULT REACHING THE PRACTICE (past a schedule's severely-overdue tolerance)",
+            f"- {check.severity.value.upper():<7} {check.advice}{mark(check.verified)}",
+            f"    source: {cite(check.citation)}",
+            "",
+            f"Note: {shared.note}",
+            f"Source: {cite(shared.citation)}",
+        ]
+    )

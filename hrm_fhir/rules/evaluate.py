@@ -1,54 +1,59 @@
 """Pure evaluation of rule packs against one patient's record on an as-of date.
 
 No clock, no I/O: the same record, rules and date always give the same findings, in the same
-order, whatever order the resources arrived in.
+order, whatever order the resources arrived in. What the record says is read by ``facts``;
+results are judged by ``results``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import operator
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from itertools import pairwise
 
 from hrm_fhir.domain import (
     Finding,
     FindingKind,
     LabResult,
+    MonitoredElsewhere,
     PatientRecord,
-    PatientRef,
     Prescription,
+    RegisterEntry,
     ResourceRef,
+    Skipped,
 )
+from hrm_fhir.rules.arrangements import monitored_elsewhere
 from hrm_fhir.rules.durations import Duration
+from hrm_fhir.rules.facts import (
+    COMPARE,
+    DOSE_MEASURES,
+    Facts,
+    PackMeasure,
+    business_identifier,
+    holds_for_therapy,
+    pack_finding,
+    state_for_therapy,
+)
 from hrm_fhir.rules.model import (
-    Catalogue,
     Condition,
     Modifier,
     PrescribingCheck,
     RulePack,
     Schedule,
-    Threshold,
+    Tolerance,
 )
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.therapy import MedicationIndex, Therapy, build_therapies, daily_dose_mg
+from hrm_fhir.rules.results import AnalytePlan, Stale, result_findings, result_plan, stale_notes
+from hrm_fhir.rules.therapy import (
+    Currency,
+    MedicationIndex,
+    ProductRequest,
+    Therapy,
+    build_therapies,
+    daily_dose_mg,
+)
 
-COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-}
-_SYMBOL = {"lt": "below", "le": "at or below", "gt": "above", "ge": "at or above"}
-_BY_DATE = operator.attrgetter("effective", "ref")
-
-
-def business_identifier(*parts: str) -> str:
-    """A stable id usable as a FHIR logical id (letters, digits, dashes; at most 64 chars)."""
-    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
-    return f"hrm-{digest}"
+__all__ = ["Assessment", "Engine", "Facts", "business_identifier"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,10 @@ class Engine:
     window_days: int
     packs: tuple[RulePack, ...] = field(init=False)
     index: MedicationIndex = field(init=False)
-    lookback_start: date = field(init=False)
-    course_gap_days: int = field(init=False)
+    currency: Currency = field(init=False)
     restart_groups: frozenset[str] = field(init=False)
+    result_plans: dict[str, tuple[AnalytePlan, ...]] = field(init=False)
+    """Per pack (``id@version``): its analytes, their thresholds and look-backs."""
 
     def __post_init__(self) -> None:
         catalogue = self.rules.catalogue
@@ -70,9 +76,14 @@ class Engine:
         derived = {
             "packs": packs,
             "index": MedicationIndex(packs, catalogue),
-            "lookback_start": catalogue.current_issue_lookback.before(self.as_of),
-            "course_gap_days": (self.as_of - catalogue.course_gap.before(self.as_of)).days,
+            "currency": Currency(
+                as_of=self.as_of,
+                lookback_start=catalogue.current_issue_lookback.before(self.as_of),
+                unissued_before=catalogue.unissued_active.after.before(self.as_of),
+                course_gap=self.as_of - catalogue.course_gap.before(self.as_of),
+            ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
+            "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -82,20 +93,39 @@ class Engine:
         days = rules.catalogue.due_window_days if window_days is None else window_days
         return cls(rules=rules, as_of=as_of, window_days=days)
 
+    def warnings(self, later: int = 0) -> list[str]:
+        """What limits a whole run on this date: rule packs no version covers, and ``later``
+        results dated after the as-of date (left out, and listed as skipped)."""
+        out = []
+        coverage = self.rules.coverage_warning(self.as_of)
+        if coverage is not None:
+            out.append(coverage)
+        if later:
+            out.append(
+                f"{later} result(s) dated after the as-of date {self.as_of.isoformat()} were not "
+                "used (listed under skipped)"
+            )
+        return out
+
     def therapies(self, record: PatientRecord) -> dict[str, Therapy]:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
-        return build_therapies(
-            record.prescriptions,
+        return build_therapies(record.prescriptions, self.index, self.currency, self.restart_groups)
+
+    def monitored_elsewhere(
+        self, record: PatientRecord, therapies: dict[str, Therapy] | None = None
+    ) -> dict[str, MonitoredElsewhere]:
+        """The patient's drug groups another organisation monitors on the as-of date."""
+        return monitored_elsewhere(
+            record,
+            self.therapies(record) if therapies is None else therapies,
             self.index,
-            self.as_of,
-            self.lookback_start,
-            self.course_gap_days,
-            self.restart_groups,
+            self.rules.catalogue.shared_care,
+            self.currency,
         )
 
     def latest_by_test(self, record: PatientRecord) -> dict[str, tuple[date, ResourceRef]]:
         """Per test id, the newest result on or before as-of that shows the test done."""
-        facts = Facts.build(record, {}, self.rules.catalogue, self.as_of, self.lookback_start)
+        facts = Facts.build(record, {}, self.rules.catalogue, self.as_of)
         out: dict[str, tuple[date, ResourceRef]] = {}
         for test in self.rules.catalogue.tests.values():
             last = facts.last_done(test.analytes)
@@ -105,152 +135,77 @@ class Engine:
 
     def evaluate(self, record: PatientRecord) -> list[Finding]:
         """Every finding for one patient, sorted for stable output."""
+        return self.assess(record).findings
+
+    def assess(self, record: PatientRecord) -> Assessment:
+        """Every finding for one patient, sorted for stable output, and the patient's register
+        lines: one per drug group on current therapy, with the next due date of each test; and
+        the results dated after the as-of date, left out with a reason."""
+        later = _later(record.results, self.as_of)
         patient = record.patient
         if patient is not None and not patient.is_alive_on(self.as_of):
-            return []
+            return Assessment([], [], later)
         if not record.prescriptions:
-            return []
+            return Assessment([], [], later)
         catalogue = self.rules.catalogue
         therapies = self.therapies(record)
         if not any(t.current for t in therapies.values()):
-            return []
-        facts = Facts.build(record, therapies, catalogue, self.as_of, self.lookback_start)
+            return Assessment([], [], later)
+        facts = Facts.build(record, therapies, catalogue, self.as_of)
+        elsewhere = self.monitored_elsewhere(record, therapies) if record.arrangements else {}
         findings: list[Finding] = []
+        register: list[RegisterEntry] = []
         for pack in self.packs:
             therapy = therapies.get(pack.drug_group)
             if therapy is None or not therapy.current:
                 continue
-            findings.extend(_monitoring(pack, therapy, facts, self.as_of, self.window_days))
-            findings.extend(_out_of_range(pack, therapy, facts))
+            dues = _dues(pack, therapy, facts)
+            held = elsewhere.get(pack.drug_group)
+            entry = _register_entry(pack, therapy, facts, dues)
+            register.append(entry if held is None else replace(entry, monitored_elsewhere=held))
+            results, stale = result_findings(pack, therapy, facts, self.result_plans[pack.ref])
+            if held is None or held.lapsed:
+                monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
+            else:
+                monitoring = _results_not_seen(pack, therapy, facts, dues, held)
+            findings.extend(_with_notes(monitoring, stale, facts))
+            findings.extend(results)
             findings.extend(_prescribing(pack, therapy, facts))
+            findings.extend(_unissued(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
-        return findings
+        return Assessment(findings, register, later)
 
 
-@dataclass(frozen=True)
-class Facts:
-    """What conditions and thresholds read: results by analyte, current groups, derived measures."""
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What one patient's record gave: findings, register lines, and what was left out."""
 
-    patient: PatientRef
-    as_of: date
-    age: int | None
-    sex: str | None
-    results: dict[str, list[LabResult]]
-    """Results on or before as-of, oldest first, per analyte."""
-    current_groups: frozenset[str]
-    therapies: dict[str, Therapy]
-    lookback_start: date
-    catalogue: Catalogue
-
-    @classmethod
-    def build(
-        cls,
-        record: PatientRecord,
-        therapies: dict[str, Therapy],
-        catalogue: Catalogue,
-        as_of: date,
-        lookback_start: date,
-    ) -> Facts:
-        by_analyte: dict[str, list[LabResult]] = {}
-        for result in record.results:
-            if result.effective <= as_of:
-                by_analyte.setdefault(result.analyte, []).append(result)
-        for series in by_analyte.values():
-            series.sort(key=_BY_DATE)
-        patient = record.patient
-        ref = patient.ref if patient else _patient_of(record)
-        return cls(
-            patient=ref,
-            as_of=as_of,
-            age=patient.age_on(as_of) if patient else None,
-            sex=patient.sex if patient else None,
-            results=by_analyte,
-            current_groups=frozenset(g for g, t in therapies.items() if t.current),
-            therapies=therapies,
-            lookback_start=lookback_start,
-            catalogue=catalogue,
-        )
-
-    def latest(self, analyte: str) -> LabResult | None:
-        """The newest comparable (normalised, valued) result for an analyte."""
-        for result in reversed(self.results.get(analyte, ())):
-            if result.normalised and result.value is not None:
-                return result
-        return None
-
-    def last_done(self, analytes: Iterable[str]) -> LabResult | None:
-        """The newest result that shows a test was done (a value, or a panel/procedure code)."""
-        best: LabResult | None = None
-        for analyte in analytes:
-            dimensionless = self.catalogue.analytes[analyte].unit == "1"
-            for result in reversed(self.results.get(analyte, ())):
-                if result.value is not None or dimensionless:
-                    if best is None or (result.effective, result.ref) > (best.effective, best.ref):
-                        best = result
-                    break
-        return best
-
-    def crcl(self) -> tuple[float, tuple[ResourceRef, ...]] | None:
-        """Recorded CrCl when at least as recent as the latest creatinine, else Cockcroft-Gault."""
-        recorded = self.latest("crcl")
-        creatinine = self.latest("creatinine")
-        if recorded is not None and (
-            creatinine is None or recorded.effective >= creatinine.effective
-        ):
-            assert recorded.value is not None  # noqa: S101 - latest() guarantees it
-            return recorded.value, (recorded.ref,)
-        weight = self.latest("weight")
-        cg = self.catalogue.cockcroft_gault
-        if creatinine is None or weight is None or self.age is None or self.sex is None:
-            return None
-        assert creatinine.value is not None  # noqa: S101 - latest() guarantees it
-        assert weight.value is not None  # noqa: S101 - latest() guarantees it
-        if creatinine.value <= 0:
-            return None
-        factor = cg.factor_male if self.sex == "male" else cg.factor_female
-        value = (cg.age_offset - self.age) * weight.value * factor / creatinine.value
-        return round(value, 1), (creatinine.ref, weight.ref)
-
-    def measure(self, name: str, ingredient: Prescription | None) -> float | None:
-        if name == "age":
-            return None if self.age is None else float(self.age)
-        if name == "crcl":
-            found = self.crcl()
-            return None if found is None else found[0]
-        if name == "daily_dose_mg":
-            return None if ingredient is None else daily_dose_mg(ingredient)
-        if name == "strength_mg":
-            if ingredient is None or ingredient.strength_unit != "mg":
-                return None
-            return ingredient.strength
-        latest = self.latest(name)
-        return None if latest is None else latest.value
-
-    def holds(self, cond: Condition, ingredient: Prescription | None = None) -> bool:
-        """Whether one condition holds; unknown values never satisfy a condition."""
-        if cond.measure is not None:
-            value = self.measure(cond.measure, ingredient)
-            assert cond.op is not None  # noqa: S101 - schema checks
-            assert cond.value is not None  # noqa: S101 - schema checks
-            return value is not None and COMPARE[cond.op](value, cond.value)
-        if cond.co_prescribed is not None:
-            return cond.co_prescribed in self.current_groups
-        if cond.on_therapy_less_than is not None:
-            return False  # resolved per therapy in _holds_for_therapy
-        assert cond.falling is not None  # noqa: S101 - schema checks
-        values = [
-            r.value
-            for r in self.results.get(cond.falling, ())
-            if r.normalised and r.value is not None
-        ]
-        tail = values[-(cond.count + 1) :]
-        return len(tail) == cond.count + 1 and all(b < a for a, b in pairwise(tail))
+    findings: list[Finding]
+    register: list[RegisterEntry]
+    later: list[Skipped] = field(default_factory=list)
+    """Results dated after the as-of date: never used, never dropped in silence."""
 
 
-def _holds_for_therapy(facts: Facts, cond: Condition, therapy: Therapy) -> bool:
-    if cond.on_therapy_less_than is not None:
-        return facts.as_of < cond.on_therapy_less_than.after(therapy.anchor)
-    return facts.holds(cond)
+def _later(results: list[LabResult], as_of: date) -> list[Skipped]:
+    """One skip per Observation dated after ``as_of`` (its components share it)."""
+    seen: dict[ResourceRef, Skipped] = {}
+    for result in results:
+        if result.effective > as_of and result.ref not in seen:
+            seen[result.ref] = Skipped(
+                source=result.ref,
+                reason=f"dated after the as-of date: {result.analyte} result of "
+                f"{result.effective.isoformat()} is after {as_of.isoformat()}, not used",
+            )
+    return list(seen.values())
+
+
+def _with_notes(monitoring: list[Finding], stale: Stale, facts: Facts) -> list[Finding]:
+    """The monitoring finding's reason, followed by the older abnormal results (with ages)."""
+    notes = stale_notes(stale, facts) if monitoring and stale else []
+    if not notes:
+        return monitoring
+    extra = " Older abnormal results, too old to act on: " + " ".join(notes)
+    return [replace(f, reason=f.reason + extra) for f in monitoring]
 
 
 # ------------------------------------------------------------------ monitoring schedules
@@ -268,14 +223,23 @@ def _next_due(schedule: Schedule, anchor: date, base: date) -> tuple[date, Durat
     raise AssertionError("schema guarantees an open-ended last phase")  # pragma: no cover
 
 
-def _modified_due(modifier: Modifier, facts: Facts, therapy: Therapy, base: date) -> date | None:
-    if not all(_holds_for_therapy(facts, c, therapy) for c in modifier.when):
+def _modified_due(
+    modifier: Modifier,
+    facts: Facts,
+    therapy: Therapy,
+    base: date,
+    measures: dict[str, PackMeasure | None] | None = None,
+) -> date | None:
+    """The modifier's due date from the base, when its conditions hold. Time on therapy is
+    judged on the base date, as phases are: a test due in the first weeks and never done stays
+    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start)."""
+    if not all(holds_for_therapy(facts, c, therapy, base, measures) for c in modifier.when):
         return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
     source = modifier.interval_months_from
     assert source is not None  # noqa: S101 - schema checks
-    value = facts.measure(source.measure, None)
+    value = facts.measure(source.measure)
     if value is None:
         return None
     months = max(1, int(value // source.divisor))
@@ -301,13 +265,18 @@ class _TestDue:
         return f"every {self.interval.describe()}"
 
 
-def _monitoring(
-    pack: RulePack, therapy: Therapy, facts: Facts, as_of: date, window_days: int
-) -> list[Finding]:
+def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]:
+    """The next due date of each test the pack's schedules in force ask for."""
     catalogue = facts.catalogue
     dues: dict[str, _TestDue] = {}
+    measures = _pack_measures(
+        pack, therapy, (c for s in pack.schedules for m in s.modifiers for c in m.when)
+    )
     for schedule in pack.schedules:
-        if schedule.ends_after is not None and schedule.ends_after.after(therapy.anchor) <= as_of:
+        if (
+            schedule.ends_after is not None
+            and schedule.ends_after.after(therapy.anchor) <= facts.as_of
+        ):
             continue
         for test in schedule.tests:
             last = facts.last_done(catalogue.tests[test].analytes)
@@ -315,13 +284,39 @@ def _monitoring(
             due, interval = _next_due(schedule, therapy.anchor, base)
             verified, brought_forward = schedule.verified, None
             for modifier in schedule.modifiers:
-                modified = _modified_due(modifier, facts, therapy, base)
+                modified = _modified_due(modifier, facts, therapy, base, measures)
                 if modified is not None and modified < due:
                     due, verified = modified, schedule.verified and modifier.verified
                     brought_forward = modifier
             entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified)
             if test not in dues or entry.due < dues[test].due:
                 dues[test] = entry
+    return dues
+
+
+def _register_entry(
+    pack: RulePack, therapy: Therapy, facts: Facts, dues: dict[str, _TestDue]
+) -> RegisterEntry:
+    order = {test: n for n, test in enumerate(facts.catalogue.tests)}
+    return RegisterEntry(
+        patient=facts.patient,
+        drug_group=pack.drug_group,
+        medication=therapy.latest.ref,
+        matched_by=therapy.method,
+        course_start=therapy.start,
+        next_due=tuple((d.test, d.due) for d in sorted(dues.values(), key=lambda d: order[d.test])),
+    )
+
+
+def _monitoring(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    dues: dict[str, _TestDue],
+    as_of: date,
+    window_days: int,
+) -> list[Finding]:
+    catalogue = facts.catalogue
     horizon = as_of + timedelta(days=window_days)
     included = [d for d in dues.values() if d.due <= horizon]
     if not included:
@@ -341,250 +336,510 @@ def _monitoring(
         else f"due by {due_date.isoformat()}"
     )
     reason = f"{pack.title} monitoring {state}: " + "; ".join(parts) + "."
+    severe = _past_tolerance(included, therapy, as_of) if kind is FindingKind.OVERDUE else []
+    if severe:
+        reason += " Severely overdue: " + "; ".join(
+            f"{catalogue.tests[d.test].title} not done for {_tolerance(d).after.describe()} "
+            f"or more (since {since.isoformat()})"
+            for d, since in severe
+        )
+        reason += "."
     evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
     schedule = included[0].schedule
     return [
-        Finding(
-            patient=facts.patient,
-            kind=kind,
-            drug_group=pack.drug_group,
-            medication=therapy.latest.ref,
-            matched_by=therapy.method,
-            rule=pack.ref,
+        pack_finding(
+            pack,
+            therapy,
+            facts,
+            kind,
             check=",".join(sorted({d.schedule.id for d in included})),
             reason=reason,
             source=pack.citations[schedule.citation].url,
-            verified=all(d.verified for d in included),
+            verified=all(d.verified for d in included)
+            and all(_tolerance(d).verified for d, _ in severe),
             evidence=tuple(dict.fromkeys(evidence)),
             identifier=business_identifier(
                 facts.patient, pack.id, "monitoring", due_date.isoformat()
             ),
             tests=tuple(d.test for d in included),
             due_date=due_date,
+            severely_overdue=bool(severe),
         )
     ]
 
 
-# ------------------------------------------------------------------ out-of-range results
+def _tolerance(due: _TestDue) -> Tolerance:
+    tolerance = due.schedule.severely_overdue
+    assert tolerance is not None  # noqa: S101 - only called on tests past their tolerance
+    return tolerance
 
 
-def _fires(threshold: Threshold, latest: LabResult, facts: Facts) -> bool:
-    value = latest.value
-    assert value is not None  # noqa: S101 - latest() guarantees it
-    op = threshold.op
-    if op in COMPARE:
-        hit = COMPARE[op](value, threshold.value)
-    elif op == "below_ref_low":
-        hit = latest.ref_low is not None and value < latest.ref_low
-    elif op == "above_ref_high":
-        hit = latest.ref_high is not None and value > latest.ref_high
-    elif op == "above_ref_high_times":
-        hit = latest.ref_high is not None and value > latest.ref_high * threshold.value
-    else:
-        baseline = _baseline(threshold, latest, facts)
-        hit = baseline is not None and value > baseline.value * (1 + threshold.value / 100)  # type: ignore[operator]
-    return hit and all(facts.holds(c) for c in threshold.also)
-
-
-def _baseline(threshold: Threshold, latest: LabResult, facts: Facts) -> LabResult | None:
-    """The lowest value in the window before the latest result ([D]: first or lowest)."""
-    assert threshold.baseline_window is not None  # noqa: S101 - schema checks
-    since = threshold.baseline_window.before(latest.effective)
-    earlier = [
-        r
-        for r in facts.results.get(threshold.analyte, ())
-        if r.normalised and r.value is not None and since <= r.effective < latest.effective
-    ]
-    return min(earlier, key=lambda r: (r.value, r.effective)) if earlier else None
-
-
-def _describe_threshold(threshold: Threshold, latest: LabResult, facts: Facts) -> str:
-    unit = threshold.unit
-    if threshold.op in _SYMBOL:
-        return f"{_SYMBOL[threshold.op]} {threshold.value:g} {unit}"
-    if threshold.op == "below_ref_low":
-        return f"below the laboratory range (low {latest.ref_low:g})"
-    if threshold.op == "above_ref_high":
-        return f"above the laboratory range (high {latest.ref_high:g})"
-    if threshold.op == "above_ref_high_times":
-        return f"more than {threshold.value:g} x the upper limit ({latest.ref_high:g})"
-    baseline = _baseline(threshold, latest, facts)
-    assert baseline is not None  # noqa: S101 - only described when it fired
-    return (
-        f"more than {threshold.value:g}% above the baseline {baseline.value:g} {unit} "
-        f"of {baseline.effective.isoformat()}"
-    )
-
-
-def _out_of_range(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
-    worst: dict[str, tuple[Threshold, LabResult]] = {}
-    for threshold in pack.thresholds:
-        latest = facts.latest(threshold.analyte)
-        if latest is None or not _fires(threshold, latest, facts):
+def _past_tolerance(
+    dues: Iterable[_TestDue], therapy: Therapy, as_of: date
+) -> list[tuple[_TestDue, date]]:
+    """The overdue tests whose schedule's severely-overdue tolerance has run out, each with the
+    date it is counted from: the later of its last result and the course start."""
+    past = []
+    for due in dues:
+        tolerance = due.schedule.severely_overdue
+        if tolerance is None or due.due >= as_of:
             continue
-        current = worst.get(threshold.analyte)
-        if current is None or threshold.severity.rank > current[0].severity.rank:
-            worst[threshold.analyte] = (threshold, latest)
-    findings = []
-    for analyte, (threshold, latest) in sorted(worst.items()):
-        title = facts.catalogue.analytes[analyte].title
-        reason = (
-            f"{title} {latest.value:g} {latest.unit} on {latest.effective.isoformat()} is "
-            f"{_describe_threshold(threshold, latest, facts)} on {pack.title}: {threshold.advice}."
+        since = max(due.last.effective, therapy.start) if due.last else therapy.start
+        if tolerance.after.after(since) <= as_of:
+            past.append((due, since))
+    return past
+
+
+def _results_not_seen(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    dues: dict[str, _TestDue],
+    held: MonitoredElsewhere,
+) -> list[Finding]:
+    """Monitored elsewhere, yet no result of an overdue test has reached the practice within
+    its schedule's severely-overdue tolerance: the practice must see results before issuing."""
+    shared = facts.catalogue.shared_care
+    past = _past_tolerance(dues.values(), therapy, facts.as_of)
+    if shared is None or not past:
+        return []
+    check = shared.results_not_seen
+    catalogue = facts.catalogue
+    missing = "; ".join(
+        f"{catalogue.tests[d.test].title} since {since.isoformat()} "
+        f"({_tolerance(d).after.describe()} or more)"
+        for d, since in past
+    )
+    reason = (
+        f"{pack.title} is monitored by {held.by} (since {held.since.isoformat()}), but no result "
+        f"has reached the practice: {missing}: {check.advice}."
+    )
+    evidence = [therapy.latest.ref, held.evidence, *(d.last.ref for d, _ in past if d.last)]
+    code = "shared-care-results-not-seen"
+    return [
+        Finding(
+            patient=facts.patient,
+            kind=FindingKind.PRESCRIBING,
+            drug_group=pack.drug_group,
+            medication=therapy.latest.ref,
+            matched_by=therapy.method,
+            rule=pack.ref,
+            check="results-not-seen",
+            reason=reason,
+            source=catalogue.citations[check.citation].url,
+            verified=check.verified and all(_tolerance(d).verified for d, _ in past),
+            evidence=tuple(dict.fromkeys(evidence)),
+            identifier=business_identifier(
+                facts.patient, pack.id, "prescribing", code, therapy.start.isoformat()
+            ),
+            code=code,
+            severity=check.severity,
         )
-        findings.append(
-            Finding(
-                patient=facts.patient,
-                kind=FindingKind.OUT_OF_RANGE,
-                drug_group=pack.drug_group,
-                medication=therapy.latest.ref,
-                matched_by=therapy.method,
-                rule=pack.ref,
-                check=threshold.id,
-                reason=reason,
-                source=pack.citations[threshold.citation].url,
-                verified=threshold.verified,
-                evidence=(latest.ref, therapy.latest.ref),
-                identifier=business_identifier(
-                    facts.patient, pack.id, "result", analyte, latest.ref
-                ),
-                analyte=analyte,
-                value=latest.value,
-                unit=latest.unit,
-                observed_on=latest.effective,
-                severity=threshold.severity,
-            )
-        )
-    return findings
+    ]
 
 
 # ------------------------------------------------------------------ prescribing safety
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one prescribing check found."""
+
+    detail: str
+    evidence: tuple[ResourceRef, ...]
+    verified: bool = True
+    missing: tuple[str, ...] = ()
+    """Set when the check could not be assessed: the data it lacks (an incomplete finding)."""
+
+    def reason(self, advice: str) -> str:
+        if self.missing:
+            return f"{self.detail}; if so: {advice}."
+        return f"{self.detail}: {advice}."
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecided:
+    """A criteria check that missing record data (CrCl and its inputs, weight, age, a result)
+    kept from being decided: the conditions left open, and the products its doses are read from."""
+
+    check: PrescribingCheck
+    unknown: tuple[Condition, ...]
+    dosed: tuple[ProductRequest, ...]
+
+
 def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
-    current = therapy.current_by_ingredient(facts.as_of, facts.lookback_start)
+    if not pack.prescribing:
+        return []
+    by_ingredient: dict[str | None, tuple[ProductRequest, ...]] = {None: therapy.products}
+    for product in therapy.products:
+        by_ingredient[product.ingredient] = (*by_ingredient.get(product.ingredient, ()), product)
     findings = []
+    undecided: list[_Undecided] = []
     for check in pack.prescribing:
-        outcome = _run_check(pack, check, current, facts, therapy)
+        products = by_ingredient.get(check.ingredient, ())
+        if not products:
+            continue
+        outcome = _run_check(pack, check, products, facts, therapy)
         if outcome is None:
             continue
-        detail, evidence, verified = outcome
+        if isinstance(outcome, _Undecided):
+            undecided.append(outcome)
+            continue
+        kind = FindingKind.INCOMPLETE if outcome.missing else FindingKind.PRESCRIBING
         findings.append(
-            Finding(
-                patient=facts.patient,
-                kind=FindingKind.PRESCRIBING,
-                drug_group=pack.drug_group,
-                medication=therapy.latest.ref,
-                matched_by=therapy.method,
-                rule=pack.ref,
+            pack_finding(
+                pack,
+                therapy,
+                facts,
+                kind,
                 check=check.id,
-                reason=f"{detail}: {check.advice}.",
+                reason=outcome.reason(check.advice),
                 source=pack.citations[check.citation].url,
-                verified=verified and check.verified,
-                evidence=evidence,
+                verified=outcome.verified and check.verified,
+                evidence=outcome.evidence,
                 identifier=business_identifier(
-                    facts.patient, pack.id, "prescribing", check.code, therapy.start.isoformat()
+                    facts.patient,
+                    pack.id,
+                    "incomplete" if outcome.missing else "prescribing",
+                    check.code,
+                    therapy.start.isoformat(),
                 ),
                 code=check.code,
                 severity=check.severity,
+                missing=outcome.missing,
             )
         )
+    if undecided:
+        findings.append(_undecided(pack, therapy, facts, undecided))
     return findings
 
 
 def _run_check(
     pack: RulePack,
     check: PrescribingCheck,
-    current: dict[str, Prescription],
+    products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
-) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
-    if check.ingredient is not None:
-        only = current.get(check.ingredient)
-        current = {} if only is None else {check.ingredient: only}
-    if not current:
-        return None
+) -> _Outcome | _Undecided | None:
     if check.check == "max_frequency":
-        assert check.value is not None  # noqa: S101 - schema checks
-        for name, request in sorted(current.items()):
-            per_day = request.dosage.per_day
-            if per_day is not None and per_day * 7 > check.value + 1e-9:
-                times = per_day * 7
-                return (
-                    f"{name.capitalize()} prescribed {times:g} times a week "
-                    f'("{request.dosage.text}"), more than {check.value:g} a week',
-                    (request.ref,),
-                    True,
-                )
-        return None
+        return _max_frequency(check, products)
     if check.check == "ome_at_least":
-        return _ome(pack, check, current)
-    subject_request = current.get(check.ingredient) if check.ingredient else therapy.latest
-
-    def holds(cond: Condition) -> bool:
-        return _holds_for_therapy_or_ingredient(facts, cond, therapy, subject_request)
-
-    if not all(holds(c) for c in check.requires):
-        return None
-    held = [c for c in check.criteria if holds(c)]
-    needed = check.min_match or len(check.criteria)
-    if len(held) < needed:
-        return None
-    subject = check.ingredient or pack.title
-    detail = f"{subject.capitalize()}: " + ", ".join(c.describe() for c in (*check.requires, *held))
-    return detail, tuple(sorted(r.ref for r in current.values())), True
+        return _ome(pack, check, products)
+    return _criteria(pack, check, products, facts, therapy)
 
 
-def _holds_for_therapy_or_ingredient(
-    facts: Facts, cond: Condition, therapy: Therapy, request: Prescription | None
-) -> bool:
-    if cond.measure in ("daily_dose_mg", "strength_mg"):
-        return facts.holds(cond, request)
-    return _holds_for_therapy(facts, cond, therapy)
+def _said(request: Prescription) -> str:
+    """The dosage as written, for a reason."""
+    text = request.dosage.text.strip()
+    return f'"{text}" on {request.ref}' if text else f"no dosage text on {request.ref}"
 
 
-def _ome(
-    pack: RulePack, check: PrescribingCheck, current: dict[str, Prescription]
-) -> tuple[str, tuple[ResourceRef, ...], bool] | None:
+def _max_frequency(
+    check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """More administrations a week than allowed, on any current request of the ingredient; an
+    unreadable frequency is reported, never read as compliant."""
     assert check.value is not None  # noqa: S101 - schema checks
+    unread: list[ProductRequest] = []
+    for product in products:
+        request = product.request
+        per_day = request.dosage.per_day
+        if per_day is None:
+            unread.append(product)
+        elif per_day * 7 > check.value + 1e-9:
+            return _Outcome(
+                f"{product.ingredient.capitalize()} prescribed {per_day * 7:g} times a week "
+                f'("{request.dosage.text}"), more than {check.value:g} a week',
+                (request.ref,),
+            )
+    if not unread:
+        return None
+    name = unread[0].ingredient
+    return _Outcome(
+        f"{name.capitalize()} frequency not stated ({'; '.join(_said(p.request) for p in unread)})"
+        f": cannot tell whether it is taken more than {check.value:g} a week",
+        tuple(p.request.ref for p in unread),
+        missing=tuple(f"dosage frequency of {p.ingredient} ({p.request.ref})" for p in unread),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _OmeTotal:
+    """The oral morphine equivalent over a therapy's current products, and what it left out."""
+
+    total: float
+    parts: tuple[str, ...]
+    unread: tuple[ProductRequest, ...]
+    """Products of an ingredient with a factor whose dose cannot be read."""
+    no_factor: tuple[str, ...]
+    verified: bool
+
+
+def _ome_total(pack: RulePack, products: tuple[ProductRequest, ...]) -> _OmeTotal:
+    """Total oral morphine equivalent over every current product of every opioid (modified and
+    immediate release of one drug both count), with the pack's factors."""
     factors = {i.name: i.ome for i in pack.ingredients if i.ome is not None}
-    total, parts, verified, unknown = 0.0, [], True, []
-    for name, request in sorted(current.items()):
+    total, parts, verified = 0.0, [], True
+    unread: list[ProductRequest] = []
+    no_factor: list[str] = []
+    for product in products:
+        name, request = product.ingredient, product.request
         ome = factors.get(name)
         if ome is None:
-            unknown.append(name)
+            no_factor.append(name)
             continue
         if ome.per == "ug/h":
+            if request.strength_unit is None:
+                unread.append(product)
+                continue
             if request.strength_unit != "ug/h" or not request.strength:
-                unknown.append(name)
+                no_factor.append(f"{name} (not a patch)")
                 continue
             patches = request.dosage.dose_value if request.dosage.dose_unit == "unit" else 1.0
             amount = request.strength * (patches or 1.0)
-            contribution = amount * ome.factor
+            total += amount * ome.factor
             parts.append(f"{name} {amount:g} micrograms/hour x {ome.factor:g}")
         else:
             dose = daily_dose_mg(request)
             if dose is None:
-                unknown.append(name)
+                unread.append(product)
                 continue
-            contribution = dose * ome.factor
+            total += dose * ome.factor
             parts.append(f"{name} {dose:g} mg/day x {ome.factor:g}")
-        total += contribution
         verified = verified and ome.verified
-    if total < check.value:
+    return _OmeTotal(total, tuple(parts), tuple(unread), tuple(no_factor), verified)
+
+
+def _pack_measures(
+    pack: RulePack, therapy: Therapy, conditions: Iterable[Condition]
+) -> dict[str, PackMeasure | None] | None:
+    """The measures only the pack can work out, when its ``conditions`` ask for one: ``ome``
+    (a lower bound when a dose could not be read)."""
+    if not any(c.measure == "ome" for c in conditions):
         return None
+    found = _ome_total(pack, therapy.products)
+    return {"ome": PackMeasure(found.total, lower_bound=bool(found.unread))}
+
+
+def _ome(
+    pack: RulePack, check: PrescribingCheck, products: tuple[ProductRequest, ...]
+) -> _Outcome | None:
+    """The OME check: a dose that cannot be read makes it incomplete unless the readable part
+    already reaches the limit; an ingredient or form with no conversion factor is named in the
+    reason only (a gap in the rule, not in the record)."""
+    assert check.value is not None  # noqa: S101 - schema checks
+    found = _ome_total(pack, products)
+    total, parts, unread, no_factor = found.total, found.parts, found.unread, found.no_factor
+    verified = found.verified
+    if total < check.value and not unread:
+        return None
+    evidence = tuple(sorted({p.request.ref for p in products}))
+    counted = f"({'; '.join(parts)})" if parts else "(nothing readable)"
+    not_stated = ", ".join(f"{p.ingredient} ({_said(p.request)})" for p in unread)
+    no_cited = f" (not counted, no cited OME factor: {', '.join(no_factor)})" if no_factor else ""
+    if total >= check.value:
+        detail = (
+            f"Oral morphine equivalent {total:g} mg/day {counted} is at or above "
+            f"{check.value:g} mg/day"
+        )
+        if unread:
+            detail += f" (not counted, dose not stated: {not_stated})"
+        return _Outcome(detail + no_cited, evidence, verified)
     detail = (
-        f"Oral morphine equivalent {total:g} mg/day ({'; '.join(parts)}) "
-        f"is at or above {check.value:g} mg/day"
+        f"Oral morphine equivalent cannot be totalled, dose not stated: {not_stated}; the "
+        f"readable part is {total:g} mg/day {counted}, below {check.value:g} mg/day{no_cited}"
     )
-    if unknown:
-        detail += f" (not counted, dose unknown: {', '.join(unknown)})"
-    return detail, tuple(sorted(r.ref for r in current.values())), verified
+    missing = tuple(f"daily dose of {p.ingredient} ({p.request.ref})" for p in unread)
+    return _Outcome(detail, evidence, verified, missing)
 
 
-def _patient_of(record: PatientRecord) -> PatientRef:
-    if record.prescriptions:
-        return record.prescriptions[0].patient
-    if record.results:
-        return record.results[0].patient
-    raise ValueError("a record with no patient, prescriptions or results")
+def _criteria(
+    pack: RulePack,
+    check: PrescribingCheck,
+    products: tuple[ProductRequest, ...],
+    facts: Facts,
+    therapy: Therapy,
+) -> _Outcome | _Undecided | None:
+    """Conditions that must hold together. A condition whose data is missing (a dose that
+    cannot be read, CrCl that cannot be had, a result given as a bound) matters only when it
+    stands between the record and the finding, and only those that do are named. An unreadable
+    dose alone makes this check incomplete; missing record data is left to the pack's one
+    incomplete finding (``_undecided``), which names the doses too."""
+    dosed = products if check.ingredient else products[-1:]
+    open_required: list[Condition] = []
+    as_of = facts.as_of
+    measures = _pack_measures(pack, therapy, (*check.requires, *check.criteria))
+
+    def state(cond: Condition) -> bool | None:
+        if cond.measure in DOSE_MEASURES:
+            return _dose_holds(cond, dosed)
+        return state_for_therapy(
+            facts, cond, therapy, as_of, ingredient=check.ingredient, measures=measures
+        )
+
+    for cond in check.requires:
+        held = state(cond)
+        if held is False:
+            return None
+        if held is None:
+            open_required.append(cond)
+    held_criteria: list[Condition] = []
+    open_criteria: list[Condition] = []
+    for cond in check.criteria:
+        held = state(cond)
+        if held:
+            held_criteria.append(cond)
+        elif held is None:
+            open_criteria.append(cond)
+    needed = check.min_match or len(check.criteria)
+    enough = len(held_criteria) >= needed
+    if not enough and len(held_criteria) + len(open_criteria) < needed:
+        return None
+    subject = (check.ingredient or pack.title).capitalize()
+    evidence = tuple(sorted(p.request.ref for p in products))
+    if enough and not open_required:
+        described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
+        return _Outcome(f"{subject}: {described}", evidence)
+    # what stands between the record and the finding (criteria already met need no more)
+    unknown = open_required if enough else [*open_required, *open_criteria]
+    if any(c.measure not in DOSE_MEASURES for c in unknown):
+        return _Undecided(check, tuple(unknown), dosed)
+    known = [c.describe() for c in (*check.requires, *held_criteria) if c not in unknown]
+    detail = (
+        f"{subject}: cannot tell whether {', '.join(c.describe() for c in unknown)} "
+        f"({'; '.join(_said(p.request) for p in dosed)})"
+    )
+    if known:
+        detail += f"; already holds: {', '.join(known)}"
+    return _Outcome(detail, evidence, missing=_dose_missing(unknown, dosed))
+
+
+def _dose_missing(
+    conditions: Iterable[Condition], dosed: tuple[ProductRequest, ...]
+) -> tuple[str, ...]:
+    """In words, the doses or strengths the dose conditions could not read, per product."""
+    missing = (
+        f"{'strength' if c.measure == 'strength_mg' else 'daily dose'} of "
+        f"{p.ingredient} ({p.request.ref})"
+        for c in conditions
+        if c.measure in DOSE_MEASURES
+        for p in dosed
+        if _dose_measure(c.measure, (p,))[0] is None
+    )
+    return tuple(dict.fromkeys(missing))
+
+
+def _undecided(
+    pack: RulePack, therapy: Therapy, facts: Facts, undecided: list[_Undecided]
+) -> Finding:
+    """One incomplete finding for the checks that missing record data (CrCl and its inputs,
+    weight, age, a result) kept from being decided, graded by the worst of them; a dose those
+    checks could not read either is named with it."""
+    measures = list(dict.fromkeys(c.measure or "" for u in undecided for c in u.unknown))
+    recorded = [m for m in measures if m not in DOSE_MEASURES]
+    missing = tuple(
+        dict.fromkeys(
+            [
+                *(m for name in recorded for m in facts.missing_for(name)),
+                *(m for u in undecided for m in _dose_missing(u.unknown, u.dosed)),
+            ]
+        )
+    )
+    worst = max((u.check for u in undecided), key=lambda c: c.severity.rank)
+    intervals = [
+        m
+        for s in pack.schedules
+        for m in s.modifiers
+        if any(c.measure in recorded for c in m.when)
+        or (m.interval_months_from is not None and m.interval_months_from.measure in recorded)
+    ]
+    reason = (
+        f"{pack.title}: not recorded or not usable: {', '.join(missing)}; so "
+        f"{', '.join(u.check.id for u in undecided)} could not be assessed"
+        + (" and the monitoring interval that depends on it was not applied" if intervals else "")
+        + f". At worst ({worst.severity.value}): {worst.advice}."
+    )
+    return pack_finding(
+        pack,
+        therapy,
+        facts,
+        FindingKind.INCOMPLETE,
+        check=",".join(u.check.id for u in undecided),
+        reason=reason,
+        source=pack.citations[worst.citation].url,
+        verified=worst.verified,
+        evidence=tuple(sorted({p.request.ref for p in therapy.products})),
+        identifier=business_identifier(
+            facts.patient, pack.id, "incomplete", recorded[0], therapy.start.isoformat()
+        ),
+        code=f"{recorded[0].replace('_', '-')}-unknown",
+        severity=worst.severity,
+        missing=missing,
+    )
+
+
+def _dose_holds(cond: Condition, products: tuple[ProductRequest, ...]) -> bool | None:
+    """A dose condition over the products: None when the answer rests on an unreadable dose."""
+    assert cond.measure is not None  # noqa: S101 - only dose measures come here
+    assert cond.op is not None  # noqa: S101 - schema checks
+    assert cond.value is not None  # noqa: S101 - schema checks
+    value, unread = _dose_measure(cond.measure, products)
+    confirmed = value is not None and COMPARE[cond.op](value, cond.value)
+    if confirmed and (not unread or cond.op in ("gt", "ge")):
+        return True
+    return None if unread else False
+
+
+def _dose_measure(measure: str, products: tuple[ProductRequest, ...]) -> tuple[float | None, bool]:
+    """The ingredient's total daily dose in mg (or its highest strength in mg) over the readable
+    products, and whether some product's could not be read."""
+    readable: list[float] = []
+    for product in products:
+        request = product.request
+        if measure == "daily_dose_mg":
+            value = daily_dose_mg(request)
+        else:
+            value = request.strength if request.strength_unit == "mg" else None
+        if value is not None:
+            readable.append(value)
+    unread = len(readable) < len(products)
+    if not readable:
+        return None, unread
+    return (sum(readable) if measure == "daily_dose_mg" else max(readable)), unread
+
+
+def _unissued(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
+    """An active request current only because it was never stopped, with nothing of its
+    product issued or authored for longer than the catalogue's limit: counted, and said."""
+    stale = [p for p in therapy.products if p.unissued_since is not None]
+    if not stale:
+        return []
+    rule = facts.catalogue.unissued_active
+    since = min(p.unissued_since for p in stale if p.unissued_since is not None)
+    listed = "; ".join(
+        f"{p.request.ref} ({p.ingredient}, last issued or authored {p.unissued_since})"
+        for p in stale
+    )
+    reason = (
+        f"{pack.title}: active but not issued since {since.isoformat()} ({listed}); monitoring "
+        f"still follows it: confirm the patient still takes it, or end the prescription."
+    )
+    return [
+        pack_finding(
+            pack,
+            therapy,
+            facts,
+            FindingKind.PRESCRIBING,
+            stale[-1],
+            check="active-not-issued",
+            reason=reason,
+            source=facts.catalogue.citations[rule.citation].url,
+            verified=rule.verified,
+            evidence=tuple(p.request.ref for p in stale),
+            identifier=business_identifier(
+                facts.patient, pack.id, "prescribing", "active-not-issued", since.isoformat()
+            ),
+            code="active-not-issued",
+            severity=rule.severity,
+        )
+    ]

@@ -48,15 +48,27 @@ class Ingredient:
     ome: OMEFactor | None = None
 
 
+RANGE_OPS = frozenset({"below_ref_low", "above_ref_high"})
+"""Condition operators that compare an analyte with its reference range (no ``value``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One test on a patient's state; exactly one of the kinds is set.
 
-    - measure: ``measure op value`` (age, weight, crcl, an analyte's latest value,
-      daily_dose_mg or strength_mg of the check's ingredient);
+    - measure: ``measure op value`` (age, weight, crcl, ome, an analyte's latest value,
+      daily_dose_mg or strength_mg of the check's ingredient), or ``measure op`` with a range
+      operator (an analyte below or above its reference range: in a threshold's ``also`` only);
     - co_prescribed: a current drug group or medication class;
     - on_therapy_less_than: time since the start of the course (or the last dose change);
-    - falling: the analyte fell at each of its last ``count`` results.
+    - falling: the analyte fell at each of its last ``count`` results;
+    - ingredients_at_least: at least this many different ingredients of the group are current;
+    - no_other_ingredient_before: the check's ingredient started with no other ingredient of
+      the group prescribed in this time before (opioid-naive).
+
+    ``issued_together`` (with co_prescribed or ingredients_at_least): True when each was issued
+    on or after the day the other started, False when one was not (a switch whose old
+    prescription was not ended), None for either.
     """
 
     measure: str | None = None
@@ -66,17 +78,40 @@ class Condition:
     on_therapy_less_than: Duration | None = None
     falling: str | None = None
     count: int = 2
+    ingredients_at_least: int | None = None
+    issued_together: bool | None = None
+    no_other_ingredient_before: Duration | None = None
 
     def describe(self) -> str:
         if self.measure is not None:
-            words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
             name = self.measure.replace("_", " ")
+            if self.op in RANGE_OPS:
+                side = "below" if self.op == "below_ref_low" else "above"
+                return f"{name} {side} its reference range"
+            words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
             return f"{name} {words.get(self.op or '', self.op)} {self.value:g}"
         if self.co_prescribed is not None:
-            return f"also prescribed {self.co_prescribed}"
+            return f"also prescribed {self.co_prescribed}{self._together()}"
+        if self.ingredients_at_least is not None:
+            return (
+                f"at least {self.ingredients_at_least} different ingredients of the group "
+                f"current{self._together()}"
+            )
+        if self.no_other_ingredient_before is not None:
+            return (
+                "no other ingredient of the group prescribed in the "
+                f"{self.no_other_ingredient_before.describe()} before it started"
+            )
         if self.on_therapy_less_than is not None:
             return f"within {self.on_therapy_less_than.describe()} of starting or a dose change"
         return f"{self.falling} falling over {self.count} results"
+
+    def _together(self) -> str:
+        if self.issued_together is None:
+            return ""
+        if self.issued_together:
+            return " (each issued since the other started)"
+        return " (one not issued since the other started)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +146,19 @@ class Modifier:
 
 
 @dataclass(frozen=True, slots=True)
+class Tolerance:
+    """How long a scheduled test may go undone on therapy before overdue monitoring is graded
+    severely overdue: the kind of window CQC and PINCER searches use (reference sections 1, 9
+    and 10). Measured from the test's last result, or from the course start when there is none
+    on the course."""
+
+    after: Duration
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     id: str
     title: str
@@ -122,6 +170,8 @@ class Schedule:
     ends_after: Duration | None = None
     """Routine monitoring stops once the anchor is this far back (sulfasalazine after 12 months)."""
     note: str = ""
+    severely_overdue: Tolerance | None = None
+    """None: the reference gives no tolerance, so an overdue finding is never graded severe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +187,26 @@ class Threshold:
     verified: bool
     also: tuple[Condition, ...] = ()
     baseline_window: Duration | None = None
+    count: int = 2
+    """``falling``: the number of successive falls (``count`` + 1 results)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDefault:
+    """How a pack reads a patient's own target range for an analyte (``above_target`` and
+    ``below_target`` thresholds): the record's target when it has one, else ``low``-``high``,
+    stated as the assumption in the finding."""
+
+    analyte: str
+    low: float
+    high: float
+    half_width: float
+    """A target given as one value (INR 3.5) is the range value +/- this."""
+    names: tuple[str, ...]
+    """How prescribers name the analyte in dosage text (``inr``): "target INR 3.5"."""
+    citation: str
+    verified: bool
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +247,8 @@ class RulePack:
     effective_until: date | None = None
     reviewed_by: str = ""
     approved_on: str = ""
+    targets: dict[str, TargetDefault] = field(default_factory=dict)
+    """Per analyte: how the patient's own target range is read (``[targets.<analyte>]``)."""
 
     @property
     def ref(self) -> str:
@@ -184,12 +256,14 @@ class RulePack:
 
     @property
     def verified(self) -> bool:
-        """True only when every schedule, modifier, threshold and check is verified."""
+        """True only when every schedule, modifier, tolerance, threshold and check is verified."""
         flags = [s.verified for s in self.schedules]
         flags += [t.verified for t in self.thresholds]
         flags += [c.verified for c in self.prescribing]
         flags += [m.verified for s in self.schedules for m in s.modifiers]
         flags += [i.ome.verified for i in self.ingredients if i.ome is not None]
+        flags += [s.severely_overdue.verified for s in self.schedules if s.severely_overdue]
+        flags += [t.verified for t in self.targets.values()]
         return all(flags)
 
     def is_in_force(self, day: date) -> bool:
@@ -212,12 +286,45 @@ class UnitConversion:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceRange:
+    """A cited default adult range, used only when a result carries neither the laboratory's
+    range nor its interpretation flag (in the analyte's canonical unit)."""
+
+    citation: str
+    verified: bool
+    low: float | None = None
+    high: float | None = None
+    sex: str | None = None
+    """``male`` or ``female`` when the range differs by sex; None for everyone."""
+
+    def describe(self, unit: str) -> str:
+        """``133-146 mmol/L``, ``up to 42 U/L`` or ``from 3.5 mmol/L``."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g}-{self.high:g} {unit}"
+        if self.high is not None:
+            return f"up to {self.high:g} {unit}"
+        return f"from {self.low:g} {unit}"
+
+
+@dataclass(frozen=True, slots=True)
 class Analyte:
     id: str
     title: str
     unit: str
     codes: tuple[Code, ...]
     conversions: tuple[UnitConversion, ...] = ()
+    reference_ranges: tuple[ReferenceRange, ...] = ()
+    monitored_with: str | None = None
+    """The test whose sample also carries this analyte (sodium with renal function): its
+    result is acted on for as long as that test's result counts as done."""
+
+    def default_range(self, sex: str | None) -> ReferenceRange | None:
+        """The cited default range for a patient of ``sex``; None when there is none (or it
+        depends on a sex that is not recorded)."""
+        for candidate in self.reference_ranges:
+            if candidate.sex is None or candidate.sex == sex:
+                return candidate
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +346,41 @@ class MedicationClass:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeList:
+    """A published code list of medicinal products, as cited in the catalogue."""
+
+    id: str
+    file: str
+    """CSV in ``rules/codelists/`` with ``code,term,ingredient,brand``."""
+    system: str
+    citation: Citation
+    source: str = ""
+    """The list's own name and version where it is published (e.g. ``pincer/lith/6f1c2a0d``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductCode:
+    """One product code (dm+d VTM, VMP or AMP) and the one ingredient it is recognised as."""
+
+    code: str
+    term: str
+    ingredient: str
+    brand: str
+    """The brand name of a branded product (``eliquis``), lower case; empty for generics."""
+    code_list: str
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """A co-name (``co-codamol``) and its ingredients in the order of the strengths in its
+    dm+d names (``Co-codamol 30mg/500mg`` is codeine 30 mg, paracetamol 500 mg)."""
+
+    name: str
+    ingredients: tuple[str, ...]
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
 class CockcroftGault:
     """CrCl (mL/min) = (age_offset - age) * weight * factor[sex] / creatinine (umol/L)."""
 
@@ -247,6 +389,61 @@ class CockcroftGault:
     factor_female: float
     citation: str
     verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ArrangementCode:
+    """A code that says who monitors a drug group (shared care): on a prescription, its
+    prescribing organisation; in the record, a coded entry."""
+
+    system: str
+    code: str
+    elsewhere: bool
+    """True: monitored elsewhere (a hospital or community team); False: by the practice."""
+    display: str = ""
+    verified: bool = True
+    groups: tuple[str, ...] = ()
+    """Drug groups a drug-specific code names; empty for a generic code."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsNotSeen:
+    """The check on a group monitored elsewhere: no result has reached the practice within the
+    schedule's severely-overdue tolerance (the practice must see results before issuing)."""
+
+    severity: Severity
+    advice: str
+    citation: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SharedCare:
+    """How the record says a drug group is monitored elsewhere, and what that changes."""
+
+    citation: str
+    generic_groups: tuple[str, ...]
+    """The groups a statement that names no drug applies to (the patient's current ones)."""
+    extensions: tuple[str, ...]
+    """Prescribing-organisation extension URLs on MedicationRequest and MedicationStatement."""
+    prescribed: tuple[ArrangementCode, ...]
+    """Codes in those extensions or in the prescription's ``category``."""
+    entries: tuple[ArrangementCode, ...]
+    """Codes of Observation, Condition, Procedure and Flag entries."""
+    results_not_seen: ResultsNotSeen
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnissuedActive:
+    """An active request with nothing issued or authored of its product for ``after`` raises a
+    finding of ``severity`` ("active but not issued since <date>")."""
+
+    after: Duration
+    severity: Severity
+    citation: str
+    verified: bool
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,5 +457,14 @@ class Catalogue:
     due_window_days: int
     current_issue_lookback: Duration
     course_gap: Duration
+    result_lookback: Duration
+    """How long an out-of-range result is acted on when no schedule of the pack asks for its
+    test (otherwise the schedule's maintenance interval)."""
+    unissued_active: UnissuedActive
     code_index: dict[tuple[str, str], str] = field(default_factory=dict)
     """(system, code) -> analyte id, built at load."""
+    combinations: dict[str, Combination] = field(default_factory=dict)
+    code_lists: dict[str, CodeList] = field(default_factory=dict)
+    products: dict[tuple[str, str], ProductCode] = field(default_factory=dict)
+    """(system, code) -> product, from every code list; filled in by the registry."""
+    shared_care: SharedCare | None = None

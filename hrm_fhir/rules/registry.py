@@ -12,7 +12,7 @@ import os
 import pickle
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -20,9 +20,12 @@ from typing import Any
 
 from hrm_fhir.config import cache_dir
 from hrm_fhir.errors import RuleDefinitionError
-from hrm_fhir.rules.model import Catalogue, Condition, RulePack
+from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack
+from hrm_fhir.rules.therapy import MedicationIndex
 
-DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg"})
+_MEDICINES: dict[int, tuple[RuleSet, MedicationIndex]] = {}
+"""``RuleSet.medicines()`` by rule set (a frozen, slotted dataclass cannot cache on itself)."""
+DERIVED_MEASURES = frozenset({"age", "crcl", "daily_dose_mg", "strength_mg", "ome"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,34 @@ class RuleSet:
                 best[pack.id] = pack
         return tuple(sorted(best.values(), key=lambda p: p.id))
 
+    def medicines(self) -> MedicationIndex:
+        """What recognises products and reads their strength, over every pack version: built
+        once per rule set (it indexes every code list, thousands of products)."""
+        held = _MEDICINES.get(id(self))
+        if held is None or held[0] is not self:
+            held = _MEDICINES[id(self)] = (self, MedicationIndex(self.packs, self.catalogue))
+        return held[1]
+
+    def uncovered(self, day: date) -> list[str]:
+        """The rule ids no version covers on ``day`` (before the first took effect, or after
+        the last was retired): their drug groups cannot be evaluated that day."""
+        covered = {pack.id for pack in self.in_force(day)}
+        return sorted({pack.id for pack in self.packs} - covered)
+
+    def coverage_warning(self, day: date) -> str | None:
+        """The sentence a run on ``day`` reports when some rule ids are not covered."""
+        missing = self.uncovered(day)
+        if not missing:
+            return None
+        starts = [p.effective_from for p in self.packs if p.status == "active"]
+        since = (
+            f" (the first versions take effect from {min(starts).isoformat()})" if starts else ""
+        )
+        return (
+            f"no version of the rule pack(s) {', '.join(missing)} is in force on "
+            f"{day.isoformat()}{since}: those drug groups were not evaluated"
+        )
+
     def get(self, rule_id: str, version: int | None = None) -> RulePack:
         """One pack by id, the highest version unless ``version`` is given."""
         matches = [p for p in self.packs if p.id == rule_id and version in (None, p.version)]
@@ -59,10 +90,14 @@ def _read_toml(name: str, text: str) -> dict[str, Any]:
         raise RuleDefinitionError(f"{name}: not valid TOML: {exc}") from exc
 
 
-def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
-    """Validate a catalogue and pack files given as text (name -> TOML); raise on any problem."""
+def build_rule_set(
+    catalogue_text: str, packs: Mapping[str, str], code_lists: Mapping[str, str] | None = None
+) -> RuleSet:
+    """Validate a catalogue, pack files (name -> TOML) and code lists (file name -> CSV, the
+    package's own when None) given as text; raise on any problem."""
     from marshmallow import ValidationError
 
+    from hrm_fhir.rules.products import read_code_lists
     from hrm_fhir.rules.schema import load_catalogue, load_pack
 
     try:
@@ -87,6 +122,9 @@ def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
             raise RuleDefinitionError(f"{name}: " + "; ".join(problems))
         loaded.append(pack)
     groups = {p.drug_group for p in loaded}
+    for group in _shared_care_groups(catalogue):
+        if group not in groups:
+            raise RuleDefinitionError(f"catalogue.toml: shared_care names unknown group {group!r}")
     for pack in loaded:
         for cond in _conditions(pack):
             target = cond.co_prescribed
@@ -94,7 +132,20 @@ def build_rule_set(catalogue_text: str, packs: Mapping[str, str]) -> RuleSet:
                 raise RuleDefinitionError(
                     f"{pack.ref}: co_prescribed names unknown group or class {target!r}"
                 )
-    return RuleSet(catalogue=catalogue, packs=tuple(loaded))
+    ingredients = {i.name for p in loaded for i in p.ingredients}
+    ingredients.update(i.name for c in catalogue.classes.values() for i in c.ingredients)
+    lists = _code_list_files() if code_lists is None else code_lists
+    products = read_code_lists(catalogue, lists, ingredients)
+    return RuleSet(catalogue=replace(catalogue, products=products), packs=tuple(loaded))
+
+
+def _shared_care_groups(catalogue: Catalogue) -> Iterable[str]:
+    shared = catalogue.shared_care
+    if shared is None:
+        return
+    yield from shared.generic_groups
+    for code in (*shared.prescribed, *shared.entries):
+        yield from code.groups
 
 
 def _conditions(pack: RulePack) -> Iterable[Condition]:
@@ -122,12 +173,40 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
                 f"threshold {t.id} is in {t.unit!r} but {t.analyte} is compared in "
                 f"{analytes[t.analyte].unit!r}"
             )
+        elif (t.op == "recorded") != (t.unit == "1"):
+            yield f"threshold {t.id}: op recorded goes with a coded (unit 1) analyte, and only it"
+        for cond in t.also:
+            if cond.ingredients_at_least or cond.no_other_ingredient_before:
+                yield f"threshold {t.id}: {cond.describe()} belongs in a prescribing check"
+    for analyte in pack.targets:
+        if analyte not in analytes:
+            yield f"targets name unknown analyte {analyte!r}"
+    for cond in _conditions(pack):
+        in_also = any(cond in t.also for t in pack.thresholds)
+        if cond.op in RANGE_OPS and (not in_also or cond.measure not in analytes):
+            yield (
+                "a range condition (below_ref_low, above_ref_high) names an analyte and belongs "
+                "in a threshold's also"
+            )
+    for s in pack.schedules:
+        for m in s.modifiers:
+            for cond in m.when:
+                if cond.ingredients_at_least or cond.no_other_ingredient_before:
+                    yield f"schedule {s.id}: {cond.describe()} belongs in a prescribing check"
     ingredient_names = {i.name for i in pack.ingredients}
     for c in pack.prescribing:
         if c.ingredient is not None and c.ingredient not in ingredient_names:
             yield f"check {c.id} names ingredient {c.ingredient!r} the pack does not cover"
         if c.check == "ome_at_least" and not any(i.ome for i in pack.ingredients):
             yield f"check {c.id} needs OME factors on the pack's ingredients"
+        if c.ingredient is None and any(
+            x.no_other_ingredient_before for x in (*c.requires, *c.criteria)
+        ):
+            yield f"check {c.id}: no_other_ingredient_before needs the check's ingredient"
+    if any(cond.measure == "ome" for cond in _conditions(pack)) and not any(
+        i.ome for i in pack.ingredients
+    ):
+        yield "a condition on ome needs OME factors on the pack's ingredients"
     for cond in _conditions(pack):
         for name in (cond.measure, cond.falling):
             if name is not None and name not in analytes and name not in DERIVED_MEASURES:
@@ -145,6 +224,15 @@ def _package_files() -> tuple[str, dict[str, str]]:
     return catalogue, packs
 
 
+def _code_list_files() -> dict[str, str]:
+    folder = resources.files("hrm_fhir.rules").joinpath("codelists")
+    return {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".csv")
+    }
+
+
 def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
     """The packs shipped in the package (plus ``extra_dir/*.toml`` when given), validated."""
     catalogue, packs = _package_files()
@@ -152,7 +240,7 @@ def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
         packs.update(
             {p.name: p.read_text(encoding="utf-8") for p in sorted(extra_dir.glob("*.toml"))}
         )
-    return _cached(catalogue, packs)
+    return _cached(catalogue, packs, _code_list_files())
 
 
 _DEFINED_BY = (
@@ -160,27 +248,31 @@ _DEFINED_BY = (
     "rules/schema.py",
     "rules/model.py",
     "rules/durations.py",
+    "rules/products.py",
     "domain.py",
 )
 """The code a cached rule set depends on, besides the TOML texts."""
 
 
-def _cached(catalogue: str, packs: Mapping[str, str]) -> RuleSet:
+def _cached(catalogue: str, packs: Mapping[str, str], code_lists: Mapping[str, str]) -> RuleSet:
     """The rule set from the cache when one was built from the same texts by the same code."""
-    cache = _cache_file(catalogue, packs)
+    cache = _cache_file(
+        catalogue, {**packs, **{f"codelists/{k}": v for k, v in code_lists.items()}}
+    )
     cached = None if cache is None else _read_cache(cache)
     if cached is not None:
         return cached
-    rule_set = build_rule_set(catalogue, packs)
+    rule_set = build_rule_set(catalogue, packs, code_lists)
     if cache is not None:
         _write_cache(cache, rule_set)
     return rule_set
 
 
-def _cache_file(catalogue: str, packs: Mapping[str, str]) -> Path | None:
-    """Where a rule set from these texts is cached; None when the code cannot be read to hash."""
+def _cache_file(catalogue: str, texts: Mapping[str, str]) -> Path | None:
+    """Where a rule set from these texts (packs and code lists) is cached; None when the code
+    cannot be read to hash."""
     digest = hashlib.sha256(sys.version.encode())
-    for name, text in [("", catalogue), *sorted(packs.items())]:
+    for name, text in [("", catalogue), *sorted(texts.items())]:
         digest.update(f"\0{name}\0{len(text)}\0{text}".encode())
     root = resources.files("hrm_fhir")
     try:

@@ -17,14 +17,20 @@ from hrm_fhir.rules import model
 from hrm_fhir.rules.durations import Duration
 
 OPERATORS = ("lt", "le", "gt", "ge")
+BASELINE_OPERATORS = ("rise_pct_from_baseline", "fall_from_baseline")
+TARGET_OPERATORS = ("above_target", "below_target")
 THRESHOLD_OPERATORS = (
     *OPERATORS,
     "below_ref_low",
     "above_ref_high",
     "above_ref_high_times",
-    "rise_pct_from_baseline",
+    *BASELINE_OPERATORS,
+    "falling",
+    "recorded",
+    *TARGET_OPERATORS,
 )
 CHECKS = ("max_frequency", "ome_at_least", "criteria")
+SNOMED = "http://snomed.info/sct"
 
 
 class DurationField(fields.Field[Duration]):
@@ -88,27 +94,47 @@ class IngredientSchema(Schema):
         )
 
 
+_CONDITION_KINDS = (
+    "measure",
+    "co_prescribed",
+    "on_therapy_less_than",
+    "falling",
+    "ingredients_at_least",
+    "no_other_ingredient_before",
+)
+
+
 class ConditionSchema(Schema):
     measure = fields.String()
-    op = fields.String(validate=validate.OneOf(OPERATORS))
+    op = fields.String(validate=validate.OneOf([*OPERATORS, *sorted(model.RANGE_OPS)]))
     value = fields.Float()
     co_prescribed = fields.String()
     on_therapy_less_than = DurationField()
     falling = fields.String()
     count = fields.Integer(validate=validate.Range(min=2))
+    ingredients_at_least = fields.Integer(validate=validate.Range(min=2))
+    issued_together = fields.Boolean()
+    no_other_ingredient_before = DurationField()
 
     @validates_schema
     def one_kind(self, data: dict[str, Any], **_: Any) -> None:
-        kinds = [
-            k for k in ("measure", "co_prescribed", "on_therapy_less_than", "falling") if k in data
-        ]
+        kinds = [k for k in _CONDITION_KINDS if k in data]
         if len(kinds) != 1:
             raise ValidationError(
-                "a condition needs exactly one of measure, co_prescribed, "
-                f"on_therapy_less_than, falling (got {kinds or 'none'})"
+                f"a condition needs exactly one of {', '.join(_CONDITION_KINDS)} "
+                f"(got {kinds or 'none'})"
             )
-        if "measure" in data and ("op" not in data or "value" not in data):
-            raise ValidationError("a measure condition needs op and value")
+        if "measure" in data:
+            ranged = data.get("op") in model.RANGE_OPS
+            if "op" not in data or ("value" in data) == ranged:
+                raise ValidationError(
+                    "a measure condition needs op and value (a range op takes no value)"
+                )
+        if "issued_together" in data and kinds[0] not in (
+            "co_prescribed",
+            "ingredients_at_least",
+        ):
+            raise ValidationError("issued_together goes with co_prescribed or ingredients_at_least")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Condition:
@@ -158,6 +184,17 @@ class ModifierSchema(Schema):
         return model.Modifier(**{**data, "when": tuple(data["when"])})
 
 
+class ToleranceSchema(Schema):
+    after = DurationField(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Tolerance:
+        return model.Tolerance(**data)
+
+
 class ScheduleSchema(Schema):
     id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
     title = fields.String(required=True)
@@ -168,6 +205,7 @@ class ScheduleSchema(Schema):
     citation = fields.String(required=True)
     verified = fields.Boolean(required=True)
     note = fields.String(load_default="")
+    severely_overdue = fields.Nested(ToleranceSchema, load_default=None)
 
     @validates_schema
     def last_phase_open(self, data: dict[str, Any], **_: Any) -> None:
@@ -199,19 +237,47 @@ class ThresholdSchema(Schema):
     verified = fields.Boolean(required=True)
     also = fields.List(fields.Nested(ConditionSchema), load_default=list)
     baseline_window = DurationField(load_default=None)
+    count = fields.Integer(load_default=None, validate=validate.Range(min=1))
 
     @validates_schema
     def baseline(self, data: dict[str, Any], **_: Any) -> None:
-        if (data.get("op") == "rise_pct_from_baseline") != (
-            data.get("baseline_window") is not None
-        ):
+        op = data.get("op")
+        if (op in BASELINE_OPERATORS) != (data.get("baseline_window") is not None):
             raise ValidationError(
-                "baseline_window goes with op rise_pct_from_baseline, and only it"
+                f"baseline_window goes with op {', '.join(BASELINE_OPERATORS)}, and only them"
             )
+        if (op == "falling") != (data.get("count") is not None):
+            raise ValidationError("count goes with op falling, and only it")
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.Threshold:
-        return model.Threshold(**{**data, "also": tuple(data["also"])})
+        count = data.pop("count")
+        return model.Threshold(
+            **{
+                **data,
+                "also": tuple(data["also"]),
+                **({"count": count} if count is not None else {}),
+            }
+        )
+
+
+class TargetDefaultSchema(Schema):
+    low = fields.Float(required=True)
+    high = fields.Float(required=True)
+    half_width = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    names = fields.List(
+        fields.String(validate=validate.Length(min=2)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @validates_schema
+    def ordered(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("low", 0) >= data.get("high", 0):
+            raise ValidationError("a target range needs low below high")
 
 
 class PrescribingSchema(Schema):
@@ -271,14 +337,34 @@ class RulePackSchema(Schema):
     schedules = fields.List(fields.Nested(ScheduleSchema), load_default=list)
     thresholds = fields.List(fields.Nested(ThresholdSchema), load_default=list)
     prescribing = fields.List(fields.Nested(PrescribingSchema), load_default=list)
+    targets = fields.Dict(
+        keys=fields.String(), values=fields.Nested(TargetDefaultSchema), load_default=dict
+    )
+
+    @validates_schema
+    def targeted(self, data: dict[str, Any], **_: Any) -> None:
+        targets = data.get("targets") or {}
+        missing = [
+            f"threshold {t.id} needs [targets.{t.analyte}]"
+            for t in data.get("thresholds") or []
+            if t.op in TARGET_OPERATORS and t.analyte not in targets
+        ]
+        if missing:
+            raise ValidationError(missing, "targets")
 
     @validates_schema
     def cited(self, data: dict[str, Any], **_: Any) -> None:
         keys = set((data.get("citations") or {}).keys())
         cited: list[tuple[str, str]] = []
+        cited.extend(
+            (f"target for {analyte}", t["citation"])
+            for analyte, t in (data.get("targets") or {}).items()
+        )
         for s in data.get("schedules") or []:
             cited.append((f"schedule {s.id}", s.citation))
             cited.extend((f"schedule {s.id} modifier", m.citation) for m in s.modifiers)
+            if s.severely_overdue is not None:
+                cited.append((f"schedule {s.id} tolerance", s.severely_overdue.citation))
         cited.extend((f"threshold {t.id}", t.citation) for t in data.get("thresholds") or [])
         cited.extend((f"check {c.id}", c.citation) for c in data.get("prescribing") or [])
         for ing in data.get("ingredients") or []:
@@ -301,6 +387,13 @@ class RulePackSchema(Schema):
                 "schedules": tuple(data["schedules"]),
                 "thresholds": tuple(data["thresholds"]),
                 "prescribing": tuple(data["prescribing"]),
+                "targets": {
+                    analyte: model.TargetDefault(
+                        analyte=analyte,
+                        **{**t, "names": tuple(n.lower() for n in t["names"])},
+                    )
+                    for analyte, t in data["targets"].items()
+                },
             }
         )
 
@@ -317,11 +410,33 @@ class UnitConversionSchema(Schema):
         return model.UnitConversion(**data)
 
 
+class ReferenceRangeSchema(Schema):
+    low = fields.Float(load_default=None)
+    high = fields.Float(load_default=None)
+    sex = fields.String(load_default=None, validate=validate.OneOf(["male", "female"]))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+
+    @validates_schema
+    def bounded(self, data: dict[str, Any], **_: Any) -> None:
+        low, high = data.get("low"), data.get("high")
+        if low is None and high is None:
+            raise ValidationError("a reference range needs low, high or both")
+        if low is not None and high is not None and low >= high:
+            raise ValidationError("a reference range needs low below high")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ReferenceRange:
+        return model.ReferenceRange(**data)
+
+
 class AnalyteSchema(Schema):
     title = fields.String(required=True)
     unit = fields.String(required=True)
     codes = fields.List(fields.Nested(CodeSchema), required=True, validate=validate.Length(min=1))
     conversions = fields.List(fields.Nested(UnitConversionSchema), load_default=list)
+    reference_ranges = fields.List(fields.Nested(ReferenceRangeSchema), load_default=list)
+    monitored_with = fields.String(load_default=None)
 
 
 class TestSchema(Schema):
@@ -332,6 +447,22 @@ class TestSchema(Schema):
 class MedicationClassSchema(Schema):
     title = fields.String(required=True)
     ingredients = fields.List(fields.Nested(IngredientSchema), required=True)
+
+
+class CombinationSchema(Schema):
+    ingredients = fields.List(
+        fields.String(validate=validate.Length(min=3)),
+        required=True,
+        validate=validate.Length(min=2),
+    )
+    citation = fields.String(required=True)
+
+
+class CodeListSchema(Schema):
+    file = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+\.csv$"))
+    system = fields.String(required=True, validate=validate.OneOf([SNOMED]))
+    citation = fields.String(required=True)
+    source = fields.String(load_default="")
 
 
 class CockcroftGaultSchema(Schema):
@@ -346,11 +477,70 @@ class CockcroftGaultSchema(Schema):
         return model.CockcroftGault(**data)
 
 
+class UnissuedActiveSchema(Schema):
+    after = DurationField(required=True)
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.UnissuedActive:
+        return model.UnissuedActive(**data)
+
+
 class ProgrammeSchema(Schema):
     due_window_days = fields.Integer(required=True, validate=validate.Range(min=0))
     current_issue_lookback = DurationField(required=True)
     course_gap = DurationField(required=True)
+    result_lookback = DurationField(required=True)
     note = fields.String(load_default="")
+
+
+class ArrangementCodeSchema(Schema):
+    system = fields.String(required=True, validate=validate.Length(min=1))
+    code = fields.String(required=True, validate=validate.Length(min=1))
+    elsewhere = fields.Boolean(required=True)
+    display = fields.String(load_default="")
+    verified = fields.Boolean(required=True)
+    groups = fields.List(fields.String(), load_default=list)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ArrangementCode:
+        return model.ArrangementCode(**{**data, "groups": tuple(data["groups"])})
+
+
+class ResultsNotSeenSchema(Schema):
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    advice = fields.String(required=True, validate=validate.Length(min=5))
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.ResultsNotSeen:
+        return model.ResultsNotSeen(**data)
+
+
+class SharedCareSchema(Schema):
+    citation = fields.String(required=True)
+    generic_groups = fields.List(fields.String(), required=True)
+    extensions = fields.List(fields.Url(schemes={"http", "https"}), required=True)
+    prescribed = fields.List(fields.Nested(ArrangementCodeSchema), required=True)
+    entries = fields.List(fields.Nested(ArrangementCodeSchema), required=True)
+    results_not_seen = fields.Nested(ResultsNotSeenSchema, required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.SharedCare:
+        return model.SharedCare(
+            **{
+                **data,
+                "generic_groups": tuple(data["generic_groups"]),
+                "extensions": tuple(data["extensions"]),
+                "prescribed": tuple(data["prescribed"]),
+                "entries": tuple(data["entries"]),
+            }
+        )
 
 
 class CatalogueSchema(Schema):
@@ -365,6 +555,14 @@ class CatalogueSchema(Schema):
         keys=fields.String(), values=fields.Nested(MedicationClassSchema), load_default=dict
     )
     cockcroft_gault = fields.Nested(CockcroftGaultSchema, required=True)
+    combinations = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CombinationSchema), load_default=dict
+    )
+    code_lists = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CodeListSchema), load_default=dict
+    )
+    unissued_active = fields.Nested(UnissuedActiveSchema, required=True)
+    shared_care = fields.Nested(SharedCareSchema, load_default=None)
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -379,11 +577,43 @@ class CatalogueSchema(Schema):
         cg = data.get("cockcroft_gault")
         if cg is not None and cg.citation not in keys:
             problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        tests = data.get("tests") or {}
+        unissued = data.get("unissued_active")
+        if unissued is not None and unissued.citation not in keys:
+            problems.append(f"unissued_active cites unknown {unissued.citation!r}")
+        shared = data.get("shared_care")
+        if shared is not None:
+            problems.extend(
+                f"shared_care{where} cites unknown {key!r}"
+                for where, key in (
+                    ("", shared.citation),
+                    (".results_not_seen", shared.results_not_seen.citation),
+                )
+                if key not in keys
+            )
         for aid, a in analytes.items():
             problems.extend(
                 f"analyte {aid} conversion from {c.unit} cites unknown {c.citation!r}"
                 for c in a["conversions"]
                 if c.citation and c.citation not in keys
+            )
+            problems.extend(
+                f"analyte {aid} reference range cites unknown {r.citation!r}"
+                for r in a["reference_ranges"]
+                if r.citation not in keys
+            )
+            sexes = [r.sex for r in a["reference_ranges"]]
+            if len(sexes) != len(set(sexes)) or (None in sexes and len(sexes) > 1):
+                problems.append(f"analyte {aid} has overlapping reference ranges")
+            if a["monitored_with"] is not None and a["monitored_with"] not in tests:
+                problems.append(
+                    f"analyte {aid} is monitored with unknown test {a['monitored_with']!r}"
+                )
+        for kind in ("combinations", "code_lists"):
+            problems.extend(
+                f"{kind} {name} cites unknown {entry['citation']!r}"
+                for name, entry in (data.get(kind) or {}).items()
+                if entry["citation"] not in keys
             )
         if problems:
             raise ValidationError(problems)
@@ -397,6 +627,8 @@ class CatalogueSchema(Schema):
                 unit=a["unit"],
                 codes=tuple(a["codes"]),
                 conversions=tuple(a["conversions"]),
+                reference_ranges=tuple(a["reference_ranges"]),
+                monitored_with=a["monitored_with"],
             )
             for aid, a in data["analytes"].items()
         }
@@ -408,9 +640,10 @@ class CatalogueSchema(Schema):
                     raise ValidationError(f"code {key} belongs to {index[key]} and {analyte.id}")
                 index[key] = analyte.id
         programme = data["programme"]
+        citations = {k: model.Citation(key=k, **v) for k, v in data["citations"].items()}
         return model.Catalogue(
             version=data["version"],
-            citations={k: model.Citation(key=k, **v) for k, v in data["citations"].items()},
+            citations=citations,
             tests={
                 tid: model.Test(id=tid, title=t["title"], analytes=tuple(t["analytes"]))
                 for tid, t in data["tests"].items()
@@ -426,7 +659,28 @@ class CatalogueSchema(Schema):
             due_window_days=programme["due_window_days"],
             current_issue_lookback=programme["current_issue_lookback"],
             course_gap=programme["course_gap"],
+            result_lookback=programme["result_lookback"],
+            unissued_active=data["unissued_active"],
             code_index=index,
+            combinations={
+                name.lower(): model.Combination(
+                    name=name.lower(),
+                    ingredients=tuple(i.lower() for i in c["ingredients"]),
+                    citation=c["citation"],
+                )
+                for name, c in data["combinations"].items()
+            },
+            code_lists={
+                lid: model.CodeList(
+                    id=lid,
+                    file=c["file"],
+                    system=c["system"],
+                    citation=citations[c["citation"]],
+                    source=c["source"],
+                )
+                for lid, c in data["code_lists"].items()
+            },
+            shared_care=data["shared_care"],
         )
 
 

@@ -1,6 +1,7 @@
 """Turn findings into FHIR R4 Task and Flag resources (fhir.resources R4B models), purely.
 
-- due / overdue monitoring, prescribing reviews and review-grade results -> Task
+- due / overdue monitoring, prescribing reviews, review-grade results and incomplete
+  assessments (a rule that could not be assessed: the pharmacist finds the missing data) -> Task
 - out-of-range results graded ``action`` or ``urgent`` -> Flag (never a Flag for overdue bloods)
 Each resource's logical id is the finding's deterministic business identifier, so a rerun can
 PUT the same id and never duplicate.
@@ -77,8 +78,14 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         code, text = "monitoring-due", "Drug monitoring blood test due"
         status, owner = "to-contact", TECHNICIANS
         priority = "urgent" if finding.kind is FindingKind.OVERDUE else "routine"
+        if finding.severely_overdue:
+            priority = "asap"
     elif finding.kind is FindingKind.PRESCRIBING:
         code, text = "prescribing-review", "Prescribing safety review"
+        status, owner = "awaiting-pharmacist", PHARMACIST
+        priority = _PRIORITY[finding.severity or Severity.REVIEW]
+    elif finding.kind is FindingKind.INCOMPLETE:
+        code, text = "assessment-incomplete", "Monitoring could not be assessed"
         status, owner = "awaiting-pharmacist", PHARMACIST
         priority = _PRIORITY[finding.severity or Severity.REVIEW]
     else:
@@ -95,6 +102,13 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         }
         for test in finding.tests
     ]
+    inputs.extend(
+        {
+            "type": {"coding": [{"system": t.TASK_INPUT, "code": "missing-data"}]},
+            "valueString": missing,
+        }
+        for missing in finding.missing
+    )
     inputs.append(
         {
             "type": {"coding": [{"system": t.TASK_INPUT, "code": "rule"}]},
@@ -114,10 +128,13 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         }
         for ref in finding.evidence
     )
+    extensions = _rule_extensions(finding)
+    if finding.severely_overdue:
+        extensions.append({"url": t.SEVERELY_OVERDUE_EXTENSION, "valueBoolean": True})
     body: dict[str, Any] = {
         "resourceType": "Task",
         **_common(finding),
-        "extension": _rule_extensions(finding),
+        "extension": extensions,
         "status": "requested",
         "businessStatus": {
             "coding": [{"system": t.BUSINESS_STATUS, "code": status}],

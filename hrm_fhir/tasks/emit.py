@@ -36,8 +36,8 @@ from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.domain import Finding, FindingKind, ResourceRef
 from hrm_fhir.errors import FHIRError, FHIRFatalError, VersionConflict
 from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
-from hrm_fhir.tasks.build import PHARMACIST, resource_body, validated
-from hrm_fhir.workflow.model import Stage, stage_of
+from hrm_fhir.tasks.build import PHARMACIST, TECHNICIANS, resource_body, validated
+from hrm_fhir.workflow.model import TECHNICIAN_STAGES, Stage, stage_of
 
 Resource = dict[str, Any]
 CONFLICT_RETRIES = 3
@@ -45,6 +45,8 @@ BATCH_SIZE = 100
 LEDGER_CHUNK = 500
 """Ledger rows for resources already as wanted are committed this many at a time."""
 REPAIR_REASON = "recreated: the server no longer held it"
+MONITORED_ELSEWHERE = "monitored elsewhere"
+"""Why a routine monitoring Task closes when another organisation monitors the drug group."""
 TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "entered-in-error", "rejected"})
 _MANAGED = {
     "Task": (
@@ -121,6 +123,8 @@ class PatientContext:
     current_groups: frozenset[str]
     latest_results: Mapping[str, tuple[date, ResourceRef]]
     """Per test id, the newest result that shows it done."""
+    elsewhere: frozenset[str] = frozenset()
+    """Drug groups another organisation monitors (shared care): no routine Tasks for them."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,13 @@ def close_reason(record: FindingRecord, context: PatientContext | None) -> str:
     if record.drug_group not in context.current_groups:
         return "drug stopped"
     if record.kind in (FindingKind.DUE, FindingKind.OVERDUE):
+        if record.drug_group in context.elsewhere:
+            return MONITORED_ELSEWHERE
         return "result received"
     if record.kind is FindingKind.OUT_OF_RANGE:
         return "resolved: latest result no longer out of range"
+    if record.kind is FindingKind.INCOMPLETE:
+        return "resolved: the missing data is now on record"
     return "no longer applies"
 
 
@@ -202,7 +210,9 @@ def plan(
     ``server`` holds the server's current copy, keyed ``Type/id``, of every resource involved
     that the server holds: one it lacks is not on the server. The server is trusted, not the
     ledger: a resource the ledger holds open but the server lost is repaired, and one that
-    differs from what is wanted is updated, whatever the ledger last recorded.
+    differs from what is wanted is updated, whatever the ledger last recorded. A routine Task
+    cancelled because another organisation monitored the drug is reopened (an update) when its
+    finding holds again.
     """
     result = Plan()
     open_by_id = {record.identifier: record for record in open_records}
@@ -210,7 +220,8 @@ def plan(
         wanted = desired[identifier]
         record = open_by_id.get(identifier)
         current = server.get(wanted.key)
-        if current is not None and content_hash(current) == wanted.digest:
+        reopened = _resumed(current) if current is not None else None
+        if reopened is None and current is not None and content_hash(current) == wanted.digest:
             if record is None or record.content_hash != wanted.digest:
                 result.adopts.append((wanted, current))
             else:
@@ -220,7 +231,7 @@ def plan(
         if error is not None:
             result.invalid.append((wanted, error))
         elif current is not None:
-            result.updates.append((wanted, current))
+            result.updates.append((wanted, reopened or current))
         elif record is not None:
             result.repairs.append(wanted)
         else:
@@ -545,6 +556,27 @@ def _merge(current: Resource, wanted: Resource) -> Resource:
     return merged
 
 
+def _resumed(current: Resource) -> Resource | None:
+    """A routine Task cancelled because another organisation monitored the drug, reopened for
+    the technicians now the finding holds again (the arrangement ended or its review date
+    passed); None for any other resource."""
+    stage = ((current.get("businessStatus") or {}).get("coding") or [{}])[0].get("code")
+    if current.get("status") != "cancelled" or stage != Stage.MONITORED_ELSEWHERE.value:
+        return None
+    body = {k: v for k, v in current.items() if k != "statusReason"}
+    body["status"] = "requested"
+    body["businessStatus"] = {
+        "coding": [{"system": t.BUSINESS_STATUS, "code": Stage.TO_CONTACT.value}],
+        "text": "practice monitoring resumed",
+    }
+    body["owner"] = TECHNICIANS
+    period = {k: v for k, v in (current.get("executionPeriod") or {}).items() if k != "end"}
+    body["executionPeriod"] = period
+    if not period:
+        body.pop("executionPeriod")
+    return body
+
+
 def _closed(
     current: Resource, closure: Closure, context: PatientContext | None, as_of: date
 ) -> Resource | None:
@@ -586,10 +618,16 @@ def _closed(
         body["owner"] = PHARMACIST
         body["output"] = [*current.get("output", []), *outputs]
         return body
+    code = "closed"
+    if closure.reason == MONITORED_ELSEWHERE:
+        # A Task with the pharmacist or the GP keeps its review; the chase stops.
+        if stage_of(current) not in TECHNICIAN_STAGES:
+            return None
+        code = Stage.MONITORED_ELSEWHERE.value
     body["status"] = "cancelled"
     body["statusReason"] = reason
     body["businessStatus"] = {
-        "coding": [{"system": t.BUSINESS_STATUS, "code": "closed"}],
+        "coding": [{"system": t.BUSINESS_STATUS, "code": code}],
         "text": closure.reason,
     }
     return body

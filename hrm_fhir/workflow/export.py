@@ -6,7 +6,6 @@ printed; they are never stored or logged.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -14,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.spreadsheet import safe_cell
+from hrm_fhir.untrusted import csv_writer, safe_cell
 from hrm_fhir.workflow.service import PatientDetails, WorklistEntry, contact_details
 
 CSV_COLUMNS = ("NHS number", "Name", "Phone", "Preferred contact", "Tests needed", "Due date")
@@ -39,7 +38,7 @@ def _due(day: date | None) -> str:
 def to_csv(entries: Iterable[WorklistEntry], details: Mapping[str, PatientDetails]) -> str:
     """One row per patient: NHS number, name, phone, preferred contact, tests needed, due date."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for entry in entries:
         who = details.get(entry.patient, _NO_DETAILS)

@@ -15,13 +15,14 @@ from enum import StrEnum
 from typing import Any
 
 from hrm_fhir import terminology as t
-from hrm_fhir.errors import WorkflowError, WorkflowPermissionError
+from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
 
 GP_TASK_CODE = "gp-escalation"
 """``Task.code`` of the Task that hands an out-of-range result to the GP team."""
 MONITORING_TASK_CODE = "monitoring-due"
-SEVERELY_OVERDUE_DAYS = 28
-"""Monitoring overdue by this many days or more is listed before other overdue monitoring."""
+ARRANGEMENT_TASK_CODE = "monitored-elsewhere"
+"""``Task.code`` of the Task that records who monitors a patient's drug group (one per patient and
+group): ``on-hold`` while another organisation monitors, ``completed`` once the practice does."""
 
 
 class Role(StrEnum):
@@ -61,6 +62,8 @@ class Stage(StrEnum):
     AWAITING_PHARMACIST = "awaiting-pharmacist"
     NON_ENGAGEMENT = "non-engagement"
     ESCALATED_GP = "escalated-gp"
+    MONITORED_ELSEWHERE = "monitored-elsewhere"
+    MONITORED_BY_PRACTICE = "monitored-by-practice"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
 
@@ -70,7 +73,7 @@ class Stage(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (Stage.COMPLETED, Stage.CANCELLED)
+        return self in (Stage.COMPLETED, Stage.CANCELLED, Stage.MONITORED_BY_PRACTICE)
 
 
 _STAGE_LABELS = {
@@ -83,6 +86,8 @@ _STAGE_LABELS = {
     Stage.AWAITING_PHARMACIST: "result received: awaiting pharmacist review",
     Stage.NON_ENGAGEMENT: "non-engagement: awaiting pharmacist decision",
     Stage.ESCALATED_GP: "escalated to the GP",
+    Stage.MONITORED_ELSEWHERE: "monitored elsewhere",
+    Stage.MONITORED_BY_PRACTICE: "monitored by the practice",
     Stage.COMPLETED: "completed",
     Stage.CANCELLED: "cancelled",
 }
@@ -177,6 +182,8 @@ class Action(StrEnum):
     ESCALATE = "escalate"
     DECISION = "decision"
     ACKNOWLEDGE = "acknowledge"
+    MONITORED_ELSEWHERE = "monitored-elsewhere"
+    MONITORED_BY_PRACTICE = "monitored-by-practice"
 
 
 _ANYONE_ON_THE_LIST = frozenset({Role.TECHNICIAN, Role.PHARMACIST, Role.ADMIN})
@@ -190,6 +197,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.ESCALATE: _PHARMACIST,
     Action.DECISION: _PHARMACIST,
     Action.ACKNOWLEDGE: frozenset({Role.GP, Role.ADMIN}),
+    Action.MONITORED_ELSEWHERE: _PHARMACIST,
+    Action.MONITORED_BY_PRACTICE: _PHARMACIST,
 }
 _VERBS = {
     Action.CONTACT: "record a contact attempt",
@@ -200,6 +209,8 @@ _VERBS = {
     Action.ESCALATE: "escalate to the GP",
     Action.DECISION: "record a non-engagement decision",
     Action.ACKNOWLEDGE: "acknowledge a GP escalation",
+    Action.MONITORED_ELSEWHERE: "record that another organisation monitors a drug",
+    Action.MONITORED_BY_PRACTICE: "return monitoring of a drug to the practice",
 }
 
 
@@ -212,12 +223,13 @@ def require_role(actor: Actor, action: Action) -> None:
         )
 
 
-def require_practice(actor: Actor, general_practitioners: frozenset[str]) -> None:
-    """Raise WorkflowPermissionError when the actor is tied to a practice that is not among the
-    patient's general practitioners (``Organization/<id>`` references)."""
+def require_practice(actor: Actor, general_practitioners: frozenset[str], missing: str) -> None:
+    """Raise WorkflowNotFoundError(``missing``) when the actor is tied to a practice that is not
+    among the patient's general practitioners (``Organization/<id>`` references): another
+    practice's patient is answered as if there were none, so existence is not revealed."""
     org = actor.organization
     if org is not None and org not in general_practitioners:
-        raise WorkflowPermissionError("this patient is registered with another practice")
+        raise WorkflowNotFoundError(missing)
 
 
 def stage_of(task: Mapping[str, Any]) -> Stage:
@@ -314,6 +326,21 @@ def check_sign_off(decision: Decision, new_dose: str, repeat_on: date | None) ->
         raise WorkflowError("a repeat date is given only with the decision repeat-test-booked")
 
 
+MAX_REVIEW_DAYS = 366
+"""A monitored-elsewhere arrangement is reviewed at least this often (a programme rule [D]: the
+pharmacist looks again at least yearly, so a stale arrangement cannot last unseen)."""
+
+
+def check_arrangement(monitored_by: str, review_on: date, today: date) -> None:
+    """Who monitors is named, and the review date is after today and within a year."""
+    if not monitored_by.strip():
+        raise WorkflowError("name the organisation or team that monitors")
+    if review_on <= today:
+        raise WorkflowError("the review date must be after today")
+    if (review_on - today).days > MAX_REVIEW_DAYS:
+        raise WorkflowError(f"the review date must be within {MAX_REVIEW_DAYS} days")
+
+
 class ChaseStep(StrEnum):
     """The next step of the chase cadence."""
 
@@ -369,11 +396,11 @@ class Priority(StrEnum):
         return list(Priority).index(self)
 
 
-def priority(*, out_of_range: bool, days_overdue: int) -> Priority:
-    """Out-of-range follow-ups first, then monitoring overdue by ``SEVERELY_OVERDUE_DAYS`` or
-    more, then any overdue, then due."""
+def priority(*, out_of_range: bool, days_overdue: int, severely_overdue: bool) -> Priority:
+    """Out-of-range follow-ups first, then monitoring the engine graded severely overdue (past
+    its schedule's tolerance, from the rule packs), then any overdue, then due."""
     if out_of_range:
         return Priority.OUT_OF_RANGE
-    if days_overdue >= SEVERELY_OVERDUE_DAYS:
+    if severely_overdue:
         return Priority.SEVERELY_OVERDUE
     return Priority.OVERDUE if days_overdue > 0 else Priority.DUE

@@ -7,7 +7,9 @@
 - ``provenance``: who did what to which resource versions (attester for sign-offs, decisions and
   acknowledgements; author for the technician's records);
 - ``gp_escalation_task``: the GP team's Task with the reason and the evidence;
-- ``inactive_flag``: a Flag made inactive with ``period.end``.
+- ``inactive_flag``: a Flag made inactive with ``period.end``;
+- ``arrangement_task``: who monitors one of a patient's drug groups (monitored elsewhere, with a
+  review date, or by the practice).
 
 Every builder returns JSON-ready data (``model_dump(mode="json")`` of the validated model).
 """
@@ -27,6 +29,7 @@ from hrm_fhir import terminology as t
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.evaluate import business_identifier
 from hrm_fhir.workflow.model import (
+    ARRANGEMENT_TASK_CODE,
     GP_TASK_CODE,
     Action,
     Actor,
@@ -38,7 +41,16 @@ from hrm_fhir.workflow.model import (
 Resource = dict[str, Any]
 GP_TEAM = {"display": "Practice GP team"}
 _PRIORITY = {Severity.URGENT: "stat", Severity.ACTION: "urgent", Severity.REVIEW: "routine"}
-_ATTESTING = frozenset({Action.SIGN_OFF, Action.ESCALATE, Action.DECISION, Action.ACKNOWLEDGE})
+_ATTESTING = frozenset(
+    {
+        Action.SIGN_OFF,
+        Action.ESCALATE,
+        Action.DECISION,
+        Action.ACKNOWLEDGE,
+        Action.MONITORED_ELSEWHERE,
+        Action.MONITORED_BY_PRACTICE,
+    }
+)
 
 
 def workflow_id(kind: str, *parts: str) -> str:
@@ -284,4 +296,76 @@ def gp_escalation_task(
         body["partOf"] = [{"reference": part_of}]
     if flags:
         body["reasonReference"] = {"reference": flags[0]}
+    return _dump(Task.model_validate(body))
+
+
+PRACTICE_MONITORS = {"display": "The practice"}
+
+
+def arrangement_task(
+    current: Mapping[str, Any] | None,
+    *,
+    resource_id: str,
+    patient: str,
+    drug_group: str,
+    title: str,
+    actor: Actor,
+    now: datetime,
+    today: date,
+    elsewhere: tuple[str, date] | None,
+    note: str = "",
+) -> Resource:
+    """The Task that records who monitors one of a patient's drug groups (one per patient and
+    group). ``elsewhere`` is (who monitors, review date): the Task is ``on-hold`` with
+    ``businessStatus`` monitored-elsewhere, ``owner`` the organisation that monitors and
+    ``restriction.period`` from when (kept on a renewal) to the review date. None: the practice
+    monitors again, the Task is ``completed`` (monitored-by-practice) with ``executionPeriod.end``
+    the day it took monitoring back."""
+    before = current or {}
+    was_elsewhere = before.get("status") == "on-hold"
+    period = dict((before.get("restriction") or {}).get("period") or {})
+    inputs = [typed("drug-group", "Drug group", valueString=drug_group)]
+    execution = {"start": (before.get("executionPeriod") or {}).get("start") or instant(now)}
+    if elsewhere is not None:
+        by, review_on = elsewhere
+        period = {"start": period["start"] if was_elsewhere else today.isoformat()}
+        period["end"] = review_on.isoformat()
+        status, stage, owner = "on-hold", Stage.MONITORED_ELSEWHERE, {"display": by}
+        inputs += [
+            typed("monitored-by", "Monitored by", valueString=by),
+            typed("review-date", "Review by", valueDate=review_on.isoformat()),
+        ]
+        description = f"{title}: monitored by {by}; practice review by {review_on.isoformat()}"
+    else:
+        status, stage, owner = "completed", Stage.MONITORED_BY_PRACTICE, PRACTICE_MONITORS
+        execution["end"] = instant(now)
+        description = f"{title}: monitored by the practice from {today.isoformat()}"
+    body: Resource = {
+        "resourceType": "Task",
+        "id": resource_id,
+        "meta": _meta(),
+        "identifier": [{"system": t.WORKFLOW_IDENTIFIER, "value": resource_id}],
+        "status": status,
+        "businessStatus": _concept(t.BUSINESS_STATUS, stage.value, stage.label),
+        "intent": "plan",
+        "priority": "routine",
+        "code": _concept(t.TASK_CODE, ARRANGEMENT_TASK_CODE, "Who monitors this drug"),
+        "description": description,
+        "for": {"reference": patient},
+        "authoredOn": before.get("authoredOn") or instant(now),
+        "lastModified": instant(now),
+        "requester": person(actor),
+        "owner": owner,
+        "executionPeriod": execution,
+        "input": inputs,
+    }
+    if period:
+        body["restriction"] = {"period": period}
+    if status == "completed":
+        body["statusReason"] = {"text": "monitoring returned to the practice"}
+    notes = list(before.get("note", []))
+    if note:
+        notes.append({"authorString": actor.display_name, "time": instant(now), "text": note})
+    if notes:
+        body["note"] = notes
     return _dump(Task.model_validate(body))

@@ -2,7 +2,8 @@
 and the actions they take on Tasks.
 
 Every action checks the actor's role (WorkflowPermissionError), reads the Task
-(WorkflowNotFoundError), checks the patient's practice (WorkflowPermissionError), compares the
+(WorkflowNotFoundError), checks the patient's practice (WorkflowNotFoundError, as for no Task, so
+another practice's Tasks and patients are not revealed to exist), compares the
 Task's version with the one the user loaded (WorkflowConflictError), works out the new stage
 (WorkflowError), and then writes everything in one transaction Bundle whose updates carry
 ``ifMatch``: the Task at the user's version, any Flag or related Task at the version just read.
@@ -47,6 +48,7 @@ from hrm_fhir.rules.model import RulePack, Threshold
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.tasks.build import PHARMACIST
 from hrm_fhir.workflow.model import (
+    ARRANGEMENT_TASK_CODE,
     GP_TASK_CODE,
     MONITORING_TASK_CODE,
     RESOLVING_DECISIONS,
@@ -60,6 +62,7 @@ from hrm_fhir.workflow.model import (
     Priority,
     Role,
     Stage,
+    check_arrangement,
     check_sign_off,
     due_this_week,
     next_chase,
@@ -72,6 +75,7 @@ from hrm_fhir.workflow.model import (
 from hrm_fhir.workflow.resources import (
     GP_TEAM,
     Resource,
+    arrangement_task,
     communication,
     gp_escalation_task,
     inactive_flag,
@@ -89,7 +93,17 @@ CONFLICT_RETRIES = 2
 TASKS_PER_SEARCH = 20
 """The ``_tag`` search token of every resource the service writes."""
 _SEVERITY_RANK: dict[Severity | None, int] = {None: 0, **{s: s.rank for s in Severity}}
-_KIND_ORDER = ("flag", "result", "gp-escalation", "prescribing", "non-engagement")
+_KIND_ORDER = (
+    "flag",
+    "result",
+    "gp-escalation",
+    "prescribing",
+    "non-engagement",
+    "monitored-elsewhere",
+)
+NO_PATIENT = "the FHIR server has no such Patient"
+"""What a read of an unknown patient, or of another practice's, is told."""
+TASK_OR_FLAG = "Task or Flag"
 
 
 # ------------------------------------------------------------------ what the lists return
@@ -128,6 +142,8 @@ class TaskSummary:
     test_titles: tuple[str, ...]
     due_date: date | None
     days_overdue: int
+    severely_overdue: bool
+    """The engine graded it past its schedule's tolerance (the Task's severely-overdue flag)."""
     description: str
     source: str | None
     attempts: int
@@ -221,6 +237,8 @@ class OpenItem:
     status: str
     stage: Stage | None
     severity: Severity | None
+    drug_group: str = ""
+    """The drug group of a Task (from the ledger or the Task itself); empty for a Flag."""
 
 
 @dataclass(frozen=True)
@@ -261,6 +279,9 @@ class ReviewItem:
     results: list[str]
     trend: list[Trend]
     thresholds: list[ThresholdInfo]
+    severely_overdue: bool = False
+    """A non-engagement item whose monitoring is past its schedule's tolerance: first among
+    the non-engagement decisions."""
 
 
 @dataclass(frozen=True)
@@ -347,6 +368,14 @@ def _due(task: Mapping[str, Any]) -> date | None:
 
 def _days_overdue(due: date | None, as_of: date) -> int:
     return max(0, (as_of - due).days) if due is not None else 0
+
+
+def is_severely_overdue(task: Mapping[str, Any]) -> bool:
+    """Whether the sweep marked a monitoring Task severely overdue."""
+    return any(
+        ext.get("url") == t.SEVERELY_OVERDUE_EXTENSION and ext.get("valueBoolean") is True
+        for ext in task.get("extension", ())
+    )
 
 
 def _results(task: Mapping[str, Any]) -> list[str]:
@@ -527,6 +556,7 @@ def _summary(
         test_titles=tuple(_test_title(rules, test) for test in tests),
         due_date=due,
         days_overdue=_days_overdue(due, as_of),
+        severely_overdue=is_severely_overdue(task),
         description=str(task.get("description", "")),
         source=_source(task),
         attempts=len(attempts),
@@ -600,7 +630,10 @@ def worklist(
 
 
 def _drug_group(task: Mapping[str, Any], finding: FindingRecord | None) -> str:
-    return finding.drug_group if finding is not None else _rule(task).partition("@")[0]
+    if finding is not None:
+        return finding.drug_group
+    named = _typed(task.get("input", ()), "drug-group")
+    return str(named[0].get("valueString")) if named else _rule(task).partition("@")[0]
 
 
 def _entry(
@@ -635,7 +668,11 @@ def _entry(
         chase_due=any(s.chase_due for s in summaries),
         next_chase=chases[0].chase if chases else None,
         contacts=history,
-        priority=priority(out_of_range=out_of_range, days_overdue=overdue),
+        priority=priority(
+            out_of_range=out_of_range,
+            days_overdue=overdue,
+            severely_overdue=any(s.severely_overdue for s in summaries),
+        ),
         out_of_range=out_of_range,
     )
 
@@ -696,12 +733,9 @@ def patient_card(
     rule_set = rules or _default_rules()
     ref = patient if patient.startswith("Patient/") else f"Patient/{patient}"
     resources = read_records(gateway, [ref], FetchReport())[ref]
-    found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
-    if found is None:
-        raise WorkflowNotFoundError("the FHIR server has no such Patient")
-    practices = general_practitioners_of(found)
-    if actor is not None:
-        require_practice(actor, practices)
+    found, practices = _patient_in_reach(
+        actor, next((r for r in resources if r.get("resourceType") == "Patient"), None)
+    )
     tasks = _search(gateway, "Task", {"patient": ref, "_tag": OURS_TAG})
     flags = _active_flags(gateway, Scope(), ref)
     task_ids = {str(task["id"]) for task in tasks}
@@ -752,7 +786,21 @@ def resource_item(resource: Mapping[str, Any], finding: FindingRecord | None) ->
         severity=_flag_severity(resource, finding)
         if is_flag
         else (finding.severity if finding is not None else None),
+        drug_group="" if is_flag else _drug_group(resource, finding),
     )
+
+
+def _patient_in_reach(
+    actor: Actor | None, patient: Resource | None
+) -> tuple[Resource, frozenset[str]]:
+    """The Patient and its practices, once it exists and (with ``actor``) is in the actor's
+    practice: an unknown patient and another practice's are the same 404."""
+    if patient is None:
+        raise WorkflowNotFoundError(NO_PATIENT)
+    practices = general_practitioners_of(patient)
+    if actor is not None:
+        require_practice(actor, practices, NO_PATIENT)
+    return patient, practices
 
 
 def general_practitioners_of(patient: Mapping[str, Any]) -> frozenset[str]:
@@ -797,10 +845,13 @@ def review_queue(
     *,
     practice: str | None = None,
     rules: RuleSet | None = None,
+    as_of: date | None = None,
 ) -> list[ReviewItem]:
     """Results awaiting the pharmacist, active out-of-range Flags no Task covers, non-engagement
-    decisions and open GP escalations; the most severe first (urgent Flags at the top)."""
+    decisions, monitored-elsewhere arrangements whose review date has come (``as_of``, default
+    today) and open GP escalations; the most severe first (urgent Flags at the top)."""
     rule_set = rules or _default_rules()
+    today = as_of or _today(datetime.now(UTC))
     scope = Scope(_org(practice))
     tasks = _open_tasks(gateway, scope)
     flags = _active_flags(gateway, scope)
@@ -825,6 +876,13 @@ def review_queue(
             drafts.append((kind, task, mine))
         elif stage is Stage.NON_ENGAGEMENT:
             drafts.append(("non-engagement", task, []))
+        elif (
+            _code(task) == ARRANGEMENT_TASK_CODE
+            and stage is Stage.MONITORED_ELSEWHERE
+            and (review := _due(task)) is not None
+            and review <= today
+        ):
+            drafts.append(("monitored-elsewhere", task, []))
         else:
             continue
         covered |= {f["id"] for f in drafts[-1][2]}
@@ -848,6 +906,7 @@ def review_queue(
         key=lambda i: (
             -_SEVERITY_RANK[i.severity],
             _KIND_ORDER.index(i.kind),
+            not i.severely_overdue,
             i.since or date.max,
             i.task_id,
         )
@@ -944,6 +1003,8 @@ def _review_item(
     ]
     is_flag = kind == "flag"
     since = summaries[0].since if is_flag else parse_date(resource.get("authoredOn"))
+    if kind == "monitored-elsewhere":
+        since = _due(resource)
     results = [s.observation for s in summaries if s.observation] if is_flag else _results(resource)
     return ReviewItem(
         kind=kind,
@@ -967,6 +1028,7 @@ def _review_item(
         results=results,
         trend=[tr for tr in trends.get(patient, []) if tr.analyte in analytes],
         thresholds=thresholds,
+        severely_overdue=is_severely_overdue(resource),
     )
 
 
@@ -1023,8 +1085,13 @@ def _read_subject(gateway: FHIRGateway, kind: str, resource_id: str) -> Resource
 def _read_task(gateway: FHIRGateway, task_id: str) -> Resource:
     task = _read_subject(gateway, "Task", task_id)
     if task is None:
-        raise WorkflowNotFoundError(f"no Task {task_id}")
+        raise WorkflowNotFoundError(_missing("Task", task_id))
     return task
+
+
+def _missing(kinds: str, subject_id: str) -> str:
+    """What an action on an unknown subject (or one of another practice) is told."""
+    return f"no {kinds} {subject_id}"
 
 
 def _patient_practices(gateway: FHIRGateway, patient: str) -> frozenset[str]:
@@ -1109,23 +1176,27 @@ def _act(
     actor: Actor,
     action: Action,
     subject_id: str,
-    version: str,
+    version: str | None,
     params: Mapping[str, object],
     plan: Planner,
     now: datetime | None,
     read: Callable[[FHIRGateway, str], Resource] = _read_task,
+    kinds: str = "Task",
 ) -> ActionResult:
-    """Check, plan and write one action (see the module docstring), and record it."""
+    """Check, plan and write one action (see the module docstring), and record it. ``version``
+    None acts on a subject that does not exist yet (``read`` returns it unsaved)."""
     require_role(actor, action)
     moment = _now(now)
-    provenance_id = workflow_id("provenance", subject_id, version, action.value, _canonical(params))
+    provenance_id = workflow_id(
+        "provenance", subject_id, version or "new", action.value, _canonical(params)
+    )
     practices: dict[str, frozenset[str]] = {}
     for attempt in range(CONFLICT_RETRIES + 1):
         subject = read(gateway, subject_id)
         patient = _patient(subject)
         if patient not in practices:
             practices[patient] = _patient_practices(gateway, patient)
-        require_practice(actor, practices[patient])
+        require_practice(actor, practices[patient], _missing(kinds, subject_id))
         if version_of(subject) != version:
             replayed = _replayed(gateway, session, actor, action, subject, provenance_id, moment)
             if replayed is not None:
@@ -1439,7 +1510,7 @@ def _read_task_or_flag(gateway: FHIRGateway, subject_id: str) -> Resource:
         return task
     flag = _read_subject(gateway, "Flag", subject_id)
     if flag is None:
-        raise WorkflowNotFoundError(f"no Task or Flag {subject_id}")
+        raise WorkflowNotFoundError(_missing(TASK_OR_FLAG, subject_id))
     return flag
 
 
@@ -1677,7 +1748,17 @@ def sign_off(
         )
 
     return _act(
-        gateway, session, actor, action, task_id, version, params, plan, now, _read_task_or_flag
+        gateway,
+        session,
+        actor,
+        action,
+        task_id,
+        version,
+        params,
+        plan,
+        now,
+        _read_task_or_flag,
+        TASK_OR_FLAG,
     )
 
 
@@ -1805,3 +1886,186 @@ def acknowledge_escalation(
         )
 
     return _act(gateway, session, actor, Action.ACKNOWLEDGE, gp_task_id, version, params, plan, now)
+
+
+# ------------------------------------------------------------------ who monitors (shared care)
+
+
+def arrangement_id(patient: str, drug_group: str) -> str:
+    """The id of the Task that records who monitors one of a patient's drug groups."""
+    return workflow_id("arrangement", patient, drug_group)
+
+
+def _arrangement_or_new(patient: str, actor: Actor) -> Callable[[FHIRGateway, str], Resource]:
+    """Read the arrangement Task, or give an unsaved one for a first decision, once the patient
+    is known to exist and to be the actor's practice's (the same 404 otherwise)."""
+
+    def read(gateway: FHIRGateway, task_id: str) -> Resource:
+        _patient_in_reach(actor, _read_subject(gateway, "Patient", patient.split("/", 1)[1]))
+        found = _read_subject(gateway, "Task", task_id)
+        return (
+            found
+            if found is not None
+            else {"resourceType": "Task", "id": task_id, "for": {"reference": patient}}
+        )
+
+    return read
+
+
+def _group_title(rules: RuleSet, drug_group: str) -> str:
+    titles = {pack.drug_group: pack.title for pack in rules.packs}
+    if drug_group not in titles:
+        raise WorkflowError(f"no drug group {drug_group!r} (one of: {', '.join(sorted(titles))})")
+    return titles[drug_group]
+
+
+def _patient_ref(patient: str) -> str:
+    return patient if patient.startswith("Patient/") else f"Patient/{patient}"
+
+
+def record_monitored_elsewhere(
+    gateway: FHIRGateway,
+    session: Session,
+    actor: Actor,
+    patient: str,
+    *,
+    drug_group: str,
+    monitored_by: str,
+    review_on: date,
+    version: str | None = None,
+    note: str = "",
+    rules: RuleSet | None = None,
+    now: datetime | None = None,
+) -> ActionResult:
+    """The pharmacist records that another organisation (a named hospital or community team)
+    monitors one of the patient's drug groups, until a review date: the arrangement Task goes on
+    hold (a first decision creates it; ``version`` None), and the group's open routine
+    monitoring Tasks still in the technician's stages are cancelled with the reason, in the same
+    transaction. A Task already with the pharmacist or the GP keeps its review. Repeating the
+    action renews the arrangement (a new review date, or another team)."""
+    elsewhere = (monitored_by.strip(), review_on)
+    return _who_monitors(
+        gateway, session, actor, patient, drug_group, elsewhere, version, note, rules, now
+    )
+
+
+def record_monitored_by_practice(
+    gateway: FHIRGateway,
+    session: Session,
+    actor: Actor,
+    patient: str,
+    *,
+    drug_group: str,
+    version: str | None = None,
+    note: str = "",
+    rules: RuleSet | None = None,
+    now: datetime | None = None,
+) -> ActionResult:
+    """The pharmacist returns monitoring of a drug group to the practice: the arrangement Task
+    is completed (monitored by the practice from today), which also overrides an older coded
+    entry in the record that said shared care. The next sweep raises the routine monitoring."""
+    return _who_monitors(
+        gateway, session, actor, patient, drug_group, None, version, note, rules, now
+    )
+
+
+def _who_monitors(
+    gateway: FHIRGateway,
+    session: Session,
+    actor: Actor,
+    patient: str,
+    drug_group: str,
+    elsewhere: tuple[str, date] | None,
+    version: str | None,
+    note: str,
+    rules: RuleSet | None,
+    now: datetime | None,
+) -> ActionResult:
+    """Write the arrangement Task (``elsewhere``: who monitors and the review date; None: the
+    practice), closing the group's routine Tasks when another organisation takes over."""
+    ref = _patient_ref(patient)
+    title = _group_title(rules or _default_rules(), drug_group)
+    params: dict[str, object] = {"drug_group": drug_group, "note": note}
+    if elsewhere is not None:
+        params |= {"monitored_by": elsewhere[0], "review_on": elsewhere[1].isoformat()}
+    action = Action.MONITORED_BY_PRACTICE if elsewhere is None else Action.MONITORED_ELSEWHERE
+
+    def plan(task: Resource, moment: datetime) -> _Change:
+        today = _today(moment)
+        if elsewhere is not None:
+            check_arrangement(*elsewhere, today)
+        current = task if "status" in task else None
+        updated = arrangement_task(
+            current,
+            resource_id=task["id"],
+            patient=ref,
+            drug_group=drug_group,
+            title=title,
+            actor=actor,
+            now=moment,
+            today=today,
+            elsewhere=elsewhere,
+            note=note,
+        )
+        writes = [_Write(updated, version)]
+        if elsewhere is None:
+            after, summary = Stage.MONITORED_BY_PRACTICE, f"{title} monitored by the practice"
+        else:
+            by, review_on = elsewhere
+            after = Stage.MONITORED_ELSEWHERE
+            summary = f"{title} monitored elsewhere by {by} (review by {review_on.isoformat()})"
+            writes += [
+                _Write(_stop_chase(routine, by, actor, moment), version_of(routine))
+                for routine in _routine_tasks(gateway, session, ref, drug_group)
+            ]
+        return _Change(
+            stage_of(current) if current else Stage.TO_CONTACT,
+            after,
+            writes,
+            activity=summary,
+            detail={**params, "closed": [w.reference for w in writes[1:]]},
+            reason=f"{after.label}: {drug_group}",
+        )
+
+    return _act(
+        gateway,
+        session,
+        actor,
+        action,
+        arrangement_id(ref, drug_group),
+        version,
+        params,
+        plan,
+        now,
+        _arrangement_or_new(ref, actor),
+    )
+
+
+def _stop_chase(routine: Resource, by: str, actor: Actor, moment: datetime) -> Resource:
+    """A routine monitoring Task cancelled because another organisation monitors the drug."""
+    return task_update(
+        routine,
+        stage=Stage.MONITORED_ELSEWHERE,
+        actor=actor,
+        now=moment,
+        status="cancelled",
+        status_reason=f"monitored elsewhere: {by}",
+        note=f"Monitored elsewhere by {by}: the practice's routine monitoring stops.",
+        stage_text="monitored elsewhere",
+    )
+
+
+def _routine_tasks(
+    gateway: FHIRGateway, session: Session, patient: str, drug_group: str
+) -> list[Resource]:
+    """The patient's open routine monitoring Tasks of one drug group in the technician's
+    stages (the chase a monitored-elsewhere decision stops)."""
+    tasks = [
+        task
+        for task in _search(
+            gateway, "Task", {"patient": patient, "_tag": OURS_TAG, "status": OPEN_TASK_STATUSES}
+        )
+        if _code(task) == MONITORING_TASK_CODE and stage_of(task) in TECHNICIAN_STAGES
+    ]
+    findings = _findings(session, [task["id"] for task in tasks])
+    return [task for task in tasks if _drug_group(task, findings.get(task["id"])) == drug_group]

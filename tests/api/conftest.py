@@ -12,17 +12,26 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.apps import AppFactory, app_factory
+from tests.databases import database_for
 
 READ_KEY = "read-key-0123456789"
 OPERATOR_KEY = "operator-key-0123456789"
+INTEGRATION_KEY = "integration-key-0123456789"
 READ = {"X-API-Key": READ_KEY}
 OPERATOR = {"X-API-Key": OPERATOR_KEY}
+INTEGRATION = {"X-API-Key": INTEGRATION_KEY}
+KEYS = {READ_KEY: "read", OPERATOR_KEY: "operator", INTEGRATION_KEY: "integration"}
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[AppFactory]:
-    """Build apps with overrides on top of the test defaults; each is closed afterwards."""
-    with app_factory(tmp_path, api_keys={READ_KEY: "read", OPERATOR_KEY: "operator"}) as factory:
+def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AppFactory]:
+    """Build apps with overrides on top of the test defaults; each is closed afterwards. On
+    SQLite; a test that uses ``database_url`` gets them on both backends."""
+    with app_factory(
+        tmp_path,
+        database_url=database_for(request, tmp_path),
+        api_keys=KEYS,
+    ) as factory:
         yield factory
 
 

@@ -79,7 +79,7 @@ def _ids(client: FlaskClient, query: str = "") -> list[str]:
     return [row["identifier"] for row in response.json["findings"]]
 
 
-@pytest.mark.usefixtures("ledger")
+@pytest.mark.usefixtures("database_url", "ledger")
 def test_lists_every_finding_newest_first_with_its_ledger_fields(client: FlaskClient) -> None:
     response = client.get("/api/v1/findings", headers=READ)
     assert response.json is not None
@@ -108,7 +108,7 @@ def test_lists_every_finding_newest_first_with_its_ledger_fields(client: FlaskCl
     assert rows[3]["closed_at"] is None
 
 
-@pytest.mark.usefixtures("ledger")
+@pytest.mark.usefixtures("database_url", "ledger")
 @pytest.mark.parametrize(
     ("query", "expected"),
     [

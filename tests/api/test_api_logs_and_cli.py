@@ -91,7 +91,7 @@ def test_serve_runs_the_app_under_waitress(
     assert result.exit_code == 0
     assert signal.getsignal(signal.SIGTERM) is before
     [(app, options)] = served
-    assert options == {"host": "127.0.0.1", "port": 8123}
+    assert options == {"host": "127.0.0.1", "port": 8123, "max_request_body_size": 1_000_000}
     assert isinstance(app, Flask)
 
 

@@ -62,7 +62,8 @@ def test_every_reference_resolves() -> None:
 def test_only_the_probes_and_this_document_are_public(app: Flask) -> None:
     document = build_document()
     assert document["openapi"] == "3.1.0"
-    assert document["security"] == [{"apiKey": []}]
+    assert document["security"] == [{"apiKey": []}, {"personalToken": []}]
+    assert document["components"]["securitySchemes"]["personalToken"]["scheme"] == "bearer"
     assert document["components"]["securitySchemes"]["apiKey"] == {
         "type": "apiKey",
         "in": "header",

@@ -73,7 +73,7 @@ def test_a_read_key_may_get_but_not_post(client: FlaskClient) -> None:
     assert response.status_code == 403
     assert response.json == {
         "error": "forbidden",
-        "message": "this API key lacks the operator role",
+        "message": "a read credential may not POST here",
     }
 
 

@@ -64,6 +64,7 @@ def test_post_starts_one_sweep_in_the_background_and_a_second_is_409(
     assert outcomes == [("sweep run", "api")] * 2
 
 
+@pytest.mark.usefixtures("database_url")
 def test_post_is_409_while_another_process_holds_the_sweep_lock(
     make_app: AppFactory, blocking: BlockingRunner
 ) -> None:
@@ -131,6 +132,7 @@ def test_a_body_that_is_not_json_is_rejected(client: FlaskClient) -> None:
     assert malformed.status_code == 400
 
 
+@pytest.mark.usefixtures("database_url")
 def test_sweeps_are_listed_newest_first_and_read_one_by_one(
     app: Flask, client: FlaskClient
 ) -> None:

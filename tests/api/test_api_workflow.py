@@ -1,5 +1,7 @@
 """The workflow API without a FHIR server: who is acting, and bad input refused before anything
-is read or written (the FHIR base is a closed port, so any request to it would fail as a 503)."""
+is read or written (the FHIR base is a closed port, so any request to it would fail as a 503).
+The person acting is named by an integration key's X-Acting-User (tests/api/test_api_security.py
+covers personal tokens and the keys that may not name anyone)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from sqlalchemy import func, select
 
 from hrm_fhir.app import service_state
 from hrm_fhir.records import UserRecord, WorkflowEventRecord
-from tests.api.conftest import OPERATOR, READ
+from tests.api.conftest import INTEGRATION, OPERATOR, READ
 
 TASK = "/api/v1/tasks/hrm-abc"
 UNUSABLE_HASH = "!"
@@ -23,7 +25,7 @@ UNUSABLE_HASH = "!"
 def add_user(
     app: Flask, username: str, role: str, practice: str | None = "org-1", active: bool = True
 ) -> dict[str, str]:
-    """An account in the app's database; the headers that act as it with the operator key."""
+    """An account in the app's database; the headers that act as it with the integration key."""
     with service_state(app).sessions().begin() as session:
         session.add(
             UserRecord(
@@ -36,7 +38,7 @@ def add_user(
                 created_at=datetime.now(UTC),
             )
         )
-    return {**OPERATOR, "X-Acting-User": username}
+    return {**INTEGRATION, "X-Acting-User": username}
 
 
 def _events(app: Flask) -> int:
@@ -53,9 +55,10 @@ def test_the_acting_user_must_be_named_known_and_active(app: Flask, client: Flas
     add_user(app, "gone", "pharmacist", active=False)
     body = {"version": "1", "medium": "sms", "outcome": "no-answer"}
     for headers in (
-        OPERATOR,
-        {**OPERATOR, "X-Acting-User": "nobody"},
-        {**OPERATOR, "X-Acting-User": "gone"},
+        INTEGRATION,
+        {**INTEGRATION, "X-Acting-User": "nobody"},
+        {**INTEGRATION, "X-Acting-User": "gone"},
+        {**INTEGRATION, "X-Acting-User": ""},
     ):
         response = client.post(f"{TASK}/contacts", json=body, headers=headers)
         assert response.status_code == 401
@@ -65,10 +68,15 @@ def test_the_acting_user_must_be_named_known_and_active(app: Flask, client: Flas
     assert _events(app) == 0
 
 
-def test_a_read_key_cannot_act(app: Flask, client: FlaskClient, tech: dict[str, str]) -> None:
-    headers = {**READ, "X-Acting-User": "tess"}
+def test_read_and_operator_keys_cannot_act(
+    app: Flask, client: FlaskClient, tech: dict[str, str]
+) -> None:
     body = {"version": "1", "medium": "sms", "outcome": "no-answer"}
-    assert client.post(f"{TASK}/contacts", json=body, headers=headers).status_code == 403
+    for key in (READ, OPERATOR):
+        assert client.post(f"{TASK}/contacts", json=body, headers=key).status_code == 403
+        named = {**key, "X-Acting-User": "tess"}
+        assert client.post(f"{TASK}/contacts", json=body, headers=named).status_code == 403
+    assert _events(app) == 0
 
 
 @pytest.mark.parametrize(
@@ -138,7 +146,7 @@ def test_a_role_that_may_not_act_is_a_403_before_anything_is_read(
 
 
 def test_lists_of_another_practice_are_a_403(client: FlaskClient, tech: dict[str, str]) -> None:
-    headers = {**READ, "X-Acting-User": "tess"}
+    headers = tech
     for path in (
         "/api/v1/worklist?practice=org-2",
         "/api/v1/review-queue?practice=Organization/org-2",
@@ -152,3 +160,51 @@ def test_lists_of_another_practice_are_a_403(client: FlaskClient, tech: dict[str
         ).status_code
         == 400
     )
+
+
+SHARED = "/api/v1/patients/p-1/monitored-elsewhere"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"monitored_by": "Oakfield", "review_on": "2027-01-01"}, "drug_group"),
+        ({"drug_group": "Lithium!", "monitored_by": "x", "review_on": "2027-01-01"}, "drug_group"),
+        ({"drug_group": "lithium", "review_on": "2027-01-01"}, "monitored_by"),
+        ({"drug_group": "lithium", "monitored_by": "", "review_on": "2027-01-01"}, "monitored_by"),
+        (
+            {"drug_group": "lithium", "monitored_by": "x" * 201, "review_on": "2027-01-01"},
+            "monitored_by",
+        ),
+        ({"drug_group": "lithium", "monitored_by": "Oakfield"}, "review_on"),
+        ({"drug_group": "lithium", "monitored_by": "Oakfield", "review_on": "soon"}, "review_on"),
+        (
+            {"drug_group": "lithium", "monitored_by": "x", "review_on": "2027-01-01", "version": 2},
+            "version",
+        ),
+    ],
+)
+def test_a_bad_monitored_elsewhere_body_is_a_400_naming_the_field(
+    app: Flask, client: FlaskClient, body: dict[str, Any], field: str
+) -> None:
+    pharmacist = add_user(app, "phil", "pharmacist")
+    response = client.post(SHARED, json=body, headers=pharmacist)
+    assert response.status_code == 400, response.json
+    assert response.json is not None
+    assert field in response.json["messages"]
+    assert _events(app) == 0
+
+
+def test_only_a_pharmacist_records_who_monitors(
+    app: Flask, client: FlaskClient, tech: dict[str, str]
+) -> None:
+    body = {"drug_group": "lithium", "monitored_by": "Oakfield CMHT", "review_on": "2027-01-01"}
+    response = client.post(SHARED, json=body, headers=tech)
+    assert response.status_code == 403
+    assert response.json is not None
+    assert "may not record that another organisation monitors" in response.json["message"]
+    back = client.post(
+        "/api/v1/patients/p-1/monitored-by-practice", json={"drug_group": "lithium"}, headers=tech
+    )
+    assert back.status_code == 403
+    assert _events(app) == 0

@@ -11,7 +11,7 @@ from hrm_fhir.audit.clinical import clinical_position, is_established
 from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import IndicatorStatus
 from hrm_fhir.rules.evaluate import Engine
-from tests.builders import observation, patient, prescription, records, repeats, rules
+from tests.builders import SNOMED, observation, patient, prescription, records, repeats, rules
 
 MONTH_END = date(2027, 4, 30)
 
@@ -124,3 +124,25 @@ def test_a_deceased_patient_is_in_no_indicator(definitions: AuditDefinitions) ->
     groups, statuses = clinical_position(records(resources).values(), engine, definitions)
     assert groups == []
     assert statuses == []
+
+
+def test_the_month_end_position_says_severely_overdue_and_monitored_elsewhere(
+    definitions: AuditDefinitions,
+) -> None:
+    """A methotrexate patient with no bloods for a year is severely overdue; a lithium patient
+    whose lithium a mental health team prescribes is monitored elsewhere, by them."""
+    start = date(2025, 1, 1)
+    mtx = [patient("p1"), *repeats("methotrexate 2.5mg tablets", start, MONTH_END, pid="p1")]
+    lithium = [
+        patient("p2"),
+        *repeats("lithium carbonate 400mg tablets", start, MONTH_END, pid="p2"),
+    ]
+    lithium[-1]["requester"] = {"display": "Oakfield CMHT"}
+    lithium[-1]["category"] = [{"coding": [{"system": SNOMED, "code": "394828003"}]}]
+    engine = Engine.create(rules(), MONTH_END)
+    groups, _ = clinical_position(records([*mtx, *lithium]).values(), engine, definitions)
+    by_patient = {g.patient: g for g in groups}
+    assert by_patient["Patient/p1"].severely_overdue is True
+    assert by_patient["Patient/p1"].monitored_elsewhere is None
+    assert by_patient["Patient/p2"].monitored_elsewhere == "Oakfield CMHT"
+    assert by_patient["Patient/p2"].due_date is None

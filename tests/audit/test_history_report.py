@@ -13,15 +13,17 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hrm_fhir.adapters.audit_source import read_audit_inputs, snapshot_records
+from hrm_fhir.adapters.audit_source import known_practices, read_audit_inputs, snapshot_records
 from hrm_fhir.audit.definitions import AuditDefinitions
-from hrm_fhir.audit.model import MonthlyReport
+from hrm_fhir.audit.model import AuditInputs, MonthlyReport
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.domain import FindingKind
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
-from tests.audit.conftest import MONTH, PRACTICE, build_report
+from hrm_fhir.synthetic import generate_practice
+from hrm_fhir.synthetic_history import write_history
+from tests.audit.conftest import HISTORY_END, HISTORY_START, MONTH, PRACTICE, build_report
 
 START = datetime(2027, 3, 31, 23, tzinfo=UTC)  # 1 April 00:00 BST
 END = datetime(2027, 4, 30, 23, tzinfo=UTC)
@@ -140,3 +142,34 @@ def test_the_weekly_trend_covers_the_programme(report: MonthlyReport) -> None:
     assert weeks[-1] == LAST
     assert all(b - a == timedelta(days=7) for a, b in pairwise(weeks[:-1]))
     assert max(p.open_overdue for p in report.backlog) > report.forecast.backlog
+
+
+def test_the_same_history_reads_the_same_from_postgresql(
+    audit_inputs: AuditInputs,
+    history_sessions: sessionmaker[Session],
+    rules: RuleSet,
+    definitions: AuditDefinitions,
+    postgres_url: str,
+) -> None:
+    """The ledger queries (dates, month bounds, filters, ordering, the latest snapshot time)
+    give PostgreSQL's ledger exactly the inputs SQLite's gives, so the same report."""
+    engine = init_db(postgres_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            write_history(
+                session,
+                rules,
+                list(generate_practice(200, 1, HISTORY_END)),
+                start=HISTORY_START,
+                end=HISTORY_END,
+                seed=7,
+            )
+        with make_session_factory(engine)() as session:
+            on_postgresql = read_audit_inputs(session, rules, definitions, MONTH, [PRACTICE])
+            practices = known_practices(session)
+    finally:
+        engine.dispose()
+    with history_sessions() as session:
+        assert practices == known_practices(session)
+    assert on_postgresql == audit_inputs
+    assert build_report(on_postgresql) == build_report(audit_inputs)

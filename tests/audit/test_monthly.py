@@ -5,6 +5,7 @@ Month: April 2027 (British Summer Time: the month starts at 2027-03-31T23:00Z).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -375,3 +376,29 @@ def test_every_figure_is_the_length_of_its_list(small: MonthlyReport) -> None:
     mtx = next(g for g in small.groups if g.drug_group == "methotrexate")
     for figure in (mtx.established, mtx.in_date, mtx.overdue, mtx.closed):
         assert figure.value == len(small.lists[figure.list_id].rows)
+
+
+def test_severely_overdue_and_monitored_elsewhere_are_counted_apart() -> None:
+    elsewhere = "Rheumatology, Oakfield Hospital"
+    statuses = (
+        _status(1, due="2027-04-20"),
+        replace(_status(2, due="2027-01-02"), severely_overdue=True),
+        replace(_status(3), monitored_elsewhere=elsewhere),
+        replace(_status(4, established=False), monitored_elsewhere=elsewhere),
+    )
+    inputs = AuditInputs(
+        month=MONTH, groups=statuses, indicators=(), findings=(), events=(), sweeps=SWEEPS
+    )
+    report = build_report(inputs, PRACTICE, 12.0)
+    [row] = [g for g in report.groups if g.drug_group == "methotrexate"]
+    assert (row.established.value, row.overdue.value, row.new_starts.value) == (2, 2, 0)
+    assert _patients(report, row.severely_overdue.list_id) == ["Patient/p2"]
+    assert _patients(report, row.monitored_elsewhere.list_id) == ["Patient/p3", "Patient/p4"]
+    assert report.lists[row.monitored_elsewhere.list_id].rows[0].detail == f"by {elsewhere}"
+    assert (report.totals.severely_overdue.value, report.totals.monitored_elsewhere.value) == (1, 2)
+    [dmard] = [i for i in report.inspector_findings if i.id == "dmard-overdue-no-contact"]
+    looked_at = _patients(report, dmard.population.list_id)
+    assert looked_at == ["Patient/p1", "Patient/p2"], "monitored elsewhere is not the practice's"
+    html = render_html(report)
+    assert "Monitored elsewhere" in html
+    assert "Severely overdue" in html

@@ -12,20 +12,21 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir.app import db_session
 from hrm_fhir.audit.model import MonthlyReport
-from hrm_fhir.audit.outputs import first_working_day, previous_month
+from hrm_fhir.audit.outputs import first_working_day, previous_month, report_folder
 from hrm_fhir.audit.render import report_to_json
 from hrm_fhir.audit.service import monthly_report, resolve_scope
 from hrm_fhir.cli import main
 from hrm_fhir.config import Settings
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.scheduling import run_monthly_reports
+from hrm_fhir.untrusted import safe_name
 from hrm_fhir.users import create_user
 from tests.apps import AppFactory, app_factory
 from tests.audit.conftest import MONTH
@@ -73,16 +74,21 @@ def app(make_app: AppFactory) -> Flask:
     return app
 
 
+def _report_of_practice_1(month: str, out: Path) -> Result:
+    """``hrm-fhir report monthly`` for practice-1 into ``out``; it must succeed."""
+    result = CliRunner().invoke(
+        main, ["report", "monthly", "--month", month, "--practice", "practice-1", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def test_cli_writes_every_output(
     ledger: str, tmp_path: Path, report: MonthlyReport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HRM_DATABASE_URL", ledger)
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        main,
-        ["report", "monthly", "--month", "2027-04", "--practice", "practice-1", "--out", str(out)],
-    )
-    assert result.exit_code == 0, result.output
+    result = _report_of_practice_1("2027-04", out)
     assert "Organization/practice-1, April 2027" in result.output
     names = {p.name for p in out.iterdir()}
     assert {"report.html", "report.pdf", "measure-report.json", "report.json", "csv"} <= names
@@ -90,6 +96,19 @@ def test_cli_writes_every_output(
     with (out / "csv" / "patient-lists.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == sum(len(p.rows) for p in report.lists.values())
+
+
+def test_a_month_no_rule_pack_covers_is_said_on_stderr_and_in_the_report(
+    ledger: str, tmp_path: Path, report: MonthlyReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert report.warnings == (), "April 2027 is covered by every pack"
+    monkeypatch.setenv("HRM_DATABASE_URL", ledger)
+    out = tmp_path / "out"
+    result = _report_of_practice_1("2018-05", out)
+    [warning] = orjson.loads((out / "report.json").read_bytes())["warnings"]
+    assert "is in force on 2018-05-31" in warning
+    assert f"warning: {warning}" in result.stderr
+    assert "What limits this report" in (out / "report.html").read_text()
 
 
 def test_cli_refuses_an_unknown_pcn_and_a_bad_month(
@@ -187,9 +206,9 @@ def test_scheduled_job_writes_last_month_on_the_first_working_day_only(
 
 
 def test_fixtures_history_fills_an_empty_ledger_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HRM_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
+    monkeypatch.setenv("HRM_DATABASE_URL", database_url)
     runner = CliRunner()
     args = ["fixtures", "history", "--patients", "30", "--end", "2027-01-31"]
     first = runner.invoke(main, args)
@@ -242,3 +261,48 @@ def test_a_pcn_row_matches_that_practice_s_own_report(
     assert pcn.totals.established.value == report.totals.established.value  # practice-7 is empty
     assert [r.practice for r in pcn.practice_rows] == ["practice-1", "practice-7"]
     assert next(r for r in pcn.practice_rows if r.practice == "practice-7").established == 0
+
+
+@pytest.mark.parametrize("practice", ['a"b', "../x", "..", "a;b", "x\\y"])
+def test_the_pdf_file_name_never_carries_an_unchecked_practice(app: Flask, practice: str) -> None:
+    """Issue 11: the report file name took ``practice`` as given."""
+    client = app.test_client()
+    sign_in(client, "lead")
+    response = client.get(
+        "/reports/monthly/document", query_string={"month": "2027-04", "practice": practice}
+    )
+    if response.status_code == 200:  # ".." is a valid FHIR id: its name is made safe
+        response = client.get(
+            "/reports/monthly/document",
+            query_string={"month": "2027-04", "practice": practice, "format": "pdf"},
+        )
+        disposition = response.headers["Content-Disposition"]
+        assert disposition == 'attachment; filename="hrm-audit-_.-2027-04.pdf"'
+    else:
+        assert response.status_code == 400
+        assert "Enter a practice as its Organization id" in response.text
+
+
+def test_a_scheduled_report_folder_stays_inside_the_report_dir(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    """Issue 11: a practice id of ``..`` (a valid FHIR id) put the folder outside it."""
+    app = make_app(practice="..")
+    folders = run_monthly_reports(app, today=date(2027, 5, 3))
+    reports = (tmp_path / "reports").resolve()
+    assert folders
+    for folder in folders:
+        assert reports in folder.resolve().parents
+    assert (tmp_path / "reports" / "_." / "2027-04" / "report.json").is_file()
+    assert not (tmp_path / "2027-04").exists()
+
+
+def test_report_folder_refuses_a_name_that_leaves_its_base(tmp_path: Path) -> None:
+    assert (
+        report_folder(tmp_path, "practice-1", date(2027, 4, 1))
+        == tmp_path / "practice-1" / "2027-04"
+    )
+    with pytest.raises(ValueError, match="would leave"):
+        report_folder(tmp_path, "..", date(2027, 4, 1))
+    assert safe_name("..") == "_."
+    assert safe_name("a/../b") == "a_.._b"

@@ -143,6 +143,16 @@ def test_search_reports_shortfall_against_server_total(
         "https://fhir.test/fhir/../admin?_getpages=abc",
         "https://user@fhir.test/fhir?_getpages=abc",
         "/fhir?_getpages=abc",
+        # issue 11: dot segments the server decodes, and other ways out of the base path
+        "https://fhir.test/fhir/%2e%2e/other?_getpages=abc",
+        "https://fhir.test/fhir/%2E%2E/other?_getpages=abc",
+        "https://fhir.test/fhir/.%2e/other?_getpages=abc",
+        "https://fhir.test/fhir/%2e/Patient?_getpages=abc",
+        "https://fhir.test/fhir/..;/other?_getpages=abc",
+        "https://fhir.test/fhir/%252e%252e/other?_getpages=abc",
+        "https://fhir.test/fhir%2f..%2fother?_getpages=abc",
+        "https://fhir.test/fhir/a%5c..%5cother?_getpages=abc",
+        "https://fhir.test/fhir/%ff?_getpages=abc",
     ],
 )
 def test_search_refuses_a_next_link_that_leaves_the_base(
@@ -162,6 +172,16 @@ def test_search_accepts_a_next_link_with_explicit_default_port(
     page2 = "https://FHIR.test:443/fhir/Patient?_getpages=abc"
     mock.get(f"{BASE}/Patient", json=searchset(patient(1), next_url=page2))
     mock.get(page2, json=searchset(patient(2)))
+
+    assert gateway.search("Patient", {}).pages == 2
+
+
+def test_search_follows_a_next_link_with_harmless_percent_encoding(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    page2 = "https://fhir.test/fhir/Patient%2Dpages?_getpages=abc"
+    mock.get(f"{BASE}/Patient", json=searchset(patient(1), next_url=page2))
+    mock.get(page2.replace("%2D", "-"), json=searchset(patient(2)))  # as requests sends it
 
     assert gateway.search("Patient", {}).pages == 2
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,11 +19,11 @@ from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource
 class Harness:
     """One test's practice, database and gateway."""
 
-    def __init__(self, base: str, run_id: str, db: Path, page_size: int = 200) -> None:
+    def __init__(self, base: str, run_id: str, database_url: str, page_size: int = 200) -> None:
         self.practice = Practice(run_id)
         self.settings = Settings(
             fhir_base_url=base,
-            database_url=f"sqlite:///{db}",
+            database_url=database_url,
             practice=self.practice.org,
             page_size=page_size,
         )

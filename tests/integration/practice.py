@@ -14,6 +14,8 @@ FBC, LFT, EGFR, LITHIUM = (
     "1011481000000105",
     "1006681000000100",
 )
+TOXIC_LITHIUM = "166957006"
+"""SNOMED CT "lithium level high - toxic", a coded finding the lithium pack acts on."""
 Resource = dict[str, Any]
 
 

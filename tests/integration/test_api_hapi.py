@@ -158,3 +158,27 @@ def test_a_background_sweep_uses_the_live_runner(
         assert client.get("/api/v1/findings", headers=READ).json == {"findings": []}
     finally:
         service_state(app).close(timeout=120)
+
+
+def test_a_key_bound_to_a_practice_sees_only_its_patients(
+    fhir_base: str, practice: Practice, tmp_path: Path
+) -> None:
+    """Issue 11: a read key read any practice's patient monitoring. Bound to a practice, it gets
+    its own patients; another practice's patient is a 404 exactly like a patient that does not
+    exist."""
+    keys = {"own-key": f"read:{practice.org}", "other-key": "read:another-practice"}
+    app = _app(fhir_base, practice, tmp_path, api_keys=keys)
+    client = app.test_client()
+    try:
+        url = f"/api/v1/patients/{practice.pid('mtx')}/monitoring?as_of={AS_OF}"
+        own = client.get(url, headers={"X-API-Key": "own-key"})
+        assert own.status_code == 200, own.json
+        assert own.headers["Cache-Control"] == "no-store"
+        hidden = client.get(url, headers={"X-API-Key": "other-key"})
+        missing = client.get(
+            f"/api/v1/patients/{practice.run}-nobody/monitoring", headers={"X-API-Key": "other-key"}
+        )
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json == missing.json
+    finally:
+        service_state(app).close(timeout=30)

@@ -18,9 +18,11 @@ from click.testing import CliRunner
 from hrm_fhir import terminology as t
 from hrm_fhir.app import create_app, db_session, service_state
 from hrm_fhir.cli import main
+from hrm_fhir.credentials import issue_token
 from hrm_fhir.users import create_user
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
+from tests.databases import database_for
 from tests.integration.practice import AS_OF, starter
 from tests.integration.test_workflow_hapi import Flow
 from tests.pages.conftest import PASSWORD, sign_in
@@ -33,8 +35,10 @@ SPS_MTX = "https://www.sps.nhs.uk/monitorings/methotrexate-monitoring/"
 
 
 @pytest.fixture
-def flow(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Flow]:
-    h = Flow(fhir_base, run_id, tmp_path / "hrm.db")
+def flow(
+    fhir_base: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Flow]:
+    h = Flow(fhir_base, run_id, database_for(request, tmp_path))
     yield h
     h.close()
 
@@ -97,6 +101,7 @@ def _as_of() -> str:
     return max(AS_OF + timedelta(days=3), datetime.now(UTC).date()).isoformat()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     flow: Flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -113,7 +118,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     assert (pack["patient"]["name"], pack["patient"]["nhs_number"]) == ("Evie Testpatient", NHS)
 
     [schedule] = pack["schedules"]
-    assert (schedule["drug_group"], schedule["rule"]) == ("methotrexate", "methotrexate@1")
+    assert (schedule["drug_group"], schedule["rule"]) == ("methotrexate", "methotrexate@2")
     [bloods] = [s for s in schedule["statements"] if s["kind"] == "schedule"]
     assert "every 2 weeks until 6 weeks" in bloods["text"]
     assert (bloods["citation"]["url"], bloods["verified"]) == (SPS_MTX, True)
@@ -149,7 +154,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
         "attester",
     )
     assert f"Task/{task_id}/_history/{task['versions'][-1]['version']}" in sign_off["targets"]
-    assert sign_off["reason"] == "methotrexate@1#bloods"
+    assert sign_off["reason"] == "methotrexate@2#bloods"
     assert [a["action"] for a in pack["provenance"]] == ["contact", "contact", "sample", "signoff"]
 
     events = [
@@ -216,9 +221,11 @@ def test_the_api_serves_the_pack_as_json_and_html(
             session, "phil", role="pharmacist", password=PASSWORD, practice=flow.practice.org
         )
         create_user(session, "olga", role="pharmacist", password=PASSWORD, practice="elsewhere")
+        phil, _ = issue_token(session, "phil", days=1)
+        olga, _ = issue_token(session, "olga", days=1)
         session.commit()
     client = app.test_client()
-    read = {"X-API-Key": "read-key", "X-Acting-User": "phil"}
+    read = {"Authorization": f"Bearer {phil}"}
     try:
         url = f"/api/v1/patients/{pid}/evidence?as_of={_as_of()}"
         answer = client.get(url, headers=read)
@@ -229,14 +236,24 @@ def test_the_api_serves_the_pack_as_json_and_html(
         page = client.get(f"{url}&format=html", headers=read)
         assert (page.status_code, page.mimetype) == (200, "text/html")
         assert "Phil Pharmacist" in page.get_data(as_text=True)
+        assert page.headers["Cache-Control"] == "no-store"
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        assert answer.headers["Cache-Control"] == "no-store"
         unknown = client.get(
-            f"/api/v1/patients/{flow.practice.pid('nobody')}/evidence", headers=read
+            f"/api/v1/patients/{flow.practice.pid('nobody')}/evidence?as_of={_as_of()}",
+            headers=read,
         )
         assert unknown.status_code == 404
         assert client.get(url).status_code == 401
         assert client.get(url, headers={"X-API-Key": "read-key"}).status_code == 401
-        other = {"X-API-Key": "read-key", "X-Acting-User": "olga"}
-        assert client.get(url, headers=other).status_code == 403
+        assert (
+            client.get(url, headers={"X-API-Key": "read-key", "X-Acting-User": "phil"}).status_code
+            == 403
+        )
+        other = client.get(url, headers={"Authorization": f"Bearer {olga}"})
+        assert other.status_code == 404, "another practice's patient is answered as none"
+        assert other.json == unknown.json
         assert client.get(f"{url}&format=pdf", headers=read).status_code == 400
     finally:
         service_state(app).close(timeout=30)
@@ -268,9 +285,11 @@ def test_the_patient_card_links_a_printable_evidence_pack(flow: Flow) -> None:
         pack = client.get(f"/patients/{pid}/evidence")
         assert (pack.status_code, pack.mimetype) == (200, "text/html")
         assert "Phil Pharmacist" in pack.text
-        assert "methotrexate@1" in pack.text
+        assert "methotrexate@2" in pack.text
         other = app.test_client()
         sign_in(other, "olga")
-        assert other.get(f"/patients/{pid}/evidence").status_code == 403
+        hidden = other.get(f"/patients/{pid}/evidence")
+        assert hidden.status_code == 404, "another practice's patient is answered as none"
+        assert other.get(f"/patients/{pid}").status_code == 404
     finally:
         service_state(app).close(timeout=30)

@@ -38,8 +38,8 @@ KILLS_PER_PHASE = 5
 
 @pytest.fixture
 def twins(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[tuple[Harness, Harness]]:
-    a = Harness(fhir_base, f"{run_id}a", tmp_path / "a.db")
-    b = Harness(fhir_base, f"{run_id}b", tmp_path / "b.db")
+    a = Harness(fhir_base, f"{run_id}a", f"sqlite:///{tmp_path / 'a.db'}")
+    b = Harness(fhir_base, f"{run_id}b", f"sqlite:///{tmp_path / 'b.db'}")
     for h in (a, b):
         h.upload(several(h.practice, COPIES))
     yield a, b

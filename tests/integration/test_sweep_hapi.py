@@ -6,16 +6,19 @@ import multiprocessing
 import os
 import signal
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import requests
+from click.testing import CliRunner
 
 from hrm_fhir import terminology
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.cli import main
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.records import SweepStatus
@@ -28,6 +31,7 @@ from tests.integration.practice import AS_OF, LITHIUM, Resource, starter
 pytestmark = pytest.mark.hapi
 
 
+@pytest.mark.usefixtures("database_url")
 def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     first = harness.sweep()
@@ -64,6 +68,34 @@ def test_first_sweep_writes_tasks_and_flags_and_a_second_writes_nothing(harness:
     ]
 
 
+@pytest.mark.usefixtures("database_url")
+def test_the_sweep_command_writes_then_finds_nothing_to_do(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.upload(starter(harness.practice))
+    monkeypatch.setenv("HRM_DATABASE_URL", harness.settings.database_url)
+    args = [
+        "sweep",
+        "--fhir-base",
+        harness.settings.fhir_base_url,
+        "--practice",
+        harness.practice.org,
+        "--as-of",
+        AS_OF.isoformat(),
+    ]
+    first = CliRunner().invoke(main, args, catch_exceptions=False)
+    again = CliRunner().invoke(main, [*args, "--format", "summary"], catch_exceptions=False)
+    assert (first.exit_code, again.exit_code) == (0, 0)
+    summary = orjson.loads(first.output)
+    assert (summary["mode"], summary["errors"]) == ("full", 0)
+    assert summary["created"] == summary["findings"] >= 4
+    assert "(incremental)" in again.output
+    assert (
+        f"created 0, repaired 0, updated 0, closed 0, unchanged {summary['created']},"
+        in again.output
+    )
+
+
 def test_written_resources_pass_hapi_validate(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     harness.sweep()
@@ -90,8 +122,16 @@ def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
         assert store.get_cursor(session, f"Organization/{harness.practice.org}") is None
 
 
+def test_a_sweep_on_a_date_no_rule_pack_covers_says_so(harness: Harness) -> None:
+    harness.upload(starter(harness.practice))
+    summary = harness.sweep(dry_run=True, as_of=date(2018, 6, 1))
+    assert summary.findings == 0
+    assert any("is in force on 2018-06-01" in w for w in summary.warnings)
+    assert summary.to_json()["warnings"] == summary.warnings
+
+
 def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path) -> None:
-    h = Harness(fhir_base, run_id, tmp_path / "p.db", page_size=4)
+    h = Harness(fhir_base, run_id, f"sqlite:///{tmp_path / 'p.db'}", page_size=4)
     try:
         p = h.practice
         resources: list[Resource] = [p.organization()]
@@ -116,6 +156,7 @@ def test_paging_across_several_pages(fhir_base: str, run_id: str, tmp_path: Path
         h.close()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> None:
     p = harness.practice
     harness.upload(starter(p))
@@ -139,6 +180,7 @@ def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> 
         assert [f.close_reason for f in closed] == ["result received"]
 
 
+@pytest.mark.usefixtures("database_url")
 def test_stopped_drug_and_death_cancel_open_tasks_with_a_reason(harness: Harness) -> None:
     p = harness.practice
     resources = starter(p)
@@ -196,6 +238,7 @@ class _CrashError(RuntimeError):
     pass
 
 
+@pytest.mark.usefixtures("database_url")
 def test_interrupted_sweep_rerun_converges_without_duplicates(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,6 +296,7 @@ def _killed_sweep(base: str, db: str, org: str) -> None:
     run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
 
 
+@pytest.mark.usefixtures("database_url")
 def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     context = multiprocessing.get_context("fork")
@@ -279,6 +323,7 @@ def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: 
     assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
 
 
+@pytest.mark.usefixtures("database_url")
 def test_every_sweep_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     harness.sweep()
@@ -310,7 +355,7 @@ def test_a_full_reconciliation_over_unchanged_data_writes_nothing(harness: Harne
         *p.repeats(
             "warf", "Warfarin 3mg tablets", AS_OF - timedelta(days=600), AS_OF - timedelta(days=6)
         ),
-        p.result("warf", inr, 3.6, "{INR}", AS_OF - timedelta(days=3)),
+        p.result("warf", inr, 3.4, "{INR}", AS_OF - timedelta(days=3)),
     ]
     warfarin[-1]["code"]["coding"][0]["system"] = "http://loinc.org"
     harness.upload([*starter(p), *warfarin])

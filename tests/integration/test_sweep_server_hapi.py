@@ -4,7 +4,7 @@ exactly what the real run does, against a real HAPI FHIR server."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,12 +15,24 @@ from hrm_fhir.adapters import store
 from hrm_fhir.reconcile import MARKER_TYPE
 from hrm_fhir.records import WriteAction
 from hrm_fhir.sweep import SweepSummary
+from hrm_fhir.workflow.model import Actor, Role
+from hrm_fhir.workflow.resources import arrangement_task
+from tests.builders import LOINC, SNOMED, observation
 from tests.conftest import Sandbox
 from tests.integration.harness import Harness, a_week_of_changes
-from tests.integration.practice import AS_OF, Practice, Resource, several, starter
+from tests.integration.practice import (
+    AS_OF,
+    LITHIUM,
+    TOXIC_LITHIUM,
+    Practice,
+    Resource,
+    several,
+    starter,
+)
 
 pytestmark = pytest.mark.hapi
 INR = "6301-6"
+REVIEW_ON = AS_OF + timedelta(days=10)
 
 
 def _warfarin(p: Practice, inr: float) -> list[Resource]:
@@ -59,7 +71,8 @@ def _writes(h: Harness, summary: SweepSummary) -> dict[str, set[str]]:
 def test_after_the_server_restarts_and_is_reloaded_a_plain_sweep_brings_the_urgent_flags_back(
     restartable: Sandbox, run_id: str, tmp_path: Path
 ) -> None:
-    h = Harness(restartable.base, run_id, tmp_path / "hrm.db")
+    database = f"sqlite:///{tmp_path / 'hrm.db'}"
+    h = Harness(restartable.base, run_id, database)
     try:
         data = [*starter(h.practice), *_warfarin(h.practice, 8.4)]
         h.upload(data)
@@ -68,7 +81,7 @@ def test_after_the_server_restarts_and_is_reloaded_a_plain_sweep_brings_the_urge
         assert len(flags) == 2, "the INR 8.4 and lithium 1.6 Flags"
         restartable.restart()
         h.gateway.close()
-        h = Harness(restartable.base, run_id, tmp_path / "hrm.db")
+        h = Harness(restartable.base, run_id, database)
         h.upload(data)
         assert _urgent_flags(h) == [], "the restarted server lost them"
         plain = h.sweep()
@@ -85,6 +98,7 @@ def test_after_the_server_restarts_and_is_reloaded_a_plain_sweep_brings_the_urge
         h.close()
 
 
+@pytest.mark.usefixtures("database_url")
 def test_a_server_without_the_ledgers_marker_is_taken_as_reset_and_reconciled_in_full(
     harness: Harness,
 ) -> None:
@@ -110,6 +124,7 @@ def test_a_server_without_the_ledgers_marker_is_taken_as_reset_and_reconciled_in
     assert harness.gateway.read(MARKER_TYPE, marker) is not None, "written again"
 
 
+@pytest.mark.usefixtures("database_url")
 def test_a_server_holding_none_of_the_open_resources_is_taken_as_reset(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     first = harness.sweep()
@@ -156,13 +171,13 @@ def _changes(h: Harness) -> None:
 def test_a_dry_run_plans_exactly_what_the_next_real_run_does(
     fhir_base: str,
     run_id: str,
-    tmp_path: Path,
+    database_url: str,
     full: bool,
     overlap: int,
     copies: int,
     path: str,
 ) -> None:
-    harness = Harness(fhir_base, run_id, tmp_path / "hrm.db")
+    harness = Harness(fhir_base, run_id, database_url)
     try:
         harness.settings = dataclasses.replace(harness.settings, watermark_overlap_seconds=overlap)
         harness.upload(several(harness.practice, copies))
@@ -191,3 +206,135 @@ def test_a_dry_run_plans_exactly_what_the_next_real_run_does(
             assert real.records_read == real.patients
     finally:
         harness.close()
+
+
+def _lithium_and_warfarin(p: Practice) -> list[Resource]:
+    """A lithium patient with a level in range and a warfarin patient with an INR of 3.6
+    (above the usual 2.0-3.0), and a patient on nothing the service monitors yet."""
+    long_ago, recent = AS_OF - timedelta(days=700), AS_OF - timedelta(days=6)
+    inr = observation(
+        INR, 3.6, "{INR}", AS_OF - timedelta(days=3), pid=p.pid("valve"), system=LOINC
+    )
+    return [
+        p.patient("lithc", born="1970-05-05"),
+        *p.repeats("lithc", "Lithium carbonate 400mg MR tablets", long_ago, recent),
+        p.result("lithc", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=10)),
+        p.patient("valve", born="1950-01-01"),
+        *p.repeats("valve", "Warfarin 3mg tablets", long_ago, recent),
+        inr | {"id": f"{p.run}-valve-inr"},
+        p.patient("stmt"),
+    ]
+
+
+def _new_entries(p: Practice) -> list[Resource]:
+    """What the rules read beyond the record types, arriving after a sweep: a coded toxic
+    lithium (Condition), an INR target of 3.0-4.0 (Goal), methotrexate taken as the patient
+    says (MedicationStatement), and the pharmacist's decision that a hospital monitors the
+    methotrexate until ``REVIEW_ON`` (the service's arrangement Task)."""
+    day = (AS_OF - timedelta(days=1)).isoformat()
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+    active = {"coding": [{"system": clinical, "code": "active"}]}
+    pharmacist = Actor("pharmacist-1", Role.PHARMACIST, "Pat Pharmacist", p.org)
+    return [
+        {
+            "resourceType": "Condition",
+            "id": f"{p.run}-tox",
+            "subject": {"reference": f"Patient/{p.pid('lithc')}"},
+            "code": {"coding": [{"system": SNOMED, "code": TOXIC_LITHIUM}]},
+            "clinicalStatus": active,
+            "onsetDateTime": day,
+        },
+        {
+            "resourceType": "Goal",
+            "id": f"{p.run}-goal",
+            "lifecycleStatus": "active",
+            "subject": {"reference": f"Patient/{p.pid('valve')}"},
+            "description": {"text": "INR target range, mechanical mitral valve"},
+            "target": [
+                {
+                    "measure": {"coding": [{"system": LOINC, "code": INR}]},
+                    "detailRange": {"low": {"value": 3.0}, "high": {"value": 4.0}},
+                }
+            ],
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": f"{p.run}-ms",
+            "status": "active",
+            "subject": {"reference": f"Patient/{p.pid('stmt')}"},
+            "medicationCodeableConcept": {"text": "Methotrexate 2.5mg tablets"},
+            "effectiveDateTime": (AS_OF - timedelta(days=200)).isoformat(),
+            "dosage": [{"text": "10mg once weekly"}],
+        },
+        arrangement_task(
+            None,
+            resource_id=f"{p.run}-arrangement",
+            patient=f"Patient/{p.pid('mtx')}",
+            drug_group="methotrexate",
+            title="Methotrexate",
+            actor=pharmacist,
+            now=datetime.combine(AS_OF, time(9), UTC),
+            today=AS_OF,
+            elsewhere=("Rheumatology, Oakfield Hospital", REVIEW_ON),
+        ),
+    ]
+
+
+def _planned_then_real(h: Harness, **kw: object) -> SweepSummary:
+    """A dry run and the real run after it: the same counts, the real run without errors."""
+    planned = h.sweep(dry_run=True, **kw)
+    real = h.sweep(**kw)
+    assert (planned.mode, planned.records_read) == (real.mode, real.records_read)
+    assert planned.counts == real.counts
+    assert real.counts.errors == 0
+    return real
+
+
+def _routine(h: Harness, name: str) -> Resource:
+    [task] = [t for t in h.ours("Task", name) if t["code"]["coding"][0]["code"] == "monitoring-due"]
+    return task
+
+
+@pytest.mark.usefixtures("database_url")
+def test_conditions_goals_statements_and_arrangements_bring_their_patient_back_and_are_acted_on(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.settings = dataclasses.replace(h.settings, watermark_overlap_seconds=0)
+    h.upload([*starter(h.practice), *_lithium_and_warfarin(h.practice)])
+    first = h.sweep()
+    assert first.counts.errors == 0
+    [above] = h.ours("Flag", "valve")
+    assert h.ours("Flag", "lithc") == []
+    assert h.ours("Task", "stmt") == []
+    routine = _routine(h, "mtx")
+    assert routine["status"] == "requested"
+
+    h.upload(_new_entries(h.practice))
+    changed = _planned_then_real(h)
+    assert changed.mode == "incremental"
+    assert changed.records_read == 4, "lithc, valve, stmt and mtx: nobody else changed"
+    [toxic] = [f for f in h.ours("Flag", "lithc") if f["status"] == "active"]
+    assert "Lithium level high - toxic" in toxic["code"]["text"]
+    assert h.gateway.read("Flag", above["id"])["status"] == "inactive"  # type: ignore[index]
+    assert [t["status"] for t in h.ours("Task", "stmt")] != []
+    elsewhere = h.gateway.read("Task", routine["id"])
+    assert elsewhere is not None
+    assert (elsewhere["status"], elsewhere["businessStatus"]["coding"][0]["code"]) == (
+        "cancelled",
+        "monitored-elsewhere",
+    )
+
+    lapsed = _planned_then_real(h, as_of=REVIEW_ON + timedelta(days=1))
+    assert lapsed.counts.updated >= 1
+    reopened = h.gateway.read("Task", routine["id"])
+    assert reopened is not None
+    assert (reopened["status"], reopened["businessStatus"]["coding"][0]["code"]) == (
+        "requested",
+        "to-contact",
+    )
+
+    _delete(h, f"Task/{routine['id']}")
+    repaired = _planned_then_real(h, as_of=REVIEW_ON + timedelta(days=1))
+    assert repaired.counts.repaired == 1
+    assert _routine(h, "mtx")["status"] == "requested"

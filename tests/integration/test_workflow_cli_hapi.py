@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from pathlib import Path
 
 import orjson
 import pytest
@@ -14,8 +13,8 @@ from click.testing import CliRunner
 
 from hrm_fhir.cli import main
 from tests.builders import rules
+from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, Practice, starter
-from tests.integration.test_sweep_hapi import Harness
 
 pytestmark = pytest.mark.hapi
 NHS = "9990001112"
@@ -24,11 +23,11 @@ NHS = "9990001112"
 def test_the_worklist_command_prints_csv_table_and_json(
     fhir_base: str,
     run_id: str,
-    tmp_path: Path,
+    database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    harness = Harness(fhir_base, run_id, tmp_path / "hrm.db")
+    harness = Harness(fhir_base, run_id, database_url)
     p: Practice = harness.practice
     resources = starter(p)
     for resource in resources:
@@ -43,7 +42,7 @@ def test_the_worklist_command_prints_csv_table_and_json(
     harness.sweep()
     harness.close()
     monkeypatch.setenv("HRM_FHIR_BASE_URL", fhir_base)
-    monkeypatch.setenv("HRM_DATABASE_URL", f"sqlite:///{tmp_path / 'hrm.db'}")
+    monkeypatch.setenv("HRM_DATABASE_URL", database_url)
     caplog.set_level(logging.DEBUG)
     args = ["worklist", "--practice", p.org, "--as-of", AS_OF.isoformat()]
 

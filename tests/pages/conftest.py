@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 from hrm_fhir.app import db_session
 from hrm_fhir.users import create_user
 from tests.apps import AppFactory, app_factory
+from tests.databases import database_for
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
 USERS = {"tech": "technician", "pharm": "pharmacist", "gp": "gp", "boss": "admin"}
@@ -21,8 +23,9 @@ PRACTICE = "org-1"
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[AppFactory]:
-    with app_factory(tmp_path) as factory:
+def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AppFactory]:
+    """Apps on SQLite; a test that uses ``database_url`` gets them on both backends."""
+    with app_factory(tmp_path, database_url=database_for(request, tmp_path)) as factory:
         yield factory
 
 
@@ -51,6 +54,19 @@ def app(make_app: AppFactory) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+class Clock:
+    """A clock for ``app.config["CLOCK"]`` that moves only when told."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 def token_of(html: str) -> str:

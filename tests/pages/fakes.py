@@ -32,6 +32,7 @@ def task_summary(task_id: str = "task-1", **changes: Any) -> service.TaskSummary
         "test_titles": ("Full blood count", "Liver function tests"),
         "due_date": date(2026, 10, 22),
         "days_overdue": 36,
+        "severely_overdue": True,
         "description": "Methotrexate monitoring overdue since 2026-10-22",
         "source": "https://www.sps.nhs.uk/monitorings/methotrexate-monitoring/",
         "attempts": 0,
@@ -166,6 +167,8 @@ class FakeService:
             "sign_off",
             "decide_non_engagement",
             "acknowledge_escalation",
+            "record_monitored_elsewhere",
+            "record_monitored_by_practice",
         ):
             monkeypatch.setattr(service, name, self._action(name))
         names = {MTX: details(), LITH: details("Oliver Bennett", "9990000026")}

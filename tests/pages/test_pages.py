@@ -4,7 +4,6 @@ and form posts (with a stand-in workflow service: see fakes.py)."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import date
 
 import pytest
@@ -20,9 +19,10 @@ from hrm_fhir.errors import (
     WorkflowPermissionError,
 )
 from hrm_fhir.users import disable_user
-from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role
-from tests.pages.conftest import PASSWORD, AppFactory, sign_in, token_of
-from tests.pages.fakes import AS_OF, FakeService, review_item
+from hrm_fhir.workflow import service
+from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role, Stage
+from tests.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of
+from tests.pages.fakes import AS_OF, MTX, FakeService, card, review_item, task_summary
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +73,7 @@ def test_pages_need_a_user(client: FlaskClient) -> None:
         assert response.headers["Location"] == f"/sign-in?next={path}"
 
 
+@pytest.mark.usefixtures("database_url")
 @pytest.mark.parametrize(
     ("username", "home"),
     [("tech", "/worklist"), ("pharm", "/review"), ("gp", "/escalations"), ("boss", "/worklist")],
@@ -125,11 +126,12 @@ def test_sign_out_ends_the_session(client: FlaskClient) -> None:
 
 
 def test_an_idle_session_ends_with_a_message(pinned: Flask, fake: FakeService) -> None:
+    clock = Clock()
+    pinned.config["CLOCK"] = clock
     client = pinned.test_client()
     sign_in(client, "tech")
     assert client.get("/worklist").status_code == 200
-    with client.session_transaction() as session:
-        session["seen"] = time.time() - 31 * 60
+    clock.advance(minutes=31)
     response = client.get("/worklist")
     assert response.status_code == 302
     assert "signed out after 30 minutes without activity" in client.get("/sign-in").text
@@ -141,6 +143,7 @@ def test_the_session_lasts_thirty_minutes_by_default(app: Flask) -> None:
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
 
 
+@pytest.mark.usefixtures("database_url")
 def test_a_disabled_user_is_signed_out_at_the_next_request(app: Flask) -> None:
     client = app.test_client()
     sign_in(client, "boss")
@@ -567,7 +570,7 @@ def test_every_page_form_carries_a_csrf_token(pinned: Flask, fake: FakeService) 
     fake.queue = [review_item(), review_item("gp-escalation", "gp-1")]
     for username, paths in (
         ("tech", ["/worklist", "/patients/p-mtx"]),
-        ("pharm", ["/review"]),
+        ("pharm", ["/review", "/patients/p-mtx"]),
         ("gp", ["/escalations"]),
     ):
         client = pinned.test_client()
@@ -586,3 +589,164 @@ def test_app_without_overrides_keeps_flask_default_secret_off(tmp_path: object) 
     assert first.secret_key
     assert second.secret_key
     assert first.secret_key != second.secret_key
+
+
+# ------------------------------------------------------------------ who monitors (shared care)
+
+
+ARRANGEMENT = service.OpenItem(
+    reference="Task/arr-1",
+    version="2",
+    kind="monitored-elsewhere",
+    description="Lithium: monitored by Oakfield CMHT; practice review by 2027-02-01",
+    rule="",
+    source=None,
+    status="on-hold",
+    stage=Stage.MONITORED_ELSEWHERE,
+    severity=None,
+    drug_group="lithium",
+)
+
+
+def test_the_pharmacist_sees_who_monitors_and_the_technician_does_not(
+    pinned: Flask, fake: FakeService
+) -> None:
+    fake.card = card(findings=[*card().findings, ARRANGEMENT])
+    client = pinned.test_client()
+    sign_in(client, "pharm")
+    html = client.get("/patients/p-mtx").text
+    assert '<h2 id="who-monitors">Who monitors</h2>' in html
+    assert "Lithium: monitored by Oakfield CMHT" in html
+    assert 'action="/patients/p-mtx/monitored-elsewhere"' in html
+    assert 'action="/patients/p-mtx/monitored-by-practice"' in html
+    assert '<option value="methotrexate">Methotrexate (DMARD)</option>' in html
+    assert 'name="drug_group" value="lithium"' in html
+    other = pinned.test_client()
+    sign_in(other, "tech")
+    assert "Who monitors" not in other.get("/patients/p-mtx").text
+
+
+def test_recording_monitored_elsewhere_calls_the_service_and_returns_to_the_card(
+    pinned: Flask, fake: FakeService
+) -> None:
+    client = pinned.test_client()
+    token = sign_in(client, "pharm")
+    status, location, _ = _post(
+        client,
+        token,
+        "/patients/p-mtx/monitored-elsewhere",
+        key="who",
+        version="",
+        drug_group="methotrexate",
+        monitored_by=" Rheumatology, Oakfield Hospital ",
+        review_on="01/02/2027",
+        note="letter of 20 Nov",
+    )
+    assert (status, location) == (303, "/patients/p-mtx")
+    [(name, call)] = fake.actions()
+    assert name == "record_monitored_elsewhere"
+    assert call["task_id"] == MTX
+    assert (call["drug_group"], call["monitored_by"], call["review_on"], call["version"]) == (
+        "methotrexate",
+        "Rheumatology, Oakfield Hospital",
+        date(2027, 2, 1),
+        None,
+    )
+    assert call["actor"].role is Role.PHARMACIST
+    assert "routine monitoring of this drug stops" in client.get(location).text
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"monitored_by": ""}, "Name the organisation or team that monitors."),
+        ({"review_on": ""}, "Enter the date the practice reviews the arrangement."),
+        ({"review_on": AS_OF.isoformat()}, "The review date must be after today."),
+        ({"review_on": "2028-01-01"}, "The review date must be within 366 days."),
+        ({"drug_group": "aspirin"}, "Choose a drug group from the list."),
+        ({"monitored_by": "x" * 201}, "200 characters or fewer"),
+    ],
+)
+def test_bad_input_gets_a_message_and_nothing_is_called(
+    pinned: Flask, fake: FakeService, fields: dict[str, str], message: str
+) -> None:
+    client = pinned.test_client()
+    token = sign_in(client, "pharm")
+    values = {
+        "key": "who",
+        "version": "",
+        "drug_group": "lithium",
+        "monitored_by": "Oakfield CMHT",
+        "review_on": "2027-02-01",
+        **fields,
+    }
+    status, _, html = _post(client, token, "/patients/p-mtx/monitored-elsewhere", **values)
+    assert status == 400
+    assert message in html
+    assert fake.actions() == []
+
+
+def test_a_technician_may_not_decide_who_monitors(pinned: Flask, fake: FakeService) -> None:
+    client = pinned.test_client()
+    token = sign_in(client, "tech")
+    for path in ("/patients/p-mtx/monitored-elsewhere", "/patients/p-mtx/monitored-by-practice"):
+        status, _, _ = _post(client, token, path, drug_group="lithium", version="")
+        assert status == 403
+    assert fake.actions() == []
+
+
+def test_an_arrangement_due_for_review_is_renewed_or_ended_from_the_queue(
+    pinned: Flask, fake: FakeService
+) -> None:
+    fake.queue = [
+        review_item(
+            "monitored-elsewhere",
+            "arr-1",
+            stage=Stage.MONITORED_ELSEWHERE,
+            severity=None,
+            description="Lithium: monitored by Oakfield CMHT; practice review by 2026-11-27",
+            since=AS_OF,
+            trend=[],
+            thresholds=[],
+        )
+    ]
+    client = pinned.test_client()
+    token = sign_in(client, "pharm")
+    html = client.get("/review").text
+    assert "Monitored elsewhere" in html
+    assert "Review due" in html
+    assert "resumes the day after the review date" in html
+    status, location, _ = _post(
+        client,
+        token,
+        "/patients/p-lith/monitored-by-practice",
+        key="who-arr-1",
+        back="review",
+        version="2",
+        drug_group="lithium",
+    )
+    assert (status, location) == (303, "/review")
+    [(name, call)] = fake.actions()
+    assert name == "record_monitored_by_practice"
+    assert (call["task_id"], call["drug_group"], call["version"]) == (
+        "Patient/p-lith",
+        "lithium",
+        "2",
+    )
+    [(_, queue_call)] = [c for c in fake.calls if c[0] == "review_queue"][:1]
+    assert queue_call["as_of"] == AS_OF
+
+
+def test_severely_overdue_shows_in_words_on_the_card_and_the_queue(
+    pinned: Flask, fake: FakeService
+) -> None:
+    fake.card = card(tests_due=[task_summary(severely_overdue=True)])
+    fake.queue = [review_item("non-engagement", "task-9", severity=None, severely_overdue=True)]
+    client = pinned.test_client()
+    sign_in(client, "pharm")
+    assert "Severely overdue" in client.get("/patients/p-mtx").text
+    assert "Severely overdue" in client.get("/review").text
+    plain = pinned.test_client()
+    fake.card = card(tests_due=[task_summary(severely_overdue=False)])
+    sign_in(plain, "pharm")
+    assert "Severely overdue" not in plain.get("/patients/p-mtx").text

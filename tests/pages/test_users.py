@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
 from hrm_fhir.cli import main
+from hrm_fhir.credentials import list_tokens, user_for_token
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.records import UserRecord
 from hrm_fhir.users import (
@@ -29,11 +29,6 @@ from hrm_fhir.users import (
 )
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'hrm.db'}"
 
 
 @pytest.fixture
@@ -217,3 +212,40 @@ def test_users_disable(cli: CliRunner) -> None:
     unknown = cli.invoke(main, ["users", "disable", "nobody"])
     assert unknown.exit_code == 1
     assert "no user 'nobody'" in unknown.output
+
+
+def test_users_token_is_shown_once_stored_hashed_listed_and_revoked(
+    cli: CliRunner, database_url: str
+) -> None:
+    cli.invoke(main, ["users", "add", "tess", "--role", "gp", "--password-stdin"], input=PASSWORD)
+    made = cli.invoke(main, ["users", "token", "tess", "--label", "laptop", "--days", "7"])
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip()
+    assert token.startswith("hrmu_")
+    assert "shown only now" in made.stderr
+    engine = init_db(database_url)
+    with make_session_factory(engine)() as session:
+        assert user_for_token(session, token) is not None
+        [stored] = list_tokens(session, "tess")
+    listed = cli.invoke(main, ["users", "tokens", "tess"])
+    assert token not in listed.output
+    assert "active" in listed.output
+    assert "laptop" in listed.output
+    assert cli.invoke(main, ["users", "revoke-token", "tess"]).exit_code == 2
+    revoked = cli.invoke(main, ["users", "revoke-token", "tess", str(stored.id)])
+    assert (revoked.exit_code, revoked.output) == (0, "revoked 1 token(s) of tess\n")
+    with make_session_factory(engine)() as session:
+        assert user_for_token(session, token) is None
+    engine.dispose()
+    assert "revoked" in cli.invoke(main, ["users", "tokens", "tess"]).output
+    unknown = cli.invoke(main, ["users", "token", "nobody"])
+    assert unknown.exit_code == 1
+    assert "no active user 'nobody'" in unknown.output
+
+
+def test_users_add_refuses_a_common_password(cli: CliRunner) -> None:
+    result = cli.invoke(
+        main, ["users", "add", "tess", "--role", "gp", "--password-stdin"], input="password1234\n"
+    )
+    assert result.exit_code == 1
+    assert "most common passwords" in result.output

@@ -1,20 +1,15 @@
-"""A migrated SQLite file per test, and a session on it; engines are always disposed."""
+"""A migrated database per test (``database_url``: once on SQLite, once on PostgreSQL) and a
+session on it; engines are always disposed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from hrm_fhir.db import init_db, make_session_factory
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'hrm.db'}"
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from hrm_fhir.adapters.store import (
 from hrm_fhir.db import make_session_factory
 from hrm_fhir.domain import Finding, FindingKind, Severity
 from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome, WriteRecord
+from hrm_fhir.rules.registry import load_rule_set
 from tests.store.examples import NOW, finding, start
 
 
@@ -225,3 +227,16 @@ def test_every_write_is_audited_with_outcome_and_reason(engine: Engine) -> None:
         ("Task", "create", "ok"),
         ("Flag", "update", "conflict"),
     ]
+
+
+def test_an_incomplete_finding_naming_every_check_of_a_pack_is_kept_whole(engine: Engine) -> None:
+    """CrCl missing on a DOAC: the incomplete finding names every criteria check it left open."""
+    doac = load_rule_set().get("doac")
+    every = ",".join(c.id for c in doac.prescribing if c.check == "criteria")
+    found = replace(finding("hrm-1", kind=FindingKind.INCOMPLETE, drug_group="doac"), check=every)
+    with make_session_factory(engine).begin() as session:
+        _open(session, found, sweep_id=start(session).id)
+    with make_session_factory(engine)() as session:
+        record = find_finding(session, "hrm-1")
+        assert record is not None
+        assert record.check == every

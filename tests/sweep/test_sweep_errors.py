@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 import responses
@@ -38,8 +37,8 @@ def _capabilities(*types: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = init_db(f"sqlite:///{tmp_path / 'hrm.db'}")
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = init_db(database_url)
     yield make_session_factory(engine)
     engine.dispose()
 

@@ -52,6 +52,18 @@ def test_overdue_monitoring_becomes_a_task_with_its_due_window_and_tests() -> No
     assert task.id == "hrm-abc123"
 
 
+def test_a_severely_overdue_task_says_so_and_comes_first_by_priority() -> None:
+    kw = {"tests": ("lithium",), "due_date": date(2026, 8, 1)}
+    severe = build_resource(_finding(FindingKind.OVERDUE, severely_overdue=True, **kw), AS_OF)
+    plain = build_resource(_finding(FindingKind.OVERDUE, **kw), AS_OF)
+    assert isinstance(severe, Task)
+    assert isinstance(plain, Task)
+    assert (severe.priority, plain.priority) == ("asap", "urgent")
+    flags = [e for e in severe.extension if e.url == terminology.SEVERELY_OVERDUE_EXTENSION]
+    assert [e.valueBoolean for e in flags] == [True]
+    assert not [e for e in plain.extension if e.url == terminology.SEVERELY_OVERDUE_EXTENSION]
+
+
 def test_action_and_urgent_results_become_flags_pointing_at_the_result() -> None:
     for severity in (Severity.ACTION, Severity.URGENT):
         flag = build_resource(
@@ -100,3 +112,31 @@ def test_prescribing_reviews_go_to_the_pharmacist_with_priority_by_severity() ->
     assert urgent.priority == "stat"
     assert urgent.businessStatus.coding[0].code == "awaiting-pharmacist"
     assert urgent.restriction is None
+
+
+def test_incomplete_assessments_go_to_the_pharmacist_naming_what_is_missing() -> None:
+    finding = _finding(
+        FindingKind.INCOMPLETE,
+        code="unit-unreadable",
+        severity=Severity.URGENT,
+        missing=("unit of the lithium result",),
+        analyte="lithium",
+        value=2.1,
+        unit="mg/furlong",
+        observed_on=date(2026, 11, 24),
+    )
+    task = build_resource(finding, AS_OF)
+    assert isinstance(task, Task)
+    assert (task.priority, task.code.coding[0].code) == ("stat", "assessment-incomplete")
+    assert task.businessStatus.coding[0].code == "awaiting-pharmacist"
+    assert [i.valueString for i in task.input if i.type.coding[0].code == "missing-data"] == [
+        "unit of the lithium result"
+    ]
+    shape = finding.to_json()
+    assert (shape["kind"], shape["code"], shape["severity"]) == (
+        "incomplete",
+        "unit-unreadable",
+        "urgent",
+    )
+    assert shape["missing"] == ["unit of the lithium result"]
+    assert (shape["analyte"], shape["value"], shape["unit"]) == ("lithium", 2.1, "mg/furlong")

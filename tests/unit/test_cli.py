@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -51,7 +53,7 @@ def test_evaluate_prints_the_json_contract(tmp_path: Path) -> None:
         "10*9/L",
         "action",
     )
-    assert oor["rule"] == "methotrexate@1"
+    assert oor["rule"] == "methotrexate@2"
     assert oor["source"].startswith("https://")
     assert any(e.startswith("Observation/") for e in oor["evidence"])
     overdue = next(f for f in doc["findings"] if f["kind"] == "overdue")
@@ -186,6 +188,7 @@ def test_rules_list_and_show_read_as_a_schedule() -> None:
     listing = _run("rules", "list").stdout
     assert "methotrexate@1" in listing
     assert "lithium@1" in listing
+    assert "from 2021-04-01" in listing, "each pack says from when it is in force"
     shown = _run("rules", "show", "methotrexate").stdout
     assert "every 2 weeks until 6 weeks" in shown
     assert "every 12 weeks thereafter" in shown
@@ -210,3 +213,96 @@ def test_a_unit_that_cannot_be_normalised_is_reported(tmp_path: Path) -> None:
     assert [s["source"] for s in doc["skipped"]] == ["Observation/odd"]
     assert "'furlongs'" in doc["skipped"][0]["reason"]
     assert not any(f["kind"] == "out_of_range" for f in doc["findings"])
+
+
+def test_evaluate_json_lists_the_register_and_what_it_could_not_place(tmp_path: Path) -> None:
+    statin = prescription("Atorvastatin 20mg tablets", AS_OF - timedelta(days=30))
+    _write_ndjson(tmp_path / "export.ndjson", [*_practice(), statin, dict(statin, id="again")])
+    result = _run("evaluate", "--as-of", AS_OF.isoformat(), str(tmp_path))
+    doc = json.loads(result.stdout)
+    assert doc["warnings"] == []
+    [line] = doc["monitored"]
+    assert (line["patient"], line["drug_group"], line["matched_by"]) == (
+        "Patient/p1",
+        "methotrexate",
+        "text",
+    )
+    assert line["course_start"] == (AS_OF - timedelta(days=500)).isoformat()
+    assert set(line["next_due"]) == {"fbc", "lft", "renal"}
+    [statins] = doc["unrecognised"]
+    assert statins["count"] == 2
+    assert "atorvastatin" in statins["text"]
+
+
+def test_evaluate_csv_writes_one_register_row_per_test(tmp_path: Path) -> None:
+    _write_ndjson(tmp_path / "export.ndjson", _practice())
+    result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "csv", str(tmp_path))
+    assert result.exit_code == 0
+    rows = result.stdout.splitlines()  # CRLF rows
+    assert rows[0] == (
+        "patient,drug_group,medication,matched_by,course_start,test,next_due,"
+        "monitored_elsewhere_by,review_on"
+    )
+    assert sorted(row.split(",")[5] for row in rows[1:]) == ["fbc", "lft", "renal"]
+    assert all(row.startswith("Patient/p1,methotrexate,MedicationRequest/") for row in rows[1:])
+    assert all(row.endswith(",,") for row in rows[1:]), "the practice monitors"
+
+
+def test_the_register_names_who_monitors_a_hospital_prescribed_drug(tmp_path: Path) -> None:
+    practice = _practice()
+    for resource in practice:
+        if resource["resourceType"] == "MedicationRequest":
+            resource["requester"] = {"display": "Rheumatology, Oakfield Hospital"}
+            resource["extension"] = [
+                {
+                    "url": "https://fhir.hl7.org.uk/StructureDefinition/"
+                    "Extension-UKCore-MedicationPrescribingOrganizationType",
+                    "valueCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "https://fhir.hl7.org.uk/CodeSystem/"
+                                "UKCore-MedicationPrescribingOrganizationType",
+                                "code": "prescribed-by-another-organisation",
+                            }
+                        ]
+                    },
+                }
+            ]
+    _write_ndjson(tmp_path / "export.ndjson", practice)
+    csv_run = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "csv", str(tmp_path))
+    rows = list(csv.DictReader(io.StringIO(csv_run.stdout)))
+    assert {row["monitored_elsewhere_by"] for row in rows} == {"Rheumatology, Oakfield Hospital"}
+    doc = json.loads(
+        _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "json", str(tmp_path)).stdout
+    )
+    [line] = doc["monitored"]
+    assert line["monitored_elsewhere"]["by"] == "Rheumatology, Oakfield Hospital"
+    kinds = {f["kind"] for f in doc["findings"]}
+    assert kinds.isdisjoint({"due", "overdue"}), "no routine monitoring"
+    assert "out_of_range" in kinds, "results that reach the practice are still read"
+    [ask] = [f for f in doc["findings"] if f["kind"] == "prescribing"]
+    assert ask["code"] == "shared-care-results-not-seen", "the old bloods: ask for the results"
+    summary = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "summary", str(tmp_path))
+    assert "(1 monitored elsewhere)" in summary.stdout
+
+
+def test_evaluate_summary_counts_the_register_and_the_unrecognised(tmp_path: Path) -> None:
+    statin = prescription("Atorvastatin 20mg tablets", AS_OF - timedelta(days=30))
+    _write_ndjson(tmp_path / "export.ndjson", [*_practice(), statin])
+    result = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "summary", str(tmp_path))
+    assert "1 patient drug groups on monitored therapy" in result.stdout
+    assert "1 medication entries not recognised" in result.stdout
+
+
+def test_rules_show_prints_tolerances_and_rules_shared_care_the_codes() -> None:
+    shown = _run("rules", "show", "lithium").stdout
+    assert "severely overdue when a test has not been done on therapy for 3 months" in shown
+    assert "PINCER" in shown
+    opioid = _run("rules", "show", "opioid").stdout
+    assert "severely overdue: no tolerance in the reference (never graded severe)" in opioid
+    shared = _run("rules", "shared-care")
+    assert shared.exit_code == 0
+    assert "prescribed-by-another-organisation" in shared.stdout
+    assert "394828003" in shared.stdout
+    assert "none listed: a practice adds the codes its templates record" in shared.stdout
+    assert "[UNVERIFIED]" in shared.stdout

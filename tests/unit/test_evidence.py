@@ -4,6 +4,7 @@ what each section holds, the as-of cut-off, and text, JSON and HTML output."""
 from __future__ import annotations
 
 import html.parser
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -165,7 +166,7 @@ def _finding(
         patient=f"Patient/{PID}",
         kind=FindingKind.OVERDUE,
         drug_group="methotrexate",
-        rule="methotrexate@1",
+        rule="methotrexate@2",
         check="bloods",
         severity=None,
         due_date=date(2026, 11, 20),
@@ -290,7 +291,7 @@ def test_the_schedule_names_the_pack_its_citations_the_therapy_and_the_tests(
     [applied] = pack.schedules
     assert (applied.drug_group, applied.rule, applied.current) == (
         "methotrexate",
-        "methotrexate@1",
+        "methotrexate@2",
         True,
     )
     assert applied.approved_on == "", "the shipped packs are not clinically signed off"
@@ -304,8 +305,8 @@ def test_the_schedule_names_the_pack_its_citations_the_therapy_and_the_tests(
     assert unverified
     assert all(s.citation.url.startswith("https://") for s in applied.statements)
     done = {d.test: (d.last_done, d.observation) for d in applied.tests}
-    assert done["fbc"] == (AS_OF - timedelta(days=2), "Observation/neut-odd"), (
-        "a value whose unit cannot be normalised still shows the test done"
+    assert done["fbc"] == (AS_OF - timedelta(days=30), "Observation/fbc-recent"), (
+        "a value whose unit cannot be read does not show the test done"
     )
     assert done["renal"] == (AS_OF - timedelta(days=30), "Observation/egfr-recent"), (
         "the result after as-of does not count"
@@ -508,3 +509,18 @@ def test_html_is_escaped_printable_and_structured(pack: EvidencePack) -> None:
     text = " ".join(parsed.text)
     for words in ("Ada Testpatient", "Phil Pharmacist", "no: never compared", "NOT CLINICALLY"):
         assert words in text
+
+
+def test_a_javascript_url_from_a_task_extension_is_shown_not_linked() -> None:
+    """Issue 11: a ``javascript:`` URL in a Task's source extension became a link."""
+    evil = "javascript:alert(document.cookie)"
+    extension = [
+        {"url": t.RULE_EXTENSION, "valueString": "methotrexate@1#bloods"},
+        {"url": t.SOURCE_EXTENSION, "valueUri": evil},
+    ]
+    tasks = [[_task(1, DAY1, "requested", "to-contact", extension=extension)]]
+    page = to_html(_pack(tasks=tasks))
+    assert evil in page, "the value is still shown, as text"
+    assert f'href="{evil}"' not in page
+    assert "javascript:" not in "".join(re.findall(r'href="([^"]*)"', page))
+    assert f'href="{SPS_MTX}"' in to_html(_pack()), "an https source is still a link"

@@ -17,7 +17,6 @@ from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import Skipped
 from hrm_fhir.offline import EvaluationRun, evaluate_paths
 from hrm_fhir.rules.evaluate import Engine
-from hrm_fhir.rules.therapy import MedicationIndex
 from tests.builders import rules
 
 PRACTICE = Path(__file__).resolve().parents[2] / "fixtures" / "practice" / "ndjson"
@@ -44,15 +43,17 @@ def _runs(paths: list[Path]) -> dict[int, tuple[bytes, list[tuple[str, str]]]]:
 
 def _one_reader(paths: list[Path]) -> tuple[bytes, list[tuple[str, str]]]:
     problems: list[tuple[str, str]] = []
-    relevant = MedicationIndex(rules().packs, rules().catalogue).is_relevant
-    builder = RecordBuilder(rules().catalogue, relevant)
+    medicines = rules().medicines()
+    builder = RecordBuilder(rules().catalogue, medicines)
     for origin, resource in iter_resources(expand_paths(paths), lambda *p: problems.append(p)):
         builder.add(origin, resource)
     records = builder.finish()
     engine = Engine.create(rules(), AS_OF)
-    findings = [f for key in sorted(records) for f in engine.evaluate(records[key])]
+    assessments = [engine.assess(records[key]) for key in sorted(records)]
+    findings = [f for a in assessments for f in a.findings]
     findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
-    skipped = sorted([*(Skipped(*p) for p in problems), *builder.skipped], key=astuple)
+    later = [s for a in assessments for s in a.later]
+    skipped = sorted([*(Skipped(*p) for p in problems), *builder.skipped, *later], key=astuple)
     run = EvaluationRun(AS_OF, findings, skipped, len(records))
     return _json(run), problems
 

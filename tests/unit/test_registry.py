@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,12 @@ def test_new_version_supersedes_and_old_version_stays_traceable() -> None:
 
 
 def test_retired_pack_is_not_in_force() -> None:
-    retired = MTX.replace('status = "active"', 'status = "retired"', 1)
-    rule_set = build_rule_set(CATALOGUE, _with("methotrexate.toml", retired))
+    retired = {
+        name: text.replace('status = "active"', 'status = "retired"', 1)
+        for name, text in PACKS.items()
+        if name.startswith("methotrexate")
+    }
+    rule_set = build_rule_set(CATALOGUE, {**PACKS, **retired})
     assert "methotrexate" not in {
         p.id for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)
     }
@@ -123,9 +128,11 @@ def test_extra_packs_are_cached_under_their_own_key(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     extra = tmp_path / "extra"
     extra.mkdir()
-    (extra / "methotrexate.v2.toml").write_text(MTX.replace("version = 1", "version = 2", 1))
-    assert load_rule_set().get("methotrexate").version == 1
-    assert load_rule_set(extra).get("methotrexate").version == 2
+    shipped = load_rule_set().get("methotrexate").version
+    newer = MTX.replace("version = 1", f"version = {shipped + 1}", 1)
+    (extra / f"methotrexate.v{shipped + 1}.toml").write_text(newer)
+    assert load_rule_set().get("methotrexate").version == shipped
+    assert load_rule_set(extra).get("methotrexate").version == shipped + 1
     assert len(list((tmp_path / "cache" / "hrm-fhir").glob("rules-*.pickle"))) == 2
 
 
@@ -136,3 +143,47 @@ def test_unwritable_cache_directory_still_loads(
     not_a_directory.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_directory))
     assert load_rule_set() == build_rule_set(CATALOGUE, PACKS)
+
+
+LATEST_MTX = PACKS["methotrexate.v2.toml"]
+
+
+def test_a_tolerance_citing_an_unknown_source_refuses_to_load() -> None:
+    text = LATEST_MTX.replace('after = "P3M", citation = "pincer"', 'after = "P3M", citation = "x"')
+    assert text != LATEST_MTX
+    with pytest.raises(RuleDefinitionError, match="tolerance cites unknown 'x'"):
+        build_rule_set(CATALOGUE, _with("methotrexate.v2.toml", text))
+
+
+def test_a_tolerance_needs_a_duration() -> None:
+    text = LATEST_MTX.replace('after = "P3M", ', "")
+    with pytest.raises(RuleDefinitionError, match="after"):
+        build_rule_set(CATALOGUE, _with("methotrexate.v2.toml", text))
+
+
+@pytest.mark.parametrize("tolerance_verified", [True, False])
+def test_a_pack_is_verified_only_when_its_tolerances_are(tolerance_verified: bool) -> None:
+    pack = load_rule_set().get("sulfasalazine")
+    [schedule] = pack.schedules
+    assert schedule.severely_overdue is not None
+    tolerance = replace(schedule.severely_overdue, verified=tolerance_verified)
+    verified_schedule = replace(schedule, verified=True, severely_overdue=tolerance)
+    bare = replace(pack, schedules=(verified_schedule,), thresholds=(), prescribing=())
+    assert bare.verified is tolerance_verified
+
+
+def test_one_version_carries_every_change_made_to_a_pack_at_once() -> None:
+    """Antipsychotic version 2 was made twice side by side (issue 9's ingredients, issue 10's
+    tolerances): the one version in force has both, and version 1 neither. Opioid version 2
+    (ingredients only) and version 3 (issue 10's checks) keep their reviews ungraded: the
+    reference gives no tolerance."""
+    rule_set = load_rule_set()
+    latest, first = rule_set.get("antipsychotic"), rule_set.get("antipsychotic", 1)
+    assert latest.version == 2
+    assert latest.effective_from == first.effective_from
+    added = {i.name for i in latest.ingredients} - {i.name for i in first.ingredients}
+    assert {"flupentixol", "zuclopenthixol", "fluphenazine"} <= added
+    assert all(s.severely_overdue is not None for s in latest.schedules)
+    assert all(s.severely_overdue is None for s in first.schedules)
+    for opioid in (p for p in rule_set.packs if p.id == "opioid" and p.version >= 2):
+        assert all(s.severely_overdue is None for s in opioid.schedules)

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from tests.builders import AS_OF, evaluate, observation, of_kind, patient, repeats
+from tests.builders import AS_OF, EGFR, bloods, evaluate, observation, of_kind, patient, repeats
 
-FBC, LFT, EGFR, LITHIUM, CRCL = (
-    "1022441000000101",
-    "997531000000108",
-    "1011481000000105",
-    "1006681000000100",
-    "968191000000100",
-)
+LITHIUM, CRCL = "1006681000000100", "968191000000100"
 CREAT, TSH, CALCIUM, WEIGHT = "1000731000000107", "1022791000000101", "1000691000000101", "27113001"
 HBA1C, CHOL, SBP = "999791000000106", "1005671000000105", "72313002"
 
 
 def _monitoring(found: list[Any], group: str) -> list[Any]:
     return of_kind(found, "overdue", group) + of_kind(found, "due", group)
-
-
-def _bloods(on: date) -> list[dict[str, Any]]:
-    return [
-        observation(FBC, None, "1", on),
-        observation(LFT, None, "1", on),
-        observation(EGFR, 90, "mL/min/{1.73_m2}", on),
-    ]
 
 
 def test_sulfasalazine_stops_routine_bloods_after_twelve_months() -> None:
@@ -40,7 +26,9 @@ def test_sulfasalazine_stops_routine_bloods_after_twelve_months() -> None:
         ),
     ]
     assert (
-        _monitoring(evaluate(established + _bloods(AS_OF - timedelta(days=200))), "sulfasalazine")
+        _monitoring(
+            evaluate(established + bloods(AS_OF - timedelta(days=200), egfr=90)), "sulfasalazine"
+        )
         == []
     )
     recent = [
@@ -50,7 +38,7 @@ def test_sulfasalazine_stops_routine_bloods_after_twelve_months() -> None:
         ),
     ]
     [finding] = _monitoring(
-        evaluate(recent + _bloods(AS_OF - timedelta(days=100))), "sulfasalazine"
+        evaluate(recent + bloods(AS_OF - timedelta(days=100), egfr=90)), "sulfasalazine"
     )
     assert finding.kind.value == "overdue"
 
@@ -208,5 +196,5 @@ def test_methotrexate_with_leflunomide_is_monthly(with_leflunomide: bool, overdu
             AS_OF - timedelta(days=5),
             dosage="10mg daily",
         )
-    found = evaluate([patient(), *chain, *_bloods(AS_OF - timedelta(weeks=5))])
+    found = evaluate([patient(), *chain, *bloods(AS_OF - timedelta(weeks=5), egfr=90)])
     assert bool(of_kind(found, "overdue", "methotrexate")) is overdue

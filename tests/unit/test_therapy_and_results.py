@@ -7,6 +7,7 @@ from datetime import timedelta
 from tests.builders import (
     AS_OF,
     SNOMED,
+    bloods,
     evaluate,
     observation,
     of_kind,
@@ -17,15 +18,7 @@ from tests.builders import (
 
 MTX = "Methotrexate 2.5mg tablets"
 WEEKLY = {"frequency": 1, "period": 1, "periodUnit": "wk"}
-FBC, LFT, EGFR, NEUT = "1022441000000101", "997531000000108", "1011481000000105", "1022551000000104"
-
-
-def _bloods(on, **kw):
-    return [
-        observation(FBC, None, "1", on, **kw),
-        observation(LFT, None, "1", on, **kw),
-        observation(EGFR, 85, "mL/min/{1.73_m2}", on, **kw),
-    ]
+NEUT = "1022551000000104"
 
 
 def _established(**kw):
@@ -36,34 +29,34 @@ def _established(**kw):
 
 
 def test_flags_overdue_monitoring_when_last_result_predates_interval() -> None:
-    found = evaluate(_established() + _bloods(AS_OF - timedelta(days=120)))
+    found = evaluate(_established() + bloods(AS_OF - timedelta(days=120)))
     [overdue] = of_kind(found, "overdue", "methotrexate")
     assert overdue.tests == ("fbc", "lft", "renal")
     assert overdue.due_date == AS_OF - timedelta(days=120) + timedelta(weeks=12)
-    assert overdue.rule == "methotrexate@1"
+    assert overdue.rule == "methotrexate@2"
 
 
 def test_in_range_result_inside_interval_removes_the_overdue_finding() -> None:
-    stale = _established() + _bloods(AS_OF - timedelta(days=120))
+    stale = _established() + bloods(AS_OF - timedelta(days=120))
     assert of_kind(evaluate(stale), "overdue")
-    fresh = stale + _bloods(AS_OF - timedelta(days=5))
+    fresh = stale + bloods(AS_OF - timedelta(days=5))
     assert of_kind(evaluate(fresh), "overdue") == []
     assert of_kind(evaluate(fresh), "due") == []
 
 
 def test_results_dated_after_as_of_are_ignored() -> None:
     resources = (
-        _established() + _bloods(AS_OF - timedelta(days=120)) + _bloods(AS_OF + timedelta(days=2))
+        _established() + bloods(AS_OF - timedelta(days=120)) + bloods(AS_OF + timedelta(days=2))
     )
     assert of_kind(evaluate(resources), "overdue", "methotrexate")
 
 
 def test_entered_in_error_and_preliminary_results_never_count() -> None:
-    base = _established() + _bloods(AS_OF - timedelta(days=120))
+    base = _established() + bloods(AS_OF - timedelta(days=120))
     for status in ("entered-in-error", "cancelled", "preliminary"):
-        resources = base + _bloods(AS_OF - timedelta(days=5), status=status)
+        resources = base + bloods(AS_OF - timedelta(days=5), status=status)
         assert of_kind(evaluate(resources), "overdue", "methotrexate"), status
-    amended = base + _bloods(AS_OF - timedelta(days=5), status="amended")
+    amended = base + bloods(AS_OF - timedelta(days=5), status="amended")
     assert of_kind(evaluate(amended), "overdue", "methotrexate") == []
 
 
@@ -99,7 +92,7 @@ def test_erroneous_draft_and_proposed_requests_are_ignored() -> None:
 
 
 def test_deceased_patient_raises_nothing() -> None:
-    resources = _established() + _bloods(AS_OF - timedelta(days=200))
+    resources = _established() + bloods(AS_OF - timedelta(days=200))
     resources[0] = patient(deceasedDateTime=(AS_OF - timedelta(days=30)).isoformat())
     assert evaluate(resources) == []
     resources[0] = patient(deceasedDateTime=(AS_OF + timedelta(days=30)).isoformat())
@@ -108,7 +101,7 @@ def test_deceased_patient_raises_nothing() -> None:
 
 def test_new_start_follows_the_initiation_schedule() -> None:
     start = AS_OF - timedelta(days=20)
-    resources = [patient(), prescription(MTX, start, timing=WEEKLY)] + _bloods(
+    resources = [patient(), prescription(MTX, start, timing=WEEKLY)] + bloods(
         start - timedelta(days=3)
     )
     [finding] = of_kind(evaluate(resources), "overdue", "methotrexate")
@@ -122,16 +115,16 @@ def test_dose_change_restarts_the_initiation_schedule() -> None:
     changed = AS_OF - timedelta(days=12)
     chain.append(prescription(MTX, changed, dosage="15mg once weekly"))
     chain[-2]["status"] = "completed"
-    resources = [patient(), *chain, *_bloods(AS_OF - timedelta(days=30))]
+    resources = [patient(), *chain, *bloods(AS_OF - timedelta(days=30))]
     [finding] = of_kind(evaluate(resources), "due", "methotrexate")
     assert finding.due_date == changed + timedelta(weeks=2)
-    unchanged = [patient(), *chain[:-1], *_bloods(AS_OF - timedelta(days=30))]
+    unchanged = [patient(), *chain[:-1], *bloods(AS_OF - timedelta(days=30))]
     unchanged[-4]["status"] = "active"
     assert of_kind(evaluate(unchanged), "due") == []
 
 
 def test_due_window_is_configurable() -> None:
-    resources = _established() + _bloods(AS_OF - timedelta(weeks=12) + timedelta(days=20))
+    resources = _established() + bloods(AS_OF - timedelta(weeks=12) + timedelta(days=20))
     assert of_kind(evaluate(resources), "due") == []
     [due] = of_kind(evaluate(resources, window_days=30), "due")
     assert due.due_date == AS_OF + timedelta(days=20)

@@ -54,7 +54,7 @@ def test_units_that_cannot_be_normalised(units: UnitTable, analyte: str, unit: s
         ({"text": "60mg twice daily"}, 2, 60, "mg", "text"),
         ({"text": "1g at night"}, 1, 1000, "mg", "text"),
         ({"text": "Take two tablets four times a day"}, 4, 2, "unit", "text"),
-        ({"text": "one every 6 hours"}, 4, None, None, "text"),
+        ({"text": "one every 6 hours"}, 4, 1, "unit", "text"),
         ({"text": "7.5mg weekly"}, 1 / 7, 7.5, "mg", "text"),
         ({"text": "As directed"}, None, None, None, "none"),
         (
@@ -98,6 +98,97 @@ def test_dosage_is_read_structured_first_then_from_text(
     assert dosage.dose_value == (pytest.approx(dose) if dose is not None else None)
     assert dosage.dose_unit == unit
     assert dosage.source == source
+
+
+@pytest.mark.parametrize(
+    ("text", "per_day", "dose", "unit"),
+    [
+        # methotrexate read as daily (issue 9), and the UK abbreviations
+        ("every morning", 1, None, None),
+        ("4 tablets a day", 1, 4, "unit"),
+        ("10 mg per day", 1, 10, "mg"),
+        ("OM", 1, None, None),
+        ("10mg/day", 1, 10, "mg"),
+        ("2.5mg od", 1, 2.5, "mg"),
+        ("1 ON", 1, 1, "unit"),
+        ("1 nocte", 1, 1, "unit"),
+        ("1 mane", 1, 1, "unit"),
+        ("1 tab b.d.", 2, 1, "unit"),
+        ("1 BDS", 2, 1, "unit"),
+        ("1 three times a day", 3, 1, "unit"),
+        ("1 TDS", 3, 1, "unit"),
+        ("2 qds prn", 4, 2, "unit"),
+        ("take 10mls q.d.s. p.r.n.", 4, 10, "ml"),
+        ("1 q4h prn", 6, 1, "unit"),
+        ("1 qqh", 6, 1, "unit"),
+        # dm+d / EPS label phrasing
+        ("ONE to be taken each day", 1, 1, "unit"),
+        ("ONE tablet to be taken TWICE a day", 2, 1, "unit"),
+        ("TWO tablets twice a day", 2, 2, "unit"),
+        ("THREE to be taken once a week", 1 / 7, 3, "unit"),
+        ("take 2 at night", 1, 2, "unit"),
+        ("Take half a tablet daily", 1, 0.5, "unit"),
+        ("One and a half tablets twice daily", 2, 1.5, "unit"),
+        ("Take ONE tablet on Monday", 1 / 7, 1, "unit"),
+        ("10 mg once a week on Monday", 1 / 7, 10, "mg"),
+        ("15mg/week", 1 / 7, 15, "mg"),
+        ("twice weekly", 2 / 7, None, None),
+        ("on Mondays and Thursdays", 2 / 7, None, None),
+        ("every other day", 0.5, None, None),
+        ("apply one patch every 72 hours", 1 / 3, 1, "unit"),
+        ("one patch every 3 days", 1 / 3, 1, "unit"),
+        ("5ml four times a day", 4, 5, "ml"),
+        ("2 x 10mg tablets at night", 1, 20, "mg"),
+        # several doses a day, ranges: the worst case
+        ("ONE in the morning and TWO at night", 2, 1.5, "unit"),
+        ("10mg in the morning and 20mg at night", 2, 15, "mg"),
+        ("1 mane 2 nocte", 2, 1.5, "unit"),
+        ("take 1 or 2 4 times/day", 4, 2, "unit"),
+        ("1-2 every 4-6 hours when required", 6, 2, "unit"),
+        ("two to three times a day", 3, None, None),
+        ("2.5mg daily except on Sundays", 1, 2.5, "mg"),
+        ("Take 4 tablets once a week. Do not take daily", 1 / 7, 4, "unit"),
+        # not stated: never guessed
+        ("Take 4 tablets", None, 4, "unit"),
+        ("THREE to be taken", None, 3, "unit"),
+        ("As directed", None, None, None),
+        ("when required", None, None, None),
+        ("1 QD", None, 1, "unit"),
+        ("", None, None, None),
+    ],
+)
+def test_uk_dosage_text_is_read(
+    text: str, per_day: float | None, dose: float | None, unit: str | None
+) -> None:
+    dosage = parse_dosage([{"text": text}])
+    assert dosage.per_day == (pytest.approx(per_day) if per_day is not None else None)
+    assert dosage.dose_value == (pytest.approx(dose) if dose is not None else None)
+    assert dosage.dose_unit == unit
+
+
+def test_instructions_taken_together_add_up_and_steps_count_the_highest() -> None:
+    morning = {"text": "1 in the morning", "timing": {"repeat": {"when": ["MORN"]}}}
+    night = {"text": "2 at night", "timing": {"repeat": {"when": ["NIGHT"]}}}
+    together = parse_dosage([morning, night])
+    assert (together.per_day, together.dose_value, together.dose_unit) == (2, 1.5, "unit")
+    steps = parse_dosage([{**morning, "sequence": 1}, {**night, "sequence": 2}])
+    assert (steps.per_day, steps.dose_value) == (1, 2)
+    unread = parse_dosage([morning, {"text": "as directed"}])
+    assert unread.per_day is None
+
+
+def test_structured_dose_range_counts_its_upper_end() -> None:
+    dosage = parse_dosage(
+        [
+            {
+                "timing": {"repeat": {"frequency": 4, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {"doseRange": {"low": {"value": 5}, "high": {"value": 10, "unit": "mg"}}}
+                ],
+            }
+        ]
+    )
+    assert (dosage.per_day, dosage.dose_value, dosage.dose_unit) == (4, 10, "mg")
 
 
 def test_product_strength_from_text() -> None:

@@ -6,7 +6,15 @@ import copy
 
 from hrm_fhir.domain import FindingKind
 from hrm_fhir.records import FindingRecord, ResourceType
-from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, desired_resources, plan
+from hrm_fhir.tasks.emit import (
+    Counts,
+    Desired,
+    PatientContext,
+    content_hash,
+    desired_resources,
+    plan,
+)
+from hrm_fhir.terminology import BUSINESS_STATUS
 from tests.store.examples import AS_OF, finding
 
 ALIVE = PatientContext(True, frozenset({"lithium"}), {})
@@ -96,3 +104,29 @@ def test_a_resource_that_is_not_valid_fhir_is_planned_as_an_error_not_a_write() 
     assert work.to_json()["invalid"] == [
         {"resource": broken.key, "error": "not valid FHIR, not written: ValidationError"}
     ]
+
+
+def test_a_task_cancelled_as_monitored_elsewhere_whose_finding_holds_again_is_reopened() -> None:
+    desired = _desired("hrm-1")
+    wanted = desired["hrm-1"]
+    cancelled = _on_server(
+        wanted,
+        status="cancelled",
+        statusReason={"text": "monitored elsewhere"},
+        businessStatus={"coding": [{"system": BUSINESS_STATUS, "code": "monitored-elsewhere"}]},
+    )
+    assert content_hash(cancelled) == wanted.digest, "only the workflow fields differ"
+    work = plan(desired, [], {}, {wanted.key: cancelled})
+    [(updated, reopened)] = work.updates
+    assert updated is wanted
+    assert (reopened["status"], reopened["businessStatus"]["coding"][0]["code"]) == (
+        "requested",
+        "to-contact",
+    )
+    assert "statusReason" not in reopened
+    assert reopened["meta"]["versionId"] == "3", "written over the version the server holds"
+    assert work.counts() == Counts(updated=1)
+    ledger = [_ledger(wanted)]
+    assert plan(desired, ledger, {}, {wanted.key: cancelled}).counts() == Counts(updated=1), (
+        "whatever the ledger holds"
+    )

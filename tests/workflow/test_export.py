@@ -6,6 +6,9 @@ import csv
 import io
 from datetime import date
 
+import pytest
+
+from hrm_fhir.untrusted import safe_cell
 from hrm_fhir.workflow.export import to_csv, to_table
 from hrm_fhir.workflow.model import ChaseStep, Priority, Stage
 from hrm_fhir.workflow.service import PatientDetails, WorklistEntry
@@ -67,3 +70,21 @@ def test_the_table_marks_chases_due_this_week() -> None:
     assert lines[1].endswith("remind (due this week)")
     assert "26d" in lines[1]
     assert to_table([], {}).splitlines()[1] == "(nobody to contact)"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [" =HYPERLINK(1)", "   +1+1", "\u00a0@SUM(A1)", "  -2+3", " \tx", "\r=1", "\t=1"],
+)
+def test_a_formula_after_leading_spaces_is_neutralised(cell: str) -> None:
+    """Issue 11: the worklist CSV let a formula through when it began with a space."""
+    details = {"Patient/a": PatientDetails(cell, "9990001112", cell, "sms")}
+    rows = list(csv.reader(io.StringIO(to_csv([_entry("Patient/a")], details), newline="")))
+    assert len(rows) == 2, "a line break in a cell never splits its row"
+    assert rows[1][1] == f"'{cell}"
+    assert rows[1][2] == f"'{cell}"
+
+
+@pytest.mark.parametrize("cell", [" +44 7700 900123", "-12", "Ada = Example", "x+1"])
+def test_phone_numbers_and_plain_text_are_kept(cell: str) -> None:
+    assert safe_cell(cell) == cell

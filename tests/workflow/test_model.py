@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from hrm_fhir import terminology as t
-from hrm_fhir.errors import WorkflowError, WorkflowPermissionError
+from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
 from hrm_fhir.workflow.model import (
     Action,
     Actor,
@@ -148,15 +148,17 @@ def test_roles(role: Role, action: Action, allowed: bool) -> None:
             require_role(_actor(role), action)
 
 
-def test_a_practice_user_acts_only_on_their_practices_patients() -> None:
+def test_another_practice_s_patient_is_not_found_as_if_there_were_none() -> None:
     patients_gps = frozenset({"Organization/org-1"})
-    require_practice(_actor(Role.TECHNICIAN, "org-1"), patients_gps)
-    require_practice(_actor(Role.TECHNICIAN, "Organization/org-1"), patients_gps)
-    require_practice(_actor(Role.ADMIN, None), patients_gps)
-    with pytest.raises(WorkflowPermissionError, match="another practice"):
-        require_practice(_actor(Role.PHARMACIST, "org-2"), patients_gps)
-    with pytest.raises(WorkflowPermissionError):
-        require_practice(_actor(Role.PHARMACIST, "org-2"), frozenset())
+    missing = "no Task t1"
+    require_practice(_actor(Role.TECHNICIAN, "org-1"), patients_gps, missing)
+    require_practice(_actor(Role.TECHNICIAN, "Organization/org-1"), patients_gps, missing)
+    require_practice(_actor(Role.ADMIN, None), patients_gps, missing)
+    with pytest.raises(WorkflowNotFoundError) as refused:
+        require_practice(_actor(Role.PHARMACIST, "org-2"), patients_gps, missing)
+    assert str(refused.value) == missing
+    with pytest.raises(WorkflowNotFoundError):
+        require_practice(_actor(Role.PHARMACIST, "org-2"), frozenset(), missing)
 
 
 def test_stage_of_reads_the_sweeps_codes_terminal_statuses_and_other_clients_text() -> None:
@@ -194,9 +196,13 @@ def test_a_chase_is_due_this_week_when_it_falls_due_within_seven_days() -> None:
 
 
 def test_priority_puts_out_of_range_follow_ups_then_severely_overdue_first() -> None:
-    assert priority(out_of_range=True, days_overdue=0) is Priority.OUT_OF_RANGE
-    assert priority(out_of_range=False, days_overdue=28) is Priority.SEVERELY_OVERDUE
-    assert priority(out_of_range=False, days_overdue=3) is Priority.OVERDUE
-    assert priority(out_of_range=False, days_overdue=0) is Priority.DUE
+    def rank(out_of_range: bool, days: int, severe: bool) -> Priority:
+        return priority(out_of_range=out_of_range, days_overdue=days, severely_overdue=severe)
+
+    assert rank(True, 0, True) is Priority.OUT_OF_RANGE
+    assert rank(False, 3, True) is Priority.SEVERELY_OVERDUE, "the rule pack's grade, not days"
+    assert rank(False, 200, False) is Priority.OVERDUE, "no fixed number of days makes it severe"
+    assert rank(False, 3, False) is Priority.OVERDUE
+    assert rank(False, 0, False) is Priority.DUE
     ranks = [p.rank for p in Priority]
     assert ranks == sorted(ranks)

@@ -1,0 +1,172 @@
+"""What an incremental sweep notices, against a real HAPI FHIR server: a change to any resource a
+rule reads (the record types, the shared-care entries and arrangement Tasks, coded Conditions,
+Goals) brings its patient back, and only those patients; they are re-read in groups with every
+type a rule reads, not from the snapshot kept at the last sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, time, timedelta
+
+import orjson
+import pytest
+
+from hrm_fhir.adapters import store
+from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.workflow.model import Actor, Role
+from hrm_fhir.workflow.resources import arrangement_task
+from tests.builders import LOINC, PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
+from tests.integration.harness import Harness
+from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, Resource, several
+
+pytestmark = pytest.mark.hapi
+INR = "6301-6"
+RULES = rules_with_shared_care_entries()
+"""The shipped rules with coded shared-care entries, so that the sweep searches Conditions,
+Procedures and Flags for them (the shipped catalogue lists no entry codes)."""
+ACTIVE = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+    ]
+}
+
+
+def _sweep(h: Harness) -> SweepSummary:
+    summary = run_sweep(h.settings, h.sessions, h.gateway, RULES, as_of=AS_OF)
+    assert summary.counts.errors == 0
+    return summary
+
+
+def _warfarin(p: Practice) -> list[Resource]:
+    long_ago, recent = AS_OF - timedelta(days=700), AS_OF - timedelta(days=6)
+    return [
+        p.patient("warf", born="1950-01-01"),
+        *p.repeats("warf", "Warfarin 3mg tablets", long_ago, recent),
+        p.result("warf", INR, 2.5, "{INR}", AS_OF - timedelta(days=10)),
+    ]
+
+
+def _entry(p: Practice, kind: str, name: str, code: dict[str, str], **fields: object) -> Resource:
+    return {
+        "resourceType": kind,
+        "id": p.pid(f"{name}-{kind.lower()}"),
+        "subject": {"reference": f"Patient/{p.pid(name)}"},
+        "code": {"coding": [code]},
+        **fields,
+    }
+
+
+def _one_change_each(p: Practice) -> dict[str, Resource]:
+    """Per patient, the one resource that changes after the first sweep, one of each type a
+    rule reads (the patient's name -> the resource)."""
+    day = (AS_OF - timedelta(days=1)).isoformat()
+    shared_care = {"system": PRACTICE_CODES, "code": "shared-care"}
+    pharmacist = Actor("pharmacist-1", Role.PHARMACIST, "Pat Pharmacist", p.org)
+    return {
+        "mtx0": p.patient("mtx0", telecom=[{"system": "phone", "value": "01632 960000"}]),
+        "opioid0": p.prescription(
+            "opioid0", "Morphine sulfate 60mg modified-release tablets", AS_OF - timedelta(days=1)
+        ),
+        "statin0": {
+            "resourceType": "MedicationStatement",
+            "id": p.pid("statin0-statement"),
+            "status": "active",
+            "subject": {"reference": f"Patient/{p.pid('statin0')}"},
+            "medicationCodeableConcept": {"text": "Lithium carbonate 400mg MR tablets"},
+            "effectiveDateTime": (AS_OF - timedelta(days=200)).isoformat(),
+            "dosage": [{"text": "800mg at night"}],
+        },
+        "statin1": p.prescription(
+            "statin1", "Methotrexate 2.5mg tablets", AS_OF - timedelta(days=1), dosage="weekly"
+        ),
+        "lith0": p.result("lith0", LITHIUM, 0.7, "mmol/L", AS_OF - timedelta(days=1)),
+        "mtx1": {
+            "resourceType": "DiagnosticReport",
+            "id": p.pid("mtx1-report"),
+            "status": "final",
+            "code": {"text": "Full blood count"},
+            "subject": {"reference": f"Patient/{p.pid('mtx1')}"},
+            "effectiveDateTime": day,
+        },
+        "lith1": _entry(
+            p,
+            "Condition",
+            "lith1",
+            {"system": SNOMED, "code": TOXIC_LITHIUM},
+            clinicalStatus=ACTIVE,
+            onsetDateTime=day,
+        ),
+        "warf": {
+            "resourceType": "Goal",
+            "id": p.pid("warf-goal"),
+            "lifecycleStatus": "active",
+            "subject": {"reference": f"Patient/{p.pid('warf')}"},
+            "description": {"text": "INR target range"},
+            "target": [
+                {
+                    "measure": {"coding": [{"system": LOINC, "code": INR}]},
+                    "detailRange": {"low": {"value": 2.5}, "high": {"value": 3.5}},
+                }
+            ],
+        },
+        "lith2": _entry(
+            p, "Condition", "lith2", shared_care, clinicalStatus=ACTIVE, onsetDateTime=day
+        ),
+        "opioid1": _entry(
+            p, "Procedure", "opioid1", shared_care, status="completed", performedDateTime=day
+        ),
+        "opioid2": _entry(p, "Flag", "opioid2", shared_care, status="active"),
+        "mtx2": arrangement_task(
+            None,
+            resource_id=p.pid("mtx2-arrangement"),
+            patient=f"Patient/{p.pid('mtx2')}",
+            drug_group="methotrexate",
+            title="Methotrexate",
+            actor=pharmacist,
+            now=datetime.combine(AS_OF, time(9), UTC),
+            today=AS_OF,
+            elsewhere=("Rheumatology, Oakfield Hospital", AS_OF + timedelta(days=90)),
+        ),
+    }
+
+
+def _unread_changes(p: Practice) -> dict[str, Resource]:
+    """Changes no rule reads: a Condition coded as nothing a pack or the shared-care list
+    names (a known patient), and a result of a patient on no monitored drug."""
+    hypertension = {"system": SNOMED, "code": "38341003"}
+    return {
+        "mtx3": _entry(p, "Condition", "mtx3", hypertension, clinicalStatus=ACTIVE),
+        "statin2": p.result("statin2", LITHIUM, 0.5, "mmol/L", AS_OF - timedelta(days=1)),
+    }
+
+
+def _snapshot(h: Harness, name: str) -> dict[tuple[str, str], str]:
+    """The patient's snapshot kept by the last sweep: (type, id) -> version."""
+    with h.sessions.begin() as session:
+        body = store.load_snapshots(session).get(f"Patient/{h.practice.pid(name)}")
+    resources = orjson.loads(body) if body else []
+    return {(r["resourceType"], r["id"]): (r.get("meta") or {}).get("versionId") for r in resources}
+
+
+@pytest.mark.usefixtures("database_url")
+def test_an_incremental_sweep_re_reads_a_patient_after_a_change_of_any_type_a_rule_reads(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.settings = dataclasses.replace(h.settings, watermark_overlap_seconds=0)
+    h.upload([*several(h.practice, 4), *_warfarin(h.practice)])
+    assert _sweep(h).mode == "full"
+    changes = _one_change_each(h.practice)
+    unread = _unread_changes(h.practice)
+    h.upload([*changes.values(), *unread.values()])
+    written = {name: (r["resourceType"], r["id"], "1") for name, r in changes.items()}
+    written["mtx0"] = ("Patient", h.practice.pid("mtx0"), "2")
+
+    summary = _sweep(h)
+
+    assert summary.mode == "incremental"
+    for name, (kind, rid, version) in written.items():
+        assert _snapshot(h, name).get((kind, rid)) == version, f"{kind} of {name} re-read"
+    assert summary.records_read == len(changes), "the changed patients, in groups, and no one else"
+    assert ("Condition", unread["mtx3"]["id"]) not in _snapshot(h, "mtx3")
+    assert _snapshot(h, "statin2") == {}, "not on a monitored drug: not followed"
