@@ -5,9 +5,9 @@ starts a private HAPI sandbox on 127.0.0.1 (unless --fhir-base names a running o
 practice's NDJSON into it when it is not there yet, then, per run:
 
 - **bare paging**: a plain ``requests`` loop that pages through what a sweep reads (Patient,
-  MedicationRequest, MedicationStatement, Observation, DiagnosticReport and the rules' extra
-  searches (``fetch.record_searches``) in the practice scope, Medication unscoped) with
-  ``_count=500``, parsing each page with ``orjson`` and nothing else;
+  MedicationRequest, MedicationStatement, Observation, DiagnosticReport, Procedure and the
+  rules' extra searches (``fetch.record_searches``) in the practice scope, Medication unscoped)
+  with ``_count=500``, parsing each page with ``orjson`` and nothing else;
 - **full sweep** with a fresh SQLite database; then a second **full reconciliation** over the
   unchanged data, and an **incremental** sweep with nothing changed, on the same database.
 

@@ -1,10 +1,11 @@
 """What a sweep reads from the FHIR server: narrow searches, deduplicated resources.
 
 - A full read pages through each record type in scope once (Patient, MedicationRequest and
-  MedicationStatement with the Medications they reference, Observation, DiagnosticReport) and
-  runs what the rules name beyond them (``record_searches``: shared-care entries and arrangement
-  Tasks, Conditions coded as a finding a rule fires on, Goals in force), optionally within one
-  practice (chained on the patient's general practitioner).
+  MedicationStatement with the Medications they reference, Observation, DiagnosticReport and
+  Procedure: a medication review or a chest X-ray recorded as a procedure) and runs what the
+  rules name beyond them (``record_searches``: shared-care entries and arrangement Tasks,
+  Conditions coded as a finding a rule fires on, Goals in force), optionally within one practice
+  (chained on the patient's general practitioner).
 - An incremental sweep finds the patients whose records changed since the watermark
   (``_lastUpdated=gt``, the server's own clock minus an overlap) with one light search per
   record type and per extra search, and re-reads their records twenty patients per search
@@ -38,7 +39,9 @@ weighs them: measured 0.15 to 0.3 on the local sandbox with pages of 500 at 20,0
 server far away, whose round trip adds the same to both."""
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 """Evidence of therapy: prescriptions, and statements of what the patient takes."""
-RECORD_TYPES = ("Patient", *MEDICATION_TYPES, "Observation", "DiagnosticReport")
+RESULT_TYPES = ("Observation", "DiagnosticReport", "Procedure")
+"""What shows a test done: results, reports, and procedures such as a medication review."""
+RECORD_TYPES = ("Patient", *MEDICATION_TYPES, *RESULT_TYPES)
 Search = tuple[str, dict[str, str]]
 """A search beyond the record types: resource type and the parameters that narrow it."""
 IDS_PER_SEARCH = 50
@@ -51,8 +54,8 @@ OPEN_TASK_STATUSES = "requested,received,accepted,ready,in-progress,on-hold"
 
 def arrangement_searches(rules: RuleSet) -> list[Search]:
     """Searches for statements of who monitors (shared care) that the record types do not hold:
-    the service's arrangement Tasks, and Condition, Procedure and Flag entries when the
-    catalogue lists shared-care entry codes (Observations are read whole anyway). R4 gives Flag
+    the service's arrangement Tasks, and Condition and Flag entries when the catalogue lists
+    shared-care entry codes (Observations and Procedures are read whole anyway). R4 gives Flag
     no ``code`` search parameter (HAPI answers 400), so every Flag but the service's own is
     read and its code matched locally."""
     searches: list[Search] = [
@@ -61,7 +64,7 @@ def arrangement_searches(rules: RuleSet) -> list[Search]:
     shared = rules.catalogue.shared_care
     codes = sorted({f"{c.system}|{c.code}" for c in shared.entries}) if shared else []
     for chunk in _chunks(codes, CODES_PER_SEARCH):
-        searches += [(kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Procedure")]
+        searches.append(("Condition", {"code": ",".join(chunk)}))
     if codes:
         searches.append(("Flag", {"_tag:not": OURS_TAG}))
     return searches
@@ -303,8 +306,8 @@ def _patient_searches(wanted: list[str], extra: Sequence[Search]) -> Iterator[Se
         yield "Patient", {"_id": ",".join(p.split("/", 1)[1] for p in group)}
         for kind in MEDICATION_TYPES:
             yield kind, {"subject": subjects, "_include": f"{kind}:medication"}
-        yield "Observation", {"subject": subjects}
-        yield "DiagnosticReport", {"subject": subjects}
+        for kind in RESULT_TYPES:
+            yield kind, {"subject": subjects}
         for kind, params in extra:
             yield kind, {**params, "subject": subjects}
 
@@ -313,8 +316,8 @@ def _scope_searches(scope: Scope, extra: Sequence[Search]) -> Iterator[Search]:
     yield "Patient", scope.params("Patient")
     for kind in MEDICATION_TYPES:
         yield kind, {**scope.params(kind), "_include": f"{kind}:medication"}
-    yield "Observation", scope.params("Observation")
-    yield "DiagnosticReport", scope.params("DiagnosticReport")
+    for kind in RESULT_TYPES:
+        yield kind, scope.params(kind)
     for kind, params in extra:
         yield kind, {**params, **scope.params(kind)}
 

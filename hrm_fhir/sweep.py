@@ -319,7 +319,7 @@ def _evaluate(
     for key in sorted(records):
         record = records[key]
         therapies = engine.therapies(record)
-        groups = frozenset(g for g, th in therapies.items() if th.current)
+        groups = engine.followed(therapies)
         alive = record.patient is None or record.patient.is_alive_on(as_of)
         assessment = engine.assess(record)
         elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))

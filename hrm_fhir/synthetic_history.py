@@ -232,7 +232,7 @@ def _sweep(
         therapies = engine.therapies(record)
         context = PatientContext(
             alive=record.patient is None or record.patient.is_alive_on(engine.as_of),
-            current_groups=frozenset(g for g, t in therapies.items() if t.current),
+            current_groups=engine.followed(therapies),
             latest_results={},
         )
         row.closed_at, row.closed_sweep_id = moment, sweep.id

@@ -159,6 +159,49 @@ def bloods(on: date, egfr: float = 85, **kwargs: Any) -> list[dict[str, Any]]:
     ]
 
 
+NEUTRAL: dict[str, tuple[str, float | None, str]] = {
+    "fbc": ("fbc_panel", None, "1"),
+    "lft": ("lft_panel", None, "1"),
+    "renal": ("egfr", 90, "mL/min/{1.73_m2}"),
+    "lithium": ("lithium", 0.6, "mmol/L"),
+    "tft": ("tft_panel", None, "1"),
+    "calcium": ("calcium", 2.35, "mmol/L"),
+    "inr": ("inr", 2.5, "{INR}"),
+    "hba1c": ("hba1c", 38, "mmol/mol"),
+    "lipids": ("cholesterol", 4.5, "mmol/L"),
+    "weight": ("weight", 70, "kg"),
+    "bp": ("sbp", 120, "mm[Hg]"),
+    "ecg": ("qtc", 400, "ms"),
+    "review": ("medication_review", None, "1"),
+    "tpmt": ("tpmt", None, "1"),
+    "chest_xray": ("chest_xray", None, "1"),
+    "height": ("height", 170, "cm"),
+    "waist": ("waist", 90, "cm"),
+    "pulse": ("pulse", 70, "/min"),
+    "hepatitis_b": ("hbsag", None, "1"),
+    "hepatitis_c": ("hcv_antibody", None, "1"),
+    "hiv": ("hiv_test", None, "1"),
+}
+"""Per catalogue test: a normal result that shows it done, chosen so that no threshold or
+modifier fires (analyte, value, unit)."""
+
+
+def done(tests: Any, on: date, **kwargs: Any) -> list[dict[str, Any]]:
+    """A normal result on ``on`` for each of ``tests`` (catalogue test ids)."""
+    out = []
+    for test in tests:
+        analyte, value, unit = NEUTRAL[test]
+        code = rules().catalogue.analytes[analyte].codes[0]
+        out.append(observation(code.code, value, unit, on, system=code.system, **kwargs))
+    return out
+
+
+def baseline(group: str, on: date, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every baseline test the drug group's pack in force asks for, done on ``on``."""
+    [pack] = [p for p in rules().in_force(AS_OF) if p.drug_group == group]
+    return done(dict.fromkeys(t for b in pack.baselines for t in b.tests), on, **kwargs)
+
+
 def records(resources: list[dict[str, Any]]) -> dict[str, PatientRecord]:
     return dict(reader(resources).finish())
 

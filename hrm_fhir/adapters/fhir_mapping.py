@@ -232,6 +232,8 @@ class RecordBuilder:
                     self.medications[f"Medication/{resource['id']}"] = resource
             elif kind == "DiagnosticReport":
                 self._diagnostic_report(resource)
+            elif kind == "Procedure":
+                self._procedure(resource)
             elif kind == "Condition":
                 self._condition(resource)
             elif kind == "Goal":
@@ -353,6 +355,22 @@ class RecordBuilder:
             if part is not None:
                 results.append(self._result(taken, part, component))
 
+    def _procedure(self, resource: Resource) -> None:
+        """A completed Procedure whose code shows a test done that has no value to read (a
+        structured medication review, a chest X-ray): read like a panel code. Procedures of
+        other codes are out of scope; one not completed is skipped with its status."""
+        analyte = self._analyte(resource.get("code"))
+        if analyte is None or not self._units.presence_only(analyte):
+            return
+        status = resource.get("status")
+        if status != "completed":
+            raise MappingError(f"Procedure with status {status!r} is not a completed one: not used")
+        period = resource.get("performedPeriod") or {}
+        moments = (resource.get("performedDateTime"), period.get("start"))
+        self._without_value(
+            resource, analyte, moments, "usable performedDateTime or performedPeriod"
+        )
+
     def _analyte(self, concept: Any) -> str | None:
         if not isinstance(concept, dict):
             return None
@@ -383,7 +401,7 @@ class RecordBuilder:
         time = -1 if seconds is None else seconds
         flags = element.get("interpretation")
         interpretation = None if flags is None else _interpretation(flags)
-        if value is None:
+        if value is None or self._units.presence_only(analyte):
             return LabResult(
                 taken.ref, taken.patient, analyte, day, None, None, False,
                 None, None, time, taken.issued, None, interpretation, taken.preliminary,
@@ -444,20 +462,27 @@ class RecordBuilder:
             status = _first_code(resource.get(element))
             if status in unused:
                 raise MappingError(f"Condition {element} {status!r}: not used")
+        onset = resource.get("onsetPeriod") or {}
+        moments = (resource.get("onsetDateTime"), onset.get("start"), resource.get("recordedDate"))
+        self._without_value(resource, analyte, moments, "onset or recorded date")
+
+    def _without_value(
+        self, resource: Resource, analyte: str, moments: tuple[Any, ...], dated_by: str
+    ) -> None:
+        """A record of ``analyte`` with no value to read (a Procedure done, a Condition coded as a
+        finding), dated by the first of ``moments`` that can be read; none is skipped, saying
+        what it lacks (``dated_by``)."""
+        kind = resource["resourceType"]
         rid = _require_id(resource)
         patient = _reference(resource.get("subject"), "Patient")
         if patient is None:
-            raise MappingError("Condition has no Patient subject")
-        moment = (
-            self._moment(resource.get("onsetDateTime"))
-            or self._moment((resource.get("onsetPeriod") or {}).get("start"))
-            or self._moment(resource.get("recordedDate"))
-        )
+            raise MappingError(f"{kind} has no Patient subject")
+        moment = next((m for value in moments if (m := self._moment(value)) is not None), None)
         if moment is None:
-            raise MappingError("Condition has no onset or recorded date")
+            raise MappingError(f"{kind} has no {dated_by}")
         day, seconds, _ = moment
-        finding = LabResult(
-            ResourceRef(f"Condition/{rid}"),
+        record = LabResult(
+            ResourceRef(f"{kind}/{rid}"),
             PatientRef(patient),
             analyte,
             day,
@@ -466,7 +491,7 @@ class RecordBuilder:
             normalised=False,
             time=-1 if seconds is None else seconds,
         )
-        self._record(PatientRef(patient)).results.append(finding)
+        self._record(record.patient).results.append(record)
 
     def _goal(self, resource: Resource) -> None:
         """A Goal whose target measures an analyte (INR) is the patient's own target range:

@@ -866,6 +866,7 @@ _SCHEMAS.update(
                         "schedule",
                         "modifier",
                         "tolerance",
+                        "baseline",
                         "threshold",
                         "prescribing",
                         "ome",

@@ -35,11 +35,15 @@ def is_established(pack: RulePack, therapy: Therapy, day: date) -> bool:
 def group_statuses(
     record: PatientRecord, engine: Engine, packs: dict[str, RulePack]
 ) -> list[GroupStatus]:
-    """One status per drug group the patient is currently on at ``engine.as_of``."""
+    """One status per drug group the patient is monitored for at ``engine.as_of``: on current
+    therapy, or stopped within a schedule that continues after stopping (``Engine.followed``:
+    their overdue thyroid function is the practice's work too)."""
     patient = record.patient
     if patient is None or not patient.is_alive_on(engine.as_of):
         return []
-    therapies = {g: t for g, t in engine.therapies(record).items() if t.current and g in packs}
+    every = engine.therapies(record)
+    followed = engine.followed(every)
+    therapies = {g: t for g, t in every.items() if g in followed and g in packs}
     if not therapies:
         return []
     assessment = engine.assess(record)

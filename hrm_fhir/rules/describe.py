@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrm_fhir.rules.model import (
+    RISE_OPERATORS,
     ArrangementCode,
+    Baseline,
     Catalogue,
     Citation,
     Ingredient,
@@ -28,8 +30,8 @@ class Statement:
     """One part of a pack as a clinician reads it, with the guidance it cites."""
 
     kind: str
-    """``schedule``, ``modifier``, ``tolerance``, ``threshold``, ``prescribing``, ``ome`` or
-    ``target``."""
+    """``schedule``, ``modifier``, ``tolerance``, ``baseline``, ``threshold``, ``prescribing``,
+    ``ome`` or ``target``."""
     text: str
     verified: bool
     citation: Citation
@@ -82,9 +84,32 @@ def _schedule_text(schedule: Schedule, catalogue: Catalogue) -> str:
 
 
 def _ends_text(schedule: Schedule) -> str | None:
-    if schedule.ends_after is None:
-        return None
-    return f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
+    parts = []
+    if schedule.ends_after is not None:
+        parts.append(
+            f"routine monitoring stops {schedule.ends_after.describe()} into a stable dose"
+        )
+    if schedule.continues_after_stop is not None:
+        parts.append(
+            f"continues for {schedule.continues_after_stop.describe()} after the drug is "
+            "stopped (from the last issue or cover plus the issue look-back)"
+        )
+    return "; ".join(parts) or None
+
+
+def _baseline_text(baseline: Baseline, catalogue: Catalogue) -> str:
+    """``<title> [<id>]: <test titles>: <when a result counts>``."""
+    rules = catalogue.baseline
+    tests = ", ".join(catalogue.tests[x].title for x in baseline.tests)
+    since = (
+        "any result on record counts (a test done once)"
+        if baseline.once
+        else f"a result from {rules.before_start.describe()} before the start or since counts"
+    )
+    return (
+        f"{baseline.title} [{baseline.id}]: {tests}: due at the start of a new course (one "
+        f"started less than {rules.new_start_for.describe()} ago); {since}"
+    )
 
 
 def _tolerance_text(schedule: Schedule) -> str:
@@ -114,8 +139,9 @@ def _threshold_text(th: Threshold, catalogue: Catalogue) -> str:
     window = th.baseline_window.describe() if th.baseline_window else ""
     if th.op in _SYMBOLS:
         rule = f"{analyte} {_SYMBOLS[th.op]} {th.value:g} {th.unit}"
-    elif th.op == "rise_pct_from_baseline":
-        rule = f"{analyte} over {th.value:g}% above the lowest in the previous {window}"
+    elif th.op in RISE_OPERATORS:
+        amount = "over" if th.op == "rise_pct_from_baseline" else "at least"
+        rule = f"{analyte} {amount} {th.value:g}% above the lowest in the previous {window}"
     elif th.op == "fall_from_baseline":
         rule = (
             f"{analyte} {th.value:g} {th.unit} or more below the highest in the previous {window}"
@@ -158,6 +184,12 @@ def _default_range_text(th: Threshold, catalogue: Catalogue) -> str:
         for r in analyte.reference_ranges
     )
     return f"without the laboratory's range: {flag}, else the default adult range {ranges}"
+
+
+def _cite_catalogue(catalogue: Catalogue, key: str) -> str:
+    """A catalogue citation as ``publisher, title <url>``."""
+    c = catalogue.citations[key]
+    return f"{c.publisher}, {c.title} <{c.url}>"
 
 
 def _lookback_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
@@ -228,6 +260,15 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
             citation = pack.citations[tolerance.citation]
             text = f"{s.title}: {_tolerance_text(s)}"
             out.append(Statement("tolerance", text, tolerance.verified, citation))
+    out += [
+        Statement(
+            "baseline",
+            _baseline_text(b, catalogue),
+            b.verified and catalogue.baseline.verified,
+            pack.citations[b.citation],
+        )
+        for b in pack.baselines
+    ]
     out += [
         Statement(
             "threshold",
@@ -306,6 +347,17 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
                     f"    {_tolerance_text(s)}{mark(tolerance.verified)}  "
                     f"({cite(tolerance.citation)})"
                 )
+    if pack.baselines:
+        lines += ["", "BASELINE AT THE START OF A COURSE"]
+        for b in pack.baselines:
+            lines.append(f"- {_baseline_text(b, catalogue)}{mark(b.verified)}")
+            if b.note:
+                lines.append(f"    note: {b.note}")
+            lines.append(f"    source: {cite(b.citation)}")
+        rules = catalogue.baseline
+        lines.append(
+            f"    windows: {_cite_catalogue(catalogue, rules.citation)}{mark(rules.verified)}"
+        )
     if pack.thresholds:
         lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
         for th in pack.thresholds:

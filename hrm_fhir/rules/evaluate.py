@@ -35,6 +35,7 @@ from hrm_fhir.rules.facts import (
     state_for_therapy,
 )
 from hrm_fhir.rules.model import (
+    Baseline,
     Condition,
     Modifier,
     PrescribingCheck,
@@ -43,7 +44,14 @@ from hrm_fhir.rules.model import (
     Tolerance,
 )
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.results import AnalytePlan, Stale, result_findings, result_plan, stale_notes
+from hrm_fhir.rules.results import (
+    AnalytePlan,
+    Stale,
+    crossing,
+    result_findings,
+    result_plan,
+    stale_notes,
+)
 from hrm_fhir.rules.therapy import (
     Currency,
     MedicationIndex,
@@ -69,10 +77,17 @@ class Engine:
     restart_groups: frozenset[str] = field(init=False)
     result_plans: dict[str, tuple[AnalytePlan, ...]] = field(init=False)
     """Per pack (``id@version``): its analytes, their thresholds and look-backs."""
+    fires: dict[str, frozenset[str]] = field(init=False)
+    """Per pack: the thresholds its schedule modifiers' ``fires`` conditions read."""
+    monitored: frozenset[str] = field(init=False)
+    """The drug groups of the packs in force."""
+    after_stop: dict[str, Duration] = field(init=False)
+    """Per drug group: the longest a schedule of its pack continues after stopping."""
 
     def __post_init__(self) -> None:
         catalogue = self.rules.catalogue
         packs = self.rules.in_force(self.as_of)
+        long_interval = self.as_of - catalogue.long_dosing_interval.before(self.as_of)
         derived = {
             "packs": packs,
             "index": MedicationIndex(packs, catalogue),
@@ -81,9 +96,22 @@ class Engine:
                 lookback_start=catalogue.current_issue_lookback.before(self.as_of),
                 unissued_before=catalogue.unissued_active.after.before(self.as_of),
                 course_gap=self.as_of - catalogue.course_gap.before(self.as_of),
+                rarer_than=1 / long_interval.days,
             ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
             "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},
+            "monitored": frozenset(p.drug_group for p in packs),
+            "after_stop": _after_stop(packs, self.as_of),
+            "fires": {
+                p.ref: frozenset(
+                    c.fires
+                    for s in p.schedules
+                    for m in s.modifiers
+                    for c in m.when
+                    if c.fires is not None
+                )
+                for p in packs
+            },
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -110,6 +138,24 @@ class Engine:
     def therapies(self, record: PatientRecord) -> dict[str, Therapy]:
         """The patient's courses per drug group (and co-medication class) on the as-of date."""
         return build_therapies(record.prescriptions, self.index, self.currency, self.restart_groups)
+
+    def followed(self, therapies: dict[str, Therapy]) -> frozenset[str]:
+        """The drug groups whose monitoring runs on the as-of date: those on current therapy,
+        and those stopped within a schedule's ``continues_after_stop`` (amiodarone's thyroid
+        function for 12 months after stopping)."""
+        lookback = self.rules.catalogue.current_issue_lookback
+        return frozenset(
+            group
+            for group, therapy in therapies.items()
+            if group in self.monitored
+            and (
+                therapy.current
+                or (
+                    group in self.after_stop
+                    and self.as_of <= self.after_stop[group].after(stopped_on(therapy, lookback))
+                )
+            )
+        )
 
     def monitored_elsewhere(
         self, record: PatientRecord, therapies: dict[str, Therapy] | None = None
@@ -149,7 +195,8 @@ class Engine:
             return Assessment([], [], later)
         catalogue = self.rules.catalogue
         therapies = self.therapies(record)
-        if not any(t.current for t in therapies.values()):
+        followed = self.followed(therapies)
+        if not followed:
             return Assessment([], [], later)
         facts = Facts.build(record, therapies, catalogue, self.as_of)
         elsewhere = self.monitored_elsewhere(record, therapies) if record.arrangements else {}
@@ -157,23 +204,44 @@ class Engine:
         register: list[RegisterEntry] = []
         for pack in self.packs:
             therapy = therapies.get(pack.drug_group)
-            if therapy is None or not therapy.current:
+            if therapy is None or pack.drug_group not in followed:
                 continue
-            dues = _dues(pack, therapy, facts)
+            plan = self.result_plans[pack.ref]
+            wanted = self.fires[pack.ref]
+            fired = crossing(pack, therapy, facts, plan, wanted) if wanted else None
+            dues = _dues(pack, therapy, facts, fired)
             held = elsewhere.get(pack.drug_group)
-            entry = _register_entry(pack, therapy, facts, dues)
-            register.append(entry if held is None else replace(entry, monitored_elsewhere=held))
-            results, stale = result_findings(pack, therapy, facts, self.result_plans[pack.ref])
+            if therapy.current:
+                entry = _register_entry(pack, therapy, facts, dues)
+                register.append(entry if held is None else replace(entry, monitored_elsewhere=held))
+            else:
+                plan = _continuing(pack, facts, plan)
+            results, stale = result_findings(pack, therapy, facts, plan)
             if held is None or held.lapsed:
                 monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
             else:
                 monitoring = _results_not_seen(pack, therapy, facts, dues, held)
             findings.extend(_with_notes(monitoring, stale, facts))
             findings.extend(results)
+            if not therapy.current:
+                continue
             findings.extend(_prescribing(pack, therapy, facts))
             findings.extend(_unissued(pack, therapy, facts))
         findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
         return Assessment(findings, register, later)
+
+
+def _after_stop(packs: tuple[RulePack, ...], day: date) -> dict[str, Duration]:
+    """Per drug group, the longest any schedule of its pack continues after stopping."""
+    out: dict[str, Duration] = {}
+    for pack in packs:
+        for schedule in pack.schedules:
+            span = schedule.continues_after_stop
+            if span is not None and (
+                pack.drug_group not in out or span.after(day) > out[pack.drug_group].after(day)
+            ):
+                out[pack.drug_group] = span
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +296,19 @@ def _modified_due(
     facts: Facts,
     therapy: Therapy,
     base: date,
+    fired: frozenset[str] | None,
     measures: dict[str, PackMeasure | None] | None = None,
 ) -> date | None:
     """The modifier's due date from the base, when its conditions hold. Time on therapy is
     judged on the base date, as phases are: a test due in the first weeks and never done stays
-    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start)."""
-    if not all(holds_for_therapy(facts, c, therapy, base, measures) for c in modifier.when):
-        return None
+    due from then (warfarin started 8 weeks ago with no INR was due 2 days after the start).
+    A ``fires`` condition holds when that threshold of the pack is among ``fired``."""
+    for cond in modifier.when:
+        if cond.fires is not None:
+            if fired is None or cond.fires not in fired:
+                return None
+        elif not holds_for_therapy(facts, cond, therapy, base, measures):
+            return None
     if modifier.interval is not None:
         return modifier.interval.after(base)
     source = modifier.interval_months_from
@@ -246,34 +320,70 @@ def _modified_due(
     return Duration(months, "M").after(base)
 
 
+def _reads_crcl(modifier: Modifier) -> bool:
+    """Whether the modifier's interval or conditions rest on the patient's CrCl."""
+    source = modifier.interval_months_from
+    return (source is not None and source.measure == "crcl") or any(
+        c.measure == "crcl" for c in modifier.when
+    )
+
+
+def stopped_on(therapy: Therapy, lookback: Duration) -> date:
+    """The day a therapy that is no longer current counts as stopped: the last day its requests
+    cover plus the issue look-back (an issue counts as current, and may still be taken from the
+    supply at home, for that long)."""
+    return lookback.after(therapy.last_cover)
+
+
 @dataclass(frozen=True, slots=True)
 class _TestDue:
     test: str
     due: date
     last: LabResult | None
-    schedule: Schedule
+    rule: Schedule | Baseline
+    """The schedule (or the baseline) that set the due date."""
     interval: Duration | None
     modifier: Modifier | None
     """The modifier that brought the due date forward, if one did."""
     verified: bool
+    until: date | None = None
+    """Set when the therapy has stopped: the schedule continues until this day."""
 
     def interval_text(self) -> str:
+        if isinstance(self.rule, Baseline):
+            return "baseline at the start of the course"
         if self.modifier is not None:
-            return "more often: " + ", ".join(c.describe() for c in self.modifier.when)
-        if self.interval is None:
-            return "at the schedule checkpoint"
-        return f"every {self.interval.describe()}"
+            text = "more often: " + ", ".join(c.describe() for c in self.modifier.when)
+        elif self.interval is None:
+            text = "at the schedule checkpoint"
+        else:
+            text = f"every {self.interval.describe()}"
+        if self.until is not None:
+            text += f"; continues after stopping, until {self.until.isoformat()}"
+        return text
 
 
-def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]:
-    """The next due date of each test the pack's schedules in force ask for."""
+def _dues(
+    pack: RulePack, therapy: Therapy, facts: Facts, fired: frozenset[str] | None
+) -> dict[str, _TestDue]:
+    """The next due date of each test the pack's schedules in force ask for: on current
+    therapy, every schedule and the baselines of a new start; once stopped, the schedules that
+    continue after stopping, until they end."""
     catalogue = facts.catalogue
     dues: dict[str, _TestDue] = {}
+    stopped = None if therapy.current else stopped_on(therapy, catalogue.current_issue_lookback)
     measures = _pack_measures(
         pack, therapy, (c for s in pack.schedules for m in s.modifiers for c in m.when)
     )
     for schedule in pack.schedules:
-        if (
+        until = None
+        if stopped is not None:
+            if schedule.continues_after_stop is None:
+                continue
+            until = schedule.continues_after_stop.after(stopped)
+            if until < facts.as_of:
+                continue
+        elif (
             schedule.ends_after is not None
             and schedule.ends_after.after(therapy.anchor) <= facts.as_of
         ):
@@ -284,14 +394,53 @@ def _dues(pack: RulePack, therapy: Therapy, facts: Facts) -> dict[str, _TestDue]
             due, interval = _next_due(schedule, therapy.anchor, base)
             verified, brought_forward = schedule.verified, None
             for modifier in schedule.modifiers:
-                modified = _modified_due(modifier, facts, therapy, base, measures)
+                modified = _modified_due(modifier, facts, therapy, base, fired, measures)
                 if modified is not None and modified < due:
                     due, verified = modified, schedule.verified and modifier.verified
                     brought_forward = modifier
-            entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified)
+            if until is not None and due > until:
+                continue
+            entry = _TestDue(test, due, last, schedule, interval, brought_forward, verified, until)
             if test not in dues or entry.due < dues[test].due:
                 dues[test] = entry
+    if stopped is None:
+        for entry in _baseline_dues(pack, therapy, facts):
+            if entry.test not in dues or entry.due <= dues[entry.test].due:
+                dues[entry.test] = entry
     return dues
+
+
+def _baseline_dues(pack: RulePack, therapy: Therapy, facts: Facts) -> list[_TestDue]:
+    """The baseline tests a new start has no result for: due on the course start. A course
+    started ``[baseline].new_start_for`` or longer before the as-of date is not a new start
+    and raises none (someone on therapy for ten years gets no baseline task); a result from
+    ``[baseline].before_start`` before the start, or any time since, is the baseline (any
+    earlier result for a test done ``once``, such as TPMT)."""
+    if not pack.baselines:
+        return []
+    rules = facts.catalogue.baseline
+    start = therapy.start
+    if rules.new_start_for.after(start) <= facts.as_of:
+        return []
+    window = rules.before_start.before(start)
+    out = []
+    for baseline in pack.baselines:
+        for test in baseline.tests:
+            last = facts.last_done(facts.catalogue.tests[test].analytes)
+            if last is not None and (baseline.once or last.effective >= window):
+                continue
+            out.append(_TestDue(test, start, last, baseline, None, None, baseline.verified))
+    return out
+
+
+def _continuing(
+    pack: RulePack, facts: Facts, plan: tuple[AnalytePlan, ...]
+) -> tuple[AnalytePlan, ...]:
+    """The part of a pack's result plan that still applies once the therapy has stopped: the
+    analytes of the tests its continuing schedules ask for (a raised TSH after amiodarone)."""
+    tests = {t for s in pack.schedules if s.continues_after_stop for t in s.tests}
+    analytes = {a for t in tests for a in facts.catalogue.tests[t].analytes}
+    return tuple(item for item in plan if item.analyte in analytes)
 
 
 def _register_entry(
@@ -344,17 +493,25 @@ def _monitoring(
             for d, since in severe
         )
         reason += "."
+    if any(d.modifier is not None and _reads_crcl(d.modifier) for d in included):
+        reason += f" The shorter interval rests on the {facts.crcl_basis()}."
+    if not therapy.current:
+        reason = (
+            f"{pack.title} is no longer prescribed (last issued or covered "
+            f"{therapy.last_cover.isoformat()}), but its monitoring continues after stopping. "
+            + reason
+        )
     evidence = [therapy.latest.ref, *(d.last.ref for d in included if d.last)]
-    schedule = included[0].schedule
+    rule = included[0].rule
     return [
         pack_finding(
             pack,
             therapy,
             facts,
             kind,
-            check=",".join(sorted({d.schedule.id for d in included})),
+            check=",".join(sorted({d.rule.id for d in included})),
             reason=reason,
-            source=pack.citations[schedule.citation].url,
+            source=pack.citations[rule.citation].url,
             verified=all(d.verified for d in included)
             and all(_tolerance(d).verified for d, _ in severe),
             evidence=tuple(dict.fromkeys(evidence)),
@@ -368,8 +525,14 @@ def _monitoring(
     ]
 
 
+def _tolerance_of(due: _TestDue) -> Tolerance | None:
+    """The severely-overdue tolerance of the schedule that set the due date (a baseline has
+    none)."""
+    return due.rule.severely_overdue if isinstance(due.rule, Schedule) else None
+
+
 def _tolerance(due: _TestDue) -> Tolerance:
-    tolerance = due.schedule.severely_overdue
+    tolerance = _tolerance_of(due)
     assert tolerance is not None  # noqa: S101 - only called on tests past their tolerance
     return tolerance
 
@@ -381,7 +544,7 @@ def _past_tolerance(
     date it is counted from: the later of its last result and the course start."""
     past = []
     for due in dues:
-        tolerance = due.schedule.severely_overdue
+        tolerance = _tolerance_of(due)
         if tolerance is None or due.due >= as_of:
             continue
         since = max(due.last.effective, therapy.start) if due.last else therapy.start
@@ -698,7 +861,10 @@ def _criteria(
     subject = (check.ingredient or pack.title).capitalize()
     evidence = tuple(sorted(p.request.ref for p in products))
     if enough and not open_required:
-        described = ", ".join(c.describe() for c in (*check.requires, *held_criteria))
+        used = (*check.requires, *held_criteria)
+        described = ", ".join(c.describe() for c in used)
+        if any(c.measure == "crcl" for c in used):
+            described += f"; {facts.crcl_basis()}"
         return _Outcome(f"{subject}: {described}", evidence)
     # what stands between the record and the finding (criteria already met need no more)
     unknown = open_required if enough else [*open_required, *open_criteria]

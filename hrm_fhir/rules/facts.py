@@ -221,6 +221,32 @@ class Facts:
         value = (cg.age_offset - self.age) * weight.value * factor / creatinine.value
         return round(value, 1), (creatinine.ref, weight.ref)
 
+    def crcl_basis(self) -> str:
+        """The CrCl a finding used, in words: recorded, or worked out (and from what); a weight
+        older than the catalogue's ``weight_within`` is said to be out of date."""
+        found = self.crcl()
+        if found is None:
+            return ""
+        value, refs = found
+        if len(refs) == 1:
+            recorded = self.latest("crcl")
+            assert recorded is not None  # noqa: S101 - crcl() used it
+            return f"CrCl {value:g} mL/min (recorded {recorded.effective.isoformat()})"
+        creatinine, weight = self.latest("creatinine"), self.latest("weight")
+        assert creatinine is not None  # noqa: S101 - crcl() used it
+        assert weight is not None  # noqa: S101 - crcl() used it
+        text = (
+            f"CrCl {value:g} mL/min (Cockcroft-Gault from the creatinine of "
+            f"{creatinine.effective.isoformat()} and the weight of {weight.effective.isoformat()}"
+        )
+        limit = self.catalogue.cockcroft_gault.weight_within
+        if limit is not None and limit.within.after(weight.effective) < self.as_of:
+            text += (
+                f"; that weight is more than {limit.within.describe()} old, so the CrCl may be "
+                "out of date: record a current weight"
+            )
+        return text + ")"
+
     def crcl_missing(self) -> tuple[str, ...]:
         """What Cockcroft-Gault lacks: an exact creatinine, a weight, the age or the sex."""
         creatinine = self.latest("creatinine")
@@ -278,8 +304,8 @@ class Facts:
             return None if value is None else COMPARE[cond.op](value, cond.value)
         if cond.co_prescribed is not None:
             return cond.co_prescribed in self.current_groups
-        if cond.on_therapy_less_than is not None:
-            return False  # resolved per therapy in holds_for_therapy
+        if cond.on_therapy_less_than is not None or cond.fires is not None:
+            return False  # resolved per therapy and pack (state_for_therapy, evaluate)
         if cond.falling is None:
             return None  # the ingredients of a course: resolved per therapy
         return fell(self.results.get(cond.falling, ()), cond.count)
@@ -319,7 +345,8 @@ def state_for_therapy(
     measures: dict[str, PackMeasure | None] | None = None,
 ) -> bool | None:
     """``Facts.state`` for one therapy: time on therapy is measured from its phase anchor and
-    judged on the day ``on`` (the as-of date for a check, the base date for a due date); the
+    judged on the day ``on`` (the as-of date for a check, the base date for a due date); time
+    taken together with a co-prescribed group from the later of the two anchors; the
     ingredients of the course, and ``ingredient`` (a check's), answer the conditions about
     them; ``measures`` are those the pack worked out (OME)."""
     if cond.on_therapy_less_than is not None:
@@ -330,13 +357,10 @@ def state_for_therapy(
         if ingredient is None:
             return None
         return _started_without_other(therapy, ingredient, cond.no_other_ingredient_before)
-    if cond.co_prescribed is not None and cond.issued_together is not None:
-        other = facts.therapies.get(cond.co_prescribed)
-        if other is None or not other.current or cond.co_prescribed not in facts.current_groups:
-            return False
-        spans = [(therapy.start, therapy.newest[0].authored_on)]
-        spans.append((other.start, other.newest[0].authored_on))
-        return _issued_together(spans) == cond.issued_together
+    if cond.co_prescribed is not None and (
+        cond.together_less_than is not None or cond.issued_together is not None
+    ):
+        return _taken_together(facts, cond, therapy, on)
     if measures is not None and cond.measure in measures:
         found = measures[cond.measure]
         if found is None:
@@ -345,6 +369,23 @@ def state_for_therapy(
         assert cond.value is not None  # noqa: S101 - schema checks
         return meets(found.value, ">=" if found.lower_bound else None, cond.op, cond.value)
     return facts.state(cond)
+
+
+def _taken_together(facts: Facts, cond: Condition, therapy: Therapy, on: date) -> bool:
+    """A co-prescription qualified by how long the two have been taken together (from the later
+    of their two phase anchors, judged on ``on``) and whether each was issued since the other
+    started."""
+    other = facts.therapies.get(cond.co_prescribed or "")
+    if other is None or not other.current or cond.co_prescribed not in facts.current_groups:
+        return False
+    together = cond.together_less_than
+    if together is not None and on >= together.after(max(therapy.anchor, other.anchor)):
+        return False
+    if cond.issued_together is None:
+        return True
+    spans = [(therapy.start, therapy.newest[0].authored_on)]
+    spans.append((other.start, other.newest[0].authored_on))
+    return _issued_together(spans) == cond.issued_together
 
 
 def _issued_together(spans: list[tuple[date, date]]) -> bool:

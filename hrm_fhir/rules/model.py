@@ -8,6 +8,10 @@ from datetime import date
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.durations import Duration
 
+RISE_OPERATORS = ("rise_pct_from_baseline", "rise_pct_from_baseline_at_least")
+"""Threshold operators relative to the patient's baseline: more than ``value`` % above it, and
+``value`` % or more above it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Citation:
@@ -64,7 +68,12 @@ class Condition:
     - falling: the analyte fell at each of its last ``count`` results;
     - ingredients_at_least: at least this many different ingredients of the group are current;
     - no_other_ingredient_before: the check's ingredient started with no other ingredient of
-      the group prescribed in this time before (opioid-naive).
+      the group prescribed in this time before (opioid-naive);
+    - fires: a threshold of the same pack crosses on the analyte's latest result (schedule
+      modifiers only: "raised calcium" is the pack's own calcium threshold).
+
+    ``together_less_than`` qualifies ``co_prescribed``: the two have been taken together (since
+    the later of their two phase anchors) for less than this long.
 
     ``issued_together`` (with co_prescribed or ingredients_at_least): True when each was issued
     on or after the day the other started, False when one was not (a switch whose old
@@ -78,6 +87,8 @@ class Condition:
     on_therapy_less_than: Duration | None = None
     falling: str | None = None
     count: int = 2
+    together_less_than: Duration | None = None
+    fires: str | None = None
     ingredients_at_least: int | None = None
     issued_together: bool | None = None
     no_other_ingredient_before: Duration | None = None
@@ -91,6 +102,13 @@ class Condition:
             words = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
             return f"{name} {words.get(self.op or '', self.op)} {self.value:g}"
         if self.co_prescribed is not None:
+            together = self.together_less_than
+            if together is not None:
+                return (
+                    f"also prescribed {self.co_prescribed}, together for less than "
+                    f"{together.describe()} (from starting either or a dose change)"
+                    f"{self._together()}"
+                )
             return f"also prescribed {self.co_prescribed}{self._together()}"
         if self.ingredients_at_least is not None:
             return (
@@ -104,6 +122,8 @@ class Condition:
             )
         if self.on_therapy_less_than is not None:
             return f"within {self.on_therapy_less_than.describe()} of starting or a dose change"
+        if self.fires is not None:
+            return f"the latest result crosses {self.fires}"
         return f"{self.falling} falling over {self.count} results"
 
     def _together(self) -> str:
@@ -169,9 +189,27 @@ class Schedule:
     modifiers: tuple[Modifier, ...] = ()
     ends_after: Duration | None = None
     """Routine monitoring stops once the anchor is this far back (sulfasalazine after 12 months)."""
+    continues_after_stop: Duration | None = None
+    """The schedule still runs this long after the therapy stopped (amiodarone's thyroid
+    function for 12 months after stopping); None: it ends with the therapy."""
     note: str = ""
     severely_overdue: Tolerance | None = None
     """None: the reference gives no tolerance, so an overdue finding is never graded severe."""
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Tests due at the start of a course: a new start with none on record since the catalogue's
+    ``[baseline].before_start`` before the course start is due for them from the start."""
+
+    id: str
+    title: str
+    tests: tuple[str, ...]
+    citation: str
+    verified: bool
+    once: bool = False
+    """A test done once for good (TPMT): a result from any time before counts."""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +280,7 @@ class RulePack:
     schedules: tuple[Schedule, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     prescribing: tuple[PrescribingCheck, ...] = ()
+    baselines: tuple[Baseline, ...] = ()
     restart_on_dose_change: bool = True
     escalation: str = ""
     effective_until: date | None = None
@@ -256,8 +295,10 @@ class RulePack:
 
     @property
     def verified(self) -> bool:
-        """True only when every schedule, modifier, tolerance, threshold and check is verified."""
+        """True only when every schedule, modifier, tolerance, baseline, threshold and check is
+        verified."""
         flags = [s.verified for s in self.schedules]
+        flags += [b.verified for b in self.baselines]
         flags += [t.verified for t in self.thresholds]
         flags += [c.verified for c in self.prescribing]
         flags += [m.verified for s in self.schedules for m in s.modifiers]
@@ -381,6 +422,16 @@ class Combination:
 
 
 @dataclass(frozen=True, slots=True)
+class Freshness:
+    """How old a record datum may be before what is worked out from it says it is out of date."""
+
+    within: Duration
+    citation: str
+    verified: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CockcroftGault:
     """CrCl (mL/min) = (age_offset - age) * weight * factor[sex] / creatinine (umol/L)."""
 
@@ -389,6 +440,22 @@ class CockcroftGault:
     factor_female: float
     citation: str
     verified: bool
+    weight_within: Freshness | None = None
+    """A CrCl worked out from a weight older than this says so (never silently stale)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineRules:
+    """When a course counts as a new start, and how far before its start a baseline may be."""
+
+    before_start: Duration
+    """A result this long before the course start (or any time after it) is the baseline."""
+    new_start_for: Duration
+    """A course is a new start, due for its baseline, for this long after it started; a course
+    older than that (on therapy for years, say) raises no baseline."""
+    citation: str
+    verified: bool
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,10 +524,14 @@ class Catalogue:
     due_window_days: int
     current_issue_lookback: Duration
     course_gap: Duration
+    long_dosing_interval: Duration
+    """A product given at longer intervals than this (depot injections every 3 or 6 months)
+    counts as current for its dosing interval plus ``current_issue_lookback``."""
     result_lookback: Duration
     """How long an out-of-range result is acted on when no schedule of the pack asks for its
     test (otherwise the schedule's maintenance interval)."""
     unissued_active: UnissuedActive
+    baseline: BaselineRules
     code_index: dict[tuple[str, str], str] = field(default_factory=dict)
     """(system, code) -> analyte id, built at load."""
     combinations: dict[str, Combination] = field(default_factory=dict)

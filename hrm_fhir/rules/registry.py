@@ -154,6 +154,10 @@ def _conditions(pack: RulePack) -> Iterable[Condition]:
             yield from m.when
     for t in pack.thresholds:
         yield from t.also
+    yield from _check_conditions(pack)
+
+
+def _check_conditions(pack: RulePack) -> Iterable[Condition]:
     for c in pack.prescribing:
         yield from c.requires
         yield from c.criteria
@@ -165,6 +169,22 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
         for test in s.tests:
             if test not in catalogue.tests:
                 yield f"schedule {s.id} asks for unknown test {test!r}"
+    for b in pack.baselines:
+        for test in b.tests:
+            if test not in catalogue.tests:
+                yield f"baseline {b.id} asks for unknown test {test!r}"
+    thresholds = {t.id for t in pack.thresholds}
+    for s in pack.schedules:
+        for m in s.modifiers:
+            for cond in m.when:
+                if cond.fires is not None and cond.fires not in thresholds:
+                    yield f"schedule {s.id} modifier fires on unknown threshold {cond.fires!r}"
+    for cond in (*(c for t in pack.thresholds for c in t.also), *_check_conditions(pack)):
+        if cond.fires is not None:
+            yield "a fires condition belongs in a schedule modifier only"
+    for cond in (c for t in pack.thresholds for c in t.also):
+        if cond.together_less_than is not None:
+            yield "together_less_than belongs in a schedule modifier or prescribing check"
     for t in pack.thresholds:
         if t.analyte not in analytes:
             yield f"threshold {t.id} names unknown analyte {t.analyte!r}"

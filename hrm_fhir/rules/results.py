@@ -20,7 +20,14 @@ from datetime import date, timedelta
 from hrm_fhir.domain import Finding, FindingKind, LabResult, ResourceRef, Severity
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import COMPARE, Facts, business_identifier, fell, meets, pack_finding
-from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack, Threshold
+from hrm_fhir.rules.model import (
+    RANGE_OPS,
+    RISE_OPERATORS,
+    Catalogue,
+    Condition,
+    RulePack,
+    Threshold,
+)
 from hrm_fhir.rules.targets import Target, patient_target
 from hrm_fhir.rules.therapy import Therapy
 
@@ -143,7 +150,7 @@ def baseline_of(threshold: Threshold, latest: LabResult, facts: Facts) -> LabRes
     ]
     if not earlier:
         return None
-    if threshold.op == "rise_pct_from_baseline":
+    if threshold.op in RISE_OPERATORS:
         return min(earlier, key=lambda r: (r.value, r.effective))
     return max(earlier, key=lambda r: (r.value, r.effective))
 
@@ -166,17 +173,20 @@ def judge(
         return _falling(threshold, result, facts)
     if op == "fall_from_baseline":
         return _fall(threshold, result, facts)
-    if op == "rise_pct_from_baseline":
+    if op in RISE_OPERATORS:
         baseline = baseline_of(threshold, result, facts)
         if baseline is None or baseline.value is None:
             return NOT_CROSSED
         base = baseline.value
-        hit = meets(result.value, result.comparator, "gt", base * (1 + threshold.value / 100))
+        at_least = op == "rise_pct_from_baseline_at_least"
+        # rounded: 100 x 1.07 is 107.00000000000001, and 107 must be "7% or more" above 100
+        rise_limit = round(base * (1 + threshold.value / 100), 9)
+        hit = meets(result.value, result.comparator, "ge" if at_least else "gt", rise_limit)
         return _judged(
             hit,
             lambda: (
-                f"more than {threshold.value:g}% above the baseline {base:g} {unit} "
-                f"of {baseline.effective.isoformat()}"
+                f"{'at least' if at_least else 'more than'} {threshold.value:g}% above the "
+                f"baseline {base:g} {unit} of {baseline.effective.isoformat()}"
             ),
         )
     high = op != "below_ref_low"
@@ -697,6 +707,39 @@ def stale_notes(stale: Stale, facts: Facts) -> list[str]:
                 f"are acted on for {item.lookback.describe()}."
             )
     return notes
+
+
+def crossing(
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    plan: tuple[AnalytePlan, ...],
+    wanted: frozenset[str],
+) -> frozenset[str]:
+    """Which of the ``wanted`` thresholds the newest results still acted on cross, with their
+    ``also`` conditions holding (read as a result finding reads them): what a schedule
+    modifier's ``fires`` condition reads. A coded finding crosses its ``recorded`` threshold
+    while it is acted on and not superseded."""
+    out: set[str] = set()
+    for item in plan:
+        ids = {t.id for t in item.thresholds} & wanted
+        if not ids or item.analyte not in facts.results:
+            continue
+        if item.coded:
+            record = facts.results[item.analyte][-1]
+            if record.effective >= item.acted_from and not _superseded(record, facts):
+                out |= ids
+            continue
+        newest = facts.newest(item.analyte)
+        if not newest or newest[0].effective < item.acted_from:
+            continue
+        target = _target(pack, therapy, facts, item)
+        for threshold in item.thresholds:
+            if threshold.id in ids:
+                reading = _read((threshold,), newest, facts, target)
+                if reading is not None and reading.fired is not None:
+                    out.add(threshold.id)
+    return frozenset(out)
 
 
 def _coded_findings(

@@ -15,9 +15,10 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules import model
 from hrm_fhir.rules.durations import Duration
+from hrm_fhir.rules.model import RISE_OPERATORS
 
 OPERATORS = ("lt", "le", "gt", "ge")
-BASELINE_OPERATORS = ("rise_pct_from_baseline", "fall_from_baseline")
+BASELINE_OPERATORS = (*RISE_OPERATORS, "fall_from_baseline")
 TARGET_OPERATORS = ("above_target", "below_target")
 THRESHOLD_OPERATORS = (
     *OPERATORS,
@@ -99,6 +100,7 @@ _CONDITION_KINDS = (
     "co_prescribed",
     "on_therapy_less_than",
     "falling",
+    "fires",
     "ingredients_at_least",
     "no_other_ingredient_before",
 )
@@ -112,6 +114,8 @@ class ConditionSchema(Schema):
     on_therapy_less_than = DurationField()
     falling = fields.String()
     count = fields.Integer(validate=validate.Range(min=2))
+    together_less_than = DurationField()
+    fires = fields.String(validate=validate.Regexp(r"^[a-z0-9-]+$"))
     ingredients_at_least = fields.Integer(validate=validate.Range(min=2))
     issued_together = fields.Boolean()
     no_other_ingredient_before = DurationField()
@@ -130,6 +134,8 @@ class ConditionSchema(Schema):
                 raise ValidationError(
                     "a measure condition needs op and value (a range op takes no value)"
                 )
+        if "together_less_than" in data and "co_prescribed" not in data:
+            raise ValidationError("together_less_than goes with co_prescribed only")
         if "issued_together" in data and kinds[0] not in (
             "co_prescribed",
             "ingredients_at_least",
@@ -202,6 +208,7 @@ class ScheduleSchema(Schema):
     phases = fields.List(fields.Nested(PhaseSchema), required=True, validate=validate.Length(min=1))
     modifiers = fields.List(fields.Nested(ModifierSchema), load_default=list)
     ends_after = DurationField(load_default=None)
+    continues_after_stop = DurationField(load_default=None)
     citation = fields.String(required=True)
     verified = fields.Boolean(required=True)
     note = fields.String(load_default="")
@@ -223,6 +230,20 @@ class ScheduleSchema(Schema):
                 "modifiers": tuple(data["modifiers"]),
             }
         )
+
+
+class BaselineSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]+$"))
+    title = fields.String(required=True)
+    tests = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    once = fields.Boolean(load_default=False)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Baseline:
+        return model.Baseline(**{**data, "tests": tuple(data["tests"])})
 
 
 class ThresholdSchema(Schema):
@@ -337,6 +358,7 @@ class RulePackSchema(Schema):
     schedules = fields.List(fields.Nested(ScheduleSchema), load_default=list)
     thresholds = fields.List(fields.Nested(ThresholdSchema), load_default=list)
     prescribing = fields.List(fields.Nested(PrescribingSchema), load_default=list)
+    baselines = fields.List(fields.Nested(BaselineSchema), load_default=list)
     targets = fields.Dict(
         keys=fields.String(), values=fields.Nested(TargetDefaultSchema), load_default=dict
     )
@@ -367,6 +389,7 @@ class RulePackSchema(Schema):
                 cited.append((f"schedule {s.id} tolerance", s.severely_overdue.citation))
         cited.extend((f"threshold {t.id}", t.citation) for t in data.get("thresholds") or [])
         cited.extend((f"check {c.id}", c.citation) for c in data.get("prescribing") or [])
+        cited.extend((f"baseline {b.id}", b.citation) for b in data.get("baselines") or [])
         for ing in data.get("ingredients") or []:
             if ing.ome is not None:
                 cited.append((f"OME factor for {ing.name}", ing.ome.citation))
@@ -387,6 +410,7 @@ class RulePackSchema(Schema):
                 "schedules": tuple(data["schedules"]),
                 "thresholds": tuple(data["thresholds"]),
                 "prescribing": tuple(data["prescribing"]),
+                "baselines": tuple(data["baselines"]),
                 "targets": {
                     analyte: model.TargetDefault(
                         analyte=analyte,
@@ -465,12 +489,24 @@ class CodeListSchema(Schema):
     source = fields.String(load_default="")
 
 
+class FreshnessSchema(Schema):
+    within = DurationField(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.Freshness:
+        return model.Freshness(**data)
+
+
 class CockcroftGaultSchema(Schema):
     age_offset = fields.Float(required=True)
     factor_male = fields.Float(required=True)
     factor_female = fields.Float(required=True)
     citation = fields.String(required=True)
     verified = fields.Boolean(required=True)
+    weight_within = fields.Nested(FreshnessSchema, load_default=None)
 
     @post_load
     def make(self, data: dict[str, Any], **_: Any) -> model.CockcroftGault:
@@ -489,10 +525,23 @@ class UnissuedActiveSchema(Schema):
         return model.UnissuedActive(**data)
 
 
+class BaselineRulesSchema(Schema):
+    before_start = DurationField(required=True)
+    new_start_for = DurationField(required=True)
+    citation = fields.String(required=True)
+    verified = fields.Boolean(required=True)
+    note = fields.String(load_default="")
+
+    @post_load
+    def make(self, data: dict[str, Any], **_: Any) -> model.BaselineRules:
+        return model.BaselineRules(**data)
+
+
 class ProgrammeSchema(Schema):
     due_window_days = fields.Integer(required=True, validate=validate.Range(min=0))
     current_issue_lookback = DurationField(required=True)
     course_gap = DurationField(required=True)
+    long_dosing_interval = DurationField(required=True)
     result_lookback = DurationField(required=True)
     note = fields.String(load_default="")
 
@@ -562,6 +611,7 @@ class CatalogueSchema(Schema):
         keys=fields.String(), values=fields.Nested(CodeListSchema), load_default=dict
     )
     unissued_active = fields.Nested(UnissuedActiveSchema, required=True)
+    baseline = fields.Nested(BaselineRulesSchema, required=True)
     shared_care = fields.Nested(SharedCareSchema, load_default=None)
 
     @validates_schema
@@ -577,6 +627,13 @@ class CatalogueSchema(Schema):
         cg = data.get("cockcroft_gault")
         if cg is not None and cg.citation not in keys:
             problems.append(f"cockcroft_gault cites unknown {cg.citation!r}")
+        if cg is not None and cg.weight_within and cg.weight_within.citation not in keys:
+            problems.append(
+                f"cockcroft_gault.weight_within cites unknown {cg.weight_within.citation!r}"
+            )
+        baseline = data.get("baseline")
+        if baseline is not None and baseline.citation not in keys:
+            problems.append(f"baseline cites unknown {baseline.citation!r}")
         tests = data.get("tests") or {}
         unissued = data.get("unissued_active")
         if unissued is not None and unissued.citation not in keys:
@@ -659,8 +716,10 @@ class CatalogueSchema(Schema):
             due_window_days=programme["due_window_days"],
             current_issue_lookback=programme["current_issue_lookback"],
             course_gap=programme["course_gap"],
+            long_dosing_interval=programme["long_dosing_interval"],
             result_lookback=programme["result_lookback"],
             unissued_active=data["unissued_active"],
+            baseline=data["baseline"],
             code_index=index,
             combinations={
                 name.lower(): model.Combination(

@@ -164,6 +164,9 @@ class Therapy:
     """Every product current on the as-of date, the newest request last; empty when none is."""
     newest: tuple[Prescription, MedicationMatch]
     """The newest request of the course, current or not, and how it was matched."""
+    last_cover: date
+    """The last day the course's requests cover: the newest issue, or the day an active
+    request was stopped, superseded or ended (the as-of date while it stands)."""
     course: tuple[CourseRequest, ...] = ()
     """Every request of the course, oldest first (who had what when: ``ingredient_span``)."""
 
@@ -225,10 +228,18 @@ class Currency:
     or after this day, is current but raises a review."""
     course_gap: timedelta
     """Requests whose cover is further apart than this start a new course."""
+    rarer_than: float = 0.0
+    """Administrations per day: an issue whose dosage is given less often than this (a depot
+    injection every 3 or 6 months) covers its dosing interval, and counts as current for the
+    issue look-back after that."""
 
     def issued_recently(self, request: Prescription) -> bool:
-        """Issued (completed) within the look-back window."""
-        return request.status in CURRENT_WHILE_ISSUED and request.authored_on >= self.lookback_start
+        """Issued (completed) within the look-back window; for a product given at long intervals
+        (a 6-monthly depot), within the look-back after its next dose falls due."""
+        return (
+            request.status in CURRENT_WHILE_ISSUED
+            and _covered_until(request, self) >= self.lookback_start
+        )
 
     def still_valid(self, request: Prescription) -> bool:
         """Its validity period did not end before the look-back window."""
@@ -276,7 +287,7 @@ def _therapy(
     restarts: bool,
 ) -> Therapy:
     starts = [p.authored_on for p, _ in items]
-    ends = starts.copy()  # the last day each request covers
+    ends = [_covered_until(p, currency) for p, _ in items]  # the last day each request covers
     newest: dict[ProductKey, int] = {}
     standing: dict[ProductKey, int | None] = {}
     """Per product: its active request still standing (not superseded, stopped or on hold)."""
@@ -315,6 +326,7 @@ def _therapy(
         anchor=max(start, changed) if changed else start,
         products=tuple(product for n, product in current if n >= first),
         newest=items[-1],
+        last_cover=reach,
         course=tuple(
             CourseRequest(starts[n], ends[n], items[n][1].ingredient)
             for n in range(first, len(items))
@@ -344,6 +356,15 @@ def _current_product(
     return ProductRequest(
         match.ingredient, newest, matched_by(newest, match), newest.authored_on if stale else None
     )
+
+
+def _covered_until(issue: Prescription, currency: Currency) -> date:
+    """The last day one issue covers: its own day, or the day its next dose falls due when the
+    dosage is given less often than ``Currency.rarer_than``."""
+    per_day = issue.dosage.per_day
+    if per_day and per_day < currency.rarer_than:
+        return issue.authored_on + timedelta(days=1 / per_day)
+    return issue.authored_on
 
 
 def matched_by(prescription: Prescription, match: MedicationMatch) -> MatchMethod:

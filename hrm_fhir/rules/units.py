@@ -24,6 +24,11 @@ class UnitTable:
         self._keys: dict[str, str] = {}
         """``unit_key`` of each spelling met, remembered."""
 
+    def presence_only(self, analyte: str) -> bool:
+        """Whether a result of the analyte shows only that the test was done (canonical unit
+        ``1``: a panel, a procedure, a TPMT activity in any unit): its value is not read."""
+        return self._canonical[analyte] == "1"
+
     def normalise(self, analyte: str, value: float, unit: str | None) -> tuple[float, str] | None:
         """(value, canonical unit), or None when the unit cannot be normalised.
 

@@ -22,6 +22,7 @@ from hrm_fhir.credentials import issue_token
 from hrm_fhir.users import create_user
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
+from tests.builders import rules
 from tests.databases import database_for
 from tests.integration.practice import AS_OF, starter
 from tests.integration.test_workflow_hapi import Flow
@@ -32,6 +33,7 @@ NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 SIGNED = NOW + timedelta(days=3)
 NHS = "9990002223"
 SPS_MTX = "https://www.sps.nhs.uk/monitorings/methotrexate-monitoring/"
+MTX_RULE = rules().get("methotrexate").ref
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     assert (pack["patient"]["name"], pack["patient"]["nhs_number"]) == ("Evie Testpatient", NHS)
 
     [schedule] = pack["schedules"]
-    assert (schedule["drug_group"], schedule["rule"]) == ("methotrexate", "methotrexate@2")
+    assert (schedule["drug_group"], schedule["rule"]) == ("methotrexate", MTX_RULE)
     [bloods] = [s for s in schedule["statements"] if s["kind"] == "schedule"]
     assert "every 2 weeks until 6 weeks" in bloods["text"]
     assert (bloods["citation"]["url"], bloods["verified"]) == (SPS_MTX, True)
@@ -154,7 +156,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
         "attester",
     )
     assert f"Task/{task_id}/_history/{task['versions'][-1]['version']}" in sign_off["targets"]
-    assert sign_off["reason"] == "methotrexate@2#bloods"
+    assert sign_off["reason"] == f"{MTX_RULE}#bloods"
     assert [a["action"] for a in pack["provenance"]] == ["contact", "contact", "sample", "signoff"]
 
     events = [
@@ -285,7 +287,7 @@ def test_the_patient_card_links_a_printable_evidence_pack(flow: Flow) -> None:
         pack = client.get(f"/patients/{pid}/evidence")
         assert (pack.status_code, pack.mimetype) == (200, "text/html")
         assert "Phil Pharmacist" in pack.text
-        assert "methotrexate@2" in pack.text
+        assert MTX_RULE in pack.text
         other = app.test_client()
         sign_in(other, "olga")
         hidden = other.get(f"/patients/{pid}/evidence")

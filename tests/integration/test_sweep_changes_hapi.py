@@ -21,9 +21,10 @@ from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, 
 
 pytestmark = pytest.mark.hapi
 INR = "6301-6"
+STRUCTURED_MEDICATION_REVIEW = "1239511000000100"
 RULES = rules_with_shared_care_entries()
-"""The shipped rules with coded shared-care entries, so that the sweep searches Conditions,
-Procedures and Flags for them (the shipped catalogue lists no entry codes)."""
+"""The shipped rules with coded shared-care entries, so that the sweep searches Conditions and
+Flags for them (the shipped catalogue lists no entry codes; Procedures are read whole)."""
 ACTIVE = {
     "coding": [
         {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
@@ -116,6 +117,14 @@ def _one_change_each(p: Practice) -> dict[str, Resource]:
             p, "Procedure", "opioid1", shared_care, status="completed", performedDateTime=day
         ),
         "opioid2": _entry(p, "Flag", "opioid2", shared_care, status="active"),
+        "opioid3": _entry(
+            p,
+            "Procedure",
+            "opioid3",
+            {"system": SNOMED, "code": STRUCTURED_MEDICATION_REVIEW},
+            status="completed",
+            performedDateTime=day,
+        ),
         "mtx2": arrangement_task(
             None,
             resource_id=p.pid("mtx2-arrangement"),

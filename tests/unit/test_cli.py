@@ -15,7 +15,16 @@ from click.testing import CliRunner
 from fhir.resources.R4B.bundle import Bundle
 
 from hrm_fhir.cli import main
-from tests.builders import AS_OF, evaluate, observation, of_kind, patient, prescription, repeats
+from tests.builders import (
+    AS_OF,
+    evaluate,
+    observation,
+    of_kind,
+    patient,
+    prescription,
+    repeats,
+    rules,
+)
 
 MTX = "Methotrexate 2.5mg tablets"
 NEUT = "1022551000000104"
@@ -53,7 +62,7 @@ def test_evaluate_prints_the_json_contract(tmp_path: Path) -> None:
         "10*9/L",
         "action",
     )
-    assert oor["rule"] == "methotrexate@2"
+    assert oor["rule"] == rules().get("methotrexate").ref
     assert oor["source"].startswith("https://")
     assert any(e.startswith("Observation/") for e in oor["evidence"])
     overdue = next(f for f in doc["findings"] if f["kind"] == "overdue")

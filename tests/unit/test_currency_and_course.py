@@ -18,6 +18,7 @@ from tests.builders import (
     AS_OF,
     LOINC,
     assess,
+    baseline,
     bloods,
     evaluate,
     observation,
@@ -220,8 +221,11 @@ def test_adding_a_second_strength_is_a_dose_change() -> None:
 
 
 def test_warfarin_started_eight_weeks_ago_with_no_inr_is_overdue_from_its_first_due_date() -> None:
+    """With its baseline on record (a week before the start, the INR included), the first INR
+    of the initiation schedule is due two days after the start."""
     start = _ago(56)
-    result = assess([patient(), *repeats("Warfarin 3mg tablets", start, _ago(7), every_days=7)])
+    chain = repeats("Warfarin 3mg tablets", start, _ago(7), every_days=7)
+    result = assess([patient(), *chain, *baseline("warfarin", start - timedelta(days=7))])
     [overdue] = of_kind(result.findings, "overdue", "warfarin")
     assert overdue.due_date == start + timedelta(days=2)
     assert dict(result.register[0].next_due)["inr"] == start + timedelta(days=2)
@@ -241,7 +245,9 @@ def test_the_weekly_inr_phase_is_judged_on_the_day_of_the_last_inr(
 def test_lithium_started_ten_weeks_ago_with_no_level_is_overdue_a_week_after_the_start() -> None:
     start = _ago(70)
     chain = repeats("Lithium carbonate 400mg modified-release tablets", start, _ago(14))
-    [overdue] = of_kind(evaluate([patient(born="1970-01-01"), *chain]), "overdue", "lithium")
+    first = baseline("lithium", start - timedelta(days=3))
+    found = evaluate([patient(born="1970-01-01"), *chain, *first])
+    [overdue] = of_kind(found, "overdue", "lithium")
     assert overdue.due_date == start + timedelta(weeks=1)
 
 
@@ -252,7 +258,8 @@ def test_the_register_shows_the_real_course_start_and_first_due_dates(tmp_path: 
     """``evaluate --format json`` (``monitored``) and ``--format csv``, end to end."""
     warfarin_start = _ago(56)
     warfarin = repeats("Warfarin 3mg tablets", warfarin_start, _ago(7), every_days=7, pid="p2")
-    resources = [*_methadone_since_2016(), patient("p2"), *warfarin]
+    first = baseline("warfarin", warfarin_start - timedelta(days=7), pid="p2")
+    resources = [*_methadone_since_2016(), patient("p2"), *warfarin, *first]
     (tmp_path / "export.ndjson").write_bytes(b"\n".join(orjson.dumps(r) for r in resources))
     runner = CliRunner()
     args = ["evaluate", "--as-of", AS_OF.isoformat(), str(tmp_path)]

@@ -18,11 +18,11 @@ def test_patients_are_re_read_in_groups_only_while_that_costs_less_than_paging_t
 
 def test_every_extra_search_makes_a_group_of_twenty_cost_more() -> None:
     extra = [("Task", {"code": "arrangement"}), ("Goal", {})]
-    assert searches_per_group(()) == len(RECORD_TYPES) == 5
-    assert searches_per_group(extra) == 7
-    # 521 searches of half a page fit in 261 pages: 104 groups of five, 74 groups of seven.
-    assert batch_limit(261, searches_per_group(())) == 2080
-    assert batch_limit(261, searches_per_group(extra)) == 1480
+    assert searches_per_group(()) == len(RECORD_TYPES) == 6
+    assert searches_per_group(extra) == 8
+    # 521 searches of half a page fit in 261 pages: 86 groups of six, 65 groups of eight.
+    assert batch_limit(261, searches_per_group(())) == 1720
+    assert batch_limit(261, searches_per_group(extra)) == 1300
 
 
 def test_paging_a_search_takes_one_request_per_page_and_one_at_least() -> None:

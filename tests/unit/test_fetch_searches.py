@@ -13,15 +13,12 @@ def test_without_shared_care_entry_codes_only_the_arrangement_tasks_are_searched
     assert arrangement_searches(rules()) == [ARRANGEMENT_TASKS]
 
 
-def test_shared_care_entries_are_searched_by_code_except_flags_which_r4_cannot_search_by_code() -> (
-    None
-):
-    searches = arrangement_searches(rules_with_shared_care_entries())
+def test_shared_care_conditions_are_searched_by_code_and_flags_whole_r4_flag_has_no_code() -> None:
     codes = ",".join(
         f"{PRACTICE_CODES}|{code}" for code in ("lithium-by-cmht", "monitored-here", "shared-care")
     )
-    assert searches[0] == ARRANGEMENT_TASKS
-    assert ("Condition", {"code": codes}) in searches
-    assert [params for kind, params in searches if kind == "Flag"] == [{"_tag:not": OURS_TAG}], (
-        "every Flag but the service's own, its code matched locally"
-    )
+    assert arrangement_searches(rules_with_shared_care_entries()) == [
+        ARRANGEMENT_TASKS,
+        ("Condition", {"code": codes}),
+        ("Flag", {"_tag:not": OURS_TAG}),
+    ], "every Flag but the service's own, its code matched locally; Procedures are read whole"

@@ -12,6 +12,12 @@ from hrm_fhir.rules.registry import _package_files, build_rule_set, load_rule_se
 
 CATALOGUE, PACKS = _package_files()
 MTX = PACKS["methotrexate.toml"]
+NEXT = 1 + max(
+    int(name.removeprefix("methotrexate.v").removesuffix(".toml"))
+    for name in PACKS
+    if name.startswith("methotrexate.v")
+)
+"""The methotrexate version after the highest shipped one."""
 GROUPS = {
     "methotrexate",
     "azathioprine",
@@ -64,14 +70,16 @@ def test_duplicate_id_and_version_refuses_to_load() -> None:
 
 
 def test_new_version_supersedes_and_old_version_stays_traceable() -> None:
-    v2 = MTX.replace("version = 1", "version = 2", 1).replace("value = 1.6", "value = 1.5", 1)
-    rule_set = build_rule_set(CATALOGUE, _with("methotrexate.v2.toml", v2))
-    assert rule_set.get("methotrexate").version == 2
+    newer = MTX.replace("version = 1", f"version = {NEXT}", 1).replace(
+        "value = 1.6", "value = 1.5", 1
+    )
+    rule_set = build_rule_set(CATALOGUE, _with(f"methotrexate.v{NEXT}.toml", newer))
+    assert rule_set.get("methotrexate").version == NEXT
     assert rule_set.get("methotrexate", 1).version == 1
     in_force = {
         p.id: p.version for p in rule_set.in_force(rule_set.get("methotrexate").effective_from)
     }
-    assert in_force["methotrexate"] == 2
+    assert in_force["methotrexate"] == NEXT
 
 
 def test_retired_pack_is_not_in_force() -> None:
@@ -168,22 +176,24 @@ def test_a_pack_is_verified_only_when_its_tolerances_are(tolerance_verified: boo
     assert schedule.severely_overdue is not None
     tolerance = replace(schedule.severely_overdue, verified=tolerance_verified)
     verified_schedule = replace(schedule, verified=True, severely_overdue=tolerance)
-    bare = replace(pack, schedules=(verified_schedule,), thresholds=(), prescribing=())
+    bare = replace(
+        pack, schedules=(verified_schedule,), thresholds=(), prescribing=(), baselines=()
+    )
     assert bare.verified is tolerance_verified
 
 
 def test_one_version_carries_every_change_made_to_a_pack_at_once() -> None:
     """Antipsychotic version 2 was made twice side by side (issue 9's ingredients, issue 10's
-    tolerances): the one version in force has both, and version 1 neither. Opioid version 2
-    (ingredients only) and version 3 (issue 10's checks) keep their reviews ungraded: the
-    reference gives no tolerance."""
+    tolerances): that version has both, and version 1 neither; version 3 (issue 10's schedule
+    side) is a superset of version 2. Opioid version 2 (ingredients only) and version 3 (issue
+    10's checks) keep their reviews ungraded: the reference gives no tolerance."""
     rule_set = load_rule_set()
-    latest, first = rule_set.get("antipsychotic"), rule_set.get("antipsychotic", 1)
-    assert latest.version == 2
-    assert latest.effective_from == first.effective_from
-    added = {i.name for i in latest.ingredients} - {i.name for i in first.ingredients}
-    assert {"flupentixol", "zuclopenthixol", "fluphenazine"} <= added
-    assert all(s.severely_overdue is not None for s in latest.schedules)
+    first = rule_set.get("antipsychotic", 1)
+    for version in (rule_set.get("antipsychotic", 2), rule_set.get("antipsychotic")):
+        assert version.effective_from == first.effective_from
+        added = {i.name for i in version.ingredients} - {i.name for i in first.ingredients}
+        assert {"flupentixol", "zuclopenthixol", "fluphenazine"} <= added
+        assert all(s.severely_overdue is not None for s in version.schedules)
     assert all(s.severely_overdue is None for s in first.schedules)
     for opioid in (p for p in rule_set.packs if p.id == "opioid" and p.version >= 2):
         assert all(s.severely_overdue is None for s in opioid.schedules)

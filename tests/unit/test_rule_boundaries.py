@@ -15,6 +15,8 @@ import pytest
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.model import (
+    RISE_OPERATORS,
+    Baseline,
     Condition,
     Modifier,
     PrescribingCheck,
@@ -23,25 +25,19 @@ from hrm_fhir.rules.model import (
     Threshold,
 )
 from hrm_fhir.rules.results import result_lookbacks
-from tests.builders import AS_OF, evaluate, observation, patient, prescription, repeats, rules
+from tests.builders import (
+    AS_OF,
+    assess,
+    done,
+    evaluate,
+    observation,
+    patient,
+    prescription,
+    repeats,
+    rules,
+)
 
 START = AS_OF - timedelta(days=3 * 365)
-# A normal result that shows each test was done, chosen so that no threshold or modifier fires.
-NEUTRAL: dict[str, tuple[str, float | None, str]] = {
-    "fbc": ("fbc_panel", None, "1"),
-    "lft": ("lft_panel", None, "1"),
-    "renal": ("egfr", 90, "mL/min/{1.73_m2}"),
-    "lithium": ("lithium", 0.6, "mmol/L"),
-    "tft": ("tft_panel", None, "1"),
-    "calcium": ("calcium", 2.35, "mmol/L"),
-    "inr": ("inr", 2.5, "{INR}"),
-    "hba1c": ("hba1c", 38, "mmol/mol"),
-    "lipids": ("cholesterol", 4.5, "mmol/L"),
-    "weight": ("weight", 70, "kg"),
-    "bp": ("sbp", 120, "mm[Hg]"),
-    "ecg": ("qtc", 400, "ms"),
-    "review": ("medication_review", None, "1"),
-}
 
 
 def _code(analyte: str) -> str:
@@ -139,13 +135,15 @@ def _own_sides(th: Threshold, day: date) -> Sides:
         limit = 40.0 * th.value
         mk = lambda v: [_result(th.analyte, v, th.unit, day, ref_range=(5.0, 40.0))]  # noqa: E731
         return mk(limit + eps), mk(limit), mk(limit - eps)
-    assert th.op == "rise_pct_from_baseline"
+    assert th.op in RISE_OPERATORS
     base_day = day - timedelta(days=90)
-    limit = 100.0 * (1 + th.value / 100)
+    limit = 100.0 + th.value  # the baseline is 100
 
     def mk(v: float) -> list[dict[str, Any]]:
         return [_result(th.analyte, 100.0, th.unit, base_day), _result(th.analyte, v, th.unit, day)]
 
+    if th.op == "rise_pct_from_baseline_at_least":
+        return mk(limit), mk(limit - 0.1), mk(100.0)
     return mk(limit + 0.1), mk(limit), mk(100.0)
 
 
@@ -187,7 +185,7 @@ def _recorded_sides(th: Threshold, day: date) -> Sides:
     coded = [_result(th.analyte, None, "1", day)]
     test = rules().catalogue.analytes[th.analyte].monitored_with
     assert test is not None, f"{th.analyte}: a coded finding needs monitored_with"
-    later = _done((test,), day + timedelta(days=1))
+    later = done((test,), day + timedelta(days=1))
     return coded, coded + later, []
 
 
@@ -312,14 +310,6 @@ def _schedule_cases() -> list[Any]:
     return cases
 
 
-def _done(tests: tuple[str, ...], on: date) -> list[dict[str, Any]]:
-    out = []
-    for test in tests:
-        analyte, value, unit = NEUTRAL[test]
-        out.append(_result(analyte, value, unit, on))
-    return out
-
-
 @pytest.mark.parametrize(("pack", "schedule"), _schedule_cases())
 def test_maintenance_interval_boundary(pack: RulePack, schedule: Schedule) -> None:
     interval = schedule.phases[-1].interval
@@ -327,11 +317,11 @@ def test_maintenance_interval_boundary(pack: RulePack, schedule: Schedule) -> No
     others = tuple(
         t for s in pack.schedules if s is not schedule for t in s.tests if t not in schedule.tests
     )
-    base = _on_drug(pack) + _done(others, AS_OF)
+    base = _on_drug(pack) + done(others, AS_OF)
     window = rules().catalogue.due_window_days
 
     def monitoring(last: date) -> list[Any]:
-        found = evaluate(base + _done(schedule.tests, last))
+        found = evaluate(base + done(schedule.tests, last))
         return [
             f
             for f in found
@@ -361,6 +351,118 @@ def test_every_pack_has_cited_sources_and_severities() -> None:
             assert pack.citations[th.citation].url.startswith("http")
         for s in pack.schedules:
             assert pack.citations[s.citation].url.startswith("http")
+
+
+# ------------------------------------------------------------------ baselines at initiation
+
+
+def _baseline_cases() -> list[Any]:
+    return [
+        pytest.param(pack, baseline, id=f"{pack.id}-{baseline.id}")
+        for pack in rules().in_force(AS_OF)
+        for baseline in pack.baselines
+    ]
+
+
+def _started(pack: RulePack, start: date) -> list[dict[str, Any]]:
+    """A patient whose course of the pack's first ingredient started on ``start``."""
+    name = pack.ingredients[0].name
+    return [patient(born="1976-06-15"), *repeats(f"{name} 10mg tablets", start, start, 28)]
+
+
+def _next_due(resources: list[dict[str, Any]], group: str) -> dict[str, date]:
+    [entry] = [e for e in assess(resources).register if e.drug_group == group]
+    return dict(entry.next_due)
+
+
+@pytest.mark.parametrize(("pack", "baseline"), _baseline_cases())
+def test_a_new_start_is_due_for_its_baseline_unless_a_result_is_in_the_window(
+    pack: RulePack, baseline: Baseline
+) -> None:
+    """A course that started 10 days ago with no result on record is due for each baseline
+    test from its start; a result exactly ``before_start`` before the start is the baseline, a
+    day older is not (for a test done ``once``, any earlier result is)."""
+    start = AS_OF - timedelta(days=10)
+    rules_ = rules().catalogue.baseline
+    due = _next_due(_started(pack, start), pack.drug_group)
+    assert all(due[t] == start for t in baseline.tests), due
+    [finding] = [
+        f
+        for f in evaluate(_started(pack, start))
+        if f.kind.value == "overdue" and f.drug_group == pack.drug_group
+    ]
+    assert set(baseline.tests) <= set(finding.tests)
+    assert finding.due_date == start
+    edge = rules_.before_start.before(start)
+    in_window = _next_due(_started(pack, start) + done(baseline.tests, edge), pack.drug_group)
+    assert all(in_window.get(t) != start for t in baseline.tests), in_window
+    older = edge - timedelta(days=1 if not baseline.once else 3650)
+    before = _next_due(_started(pack, start) + done(baseline.tests, older), pack.drug_group)
+    if baseline.once:
+        assert all(before.get(t) != start for t in baseline.tests), before
+    else:
+        assert all(before[t] == start for t in baseline.tests), before
+
+
+@pytest.mark.parametrize(("pack", "baseline"), _baseline_cases())
+def test_a_course_is_a_new_start_for_its_first_months_only(
+    pack: RulePack, baseline: Baseline
+) -> None:
+    """A course started exactly ``new_start_for`` ago is established: no baseline is due (the
+    routine schedule alone runs); one started a day later still is a new start."""
+    span = rules().catalogue.baseline.new_start_for
+    established = span.before(AS_OF)
+    assert span.after(established) == AS_OF
+    due = _next_due(_started(pack, established), pack.drug_group)
+    assert all(due.get(t) != established for t in baseline.tests), due
+    recent = established + timedelta(days=1)
+    due = _next_due(_started(pack, recent), pack.drug_group)
+    assert all(due[t] == recent for t in baseline.tests), due
+
+
+# ------------------------------------------------------------------ monitoring after stopping
+
+
+def _after_stop_cases() -> list[Any]:
+    return [
+        pytest.param(pack, schedule, id=f"{pack.id}-{schedule.id}")
+        for pack in rules().in_force(AS_OF)
+        for schedule in pack.schedules
+        if schedule.continues_after_stop is not None
+    ]
+
+
+@pytest.mark.parametrize(("pack", "schedule"), _after_stop_cases())
+def test_a_schedule_continues_after_stopping_for_its_span_and_not_a_day_longer(
+    pack: RulePack, schedule: Schedule
+) -> None:
+    """Stopped (last issue) so that the span after stopping ends today: the schedule's tests
+    are still overdue, alone; a day earlier they are not (and nothing else of the pack is)."""
+    span = schedule.continues_after_stop
+    assert span is not None
+    lookback = rules().catalogue.current_issue_lookback
+    last = span.before(lookback.before(AS_OF))
+    while span.after(lookback.after(last + timedelta(days=1))) <= AS_OF:
+        last += timedelta(days=1)
+    while span.after(lookback.after(last)) < AS_OF:
+        last += timedelta(days=1)
+    assert span.after(lookback.after(last - timedelta(days=1))) < AS_OF
+
+    def monitoring(last_issue: date) -> list[Any]:
+        name = pack.ingredients[0].name
+        chain = repeats(f"{name} 10mg tablets", last_issue - timedelta(days=28 * 32), last_issue)
+        chain[-1]["status"] = "completed"
+        found = evaluate([patient(born="1976-06-15"), *chain])
+        return [
+            f
+            for f in found
+            if f.kind.value in ("due", "overdue") and f.drug_group == pack.drug_group
+        ]
+
+    [finding] = monitoring(last)
+    assert set(finding.tests) == set(schedule.tests)
+    assert "no longer prescribed" in finding.reason
+    assert monitoring(last - timedelta(days=1)) == []
 
 
 def _naive_cases() -> list[Any]:
@@ -423,10 +525,76 @@ def test_a_schedule_interval_by_ome_band_changes_on_its_boundary(
         chain = repeats(
             f"{oral.name} 1mg tablets", START, AS_OF - timedelta(days=7), dosage=f"{dose:g}mg daily"
         )
-        review = _done(schedule.tests, last)
+        review = done(schedule.tests, last)
         found = evaluate([patient(born="1976-06-15"), *chain, *review])
         return [f for f in found if f.kind.value in ("due", "overdue")]
 
     [overdue] = due(cond.value)
     assert overdue.due_date == AS_OF - timedelta(days=1)
     assert due(cond.value - 1) == []
+
+
+# ------------------------------------------------------------------ schedule modifiers (issue 10)
+
+
+def _modifier_cases(kind: str) -> list[Any]:
+    """Every schedule modifier of a pack in force with a condition of ``kind``."""
+    return [
+        pytest.param(pack, schedule, modifier, cond, id=f"{pack.id}-{schedule.id}-{n}")
+        for pack in rules().in_force(AS_OF)
+        for schedule in pack.schedules
+        for n, modifier in enumerate(schedule.modifiers)
+        for cond in modifier.when
+        if getattr(cond, kind) is not None
+    ]
+
+
+def _schedule_due(
+    pack: RulePack, schedule: Schedule, extra: list[dict[str, Any]], base: date
+) -> dict[str, date]:
+    """The register's next due date of each of the schedule's tests, all done on ``base``."""
+    due = _next_due(_on_drug(pack) + done(schedule.tests, base) + extra, pack.drug_group)
+    return {test: due[test] for test in schedule.tests}
+
+
+@pytest.mark.parametrize(("pack", "schedule", "modifier", "cond"), _modifier_cases("fires"))
+def test_a_modifier_on_a_firing_threshold_applies_only_beyond_the_threshold_boundary(
+    pack: RulePack, schedule: Schedule, modifier: Modifier, cond: Condition
+) -> None:
+    """A result just beyond the threshold's boundary brings the schedule's tests forward to the
+    modifier's interval; one on the boundary leaves them on the schedule's own interval."""
+    [threshold] = [t for t in pack.thresholds if t.id == cond.fires]
+    assert modifier.interval is not None
+    base = AS_OF - timedelta(days=3)
+    fire, boundary, _ = _sides(threshold, base)
+    shorter = modifier.interval.after(base)
+    assert _schedule_due(pack, schedule, fire, base) == dict.fromkeys(schedule.tests, shorter)
+    assert all(d > shorter for d in _schedule_due(pack, schedule, boundary, base).values())
+
+
+@pytest.mark.parametrize(
+    ("pack", "schedule", "modifier", "cond"), _modifier_cases("together_less_than")
+)
+def test_a_modifier_for_two_drugs_together_applies_for_its_span_and_not_a_day_longer(
+    pack: RulePack, schedule: Schedule, modifier: Modifier, cond: Condition
+) -> None:
+    """Judged on the date of the last bloods: the co-prescribed drug started so that the two
+    have been taken together a day less than the span brings the tests forward to the
+    modifier's interval; started a day earlier (the full span) it does not."""
+    span = cond.together_less_than
+    assert span is not None
+    assert modifier.interval is not None
+    [other] = [p for p in rules().in_force(AS_OF) if p.drug_group == cond.co_prescribed]
+    base = AS_OF - timedelta(days=3)
+    started = span.before(base)
+    while span.after(started + timedelta(days=1)) <= base:
+        started += timedelta(days=1)
+    assert span.after(started) <= base < span.after(started + timedelta(days=1))
+
+    def due(start: date) -> dict[str, date]:
+        name = other.ingredients[0].name
+        return _schedule_due(pack, schedule, repeats(f"{name} 10mg tablets", start, base), base)
+
+    shorter = modifier.interval.after(base)
+    assert due(started + timedelta(days=1)) == dict.fromkeys(schedule.tests, shorter)
+    assert all(d > shorter for d in due(started).values())

@@ -19,7 +19,7 @@ def _executable() -> str:
     return found
 
 
-@pytest.mark.parametrize(("folder", "expectations"), [("scenarios", 15), ("golden", 24)])
+@pytest.mark.parametrize(("folder", "expectations"), [("scenarios", 15), ("golden", 32)])
 def test_scenarios_pass_their_checker(folder: str, expectations: int) -> None:
     """The shared example scenarios, and the project's own golden ones, through the CLI."""
     run = subprocess.run(

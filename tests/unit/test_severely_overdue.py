@@ -19,7 +19,7 @@ from hrm_fhir.rules.evaluate import Engine, _past_tolerance, _TestDue
 from hrm_fhir.rules.model import RulePack, Schedule
 from hrm_fhir.rules.therapy import Therapy
 from tests.builders import AS_OF, evaluate, of_kind, patient, records, repeats, rules
-from tests.unit.test_rule_boundaries import _done
+from tests.builders import done as _done
 
 LONG_AGO = AS_OF - timedelta(days=3 * 365)
 

@@ -24,7 +24,7 @@ from tests.builders import (
     rules,
     rules_with_shared_care_entries,
 )
-from tests.unit.test_rule_boundaries import _done
+from tests.builders import done as _done
 
 UKCORE = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationPrescribingOrganizationType"
 UKCORE_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-MedicationPrescribingOrganizationType"

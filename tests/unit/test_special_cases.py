@@ -12,6 +12,7 @@ from tests.builders import AS_OF, EGFR, bloods, evaluate, observation, of_kind, 
 LITHIUM, CRCL = "1006681000000100", "968191000000100"
 CREAT, TSH, CALCIUM, WEIGHT = "1000731000000107", "1022791000000101", "1000691000000101", "27113001"
 HBA1C, CHOL, SBP = "999791000000106", "1005671000000105", "72313002"
+WAIST, PULSE = "276361009", "364075005"
 
 
 def _monitoring(found: list[Any], group: str) -> list[Any]:
@@ -149,6 +150,8 @@ def test_antipsychotic_checks_at_12_weeks_then_one_year_then_annually() -> None:
             (CHOL, 4.5, "mmol/L"),
             (SBP, 120, "mm[Hg]"),
             (WEIGHT, 70, "kg"),
+            (WAIST, 90, "cm"),
+            (PULSE, 70, "/min"),
         )
     ]
     weighed = observation(WEIGHT, 71, "kg", AS_OF - timedelta(days=10))
@@ -162,7 +165,7 @@ def test_antipsychotic_checks_at_12_weeks_then_one_year_then_annually() -> None:
     [finding] = _monitoring(evaluate([*resources, weighed]), "antipsychotic")
     assert finding.kind.value == "due"
     assert finding.due_date == start + timedelta(weeks=12)
-    assert set(finding.tests) == {"hba1c", "lipids", "weight", "bp"}
+    assert set(finding.tests) == {"hba1c", "lipids", "weight", "bp", "pulse"}
     later = AS_OF - timedelta(weeks=30)
     checked = [
         observation(c, v, u, later + timedelta(weeks=12))
@@ -171,6 +174,7 @@ def test_antipsychotic_checks_at_12_weeks_then_one_year_then_annually() -> None:
             (CHOL, 4.5, "mmol/L"),
             (SBP, 120, "mm[Hg]"),
             (WEIGHT, 70, "kg"),
+            (PULSE, 70, "/min"),
         )
     ]
     resources = [
@@ -181,20 +185,30 @@ def test_antipsychotic_checks_at_12_weeks_then_one_year_then_annually() -> None:
     assert _monitoring(evaluate(resources), "antipsychotic") == []
 
 
-@pytest.mark.parametrize(("with_leflunomide", "overdue"), [(False, False), (True, True)])
-def test_methotrexate_with_leflunomide_is_monthly(with_leflunomide: bool, overdue: bool) -> None:
+@pytest.mark.parametrize(
+    ("leflunomide_for", "overdue"), [(None, False), (200, True), (399, True), (401, False)]
+)
+def test_methotrexate_with_leflunomide_is_monthly_for_its_first_year(
+    leflunomide_for: int | None, overdue: bool
+) -> None:
+    """Reference 2.1: "MTX+LEF combination: monthly [V: SPS MTX 'monthly until stable for 12
+    months' ...]": monthly until the two have been taken together for 12 months (bloods five
+    weeks ago are overdue), then the common 12-weekly maintenance (they are not). The year is
+    judged on the date of the last bloods, as phases are: bloods taken 364 days into the
+    combination (leflunomide for 399 days) were taken in the monthly year."""
     chain = repeats(
         "Methotrexate 2.5mg tablets",
         AS_OF - timedelta(days=800),
         AS_OF - timedelta(days=5),
         dosage="10mg weekly",
     )
-    if with_leflunomide:
+    if leflunomide_for is not None:
         chain += repeats(
             "Leflunomide 10mg tablets",
-            AS_OF - timedelta(days=800),
+            AS_OF - timedelta(days=leflunomide_for),
             AS_OF - timedelta(days=5),
             dosage="10mg daily",
+            every_days=7,
         )
     found = evaluate([patient(), *chain, *bloods(AS_OF - timedelta(weeks=5), egfr=90)])
     assert bool(of_kind(found, "overdue", "methotrexate")) is overdue

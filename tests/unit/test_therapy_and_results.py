@@ -7,6 +7,7 @@ from datetime import timedelta
 from tests.builders import (
     AS_OF,
     SNOMED,
+    baseline,
     bloods,
     evaluate,
     observation,
@@ -14,6 +15,7 @@ from tests.builders import (
     patient,
     prescription,
     repeats,
+    rules,
 )
 
 MTX = "Methotrexate 2.5mg tablets"
@@ -33,7 +35,7 @@ def test_flags_overdue_monitoring_when_last_result_predates_interval() -> None:
     [overdue] = of_kind(found, "overdue", "methotrexate")
     assert overdue.tests == ("fbc", "lft", "renal")
     assert overdue.due_date == AS_OF - timedelta(days=120) + timedelta(weeks=12)
-    assert overdue.rule == "methotrexate@2"
+    assert overdue.rule == rules().get("methotrexate").ref
 
 
 def test_in_range_result_inside_interval_removes_the_overdue_finding() -> None:
@@ -101,8 +103,8 @@ def test_deceased_patient_raises_nothing() -> None:
 
 def test_new_start_follows_the_initiation_schedule() -> None:
     start = AS_OF - timedelta(days=20)
-    resources = [patient(), prescription(MTX, start, timing=WEEKLY)] + bloods(
-        start - timedelta(days=3)
+    resources = [patient(), prescription(MTX, start, timing=WEEKLY)] + baseline(
+        "methotrexate", start - timedelta(days=3)
     )
     [finding] = of_kind(evaluate(resources), "overdue", "methotrexate")
     assert finding.due_date == start + timedelta(weeks=2)
