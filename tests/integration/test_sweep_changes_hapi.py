@@ -6,30 +6,23 @@ type a rule reads, not from the snapshot kept at the last sweep."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 
 import orjson
 import pytest
 
 from hrm_fhir.adapters import store
 from hrm_fhir.sweep import SweepSummary, run_sweep
-from hrm_fhir.workflow.model import Actor, Role
-from hrm_fhir.workflow.resources import arrangement_task
-from tests.builders import LOINC, PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
+from tests.builders import PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, Resource, several
 
 pytestmark = pytest.mark.hapi
-INR = "6301-6"
-STRUCTURED_MEDICATION_REVIEW = "1239511000000100"
 RULES = rules_with_shared_care_entries()
 """The shipped rules with coded shared-care entries, so that the sweep searches Conditions and
 Flags for them (the shipped catalogue lists no entry codes; Procedures are read whole)."""
-ACTIVE = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
-    ]
-}
+STRUCTURED_MEDICATION_REVIEW = {"system": SNOMED, "code": "1239511000000100"}
+SHARED_CARE = {"system": PRACTICE_CODES, "code": "shared-care"}
 
 
 def _sweep(h: Harness) -> SweepSummary:
@@ -38,103 +31,42 @@ def _sweep(h: Harness) -> SweepSummary:
     return summary
 
 
-def _warfarin(p: Practice) -> list[Resource]:
-    long_ago, recent = AS_OF - timedelta(days=700), AS_OF - timedelta(days=6)
-    return [
-        p.patient("warf", born="1950-01-01"),
-        *p.repeats("warf", "Warfarin 3mg tablets", long_ago, recent),
-        p.result("warf", INR, 2.5, "{INR}", AS_OF - timedelta(days=10)),
-    ]
-
-
-def _entry(p: Practice, kind: str, name: str, code: dict[str, str], **fields: object) -> Resource:
-    return {
-        "resourceType": kind,
-        "id": p.pid(f"{name}-{kind.lower()}"),
-        "subject": {"reference": f"Patient/{p.pid(name)}"},
-        "code": {"coding": [code]},
-        **fields,
-    }
-
-
 def _one_change_each(p: Practice) -> dict[str, Resource]:
     """Per patient, the one resource that changes after the first sweep, one of each type a
     rule reads (the patient's name -> the resource)."""
-    day = (AS_OF - timedelta(days=1)).isoformat()
-    shared_care = {"system": PRACTICE_CODES, "code": "shared-care"}
-    pharmacist = Actor("pharmacist-1", Role.PHARMACIST, "Pat Pharmacist", p.org)
+    day = AS_OF - timedelta(days=1)
     return {
         "mtx0": p.patient("mtx0", telecom=[{"system": "phone", "value": "01632 960000"}]),
-        "opioid0": p.prescription(
-            "opioid0", "Morphine sulfate 60mg modified-release tablets", AS_OF - timedelta(days=1)
+        "opioid0": p.prescription("opioid0", "Morphine sulfate 60mg modified-release tablets", day),
+        "statin0": p.statement(
+            "statin0", "Lithium carbonate 400mg MR tablets", day - timedelta(days=200), "800mg"
         ),
-        "statin0": {
-            "resourceType": "MedicationStatement",
-            "id": p.pid("statin0-statement"),
-            "status": "active",
-            "subject": {"reference": f"Patient/{p.pid('statin0')}"},
-            "medicationCodeableConcept": {"text": "Lithium carbonate 400mg MR tablets"},
-            "effectiveDateTime": (AS_OF - timedelta(days=200)).isoformat(),
-            "dosage": [{"text": "800mg at night"}],
-        },
-        "statin1": p.prescription(
-            "statin1", "Methotrexate 2.5mg tablets", AS_OF - timedelta(days=1), dosage="weekly"
-        ),
-        "lith0": p.result("lith0", LITHIUM, 0.7, "mmol/L", AS_OF - timedelta(days=1)),
+        "statin1": p.prescription("statin1", "Methotrexate 2.5mg tablets", day, dosage="weekly"),
+        "lith0": p.result("lith0", LITHIUM, 0.7, "mmol/L", day),
         "mtx1": {
             "resourceType": "DiagnosticReport",
             "id": p.pid("mtx1-report"),
             "status": "final",
             "code": {"text": "Full blood count"},
             "subject": {"reference": f"Patient/{p.pid('mtx1')}"},
-            "effectiveDateTime": day,
+            "effectiveDateTime": day.isoformat(),
         },
-        "lith1": _entry(
-            p,
-            "Condition",
-            "lith1",
-            {"system": SNOMED, "code": TOXIC_LITHIUM},
-            clinicalStatus=ACTIVE,
-            onsetDateTime=day,
+        "lith1": p.condition("lith1", {"system": SNOMED, "code": TOXIC_LITHIUM}, day),
+        "warf": p.inr_goal("warf", 2.5, 3.5),
+        "lith2": p.condition("lith2", SHARED_CARE, day),
+        "opioid1": p.entry(
+            "Procedure", "opioid1", SHARED_CARE, status="completed", performedDateTime=str(day)
         ),
-        "warf": {
-            "resourceType": "Goal",
-            "id": p.pid("warf-goal"),
-            "lifecycleStatus": "active",
-            "subject": {"reference": f"Patient/{p.pid('warf')}"},
-            "description": {"text": "INR target range"},
-            "target": [
-                {
-                    "measure": {"coding": [{"system": LOINC, "code": INR}]},
-                    "detailRange": {"low": {"value": 2.5}, "high": {"value": 3.5}},
-                }
-            ],
-        },
-        "lith2": _entry(
-            p, "Condition", "lith2", shared_care, clinicalStatus=ACTIVE, onsetDateTime=day
-        ),
-        "opioid1": _entry(
-            p, "Procedure", "opioid1", shared_care, status="completed", performedDateTime=day
-        ),
-        "opioid2": _entry(p, "Flag", "opioid2", shared_care, status="active"),
-        "opioid3": _entry(
-            p,
+        "opioid2": p.entry("Flag", "opioid2", SHARED_CARE, status="active"),
+        "opioid3": p.entry(
             "Procedure",
             "opioid3",
-            {"system": SNOMED, "code": STRUCTURED_MEDICATION_REVIEW},
+            STRUCTURED_MEDICATION_REVIEW,
             status="completed",
-            performedDateTime=day,
+            performedDateTime=str(day),
         ),
-        "mtx2": arrangement_task(
-            None,
-            resource_id=p.pid("mtx2-arrangement"),
-            patient=f"Patient/{p.pid('mtx2')}",
-            drug_group="methotrexate",
-            title="Methotrexate",
-            actor=pharmacist,
-            now=datetime.combine(AS_OF, time(9), UTC),
-            today=AS_OF,
-            elsewhere=("Rheumatology, Oakfield Hospital", AS_OF + timedelta(days=90)),
+        "mtx2": p.monitored_elsewhere(
+            "mtx2", "methotrexate", "Rheumatology, Oakfield Hospital", AS_OF + timedelta(days=90)
         ),
     }
 
@@ -144,7 +76,7 @@ def _unread_changes(p: Practice) -> dict[str, Resource]:
     names (a known patient), and a result of a patient on no monitored drug."""
     hypertension = {"system": SNOMED, "code": "38341003"}
     return {
-        "mtx3": _entry(p, "Condition", "mtx3", hypertension, clinicalStatus=ACTIVE),
+        "mtx3": p.condition("mtx3", hypertension, AS_OF - timedelta(days=1)),
         "statin2": p.result("statin2", LITHIUM, 0.5, "mmol/L", AS_OF - timedelta(days=1)),
     }
 
@@ -163,7 +95,7 @@ def test_an_incremental_sweep_re_reads_a_patient_after_a_change_of_any_type_a_ru
 ) -> None:
     h = harness
     h.settings = dataclasses.replace(h.settings, watermark_overlap_seconds=0)
-    h.upload([*several(h.practice, 4), *_warfarin(h.practice)])
+    h.upload([*several(h.practice, 4), *h.practice.warfarin("warf", 2.5)])
     assert _sweep(h).mode == "full"
     changes = _one_change_each(h.practice)
     unread = _unread_changes(h.practice)

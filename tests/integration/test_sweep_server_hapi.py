@@ -4,20 +4,17 @@ exactly what the real run does, against a real HAPI FHIR server."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 
-from hrm_fhir import terminology
 from hrm_fhir.adapters import store
 from hrm_fhir.reconcile import MARKER_TYPE
 from hrm_fhir.records import WriteAction
 from hrm_fhir.sweep import SweepSummary
-from hrm_fhir.workflow.model import Actor, Role
-from hrm_fhir.workflow.resources import arrangement_task
-from tests.builders import LOINC, SNOMED, observation
+from tests.builders import SNOMED
 from tests.conftest import Sandbox
 from tests.integration.harness import Harness, a_week_of_changes
 from tests.integration.practice import (
@@ -31,20 +28,7 @@ from tests.integration.practice import (
 )
 
 pytestmark = pytest.mark.hapi
-INR = "6301-6"
 REVIEW_ON = AS_OF + timedelta(days=10)
-
-
-def _warfarin(p: Practice, inr: float) -> list[Resource]:
-    chain = [
-        p.patient("warf"),
-        *p.repeats(
-            "warf", "Warfarin 3mg tablets", AS_OF - timedelta(days=600), AS_OF - timedelta(days=6)
-        ),
-        p.result("warf", INR, inr, "{INR}", AS_OF - timedelta(days=3)),
-    ]
-    chain[-1]["code"]["coding"][0]["system"] = terminology.LOINC
-    return chain
 
 
 def _urgent_flags(h: Harness) -> list[Resource]:
@@ -74,7 +58,7 @@ def test_after_the_server_restarts_and_is_reloaded_a_plain_sweep_brings_the_urge
     database = f"sqlite:///{tmp_path / 'hrm.db'}"
     h = Harness(restartable.base, run_id, database)
     try:
-        data = [*starter(h.practice), *_warfarin(h.practice, 8.4)]
+        data = [*starter(h.practice), *h.practice.warfarin("warf", 8.4)]
         h.upload(data)
         first = h.sweep()
         flags = sorted(f["id"] for f in _urgent_flags(h))
@@ -212,71 +196,29 @@ def _lithium_and_warfarin(p: Practice) -> list[Resource]:
     """A lithium patient with a level in range and a warfarin patient with an INR of 3.6
     (above the usual 2.0-3.0), and a patient on nothing the service monitors yet."""
     long_ago, recent = AS_OF - timedelta(days=700), AS_OF - timedelta(days=6)
-    inr = observation(
-        INR, 3.6, "{INR}", AS_OF - timedelta(days=3), pid=p.pid("valve"), system=LOINC
-    )
     return [
         p.patient("lithc", born="1970-05-05"),
         *p.repeats("lithc", "Lithium carbonate 400mg MR tablets", long_ago, recent),
         p.result("lithc", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=10)),
-        p.patient("valve", born="1950-01-01"),
-        *p.repeats("valve", "Warfarin 3mg tablets", long_ago, recent),
-        inr | {"id": f"{p.run}-valve-inr"},
+        *p.warfarin("valve", 3.6, born="1950-01-01"),
         p.patient("stmt"),
     ]
 
 
 def _new_entries(p: Practice) -> list[Resource]:
     """What the rules read beyond the record types, arriving after a sweep: a coded toxic
-    lithium (Condition), an INR target of 3.0-4.0 (Goal), methotrexate taken as the patient
-    says (MedicationStatement), and the pharmacist's decision that a hospital monitors the
-    methotrexate until ``REVIEW_ON`` (the service's arrangement Task)."""
-    day = (AS_OF - timedelta(days=1)).isoformat()
-    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-    active = {"coding": [{"system": clinical, "code": "active"}]}
-    pharmacist = Actor("pharmacist-1", Role.PHARMACIST, "Pat Pharmacist", p.org)
+    lithium (Condition), an INR target of 3.0-4.0 (Goal: a mechanical mitral valve),
+    methotrexate taken as the patient says (MedicationStatement), and the pharmacist's decision
+    that a hospital monitors the methotrexate until ``REVIEW_ON`` (the service's arrangement
+    Task)."""
+    toxic = {"system": SNOMED, "code": TOXIC_LITHIUM}
     return [
-        {
-            "resourceType": "Condition",
-            "id": f"{p.run}-tox",
-            "subject": {"reference": f"Patient/{p.pid('lithc')}"},
-            "code": {"coding": [{"system": SNOMED, "code": TOXIC_LITHIUM}]},
-            "clinicalStatus": active,
-            "onsetDateTime": day,
-        },
-        {
-            "resourceType": "Goal",
-            "id": f"{p.run}-goal",
-            "lifecycleStatus": "active",
-            "subject": {"reference": f"Patient/{p.pid('valve')}"},
-            "description": {"text": "INR target range, mechanical mitral valve"},
-            "target": [
-                {
-                    "measure": {"coding": [{"system": LOINC, "code": INR}]},
-                    "detailRange": {"low": {"value": 3.0}, "high": {"value": 4.0}},
-                }
-            ],
-        },
-        {
-            "resourceType": "MedicationStatement",
-            "id": f"{p.run}-ms",
-            "status": "active",
-            "subject": {"reference": f"Patient/{p.pid('stmt')}"},
-            "medicationCodeableConcept": {"text": "Methotrexate 2.5mg tablets"},
-            "effectiveDateTime": (AS_OF - timedelta(days=200)).isoformat(),
-            "dosage": [{"text": "10mg once weekly"}],
-        },
-        arrangement_task(
-            None,
-            resource_id=f"{p.run}-arrangement",
-            patient=f"Patient/{p.pid('mtx')}",
-            drug_group="methotrexate",
-            title="Methotrexate",
-            actor=pharmacist,
-            now=datetime.combine(AS_OF, time(9), UTC),
-            today=AS_OF,
-            elsewhere=("Rheumatology, Oakfield Hospital", REVIEW_ON),
+        p.condition("lithc", toxic, AS_OF - timedelta(days=1)),
+        p.inr_goal("valve", 3.0, 4.0),
+        p.statement(
+            "stmt", "Methotrexate 2.5mg tablets", AS_OF - timedelta(days=200), "10mg once weekly"
         ),
+        p.monitored_elsewhere("mtx", "methotrexate", "Rheumatology, Oakfield Hospital", REVIEW_ON),
     ]
 
 
