@@ -39,7 +39,9 @@ def test_the_summary_lists_failed_writes_and_the_findings_urgent_first(tmp_path:
     finally:
         engine.dispose()
     lines = text.splitlines()
-    assert lines[1].startswith("wrote: created 1, updated 0, closed 0, unchanged 0, errors 1,")
+    assert lines[1].startswith(
+        "wrote: created 1, repaired 0, updated 0, closed 0, unchanged 0, errors 1,"
+    )
     assert lines[2] == "- FAILED create Task/hrm-2 [failed] new finding"
     assert "Task/hrm-1" not in text
     assert lines[lines.index("URGENT (same working day): 1") + 1] == (
