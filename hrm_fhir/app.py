@@ -34,6 +34,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
+from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.audit.pdf_renderer import PdfRenderer
 from hrm_fhir.config import Settings, load_settings
@@ -49,7 +50,7 @@ from hrm_fhir.errors import (
     WorkflowPermissionError,
 )
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
-from hrm_fhir.sweep import SweepBusyError, SweepSummary, default_as_of, run_sweep
+from hrm_fhir.sweep import SweepBusyError, SweepSummary, run_sweep
 
 EXTENSION = "hrm"
 """The key of the service state in ``app.extensions``."""
@@ -177,7 +178,7 @@ class ServiceState:
                 self.sessions(),
                 gateway,
                 self.rules,
-                as_of=request.as_of or default_as_of(self.settings),
+                as_of=request.as_of or clock.today(),
                 dry_run=request.dry_run,
                 full=request.full,
             )
@@ -225,6 +226,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then ``overrides`` (see module docstring)."""
     given = dict(overrides or {})
     settings = load_settings().with_overrides({k: v for k, v in given.items() if k.islower()})
+    clock.use_zone(settings.timezone)
     app = Flask(__name__, static_folder=None)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

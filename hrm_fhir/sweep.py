@@ -567,10 +567,3 @@ def render_sweep(session: Session, summary: SweepSummary) -> str:
     if summary.evaluation is not None:
         lines += ["", render_summary(summary.evaluation, heading=False)]
     return "\n".join(lines)
-
-
-def default_as_of(settings: Settings) -> date:
-    """Today in the service's time zone."""
-    from zoneinfo import ZoneInfo
-
-    return datetime.now(ZoneInfo(settings.timezone)).date()

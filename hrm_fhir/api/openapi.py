@@ -60,7 +60,7 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 _AS_OF = _query(
     "as_of",
     {"type": "string", "format": "date"},
-    "Evaluate as of this date (default: today in Europe/London).",
+    "Evaluate as of this date (default: today in the service's time zone).",
 )
 _PROTECTED_ERRORS = {
     "400": _error("BadRequest"),
@@ -102,7 +102,7 @@ _SCHEMAS: dict[str, Schema] = {
             "as_of": {
                 "type": "string",
                 "format": "date",
-                "description": "Evaluate as of this date (default: today in Europe/London).",
+                "description": "Evaluate as of this date (default: today, service time zone).",
             },
             "dry_run": {
                 "type": "boolean",
@@ -952,7 +952,7 @@ _SCHEMAS.update(
             "type": "object",
             "description": "Sections in order: schedules, results, tasks and flags, contacts, "
             "decisions (provenance, events, findings). The record is cut off at the end of "
-            "as_of in Europe/London.",
+            "as_of in the service's time zone.",
             "properties": {
                 "patient": {
                     "type": "object",
@@ -1114,7 +1114,7 @@ _PATHS["/api/v1/patients/{patient_id}/evidence"] = {
                 "as_of",
                 _DATE,
                 "The schedule in force, and the record to the end of this day in "
-                "Europe/London (default: today).",
+                "the service's time zone (default: today).",
             ),
             _query(
                 "format",
@@ -1177,7 +1177,7 @@ _PATHS["/api/v1/reports/monthly"] = {
             _query(
                 "month",
                 {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
-                "YYYY-MM (default: last month, Europe/London).",
+                "YYYY-MM (default: last month in the service's time zone).",
             ),
             _query("practice", {"type": "string"}, "Organization id (default HRM_PRACTICE)."),
             _query("pcn", {"type": "string"}, "A PCN configured in HRM_PCNS (not with practice)."),

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
+from hrm_fhir import clock
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.evidence_source import read_evidence
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
@@ -30,7 +31,6 @@ from hrm_fhir.fetch import FetchReport, read_records, record_searches
 from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
-from hrm_fhir.sweep import default_as_of
 from hrm_fhir.workflow.service import NO_PATIENT, general_practitioners_of
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
@@ -51,7 +51,7 @@ def evaluate_patient(
 ) -> Monitoring:
     """Read the patient's record from the FHIR server and evaluate it on ``as_of`` (default
     today); NotFound when the server has no such Patient."""
-    day = as_of or default_as_of(state.settings)
+    day = as_of or clock.today()
     gateway = FHIRGateway.from_settings(state.settings)
     try:
         resources = read_records(
@@ -106,7 +106,7 @@ def evidence(patient_id: str) -> Response:
     pack = build_pack(
         source,
         state.rules,
-        as_of=query.as_of or default_as_of(state.settings),
+        as_of=query.as_of or clock.today(),
         generated_at=datetime.now(UTC),
     )
     if query.format == "html":

@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hrm_fhir import clock
 from hrm_fhir import terminology as t
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder, parse_date
@@ -87,7 +87,6 @@ from hrm_fhir.workflow.resources import (
 )
 
 log = logging.getLogger(__name__)
-LONDON = ZoneInfo("Europe/London")
 CONFLICT_RETRIES = 2
 """Re-reads after a conflict on a resource the service read for itself, or a lost response."""
 TASKS_PER_SEARCH = 20
@@ -399,10 +398,6 @@ def _flag_severity(flag: Mapping[str, Any], finding: FindingRecord | None) -> Se
     return next((s for s in Severity if s.value == suffix), None)
 
 
-def _today(moment: datetime) -> date:
-    return moment.astimezone(LONDON).date()
-
-
 def _org(practice: str | None) -> str:
     """A practice given as ``x`` or ``Organization/x``, as the bare id a Scope takes."""
     return (practice or "").removeprefix("Organization/")
@@ -536,7 +531,7 @@ def _summary(
 ) -> TaskSummary:
     stage = stage_of(task)
     attempts = [c for c in contacts if c.action == "contact" and task["id"] in c.task_ids]
-    last = max((_today(c.at) for c in attempts), default=None)
+    last = max((clock.local_date(c.at) for c in attempts), default=None)
     chase = next_chase(stage, last, interval_days, as_of)
     tests = _tests(task)
     due = _due(task)
@@ -851,7 +846,7 @@ def review_queue(
     decisions, monitored-elsewhere arrangements whose review date has come (``as_of``, default
     today) and open GP escalations; the most severe first (urgent Flags at the top)."""
     rule_set = rules or _default_rules()
-    today = as_of or _today(datetime.now(UTC))
+    today = as_of or clock.today()
     scope = Scope(_org(practice))
     tasks = _open_tasks(gateway, scope)
     flags = _active_flags(gateway, scope)
@@ -1422,7 +1417,7 @@ def record_booking(
     params = {"booked_for": booked_for.isoformat(), "note": note}
 
     def plan(task: Resource, moment: datetime) -> _Change:
-        if booked_for < _today(moment):
+        if booked_for < clock.local_date(moment):
             raise WorkflowError("the booking date is in the past")
         output = ("booked-for", "Booked for", booked_for)
         summary = f"Blood test booked for {booked_for.isoformat()}"
@@ -1448,7 +1443,7 @@ def record_sample(
     params = {"taken_on": taken_on.isoformat()}
 
     def plan(task: Resource, moment: datetime) -> _Change:
-        if taken_on > _today(moment):
+        if taken_on > clock.local_date(moment):
             raise WorkflowError("the sample date is in the future")
         output = ("sample-taken", "Sample taken", taken_on)
         summary = f"Sample taken on {taken_on.isoformat()}"
@@ -1478,9 +1473,9 @@ def route_non_engagement(
         stage = stage_of(task)
         after = next_stage(stage, Action.ROUTE)
         attempts = [contact_item(c) for c in _communications(gateway, [task_id])]
-        last = max((_today(c.at) for c in attempts), default=None)
-        chase = next_chase(stage, last, chase_interval_days, _today(moment))
-        if chase is not None and chase.due_on > _today(moment):
+        last = max((clock.local_date(c.at) for c in attempts), default=None)
+        chase = next_chase(stage, last, chase_interval_days, clock.local_date(moment))
+        if chase is not None and chase.due_on > clock.local_date(moment):
             raise WorkflowError(
                 f"the chase allows {chase_interval_days} days after the last attempt: routing to "
                 f"the pharmacist is due on {chase.due_on.isoformat()}"
@@ -1539,7 +1534,7 @@ def _result_time(gateway: FHIRGateway, results: Sequence[str]) -> datetime | Non
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             moments.append(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
         elif (day := parse_date(value)) is not None:
-            moments.append(datetime(day.year, day.month, day.day, tzinfo=LONDON))
+            moments.append(clock.start_of(day))
     return max(moments, default=None)
 
 
@@ -1733,7 +1728,9 @@ def sign_off(
                 )
                 writes.append(_Write(updated, version))
             if decision in RESOLVING_DECISIONS:
-                writes += [_Write(inactive_flag(f, _today(moment)), version_of(f)) for f in flags]
+                writes += [
+                    _Write(inactive_flag(f, clock.local_date(moment)), version_of(f)) for f in flags
+                ]
         written_refs = {w.reference for w in writes}
         unchanged = [(_ref(f), version_of(f)) for f in flags if _ref(f) not in written_refs]
         return _Change(
@@ -1868,7 +1865,9 @@ def acknowledge_escalation(
         for ref in _references(_typed(gp_task.get("input", ()), "flag")):
             flag = gateway.read("Flag", ref.removeprefix("Flag/"))
             if flag is not None and flag.get("status") == "active":
-                writes.append(_Write(inactive_flag(flag, _today(moment)), version_of(flag)))
+                writes.append(
+                    _Write(inactive_flag(flag, clock.local_date(moment)), version_of(flag))
+                )
         detail: dict[str, object] = {
             **params,
             "result_at": instant(result_at) if result_at else None,
@@ -1991,7 +1990,7 @@ def _who_monitors(
     action = Action.MONITORED_BY_PRACTICE if elsewhere is None else Action.MONITORED_ELSEWHERE
 
     def plan(task: Resource, moment: datetime) -> _Change:
-        today = _today(moment)
+        today = clock.local_date(moment)
         if elsewhere is not None:
             check_arrangement(*elsewhere, today)
         current = task if "status" in task else None
