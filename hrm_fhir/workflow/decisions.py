@@ -262,6 +262,9 @@ def plan_decision(task: Resource, request: Request, *, decision: Decision, note:
     )
 
 
+_ACKNOWLEDGED = "GP acknowledged the escalation"
+
+
 def plan_acknowledge(
     gp_task: Resource,
     request: Request,
@@ -277,47 +280,24 @@ def plan_acknowledge(
         raise WorkflowError(f"Task {gp_task['id']} is not a GP escalation")
     stage = stage_of(gp_task)
     after = next_stage(stage, Action.ACKNOWLEDGE)
-    observed = typed_entries(gp_task.get("input", ()), "result-observed")
-    result_at = (
-        datetime.fromisoformat(str(observed[0]["valueDateTime"]).replace("Z", "+00:00"))
-        if observed
-        else None
-    )
+    result_at = _result_observed(gp_task)
     hours = _hours(result_at, request.moment)
-    outputs = []
-    if hours is not None:
-        duration = {"value": hours, "unit": "h", "system": t.UCUM, "code": "h"}
-        outputs.append(
-            typed("time-to-action", "Time from result to action", valueDuration=duration)
-        )
-    summary = "GP acknowledged the escalation"
-    writes = [
-        Write(
-            task_update(
-                gp_task,
-                stage=after,
-                actor=request.actor,
-                now=request.moment,
-                status="completed",
-                note=task_note(summary, note),
-                outputs=outputs,
-                stage_text="acknowledged by the GP",
-            ),
-            request.version,
-        )
+    acknowledged = task_update(
+        gp_task,
+        stage=after,
+        actor=request.actor,
+        now=request.moment,
+        status="completed",
+        note=task_note(_ACKNOWLEDGED, note),
+        outputs=_time_to_action(hours),
+        stage_text="acknowledged by the GP",
+    )
+    writes = [Write(acknowledged, request.version)]
+    writes += [
+        Write(_escalation_closed(original, after, request, note), version_of(original))
+        for original in escalated
+        if not stage_of(original).is_terminal
     ]
-    for original in escalated:
-        if not stage_of(original).is_terminal:
-            done = task_update(
-                original,
-                stage=after,
-                actor=request.actor,
-                now=request.moment,
-                status="completed",
-                note=task_note(summary, note),
-                stage_text="escalation acknowledged by the GP",
-            )
-            writes.append(Write(done, version_of(original)))
     writes += [
         Write(inactive_flag(flag, request.today), version_of(flag))
         for flag in flags
@@ -333,10 +313,39 @@ def plan_acknowledge(
         stage,
         after,
         writes,
-        activity=summary,
+        activity=_ACKNOWLEDGED,
         detail=detail,
         reason=rule_of(gp_task) or None,
         sources=references_in(typed_entries(gp_task.get("input", ()), "evidence")),
+    )
+
+
+def _time_to_action(hours: float | None) -> list[Resource]:
+    """The Task.output that records the hours from result to action, when known."""
+    if hours is None:
+        return []
+    duration = {"value": hours, "unit": "h", "system": t.UCUM, "code": "h"}
+    return [typed("time-to-action", "Time from result to action", valueDuration=duration)]
+
+
+def _result_observed(gp_task: Resource) -> datetime | None:
+    """When the escalated result was taken, as the GP Task's ``result-observed`` input says."""
+    observed = typed_entries(gp_task.get("input", ()), "result-observed")
+    if not observed:
+        return None
+    return datetime.fromisoformat(str(observed[0]["valueDateTime"]).replace("Z", "+00:00"))
+
+
+def _escalation_closed(original: Resource, after: Stage, request: Request, note: str) -> Resource:
+    """The escalated Task completed with the GP's acknowledgement."""
+    return task_update(
+        original,
+        stage=after,
+        actor=request.actor,
+        now=request.moment,
+        status="completed",
+        note=task_note(_ACKNOWLEDGED, note),
+        stage_text="escalation acknowledged by the GP",
     )
 
 

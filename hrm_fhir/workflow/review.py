@@ -3,7 +3,7 @@ non-engagement decisions, monitored-elsewhere reviews due and open GP escalation
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -13,7 +13,7 @@ from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import parse_date
 from hrm_fhir.fetch import FetchReport, Scope, read_records
-from hrm_fhir.records import FindingRecord
+from hrm_fhir.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.model import RulePack, Threshold
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.workflow.fields import (
@@ -90,10 +90,44 @@ def review_queue(
     flags = active_flags(gateway, scope)
     findings = findings_for(session, [task["id"] for task in tasks] + [f["id"] for f in flags])
     flag_events = {e.task_id: e for e in events_for(session, [f["id"] for f in flags])}
+    drafts = _drafts(tasks, flags, flag_events, today)
+    patients = sorted({patient_of(resource) for _, resource, _ in drafts})
+    wanted: dict[str, set[str]] = {}
+    for _, resource, mine in drafts:
+        wanted.setdefault(patient_of(resource), set()).update(_analytes(rule_set, resource, mine))
+    records = read_records(gateway, patients, FetchReport(), scope) if patients else {}
+    trends = trends_by_patient(rule_set, [r for rs in records.values() for r in rs], wanted)
+    items = [
+        _review_item(kind, resource, mine, findings, trends, rule_set, wanted)
+        for kind, resource, mine in drafts
+    ]
+    items.sort(
+        key=lambda i: (
+            -SEVERITY_RANK[i.severity],
+            _KIND_ORDER.index(i.kind),
+            not i.severely_overdue,
+            i.since or date.max,
+            i.task_id,
+        )
+    )
+    return items
+
+
+_Draft = tuple[str, Resource, list[Resource]]
+"""A queue item before it is read in full: its kind, its subject and the Flags it covers."""
+
+
+def _drafts(
+    tasks: Sequence[Resource],
+    flags: Sequence[Resource],
+    flag_events: Mapping[str, WorkflowEventRecord],
+    today: date,
+) -> list[_Draft]:
+    """What the queue holds, by kind, each active Flag once (in a Task's item, or its own)."""
     flags_by_obs = {flag_observation(f): f for f in flags}
     flags_by_ref = {reference_of(f): f for f in flags}
     covered: set[str] = set()
-    drafts: list[tuple[str, Resource, list[Resource]]] = []
+    drafts: list[_Draft] = []
     for task in tasks:
         stage = stage_of(task)
         if code_of(task) == GP_TASK_CODE and stage is Stage.ESCALATED_GP:
@@ -125,26 +159,7 @@ def review_queue(
             and flag_stage(flag, flag_events.get(flag["id"])) is Stage.AWAITING_PHARMACIST
         ):
             drafts.append(("flag", flag, [flag]))
-    patients = sorted({patient_of(resource) for _, resource, _ in drafts})
-    wanted: dict[str, set[str]] = {}
-    for _, resource, mine in drafts:
-        wanted.setdefault(patient_of(resource), set()).update(_analytes(rule_set, resource, mine))
-    records = read_records(gateway, patients, FetchReport(), scope) if patients else {}
-    trends = trends_by_patient(rule_set, [r for rs in records.values() for r in rs], wanted)
-    items = [
-        _review_item(kind, resource, mine, findings, trends, rule_set, wanted)
-        for kind, resource, mine in drafts
-    ]
-    items.sort(
-        key=lambda i: (
-            -SEVERITY_RANK[i.severity],
-            _KIND_ORDER.index(i.kind),
-            not i.severely_overdue,
-            i.since or date.max,
-            i.task_id,
-        )
-    )
-    return items
+    return drafts
 
 
 def _pack(rules: RuleSet, rule: str) -> RulePack | None:

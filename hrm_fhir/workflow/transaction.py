@@ -146,9 +146,9 @@ def _reply_version(entry: Mapping[str, Any]) -> str | None:
     if isinstance(etag, str) and (version := etag.removeprefix("W/").strip('"')):
         return version
     location = str(response.get("location", ""))
-    if "/history_of/" not in location:
+    if "/_history/" not in location:
         return None
-    return location.rpartition("/history_of/")[2] or None
+    return location.rpartition("/_history/")[2] or None
 
 
 def _commit(
@@ -201,7 +201,7 @@ def canonical(params: Mapping[str, object]) -> str:
 
 
 def _versioned(ref: str, version: str | None) -> str:
-    return f"{ref}/history_of/{version}" if version else ref
+    return f"{ref}/_history/{version}" if version else ref
 
 
 def act(
@@ -232,12 +232,8 @@ def act(
             practices[patient] = _patient_practices(gateway, patient)
         require_practice(actor, practices[patient], missing(kinds, subject_id))
         if version_of(subject) != version:
-            replayed = _replayed(gateway, session, actor, action, subject, provenance_id, moment)
-            if replayed is not None:
-                return replayed
-            raise WorkflowConflictError(
-                f"{reference_of(subject)} has changed since it was loaded (now version "
-                f"{version_of(subject)}, not {version}); reload it and try again"
+            return _replayed_or_conflict(
+                gateway, session, actor, action, subject, version, provenance_id, moment
             )
         change = plan(subject, moment)
         try:
@@ -306,7 +302,7 @@ def provenance_targets(record: Mapping[str, Any]) -> list[tuple[str, str | None]
     from the ``target-version`` extension on servers that strip versions from references."""
     targets = []
     for target in record.get("target", ()):
-        ref, _, version = str(target.get("reference", "")).partition("/history_of/")
+        ref, _, version = str(target.get("reference", "")).partition("/_history/")
         kept = next(
             (
                 e.get("valueString")
@@ -317,6 +313,27 @@ def provenance_targets(record: Mapping[str, Any]) -> list[tuple[str, str | None]
         )
         targets.append((ref, kept or version or None))
     return targets
+
+
+def _replayed_or_conflict(
+    gateway: FHIRGateway,
+    session: Session,
+    actor: Actor,
+    action: Action,
+    subject: Mapping[str, Any],
+    version: str | None,
+    provenance_id: str,
+    moment: datetime,
+) -> ActionResult:
+    """The subject is not at the version the user loaded: the result of this very request
+    when an earlier attempt of it landed, else WorkflowConflictError (reload)."""
+    replayed = _replayed(gateway, session, actor, action, subject, provenance_id, moment)
+    if replayed is not None:
+        return replayed
+    raise WorkflowConflictError(
+        f"{reference_of(subject)} has changed since it was loaded (now version "
+        f"{version_of(subject)}, not {version}); reload it and try again"
+    )
 
 
 def _replayed(

@@ -195,4 +195,4 @@ class ActionResult:
     """The Task's (or Flag's) version after the action: send it with the next action."""
     stage: Stage
     written: list[str]
-    """Versioned references of everything written (``Task/x/history_of/4``...)."""
+    """Versioned references of everything written (``Task/x/_history/4``...)."""
