@@ -66,7 +66,9 @@ from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.summary import render_summary
 from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
-from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
+from hrm_fhir.workflow.actions import route_exhausted_chases
+from hrm_fhir.workflow.queries import exhausted_chases
+from hrm_fhir.workflow.views import TaskSummary
 
 LOCK_TTL_SECONDS = 15 * 60
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from hrm_fhir.fetch import FetchReport, read_records, record_searches
 from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
-from hrm_fhir.workflow.service import NO_PATIENT, general_practitioners_of
+from hrm_fhir.workflow.fields import NO_PATIENT, general_practitioners_of
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 

@@ -160,7 +160,7 @@ def patient_card(patient_id: str) -> Response:
 def contacts(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(ContactSchema(), request.get_json(), Contact)
-    return _act(service.record_contact, actor, task_id, body)
+    return _act(service.record_contact, actor, task_id, body, rules=service_state().rules)
 
 
 @bp.post("/tasks/<task_id>/bookings")

@@ -44,15 +44,11 @@ from hrm_fhir.rules.model import Catalogue, RulePack
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.terminology import BUSINESS_STATUS, USER_ROLE, WORKFLOW_ACTION
+from hrm_fhir.workflow.fields import contact_details, contact_item, version_of
 from hrm_fhir.workflow.model import Stage, stage_of
-from hrm_fhir.workflow.service import (
-    HistoryItem,
-    contact_details,
-    contact_item,
-    provenance_targets,
-    resource_item,
-    version_of,
-)
+from hrm_fhir.workflow.queries import resource_item
+from hrm_fhir.workflow.transaction import provenance_targets
+from hrm_fhir.workflow.views import HistoryItem
 
 Resource = dict[str, Any]
 _NEVER = datetime.max.replace(tzinfo=UTC)

@@ -26,7 +26,7 @@ from hrm_fhir.audit.evidence import (
     WrittenResource,
 )
 from hrm_fhir.untrusted import is_http_url
-from hrm_fhir.workflow.service import HistoryItem
+from hrm_fhir.workflow.views import HistoryItem
 
 NOT_SIGNED_OFF = "NOT CLINICALLY SIGNED OFF"
 UNVERIFIED = "[UNVERIFIED]"

@@ -104,6 +104,7 @@ def contact(task_id: str) -> ResponseReturnValue:
             medium=medium,
             outcome=outcome,
             note=posted.values["note"],
+            rules=service_state().rules,
         ),
         f"Contact attempt recorded: {medium.label}, {outcome.label}.",
         _card_url(),

@@ -13,8 +13,9 @@ from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.app import service_state
 from hrm_fhir.pages import bp
 from hrm_fhir.pages.session import current_user
+from hrm_fhir.workflow.fields import contact_details
 from hrm_fhir.workflow.model import Actor, Role
-from hrm_fhir.workflow.service import PatientDetails, contact_details
+from hrm_fhir.workflow.views import PatientDetails
 
 PATIENTS_PER_SEARCH = 50
 UNKNOWN = PatientDetails(name="", nhs_number="", phone="", preferred_contact="")

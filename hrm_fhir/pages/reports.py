@@ -38,8 +38,8 @@ from hrm_fhir.pages.session import (
     requires,
 )
 from hrm_fhir.pages.views import FHIR_ID, check_id
+from hrm_fhir.workflow.fields import NO_PATIENT, general_practitioners_of
 from hrm_fhir.workflow.model import require_practice
-from hrm_fhir.workflow.service import NO_PATIENT, general_practitioners_of
 
 READERS = CONTACT_ROLES | SIGN_OFF_ROLES | ACKNOWLEDGE_ROLES
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
