@@ -21,9 +21,9 @@ from marshmallow import (
 )
 from werkzeug.datastructures import MultiDict
 
-from hrm_fhir.app import SweepRequest
 from hrm_fhir.domain import FindingKind, PatientRef, Severity
 from hrm_fhir.rules.therapy import Therapy
+from hrm_fhir.web.state import SweepRequest
 
 FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
 """The FHIR ``id`` datatype's pattern."""
