@@ -448,9 +448,10 @@ def serve(host: str, port: int, with_scheduler: bool) -> None:
 
     import waitress  # type: ignore[import-untyped]
 
-    from hrm_fhir.app import create_app, service_state
+    from hrm_fhir.app import create_app
     from hrm_fhir.logs import configure_logging
     from hrm_fhir.scheduling import build_scheduler
+    from hrm_fhir.web.state import service_state
 
     configure_logging()
     app = create_app()
@@ -477,9 +478,10 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduled sweeps in the foreground until interrupted, logging JSON lines."""
-    from hrm_fhir.app import create_app, service_state
+    from hrm_fhir.app import create_app
     from hrm_fhir.logs import configure_logging
     from hrm_fhir.scheduling import run_scheduler
+    from hrm_fhir.web.state import service_state
 
     configure_logging()
     app = create_app()

@@ -41,7 +41,6 @@ from flask import Flask
 
 from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.app import SweepRequest, service_state
 from hrm_fhir.audit.measure_report import report_id
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.outputs import (
@@ -54,6 +53,7 @@ from hrm_fhir.audit.outputs import (
 from hrm_fhir.audit.service import all_scopes, monthly_report
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import HRMError
+from hrm_fhir.web.state import SweepRequest, service_state
 
 logger = logging.getLogger(__name__)
 REPORT_JOB = "monthly-report"

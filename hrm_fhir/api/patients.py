@@ -23,7 +23,6 @@ from hrm_fhir.api.schemas import (
     load_monitoring_query,
     load_patient_ref,
 )
-from hrm_fhir.app import ServiceState, db_session, service_state
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json
 from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
@@ -31,6 +30,8 @@ from hrm_fhir.fetch import FetchReport, read_records, record_searches
 from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import ServiceState, service_state
 from hrm_fhir.workflow.fields import NO_PATIENT, general_practitioners_of
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")

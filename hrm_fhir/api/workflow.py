@@ -42,7 +42,8 @@ from hrm_fhir.api.workflow_schemas import (
     load_practice_query,
     load_worklist_query,
 )
-from hrm_fhir.app import db_session, service_state
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from flask import Blueprint, Flask
 from flask.blueprints import BlueprintSetupState
 
-from hrm_fhir.app import service_state
+from hrm_fhir.web.state import service_state
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from flask import current_app, g
 
 from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.app import service_state
 from hrm_fhir.pages import bp
 from hrm_fhir.pages.session import current_user
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow.fields import contact_details
 from hrm_fhir.workflow.model import Actor, Role
 from hrm_fhir.workflow.views import PatientDetails

@@ -12,7 +12,6 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from hrm_fhir import paging
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
 from hrm_fhir.pages import bp, forms
@@ -25,6 +24,8 @@ from hrm_fhir.pages.session import (
     current_user,
     requires,
 )
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import CONTACT_STAGES, TECHNICIAN_STAGES, ChaseStep, Stage
 

@@ -62,7 +62,7 @@ from hrm_fhir.workflow.views import (
     Trend,
 )
 
-_KIND_ORDER = (
+KIND_ORDER = (
     "flag",
     "result",
     "gp-escalation",
@@ -104,7 +104,7 @@ def review_queue(
     items.sort(
         key=lambda i: (
             -SEVERITY_RANK[i.severity],
-            _KIND_ORDER.index(i.kind),
+            KIND_ORDER.index(i.kind),
             not i.severely_overdue,
             i.since or date.max,
             i.task_id,
