@@ -23,7 +23,8 @@ from hrm_fhir.errors import (
     WorkflowNotFoundError,
     WorkflowPermissionError,
 )
-from hrm_fhir.pages import bp, forms
+from hrm_fhir.pages import forms
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.context import actor, as_of, chase_interval_days, gateway
 from hrm_fhir.pages.forms import Posted
 from hrm_fhir.pages.session import ACKNOWLEDGE_ROLES, CONTACT_ROLES, SIGN_OFF_ROLES, requires

@@ -10,7 +10,7 @@ from flask import current_app, g
 
 from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.pages import bp
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.session import current_user
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow.fields import contact_details

@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from hrm_fhir import display
 from hrm_fhir.errors import FHIRAuthError, FHIRCapabilityError, FHIRError, FHIRTemporaryError
-from hrm_fhir.pages import DISABLED, TO_TURN_ON, bp
+from hrm_fhir.pages.blueprint import DISABLED, TO_TURN_ON, bp
 from hrm_fhir.pages.csrf import CSRFError, protect
 from hrm_fhir.pages.forms import state
 from hrm_fhir.pages.session import (

@@ -26,7 +26,7 @@ from hrm_fhir.audit.outputs import previous_month
 from hrm_fhir.audit.pdf_renderer import RendererBusyError
 from hrm_fhir.audit.render import pdf_html, render_html
 from hrm_fhir.audit.service import ReportScopeError, Scope, monthly_report, resolve_scope
-from hrm_fhir.pages import bp
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.context import actor, as_of, gateway
 from hrm_fhir.pages.hooks import error_page
 from hrm_fhir.pages.session import (

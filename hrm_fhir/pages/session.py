@@ -31,7 +31,7 @@ from hrm_fhir.credentials import (
     resume_session,
     start_session,
 )
-from hrm_fhir.pages import THROTTLE, bp
+from hrm_fhir.pages.blueprint import THROTTLE, bp
 from hrm_fhir.pages.throttle import SignInThrottle
 from hrm_fhir.users import User, UserRole, authenticate, is_account
 from hrm_fhir.web.db import db_session

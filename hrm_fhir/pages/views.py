@@ -14,7 +14,8 @@ from werkzeug.exceptions import NotFound
 from hrm_fhir import paging
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
-from hrm_fhir.pages import bp, forms
+from hrm_fhir.pages import forms
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.context import actor, as_of, chase_interval_days, gateway, patient_details
 from hrm_fhir.pages.forms import Posted
 from hrm_fhir.pages.session import (
