@@ -6,7 +6,7 @@ of both practices (lines cut short, garbage, wrong types, missing references; th
 read by parallel workers, the small one in one process), once with the package as it was at
 ``--against REV`` (``git archive`` of its ``hrm_fhir/`` into ``bench/out/``, run with
 ``PYTHONPATH``) and once with the working tree's, and compares stdout, stderr and the exit status
-byte for byte.
+byte for byte. Both outputs are kept in ``bench/out/same-output/``.
 
     .venv/bin/python bench/same_output.py --against 53fe59c
 """
@@ -113,21 +113,23 @@ def main() -> None:
     parser.add_argument("--against", required=True, help="the git revision to compare with")
     args = parser.parse_args()
     before = package_at(args.against)
+    kept = OUT / "same-output"
+    kept.mkdir(exist_ok=True)
     differ = []
     for name, path in inputs().items():
         old, new = evaluate(before, path), evaluate(ROOT, path)
+        for label, output in ((before.name, old), ("worktree", new)):
+            for part, data in zip(("stdout", "stderr"), output[:2], strict=True):
+                (kept / f"{name}.{label}.{part}").write_bytes(data)
         same = old == new
         digest = hashlib.sha256(new[0]).hexdigest()[:16]
         print(f"{name:<18} {'identical' if same else 'DIFFERENT':<10} stdout {len(new[0]):>11,} B "
               f"sha256 {digest}  stderr {len(new[1]):>7,} B  exit {new[2]}")  # fmt: skip
         if not same:
             differ.append(name)
-            for label, output in (("before", old), ("after", new)):
-                for part, data in zip(("stdout", "stderr"), output[:2], strict=True):
-                    (OUT / f"same-output-{name}-{label}.{part}").write_bytes(data)
     if differ:
-        sys.exit(f"different output for {', '.join(differ)} (kept in {OUT}/same-output-*)")
-    print(f"all identical to {args.against}")
+        sys.exit(f"different output for {', '.join(differ)} (both kept in {kept})")
+    print(f"all identical to {args.against} (both outputs kept in {kept})")
 
 
 if __name__ == "__main__":
