@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from hrm_fhir.domain import (
+    FINDING_ORDER,
     Finding,
     FindingKind,
     LabResult,
@@ -227,7 +228,7 @@ class Engine:
                 continue
             findings.extend(_prescribing(pack, therapy, facts))
             findings.extend(_unissued(pack, therapy, facts))
-        findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
+        findings.sort(key=FINDING_ORDER)
         return Assessment(findings, register, later)
 
 
