@@ -6,14 +6,18 @@ import re
 from calendar import isleap
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 _PATTERN = re.compile(r"^P(\d+)([DWMY])$")
 _MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _WORDS = {"D": "day", "W": "week", "M": "month", "Y": "year"}
 
 
+@lru_cache(maxsize=1 << 16)
 def add_months(day: date, months: int) -> date:
-    """Calendar month arithmetic; the day clamps to the month end (31 Jan + 1 month = 28 Feb)."""
+    """Calendar month arithmetic; the day clamps to the month end (31 Jan + 1 month = 28 Feb).
+    Remembered (a bounded cache, for a long-running service): a run asks for the same few
+    intervals from the same dates tens of thousands of times."""
     years, month0 = divmod(day.month - 1 + months, 12)
     year, month = day.year + years, month0 + 1
     last = 29 if month == 2 and isleap(year) else _MONTH_DAYS[month]
