@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from hrm_fhir.domain import (
     FINDING_ORDER,
@@ -361,8 +362,9 @@ def stopped_on(therapy: Therapy, lookback: Duration) -> date:
     return lookback.after(therapy.last_cover)
 
 
-@dataclass(frozen=True, slots=True)
-class _TestDue:
+class _TestDue(NamedTuple):
+    """When one test is next due, and why. (A named tuple: one is made per test per patient.)"""
+
     test: str
     due: date
     last: LabResult | None

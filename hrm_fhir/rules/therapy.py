@@ -328,8 +328,7 @@ def _therapy(
         newest=items[-1],
         last_cover=reach,
         course=tuple(
-            CourseRequest(starts[n], ends[n], items[n][1].ingredient)
-            for n in range(first, len(items))
+            map(CourseRequest, starts[first:], ends[first:], [m.ingredient for _, m in course])
         ),
     )
 
