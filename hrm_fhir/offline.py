@@ -318,7 +318,17 @@ def _send(conns: list[Connection], messages: list[Any]) -> None:
 
 
 def _gather(conns: list[Connection]) -> list[Any]:
-    replies = [conn.recv() for conn in conns]
+    """Every worker's reply, in worker order; each is loaded as soon as it arrives, while the
+    others still work."""
+    from multiprocessing.connection import wait
+
+    pending = dict(enumerate(conns))
+    received: dict[int, Any] = {}
+    while pending:
+        for ready in wait(list(pending.values())):
+            n = next(k for k, conn in pending.items() if conn is ready)
+            received[n] = pending.pop(n).recv()
+    replies = [received[n] for n in range(len(conns))]
     for reply in replies:
         if isinstance(reply, _Failure):
             raise RuntimeError(f"an evaluation worker failed:\n{reply.traceback}")
