@@ -50,8 +50,9 @@ Coding = tuple[str, str]
 """A (system, code) pair."""
 
 
-@dataclass(frozen=True, slots=True)
-class Patient:
+class Patient(NamedTuple):
+    """Who a record is about. (A named tuple, as ``LabResult``: one is made per patient read.)"""
+
     ref: PatientRef
     birth_date: date | None
     sex: str | None

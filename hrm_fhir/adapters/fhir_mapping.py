@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -272,7 +272,8 @@ class RecordBuilder:
     def _record(self, patient: PatientRef) -> PatientRecord:
         record = self.records.get(patient)
         if record is None:
-            record = self.records[patient] = PatientRecord(None)
+            # positional, with its lists: half the cost of the defaults' factories
+            record = self.records[patient] = PatientRecord(None, [], [], [], [])
         return record
 
     def _arrangement(self, resource: Resource) -> None:
@@ -673,9 +674,9 @@ class RecordBuilder:
         return medication.get("code"), key, medication
 
 
-@dataclass(frozen=True, slots=True)
-class _Taken:
-    """What the values of one Observation (and its components) share."""
+class _Taken(NamedTuple):
+    """What the values of one Observation (and its components) share. (A named tuple: one is
+    made per Observation read.)"""
 
     ref: ResourceRef
     patient: PatientRef
