@@ -1,4 +1,5 @@
-"""Frozen dataclasses the rules read and produce; no I/O, no FHIR models."""
+"""Frozen dataclasses (named tuples for what is made per resource read) the rules read and produce;
+no I/O, no FHIR models."""
 
 from __future__ import annotations
 
