@@ -118,7 +118,8 @@ def _as_json(run: EvaluationRun) -> dict[str, object]:
 
 
 def _write(document: object) -> None:
-    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
 
 

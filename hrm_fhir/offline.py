@@ -159,8 +159,9 @@ class _Worker:
                 builder.add(origin, resource)
             return 0
         part = NdjsonPart(chunk.path, chunk.start, chunk.end, chunk.name)
+        add = builder.add
         for origin, resource in part.resources(problem):
-            builder.add(origin, resource)
+            add(origin, resource)
         return part.lines
 
     def finish(self, medications: dict[str, Resource]) -> set[PatientRef]:
@@ -205,6 +206,11 @@ class _Worker:
         return _Result(
             findings, register, unrecognised, skipped, self._problems, len(records), later
         )
+
+    def release(self) -> None:
+        """Let go of the records and readers (their findings are out)."""
+        self._parts = {}
+        self._builders = {}
 
 
 def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
@@ -299,12 +305,17 @@ def _run_workers(workers: list[_Worker]) -> tuple[list[_Read], list[_Result]]:
     return reads, results
 
 
-def _steps(worker: _Worker) -> Generator[Any, Any, None]:
-    """One worker's side of ``_run_workers``: each step's reply, given the message before it."""
+def _steps(worker: _Worker, release: bool = False) -> Generator[Any, Any, None]:
+    """One worker's side of ``_run_workers``: each step's reply, given the message before it.
+    With ``release``, what the worker read is let go of as soon as its findings are out (in
+    this process, while the others finish; a forked worker just ends)."""
     message = yield worker.read()
     message = yield worker.finish(message)
     message = yield worker.hand_over(message)
-    yield worker.evaluate(message)
+    result = worker.evaluate(message)
+    if release:
+        worker.release()
+    yield result
 
 
 def _serve(conn: Connection, worker: _Worker) -> None:
@@ -324,7 +335,7 @@ class _Here:
     theirs, and its findings need no pickling."""
 
     def __init__(self, worker: _Worker) -> None:
-        self._steps = _steps(worker)
+        self._steps = _steps(worker, release=True)
         self._message: Any = None
         self._started = False
 

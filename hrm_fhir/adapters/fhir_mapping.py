@@ -557,7 +557,7 @@ class RecordBuilder:
             if written is None:
                 raise MappingError("MedicationRequest has no authoredOn date")
             authored = written
-            validity_end = self._date(validity.get("end"))
+            validity_end = self._date(validity.get("end")) if validity else None
             dosage_field = resource.get("dosageInstruction")
         concept, medication_ref, medication = self._medication(resource)
         product = self._product(concept, medication)
