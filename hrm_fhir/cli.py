@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import click
 import orjson
 
-from hrm_fhir.config import Settings, load_settings
+from hrm_fhir import clock
+from hrm_fhir.config import Settings, configured_zone, load_settings
 from hrm_fhir.errors import HRMError, InputError
+from hrm_fhir.loader import CHUNK_SIZE, WORKERS
 from hrm_fhir.offline import EvaluationRun, collector_paused, evaluate_paths
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 
@@ -23,12 +25,12 @@ if TYPE_CHECKING:
 
     from hrm_fhir.audit.model import MonthlyReport
 
-LONDON = ZoneInfo("Europe/London")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _today() -> date:
-    return datetime.now(LONDON).date()
+def _problem(where: str, what: str) -> None:
+    """An unreadable file, line or resource, named on stderr (the run goes on)."""
+    click.echo(f"hrm-fhir: {where}: {what}", err=True)
 
 
 def _rules() -> RuleSet:
@@ -53,10 +55,14 @@ _FHIR_BASE = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """hrm-fhir: high-risk drug monitoring on FHIR R4."""
+    try:
+        clock.use_zone(configured_zone())
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
 
 
 @main.command()
-@_as_of_option("Evaluate as of this date (default: today, Europe/London).")
+@_as_of_option("Evaluate as of this date (default: today in HRM_TIMEZONE).")
 @click.option(
     "--format",
     "fmt",
@@ -77,14 +83,11 @@ def evaluate(
     as_of: datetime | None, fmt: str, window_days: int | None, paths: tuple[Path, ...]
 ) -> None:
     """Evaluate FHIR Bundles, NDJSON files or directories and print the findings."""
-    day = as_of.date() if as_of else _today()
-
-    def problem(where: str, what: str) -> None:
-        click.echo(f"hrm-fhir: {where}: {what}", err=True)
+    day = as_of.date() if as_of else clock.today()
 
     with collector_paused():  # one run that keeps what it builds until the process ends
         try:
-            run = evaluate_paths(paths, _rules(), day, window_days, problem)
+            run = evaluate_paths(paths, _rules(), day, window_days, _problem)
         except InputError as exc:
             click.echo(f"hrm-fhir: {exc}", err=True)
             sys.exit(2)
@@ -222,7 +225,7 @@ def init_db_command() -> None:
 
 @main.command()
 @_FHIR_BASE
-@_as_of_option("Evaluate as of this date (default: today, Europe/London).")
+@_as_of_option("Evaluate as of this date (default: today in HRM_TIMEZONE).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option(
     "--full",
@@ -257,7 +260,7 @@ def sweep(
     """Run one sweep against a FHIR server and print its summary."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.db import init_db, make_session_factory
-    from hrm_fhir.sweep import default_as_of, run_sweep
+    from hrm_fhir.sweep import run_sweep
 
     settings = _settings(fhir_base_url=fhir_base, practice=practice)
     engine = init_db(settings.database_url)
@@ -268,7 +271,7 @@ def sweep(
             make_session_factory(engine),
             gateway,
             _rules(),
-            as_of=as_of.date() if as_of else default_as_of(settings),
+            as_of=as_of.date() if as_of else clock.today(),
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
         )
@@ -290,21 +293,56 @@ def sweep(
 
 @main.command()
 @click.option("--fhir-base", required=True, help="FHIR server base URL.")
-@click.option("--chunk", type=click.IntRange(min=1, max=1000), default=250, show_default=True)
-@click.option("--transaction", is_flag=True, help="Send transactions (all or nothing) not batches.")
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1, max=1000),
+    default=CHUNK_SIZE,
+    show_default=True,
+    help="Resources per Bundle.",
+)
+@click.option(
+    "--transaction/--batch",
+    default=True,
+    show_default=True,
+    help="Transactions (all or nothing, much faster on HAPI; a refused one is re-sent as a "
+    "batch for per-resource answers) or batches.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=16),
+    default=WORKERS,
+    show_default=True,
+    help="Bundles in flight at once.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "summary"]),
+    default="json",
+    show_default=True,
+    help="summary: one line, and each refused resource with the server's reason.",
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def load(fhir_base: str, chunk: int, transaction: bool, paths: tuple[Path, ...]) -> None:
-    """Upload Bundles and NDJSON files to a FHIR server (PUT by id, so reloading is harmless)."""
+def load(
+    fhir_base: str, chunk: int, transaction: bool, workers: int, fmt: str, paths: tuple[Path, ...]
+) -> None:
+    """Upload Bundles and NDJSON files to a FHIR server (PUT by id, so reloading is harmless),
+    printing progress on stderr."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.loader import load_paths
-
-    def problem(where: str, what: str) -> None:
-        click.echo(f"hrm-fhir: {where}: {what}", err=True)
 
     gateway = FHIRGateway.from_settings(_settings(fhir_base_url=fhir_base))
     try:
         report = load_paths(
-            gateway, paths, chunk_size=chunk, transaction=transaction, problem=problem
+            gateway,
+            paths,
+            chunk_size=chunk,
+            transaction=transaction,
+            workers=workers,
+            problem=_problem,
+            progress=_Progress(
+                "load", lambda r: f"{r.sent:,} resources sent ({r.per_second:,.0f} a second)"
+            ),
         )
     except InputError as exc:
         click.echo(f"hrm-fhir: {exc}", err=True)
@@ -313,9 +351,34 @@ def load(fhir_base: str, chunk: int, transaction: bool, paths: tuple[Path, ...])
         raise click.ClickException(str(exc)) from exc
     finally:
         gateway.close()
-    _write(report.to_json())
+    if fmt == "json":
+        _write(report.to_json())
+    else:
+        click.echo(
+            f"loaded {report.sent - report.failed:,} of {report.sent:,} resources in "
+            f"{report.seconds:.1f} s ({report.per_second:,.0f} a second, {report.bundles} Bundles"
+            f"); {report.failed} refused"
+        )
+        for error in report.errors:
+            click.echo(f"- refused {error}")
     if report.failed:
         sys.exit(1)
+
+
+class _Progress:
+    """Progress on stderr, at most one line every ``every`` seconds (none for a quick job)."""
+
+    def __init__(self, what: str, text: Callable[[Any], str], every: float = 2.0) -> None:
+        self.what = what
+        self.text = text
+        self.every = every
+        self.last = time.monotonic()
+
+    def __call__(self, state: Any) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            click.echo(f"hrm-fhir {self.what}: {self.text(state)}", err=True)
 
 
 @main.command()
@@ -387,9 +450,10 @@ def serve(host: str, port: int, with_scheduler: bool) -> None:
 
     import waitress  # type: ignore[import-untyped]
 
-    from hrm_fhir.app import create_app, service_state
+    from hrm_fhir.app import create_app
     from hrm_fhir.logs import configure_logging
     from hrm_fhir.scheduling import build_scheduler
+    from hrm_fhir.web.state import service_state
 
     configure_logging()
     app = create_app()
@@ -416,9 +480,10 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduled sweeps in the foreground until interrupted, logging JSON lines."""
-    from hrm_fhir.app import create_app, service_state
+    from hrm_fhir.app import create_app
     from hrm_fhir.logs import configure_logging
     from hrm_fhir.scheduling import run_scheduler
+    from hrm_fhir.web.state import service_state
 
     configure_logging()
     app = create_app()
@@ -630,7 +695,7 @@ def report() -> None:
     "--month",
     type=click.DateTime(formats=["%Y-%m"]),
     default=None,
-    help="YYYY-MM (default: last month, Europe/London).",
+    help="YYYY-MM (default: last month in HRM_TIMEZONE).",
 )
 @click.option("--practice", default=None, help="Organization id (default HRM_PRACTICE).")
 @click.option("--pcn", default=None, help="A PCN named in HRM_PCNS: its practices together.")
@@ -658,7 +723,7 @@ def report_monthly(
     if practice and pcn:
         raise click.UsageError("give --practice or --pcn, not both")
     settings = _settings(fhir_base_url=fhir_base)
-    first = month.date() if month else previous_month(_today())
+    first = month.date() if month else previous_month(clock.today())
     engine = init_db(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -705,16 +770,15 @@ def _post_measure_report(settings: Settings, result: MonthlyReport) -> None:
     show_default=True,
     help="csv: NHS number, name, phone, preferred contact, tests needed, due date.",
 )
-@_as_of_option("Overdue and chases as of this date (default: today, Europe/London).")
+@_as_of_option("Overdue and chases as of this date (default: today in HRM_TIMEZONE).")
 def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datetime | None) -> None:
     """Print the technician's worklist: one line per patient, most pressing first."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.db import init_db, make_session_factory
-    from hrm_fhir.sweep import default_as_of
     from hrm_fhir.workflow import export, service
 
     settings = _settings(fhir_base_url=fhir_base, practice=practice)
-    day = as_of.date() if as_of else default_as_of(settings)
+    day = as_of.date() if as_of else clock.today()
     engine = init_db(settings.database_url)
     gateway = FHIRGateway.from_settings(settings)
     try:
@@ -760,7 +824,7 @@ def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datet
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Write the pack to this file (created readable by its owner only).",
+    help="Write the pack to this file (created readable by its owner only, with its folder).",
 )
 def evidence(
     patient: str, fhir_base: str | None, as_of: datetime | None, fmt: str, out: Path | None
@@ -773,7 +837,6 @@ def evidence(
     from hrm_fhir.audit.evidence import build_pack
     from hrm_fhir.audit.evidence_render import render
     from hrm_fhir.db import init_db, make_session_factory
-    from hrm_fhir.sweep import default_as_of
 
     settings = _settings(fhir_base_url=fhir_base)
     engine = init_db(settings.database_url)
@@ -787,8 +850,8 @@ def evidence(
             pack = build_pack(
                 source,
                 _rules(),
-                as_of=as_of.date() if as_of else default_as_of(settings),
-                generated_at=datetime.now(LONDON),
+                as_of=as_of.date() if as_of else clock.today(),
+                generated_at=clock.local_now(),
             )
     except HRMError as exc:
         raise click.ClickException(f"the FHIR server request failed: {exc}") from exc
@@ -800,5 +863,6 @@ def evidence(
         sys.stdout.buffer.write(document)
         sys.stdout.flush()
     else:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.touch(mode=0o600)
         out.write_bytes(document)

@@ -15,8 +15,9 @@ from dataclasses import asdict
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, request, url_for
 
+from hrm_fhir import clock, paging
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.api.auth import acting_user, scoped_practice
 from hrm_fhir.api.schemas import load_monitoring_query, load_patient_ref
@@ -41,8 +42,8 @@ from hrm_fhir.api.workflow_schemas import (
     load_practice_query,
     load_worklist_query,
 )
-from hrm_fhir.app import db_session, service_state
-from hrm_fhir.sweep import default_as_of
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor
 
@@ -60,6 +61,32 @@ def _gateway() -> Iterator[FHIRGateway]:
 
 def _json(value: Any) -> Response:
     return Response(orjson.dumps(value), mimetype="application/json")
+
+
+def _page(key: str, items: list[Any], offset: int, limit: int) -> Response:
+    """One page of a list under ``key`` (as before paging), with the whole list's ``total`` and
+    ``links`` to this page and the next and previous ones (null at either end)."""
+    shown = paging.window(items, offset=offset, limit=limit)
+
+    def link(at: int | None) -> str | None:
+        if at is None:
+            return None
+        args: dict[str, Any] = {**request.args.to_dict(), "offset": at, "limit": limit}
+        return url_for(str(request.endpoint), **args)
+
+    return _json(
+        {
+            key: shown.items,
+            "total": shown.total,
+            "offset": shown.offset,
+            "limit": shown.limit,
+            "links": {
+                "self": link(shown.offset),
+                "next": link(shown.next_offset),
+                "prev": link(shown.previous_offset),
+            },
+        }
+    )
 
 
 def _act(
@@ -86,14 +113,14 @@ def worklist() -> Response:
         entries = service.worklist(
             gateway,
             db_session(),
-            as_of=query.as_of or default_as_of(settings),
+            as_of=query.as_of or clock.today(),
             practice=scoped_practice(query.practice),
             drug_group=query.drug_group,
             stage=query.stage,
             chase_interval_days=settings.chase_interval_days,
             rules=service_state().rules,
         )
-    return _json({"entries": entries})
+    return _page("entries", entries, query.offset, query.limit)
 
 
 @bp.get("/review-queue")
@@ -106,9 +133,9 @@ def review_queue() -> Response:
             db_session(),
             practice=scoped_practice(query.practice),
             rules=service_state().rules,
-            as_of=default_as_of(service_state().settings),
+            as_of=clock.today(),
         )
-    return _json({"items": items})
+    return _page("items", items, query.offset, query.limit)
 
 
 @bp.get("/patients/<patient_id>/card")
@@ -122,7 +149,7 @@ def patient_card(patient_id: str) -> Response:
             gateway,
             db_session(),
             patient,
-            as_of=query.as_of or default_as_of(settings),
+            as_of=query.as_of or clock.today(),
             actor=actor,
             chase_interval_days=settings.chase_interval_days,
             rules=service_state().rules,
@@ -134,7 +161,7 @@ def patient_card(patient_id: str) -> Response:
 def contacts(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(ContactSchema(), request.get_json(), Contact)
-    return _act(service.record_contact, actor, task_id, body)
+    return _act(service.record_contact, actor, task_id, body, rules=service_state().rules)
 
 
 @bp.post("/tasks/<task_id>/bookings")

@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hrm_fhir.adapters import store
-from hrm_fhir.app import SweepRequest, service_state
 from hrm_fhir.records import SweepStatus
 from hrm_fhir.sweep import SweepSummary
+from hrm_fhir.web.state import SweepRequest, service_state
 from tests.api.conftest import OPERATOR, READ, AppFactory
 from tests.store.examples import NOW, start
 
@@ -143,7 +143,7 @@ def test_sweeps_are_listed_newest_first_and_read_one_by_one(
             session,
             older,
             status=SweepStatus.COMPLETED,
-            counts={"created": 3, "unchanged": 2},
+            counts={"created": 3, "unchanged": 2, "repaired": 1},
             watermark="2026-07-06T06:00:00.000Z",
             error=None,
             now=NOW + timedelta(minutes=5),
@@ -171,6 +171,7 @@ def test_sweeps_are_listed_newest_first_and_read_one_by_one(
         "updated": 0,
         "closed": 0,
         "unchanged": 2,
+        "repaired": 1,
         "skipped": 0,
         "errors": 0,
         "watermark": "2026-07-06T06:00:00.000Z",

@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -130,6 +130,19 @@ def test_the_header_documents_the_schedules_audited_against(
         assert text in html
 
 
+def test_a_record_read_after_the_month_says_what_the_month_end_position_leaves_out(
+    report: MonthlyReport, html: str
+) -> None:
+    assert report.record_as_at is not None
+    assert report.record_as_at.date() > date(2027, 4, 30)
+    assert (
+        "(read after the month: the month-end position leaves out results and prescriptions "
+        "dated after 2027-04-30)"
+    ) in html
+    within = replace(report, record_as_at=datetime(2027, 4, 30, 6, tzinfo=UTC))
+    assert "read after the month" not in render_html(within)
+
+
 def test_the_totals_row_and_key_figures_are_shown(report: MonthlyReport, html: str) -> None:
     totals = re.search(r'<tr id="group-all">(.*?)</tr>', html, re.S)
     assert totals
@@ -214,6 +227,7 @@ def test_a_pcn_report_has_the_practices_section(report: MonthlyReport, tmp_path:
     ]
 
 
+@pytest.mark.slow
 def test_an_empty_report_renders_everywhere(empty: MonthlyReport, tmp_path: Path) -> None:
     assert all(f.value == 0 for f in figures(empty))
     html = render_html(empty)
@@ -256,6 +270,7 @@ def test_the_forecast_in_words(
 # ------------------------------------------------------------------ PDF
 
 
+@pytest.mark.slow
 def test_the_pdf_has_every_section_on_its_own_page_and_every_list_anchor(
     report: MonthlyReport, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,10 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from hrm_fhir import terminology as t
-from hrm_fhir.app import create_app, db_session, service_state
+from hrm_fhir.app import create_app
 from hrm_fhir.cli import main
 from hrm_fhir.credentials import issue_token
 from hrm_fhir.users import create_user
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from tests.builders import rules
@@ -177,7 +179,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     assert "by: Phil Pharmacist (phil), pharmacist, attester" in text.stdout
     assert f"<{SPS_MTX}>" in text.stdout
 
-    page = tmp_path / "evidence.html"
+    page = tmp_path / "reports" / "evidence.html"  # a folder that does not exist yet
     html = CliRunner().invoke(main, [*args, "--format", "html", "--out", str(page)])
     assert (html.exit_code, html.stdout) == (0, "")
     assert "Phil Pharmacist" in page.read_text()
