@@ -17,7 +17,7 @@ from hrm_fhir import clock
 from hrm_fhir.config import Settings, configured_zone, load_settings
 from hrm_fhir.errors import HRMError, InputError
 from hrm_fhir.loader import CHUNK_SIZE, WORKERS
-from hrm_fhir.offline import EvaluationRun, evaluate_paths
+from hrm_fhir.offline import EvaluationRun, collector_paused, evaluate_paths
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 
 if TYPE_CHECKING:
@@ -85,27 +85,28 @@ def evaluate(
     """Evaluate FHIR Bundles, NDJSON files or directories and print the findings."""
     day = as_of.date() if as_of else clock.today()
 
-    try:
-        run = evaluate_paths(paths, _rules(), day, window_days, _problem)
-    except InputError as exc:
-        click.echo(f"hrm-fhir: {exc}", err=True)
-        sys.exit(2)
-    for warning in run.warnings:
-        click.echo(f"hrm-fhir: warning: {warning}", err=True)
-    if fmt == "json":
-        _write(_as_json(run))
-    elif fmt == "csv":
-        from hrm_fhir.register import register_csv
+    with collector_paused():  # one run that keeps what it builds until the process ends
+        try:
+            run = evaluate_paths(paths, _rules(), day, window_days, _problem)
+        except InputError as exc:
+            click.echo(f"hrm-fhir: {exc}", err=True)
+            sys.exit(2)
+        for warning in run.warnings:
+            click.echo(f"hrm-fhir: warning: {warning}", err=True)
+        if fmt == "json":
+            _write(_as_json(run))
+        elif fmt == "csv":
+            from hrm_fhir.register import register_csv
 
-        sys.stdout.write(register_csv(run.monitored))
-    elif fmt == "fhir":
-        from hrm_fhir.tasks.build import build_bundle
+            sys.stdout.write(register_csv(run.monitored))
+        elif fmt == "fhir":
+            from hrm_fhir.tasks.build import build_bundle
 
-        _write(build_bundle(run.findings, run.as_of))
-    else:
-        from hrm_fhir.summary import render_summary
+            _write(build_bundle(run.findings, run.as_of))
+        else:
+            from hrm_fhir.summary import render_summary
 
-        click.echo(render_summary(run))
+            click.echo(render_summary(run))
 
 
 def _as_json(run: EvaluationRun) -> dict[str, object]:
@@ -120,7 +121,8 @@ def _as_json(run: EvaluationRun) -> dict[str, object]:
 
 
 def _write(document: object) -> None:
-    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
 
 

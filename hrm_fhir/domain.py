@@ -1,11 +1,13 @@
-"""Frozen dataclasses the rules read and produce; no I/O, no FHIR models."""
+"""Frozen dataclasses (named tuples for what is made per resource read) the rules read and produce;
+no I/O, no FHIR models."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import date
 from enum import StrEnum
-from typing import NewType
+from operator import attrgetter
+from typing import NamedTuple, NewType
 
 PatientRef = NewType("PatientRef", str)
 """A FHIR reference to a patient, e.g. ``Patient/abc``."""
@@ -49,8 +51,9 @@ Coding = tuple[str, str]
 """A (system, code) pair."""
 
 
-@dataclass(frozen=True, slots=True)
-class Patient:
+class Patient(NamedTuple):
+    """Who a record is about. (A named tuple, as ``LabResult``: one is made per patient read.)"""
+
     ref: PatientRef
     birth_date: date | None
     sex: str | None
@@ -84,9 +87,10 @@ class Dosage:
     """``structured``, ``text`` or ``none``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Prescription:
-    """One MedicationRequest (or MedicationStatement), reduced to what the rules need."""
+class Prescription(NamedTuple):
+    """One MedicationRequest (or MedicationStatement), reduced to what the rules need. (A named
+    tuple, as ``LabResult``: one is made for every request read, and a frozen dataclass takes
+    seven times as long to build.)"""
 
     ref: ResourceRef
     patient: PatientRef
@@ -105,9 +109,10 @@ class Prescription:
     medication_ref: ResourceRef | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LabResult:
-    """One Observation value for an analyte in scope, with its unit normalised where possible."""
+class LabResult(NamedTuple):
+    """One Observation value for an analyte in scope, with its unit normalised where possible.
+    (A named tuple: one is made for every value read, and a frozen dataclass takes seven times
+    as long to build.)"""
 
     ref: ResourceRef
     patient: PatientRef
@@ -227,7 +232,7 @@ class MonitoredElsewhere:
         return {
             "by": self.by,
             "since": self.since.isoformat(),
-            "source": self.source.value,
+            "source": str(self.source),
             "evidence": self.evidence,
             "review_on": self.review_on.isoformat() if self.review_on else None,
             "lapsed": self.lapsed,
@@ -284,13 +289,13 @@ class Finding:
     def __reduce__(self) -> tuple[type[Finding], tuple[object, ...]]:
         """Pickle as a constructor call: loads twice as fast as the dataclass default (the
         parent of ``evaluate``'s workers loads every finding)."""
-        return Finding, tuple(getattr(self, name) for name in _FINDING_FIELDS)
+        return Finding, _FINDING_FIELDS(self)
 
     def to_json(self) -> dict[str, object]:
         """The ``hrm-fhir evaluate --format json`` shape of this finding."""
         out: dict[str, object] = {
             "patient": self.patient,
-            "kind": self.kind.value,
+            "kind": str(self.kind),  # str() of a StrEnum: its value, without a Python call
             "drug_group": self.drug_group,
             "medication": self.medication,
             "rule": self.rule,
@@ -300,7 +305,7 @@ class Finding:
             "verified": self.verified,
             "evidence": list(self.evidence),
             "identifier": self.identifier,
-            "matched_by": self.matched_by.value,
+            "matched_by": str(self.matched_by),
         }
         if self.kind in (FindingKind.DUE, FindingKind.OVERDUE):
             out["tests"] = list(self.tests)
@@ -311,10 +316,10 @@ class Finding:
             out["value"] = self.value
             out["unit"] = self.unit
             out["observed_on"] = self.observed_on.isoformat() if self.observed_on else None
-            out["severity"] = self.severity.value if self.severity else None
+            out["severity"] = str(self.severity) if self.severity else None
         else:
             out["code"] = self.code
-            out["severity"] = self.severity.value if self.severity else None
+            out["severity"] = str(self.severity) if self.severity else None
             if self.kind is FindingKind.INCOMPLETE:
                 out["missing"] = list(self.missing)
                 if self.analyte is not None:
@@ -325,7 +330,10 @@ class Finding:
         return out
 
 
-_FINDING_FIELDS = tuple(f.name for f in fields(Finding))
+_FINDING_FIELDS = attrgetter(*(f.name for f in fields(Finding)))
+FINDING_ORDER = attrgetter("patient", "drug_group", "kind", "check", "identifier")
+"""The stable order of findings: by patient, drug group, kind, check and identifier (a kind
+compares as its value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,17 +351,24 @@ class RegisterEntry:
     """Another organisation monitors this group: the practice raises no routine Tasks for it
     (unless the arrangement has lapsed)."""
 
+    def __reduce__(self) -> tuple[type[RegisterEntry], tuple[object, ...]]:
+        """Pickle as a constructor call, as ``Finding`` does (one per patient and group)."""
+        return RegisterEntry, _REGISTER_FIELDS(self)
+
     def to_json(self) -> dict[str, object]:
         elsewhere = self.monitored_elsewhere
         return {
             "patient": self.patient,
             "drug_group": self.drug_group,
             "medication": self.medication,
-            "matched_by": self.matched_by.value,
+            "matched_by": str(self.matched_by),
             "course_start": self.course_start.isoformat(),
             "next_due": {test: due.isoformat() for test, due in self.next_due},
             "monitored_elsewhere": elsewhere.to_json() if elsewhere else None,
         }
+
+
+_REGISTER_FIELDS = attrgetter(*(f.name for f in fields(RegisterEntry)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,13 @@
 """Evaluate FHIR files offline: read, map, evaluate. The one place file I/O meets the rules.
 
-Large inputs are shared between worker processes by bytes: every NDJSON file is cut into one
-line-aligned byte range per worker (other files go whole, in contiguous runs of about equal
-size), and each worker parses and maps only its own ranges, keeping what each range gave per
-patient. A patient that more than one worker has read is then handed to one of them, which joins
-the parts in reading order; Medications are shared with every worker before the requests that
-name them are mapped. So every record is whole, and built in the order one reader would have
-built it, before any rule sees it: the output is that of a one-process run, byte for byte.
+Large inputs are shared between workers by bytes (the first runs in this process, the others
+in forked ones): every NDJSON file is cut into one line-aligned byte range per worker (other
+files go whole, in contiguous runs of about equal size), and each worker parses and maps only
+its own ranges, keeping what each range gave per patient. A patient that more than one worker
+has read is then handed to one of them, which joins the parts in reading order; Medications are
+shared with every worker before the requests that name them are mapped. So every record is
+whole, and built in the order one reader would have built it, before any rule sees it: the
+output is that of a one-process run, byte for byte.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 import traceback
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from hrm_fhir.adapters.fhir_input import NdjsonPart, expand_paths, is_ndjson, iter_resources
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder, Resource
 from hrm_fhir.domain import (
+    FINDING_ORDER,
     Finding,
     PatientRecord,
     PatientRef,
@@ -106,14 +108,19 @@ class _Failure:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Reading builds hundreds of thousands of long-lived objects and no reference cycles;
-    the cyclic collector would rescan them over and over (measured: half the read time)."""
+    the cyclic collector would rescan them over and over (measured: half the read time). What
+    exists when the run ends (the rule set, the findings) is then moved out of the collector's
+    sight (``gc.freeze``): rescanning it once collection resumes cost a one-process run a
+    quarter of its time, and the parent of workers a fifth of its own. Frozen objects are still
+    freed when the last reference goes; only a reference cycle among them would be kept."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()
 
@@ -152,8 +159,9 @@ class _Worker:
                 builder.add(origin, resource)
             return 0
         part = NdjsonPart(chunk.path, chunk.start, chunk.end, chunk.name)
+        add = builder.add
         for origin, resource in part.resources(problem):
-            builder.add(origin, resource)
+            add(origin, resource)
         return part.lines
 
     def finish(self, medications: dict[str, Resource]) -> set[PatientRef]:
@@ -198,6 +206,11 @@ class _Worker:
         return _Result(
             findings, register, unrecognised, skipped, self._problems, len(records), later
         )
+
+    def release(self) -> None:
+        """Let go of the records and readers (their findings are out)."""
+        self._parts = {}
+        self._builders = {}
 
 
 def _join(parts: _Parts) -> dict[PatientRef, PatientRecord]:
@@ -255,64 +268,113 @@ def _ranges(path: Path, parts: int) -> list[tuple[int, int | None]]:
     return list(zip(starts, [*starts[1:], None], strict=True))
 
 
-def _run_here(worker: _Worker) -> tuple[list[_Read], list[_Result]]:
-    """The exchange of ``_run_workers`` for a single worker, in this process."""
-    reads = [worker.read()]
-    worker.finish(_medications(reads))
-    return reads, [worker.evaluate([])]
-
-
 def _run_workers(workers: list[_Worker]) -> tuple[list[_Read], list[_Result]]:
-    """Run each worker in a forked process, passing Medications and shared patients between
-    them; every step waits for all of them."""
-    import multiprocessing  # only here: a one-process run does without its import time
-
-    context = multiprocessing.get_context("fork")
-    conns: list[Connection] = []
+    """Run the first worker in this process and each other one in a forked process, passing
+    Medications and shared patients between them; every step waits for all of them."""
+    channels: list[Connection | _Here] = [_Here(workers[0])]
     processes = []
     try:
-        for worker in workers:
-            here, there = context.Pipe()
-            process = context.Process(target=_serve, args=(there, worker), daemon=True)
-            process.start()
-            there.close()
-            conns.append(here)
-            processes.append(process)
-        reads: list[_Read] = _gather(conns)
-        _send(conns, [_medications(reads)] * len(conns))
-        held: list[set[PatientRef]] = _gather(conns)
+        if len(workers) > 1:
+            import multiprocessing  # only here: a one-process run does without its import time
+
+            context = multiprocessing.get_context("fork")
+            for worker in workers[1:]:
+                here, there = context.Pipe()
+                process = context.Process(target=_serve, args=(there, worker), daemon=True)
+                process.start()
+                there.close()
+                channels.append(here)
+                processes.append(process)
+        reads: list[_Read] = _gather(channels)
+        _send(channels, [_medications(reads)] * len(channels))
+        held: list[set[PatientRef]] = _gather(channels)
         seen = Counter(ref for refs in held for ref in refs)
-        _send(conns, [{ref for ref in refs if seen[ref] > 1} for refs in held])
-        handovers: list[dict[int, _Handover]] = _gather(conns)
-        _send(conns, [[p for out in handovers for p in out.get(k, ())] for k in range(len(conns))])
-        results: list[_Result] = _gather(conns)
+        _send(channels, [{ref for ref in refs if seen[ref] > 1} for refs in held])
+        handovers: list[dict[int, _Handover]] = _gather(channels)
+        _send(
+            channels,
+            [[p for out in handovers for p in out.get(k, ())] for k in range(len(channels))],
+        )
+        results: list[_Result] = _gather(channels)
     finally:
-        for conn in conns:
-            conn.close()
+        for channel in channels:
+            channel.close()
         for process in processes:
             process.kill()  # done (every reply is in) or failed; either way not needed now
             process.join()
     return reads, results
 
 
+def _steps(worker: _Worker, release: bool = False) -> Generator[Any, Any, None]:
+    """One worker's side of ``_run_workers``: each step's reply, given the message before it.
+    With ``release``, what the worker read is let go of as soon as its findings are out (in
+    this process, while the others finish; a forked worker just ends)."""
+    message = yield worker.read()
+    message = yield worker.finish(message)
+    message = yield worker.hand_over(message)
+    result = worker.evaluate(message)
+    if release:
+        worker.release()
+    yield result
+
+
 def _serve(conn: Connection, worker: _Worker) -> None:
-    """A worker process's side of ``_run_workers``."""
+    """A forked worker's side of ``_run_workers``."""
     try:
-        conn.send(worker.read())
-        conn.send(worker.finish(conn.recv()))
-        conn.send(worker.hand_over(conn.recv()))
-        conn.send(worker.evaluate(conn.recv()))
+        steps = _steps(worker)
+        conn.send(next(steps))
+        for _ in range(3):  # Medications, shared patients, parts handed over: then done
+            conn.send(steps.send(conn.recv()))
     except Exception:
         conn.send(_Failure(traceback.format_exc()))
 
 
-def _send(conns: list[Connection], messages: list[Any]) -> None:
-    for conn, message in zip(conns, messages, strict=True):
-        conn.send(message)
+class _Here:
+    """The worker this process runs, behind a forked worker's send and receive: a message is
+    kept until its reply is asked for, so this process does its share while the others do
+    theirs, and its findings need no pickling."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._steps = _steps(worker, release=True)
+        self._message: Any = None
+        self._started = False
+
+    def send(self, message: Any) -> None:
+        self._message = message
+
+    def recv(self) -> Any:
+        try:
+            if not self._started:
+                self._started = True
+                return next(self._steps)
+            return self._steps.send(self._message)
+        except Exception:
+            return _Failure(traceback.format_exc())
+
+    def close(self) -> None:
+        self._steps.close()
 
 
-def _gather(conns: list[Connection]) -> list[Any]:
-    replies = [conn.recv() for conn in conns]
+def _send(channels: list[Connection | _Here], messages: list[Any]) -> None:
+    for channel, message in zip(channels, messages, strict=True):
+        channel.send(message)
+
+
+def _gather(channels: list[Connection | _Here]) -> list[Any]:
+    """Every worker's reply, in worker order: this process's own share first (the forked
+    workers do theirs meanwhile), then each forked worker's as soon as it arrives."""
+    received: dict[int, Any] = {
+        n: channel.recv() for n, channel in enumerate(channels) if isinstance(channel, _Here)
+    }
+    pending = {n: c for n, c in enumerate(channels) if not isinstance(c, _Here)}
+    if pending:
+        from multiprocessing.connection import wait
+
+        while pending:
+            for ready in wait(list(pending.values())):
+                n = next(k for k, conn in pending.items() if conn is ready)
+                received[n] = pending.pop(n).recv()
+    replies = [received[n] for n in range(len(channels))]
     for reply in replies:
         if isinstance(reply, _Failure):
             raise RuntimeError(f"an evaluation worker failed:\n{reply.traceback}")
@@ -373,7 +435,7 @@ def _combine(
     skipped.extend(s for r in results for s in r.later)
     skipped.sort(key=lambda s: (s.source, s.reason))
     findings = [f for result in results for f in result.findings]
-    findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
+    findings.sort(key=FINDING_ORDER)
     patients = sum(result.patients for result in results)
     register = sorted(
         (entry for result in results for entry in result.register),
@@ -429,6 +491,6 @@ def evaluate_paths(
     engine = Engine.create(rules, as_of, window_days)
     rules.medicines()  # built here, once, and inherited by every forked worker
     team = [_Worker(engine, chunks, k, workers) for k in range(workers)]
-    with _collector_paused():
-        reads, results = _run_workers(team) if workers > 1 else _run_here(team[0])
-    return _combine(team[0].engine, chunks, reads, results, problem)
+    with collector_paused():
+        reads, results = _run_workers(team)
+        return _combine(team[0].engine, chunks, reads, results, problem)

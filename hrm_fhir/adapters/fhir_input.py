@@ -73,26 +73,30 @@ class NdjsonPart:
             problem(str(self.path), f"cannot be read: {exc.strerror}")
             return
         left = sys.maxsize if self.end is None else self.end - self.start
+        name, loads, number = self.name, orjson.loads, 0
         with handle:
             handle.seek(self.start)
-            for number, line in enumerate(handle, start=1):
-                if left <= 0:
-                    break
-                left -= len(line)
+            try:
+                for number, line in enumerate(handle, start=1):
+                    if left <= 0:
+                        number -= 1
+                        break
+                    left -= len(line)
+                    if len(line) < 3 and not line.strip():
+                        continue
+                    where = f"{name}:{number}"
+                    try:
+                        data = loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        problem(where, f"not valid JSON: {exc}")
+                        continue
+                    kind = data.get("resourceType") if data.__class__ is dict else None
+                    if kind.__class__ is str and kind != "Bundle":
+                        yield where, data
+                    else:
+                        yield from _unwrap(where, data, problem)
+            finally:
                 self.lines = number
-                if len(line) < 3 and not line.strip():
-                    continue
-                where = f"{self.name}:{number}"
-                try:
-                    data = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    problem(where, f"not valid JSON: {exc}")
-                    continue
-                kind = data.get("resourceType") if isinstance(data, dict) else None
-                if isinstance(kind, str) and kind != "Bundle":
-                    yield where, data
-                else:
-                    yield from _unwrap(where, data, problem)
 
 
 def _json(path: Path, problem: Problem) -> Iterator[tuple[str, Resource]]:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -207,6 +207,7 @@ class RecordBuilder:
         self._dosages: dict[bytes, Dosage] = {}
         self._moments: dict[str, Moment | None] = {}
         self._dates: dict[str, date | None] = {}
+        self._subjects: dict[str, str | None] = {}
         self._pending: list[tuple[str, Resource]] = []
         self.records: dict[PatientRef, PatientRecord] = {}
         self.skipped: list[Skipped] = []
@@ -272,7 +273,8 @@ class RecordBuilder:
     def _record(self, patient: PatientRef) -> PatientRecord:
         record = self.records.get(patient)
         if record is None:
-            record = self.records[patient] = PatientRecord(None)
+            # positional, with its lists: half the cost of the defaults' factories
+            record = self.records[patient] = PatientRecord(None, [], [], [], [])
         return record
 
     def _arrangement(self, resource: Resource) -> None:
@@ -298,6 +300,17 @@ class RecordBuilder:
             practice,
         )
         self._record(patient.ref).patient = patient
+
+    def _subject(self, value: Any) -> str | None:
+        """The ``Patient/<id>`` a subject reference names (``_reference``), remembered per
+        reference: every resource of a patient names the same one."""
+        ref = value.get("reference") if isinstance(value, dict) else None
+        if not isinstance(ref, str):
+            return None
+        patient = self._subjects.get(ref, "")
+        if patient == "":
+            patient = self._subjects[ref] = _reference(value, "Patient")
+        return patient
 
     def _moment(self, value: Any) -> Moment | None:
         """``parse_moment``, remembered: an export repeats the same dates and times many times."""
@@ -329,7 +342,7 @@ class RecordBuilder:
             why = _NO_RESULT.get(str(status), f"status {status!r} is not a result")
             raise MappingError(f"Observation {why}: not used")
         rid = _require_id(resource)
-        patient = _reference(resource.get("subject"), "Patient") or subject
+        patient = self._subject(resource.get("subject")) or subject
         if patient is None:
             raise MappingError("Observation has no Patient subject")
         issued = self._moment(resource["issued"]) if "issued" in resource else None
@@ -440,7 +453,7 @@ class RecordBuilder:
         return limits[0], limits[1]
 
     def _diagnostic_report(self, resource: Resource) -> None:
-        subject = _reference(resource.get("subject"), "Patient")
+        subject = self._subject(resource.get("subject"))
         for contained in resource.get("contained") or ():
             if isinstance(contained, dict) and contained.get("resourceType") == "Observation":
                 contained = {**contained, "id": f"{resource.get('id')}-{contained.get('id')}"}
@@ -475,7 +488,7 @@ class RecordBuilder:
         what it lacks (``dated_by``)."""
         kind = resource["resourceType"]
         rid = _require_id(resource)
-        patient = _reference(resource.get("subject"), "Patient")
+        patient = self._subject(resource.get("subject"))
         if patient is None:
             raise MappingError(f"{kind} has no Patient subject")
         moment = next((m for value in moments if (m := self._moment(value)) is not None), None)
@@ -510,7 +523,7 @@ class RecordBuilder:
             limits = _goal_limits(target)
             if limits is None:
                 raise MappingError("Goal target has no detailRange low and high")
-            patient = _reference(resource.get("subject"), "Patient")
+            patient = self._subject(resource.get("subject"))
             if patient is None:
                 raise MappingError("Goal has no Patient subject")
             recorded = self._date(resource.get("startDate")) or self._date(
@@ -532,7 +545,7 @@ class RecordBuilder:
         """A MedicationRequest, or a MedicationStatement read as one (status, dates, dosage)."""
         kind = str(resource.get("resourceType"))
         rid = _require_id(resource)
-        patient = _reference(resource.get("subject"), "Patient")
+        patient = self._subject(resource.get("subject"))
         if patient is None:
             raise MappingError(f"{kind} has no Patient subject")
         if kind == "MedicationStatement":
@@ -545,7 +558,7 @@ class RecordBuilder:
             if written is None:
                 raise MappingError("MedicationRequest has no authoredOn date")
             authored = written
-            validity_end = self._date(validity.get("end"))
+            validity_end = self._date(validity.get("end")) if validity else None
             dosage_field = resource.get("dosageInstruction")
         concept, medication_ref, medication = self._medication(resource)
         product = self._product(concept, medication)
@@ -662,9 +675,9 @@ class RecordBuilder:
         return medication.get("code"), key, medication
 
 
-@dataclass(frozen=True, slots=True)
-class _Taken:
-    """What the values of one Observation (and its components) share."""
+class _Taken(NamedTuple):
+    """What the values of one Observation (and its components) share. (A named tuple: one is
+    made per Observation read.)"""
 
     ref: ResourceRef
     patient: PatientRef

@@ -6,6 +6,7 @@ import re
 from calendar import isleap
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 _PATTERN = re.compile(r"^P(\d+)([DWMY])$")
 _MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -36,19 +37,11 @@ class Duration:
 
     def after(self, day: date) -> date:
         """The calendar date this duration after ``day``."""
-        return self._shift(day, 1)
+        return _shifted(self.amount, self.unit, day)
 
     def before(self, day: date) -> date:
         """The calendar date this duration before ``day``."""
-        return self._shift(day, -1)
-
-    def _shift(self, day: date, sign: int) -> date:
-        if self.unit == "D":
-            return day + timedelta(days=sign * self.amount)
-        if self.unit == "W":
-            return day + timedelta(weeks=sign * self.amount)
-        months = self.amount if self.unit == "M" else 12 * self.amount
-        return add_months(day, sign * months)
+        return _shifted(-self.amount, self.unit, day)
 
     def __str__(self) -> str:
         return f"P{self.amount}{self.unit}"
@@ -57,3 +50,15 @@ class Duration:
         """Plain English, e.g. ``12 weeks``."""
         word = _WORDS[self.unit]
         return f"{self.amount} {word}{'' if self.amount == 1 else 's'}"
+
+
+@lru_cache(maxsize=1 << 16)
+def _shifted(amount: int, unit: str, day: date) -> date:
+    """``day`` moved by ``amount`` (negative: back) days, weeks, months or years. Remembered (a
+    bounded cache, for a long-running service): a run asks for the same few intervals from the
+    same dates tens of thousands of times."""
+    if unit == "D":
+        return day + timedelta(days=amount)
+    if unit == "W":
+        return day + timedelta(weeks=amount)
+    return add_months(day, amount if unit == "M" else 12 * amount)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from hrm_fhir.domain import (
+    FINDING_ORDER,
     Finding,
     FindingKind,
     LabResult,
@@ -36,6 +38,7 @@ from hrm_fhir.rules.facts import (
 )
 from hrm_fhir.rules.model import (
     Baseline,
+    Catalogue,
     Condition,
     Modifier,
     PrescribingCheck,
@@ -76,6 +79,32 @@ RESULTS_NOT_SEEN = "results-not-seen"
 """The check of the catalogue's monitored-elsewhere "no result has reached the practice" rule."""
 
 
+@dataclass(frozen=True, slots=True)
+class PackRules:
+    """What one pack in force needs on every patient, worked out once per run."""
+
+    pack: RulePack
+    plan: tuple[AnalytePlan, ...]
+    """Its analytes, their thresholds and look-backs."""
+    fires: frozenset[str]
+    """The thresholds its schedule modifiers' ``fires`` conditions read."""
+    schedules_read_ome: bool
+    """Some schedule modifier's condition reads the total oral morphine equivalent."""
+    checks: tuple[tuple[PrescribingCheck, bool], ...]
+    """Its prescribing checks, each with whether its conditions read the OME."""
+
+    @classmethod
+    def of(cls, pack: RulePack, catalogue: Catalogue, as_of: date) -> PackRules:
+        conditions = [c for s in pack.schedules for m in s.modifiers for c in m.when]
+        return cls(
+            pack,
+            result_plan(pack, catalogue, as_of),
+            frozenset(c.fires for c in conditions if c.fires is not None),
+            _reads_ome(conditions),
+            tuple((c, _reads_ome((*c.requires, *c.criteria))) for c in pack.prescribing),
+        )
+
+
 @dataclass(frozen=True)
 class Engine:
     """The rules in force on ``as_of``, compiled once for a run over many patients."""
@@ -87,10 +116,12 @@ class Engine:
     index: MedicationIndex = field(init=False)
     currency: Currency = field(init=False)
     restart_groups: frozenset[str] = field(init=False)
-    result_plans: dict[str, tuple[AnalytePlan, ...]] = field(init=False)
-    """Per pack (``id@version``): its analytes, their thresholds and look-backs."""
-    fires: dict[str, frozenset[str]] = field(init=False)
-    """Per pack: the thresholds its schedule modifiers' ``fires`` conditions read."""
+    pack_rules: tuple[PackRules, ...] = field(init=False)
+    """What each pack in force needs on every patient, in the order of ``packs``."""
+    pack_index: dict[str, tuple[int, ...]] = field(init=False)
+    """Per drug group: where its packs are in ``packs``."""
+    test_order: dict[str, int] = field(init=False)
+    """The catalogue's order of tests, in which findings and the register list them."""
     monitored: frozenset[str] = field(init=False)
     """The drug groups of the packs in force."""
     after_stop: dict[str, Duration] = field(init=False)
@@ -111,19 +142,14 @@ class Engine:
                 rarer_than=1 / long_interval.days,
             ),
             "restart_groups": frozenset(p.drug_group for p in packs if p.restart_on_dose_change),
-            "result_plans": {p.ref: result_plan(p, catalogue, self.as_of) for p in packs},
+            "pack_rules": tuple(PackRules.of(p, catalogue, self.as_of) for p in packs),
+            "pack_index": {
+                group: tuple(n for n, p in enumerate(packs) if p.drug_group == group)
+                for group in {p.drug_group for p in packs}
+            },
+            "test_order": {test: n for n, test in enumerate(catalogue.tests)},
             "monitored": frozenset(p.drug_group for p in packs),
             "after_stop": _after_stop(packs, self.as_of),
-            "fires": {
-                p.ref: frozenset(
-                    c.fires
-                    for s in p.schedules
-                    for m in s.modifiers
-                    for c in m.when
-                    if c.fires is not None
-                )
-                for p in packs
-            },
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -214,32 +240,33 @@ class Engine:
         elsewhere = self.monitored_elsewhere(record, therapies) if record.arrangements else {}
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
-        for pack in self.packs:
-            therapy = therapies.get(pack.drug_group)
-            if therapy is None or pack.drug_group not in followed:
-                continue
-            plan = self.result_plans[pack.ref]
-            wanted = self.fires[pack.ref]
+        order = self.test_order
+        for index in sorted(n for group in followed for n in self.pack_index[group]):
+            rules = self.pack_rules[index]
+            pack, plan, wanted = rules.pack, rules.plan, rules.fires
+            therapy = therapies[pack.drug_group]
             fired = crossing(pack, therapy, facts, plan, wanted) if wanted else None
-            dues = _dues(pack, therapy, facts, fired)
+            dues = _dues(pack, therapy, facts, fired, rules.schedules_read_ome)
             held = elsewhere.get(pack.drug_group)
             if therapy.current:
-                entry = _register_entry(pack, therapy, facts, dues)
+                entry = _register_entry(pack, therapy, facts, dues, order)
                 register.append(entry if held is None else replace(entry, monitored_elsewhere=held))
             else:
                 plan = _continuing(pack, facts, plan)
             results, stale = result_findings(pack, therapy, facts, plan)
             if held is None or held.lapsed:
-                monitoring = _monitoring(pack, therapy, facts, dues, self.as_of, self.window_days)
+                monitoring = _monitoring(
+                    pack, therapy, facts, dues, (self.as_of, self.window_days), order
+                )
             else:
                 monitoring = _results_not_seen(pack, therapy, facts, dues, held)
             findings.extend(_with_notes(monitoring, stale, facts))
             findings.extend(results)
             if not therapy.current:
                 continue
-            findings.extend(_prescribing(pack, therapy, facts))
+            findings.extend(_prescribing(pack, rules.checks, therapy, facts))
             findings.extend(_unissued(pack, therapy, facts))
-        findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
+        findings.sort(key=FINDING_ORDER)
         return Assessment(findings, register, later)
 
 
@@ -347,8 +374,9 @@ def stopped_on(therapy: Therapy, lookback: Duration) -> date:
     return lookback.after(therapy.last_cover)
 
 
-@dataclass(frozen=True, slots=True)
-class _TestDue:
+class _TestDue(NamedTuple):
+    """When one test is next due, and why. (A named tuple: one is made per test per patient.)"""
+
     test: str
     due: date
     last: LabResult | None
@@ -376,7 +404,11 @@ class _TestDue:
 
 
 def _dues(
-    pack: RulePack, therapy: Therapy, facts: Facts, fired: frozenset[str] | None
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    fired: frozenset[str] | None,
+    reads_ome: bool,
 ) -> dict[str, _TestDue]:
     """The next due date of each test the pack's schedules in force ask for: on current
     therapy, every schedule and the baselines of a new start; once stopped, the schedules that
@@ -384,9 +416,7 @@ def _dues(
     catalogue = facts.catalogue
     dues: dict[str, _TestDue] = {}
     stopped = None if therapy.current else stopped_on(therapy, catalogue.current_issue_lookback)
-    measures = _pack_measures(
-        pack, therapy, (c for s in pack.schedules for m in s.modifiers for c in m.when)
-    )
+    measures = _pack_measures(pack, therapy) if reads_ome else None
     for schedule in pack.schedules:
         until = None
         if stopped is not None:
@@ -456,9 +486,12 @@ def _continuing(
 
 
 def _register_entry(
-    pack: RulePack, therapy: Therapy, facts: Facts, dues: dict[str, _TestDue]
+    pack: RulePack,
+    therapy: Therapy,
+    facts: Facts,
+    dues: dict[str, _TestDue],
+    order: dict[str, int],
 ) -> RegisterEntry:
-    order = {test: n for n, test in enumerate(facts.catalogue.tests)}
     return RegisterEntry(
         patient=facts.patient,
         drug_group=pack.drug_group,
@@ -474,15 +507,17 @@ def _monitoring(
     therapy: Therapy,
     facts: Facts,
     dues: dict[str, _TestDue],
-    as_of: date,
-    window_days: int,
+    when: tuple[date, int],
+    order: dict[str, int],
 ) -> list[Finding]:
+    """The due or overdue finding: the tests due by ``when`` (the as-of date and the days
+    ahead in which a test counts as due), in the catalogue's ``order``."""
     catalogue = facts.catalogue
+    as_of, window_days = when
     horizon = as_of + timedelta(days=window_days)
     included = [d for d in dues.values() if d.due <= horizon]
     if not included:
         return []
-    order = {test: n for n, test in enumerate(catalogue.tests)}
     included.sort(key=lambda d: order[d.test])
     due_date = min(d.due for d in included)
     kind = FindingKind.OVERDUE if due_date < as_of else FindingKind.DUE
@@ -642,19 +677,26 @@ class _Undecided:
     dosed: tuple[ProductRequest, ...]
 
 
-def _prescribing(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
-    if not pack.prescribing:
+def _prescribing(
+    pack: RulePack,
+    checks: tuple[tuple[PrescribingCheck, bool], ...],
+    therapy: Therapy,
+    facts: Facts,
+) -> list[Finding]:
+    """The prescribing checks' findings; ``checks`` are the pack's, each with whether its
+    conditions read the OME (``PackRules``)."""
+    if not checks:
         return []
     by_ingredient: dict[str | None, tuple[ProductRequest, ...]] = {None: therapy.products}
     for product in therapy.products:
         by_ingredient[product.ingredient] = (*by_ingredient.get(product.ingredient, ()), product)
     findings = []
     undecided: list[_Undecided] = []
-    for check in pack.prescribing:
+    for check, reads_ome in checks:
         products = by_ingredient.get(check.ingredient, ())
         if not products:
             continue
-        outcome = _run_check(pack, check, products, facts, therapy)
+        outcome = _run_check(pack, check, products, facts, therapy, reads_ome)
         if outcome is None:
             continue
         if isinstance(outcome, _Undecided):
@@ -695,12 +737,13 @@ def _run_check(
     products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
+    reads_ome: bool,
 ) -> _Outcome | _Undecided | None:
     if check.check == "max_frequency":
         return _max_frequency(check, products)
     if check.check == "ome_at_least":
         return _ome(pack, check, products)
-    return _criteria(pack, check, products, facts, therapy)
+    return _criteria(pack, check, products, facts, therapy, reads_ome)
 
 
 def _said(request: Prescription) -> str:
@@ -785,13 +828,14 @@ def _ome_total(pack: RulePack, products: tuple[ProductRequest, ...]) -> _OmeTota
     return _OmeTotal(total, tuple(parts), tuple(unread), tuple(no_factor), verified)
 
 
-def _pack_measures(
-    pack: RulePack, therapy: Therapy, conditions: Iterable[Condition]
-) -> dict[str, PackMeasure | None] | None:
-    """The measures only the pack can work out, when its ``conditions`` ask for one: ``ome``
-    (a lower bound when a dose could not be read)."""
-    if not any(c.measure == "ome" for c in conditions):
-        return None
+def _reads_ome(conditions: Iterable[Condition]) -> bool:
+    """Whether some condition reads the total oral morphine equivalent (``_pack_measures``)."""
+    return any(c.measure == "ome" for c in conditions)
+
+
+def _pack_measures(pack: RulePack, therapy: Therapy) -> dict[str, PackMeasure | None]:
+    """The measures only the pack can work out, for conditions that read one (``_reads_ome``):
+    ``ome`` (a lower bound when a dose could not be read)."""
     found = _ome_total(pack, therapy.products)
     return {"ome": PackMeasure(found.total, lower_bound=bool(found.unread))}
 
@@ -834,16 +878,18 @@ def _criteria(
     products: tuple[ProductRequest, ...],
     facts: Facts,
     therapy: Therapy,
+    reads_ome: bool,
 ) -> _Outcome | _Undecided | None:
     """Conditions that must hold together. A condition whose data is missing (a dose that
     cannot be read, CrCl that cannot be had, a result given as a bound) matters only when it
     stands between the record and the finding, and only those that do are named. An unreadable
     dose alone makes this check incomplete; missing record data is left to the pack's one
-    incomplete finding (``_undecided``), which names the doses too."""
+    incomplete finding (``_undecided``), which names the doses too. ``reads_ome``: some
+    condition reads the OME (``PackRules``)."""
     dosed = products if check.ingredient else products[-1:]
     open_required: list[Condition] = []
     as_of = facts.as_of
-    measures = _pack_measures(pack, therapy, (*check.requires, *check.criteria))
+    measures = _pack_measures(pack, therapy) if reads_ome else None
 
     def state(cond: Condition) -> bool | None:
         if cond.measure in DOSE_MEASURES:

@@ -588,8 +588,7 @@ def _unreadable(
         def scaled(value: float | None, f: float = factor, o: float = offset) -> float | None:
             return None if value is None else (value + o) * f
 
-        reading = replace(
-            result,
+        reading = result._replace(
             value=scaled(result.value),
             ref_low=scaled(result.ref_low),
             ref_high=scaled(result.ref_high),

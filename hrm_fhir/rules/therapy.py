@@ -42,6 +42,10 @@ class MedicationMatch:
     """The strength of ``ingredient`` in the product's name (not of the other ingredients)."""
 
 
+_UNSEEN = MedicationMatch("", "", MatchMethod.TEXT)
+"""``MedicationIndex.match``'s mark for a product not looked at yet."""
+
+
 class MedicationIndex:
     """Recognise products by code first (the packs' codes and the catalogue's code lists), then
     by ingredient name, synonym, brand or co-name in the text; read the matched ingredient's
@@ -86,9 +90,10 @@ class MedicationIndex:
     def match(self, product: Product) -> MedicationMatch | None:
         """The group and ingredient a prescription (or product) belongs to, cached per product."""
         key = (product.codings, product.text)
-        if key not in self._seen:
-            self._seen[key] = self._match(product)
-        return self._seen[key]
+        found = self._seen.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = self._seen[key] = self._match(product)
+        return found
 
     def is_relevant(self, product: Product) -> bool:
         return self.match(product) is not None
@@ -267,10 +272,11 @@ def build_therapies(
     not stopped, put on hold or superseded by a later active request of the same product.
     """
     grouped: dict[str, list[tuple[Prescription, MedicationMatch]]] = {}
+    as_of, matched = currency.as_of, index.match
     for prescription in prescriptions:
-        if not counts(prescription, currency.as_of):
+        if not counts(prescription, as_of):
             continue
-        match = index.match(prescription)
+        match = matched(prescription)
         if match is not None:
             grouped.setdefault(match.group, []).append((prescription, match))
     therapies: dict[str, Therapy] = {}
@@ -328,8 +334,7 @@ def _therapy(
         newest=items[-1],
         last_cover=reach,
         course=tuple(
-            CourseRequest(starts[n], ends[n], items[n][1].ingredient)
-            for n in range(first, len(items))
+            map(CourseRequest, starts[first:], ends[first:], [m.ingredient for _, m in course])
         ),
     )
 
