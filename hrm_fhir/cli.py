@@ -21,6 +21,7 @@ from hrm_fhir.rules.registry import RuleSet, load_rule_set
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from hrm_fhir.adapters.bulk_export import ExportRequest, ExportResult
     from hrm_fhir.audit.model import MonthlyReport
 
 LONDON = ZoneInfo("Europe/London")
@@ -284,6 +285,115 @@ def sweep(
     finally:
         gateway.close()
         engine.dispose()
+
+
+@main.command()
+@_FHIR_BASE
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="A new (or empty) folder for the NDJSON files and manifest.json.",
+)
+@click.option("--since", default=None, help="Only resources changed after this FHIR instant.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    help="Resource types to export (repeat, or comma-separated; default: all).",
+)
+@click.option("--group", default=None, help="Export the members of Group/<id>.")
+@click.option(
+    "--patient",
+    "patients",
+    multiple=True,
+    help="Export these patients' compartments (repeat; Patient/<id> or <id>).",
+)
+@click.option(
+    "--all-patients", is_flag=True, help="Patient-level export: every patient's compartment."
+)
+@click.option(
+    "--poll-ceiling",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Longest wait between status polls, s (default HRM_BULK_POLL_CEILING, 15).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Give up (and delete the job) after this many s (default HRM_BULK_TIMEOUT, 3600).",
+)
+def export(
+    fhir_base: str | None,
+    out: Path,
+    since: str | None,
+    types: tuple[str, ...],
+    group: str | None,
+    patients: tuple[str, ...],
+    all_patients: bool,
+    poll_ceiling: float | None,
+    timeout: float | None,
+) -> None:
+    """Run a FHIR Bulk Data $export (system, group or patient level) into a folder of NDJSON
+    files with manifest.json (SHA-256 and line count of each file). Exit 0 when complete, 3 when
+    complete but the server reported errors, 1 when it failed, 2 for unusable arguments."""
+    from hrm_fhir.adapters.bulk_export import ExportRequest, record_types
+
+    try:
+        request = ExportRequest(
+            types=record_types(types),
+            since=since,
+            group=group,
+            patients=patients,
+            patient_level=all_patients,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    settings = _settings(
+        fhir_base_url=fhir_base, bulk_poll_ceiling=poll_ceiling, bulk_timeout=timeout
+    )
+    try:
+        result = _run_export(settings, request, out)
+    except HRMError as exc:
+        raise click.ClickException(f"export failed: {exc}") from exc
+    summary = {k: v for k, v in result.to_json().items() if k not in ("output", "error", "deleted")}
+    _write({**summary, "files": len(result.output), "folder": str(out)})
+    for issue in result.issues:
+        click.echo(
+            f"hrm-fhir: server reported {issue.severity} ({issue.code}) at {issue.where}: "
+            f"{issue.diagnostics}",
+            err=True,
+        )
+    if result.error_issues:
+        click.echo(
+            f"hrm-fhir: the export is incomplete: {len(result.error_issues)} error(s) in the "
+            "server's error files (above; kept under error/)",
+            err=True,
+        )
+        sys.exit(3)
+
+
+def _run_export(settings: Settings, request: ExportRequest, out: Path) -> ExportResult:
+    """One export with the settings' gateway and limits, a progress bar on a terminal."""
+    from hrm_fhir.adapters.bulk_export import BulkExporter
+    from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+    from hrm_fhir.terminal import TerminalProgress
+
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    gateway = FHIRGateway.from_settings(settings)
+    try:
+        exporter = BulkExporter(
+            gateway,
+            poll_ceiling=settings.bulk_poll_ceiling,
+            timeout=settings.bulk_timeout,
+            progress=progress,
+        )
+        return exporter.export(request, out)
+    finally:
+        if progress is not None:
+            progress.close()
+        gateway.close()
 
 
 @main.command()
