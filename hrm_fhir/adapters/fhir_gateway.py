@@ -385,7 +385,7 @@ class FHIRGateway:
         if not on_base:
             where = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "a relative URL"
             raise OffOriginLinkError(
-                f"{label}: next link to {where} leaves the configured "
+                f"{label}: link to {where} leaves the configured "
                 f"base {self.base_url} and is not followed (a server behind a proxy may need its "
                 "public address configured)"
             )
