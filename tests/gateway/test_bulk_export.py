@@ -80,7 +80,13 @@ def kick_off(mock: responses.RequestsMock) -> None:
         status=202,
         headers={"Content-Location": STATUS},
         match=[
-            matchers.header_matcher({"Prefer": "respond-async", "Accept": "application/fhir+json"})
+            matchers.header_matcher(
+                {
+                    "Prefer": "respond-async",
+                    "Accept": "application/fhir+json",
+                    "Cache-Control": "no-cache",  # never an earlier identical job's files
+                }
+            )
         ],
     )
 
