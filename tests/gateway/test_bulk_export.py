@@ -269,6 +269,7 @@ def test_the_cli_prints_the_servers_errors_and_exits_3(
     assert result.exit_code == 3, result.output
     assert "error (processing) at error/OperationOutcome-1.ndjson:1" in result.stderr
     assert "the export is incomplete: 1 error(s)" in result.stderr
+    assert "downloading" not in result.stderr  # no progress bar off a terminal
     assert orjson.loads(result.stdout)["resources"] == {"Patient": 2}
 
 
