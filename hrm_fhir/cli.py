@@ -302,6 +302,12 @@ def sweep(
     multiple=True,
     help="Resource types to export (repeat, or comma-separated; default: all).",
 )
+@click.option(
+    "--type-filter",
+    "type_filters",
+    multiple=True,
+    help="_typeFilter, Type?search (repeat): of that type, only what matches one of them.",
+)
 @click.option("--group", default=None, help="Export the members of Group/<id>.")
 @click.option(
     "--patient",
@@ -329,6 +335,7 @@ def export(
     out: Path,
     since: str | None,
     types: tuple[str, ...],
+    type_filters: tuple[str, ...],
     group: str | None,
     patients: tuple[str, ...],
     all_patients: bool,
@@ -344,6 +351,7 @@ def export(
         request = ExportRequest(
             types=record_types(types),
             since=since,
+            type_filters=type_filters,
             group=group,
             patients=patients,
             patient_level=all_patients,

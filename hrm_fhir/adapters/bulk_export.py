@@ -73,6 +73,9 @@ class ExportRequest:
 
     types: tuple[str, ...] = ()
     since: str | None = None
+    type_filters: tuple[str, ...] = ()
+    """``_typeFilter`` values, ``Type?search``: of a type with filters, only the resources that
+    match one of them are exported."""
     group: str | None = None
     patients: tuple[str, ...] = ()
     patient_level: bool = False
@@ -81,6 +84,10 @@ class ExportRequest:
         for kind in self.types:
             if _TYPE.fullmatch(kind) is None:
                 raise ValueError(f"not a FHIR resource type: {kind!r}")
+        for query in self.type_filters:
+            kind, mark, _ = query.partition("?")
+            if not mark or _TYPE.fullmatch(kind) is None or (self.types and kind not in self.types):
+                raise ValueError(f"a type filter is Type?search of an exported type: {query!r}")
         if self.group and (self.patients or self.patient_level):
             raise ValueError("export a group or patients, not both")
         if self.group:
@@ -108,6 +115,7 @@ class ExportRequest:
             query.append(("_type", ",".join(self.types)))
         if self.since:
             query.append(("_since", self.since))
+        query += [("_typeFilter", value) for value in self.type_filters]
         return query
 
     def parameters(self) -> dict[str, Any]:

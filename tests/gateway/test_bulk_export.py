@@ -9,6 +9,7 @@ import hashlib
 from base64 import b64encode
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
@@ -436,3 +437,24 @@ def test_patients_are_named_in_a_parameters_post(
 def test_since_must_be_an_instant_with_a_zone(since: str) -> None:
     with pytest.raises(ValueError, match="FHIR instant"):
         ExportRequest(since=since)
+
+
+def test_type_filters_go_out_as_repeated_typefilter_parameters(
+    mock: responses.RequestsMock, gateway: FHIRGateway, time_: Time, tmp_path: Path
+) -> None:
+    kick_off(mock)
+    mock.get(STATUS, json=manifest(output=[]))
+    delete(mock)
+    filters = ("Condition?code=http://snomed.info/sct|1,http://snomed.info/sct|2", "Goal?")
+
+    request = ExportRequest(types=("Patient", "Condition", "Goal"), type_filters=filters)
+    exporter(gateway, time_).export(request, tmp_path / "out")
+
+    sent = parse_qs(urlsplit(mock.calls[0].request.url).query)
+    assert sent["_typeFilter"] == list(filters)
+    assert sent["_type"] == ["Patient,Condition,Goal"]
+
+
+def test_a_type_filter_of_a_type_not_exported_is_refused() -> None:
+    with pytest.raises(ValueError, match="type filter"):
+        ExportRequest(types=("Patient",), type_filters=("Condition?code=x",))
