@@ -39,13 +39,14 @@ chromium:
 			apt-get install -y -qq --no-install-recommends chromium fonts-liberation; \
 	fi
 
-## The monthly report's PDF (WeasyPrint) needs the Pango libraries: install them when missing.
+## The monthly report's PDF (WeasyPrint 70) needs Pango and HarfBuzz's subsetter (fonts are
+## subset into the PDF): install them when missing.
 pango:
-	@if ! /sbin/ldconfig -p | grep -q libpango-1.0; then \
+	@if ! /sbin/ldconfig -p | grep -q libpango-1.0 || ! /sbin/ldconfig -p | grep -q libharfbuzz-subset; then \
 		echo "installing pango (apt-get) for the PDF report"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0; \
+			apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; \
 	fi
 
 ## The database tests run on SQLite and on a throwaway PostgreSQL cluster that the suite starts

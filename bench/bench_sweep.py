@@ -5,7 +5,8 @@ starts a private HAPI sandbox on 127.0.0.1 (unless --fhir-base names a running o
 practice's NDJSON into it when it is not there yet, then, per run:
 
 - **bare paging**: a plain ``requests`` loop that pages through what a sweep reads (Patient,
-  MedicationRequest, Observation, DiagnosticReport in the practice scope, Medication unscoped)
+  MedicationRequest, MedicationStatement, Observation, DiagnosticReport, Procedure and the
+  rules' extra searches (``fetch.record_searches``) in the practice scope, Medication unscoped)
   with ``_count=500``, parsing each page with ``orjson`` and nothing else;
 - **full sweep** with a fresh SQLite database; then a second **full reconciliation** over the
   unchanged data, and an **incremental** sweep with nothing changed, on the same database.
@@ -36,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +51,7 @@ from hrm_fhir.adapters import fhir_gateway, store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.fetch import RECORD_TYPES, record_searches
 from hrm_fhir.loader import load_paths
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
@@ -64,8 +67,9 @@ PAGE = 500
 MAX_PAGES_PER_SEARCH = 2_000
 """Bound on every bare paging loop (1,000,000 resources at 500 a page)."""
 AIM_RATIO = 1.5
+MONITORED_SHARE = 0.7
+"""About this share of the generated practice's patients are on a monitored drug."""
 FHIR_JSON = "application/fhir+json"
-BASELINE_TYPES = ("Patient", "MedicationRequest", "Observation", "DiagnosticReport", "Medication")
 MIB = 1024 * 1024
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 LABELS = {
@@ -74,6 +78,10 @@ LABELS = {
     "reconcile": "full reconciliation",
     "incremental": "incremental (no changes)",
 }
+WINDOWS = ("empty", "small", "large")
+"""Change windows: none, then new results for ``--small`` and ``--large`` monitored patients."""
+HEIGHT = {"system": "http://loinc.org", "code": "8302-2", "display": "Body height"}
+"""A result no rule reads: a window of them changes what is read, never what is written."""
 
 
 # --- request accounting ----------------------------------------------------------------------
@@ -87,7 +95,7 @@ class Traffic:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     received: int = 0
     resources: int = 0
-    """Entries in the searchset Bundles the package parsed (``_search_bundle``)."""
+    """Entries in the searchset Bundles the package parsed (``_bundle``)."""
     last_search: str = "?"
 
     def snapshot(self) -> dict[str, Any]:
@@ -143,14 +151,14 @@ def install_counters() -> None:
 
     requests.Session.send = counting_send  # type: ignore[method-assign]
 
-    check = fhir_gateway._search_bundle
+    check = fhir_gateway._bundle
 
-    def counting_check(response: requests.Response, label: str) -> dict[str, Any]:
-        bundle = check(response, label)
+    def counting_check(response: requests.Response, label: str, kind: str) -> dict[str, Any]:
+        bundle = check(response, label, kind)
         TRAFFIC.resources += len(bundle.get("entry") or ())
         return bundle
 
-    fhir_gateway._search_bundle = counting_check
+    fhir_gateway._bundle = counting_check
 
 
 def traffic_since(before: dict[str, Any]) -> dict[str, Any]:
@@ -205,13 +213,14 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 def install_phase_timers() -> None:
     """Time what ``hrm_fhir.sweep`` calls, by replacing the names it looks up (bench only)."""
-    for name in ("prescribed_patients", "uncoded_candidates", "changed_patients", "read_records",
-                 "our_resources", "desired_resources", "plan", "_records"):  # fmt: skip
+    for name in ("check_server", "record_counts", "changed_patients", "read_records", "read_scope",
+                 "resources_by_id", "desired_resources", "plan", "_records", "exhausted_chases",
+                 "route_exhausted_chases", "_keep_marker"):  # fmt: skip
         if hasattr(sweep_module, name):  # the package changes; time what this version has
             setattr(sweep_module, name, _timed(name, getattr(sweep_module, name)))
     for name in ("load_snapshots", "save_snapshots", "open_findings"):
         setattr(store, name, _timed(f"store.{name}", getattr(store, name)))
-    for name in ("therapies", "latest_by_test", "evaluate"):
+    for name in ("therapies", "latest_by_test", "assess"):
         setattr(Engine, name, _timed(f"Engine.{name}", getattr(Engine, name)))
     Writer.apply = _timed("Writer.apply (writeback)", Writer.apply)  # type: ignore[method-assign]
 
@@ -325,20 +334,22 @@ def measured(server_pid: int | None) -> Iterator[dict[str, Any]]:
     out["traffic"] = traffic_since(before)
 
 
-def bare_paging(base: str, organization: str) -> dict[str, int]:
-    """Page through every type a sweep reads with plain requests + orjson; resources per type."""
+def bare_paging(base: str, organization: str, rules: RuleSet) -> dict[str, int]:
+    """Page through every search a whole read makes (the record types, the rules' extra
+    searches, Medication) with plain requests + orjson; resources per type."""
     session = requests.Session()
     headers = {"Accept": FHIR_JSON, "Cache-Control": "no-cache"}
     origin = urlsplit(base)[:2]
     found: dict[str, int] = {}
     try:
-        for kind in BASELINE_TYPES:
+        searches = [*((kind, {}) for kind in RECORD_TYPES), *record_searches(rules)]
+        for kind, narrowing in [*searches, ("Medication", {})]:
             scope = {"Patient": {"general-practitioner": organization}, "Medication": {}}.get(
                 kind, {"subject:Patient.general-practitioner": organization}
             )
             url: str | None = f"{base}/{kind}"
-            params: dict[str, str] | None = {**scope, "_count": str(PAGE)}
-            found[kind] = 0
+            params: dict[str, str] | None = {**narrowing, **scope, "_count": str(PAGE)}
+            found.setdefault(kind, 0)
             for _ in range(MAX_PAGES_PER_SEARCH):
                 if url is None or urlsplit(url)[:2] != origin:
                     sys.exit(f"bare paging: next link leaves {base}")
@@ -392,8 +403,10 @@ def one_run(
     server_pid: int | None,
     index: int,
     loaded_at: float | None,
+    window_sizes: dict[str, int],
 ) -> dict[str, Any]:
-    """Bare paging, then full, reconciliation and incremental sweeps on one fresh database.
+    """Bare paging, then full, reconciliation and incremental sweeps on one fresh database,
+    then each change window (an incremental sweep and a full one over the same data).
 
     ``loaded_at`` (monotonic) is when this process finished loading the server, if it did: the
     incremental sweep asks for changes since the reconciliation's server time minus the
@@ -402,7 +415,7 @@ def one_run(
     """
     organization = f"Organization/practice-{seed}"
     with measured(server_pid) as baseline:
-        baseline["resources_by_type"] = bare_paging(base, organization)
+        baseline["resources_by_type"] = bare_paging(base, organization, rules)
     baseline["resources"] = sum(baseline["resources_by_type"].values())
     _line("bare paging", baseline)
 
@@ -426,9 +439,91 @@ def one_run(
                     time.sleep(wait)
             sweeps[name] = sweep_once(settings, gateway, rules, full, server_pid)
             _line(name, sweeps[name])
+        windows = {
+            label: change_window(settings, gateway, rules, server_pid, index, label, size)
+            for label, size in window_sizes.items()
+        }
     finally:
         gateway.close()
-    return {"baseline": baseline, **sweeps}
+    return {"baseline": baseline, **sweeps, "windows": windows}
+
+
+def monitored_patients(database_url: str) -> list[str]:
+    """The patients the sweep keeps snapshots of (on a monitored drug), in a fixed order."""
+    engine = init_db(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return sorted(store.load_snapshots(session))
+    finally:
+        engine.dispose()
+
+
+def lab_import(base: str, patients: list[str], tag: str) -> float:
+    """One new result (a height, which no rule reads) for each patient, in batches of 500;
+    the seconds it took."""
+    gateway = FHIRGateway(base, timeout=900, max_retries=2)
+    start = time.perf_counter()
+    try:
+        for first in range(0, len(patients), PAGE):
+            entries = []
+            for n, patient in enumerate(patients[first : first + PAGE], start=first):
+                rid = f"bench-{tag}-{n}"
+                entries.append({
+                    "resource": {
+                        "resourceType": "Observation", "id": rid, "status": "final",
+                        "code": {"coding": [HEIGHT]}, "subject": {"reference": patient},
+                        "effectiveDateTime": (AS_OF - timedelta(days=1)).isoformat(),
+                        "valueQuantity": {"value": 170, "unit": "cm", "code": "cm",
+                                          "system": "http://unitsofmeasure.org"},
+                    },
+                    "request": {"method": "PUT", "url": f"Observation/{rid}"},
+                })  # fmt: skip
+            reply = gateway.transaction({"resourceType": "Bundle", "type": "batch",
+                                         "entry": entries})  # fmt: skip
+            if not all(e["response"]["status"].startswith("2") for e in reply["entry"]):
+                sys.exit("lab import: the server refused a result")
+    finally:
+        gateway.close()
+    return time.perf_counter() - start
+
+
+def change_window(
+    settings: Settings,
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    server_pid: int | None,
+    index: int,
+    label: str,
+    size: int,
+) -> dict[str, Any]:
+    """New results for ``size`` monitored patients, then an incremental sweep and a full one
+    over the same data (same database), each timed."""
+    written = 0.0
+    if size:
+        patients = monitored_patients(settings.database_url)[:size]
+        written = lab_import(settings.fhir_base_url, patients, f"r{index}-{label}-{time.time_ns()}")
+    out: dict[str, Any] = {"size": size, "import_s": written}
+    out["incremental"] = sweep_once(settings, gateway, rules, False, server_pid)
+    _line(f"{label} window ({size}): incremental", out["incremental"])
+    if size:
+        with changed_path_forced():
+            out["changed_path"] = sweep_once(settings, gateway, rules, False, server_pid)
+        _line(f"{label} window ({size}): changed patients forced", out["changed_path"])
+    out["full"] = sweep_once(settings, gateway, rules, True, server_pid)
+    _line(f"{label} window ({size}): full", out["full"])
+    return out
+
+
+@contextmanager
+def changed_path_forced() -> Iterator[None]:
+    """Make the incremental sweep re-read its changed patients whatever paging would cost (to
+    measure the path the sweep decides against): no window is too large for it."""
+    real = sweep_module.batch_limit  # type: ignore[attr-defined]
+    setattr(sweep_module, "batch_limit", lambda *_: 10**9)  # noqa: B010 - bench only
+    try:
+        yield
+    finally:
+        setattr(sweep_module, "batch_limit", real)  # noqa: B010
 
 
 def profile_sweep(base: str, seed: int, rules: RuleSet, top: int = 30) -> str:
@@ -462,8 +557,9 @@ def _line(name: str, r: dict[str, Any]) -> None:
     extra = ""
     if "summary" in r:
         s = r["summary"]
-        extra = (f" | patients {s['patients']} findings {s['findings']} created {s['created']} "
-                 f"updated {s['updated']} closed {s['closed']} unchanged {s['unchanged']} "
+        extra = (f" | patients {s['patients']} read {s['records_read']} findings "
+                 f"{s['findings']} created {s['created']} repaired {s['repaired']} updated "
+                 f"{s['updated']} closed {s['closed']} unchanged {s['unchanged']} "
                  f"errors {s['errors']}")  # fmt: skip
     print(f"  {name}: {r['wall_s']:.1f} s, {r['traffic']['requests']} requests{extra}", flush=True)
 
@@ -497,6 +593,18 @@ def report(results: dict[str, Any]) -> None:
     print("\nratios (median wall over runs):")
     for name, ratio in results["ratios"].items():
         print(f"  {labels[name]} / bare paging: {ratio:.2f}x (aim <= {AIM_RATIO:g}x)")
+    print("\nchange windows (median wall over runs; ratios to bare paging of the same run):")
+    print(f"  {'window':<8}{'patients':>9}{'read':>7}{'incremental':>12}{'forced':>8}{'full':>8}"
+          f"{'incr/bare':>10}{'forced/bare':>12}{'full/bare':>10}{'incr/full':>10}")  # fmt: skip
+    for label, w in results["windows"].items():
+        forced = _fmt(w.get("changed_path_s"))
+        forced_ratio = _fmt(w.get("changed_path_ratio"), 2)
+        print(f"  {label:<8}{w['size']:>9}{w['records_read']:>7}{w['incremental_s']:>12.1f}"
+              f"{forced:>8}{w['full_s']:>8.1f}{w['incremental_ratio']:>10.2f}{forced_ratio:>12}"
+              f"{w['full_ratio']:>10.2f}{w['incremental_to_full']:>10.2f}")  # fmt: skip
+    print(
+        "  (forced: the incremental sweep made to re-read its changed patients whatever the cost)"
+    )
     last = runs[-1]
     for name in names[1:]:
         s = last[name]["summary"]
@@ -535,6 +643,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", action="store_true",
                         help="also profile one more full sweep (cProfile, top 30)")  # fmt: skip
+    parser.add_argument(
+        "--small",
+        type=float,
+        default=0.01,
+        help="small window: this share of the monitored patients (default 1%%)",
+    )
+    parser.add_argument(
+        "--large",
+        type=float,
+        default=0.25,
+        help="large window: this share of the monitored patients (default 25%%)",
+    )
     args = parser.parse_args()
     if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
         sys.exit("--fhir-base must be on 127.0.0.1")
@@ -569,14 +689,18 @@ def main() -> None:
             results["load"] = load(base, folder / "ndjson", expected)
             loaded_at = time.monotonic()
             print(f"  loaded in {results['load']['wall_s']:.0f} s", flush=True)
+        monitored = round(args.patients * MONITORED_SHARE)
+        sizes = {"empty": 0, "small": max(2, round(args.small * monitored)),
+                 "large": max(4, round(args.large * monitored))}  # fmt: skip
         for index in range(1, args.runs + 1):
             print(f"run {index} of {args.runs}", flush=True)
-            results["runs"].append(one_run(base, args.seed, rules, pid, index, loaded_at))
+            results["runs"].append(one_run(base, args.seed, rules, pid, index, loaded_at, sizes))
         base_wall = statistics.median(r["baseline"]["wall_s"] for r in results["runs"])
         results["ratios"] = {
             name: statistics.median(r[name]["wall_s"] for r in results["runs"]) / base_wall
             for name in ("full", "reconcile", "incremental")
         }
+        results["windows"] = window_summary(results["runs"])
         results["aim_ratio"] = AIM_RATIO
         if args.profile:
             results["profile"] = profile_sweep(base, args.seed, rules)
@@ -585,6 +709,33 @@ def main() -> None:
     print(f"wrote {OUT / 'sweep-results.json'}")
     if args.profile:
         print(results["profile"])
+
+
+def window_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per change window: medians over runs and the ratios to bare paging of the same run."""
+    out: dict[str, dict[str, Any]] = {}
+    for label in WINDOWS:
+        windows = [r["windows"][label] for r in runs]
+        bare = [r["baseline"]["wall_s"] for r in runs]
+        walls = {
+            name: [w[name]["wall_s"] for w in windows]
+            for name in ("incremental", "changed_path", "full")
+            if name in windows[0]
+        }
+        summary: dict[str, Any] = {
+            "size": windows[0]["size"],
+            "records_read": windows[-1]["incremental"]["summary"]["records_read"],
+        }
+        for name, wall in walls.items():
+            summary[f"{name}_s"] = statistics.median(wall)
+            summary[f"{name}_ratio"] = statistics.median(
+                w / b for w, b in zip(wall, bare, strict=True)
+            )
+        summary["incremental_to_full"] = statistics.median(
+            i / f for i, f in zip(walls["incremental"], walls["full"], strict=True)
+        )
+        out[label] = summary
+    return out
 
 
 @contextmanager

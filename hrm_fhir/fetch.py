@@ -1,14 +1,18 @@
 """What a sweep reads from the FHIR server: narrow searches, deduplicated resources.
 
-- Patients on monitored drugs are found by prescription code, a few codes per search (never one
-  giant OR-list), optionally within one practice (chained on the patient's general practitioner).
-- Their records are then read a few patients at a time: Patient, MedicationRequest and
-  MedicationStatement (with the Medications they reference), Observation, DiagnosticReport and
-  Procedure (a medication review or a chest X-ray recorded as a procedure), and what the rules
-  name beyond them (``record_searches``): shared-care entries, Conditions coded as a finding a
-  rule fires on, and Goals in force (target ranges).
-- An incremental sweep asks what changed since the last watermark (``_lastUpdated=gt``, the
-  server's own clock minus an overlap) and re-reads only those patients.
+- A full read pages through each record type in scope once (Patient, MedicationRequest and
+  MedicationStatement with the Medications they reference, Observation, DiagnosticReport and
+  Procedure: a medication review or a chest X-ray recorded as a procedure) and runs what the
+  rules name beyond them (``record_searches``: shared-care entries and arrangement Tasks,
+  Conditions coded as a finding a rule fires on, Goals in force), optionally within one practice
+  (chained on the patient's general practitioner).
+- An incremental sweep finds the patients whose records changed since the watermark
+  (``_lastUpdated=gt``, the server's own clock minus an overlap) with one light search per
+  record type and per extra search, and re-reads their records twenty patients per search
+  (never a giant OR-list, integration guide C5), unless there are so many that paging the whole
+  scope costs less.
+- The service's own Tasks and Flags are found in bulk by its tag, and any others it needs by
+  ``_id``, fifty per search: never one read per resource.
 """
 
 from __future__ import annotations
@@ -24,28 +28,45 @@ from hrm_fhir.terminology import TAG, TASK_CODE
 from hrm_fhir.workflow.model import ARRANGEMENT_TASK_CODE
 
 Resource = dict[str, Any]
-CODES_PER_SEARCH = 10
 PATIENTS_PER_SEARCH = 20
 """HAPI slows sharply past about 20 comma-separated references (integration guide C5)."""
+CODES_PER_SEARCH = 10
+"""Codes per ``code`` search of the extra searches (never one giant OR-list)."""
+BATCH_SEARCH_COST = 0.5
+"""What a search for twenty patients' records costs against a page of the scope, as a sweep
+weighs them: measured 0.15 to 0.3 on the local sandbox with pages of 500 at 20,000 patients
+(bench/README.md); counted as half, which errs towards paging with smaller pages too and with a
+server far away, whose round trip adds the same to both."""
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 """Evidence of therapy: prescriptions, and statements of what the patient takes."""
 RESULT_TYPES = ("Observation", "DiagnosticReport", "Procedure")
 """What shows a test done: results, reports, and procedures such as a medication review."""
 RECORD_TYPES = ("Patient", *MEDICATION_TYPES, *RESULT_TYPES)
 Search = tuple[str, dict[str, str]]
+"""A search beyond the record types: resource type and the parameters that narrow it."""
+IDS_PER_SEARCH = 50
+"""Ids per ``_id`` search: HAPI resolves ids directly, not through a reference join."""
+OURS_TAG = f"{TAG}|hrm-fhir"
+"""The tag on every resource the service writes."""
+OPEN_TASK_STATUSES = "requested,received,accepted,ready,in-progress,on-hold"
+"""Task statuses still being worked (not completed, cancelled, failed, rejected or in error)."""
 
 
 def arrangement_searches(rules: RuleSet) -> list[Search]:
     """Searches for statements of who monitors (shared care) that the record types do not hold:
     the service's arrangement Tasks, and Condition and Flag entries when the catalogue lists
-    shared-care entry codes (Observations and Procedures are read whole anyway)."""
+    shared-care entry codes (Observations and Procedures are read whole anyway). R4 gives Flag
+    no ``code`` search parameter (HAPI answers 400), so every Flag but the service's own is
+    read and its code matched locally."""
     searches: list[Search] = [
-        ("Task", {"code": f"{TASK_CODE}|{ARRANGEMENT_TASK_CODE}", "_tag": f"{TAG}|hrm-fhir"})
+        ("Task", {"code": f"{TASK_CODE}|{ARRANGEMENT_TASK_CODE}", "_tag": OURS_TAG})
     ]
     shared = rules.catalogue.shared_care
     codes = sorted({f"{c.system}|{c.code}" for c in shared.entries}) if shared else []
     for chunk in _chunks(codes, CODES_PER_SEARCH):
-        searches += [(kind, {"code": ",".join(chunk)}) for kind in ("Condition", "Flag")]
+        searches.append(("Condition", {"code": ",".join(chunk)}))
+    if codes:
+        searches.append(("Flag", {"_tag:not": OURS_TAG}))
     return searches
 
 
@@ -106,17 +127,6 @@ class FetchReport:
             self.server_time = value
 
 
-def monitored_codes(rules: RuleSet) -> list[str]:
-    """``system|code`` for every medication code in the packs (any version), sorted."""
-    codes = {
-        f"{code.system}|{code.code}"
-        for pack in rules.packs
-        for ingredient in pack.ingredients
-        for code in ingredient.codes
-    }
-    return sorted(codes)
-
-
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -135,51 +145,40 @@ def _search(
     return result.resources
 
 
-def _patients(resources: Iterable[Resource]) -> set[str]:
-    return {key for resource in resources if (key := patient_key(resource))}
+def record_counts(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, extra: Sequence[Search] = ()
+) -> list[int]:
+    """How many resources each search of a whole read of ``scope`` matches (the record types,
+    then the ``extra`` searches): one ``_summary=count`` request each, no resources sent."""
+    counts: list[int] = []
+    for resource_type, params in _scope_searches(scope, extra):
+        params = {k: v for k, v in params.items() if k != "_include"}
+        first = next(
+            gateway.iter_pages(resource_type, {**params, "_summary": "count", "_total": "accurate"})
+        )
+        report.searches += 1
+        report.note_time((first.get("meta") or {}).get("lastUpdated"))
+        total = first.get("total")
+        counts.append(total if isinstance(total, int) else 0)
+    return counts
 
 
-def prescribed_patients(
-    gateway: FHIRGateway, rules: RuleSet, scope: Scope, report: FetchReport, since: str | None
-) -> set[str]:
-    """Patients with a monitored prescription (changed since ``since`` when given)."""
-    found: set[str] = set()
-    for resource_type in MEDICATION_TYPES:
-        for codes in _chunks(monitored_codes(rules), CODES_PER_SEARCH):
-            params = {
-                "code": ",".join(codes),
-                "_elements": "subject",
-                **scope.params(resource_type),
-            }
-            if since:
-                params["_lastUpdated"] = f"gt{since}"
-            found |= _patients(_search(gateway, report, resource_type, params))
-    return found
+def page_requests(counts: Iterable[int], page_size: int) -> int:
+    """Requests that paging through searches matching ``counts`` resources takes (one at least
+    for each, whose last page tells that there is no more)."""
+    return sum(max(1, -(-total // page_size)) for total in counts)
 
 
-def uncoded_candidates(
-    gateway: FHIRGateway,
-    scope: Scope,
-    report: FetchReport,
-    is_monitored: Callable[[Resource], bool],
-    since: str | None,
-) -> set[str]:
-    """Patients whose prescriptions a code search cannot find: medication named only in text,
-    or held in a referenced Medication. Pages the prescriptions in scope with just the fields
-    needed and matches them locally (full reconciliation, and changes in incremental sweeps)."""
-    found: set[str] = set()
-    for resource_type in MEDICATION_TYPES:
-        params = {
-            "_elements": "subject,medicationCodeableConcept,medicationReference",
-            **scope.params(resource_type),
-        }
-        if since:
-            params["_lastUpdated"] = f"gt{since}"
-        for resource in _search(gateway, report, resource_type, params):
-            key = patient_key(resource)
-            if key and ("medicationReference" in resource or is_monitored(resource)):
-                found.add(key)
-    return found
+def searches_per_group(extra: Sequence[Search]) -> int:
+    """Searches that reading one group of twenty patients' records takes."""
+    return len(RECORD_TYPES) + len(extra)
+
+
+def batch_limit(scope_pages: int, per_group: int) -> int:
+    """The most patients whose records cost less to read twenty per search (``per_group``
+    searches a group) than paging through the scope once (``scope_pages`` requests)."""
+    searches = int(scope_pages / BATCH_SEARCH_COST) - 1
+    return max(0, searches // per_group) * PATIENTS_PER_SEARCH
 
 
 def changed_patients(
@@ -187,18 +186,53 @@ def changed_patients(
     scope: Scope,
     report: FetchReport,
     since: str,
+    *,
+    known: set[str],
+    is_monitored: Callable[[Resource], bool],
+    limit: int,
     extra: Sequence[Search] = (),
-) -> set[str]:
-    """Patients whose record (any of the types a sweep reads, and the ``extra`` searches)
-    changed since ``since``."""
+) -> set[str] | None:
+    """Patients to re-read after a change since ``since``: the ``known`` ones (monitored, or
+    with an open finding) whose record changed (any record type, or what an ``extra`` search
+    finds: an arrangement Task, a coded Condition, a Goal), and anyone with a changed
+    prescription or statement of a monitored drug, matched locally by code or text, or held in a
+    referenced Medication (no code search can see those). One search per record type and per
+    extra search with just the fields needed, paged; None, without asking for more pages, as
+    soon as more than ``limit`` patients are found."""
     found: set[str] = set()
-    searches: list[Search] = [(kind, {}) for kind in RECORD_TYPES] + list(extra)
+    searches: list[Search] = [*((kind, {}) for kind in RECORD_TYPES), *extra]
     for resource_type, narrowing in searches:
-        params = {**narrowing, "_lastUpdated": f"gt{since}", **scope.params(resource_type)}
-        if resource_type != "Patient":
-            params["_elements"] = "for" if resource_type == "Task" else "subject"
-        found |= _patients(_search(gateway, report, resource_type, params))
+        params = {
+            **narrowing,
+            "_lastUpdated": f"gt{since}",
+            **scope.params(resource_type),
+            "_elements": _CHANGE_ELEMENTS.get(resource_type, "subject"),
+        }
+        medication = resource_type in MEDICATION_TYPES
+        for page in gateway.iter_pages(resource_type, params):
+            report.searches += 1
+            report.note_time((page.get("meta") or {}).get("lastUpdated"))
+            for entry in page.get("entry") or ():
+                resource = entry["resource"]
+                key = patient_key(resource)
+                if key is not None and (
+                    key in known
+                    or (
+                        medication and ("medicationReference" in resource or is_monitored(resource))
+                    )
+                ):
+                    found.add(key)
+            if len(found) > limit:
+                return None
     return found
+
+
+_CHANGE_ELEMENTS = {
+    "Patient": "id",
+    **dict.fromkeys(MEDICATION_TYPES, "subject,medicationCodeableConcept,medicationReference"),
+    "Task": "for",
+}
+"""The fields a change search asks for, per type (``subject`` for the rest)."""
 
 
 def read_records(
@@ -209,18 +243,17 @@ def read_records(
     extra: Sequence[Search] = (),
 ) -> dict[str, list[Resource]]:
     """Every resource a rule may read, per patient, newest version of each resource only
-    (with what the ``extra`` searches find, e.g. ``arrangement_searches``).
+    (with what the ``extra`` searches find, e.g. ``record_searches``).
 
-    Reads a few patients per search, or, when that would take more requests (a full sweep of a
-    practice), pages through each type in ``scope`` once and keeps the wanted patients' own.
+    Reads a few patients per search, or, when that would cost more (``batch_limit``: most of a
+    practice), pages through each search in ``scope`` once and keeps the wanted patients' own.
     """
     wanted = sorted(set(patients))
-    chunked = (4 + len(extra)) * -(-len(wanted) // PATIENTS_PER_SEARCH)
-    if scope is not None and wanted and _paged_requests(gateway, scope, report) < chunked:
-        searches = _scope_searches(scope, extra)
-    else:
-        searches = _patient_searches(wanted, extra)
-    return _collect(gateway, searches, report, set(wanted))
+    if scope is not None and wanted:
+        pages = page_requests(record_counts(gateway, scope, report, extra), gateway.page_size)
+        if len(wanted) > batch_limit(pages, searches_per_group(extra)):
+            return _collect(gateway, _scope_searches(scope, extra), report, set(wanted))
+    return _collect(gateway, _patient_searches(wanted, extra), report, set(wanted))
 
 
 def read_scope(
@@ -289,25 +322,38 @@ def _scope_searches(scope: Scope, extra: Sequence[Search]) -> Iterator[Search]:
         yield kind, {**params, **scope.params(kind)}
 
 
-def _paged_requests(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> int:
-    """How many page requests reading every record type in scope would take."""
-    pages = 0
-    for resource_type in RECORD_TYPES:
-        params = {**scope.params(resource_type), "_summary": "count", "_total": "accurate"}
-        first = next(gateway.iter_pages(resource_type, params))
-        report.searches += 1
-        total = first.get("total")
-        pages += -(-total // gateway.page_size) if isinstance(total, int) and total else 1
-    return pages
-
-
-def our_resources(gateway: FHIRGateway, scope: Scope, report: FetchReport) -> dict[str, Resource]:
-    """Every Task and Flag this service wrote in scope, as ``Type/id`` -> resource (by its tag)."""
+def our_open_resources(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport
+) -> dict[str, Resource]:
+    """The service's open Tasks and all its Flags in scope (R4 has no Flag ``status`` search
+    parameter), as ``Type/id`` -> resource, found in bulk by the service's tag."""
     found: dict[str, Resource] = {}
-    for resource_type in ("Task", "Flag"):
-        params = {"_tag": f"{TAG}|hrm-fhir", **scope.params(resource_type)}
+    searches: tuple[tuple[str, dict[str, str]], ...] = (
+        ("Task", {"status": OPEN_TASK_STATUSES}),
+        ("Flag", {}),
+    )
+    for resource_type, extra in searches:
+        params = {"_tag": OURS_TAG, **extra, **scope.params(resource_type)}
         for resource in _search(gateway, report, resource_type, params):
             found[f"{resource_type}/{resource['id']}"] = resource
+    return found
+
+
+def resources_by_id(
+    gateway: FHIRGateway, keys: Iterable[str], report: FetchReport
+) -> dict[str, Resource]:
+    """The resources named ``Type/id`` that the server holds (absent ones are left out), read
+    ``IDS_PER_SEARCH`` at a time with ``_id`` searches rather than one read each."""
+    by_type: dict[str, list[str]] = {}
+    for key in sorted(set(keys)):
+        resource_type, _, rid = key.partition("/")
+        by_type.setdefault(resource_type, []).append(rid)
+    found: dict[str, Resource] = {}
+    for resource_type, ids in by_type.items():
+        for group in _chunks(ids, IDS_PER_SEARCH):
+            params = {"_id": ",".join(group)}
+            for resource in _search(gateway, report, resource_type, params):
+                found[f"{resource_type}/{resource['id']}"] = resource
     return found
 
 

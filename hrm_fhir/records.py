@@ -149,6 +149,8 @@ class SweepRecord(Base):
     updated: Mapped[int] = mapped_column(default=0)
     closed: Mapped[int] = mapped_column(default=0)
     unchanged: Mapped[int] = mapped_column(default=0)
+    repaired: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Resources the ledger held open that the server had lost, written again."""
     skipped: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
     watermark: Mapped[str | None] = mapped_column(String(64))
@@ -224,6 +226,12 @@ class PollCursor(Base):
     watermark: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))
+    server_marker: Mapped[str | None] = mapped_column(String(64))
+    """Id of the marker (a ``Basic``) this ledger keeps on the server for the scope; a server
+    without it has been reset or replaced."""
+    scope_pages: Mapped[int | None]
+    """Page requests the last whole read of the scope took: what an incremental sweep weighs
+    re-reading its changed patients against."""
 
 
 class LockRecord(Base):

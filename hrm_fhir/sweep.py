@@ -1,11 +1,26 @@
 """One sweep: read the FHIR server, evaluate, write back Tasks and Flags, record it all.
 
 The only place where the pure engine meets I/O for the live service. A sweep takes the database
-lock first (one sweeper at a time), reads what it needs (everything in scope on the first run
-or a full reconciliation; only what changed since the server-time watermark otherwise), keeps a
-snapshot of each monitored patient's record so that everyone is re-evaluated as time passes,
-plans the writes against the ledger, and applies them. The watermark and snapshots are saved
-only when the sweep completes, so an interrupted sweep is simply repeated.
+lock first (one sweeper at a time), then:
+
+1. checks the server (``reconcile.check_server``): the service's Tasks and Flags as the server
+   holds them, what the ledger holds open that is missing, and whether the server was reset
+   (then the sweep reconciles in full, whatever the watermark says);
+2. reads the records it needs (the record types, and what the rules name beyond them,
+   ``fetch.record_searches``: shared-care entries and arrangement Tasks, coded Conditions,
+   Goals): everything in scope on the first run, a full reconciliation or a reset; otherwise
+   it finds the patients whose records changed since the server-time watermark and re-reads
+   them twenty per search, unless there are so many that this would cost more than paging the
+   whole scope (``fetch.batch_limit`` of the page requests recorded at the last whole read):
+   then it stops looking and reads everything once;
+3. evaluates every monitored patient (from a snapshot of each record, so that everyone is
+   re-evaluated as time passes; a drug group another organisation monitors gets no routine
+   Tasks) and plans the writes against the server's copies, so a dry run plans what a real run
+   does;
+4. applies them, routes exhausted chases, and saves snapshots, watermark and server marker.
+
+The watermark and snapshots are saved only when the sweep completes, so an interrupted sweep is
+simply repeated.
 """
 
 from __future__ import annotations
@@ -14,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -32,20 +47,23 @@ from hrm_fhir.fetch import (
     MEDICATION_TYPES,
     FetchReport,
     Scope,
+    Search,
+    batch_limit,
     changed_patients,
-    our_resources,
-    prescribed_patients,
+    page_requests,
     read_records,
     read_scope,
+    record_counts,
     record_searches,
-    uncoded_candidates,
+    resources_by_id,
+    searches_per_group,
 )
-from hrm_fhir.records import SweepMode, SweepStatus
+from hrm_fhir.reconcile import check_server, keep_marker, new_marker_id
+from hrm_fhir.records import ResourceType, SweepMode, SweepStatus
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.therapy import MedicationIndex
-from hrm_fhir.tasks.emit import Counts, PatientContext, Writer, desired_resources, plan
-from hrm_fhir.workflow.service import route_exhausted_chases
+from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
+from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
 
 LOCK_TTL_SECONDS = 15 * 60
 log = logging.getLogger(__name__)
@@ -68,6 +86,10 @@ class SweepSummary:
     skipped: int = 0
     routed: int = 0
     """Tasks routed to the pharmacist because the chase ran out (the cadence's last step)."""
+    records_read: int = 0
+    """Patients whose records were read from the server this sweep (the rest from snapshots)."""
+    reset: bool = False
+    """The server was found reset or replaced, so the sweep reconciled in full."""
     duration_seconds: float = 0.0
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -85,6 +107,8 @@ class SweepSummary:
             **self.counts.as_dict(),
             "skipped": self.skipped,
             "routed_to_pharmacist": self.routed,
+            "records_read": self.records_read,
+            "reset": self.reset,
             "duration_seconds": round(self.duration_seconds, 3),
             "watermark": self.watermark,
             "warnings": self.warnings,
@@ -186,63 +210,55 @@ def _sweep(
     report = FetchReport()
     with sessions.begin() as session:
         snapshots = store.load_snapshots(session)
-        ledger_patients = {r.patient for r in store.open_findings(session)}
-    known = set(snapshots) | ledger_patients
-    since = (
-        None if is_full or cursor is None else _since(cursor, settings.watermark_overlap_seconds)
-    )
+        open_records = store.open_findings(session)
+        kept = store.poll_cursor(session, scope.label)
+        marker = kept.server_marker if kept else None
+        scope_pages = kept.scope_pages if kept else None
+    server = check_server(gateway, scope, report, open_records, marker)
+    summary.warnings += server.warnings
+    if server.reset is not None:
+        log.warning("FHIR server reset detected: reconciling in full")
+        summary.reset = True
+        summary.warnings.append(f"server reset detected ({server.reset}): reconciled in full")
+        _switch_to_full(sessions, summary)
+    known = set(snapshots) | {r.patient for r in open_records}
+    since = None if is_full or server.reset or cursor is None else cursor
     extra = record_searches(rules)
-    if since is None:
+    fetched = None
+    if since is not None:
+        fetched = _read_changes(
+            settings, gateway, rules, scope, report, extra, known, since, scope_pages
+        )
+    whole = None
+    if fetched is None:
+        before = report.searches
         everyone = read_scope(gateway, scope, report, extra)
-        wanted = _monitored(rules, everyone) | known
-        fetched = {patient: everyone.get(patient, []) for patient in wanted}
-    else:
-        wanted = prescribed_patients(gateway, rules, scope, report, since)
-        wanted |= uncoded_candidates(gateway, scope, report, _text_matcher(rules), since)
-        wanted |= changed_patients(gateway, scope, report, since, extra) & known
-        fetched = read_records(gateway, wanted, report, scope, extra)
+        whole = report.searches - before
+        fetched = {p: everyone.get(p, []) for p in _monitored(rules, everyone) | known}
+    summary.records_read = len(fetched)
     _renew(sessions, holder, clock)
     bodies = {patient: orjson.dumps(resources) for patient, resources in fetched.items()}
     current = {**snapshots, **bodies}
-    engine = Engine.create(rules, summary.as_of, settings.due_window_days)
-    records, skipped = _records(rules, current.values())
-    findings: list[Finding] = []
-    contexts: dict[str, PatientContext] = {}
-    monitored: dict[str, bytes] = {}
-    later = 0
-    for key in sorted(records):
-        record = records[key]
-        therapies = engine.therapies(record)
-        groups = engine.followed(therapies)
-        alive = record.patient is None or record.patient.is_alive_on(summary.as_of)
-        assessment = engine.assess(record)
-        elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
-        contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
-        findings.extend(assessment.findings)
-        later += len(assessment.later)
-        if therapies and key in current:
-            monitored[key] = current[key]
-    with sessions.begin() as session:
-        open_records = store.open_findings(session)
-    desired = desired_resources(findings, summary.as_of, engine.window_days)
-    work = plan(desired, open_records, contexts, verify=summary.mode == "full")
-    summary.patients = len(records)
-    summary.findings = len(findings)
-    summary.skipped = len(skipped)
-    summary.warnings = [*report.shortfalls, *engine.warnings(later)]
+    found = _evaluate(rules, settings, summary.as_of, current)
+    desired = desired_resources(found.findings, summary.as_of, found.window_days)
+    _read_reopened(sessions, gateway, report, desired, server.copies)
+    work = plan(desired, open_records, found.contexts, server.copies)
+    summary.patients = len(found.records)
+    summary.findings = len(found.findings)
+    summary.skipped = len(found.skipped)
+    summary.warnings += [*report.shortfalls, *found.warnings]
     summary.watermark = report.server_time
     if summary.dry_run:
         summary.plan = work.to_json()
-        summary.counts = Counts(
-            created=len(work.creates),
-            updated=len(work.updates),
-            closed=len(work.closes),
-            unchanged=work.unchanged,
-        )
+        summary.counts = work.counts()
+        moved = {c.resource_id for c in work.closes if c.resource_type is ResourceType.TASK}
+        with sessions.begin() as session:
+            due = _exhausted(gateway, session, settings, summary, rules)
+        summary.routed = len([task for task in due if task.task_id not in moved])
         _finish(sessions, summary, clock, watermark=None)
         return
     practices: dict[str, str | None] = {
-        key: r.patient.practice if r.patient else None for key, r in records.items()
+        key: r.patient.practice if r.patient else None for key, r in found.records.items()
     }
     writer = Writer(
         gateway,
@@ -252,29 +268,163 @@ def _sweep(
         practice_of=lambda patient: practices.get(patient),
         clock=clock,
     )
-    server = our_resources(gateway, scope, report) if summary.mode == "full" else None
-    summary.counts = writer.apply(work, contexts, server)
+    summary.counts = writer.apply(work, found.contexts)
     with sessions.begin() as session:
+        due = _exhausted(gateway, session, settings, summary, rules)
         routed = route_exhausted_chases(
-            gateway,
-            session,
-            as_of=summary.as_of,
-            practice=settings.practice or None,
-            chase_interval_days=settings.chase_interval_days,
-            rules=rules,
-            now=clock(),
+            gateway, session, due, chase_interval_days=settings.chase_interval_days, now=clock()
         )
     summary.routed = len(routed)
-    dropped = {patient: b"" for patient in current if patient not in monitored}
+    dropped = {patient: b"" for patient in current if patient not in found.monitored}
+    completed = bool(report.server_time) and not summary.counts.errors
     with sessions.begin() as session:
         store.save_snapshots(
-            session, {**monitored, **dropped}, sweep_id=summary.sweep_id, now=clock()
+            session, {**found.monitored, **dropped}, sweep_id=summary.sweep_id, now=clock()
         )
-        if report.server_time and not summary.counts.errors:
+        if completed and report.server_time:
             store.set_cursor(
-                session, scope.label, report.server_time, sweep_id=summary.sweep_id, now=clock()
+                session,
+                scope.label,
+                report.server_time,
+                sweep_id=summary.sweep_id,
+                now=clock(),
+                scope_pages=whole,
             )
+    if completed and (marker is None or server.reset):
+        _keep_marker(sessions, gateway, scope, summary, marker)
     _finish(sessions, summary, clock, watermark=report.server_time)
+
+
+@dataclass
+class _Evaluation:
+    records: dict[PatientRef, PatientRecord]
+    skipped: list[Any]
+    findings: list[Finding]
+    contexts: dict[str, PatientContext]
+    monitored: dict[str, bytes]
+    """The snapshot of every patient on a monitored drug, to keep for the next sweep."""
+    window_days: int
+    warnings: list[str]
+    """What limits the whole run (rule packs not in force, results dated after the as-of date)."""
+
+
+def _evaluate(
+    rules: RuleSet, settings: Settings, as_of: date, current: dict[str, bytes]
+) -> _Evaluation:
+    """Every patient's findings, and what closing a finding needs to know about them."""
+    engine = Engine.create(rules, as_of, settings.due_window_days)
+    records, skipped = _records(rules, current.values())
+    out = _Evaluation(records, skipped, [], {}, {}, engine.window_days, [])
+    later = 0
+    for key in sorted(records):
+        record = records[key]
+        therapies = engine.therapies(record)
+        groups = engine.followed(therapies)
+        alive = record.patient is None or record.patient.is_alive_on(as_of)
+        assessment = engine.assess(record)
+        elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
+        out.contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
+        out.findings.extend(assessment.findings)
+        later += len(assessment.later)
+        if therapies and key in current:
+            out.monitored[key] = current[key]
+    out.warnings = engine.warnings(later)
+    return out
+
+
+def _read_reopened(
+    sessions: sessionmaker[Session],
+    gateway: FHIRGateway,
+    report: FetchReport,
+    desired: Mapping[str, Desired],
+    copies: dict[str, dict[str, Any]],
+) -> None:
+    """Add the server copies of wanted resources the server check did not read whose finding
+    the ledger closed before (a finding that holds again keeps its resource and the workflow
+    fields on it); any other identifier it did not read is new to the server."""
+    unread = {d.key: identifier for identifier, d in desired.items() if d.key not in copies}
+    with sessions.begin() as session:
+        reopened = store.recorded_identifiers(session, unread.values())
+    copies.update(resources_by_id(gateway, [k for k, i in unread.items() if i in reopened], report))
+
+
+def _read_changes(
+    settings: Settings,
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    scope: Scope,
+    report: FetchReport,
+    extra: Sequence[Search],
+    known: set[str],
+    cursor: str,
+    scope_pages: int | None,
+) -> dict[str, list[dict[str, Any]]] | None:
+    """The records of the patients whose records (or what the ``extra`` searches find) changed
+    since the watermark, or None as soon as there are so many that paging the whole scope costs
+    less (see the module docstring)."""
+    if scope_pages is None:
+        counts = record_counts(gateway, scope, report, extra)
+        scope_pages = page_requests(counts, gateway.page_size)
+    limit = batch_limit(scope_pages, searches_per_group(extra))
+    since = _since(cursor, settings.watermark_overlap_seconds)
+    wanted = changed_patients(
+        gateway,
+        scope,
+        report,
+        since,
+        known=known,
+        is_monitored=_text_matcher(rules),
+        limit=limit,
+        extra=extra,
+    )
+    if wanted is None:
+        log.info("more than %d patients changed: reading everything in scope", limit)
+        return None
+    return read_records(gateway, wanted, report, extra=extra)
+
+
+def _switch_to_full(sessions: sessionmaker[Session], summary: SweepSummary) -> None:
+    """Record that this sweep reads everything in scope after all."""
+    summary.mode = SweepMode.FULL.value
+    with sessions.begin() as session:
+        record = store.get_sweep(session, summary.sweep_id)
+        assert record is not None  # noqa: S101 - created by run_sweep
+        record.mode = SweepMode.FULL
+
+
+def _exhausted(
+    gateway: FHIRGateway,
+    session: Session,
+    settings: Settings,
+    summary: SweepSummary,
+    rules: RuleSet,
+) -> list[TaskSummary]:
+    """Tasks whose chase ran out, due to be routed to the pharmacist by this sweep."""
+    return exhausted_chases(
+        gateway,
+        session,
+        as_of=summary.as_of,
+        practice=settings.practice or None,
+        chase_interval_days=settings.chase_interval_days,
+        rules=rules,
+    )
+
+
+def _keep_marker(
+    sessions: sessionmaker[Session],
+    gateway: FHIRGateway,
+    scope: Scope,
+    summary: SweepSummary,
+    marker: str | None,
+) -> None:
+    """Write this ledger's marker on the server (again, after a reset) and record its id."""
+    marker = marker or new_marker_id()
+    problem = keep_marker(gateway, marker, scope, summary.as_of)
+    if problem is not None:
+        summary.warnings.append(problem)
+        return
+    with sessions.begin() as session:
+        store.set_server_marker(session, scope.label, marker)
 
 
 def _held(entry: RegisterEntry) -> bool:
@@ -284,8 +434,7 @@ def _held(entry: RegisterEntry) -> bool:
 
 def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> set[str]:
     """Patients with a prescription any rule pack or co-medication class recognises."""
-    index = MedicationIndex(rules.packs, rules.catalogue)
-    builder = RecordBuilder(rules.catalogue, index)
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
     for resources in by_patient.values():
         for resource in resources:
             if resource.get("resourceType") in (*MEDICATION_TYPES, "Medication"):
@@ -294,9 +443,9 @@ def _monitored(rules: RuleSet, by_patient: dict[str, list[dict[str, Any]]]) -> s
 
 
 def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
-    """Whether a (partial) MedicationRequest names a monitored drug, by code or by text."""
-    index = MedicationIndex(rules.packs, rules.catalogue)
-    builder = RecordBuilder(rules.catalogue, index)
+    """Whether a (partial) MedicationRequest or MedicationStatement names a monitored drug, by
+    code or by text."""
+    builder = RecordBuilder(rules.catalogue, rules.medicines())
 
     def is_monitored(resource: dict[str, Any]) -> bool:
         builder.records.clear()
@@ -384,8 +533,9 @@ def render_sweep(session: Session, summary: SweepSummary) -> str:
         f"sweep {summary.sweep_id} ({summary.mode}{', dry run' if summary.dry_run else ''}) "
         f"as of {summary.as_of.isoformat()}, scope {summary.scope}: {summary.patients} patients, "
         f"{summary.findings} findings",
-        f"created {counts.created}, updated {counts.updated}, closed {counts.closed}, "
-        f"unchanged {counts.unchanged}, errors {counts.errors}, skipped {summary.skipped}, "
+        f"created {counts.created}, repaired {counts.repaired}, updated {counts.updated}, "
+        f"closed {counts.closed}, unchanged {counts.unchanged}, errors {counts.errors}, "
+        f"skipped {summary.skipped}, "
         f"{summary.duration_seconds:.1f} s",
         *(f"warning: {w}" for w in summary.warnings),
     ]

@@ -9,7 +9,7 @@ from typing import Any
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import Finding, PatientRecord
 from hrm_fhir.rules.evaluate import Assessment, Engine
-from hrm_fhir.rules.registry import RuleSet, load_rule_set
+from hrm_fhir.rules.registry import RuleSet, _package_files, build_rule_set, load_rule_set
 
 AS_OF = date(2026, 11, 27)
 SNOMED = "http://snomed.info/sct"
@@ -17,6 +17,8 @@ LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+PRACTICE_CODES = "https://example.org/practice-codes"
+"""A practice's own code list, as a practice would add it to the catalogue (tests only)."""
 _ids = itertools.count(1)
 _RULES: list[RuleSet] = []
 
@@ -26,6 +28,25 @@ def rules() -> RuleSet:
     if not _RULES:
         _RULES.append(load_rule_set())
     return _RULES[0]
+
+
+def rules_with_shared_care_entries() -> RuleSet:
+    """The shipped rules plus coded shared-care entries a practice might use (the shipped
+    catalogue lists none): a generic one, one naming lithium, and one saying the practice
+    monitors."""
+    catalogue, packs = _package_files()
+    entries = (
+        "entries = [\n"
+        f'  {{ system = "{PRACTICE_CODES}", code = "shared-care", verified = false,'
+        " elsewhere = true },\n"
+        f'  {{ system = "{PRACTICE_CODES}", code = "lithium-by-cmht", verified = false,'
+        ' elsewhere = true, groups = ["lithium"] },\n'
+        f'  {{ system = "{PRACTICE_CODES}", code = "monitored-here", verified = false,'
+        " elsewhere = false },\n"
+        "]"
+    )
+    assert "entries = []" in catalogue
+    return build_rule_set(catalogue.replace("entries = []", entries, 1), packs)
 
 
 def patient(

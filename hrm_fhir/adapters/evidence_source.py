@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway, Resource
 from hrm_fhir.audit.evidence import EvidenceSource
-from hrm_fhir.fetch import FetchReport, read_records
+from hrm_fhir.fetch import OURS_TAG, FetchReport, read_records
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
-from hrm_fhir.workflow.service import OURS_TAG, referring
+from hrm_fhir.workflow.service import referring
 
 
 def read_evidence(gateway: FHIRGateway, session: Session, patient: str) -> EvidenceSource | None:

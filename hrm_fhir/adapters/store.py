@@ -7,7 +7,7 @@ reads a clock: callers pass ``now`` (timezone-aware).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -30,10 +30,12 @@ from hrm_fhir.records import (
     WriteRecord,
 )
 
-COUNTERS = ("created", "updated", "closed", "unchanged", "skipped", "errors")
+COUNTERS = ("created", "updated", "closed", "unchanged", "repaired", "skipped", "errors")
 """The per-sweep counters ``finish_sweep`` accepts."""
 SWEEP_LOCK = "sweep"
 """The lock a sweeper holds while it runs."""
+_IN_CHUNK = 500
+"""Values per ``IN (...)`` list, well under every backend's bound-parameter limit."""
 
 
 def start_sweep(
@@ -139,10 +141,22 @@ def get_cursor(session: Session, scope: str) -> str | None:
     return cursor.watermark if cursor is not None else None
 
 
+def poll_cursor(session: Session, scope: str) -> PollCursor | None:
+    """Everything the ledger keeps about ``scope`` between sweeps (watermark, marker, size)."""
+    return session.get(PollCursor, scope)
+
+
 def set_cursor(
-    session: Session, scope: str, watermark: str, *, sweep_id: int, now: datetime
+    session: Session,
+    scope: str,
+    watermark: str,
+    *,
+    sweep_id: int,
+    now: datetime,
+    scope_pages: int | None = None,
 ) -> PollCursor:
-    """Move ``scope``'s watermark; call it only once the sweep's writes are committed."""
+    """Move ``scope``'s watermark; call it only once the sweep's writes are committed.
+    ``scope_pages`` (when the sweep read the whole scope) replaces the recorded cost of that."""
     cursor = session.get(PollCursor, scope)
     if cursor is None:
         cursor = PollCursor(scope=scope)
@@ -150,8 +164,19 @@ def set_cursor(
     cursor.watermark = watermark
     cursor.sweep_id = sweep_id
     cursor.updated_at = now
+    if scope_pages is not None:
+        cursor.scope_pages = scope_pages
     session.flush()
     return cursor
+
+
+def set_server_marker(session: Session, scope: str, marker: str) -> None:
+    """Record the marker written for ``scope``; the scope's cursor must exist (``set_cursor``)."""
+    cursor = session.get(PollCursor, scope)
+    if cursor is None:
+        raise LookupError(f"no cursor for {scope}: set the watermark first")
+    cursor.server_marker = marker
+    session.flush()
 
 
 def find_finding(session: Session, identifier: str) -> FindingRecord | None:
@@ -168,6 +193,17 @@ def open_findings(
     if practice is not None:
         query = query.where(FindingRecord.practice == practice)
     return list(session.scalars(query.order_by(FindingRecord.identifier)))
+
+
+def recorded_identifiers(session: Session, identifiers: Iterable[str]) -> set[str]:
+    """Which of these finding identifiers the ledger has a row for, open or closed."""
+    wanted = sorted(set(identifiers))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        query = select(FindingRecord.identifier).where(FindingRecord.identifier.in_(chunk))
+        found.update(session.scalars(query))
+    return found
 
 
 def list_findings(

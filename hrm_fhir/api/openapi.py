@@ -142,6 +142,10 @@ _SCHEMAS: dict[str, Schema] = {
             "updated": {"type": "integer"},
             "closed": {"type": "integer"},
             "unchanged": {"type": "integer"},
+            "repaired": {
+                "type": "integer",
+                "description": "Tasks and Flags the ledger held open that the server had lost.",
+            },
             "skipped": {"type": "integer"},
             "errors": {"type": "integer"},
             "watermark": _nullable("string"),

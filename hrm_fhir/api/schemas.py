@@ -179,6 +179,7 @@ class SweepSchema(Schema):
     updated = fields.Integer()
     closed = fields.Integer()
     unchanged = fields.Integer()
+    repaired = fields.Integer()
     skipped = fields.Integer()
     errors = fields.Integer()
     watermark = fields.String()

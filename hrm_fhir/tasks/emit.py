@@ -1,12 +1,15 @@
 """Idempotent, convergent writeback of Tasks and Flags, recorded in the ledger.
 
-The sweep hands over what the findings want on the server (``desired``) and what the ledger
-says is open; ``plan`` decides, purely, what to create, update or close; ``apply`` does it:
+The sweep hands over what the findings want on the server (``desired``), what the ledger says
+is open, and the server's own copies of those resources (read in bulk); ``plan`` decides,
+purely, what to create, repair, update or close, so a dry run plans exactly what a real run
+does; ``apply`` does it:
 
 - every resource has a deterministic id (the finding's business identifier) and is created with
   ``PUT``, so a rerun or a sweep killed half way can never duplicate it;
-- before any write the current server copy is read; a resource already as wanted is recorded,
-  not rewritten (so a rerun after a crash between the write and the ledger commit converges);
+- the server is trusted, not the ledger: a resource the ledger holds open that the server lost
+  is written again (repaired); one already as wanted is recorded, not rewritten (so a rerun
+  after a crash between the write and the ledger commit converges);
 - updates change only the fields the service owns and send ``If-Match``; on a version conflict
   the resource is re-read and the change re-applied, a bounded number of times;
 - workflow fields other people own (status, businessStatus, owner, notes, outputs) are kept;
@@ -41,6 +44,7 @@ CONFLICT_RETRIES = 3
 BATCH_SIZE = 100
 LEDGER_CHUNK = 500
 """Ledger rows for resources already as wanted are committed this many at a time."""
+REPAIR_REASON = "recreated: the server no longer held it"
 MONITORED_ELSEWHERE = "monitored elsewhere"
 """Why a routine monitoring Task closes when another organisation monitors the drug group."""
 TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "entered-in-error", "rejected"})
@@ -94,6 +98,11 @@ class Desired:
     def resource_type(self) -> ResourceType:
         return ResourceType(self.resource["resourceType"])
 
+    @property
+    def key(self) -> str:
+        """``Type/id`` on the server."""
+        return f"{self.resource['resourceType']}/{self.resource['id']}"
+
 
 def desired_resources(
     findings: Iterable[Finding], as_of: date, window_days: int
@@ -128,24 +137,50 @@ class Closure:
     resource_id: str
     reason: str
     kind: FindingKind
+    current: Resource | None = None
+    """The server's copy; None when the server does not hold it."""
 
 
 @dataclass
 class Plan:
+    """Every write a sweep will make, decided against the server's own copies."""
+
     creates: list[Desired] = field(default_factory=list)
-    updates: list[Desired] = field(default_factory=list)
+    """New findings: the server does not hold their resource."""
+    repairs: list[Desired] = field(default_factory=list)
+    """Findings the ledger holds open whose resource the server has lost: written again."""
+    updates: list[tuple[Desired, Resource]] = field(default_factory=list)
+    """Resources whose service-owned fields differ from what is wanted, with the server copy."""
+    adopts: list[tuple[Desired, Resource]] = field(default_factory=list)
+    """Resources already as wanted that the ledger does not record so (a sweep stopped between
+    the write and the ledger commit): recorded, not rewritten."""
     closes: list[Closure] = field(default_factory=list)
+    invalid: list[tuple[Desired, str]] = field(default_factory=list)
+    """Resources that are not valid FHIR: never written, each counted as an error."""
     unchanged: int = 0
+
+    def counts(self) -> Counts:
+        """What applying the plan counts when every write succeeds."""
+        return Counts(
+            created=len(self.creates),
+            updated=len(self.updates),
+            closed=len(self.closes),
+            unchanged=self.unchanged + len(self.adopts),
+            repaired=len(self.repairs),
+            errors=len(self.invalid),
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
-            "create": [d.resource["resourceType"] + "/" + d.resource["id"] for d in self.creates],
-            "update": [d.resource["resourceType"] + "/" + d.resource["id"] for d in self.updates],
+            "create": [d.key for d in self.creates],
+            "repair": [d.key for d in self.repairs],
+            "update": [d.key for d, _ in self.updates],
             "close": [
                 {"resource": f"{c.resource_type.value}/{c.resource_id}", "reason": c.reason}
                 for c in self.closes
             ],
-            "unchanged": self.unchanged,
+            "invalid": [{"resource": d.key, "error": error} for d, error in self.invalid],
+            "unchanged": self.unchanged + len(self.adopts),
         }
 
 
@@ -170,26 +205,39 @@ def plan(
     desired: Mapping[str, Desired],
     open_records: Iterable[FindingRecord],
     contexts: Mapping[str, PatientContext],
-    *,
-    verify: bool = False,
+    server: Mapping[str, Resource],
 ) -> Plan:
-    """Creates, updates and closes that make the server match the findings (pure).
+    """Creates, repairs, updates and closes that make the server match the findings (pure).
 
-    With ``verify`` (full reconciliation) the ledger is not trusted for unchanged findings:
-    each goes through the create path, which reads the server copy and rewrites it only if it
-    is missing or differs (a server restored from backup, a resource deleted by hand).
+    ``server`` holds the server's current copy, keyed ``Type/id``, of every resource involved
+    that the server holds: one it lacks is not on the server. The server is trusted, not the
+    ledger: a resource the ledger holds open but the server lost is repaired, and one that
+    differs from what is wanted is updated, whatever the ledger last recorded. A routine Task
+    cancelled because another organisation monitored the drug is reopened (an update) when its
+    finding holds again.
     """
     result = Plan()
     open_by_id = {record.identifier: record for record in open_records}
     for identifier in sorted(desired):
         wanted = desired[identifier]
         record = open_by_id.get(identifier)
-        if record is None or (verify and record.content_hash == wanted.digest):
-            result.creates.append(wanted)
-        elif record.content_hash != wanted.digest:
-            result.updates.append(wanted)
+        current = server.get(wanted.key)
+        reopened = _resumed(current) if current is not None else None
+        if reopened is None and current is not None and content_hash(current) == wanted.digest:
+            if record is None or record.content_hash != wanted.digest:
+                result.adopts.append((wanted, current))
+            else:
+                result.unchanged += 1
+            continue
+        error = _invalid(wanted)
+        if error is not None:
+            result.invalid.append((wanted, error))
+        elif current is not None:
+            result.updates.append((wanted, reopened or current))
+        elif record is not None:
+            result.repairs.append(wanted)
         else:
-            result.unchanged += 1
+            result.creates.append(wanted)
     for identifier in sorted(set(open_by_id) - set(desired)):
         record = open_by_id[identifier]
         result.closes.append(
@@ -200,9 +248,19 @@ def plan(
                 resource_id=record.resource_id,
                 reason=close_reason(record, contexts.get(record.patient)),
                 kind=record.kind,
+                current=server.get(f"{record.resource_type.value}/{record.resource_id}"),
             )
         )
     return result
+
+
+def _invalid(wanted: Desired) -> str | None:
+    """Why a resource is not valid FHIR (fhir.resources R4B), or None when it is."""
+    try:
+        validated(wanted.resource)
+    except ValueError as exc:
+        return f"not valid FHIR, not written: {exc.__class__.__name__}"
+    return None
 
 
 @dataclass
@@ -211,6 +269,7 @@ class Counts:
     updated: int = 0
     closed: int = 0
     unchanged: int = 0
+    repaired: int = 0
     errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -219,6 +278,7 @@ class Counts:
             "updated": self.updated,
             "closed": self.closed,
             "unchanged": self.unchanged,
+            "repaired": self.repaired,
             "errors": self.errors,
         }
 
@@ -242,49 +302,29 @@ class Writer:
         self._as_of = as_of
         self._practice_of = practice_of
         self._clock = clock
-        self._server: Mapping[str, Resource] | None = None
 
-    def apply(
-        self,
-        work: Plan,
-        contexts: Mapping[str, PatientContext],
-        server: Mapping[str, Resource] | None = None,
-    ) -> Counts:
-        """Every create, update and close; ledger rows are committed as each write lands, so a
-        sweep that stops half way keeps what it did. A failed write is audited and counted.
-
-        ``server`` is the service's resources as the server holds them (read in bulk for a full
-        reconciliation); without it each resource is read just before it is written.
-        Resources that do not exist yet are created in batches.
+    def apply(self, work: Plan, contexts: Mapping[str, PatientContext]) -> Counts:
+        """Every write of the plan; ledger rows are committed as each write lands, so a sweep
+        that stops half way keeps what it did. A failed write is audited and counted. New and
+        repaired resources are written in batches; nothing is read first (the plan was made
+        against the server's copies), except to re-apply a change after a version conflict.
         """
-        self._server = server
         counts = Counts(unchanged=work.unchanged)
-        missing: list[Desired] = []
-        matched: list[tuple[Desired, Resource]] = []
-        for wanted in work.creates:
-            try:
-                current = self._current(wanted.resource["resourceType"], wanted.resource["id"])
-                if current is None:
-                    missing.append(wanted)
-                elif (reopened := _resumed(current)) is not None:
-                    if self._valid(wanted, counts):
-                        self._settle(wanted, reopened, counts)
-                elif content_hash(current) == wanted.digest:
-                    matched.append((wanted, current))
-                elif self._valid(wanted, counts):
-                    self._settle(wanted, current, counts)
-            except FHIRError as exc:
-                self._failed(counts, wanted.finding.identifier, wanted.resource_type, exc)
-        for start in range(0, len(matched), LEDGER_CHUNK):
+        for start in range(0, len(work.adopts), LEDGER_CHUNK):
+            chunk = work.adopts[start : start + LEDGER_CHUNK]
             with self._sessions.begin() as session:
-                for wanted, current in matched[start : start + LEDGER_CHUNK]:
+                for wanted, current in chunk:
                     self._open(session, wanted, current, version=_version(current), action=None)
-            counts.unchanged += len(matched[start : start + LEDGER_CHUNK])
-        for start in range(0, len(missing), BATCH_SIZE):
-            self._create_batch(missing[start : start + BATCH_SIZE], counts)
-        for wanted in work.updates:
+            counts.unchanged += len(chunk)
+        for wanted, error in work.invalid:
+            invalid = FHIRFatalError(error)
+            self._failed(counts, wanted.finding.identifier, wanted.resource_type, invalid)
+        for items, repair in ((work.creates, False), (work.repairs, True)):
+            for start in range(0, len(items), BATCH_SIZE):
+                self._create_batch(items[start : start + BATCH_SIZE], counts, repair=repair)
+        for wanted, current in work.updates:
             try:
-                self._update(wanted, counts)
+                self._update(wanted, current, counts)
             except FHIRError as exc:
                 self._failed(counts, wanted.finding.identifier, wanted.resource_type, exc)
         for closure in work.closes:
@@ -294,40 +334,17 @@ class Writer:
                 self._failed(counts, closure.identifier, closure.resource_type, exc)
         return counts
 
-    def _valid(self, wanted: Desired, counts: Counts) -> bool:
-        """Only valid FHIR is written (fhir.resources R4B); checked just before the write."""
-        try:
-            validated(wanted.resource)
-        except ValueError as exc:
-            error = FHIRFatalError(f"not valid FHIR, not written: {exc.__class__.__name__}")
-            self._failed(counts, wanted.finding.identifier, wanted.resource_type, error)
-            return False
-        return True
-
-    def _current(self, kind: str, rid: str) -> Resource | None:
-        if self._server is not None:
-            return self._server.get(f"{kind}/{rid}")
-        return self._gateway.read(kind, rid)
-
-    def _settle(self, wanted: Desired, current: Resource, counts: Counts) -> None:
-        """An existing resource that differs from what is wanted: update our fields."""
+    def _update(self, wanted: Desired, current: Resource, counts: Counts) -> None:
+        """A resource that differs from what is wanted: rewrite the service's own fields."""
         written, version = self._put(_merge(current, wanted.resource), _version(current), wanted)
         with self._sessions.begin() as session:
             self._open(session, wanted, written, version=version, action=WriteAction.UPDATE)
         counts.updated += 1
 
-    def _create_batch(self, chunk: list[Desired], counts: Counts) -> None:
-        """PUT new resources by id in one batch Bundle; each entry succeeds or fails alone."""
-        chunk = [w for w in chunk if self._valid(w, counts)]
+    def _create_batch(self, chunk: list[Desired], counts: Counts, *, repair: bool) -> None:
+        """PUT resources by id in one batch Bundle; each entry succeeds or fails alone."""
         entries = [
-            {
-                "resource": w.resource,
-                "request": {
-                    "method": "PUT",
-                    "url": f"{w.resource['resourceType']}/{w.resource['id']}",
-                },
-            }
-            for w in chunk
+            {"resource": w.resource, "request": {"method": "PUT", "url": w.key}} for w in chunk
         ]
         try:
             reply = self._gateway.transaction(
@@ -344,19 +361,22 @@ class Writer:
                 response = responses[n] if n < len(responses) else {}
                 status = str(response.get("status", ""))
                 if status.startswith("2"):
-                    version = _etag_version(response.get("etag"))
                     self._open(
-                        session, wanted, wanted.resource, version=version, action=WriteAction.CREATE
+                        session,
+                        wanted,
+                        wanted.resource,
+                        version=_etag_version(response.get("etag")),
+                        action=WriteAction.CREATE,
+                        reason=REPAIR_REASON if repair else None,
                     )
-                    counts.created += 1
+                    if repair:
+                        counts.repaired += 1
+                    else:
+                        counts.created += 1
                 else:
                     code = int(status[:3]) if status[:3].isdigit() else None
-                    failures.append(
-                        (
-                            wanted,
-                            FHIRFatalError(f"batch entry: {status or 'no response'}", status=code),
-                        )
-                    )
+                    problem = f"batch entry: {status or 'no response'}"
+                    failures.append((wanted, FHIRFatalError(problem, status=code)))
         for wanted, error in failures:
             self._failed(counts, wanted.finding.identifier, wanted.resource_type, error)
 
@@ -381,41 +401,12 @@ class Writer:
                 finding_identifier=identifier,
             )
 
-    def _update(self, wanted: Desired, counts: Counts) -> None:
-        if not self._valid(wanted, counts):
-            return
-        kind, rid = wanted.resource["resourceType"], wanted.resource["id"]
-        current = self._current(kind, rid)
-        if current is None:
-            body, version = wanted.resource, None
-        else:
-            body, version = _merge(current, wanted.resource), _version(current)
-        written, new_version = self._put(body, version, wanted)
-        with self._sessions.begin() as session:
-            store.record_finding_write(
-                session,
-                wanted.finding,
-                status=str(written.get("status", "")),
-                content_hash=wanted.digest,
-                version_id=new_version,
-            )
-            self._audit(
-                session,
-                wanted.resource_type,
-                rid,
-                WriteAction.UPDATE,
-                new_version,
-                wanted.finding.reason,
-                wanted.finding.identifier,
-            )
-        counts.updated += 1
-
     def _close(self, closure: Closure, context: PatientContext | None, counts: Counts) -> None:
         kind, rid = closure.resource_type.value, closure.resource_id
         version: str | None = None
         status = "unknown"
         for attempt in range(CONFLICT_RETRIES + 1):
-            current = self._current(kind, rid) if attempt == 0 else self._gateway.read(kind, rid)
+            current = closure.current if attempt == 0 else self._gateway.read(kind, rid)
             if current is None:
                 status = "missing"
                 break
@@ -481,6 +472,7 @@ class Writer:
         *,
         version: str | None,
         action: WriteAction | None,
+        reason: str | None = None,
     ) -> None:
         rid = wanted.resource["id"]
         existing = store.find_finding(session, wanted.finding.identifier)
@@ -512,7 +504,7 @@ class Writer:
                 rid,
                 action,
                 version,
-                wanted.finding.reason,
+                reason or wanted.finding.reason,
                 wanted.finding.identifier,
             )
 

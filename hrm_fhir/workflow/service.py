@@ -42,7 +42,7 @@ from hrm_fhir.errors import (
     WorkflowError,
     WorkflowNotFoundError,
 )
-from hrm_fhir.fetch import FetchReport, Scope, read_records
+from hrm_fhir.fetch import OPEN_TASK_STATUSES, OURS_TAG, FetchReport, Scope, read_records
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.model import RulePack, Threshold
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
@@ -91,8 +91,6 @@ LONDON = ZoneInfo("Europe/London")
 CONFLICT_RETRIES = 2
 """Re-reads after a conflict on a resource the service read for itself, or a lost response."""
 TASKS_PER_SEARCH = 20
-OPEN_STATUSES = "requested,received,accepted,ready,in-progress,on-hold"
-OURS_TAG = f"{t.TAG}|hrm-fhir"
 """The ``_tag`` search token of every resource the service writes."""
 _SEVERITY_RANK: dict[Severity | None, int] = {None: 0, **{s: s.rank for s in Severity}}
 _KIND_ORDER = (
@@ -415,7 +413,7 @@ def _search(gateway: FHIRGateway, kind: str, params: Mapping[str, str]) -> list[
 
 
 def _open_tasks(gateway: FHIRGateway, scope: Scope) -> list[Resource]:
-    params = {"_tag": OURS_TAG, "status": OPEN_STATUSES, **scope.params("Task")}
+    params = {"_tag": OURS_TAG, "status": OPEN_TASK_STATUSES, **scope.params("Task")}
     return _search(gateway, "Task", params)
 
 
@@ -1571,7 +1569,7 @@ SWEEP_ACTOR = Actor("hrm-fhir", Role.ADMIN, "hrm-fhir weekly sweep", None)
 """Who the ledger and Provenance name for steps the sweep takes itself."""
 
 
-def route_exhausted_chases(
+def exhausted_chases(
     gateway: FHIRGateway,
     session: Session,
     *,
@@ -1579,38 +1577,54 @@ def route_exhausted_chases(
     practice: str | None = None,
     chase_interval_days: int = 14,
     rules: RuleSet | None = None,
+) -> list[TaskSummary]:
+    """Tasks whose second reminder went unanswered for ``chase_interval_days``: due to go to
+    the pharmacist for a non-engagement decision (what a dry-run sweep reports)."""
+    return [
+        task
+        for entry in worklist(
+            gateway,
+            session,
+            as_of=as_of,
+            practice=practice,
+            chase_interval_days=chase_interval_days,
+            rules=rules,
+        )
+        for task in entry.tasks
+        if task.chase is ChaseStep.ROUTE and task.chase_due and task.version is not None
+    ]
+
+
+def route_exhausted_chases(
+    gateway: FHIRGateway,
+    session: Session,
+    due: Iterable[TaskSummary],
+    *,
+    chase_interval_days: int = 14,
     now: datetime | None = None,
 ) -> list[ActionResult]:
-    """The cadence's last step, taken by the weekly sweep: every Task whose second reminder
-    went unanswered for ``chase_interval_days`` goes to the pharmacist for a non-engagement
-    decision. A Task someone changed meanwhile is left for the next sweep."""
+    """The cadence's last step, taken by the weekly sweep: each exhausted chase
+    (``exhausted_chases``) goes to the pharmacist for a non-engagement decision. A Task someone
+    changed meanwhile is left for the next sweep."""
     routed: list[ActionResult] = []
-    for entry in worklist(
-        gateway,
-        session,
-        as_of=as_of,
-        practice=practice,
-        chase_interval_days=chase_interval_days,
-        rules=rules,
-    ):
-        for task in entry.tasks:
-            if task.chase is not ChaseStep.ROUTE or not task.chase_due or task.version is None:
-                continue
-            try:
-                routed.append(
-                    route_non_engagement(
-                        gateway,
-                        session,
-                        SWEEP_ACTOR,
-                        task.task_id,
-                        version=task.version,
-                        note="routed by the weekly sweep: no booking after the second reminder",
-                        chase_interval_days=chase_interval_days,
-                        now=now,
-                    )
+    for task in due:
+        if task.version is None:
+            continue
+        try:
+            routed.append(
+                route_non_engagement(
+                    gateway,
+                    session,
+                    SWEEP_ACTOR,
+                    task.task_id,
+                    version=task.version,
+                    note="routed by the weekly sweep: no booking after the second reminder",
+                    chase_interval_days=chase_interval_days,
+                    now=now,
                 )
-            except (WorkflowConflictError, WorkflowError):
-                continue
+            )
+        except (WorkflowConflictError, WorkflowError):
+            continue
     return routed
 
 
@@ -2049,7 +2063,7 @@ def _routine_tasks(
     tasks = [
         task
         for task in _search(
-            gateway, "Task", {"patient": patient, "_tag": OURS_TAG, "status": OPEN_STATUSES}
+            gateway, "Task", {"patient": patient, "_tag": OURS_TAG, "status": OPEN_TASK_STATUSES}
         )
         if _code(task) == MONITORING_TASK_CODE and stage_of(task) in TECHNICIAN_STAGES
     ]

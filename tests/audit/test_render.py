@@ -214,6 +214,7 @@ def test_a_pcn_report_has_the_practices_section(report: MonthlyReport, tmp_path:
     ]
 
 
+@pytest.mark.slow
 def test_an_empty_report_renders_everywhere(empty: MonthlyReport, tmp_path: Path) -> None:
     assert all(f.value == 0 for f in figures(empty))
     html = render_html(empty)
@@ -256,6 +257,7 @@ def test_the_forecast_in_words(
 # ------------------------------------------------------------------ PDF
 
 
+@pytest.mark.slow
 def test_the_pdf_has_every_section_on_its_own_page_and_every_list_anchor(
     report: MonthlyReport, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -83,6 +83,7 @@ def _report_of_practice_1(month: str, out: Path) -> Result:
     return result
 
 
+@pytest.mark.slow
 def test_cli_writes_every_output(
     ledger: str, tmp_path: Path, report: MonthlyReport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,6 +162,7 @@ def _page(client: FlaskClient, query: str) -> tuple[int, str]:
     return response.status_code, response.text
 
 
+@pytest.mark.slow
 def test_page_shows_the_headline_and_links_the_report(app: Flask, report: MonthlyReport) -> None:
     client = app.test_client()
     sign_in(client, "lead")
@@ -192,6 +194,7 @@ def test_first_working_day_and_previous_month() -> None:
     assert previous_month(date(2027, 1, 15)) == date(2026, 12, 1)
 
 
+@pytest.mark.slow
 def test_scheduled_job_writes_last_month_on_the_first_working_day_only(
     app: Flask, tmp_path: Path
 ) -> None:
@@ -205,6 +208,7 @@ def test_scheduled_job_writes_last_month_on_the_first_working_day_only(
     assert all((folder / "measure-report.json").is_file() for folder in folders)
 
 
+@pytest.mark.slow
 def test_fixtures_history_fills_an_empty_ledger_only(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,6 +229,7 @@ def test_fixtures_history_fills_an_empty_ledger_only(
     assert (out / "report.pdf").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_scheduled_post_that_fails_is_logged_and_keeps_the_files(
     make_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -263,6 +268,7 @@ def test_a_pcn_row_matches_that_practice_s_own_report(
     assert next(r for r in pcn.practice_rows if r.practice == "practice-7").established == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("practice", ['a"b', "../x", "..", "a;b", "x\\y"])
 def test_the_pdf_file_name_never_carries_an_unchecked_practice(app: Flask, practice: str) -> None:
     """Issue 11: the report file name took ``practice`` as given."""
@@ -283,6 +289,7 @@ def test_the_pdf_file_name_never_carries_an_unchecked_practice(app: Flask, pract
         assert "Enter a practice as its Organization id" in response.text
 
 
+@pytest.mark.slow
 def test_a_scheduled_report_folder_stays_inside_the_report_dir(
     make_app: AppFactory, tmp_path: Path
 ) -> None:

@@ -3,25 +3,16 @@ Procedure is read by the sweep, and a stopped amiodarone's thyroid Task closes a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from hrm_fhir.adapters import store
+from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, Practice, Resource
-from tests.integration.test_sweep_hapi import Harness
 
 pytestmark = pytest.mark.hapi
 SMR, TFT = "1239511000000100", "1016851000000107"
-
-
-@pytest.fixture
-def harness(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(fhir_base, run_id, f"sqlite:///{tmp_path / 'schedule.db'}")
-    yield h
-    h.close()
 
 
 def _review(p: Practice, name: str, days_ago: int) -> Resource:

@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import orjson
 import pytest
 import requests
 from click.testing import CliRunner
-from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology
 from hrm_fhir.adapters import store
@@ -24,68 +22,13 @@ from hrm_fhir.cli import main
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.records import SweepStatus
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep import run_sweep
 from hrm_fhir.tasks import emit
 from tests.builders import rules
-from tests.databases import database_for
-from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
+from tests.integration.harness import Harness
+from tests.integration.practice import AS_OF, LITHIUM, Resource, starter
 
 pytestmark = pytest.mark.hapi
-
-
-class Harness:
-    """One test's practice, database and gateway."""
-
-    def __init__(self, base: str, run_id: str, database_url: str, page_size: int = 200) -> None:
-        self.practice = Practice(run_id)
-        self.settings = Settings(
-            fhir_base_url=base,
-            database_url=database_url,
-            practice=self.practice.org,
-            page_size=page_size,
-        )
-        self.engine = init_db(self.settings.database_url)
-        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
-        self.gateway = FHIRGateway.from_settings(self.settings)
-
-    def upload(self, resources: list[Resource]) -> None:
-        entries = [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in resources
-        ]
-        reply = self.gateway.transaction(
-            {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        )
-        assert all(e["response"]["status"].startswith("2") for e in reply["entry"])
-
-    def sweep(self, **kw: Any) -> SweepSummary:
-        return run_sweep(
-            self.settings, self.sessions, self.gateway, rules(), as_of=kw.pop("as_of", AS_OF), **kw
-        )
-
-    def ours(self, kind: str, patient: str) -> list[Resource]:
-        """The service's Tasks or Flags for one patient, straight from the server."""
-        param = "patient" if kind == "Task" else "subject"
-        found = self.gateway.search(
-            kind,
-            {param: f"Patient/{self.practice.pid(patient)}", "_tag": f"{terminology.TAG}|hrm-fhir"},
-        )
-        return found.resources
-
-    def close(self) -> None:
-        self.gateway.close()
-        self.engine.dispose()
-
-
-@pytest.fixture
-def harness(
-    fhir_base: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    """On SQLite; the tests that use ``database_url`` (those that work the ledger: open,
-    close, reopen, fail, die, reconcile) on PostgreSQL too."""
-    h = Harness(fhir_base, run_id, database_for(request, tmp_path))
-    yield h
-    h.close()
 
 
 @pytest.mark.usefixtures("database_url")
@@ -147,7 +90,10 @@ def test_the_sweep_command_writes_then_finds_nothing_to_do(
     assert (summary["mode"], summary["errors"]) == ("full", 0)
     assert summary["created"] == summary["findings"] >= 4
     assert "(incremental)" in again.output
-    assert f"created 0, updated 0, closed 0, unchanged {summary['created']}," in again.output
+    assert (
+        f"created 0, repaired 0, updated 0, closed 0, unchanged {summary['created']},"
+        in again.output
+    )
 
 
 def test_written_resources_pass_hapi_validate(harness: Harness) -> None:
@@ -378,7 +324,7 @@ def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: 
 
 
 @pytest.mark.usefixtures("database_url")
-def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
+def test_every_sweep_recreates_a_resource_missing_from_the_server(harness: Harness) -> None:
     harness.upload(starter(harness.practice))
     harness.sweep()
     [flag] = harness.ours("Flag", "lith")
@@ -386,10 +332,19 @@ def test_full_reconciliation_recreates_a_resource_missing_from_the_server(harnes
     assert deleted.status_code in (200, 204)
     assert harness.ours("Flag", "lith") == []
     incremental = harness.sweep()
-    assert incremental.counts.created == 0, "the ledger is trusted between reconciliations"
-    full = harness.sweep(full=True)
-    assert full.counts.created == 1
+    assert incremental.mode == "incremental"
+    assert not incremental.reset, "one resource lost is a repair, not a reset"
+    assert (incremental.counts.repaired, incremental.counts.created) == (1, 0)
     assert [f["id"] for f in harness.ours("Flag", "lith")] == [flag["id"]]
+    with harness.sessions.begin() as session:
+        [write] = [
+            w
+            for w in store.sweep_writes(session, incremental.sweep_id)
+            if w.resource_id == flag["id"]
+        ]
+        assert write.reason == emit.REPAIR_REASON
+    full = harness.sweep(full=True)
+    assert (full.counts.repaired, full.counts.created, full.counts.updated) == (0, 0, 0)
 
 
 def test_a_full_reconciliation_over_unchanged_data_writes_nothing(harness: Harness) -> None:

@@ -20,8 +20,8 @@ from hrm_fhir.app import create_app, service_state
 from hrm_fhir.records import SweepStatus
 from hrm_fhir.scheduling import build_scheduler
 from hrm_fhir.sweep import utc_now
+from tests.integration.harness import Harness
 from tests.integration.practice import starter
-from tests.integration.test_sweep_hapi import Harness
 
 pytestmark = pytest.mark.hapi
 OUTCOMES = {"sweep run": "swept", "skipped: another sweep is running": "skipped"}

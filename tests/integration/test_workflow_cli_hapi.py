@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from hrm_fhir.cli import main
 from tests.builders import rules
+from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, Practice, starter
-from tests.integration.test_sweep_hapi import Harness
 
 pytestmark = pytest.mark.hapi
 NHS = "9990001112"

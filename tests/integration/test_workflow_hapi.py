@@ -33,8 +33,8 @@ from hrm_fhir.workflow.model import (
     Stage,
 )
 from tests.databases import database_for
+from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, Resource, starter
-from tests.integration.test_sweep_hapi import Harness
 
 pytestmark = pytest.mark.hapi
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

@@ -18,7 +18,15 @@ from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.store import acquire_lock, get_sweep, live_lock, record_write
+from hrm_fhir.adapters.store import (
+    acquire_lock,
+    get_sweep,
+    live_lock,
+    poll_cursor,
+    record_write,
+    set_cursor,
+    set_server_marker,
+)
 from hrm_fhir.cli import main
 from hrm_fhir.db import (
     MIGRATIONS,
@@ -39,7 +47,7 @@ from hrm_fhir.records import (
 )
 from tests.store.examples import LONDON, NOW, start
 
-HEAD = "0004"
+HEAD = "0005"
 TABLES = {
     "sweeps",
     "findings",
@@ -90,6 +98,32 @@ def test_downgrade_to_base_drops_everything_and_upgrade_restores_it(engine: Engi
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     upgrade(engine)
     assert set(inspect(engine).get_table_names()) == TABLES
+
+
+def test_the_sweep_repairs_revision_adds_its_columns_and_keeps_sweeps_and_cursors(
+    engine: Engine,
+) -> None:
+    with make_session_factory(engine).begin() as session:
+        sweep_id = start(session).id
+        set_cursor(session, "all", "2026-07-06T06:00:00Z", sweep_id=sweep_id, now=NOW)
+        set_server_marker(session, "all", "hrm-marker-1")
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    assert "repaired" not in {c["name"] for c in inspect(engine).get_columns("sweeps")}
+    upgrade(engine)
+    with make_session_factory(engine)() as session:
+        sweep = get_sweep(session, sweep_id)
+        cursor = poll_cursor(session, "all")
+        assert sweep is not None
+        assert cursor is not None
+        assert sweep.repaired == 0
+        assert (cursor.watermark, cursor.server_marker, cursor.scope_pages) == (
+            "2026-07-06T06:00:00Z",
+            None,
+            None,
+        )
 
 
 def test_developer_alembic_ini_migrates_the_settings_database(

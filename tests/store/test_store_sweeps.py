@@ -11,17 +11,22 @@ from sqlalchemy.orm import Session
 from hrm_fhir.adapters.store import (
     SWEEP_LOCK,
     acquire_lock,
+    close_finding,
     finish_sweep,
     get_cursor,
     get_sweep,
     list_sweeps,
     mark_interrupted,
+    open_finding,
+    poll_cursor,
+    recorded_identifiers,
     running_sweep,
     set_cursor,
+    set_server_marker,
 )
 from hrm_fhir.db import make_session_factory
-from hrm_fhir.records import PollCursor, SweepStatus
-from tests.store.examples import NOW, start
+from hrm_fhir.records import PollCursor, ResourceType, SweepStatus
+from tests.store.examples import NOW, finding, start
 
 
 def test_a_sweep_runs_then_completes_with_counters_watermark_and_duration(
@@ -167,3 +172,48 @@ def test_a_sweep_whose_lock_was_taken_over_is_interrupted(session: Session) -> N
     assert acquire_lock(session, SWEEP_LOCK, "host-b:2", ttl_seconds=3600, now=takeover)
 
     assert mark_interrupted(session, now=takeover) == [stalled]
+
+
+def test_the_scope_keeps_its_marker_and_size_until_a_whole_read_replaces_the_size(
+    session: Session,
+) -> None:
+    first = start(session)
+    with pytest.raises(LookupError):
+        set_server_marker(session, "all", "hrm-marker-1")
+    set_cursor(session, "all", "2026-07-06T05:59:58Z", sweep_id=first.id, now=NOW, scope_pages=90)
+    set_server_marker(session, "all", "hrm-marker-1")
+    set_cursor(session, "all", "2026-07-13T05:59:58Z", sweep_id=first.id, now=NOW)
+    kept = poll_cursor(session, "all")
+    assert kept is not None
+    assert (kept.server_marker, kept.scope_pages) == ("hrm-marker-1", 90)
+    set_cursor(session, "all", "2026-07-20T05:59:58Z", sweep_id=first.id, now=NOW, scope_pages=95)
+    assert (kept.server_marker, kept.scope_pages) == ("hrm-marker-1", 95)
+    assert poll_cursor(session, "Organization/gp1") is None
+
+
+def test_recorded_identifiers_are_those_with_a_ledger_row_open_or_closed(session: Session) -> None:
+    sweep = start(session)
+    for identifier in ("hrm-open", "hrm-closed"):
+        open_finding(
+            session,
+            finding(identifier),
+            practice=None,
+            resource_type=ResourceType.TASK,
+            resource_id=identifier,
+            status="requested",
+            content_hash="h",
+            version_id="1",
+            sweep_id=sweep.id,
+            now=NOW,
+        )
+    close_finding(
+        session,
+        "hrm-closed",
+        reason="drug stopped",
+        status="cancelled",
+        version_id="2",
+        sweep_id=sweep.id,
+        now=NOW,
+    )
+    wanted = ["hrm-open", "hrm-closed", "hrm-never", *(f"hrm-x{n}" for n in range(1200))]
+    assert recorded_identifiers(session, wanted) == {"hrm-open", "hrm-closed"}

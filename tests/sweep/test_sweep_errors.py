@@ -65,7 +65,7 @@ def test_server_unavailable_marks_the_sweep_failed_and_keeps_no_watermark(
 ) -> None:
     responses.get(f"{BASE}/metadata", json=_capabilities("Patient", "Task", "Flag"))
     unavailable = responses.get(
-        re.compile(rf"{re.escape(BASE)}/(Patient|MedicationRequest).*"),
+        re.compile(rf"{re.escape(BASE)}/(Task|Patient|MedicationRequest).*"),
         status=503,
         json={
             "resourceType": "OperationOutcome",

@@ -13,37 +13,28 @@ from hrm_fhir import terminology as t
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import ArrangementSource, Finding, MatchMethod, RegisterEntry
 from hrm_fhir.rules.evaluate import Engine
-from hrm_fhir.rules.registry import RuleSet, _package_files, build_rule_set
-from tests.builders import AS_OF, SNOMED, observation, patient, repeats, rules
+from hrm_fhir.rules.registry import RuleSet
+from tests.builders import (
+    AS_OF,
+    PRACTICE_CODES,
+    SNOMED,
+    observation,
+    patient,
+    repeats,
+    rules,
+    rules_with_shared_care_entries,
+)
 from tests.builders import done as _done
 
 UKCORE = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationPrescribingOrganizationType"
 UKCORE_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-MedicationPrescribingOrganizationType"
 GPC = "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-PrescribingAgency-1"
 GPC_SYSTEM = "https://fhir.nhs.uk/STU3/CodeSystem/CareConnect-PrescribingAgency-1"
-LOCAL = "https://example.org/practice-codes"
-"""A practice's own code list, as a practice would add it to the catalogue (tests only)."""
 START = AS_OF - timedelta(days=3 * 365)
 LITHIUM_LEVEL = "1006681000000100"
 
 
-def _rules_with_entries() -> RuleSet:
-    """The shipped rules plus two coded shared-care entries a practice might use: a generic
-    one and one naming lithium."""
-    catalogue, packs = _package_files()
-    entries = (
-        "entries = [\n"
-        f'  {{ system = "{LOCAL}", code = "shared-care", verified = false, elsewhere = true }},\n'
-        f'  {{ system = "{LOCAL}", code = "lithium-by-cmht", verified = false, elsewhere = true,'
-        ' groups = ["lithium"] },\n'
-        f'  {{ system = "{LOCAL}", code = "monitored-here", verified = false, elsewhere = false }},\n'
-        "]"
-    )
-    assert "entries = []" in catalogue
-    return build_rule_set(catalogue.replace("entries = []", entries, 1), packs)
-
-
-WITH_ENTRIES = _rules_with_entries()
+WITH_ENTRIES = rules_with_shared_care_entries()
 
 
 def _assess(
@@ -322,7 +313,7 @@ def _entry(
         "resourceType": kind,
         "id": f"{kind.lower()}-{code}-{on.isoformat()}",
         "subject": {"reference": "Patient/p1"},
-        "code": {"coding": [{"system": LOCAL, "code": code}], "text": text},
+        "code": {"coding": [{"system": PRACTICE_CODES, "code": code}], "text": text},
     }
     if kind == "Observation":
         entry.update(status="final", effectiveDateTime=on.isoformat())

@@ -1,0 +1,113 @@
+"""What an incremental sweep notices, against a real HAPI FHIR server: a change to any resource a
+rule reads (the record types, the shared-care entries and arrangement Tasks, coded Conditions,
+Goals) brings its patient back, and only those patients; they are re-read in groups with every
+type a rule reads, not from the snapshot kept at the last sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from hrm_fhir.adapters import store
+from hrm_fhir.sweep import SweepSummary, run_sweep
+from tests.builders import PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
+from tests.integration.harness import Harness
+from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, Resource, several
+
+pytestmark = pytest.mark.hapi
+RULES = rules_with_shared_care_entries()
+"""The shipped rules with coded shared-care entries, so that the sweep searches Conditions and
+Flags for them (the shipped catalogue lists no entry codes; Procedures are read whole)."""
+STRUCTURED_MEDICATION_REVIEW = {"system": SNOMED, "code": "1239511000000100"}
+SHARED_CARE = {"system": PRACTICE_CODES, "code": "shared-care"}
+
+
+def _sweep(h: Harness) -> SweepSummary:
+    summary = run_sweep(h.settings, h.sessions, h.gateway, RULES, as_of=AS_OF)
+    assert summary.counts.errors == 0
+    return summary
+
+
+def _one_change_each(p: Practice) -> dict[str, Resource]:
+    """Per patient, the one resource that changes after the first sweep, one of each type a
+    rule reads (the patient's name -> the resource)."""
+    day = AS_OF - timedelta(days=1)
+    return {
+        "mtx0": p.patient("mtx0", telecom=[{"system": "phone", "value": "01632 960000"}]),
+        "opioid0": p.prescription("opioid0", "Morphine sulfate 60mg modified-release tablets", day),
+        "statin0": p.statement(
+            "statin0", "Lithium carbonate 400mg MR tablets", day - timedelta(days=200), "800mg"
+        ),
+        "statin1": p.prescription("statin1", "Methotrexate 2.5mg tablets", day, dosage="weekly"),
+        "lith0": p.result("lith0", LITHIUM, 0.7, "mmol/L", day),
+        "mtx1": {
+            "resourceType": "DiagnosticReport",
+            "id": p.pid("mtx1-report"),
+            "status": "final",
+            "code": {"text": "Full blood count"},
+            "subject": {"reference": f"Patient/{p.pid('mtx1')}"},
+            "effectiveDateTime": day.isoformat(),
+        },
+        "lith1": p.condition("lith1", {"system": SNOMED, "code": TOXIC_LITHIUM}, day),
+        "warf": p.inr_goal("warf", 2.5, 3.5),
+        "lith2": p.condition("lith2", SHARED_CARE, day),
+        "opioid1": p.entry(
+            "Procedure", "opioid1", SHARED_CARE, status="completed", performedDateTime=str(day)
+        ),
+        "opioid2": p.entry("Flag", "opioid2", SHARED_CARE, status="active"),
+        "opioid3": p.entry(
+            "Procedure",
+            "opioid3",
+            STRUCTURED_MEDICATION_REVIEW,
+            status="completed",
+            performedDateTime=str(day),
+        ),
+        "mtx2": p.monitored_elsewhere(
+            "mtx2", "methotrexate", "Rheumatology, Oakfield Hospital", AS_OF + timedelta(days=90)
+        ),
+    }
+
+
+def _unread_changes(p: Practice) -> dict[str, Resource]:
+    """Changes no rule reads: a Condition coded as nothing a pack or the shared-care list
+    names (a known patient), and a result of a patient on no monitored drug."""
+    hypertension = {"system": SNOMED, "code": "38341003"}
+    return {
+        "mtx3": p.condition("mtx3", hypertension, AS_OF - timedelta(days=1)),
+        "statin2": p.result("statin2", LITHIUM, 0.5, "mmol/L", AS_OF - timedelta(days=1)),
+    }
+
+
+def _snapshot(h: Harness, name: str) -> dict[tuple[str, str], str]:
+    """The patient's snapshot kept by the last sweep: (type, id) -> version."""
+    with h.sessions.begin() as session:
+        body = store.load_snapshots(session).get(f"Patient/{h.practice.pid(name)}")
+    resources = orjson.loads(body) if body else []
+    return {(r["resourceType"], r["id"]): (r.get("meta") or {}).get("versionId") for r in resources}
+
+
+@pytest.mark.usefixtures("database_url")
+def test_an_incremental_sweep_re_reads_a_patient_after_a_change_of_any_type_a_rule_reads(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.settings = dataclasses.replace(h.settings, watermark_overlap_seconds=0)
+    h.upload([*several(h.practice, 4), *h.practice.warfarin("warf", 2.5)])
+    assert _sweep(h).mode == "full"
+    changes = _one_change_each(h.practice)
+    unread = _unread_changes(h.practice)
+    h.upload([*changes.values(), *unread.values()])
+    written = {name: (r["resourceType"], r["id"], "1") for name, r in changes.items()}
+    written["mtx0"] = ("Patient", h.practice.pid("mtx0"), "2")
+
+    summary = _sweep(h)
+
+    assert summary.mode == "incremental"
+    for name, (kind, rid, version) in written.items():
+        assert _snapshot(h, name).get((kind, rid)) == version, f"{kind} of {name} re-read"
+    assert summary.records_read == len(changes), "the changed patients, in groups, and no one else"
+    assert ("Condition", unread["mtx3"]["id"]) not in _snapshot(h, "mtx3")
+    assert _snapshot(h, "statin2") == {}, "not on a monitored drug: not followed"
