@@ -238,6 +238,12 @@ def init_db_command() -> None:
 )
 @click.option("--practice", default=None, help="Organization id: sweep only its patients.")
 @click.option(
+    "--bulk/--search",
+    default=None,
+    help="Read through a Bulk Data export (_since the watermark when incremental) instead of "
+    "searches (default HRM_SWEEP_BULK, else --search; docs/bulk.md).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["json", "summary"]),
@@ -251,6 +257,7 @@ def sweep(
     dry_run: bool,
     mode: str | None,
     practice: str | None,
+    bulk: bool | None,
     fmt: str,
 ) -> None:
     """Run one sweep against a FHIR server and print its summary."""
@@ -270,6 +277,7 @@ def sweep(
             as_of=as_of.date() if as_of else default_as_of(settings),
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
+            bulk=bulk,
         )
         for warning in summary.warnings:
             click.echo(f"hrm-fhir: warning: {warning}", err=True)

@@ -22,7 +22,14 @@ from hrm_fhir.adapters.bulk_export import BulkExporter, BulkExportError, ExportR
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_input import iter_resources
 from hrm_fhir.config import Settings
-from hrm_fhir.fetch import RECORD_TYPES, FetchReport, Resource, Scope, group_records, record_searches
+from hrm_fhir.fetch import (
+    RECORD_TYPES,
+    FetchReport,
+    Resource,
+    Scope,
+    group_records,
+    record_searches,
+)
 from hrm_fhir.rules.registry import RuleSet
 
 log = logging.getLogger(__name__)
