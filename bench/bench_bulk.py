@@ -77,9 +77,10 @@ def settings_for(base: str, seed: int, database: Path) -> Settings:
 def bare_export(base: str, rules: RuleSet, server_pid: int | None) -> dict[str, Any]:
     gateway = FHIRGateway(base, timeout=300)
     try:
-        with tempfile.TemporaryDirectory(prefix="hrm-bench-export-") as folder, timed(
-            server_pid
-        ) as out:
+        with (
+            tempfile.TemporaryDirectory(prefix="hrm-bench-export-") as folder,
+            timed(server_pid) as out,
+        ):
             result = BulkExporter(gateway, poll_ceiling=5.0).export(
                 ExportRequest(types=export_types(rules)), Path(folder) / "export"
             )
