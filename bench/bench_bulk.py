@@ -28,15 +28,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 from bench_evaluate import AS_OF, OUT, practice
-from bench_sweep import _cpu_seconds, _external, hapi, load, patients_on_server
+from bench_sweep import _external, hapi, load, measured, patients_on_server
 
 from hrm_fhir.adapters.bulk_export import BulkExporter, ExportRequest
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
@@ -48,18 +46,6 @@ from hrm_fhir.sweep_source import export_types
 
 PAGE = 500
 COUNTED = ("patients", "findings", "created", "updated", "closed", "unchanged", "errors")
-
-
-@contextmanager
-def timed(server_pid: int | None) -> Iterator[dict[str, Any]]:
-    out: dict[str, Any] = {}
-    server = _cpu_seconds(server_pid)
-    wall, cpu = time.perf_counter(), time.process_time()
-    yield out
-    out["wall_s"] = time.perf_counter() - wall
-    out["client_cpu_s"] = time.process_time() - cpu
-    after = _cpu_seconds(server_pid)
-    out["server_cpu_s"] = None if server is None or after is None else after - server
 
 
 def settings_for(base: str, seed: int, database: Path) -> Settings:
@@ -79,7 +65,7 @@ def bare_export(base: str, rules: RuleSet, server_pid: int | None) -> dict[str, 
     try:
         with (
             tempfile.TemporaryDirectory(prefix="hrm-bench-export-") as folder,
-            timed(server_pid) as out,
+            measured(server_pid) as out,
         ):
             result = BulkExporter(gateway, poll_ceiling=5.0).export(
                 ExportRequest(types=export_types(rules)), Path(folder) / "export"
@@ -98,7 +84,7 @@ def sweep(
     engine = init_db(settings.database_url)
     gateway = FHIRGateway.from_settings(settings)
     try:
-        with timed(server_pid) as out:
+        with measured(server_pid) as out:
             summary = run_sweep(
                 settings,
                 make_session_factory(engine),

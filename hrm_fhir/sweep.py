@@ -373,10 +373,7 @@ def _read_changes(
     """The records of the patients whose records (or what the ``extra`` searches find) changed
     since the watermark, or None as soon as there are so many that paging the whole scope costs
     less (see the module docstring)."""
-    if scope_pages is None:
-        counts = record_counts(gateway, scope, report, extra)
-        scope_pages = page_requests(counts, gateway.page_size)
-    limit = batch_limit(scope_pages, searches_per_group(extra))
+    limit = _change_limit(gateway, scope, report, extra, scope_pages)
     since = _since(cursor, settings.watermark_overlap_seconds)
     wanted = changed_patients(
         gateway,
@@ -392,6 +389,20 @@ def _read_changes(
         log.info("more than %d patients changed: reading everything in scope", limit)
         return None
     return read_records(gateway, wanted, report, extra=extra)
+
+
+def _change_limit(
+    gateway: FHIRGateway,
+    scope: Scope,
+    report: FetchReport,
+    extra: Sequence[Search],
+    scope_pages: int | None,
+) -> int:
+    """The most changed patients worth re-reading twenty per search rather than reading the
+    whole scope (``scope_pages`` as recorded at the last whole read, else counted now)."""
+    if scope_pages is None:
+        scope_pages = page_requests(record_counts(gateway, scope, report, extra), gateway.page_size)
+    return batch_limit(scope_pages, searches_per_group(extra))
 
 
 def _export_changes(
@@ -417,9 +428,7 @@ def _export_changes(
         for resource in resources
         if (key := to_reread(resource, known, matcher)) is not None
     }
-    if scope_pages is None:
-        scope_pages = page_requests(record_counts(gateway, scope, report, extra), gateway.page_size)
-    limit = batch_limit(scope_pages, searches_per_group(extra))
+    limit = _change_limit(gateway, scope, report, extra, scope_pages)
     if len(wanted) > limit:
         log.info("%d patients changed (more than %d): exporting everything", len(wanted), limit)
         return None

@@ -16,7 +16,7 @@ from hrm_fhir import sweep as sweep_module
 from hrm_fhir.adapters import store
 from hrm_fhir.cli import main
 from hrm_fhir.sweep import SweepSummary
-from tests.integration.harness import Harness
+from tests.integration.harness import Harness, a_new_start
 from tests.integration.practice import AS_OF, LITHIUM, starter
 from tests.integration.test_sweep_server_hapi import _lithium_and_warfarin, _new_entries
 
@@ -97,18 +97,9 @@ def test_an_incremental_bulk_sweep_exports_since_the_watermark_and_agrees_with_s
     bulk.upload(starter(p))
     first = by_export_only(bulk)
     paged.sweep(bulk=False)
-    later = [
-        p.result("lith", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1)),
-        p.patient("new"),
-        *p.repeats(
-            "new",
-            "Methotrexate 2.5mg tablets",
-            AS_OF - timedelta(days=400),
-            AS_OF - timedelta(days=9),
-            dosage="10mg weekly",
-        ),
-    ]
-    bulk.upload(later)
+    bulk.upload(
+        [p.result("lith", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1)), *a_new_start(p)]
+    )
 
     planned, _ = plans(bulk, paged)
     assert planned.mode == "incremental"
