@@ -5,7 +5,7 @@ bench_sweep.py loads: start it there with ``--keep-server`` and pass its ``--fhi
 or let this script start and load one on ``--port``), it measures, alternating, ``--runs``
 times:
 
-- **export**: ``BulkExporter.export`` of the types a bulk sweep asks for, system level, into a
+- **export**: ``BulkExporter.export`` of what a bulk sweep asks for (``export_request``), into a
   temporary folder: kick-off, polling, downloads, delete. Nothing else: the floor of a bulk sweep.
 - **paged**: ``run_sweep(..., full=True)`` on a fresh SQLite ledger (searches, page by page).
 - **bulk**: ``run_sweep(..., full=True, bulk=True)`` on a fresh SQLite ledger.
@@ -36,13 +36,13 @@ import orjson
 from bench_evaluate import AS_OF, OUT, practice
 from bench_sweep import _external, hapi, load, measured, patients_on_server
 
-from hrm_fhir.adapters.bulk_export import BulkExporter, ExportRequest
+from hrm_fhir.adapters.bulk_export import BulkExporter
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep import run_sweep
-from hrm_fhir.sweep_source import export_types
+from hrm_fhir.sweep_source import export_request
 
 PAGE = 500
 COUNTED = ("patients", "findings", "created", "updated", "closed", "unchanged", "errors")
@@ -68,7 +68,7 @@ def bare_export(base: str, rules: RuleSet, server_pid: int | None) -> dict[str, 
             measured(server_pid) as out,
         ):
             result = BulkExporter(gateway, poll_ceiling=5.0).export(
-                ExportRequest(types=export_types(rules)), Path(folder) / "export"
+                export_request(rules), Path(folder) / "export"
             )
             out["files"] = len(result.output)
             out["bytes"] = sum(record.bytes for record in result.output)

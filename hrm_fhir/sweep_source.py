@@ -55,11 +55,6 @@ def export_request(rules: RuleSet, since: str | None = None) -> ExportRequest:
     return ExportRequest(types=tuple(types), since=since, type_filters=tuple(filters))
 
 
-def export_types(rules: RuleSet) -> tuple[str, ...]:
-    """The resource types a bulk sweep exports."""
-    return export_request(rules).types
-
-
 def export_records(
     gateway: FHIRGateway,
     settings: Settings,
