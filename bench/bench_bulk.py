@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18450)
     parser.add_argument("--fhir-base", help="use this running server (127.0.0.1 only)")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--server-pid", type=int, help="the --fhir-base server's pid, for its CPU")
     args = parser.parse_args()
     if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
         sys.exit("--fhir-base must be on 127.0.0.1")
@@ -124,7 +125,8 @@ def main() -> None:
     folder, counts, _ = practice(args.patients, args.seed)
     rules = load_rule_set()
     server: Any = _external(args.fhir_base) if args.fhir_base else hapi(args.port, False)
-    with server as (base, pid):
+    with server as (base, started_pid):
+        pid = started_pid or args.server_pid
         if patients_on_server(base, f"Organization/practice-{args.seed}") < args.patients:
             print("loading the practice ...", flush=True)
             load(base, folder / "ndjson", sum(counts.values()))
