@@ -463,6 +463,9 @@ class BulkExporter:
                     ) from exc
                 log.warning("%s: attempt %d failed (%s), retrying", record.file, attempt, exc)
                 self._sleep(min(self._ceiling, 2.0**attempt))
+            except BaseException:  # any other failure, or Ctrl-C: no half file is left behind
+                target.with_suffix(".part").unlink(missing_ok=True)
+                raise
 
     def _fetch(
         self, record: FileRecord, target: Path, credentials: bool, index: int, total: int

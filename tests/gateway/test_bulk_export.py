@@ -26,6 +26,7 @@ from hrm_fhir.adapters.bulk_export import (
     DownloadError,
     ExportJobGone,
     ExportRequest,
+    Silent,
 )
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.cli import main
@@ -458,3 +459,22 @@ def test_type_filters_go_out_as_repeated_typefilter_parameters(
 def test_a_type_filter_of_a_type_not_exported_is_refused() -> None:
     with pytest.raises(ValueError, match="type filter"):
         ExportRequest(types=("Patient",), type_filters=("Condition?code=x",))
+
+
+def test_an_interrupted_download_leaves_no_half_file(
+    mock: responses.RequestsMock, gateway: FHIRGateway, time_: Time, tmp_path: Path
+) -> None:
+    kick_off(mock)
+    mock.get(STATUS, json=manifest())
+    mock.get(FILE, body=LINES)
+    delete(mock)
+
+    class Interrupting(Silent):
+        def received(self, size: int) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        exporter(gateway, time_, progress=Interrupting()).export(ExportRequest(), tmp_path / "out")
+
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST]
+    assert written(tmp_path / "out")["status"] == "interrupted"
