@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--fhir-base", help="use this running server (127.0.0.1 only)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--server-pid", type=int, help="the --fhir-base server's pid, for its CPU")
+    parser.add_argument("--written", action="store_true",
+                        help="the server holds every Task and Flag: no warm-up")  # fmt: skip
     args = parser.parse_args()
     if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
         sys.exit("--fhir-base must be on 127.0.0.1")
@@ -130,9 +132,10 @@ def main() -> None:
         if patients_on_server(base, f"Organization/practice-{args.seed}") < args.patients:
             print("loading the practice ...", flush=True)
             load(base, folder / "ndjson", sum(counts.values()))
-        print("writing every Task and Flag once (unmeasured paged sweep) ...", flush=True)
-        line("warm-up", sweep(settings_for(base, args.seed, OUT / "bulk-warm.db"), rules, pid,
-                              full=True, bulk=False))  # fmt: skip
+        if not args.written:
+            print("writing every Task and Flag once (unmeasured paged sweep) ...", flush=True)
+            line("warm-up", sweep(settings_for(base, args.seed, OUT / "bulk-warm.db"), rules, pid,
+                                  full=True, bulk=False))  # fmt: skip
         runs: list[dict[str, Any]] = []
         for index in range(1, args.runs + 1):
             print(f"run {index} of {args.runs}", flush=True)
