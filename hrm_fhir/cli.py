@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -398,6 +399,8 @@ def _run_export(settings: Settings, request: ExportRequest, out: Path) -> Export
 
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     gateway = FHIRGateway.from_settings(settings)
+    # SIGTERM (a stopped service, a killed cron job) unwinds like Ctrl-C: the job is deleted.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         exporter = BulkExporter(
             gateway,
@@ -407,6 +410,7 @@ def _run_export(settings: Settings, request: ExportRequest, out: Path) -> Export
         )
         return exporter.export(request, out)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if progress is not None:
             progress.close()
         gateway.close()
@@ -507,8 +511,6 @@ def rules_shared_care() -> None:
 )
 def serve(host: str, port: int, with_scheduler: bool) -> None:
     """Serve the HTTP API under waitress until Ctrl-C or SIGTERM, logging JSON lines."""
-    import signal
-
     import waitress  # type: ignore[import-untyped]
 
     from hrm_fhir.app import create_app, service_state
@@ -530,6 +532,11 @@ def serve(host: str, port: int, with_scheduler: bool) -> None:
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
         service_state(app).close()
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    """End the work in hand as an interruption, with the shell's status for the signal."""
+    raise SystemExit(128 + signum)
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:

@@ -4,6 +4,10 @@ group and patient level, ``--since``, and the manifest's checksums of what arriv
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -165,3 +169,27 @@ def test_a_patient_level_export_of_named_patients(
     assert {r["subject"]["reference"] for r in found.values() if "subject" in r} == {
         f"Patient/{practice.pid('opioid')}"
     }
+
+
+def test_a_terminated_export_deletes_its_job_and_says_so(
+    fhir_base: str, gateway: FHIRGateway, run_id: str, tmp_path: Path
+) -> None:
+    upload(gateway, starter(Practice(run_id)))
+    out = tmp_path / "out"
+    command = [str(Path(sys.executable).with_name("hrm-fhir")), "export", "--fhir-base", fhir_base]
+    process = subprocess.Popen(
+        [*command, "--out", str(out), "--type", RECORD, "--poll-ceiling", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # kicked off; HAPI takes 10 s or more to finish any job
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+
+    manifest = orjson.loads((out / MANIFEST).read_bytes())
+    assert process.returncode != 0
+    assert (manifest["status"], manifest["job"]) == ("interrupted", "deleted")
+    assert manifest["output"] == []
