@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -16,6 +17,7 @@ import orjson
 
 from hrm_fhir.config import Settings, load_settings
 from hrm_fhir.errors import HRMError, InputError
+from hrm_fhir.loader import CHUNK_SIZE, WORKERS
 from hrm_fhir.offline import EvaluationRun, evaluate_paths
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 
@@ -31,6 +33,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _today() -> date:
     return datetime.now(LONDON).date()
+
+
+def _problem(where: str, what: str) -> None:
+    """An unreadable file, line or resource, named on stderr (the run goes on)."""
+    click.echo(f"hrm-fhir: {where}: {what}", err=True)
 
 
 def _rules() -> RuleSet:
@@ -81,11 +88,8 @@ def evaluate(
     """Evaluate FHIR Bundles, NDJSON files or directories and print the findings."""
     day = as_of.date() if as_of else _today()
 
-    def problem(where: str, what: str) -> None:
-        click.echo(f"hrm-fhir: {where}: {what}", err=True)
-
     try:
-        run = evaluate_paths(paths, _rules(), day, window_days, problem)
+        run = evaluate_paths(paths, _rules(), day, window_days, _problem)
     except InputError as exc:
         click.echo(f"hrm-fhir: {exc}", err=True)
         sys.exit(2)
@@ -418,21 +422,56 @@ def _run_export(settings: Settings, request: ExportRequest, out: Path) -> Export
 
 @main.command()
 @click.option("--fhir-base", required=True, help="FHIR server base URL.")
-@click.option("--chunk", type=click.IntRange(min=1, max=1000), default=250, show_default=True)
-@click.option("--transaction", is_flag=True, help="Send transactions (all or nothing) not batches.")
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1, max=1000),
+    default=CHUNK_SIZE,
+    show_default=True,
+    help="Resources per Bundle.",
+)
+@click.option(
+    "--transaction/--batch",
+    default=True,
+    show_default=True,
+    help="Transactions (all or nothing, much faster on HAPI; a refused one is re-sent as a "
+    "batch for per-resource answers) or batches.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=16),
+    default=WORKERS,
+    show_default=True,
+    help="Bundles in flight at once.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "summary"]),
+    default="json",
+    show_default=True,
+    help="summary: one line, and each refused resource with the server's reason.",
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def load(fhir_base: str, chunk: int, transaction: bool, paths: tuple[Path, ...]) -> None:
-    """Upload Bundles and NDJSON files to a FHIR server (PUT by id, so reloading is harmless)."""
+def load(
+    fhir_base: str, chunk: int, transaction: bool, workers: int, fmt: str, paths: tuple[Path, ...]
+) -> None:
+    """Upload Bundles and NDJSON files to a FHIR server (PUT by id, so reloading is harmless),
+    printing progress on stderr."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.loader import load_paths
-
-    def problem(where: str, what: str) -> None:
-        click.echo(f"hrm-fhir: {where}: {what}", err=True)
 
     gateway = FHIRGateway.from_settings(_settings(fhir_base_url=fhir_base))
     try:
         report = load_paths(
-            gateway, paths, chunk_size=chunk, transaction=transaction, problem=problem
+            gateway,
+            paths,
+            chunk_size=chunk,
+            transaction=transaction,
+            workers=workers,
+            problem=_problem,
+            progress=_Progress(
+                "load", lambda r: f"{r.sent:,} resources sent ({r.per_second:,.0f} a second)"
+            ),
         )
     except InputError as exc:
         click.echo(f"hrm-fhir: {exc}", err=True)
@@ -441,9 +480,34 @@ def load(fhir_base: str, chunk: int, transaction: bool, paths: tuple[Path, ...])
         raise click.ClickException(str(exc)) from exc
     finally:
         gateway.close()
-    _write(report.to_json())
+    if fmt == "json":
+        _write(report.to_json())
+    else:
+        click.echo(
+            f"loaded {report.sent - report.failed:,} of {report.sent:,} resources in "
+            f"{report.seconds:.1f} s ({report.per_second:,.0f} a second, {report.bundles} Bundles"
+            f"); {report.failed} refused"
+        )
+        for error in report.errors:
+            click.echo(f"- refused {error}")
     if report.failed:
         sys.exit(1)
+
+
+class _Progress:
+    """Progress on stderr, at most one line every ``every`` seconds (none for a quick job)."""
+
+    def __init__(self, what: str, text: Callable[[Any], str], every: float = 2.0) -> None:
+        self.what = what
+        self.text = text
+        self.every = every
+        self.last = time.monotonic()
+
+    def __call__(self, state: Any) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            click.echo(f"hrm-fhir {self.what}: {self.text(state)}", err=True)
 
 
 @main.command()
@@ -891,7 +955,7 @@ def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datet
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Write the pack to this file (created readable by its owner only).",
+    help="Write the pack to this file (created readable by its owner only, with its folder).",
 )
 def evidence(
     patient: str, fhir_base: str | None, as_of: datetime | None, fmt: str, out: Path | None
@@ -931,5 +995,6 @@ def evidence(
         sys.stdout.buffer.write(document)
         sys.stdout.flush()
     else:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.touch(mode=0o600)
         out.write_bytes(document)

@@ -382,19 +382,23 @@ def _combine(
     counts: Counter[UnrecognisedKey] = Counter()
     for result in results:
         counts.update(result.unrecognised)
-    unrecognised = [
-        Unrecognised(text, codings, n)
-        for (text, codings), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    ]
     return EvaluationRun(
         as_of=engine.as_of,
         findings=findings,
         skipped=skipped,
         patients=patients,
         monitored=register,
-        unrecognised=unrecognised,
+        unrecognised=unrecognised_products(counts),
         warnings=engine.warnings(later),
     )
+
+
+def unrecognised_products(counts: Counter[UnrecognisedKey]) -> list[Unrecognised]:
+    """The products no group or class matched, most frequent first."""
+    return [
+        Unrecognised(text, codings, n)
+        for (text, codings), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 def default_workers() -> int:

@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,7 +42,7 @@ from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.config import Settings
-from hrm_fhir.domain import Finding, PatientRecord, PatientRef, RegisterEntry
+from hrm_fhir.domain import Finding, PatientRecord, PatientRef, RegisterEntry, Skipped
 from hrm_fhir.errors import HRMError
 from hrm_fhir.fetch import (
     MEDICATION_TYPES,
@@ -59,10 +60,12 @@ from hrm_fhir.fetch import (
     searches_per_group,
     to_reread,
 )
+from hrm_fhir.offline import EvaluationRun, UnrecognisedKey, unrecognised_products
 from hrm_fhir.reconcile import check_server, keep_marker, new_marker_id
-from hrm_fhir.records import ResourceType, SweepMode, SweepStatus
+from hrm_fhir.records import ResourceType, SweepMode, SweepStatus, WriteOutcome
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
+from hrm_fhir.summary import render_summary
 from hrm_fhir.sweep_source import export_records, in_scope
 from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
 from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
@@ -98,6 +101,8 @@ class SweepSummary:
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
     plan: dict[str, object] | None = None
+    evaluation: EvaluationRun | None = None
+    """What the engine found, as ``evaluate`` reports it (for the readable summary)."""
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -259,6 +264,15 @@ def _sweep(
     summary.skipped = len(found.skipped)
     summary.warnings += [*report.shortfalls, *found.warnings]
     summary.watermark = report.server_time
+    summary.evaluation = EvaluationRun(
+        as_of=summary.as_of,
+        findings=found.findings,
+        skipped=found.skipped,
+        patients=len(found.records),
+        monitored=found.register,
+        unrecognised=unrecognised_products(found.unrecognised),
+        warnings=summary.warnings,
+    )
     if summary.dry_run:
         summary.plan = work.to_json()
         summary.counts = work.counts()
@@ -311,6 +325,8 @@ class _Evaluation:
     records: dict[PatientRef, PatientRecord]
     skipped: list[Any]
     findings: list[Finding]
+    register: list[RegisterEntry]
+    unrecognised: Counter[UnrecognisedKey]
     contexts: dict[str, PatientContext]
     monitored: dict[str, bytes]
     """The snapshot of every patient on a monitored drug, to keep for the next sweep."""
@@ -324,8 +340,8 @@ def _evaluate(
 ) -> _Evaluation:
     """Every patient's findings, and what closing a finding needs to know about them."""
     engine = Engine.create(rules, as_of, settings.due_window_days)
-    records, skipped = _records(rules, current.values())
-    out = _Evaluation(records, skipped, [], {}, {}, engine.window_days, [])
+    records, skipped, unrecognised = _records(rules, current.values())
+    out = _Evaluation(records, skipped, [], [], unrecognised, {}, {}, engine.window_days, [])
     later = 0
     for key in sorted(records):
         record = records[key]
@@ -336,6 +352,7 @@ def _evaluate(
         elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
         out.contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
         out.findings.extend(assessment.findings)
+        out.register.extend(assessment.register)
         later += len(assessment.later)
         if therapies and key in current:
             out.monitored[key] = current[key]
@@ -510,12 +527,12 @@ def _text_matcher(rules: RuleSet) -> Callable[[dict[str, Any]], bool]:
 
 def _records(
     rules: RuleSet, bodies: Iterable[bytes]
-) -> tuple[dict[PatientRef, PatientRecord], list[Any]]:
+) -> tuple[dict[PatientRef, PatientRecord], list[Skipped], Counter[UnrecognisedKey]]:
     builder = RecordBuilder(rules.catalogue, rules.medicines())
     for body in bodies:
         for resource in orjson.loads(body):
             builder.add("server", resource)
-    return builder.finish(), builder.skipped
+    return builder.finish(), builder.skipped, builder.unrecognised
 
 
 def _take_lock(sessions: sessionmaker[Session], holder: str, clock: Callable[[], datetime]) -> None:
@@ -579,23 +596,28 @@ def _finish(
 
 
 def render_sweep(session: Session, summary: SweepSummary) -> str:
-    """The summary and every write the sweep made, one line each, for a person to read."""
+    """What the sweep wrote, in counts (with every write that failed), then what the engine found
+    as ``evaluate --format summary`` prints it: urgent findings first, with the patient."""
     counts = summary.counts
     lines = [
         f"sweep {summary.sweep_id} ({summary.mode}{', dry run' if summary.dry_run else ''}) "
         f"as of {summary.as_of.isoformat()}, scope {summary.scope}: {summary.patients} patients, "
         f"{summary.findings} findings",
-        f"created {counts.created}, repaired {counts.repaired}, updated {counts.updated}, "
-        f"closed {counts.closed}, unchanged {counts.unchanged}, errors {counts.errors}, "
-        f"skipped {summary.skipped}, "
+        f"{'would write' if summary.dry_run else 'wrote'}: created {counts.created}, "
+        f"repaired {counts.repaired}, updated {counts.updated}, closed {counts.closed}, "
+        f"unchanged {counts.unchanged}, errors {counts.errors}, skipped {summary.skipped}, "
         f"{summary.duration_seconds:.1f} s",
-        *(f"warning: {w}" for w in summary.warnings),
+        # the evaluation's summary below says the warnings (as WARNING:) when there is one
+        *(f"warning: {w}" for w in summary.warnings if summary.evaluation is None),
     ]
     for write in store.sweep_writes(session, summary.sweep_id):
-        lines.append(
-            f"- {write.action.value:<7} {write.resource_type.value}/{write.resource_id} "
-            f"[{write.outcome.value}] {write.reason}"
-        )
+        if write.outcome is not WriteOutcome.OK:
+            lines.append(
+                f"- FAILED {write.action.value} {write.resource_type.value}/{write.resource_id} "
+                f"[{write.outcome.value}] {write.reason}"
+            )
+    if summary.evaluation is not None:
+        lines += ["", render_summary(summary.evaluation, heading=False)]
     return "\n".join(lines)
 
 

@@ -8,7 +8,8 @@ FHIRFatalError at once.
 
 POST create and transaction are NOT retried after a connection error, timeout, 408 or 5xx: the
 server may already have applied the request, and repeating it could write a duplicate Task or
-Flag. They are retried only on 429, which means the server refused the request unprocessed.
+Flag. They are retried only on 429, which means the server refused the request unprocessed
+(unless the caller says a Bundle is idempotent: every entry a PUT by id, as the loader sends).
 Any request is repeated once after a 401, with the auth provider's credentials invalidated.
 
 Searches and histories send ``Cache-Control: no-cache`` (HAPI otherwise replays cached results for
@@ -287,13 +288,16 @@ class FHIRGateway:
         )
         return _write_result(response, label)
 
-    def transaction(self, bundle: Resource) -> Resource:
-        """``POST [base]`` with a transaction or batch Bundle; returns the response Bundle."""
+    def transaction(self, bundle: Resource, *, idempotent: bool = False) -> Resource:
+        """``POST [base]`` with a transaction or batch Bundle; returns the response Bundle.
+
+        ``idempotent``: the caller vouches that sending the Bundle twice writes nothing twice
+        (every entry a ``PUT`` by id, say), so it is retried like a PUT."""
         kind = bundle.get("type")
         if bundle.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
             raise ValueError("transaction() takes a Bundle of type transaction or batch")
         label = f"{kind} Bundle"
-        response = self._send("POST", self.base_url, label, body=bundle, idempotent=False)
+        response = self._send("POST", self.base_url, label, body=bundle, idempotent=idempotent)
         result = _resource(response, label, "Bundle")
         if result.get("type") != f"{kind}-response":
             raise FHIRFatalError(f"{label}: response Bundle is not a {kind}-response")

@@ -13,6 +13,7 @@ from hrm_fhir.api.auth import HEADER
 from hrm_fhir.api.schemas import FHIR_ID, MAX_FINDINGS, MAX_SWEEPS
 from hrm_fhir.api.workflow_schemas import ACTING_USER, MAX_DOSE, MAX_NOTE, MAX_TEAM
 from hrm_fhir.domain import FindingKind, Severity
+from hrm_fhir.paging import API_LIMIT, API_MAX_LIMIT
 from hrm_fhir.records import SweepMode, SweepStatus
 from hrm_fhir.workflow.model import (
     NON_ENGAGEMENT_DECISIONS,
@@ -416,6 +417,20 @@ _ACTING_USER = {
 _STAGE = {"enum": [stage.value for stage in Stage]}
 _DATE = {"type": "string", "format": "date"}
 _NULLABLE_DATE = _nullable("string", format="date")
+_PAGE_FIELDS: dict[str, Schema] = {
+    "total": {"type": "integer", "description": "Items in the whole list."},
+    "offset": {"type": "integer", "description": "Where this page starts (0-based)."},
+    "limit": {"type": "integer", "description": "Items a page holds."},
+    "links": {
+        "type": "object",
+        "description": "This page, the next and the previous (null at either end).",
+        "properties": {
+            "self": {"type": "string"},
+            "next": _nullable("string"),
+            "prev": _nullable("string"),
+        },
+    },
+}
 _SEVERITY = {"enum": [*(s.value for s in Severity), None]}
 _FHIR_ID_SCHEMA = {"type": "string", "pattern": f"^{FHIR_ID}$"}
 _NOTE = {"type": "string", "maxLength": MAX_NOTE, "default": ""}
@@ -593,8 +608,11 @@ _SCHEMAS.update(
         },
         "Worklist": {
             "type": "object",
-            "required": ["entries"],
-            "properties": {"entries": {"type": "array", "items": _ref("WorklistEntry")}},
+            "required": ["entries", *_PAGE_FIELDS],
+            "properties": {
+                "entries": {"type": "array", "items": _ref("WorklistEntry")},
+                **_PAGE_FIELDS,
+            },
         },
         "Trend": {
             "type": "object",
@@ -673,8 +691,11 @@ _SCHEMAS.update(
         },
         "ReviewQueue": {
             "type": "object",
-            "required": ["items"],
-            "properties": {"items": {"type": "array", "items": _ref("ReviewItem")}},
+            "required": ["items", *_PAGE_FIELDS],
+            "properties": {
+                "items": {"type": "array", "items": _ref("ReviewItem")},
+                **_PAGE_FIELDS,
+            },
         },
         "PatientCard": {
             "type": "object",
@@ -739,6 +760,14 @@ def _action(operation: str, summary: str, body: str, placeholder: str) -> Schema
 _PRACTICE = _query(
     "practice", {"type": "string"}, "Organization id or reference (default: the user's)."
 )
+_PAGE = [
+    _query("offset", {"type": "integer", "minimum": 0}, "Where the page starts (default 0)."),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": API_MAX_LIMIT},
+        f"Items on the page (default {API_LIMIT}, at most {API_MAX_LIMIT}).",
+    ),
+]
 _PATHS.update(
     {
         "/api/v1/worklist": {
@@ -751,6 +780,7 @@ _PATHS.update(
                     _query("drug_group", {"type": "string"}, "E.g. methotrexate, lithium."),
                     _query("stage", _STAGE, "One stage (default: the technician's stages)."),
                     _AS_OF,
+                    *_PAGE,
                 ],
                 "responses": {
                     "200": _json_body(_ref("Worklist"), "The worklist."),
@@ -765,7 +795,7 @@ _PATHS.update(
                 "operationId": "getReviewQueue",
                 "summary": "Results, out-of-range Flags, non-engagement decisions and GP "
                 "escalations awaiting action, most severe first (read role).",
-                "parameters": [_ACTING_USER, _PRACTICE],
+                "parameters": [_ACTING_USER, _PRACTICE, *_PAGE],
                 "responses": {
                     "200": _json_body(_ref("ReviewQueue"), "The queue."),
                     "502": _error("BadGateway"),

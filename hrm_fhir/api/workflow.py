@@ -15,8 +15,9 @@ from dataclasses import asdict
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, request, url_for
 
+from hrm_fhir import paging
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.api.auth import acting_user, scoped_practice
 from hrm_fhir.api.schemas import load_monitoring_query, load_patient_ref
@@ -62,6 +63,32 @@ def _json(value: Any) -> Response:
     return Response(orjson.dumps(value), mimetype="application/json")
 
 
+def _page(key: str, items: list[Any], offset: int, limit: int) -> Response:
+    """One page of a list under ``key`` (as before paging), with the whole list's ``total`` and
+    ``links`` to this page and the next and previous ones (null at either end)."""
+    shown = paging.window(items, offset=offset, limit=limit)
+
+    def link(at: int | None) -> str | None:
+        if at is None:
+            return None
+        args: dict[str, Any] = {**request.args.to_dict(), "offset": at, "limit": limit}
+        return url_for(str(request.endpoint), **args)
+
+    return _json(
+        {
+            key: shown.items,
+            "total": shown.total,
+            "offset": shown.offset,
+            "limit": shown.limit,
+            "links": {
+                "self": link(shown.offset),
+                "next": link(shown.next_offset),
+                "prev": link(shown.previous_offset),
+            },
+        }
+    )
+
+
 def _act(
     action: Callable[..., service.ActionResult],
     actor: Actor,
@@ -93,7 +120,7 @@ def worklist() -> Response:
             chase_interval_days=settings.chase_interval_days,
             rules=service_state().rules,
         )
-    return _json({"entries": entries})
+    return _page("entries", entries, query.offset, query.limit)
 
 
 @bp.get("/review-queue")
@@ -108,7 +135,7 @@ def review_queue() -> Response:
             rules=service_state().rules,
             as_of=default_as_of(service_state().settings),
         )
-    return _json({"items": items})
+    return _page("items", items, query.offset, query.limit)
 
 
 @bp.get("/patients/<patient_id>/card")

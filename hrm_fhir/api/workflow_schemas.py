@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from hrm_fhir.api.schemas import FHIR_ID, _load, _Strict, query_args
 from hrm_fhir.errors import WorkflowError
+from hrm_fhir.paging import API_LIMIT, API_MAX_LIMIT
 from hrm_fhir.workflow.model import (
     NON_ENGAGEMENT_DECISIONS,
     SIGN_OFF_DECISIONS,
@@ -53,12 +54,24 @@ def _decision(allowed: frozenset[Decision]) -> fields.Enum[Decision]:
     )
 
 
+def _offset() -> fields.Integer:
+    """Where a list's page starts (0-based)."""
+    return fields.Integer(validate=validate.Range(min=0), load_default=0)
+
+
+def _limit() -> fields.Integer:
+    """How many items a list's page holds."""
+    return fields.Integer(validate=validate.Range(min=1, max=API_MAX_LIMIT), load_default=API_LIMIT)
+
+
 @dataclass(frozen=True)
 class WorklistQuery:
     practice: str | None
     drug_group: str | None
     stage: Stage | None
     as_of: date | None
+    offset: int
+    limit: int
 
 
 class WorklistQuerySchema(_Strict):
@@ -66,6 +79,8 @@ class WorklistQuerySchema(_Strict):
     drug_group = fields.String(validate=validate.Length(min=1, max=64), load_default=None)
     stage = fields.Enum(Stage, by_value=True, load_default=None)
     as_of = fields.Date(load_default=None)
+    offset = _offset()
+    limit = _limit()
 
     @post_load
     def _query(self, data: dict[str, Any], **_: Any) -> WorklistQuery:
@@ -75,10 +90,14 @@ class WorklistQuerySchema(_Strict):
 @dataclass(frozen=True)
 class PracticeQuery:
     practice: str | None
+    offset: int
+    limit: int
 
 
 class PracticeQuerySchema(_Strict):
     practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    offset = _offset()
+    limit = _limit()
 
     @post_load
     def _query(self, data: dict[str, Any], **_: Any) -> PracticeQuery:

@@ -331,7 +331,9 @@ def build_monthly_report(
         if month.within(s.started_at)
     )
     return MonthlyReport(
-        cadence_gaps=cadence_gaps(sweeps, month),
+        cadence_gaps=cadence_gaps(
+            sweeps, month, min((local_day(s.started_at) for s in inputs.sweeps), default=None)
+        ),
         scope=scope,
         practices=tuple(practices),
         month=first,
@@ -352,12 +354,17 @@ def build_monthly_report(
     )
 
 
-def cadence_gaps(sweeps: Sequence[SweepRow], month: Month) -> tuple[str, ...]:
-    """Stretches of ``CADENCE_DAYS`` or more days of the month with no completed sweep."""
+def cadence_gaps(
+    sweeps: Sequence[SweepRow], month: Month, first_search: date | None = None
+) -> tuple[str, ...]:
+    """Stretches of ``CADENCE_DAYS`` or more days of the month with no completed sweep. When
+    the programme's first search (``first_search``) falls in the month, the days before it are
+    not counted: the programme had not started, so no search was missed."""
     days = [local_day(s.started_at) for s in sweeps]
     if not days:
         return (f"No search completed between {month.first} and {month.last}.",)
-    edges = [month.first - timedelta(days=1), *days, month.last + timedelta(days=1)]
+    start = max(month.first, first_search) if first_search is not None else month.first
+    edges = [start - timedelta(days=1), *days, month.last + timedelta(days=1)]
     return tuple(
         f"No search completed from {a + timedelta(days=1)} to {b - timedelta(days=1)} "
         f"({(b - a).days - 1} days)."

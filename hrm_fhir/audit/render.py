@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from hrm_fhir.audit.backlog import RATE_WEEKS
 from hrm_fhir.audit.charts import backlog_chart, groups_chart
 from hrm_fhir.audit.evidence_render import when
+from hrm_fhir.audit.figures import local_day
 from hrm_fhir.audit.model import (
     Figure,
     Forecast,
@@ -57,6 +58,8 @@ def html_context(report: MonthlyReport, *, compact_lists: bool = False) -> dict[
         "report": report,
         "compact_lists": compact_lists,
         "status": forecast_status(report.forecast),
+        "read_after_month": report.record_as_at is not None
+        and local_day(report.record_as_at) > report.period_end,
         "backlog_chart": backlog_chart(report.backlog),
         "groups_chart": groups_chart(report.groups),
         "rate_weeks": RATE_WEEKS,

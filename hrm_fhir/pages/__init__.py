@@ -5,7 +5,8 @@ queue and the GP's escalations, server-rendered with Jinja (hrm_fhir/templates/p
 ``bp`` is registered by ``create_app``; registering it configures the app's session (secret key,
 lifetime, cookie flags: ``Secure`` outside the sandbox), the sign-in throttle and CSRF protection.
 Without ``HRM_SECRET_KEY`` (outside tests) the pages
-refuse to run: every page answers 503 saying why, while the API and the scheduler carry on.
+refuse to run: every page answers 503 saying why and what to set (the stylesheet is still served),
+while the API and the scheduler carry on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ bp = Blueprint(
 )
 MIN_SECRET_KEY = 32
 """Characters: ``python -c 'import secrets; print(secrets.token_hex(32))'`` gives 64."""
+TO_TURN_ON = (
+    "To turn them on, set HRM_SECRET_KEY to a random value of at least 32 characters and restart "
+    "the service, for example: export HRM_SECRET_KEY=$(python3 -c 'import secrets; "
+    "print(secrets.token_hex(32))') (docs/pages.md, Session and secret key)."
+)
+"""What the administrator must do when the pages are off (the page and the log say it)."""
 DISABLED = "PAGES_DISABLED"
 """app.config key: why the pages refuse to run (None when they run)."""
 THROTTLE = "hrm-sign-in-throttle"
@@ -56,7 +63,9 @@ def configure(app: Flask) -> None:
             else f"HRM_SECRET_KEY is shorter than {MIN_SECRET_KEY} characters"
         )
         app.config[DISABLED] = reason
-        logger.warning("the pages are off: %s", reason, extra={"setting": "HRM_SECRET_KEY"})
+        logger.warning(
+            "the pages are off: %s. %s", reason, TO_TURN_ON, extra={"setting": "HRM_SECRET_KEY"}
+        )
     else:
         app.config[DISABLED] = None
         app.secret_key = key

@@ -4,16 +4,16 @@ what every template can use (the user, their permissions, rule sources)."""
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from hrm_fhir import display
 from hrm_fhir.app import service_state
 from hrm_fhir.errors import FHIRAuthError, FHIRCapabilityError, FHIRError, FHIRTemporaryError
-from hrm_fhir.pages import DISABLED, bp
+from hrm_fhir.pages import DISABLED, TO_TURN_ON, bp
 from hrm_fhir.pages.csrf import CSRFError, protect
 from hrm_fhir.pages.forms import state
 from hrm_fhir.pages.session import (
@@ -32,16 +32,16 @@ logger = logging.getLogger(__name__)
 
 @bp.before_request
 def before_page() -> ResponseReturnValue | None:
+    if request.endpoint == "pages.static":
+        return None  # the stylesheet holds no patient data: served even when the pages are off
     reason = current_app.config.get(DISABLED)
     if reason:
         return error_page(
             503,
             "The pages are switched off",
-            f"The service's pages cannot run: {reason}. Ask the service's administrator to set "
-            "it (see docs/pages.md). The API and the scheduled sweeps are not affected.",
+            f"The service's pages cannot run: {reason}. {TO_TURN_ON} The API and the scheduled "
+            "sweeps are not affected.",
         )
-    if request.endpoint == "pages.static":
-        return None
     redirected = load_user()
     if redirected is not None:
         return redirected
@@ -65,14 +65,27 @@ def no_store(response: Any) -> Any:
     return response
 
 
-@bp.app_template_filter("day")
-def day_filter(value: date | None) -> str:
-    """``27 Nov 2026``: unambiguous on any practice PC."""
-    return value.strftime("%d %b %Y").lstrip("0") if value else ""
-
+# What people read (hrm_fhir/display.py): one date style, human units, the age of a result.
+for _name, _filter in (
+    ("day", display.day),
+    ("age", display.age),
+    ("quantity", display.quantity),
+    ("unit", display.unit),
+    ("readable", display.readable),
+):
+    bp.add_app_template_filter(_filter, _name)
 
 # Only absolute http(s) URLs become links; a global, so imported macros see it too.
 bp.add_app_template_global(is_http_url, "http_url")
+
+
+@bp.app_template_global("page_url")
+def page_url(endpoint: str, number: int, param: str = "page") -> str:
+    """The list page ``endpoint`` at page ``number``, keeping the request's other arguments
+    (the worklist's filters)."""
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != param}
+    args[param] = number
+    return url_for(endpoint, **args)
 
 
 @bp.app_template_filter("nhs")

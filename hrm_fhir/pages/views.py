@@ -11,7 +11,9 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
+from hrm_fhir import paging
 from hrm_fhir.app import db_session, service_state
+from hrm_fhir.domain import Severity
 from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
 from hrm_fhir.pages import bp, forms
 from hrm_fhir.pages.context import actor, as_of, chase_interval_days, gateway, patient_details
@@ -27,6 +29,12 @@ from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import CONTACT_STAGES, TECHNICIAN_STAGES, ChaseStep, Stage
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+WORKLIST_PAGE = 25
+"""Patients a worklist page shows."""
+REVIEW_PAGE = 10
+"""Items a review queue or escalations page shows (each a panel with its trend and forms)."""
+TABLE_PAGE = 25
+"""Rows of a plain table (the escalations waiting for the GP, under the review queue)."""
 ALL_ROLES = CONTACT_ROLES | SIGN_OFF_ROLES | ACKNOWLEDGE_ROLES
 _REVIEW_KINDS = {
     "flag": "Out-of-range result",
@@ -116,7 +124,6 @@ def worklist() -> ResponseReturnValue:
     values, errors = _worklist_filters(request.args)
     day = as_of()
     entries: list[service.WorklistEntry] = []
-    details: dict[str, service.PatientDetails] = {}
     if not errors:
         entries = service.worklist(
             gateway(),
@@ -127,12 +134,13 @@ def worklist() -> ResponseReturnValue:
             stage=Stage(values["stage"]) if values["stage"] else None,
             chase_interval_days=chase_interval_days(),
         )
-        details = patient_details(e.patient for e in entries)
+    shown = paging.page(entries, request.args.get("page"), WORKLIST_PAGE)
     page = render_template(
         "pages/worklist.html",
         title="Worklist",
-        entries=entries,
-        details=details,
+        entries=shown,
+        chasing=sum(1 for e in entries if e.chase_due),
+        details=patient_details(e.patient for e in shown.items),
         filters=values,
         errors=errors,
         as_of=day,
@@ -209,13 +217,17 @@ def render_review(
 ) -> ResponseReturnValue:
     items = _queue()
     waiting = [i for i in items if i.kind != "gp-escalation"]
-    with_gp = [i for i in items if i.kind == "gp-escalation"]
+    shown = paging.page(waiting, request.args.get("page"), REVIEW_PAGE)
+    with_gp = paging.page(
+        [i for i in items if i.kind == "gp-escalation"], request.args.get("gp_page"), TABLE_PAGE
+    )
     page = render_template(
         "pages/review.html",
         title="Review queue",
-        items=waiting,
+        items=shown,
+        urgent=sum(1 for i in waiting if i.severity is Severity.URGENT),
         with_gp=with_gp,
-        details=patient_details(i.patient for i in items),
+        details=patient_details(i.patient for i in [*shown.items, *with_gp.items]),
         posted=posted,
         message=message,
         kinds=_REVIEW_KINDS,
@@ -235,12 +247,14 @@ def review() -> ResponseReturnValue:
 def render_escalations(
     *, posted: Posted | None = None, message: str = "", status: int = 200
 ) -> ResponseReturnValue:
-    items = [i for i in _queue() if i.kind == "gp-escalation"]
+    items = paging.page(
+        [i for i in _queue() if i.kind == "gp-escalation"], request.args.get("page"), REVIEW_PAGE
+    )
     page = render_template(
         "pages/escalations.html",
         title="GP escalations",
         items=items,
-        details=patient_details(i.patient for i in items),
+        details=patient_details(i.patient for i in items.items),
         posted=posted,
         message=message,
         as_of=as_of(),

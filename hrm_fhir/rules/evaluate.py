@@ -61,7 +61,19 @@ from hrm_fhir.rules.therapy import (
     daily_dose_mg,
 )
 
-__all__ = ["Assessment", "Engine", "Facts", "business_identifier"]
+__all__ = [
+    "RESULTS_NOT_SEEN",
+    "UNISSUED_ACTIVE",
+    "Assessment",
+    "Engine",
+    "Facts",
+    "business_identifier",
+]
+
+UNISSUED_ACTIVE = "active-not-issued"
+"""The check of the catalogue's "active but not issued" rule (``[unissued_active]``)."""
+RESULTS_NOT_SEEN = "results-not-seen"
+"""The check of the catalogue's monitored-elsewhere "no result has reached the practice" rule."""
 
 
 @dataclass(frozen=True)
@@ -587,7 +599,7 @@ def _results_not_seen(
             medication=therapy.latest.ref,
             matched_by=therapy.method,
             rule=pack.ref,
-            check="results-not-seen",
+            check=RESULTS_NOT_SEEN,
             reason=reason,
             source=catalogue.citations[check.citation].url,
             verified=check.verified and all(_tolerance(d).verified for d, _ in past),
@@ -997,7 +1009,7 @@ def _unissued(pack: RulePack, therapy: Therapy, facts: Facts) -> list[Finding]:
             facts,
             FindingKind.PRESCRIBING,
             stale[-1],
-            check="active-not-issued",
+            check=UNISSUED_ACTIVE,
             reason=reason,
             source=facts.catalogue.citations[rule.citation].url,
             verified=rule.verified,

@@ -24,6 +24,8 @@ RUN_DIR="$HERE/.run"
 PID_FILE="$RUN_DIR/hapi.pid"
 PORT_FILE="$RUN_DIR/hapi.port"
 LOG_FILE="$RUN_DIR/hapi.log"
+BUILD_LOG="$RUN_DIR/build.log"
+HEARTBEAT=15 # seconds between "still ..." lines while building or starting
 JAVA_OPTS_DEFAULT="-Xms256m -Xmx1536m -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError"
 JAVA_OPTS="${HRM_SANDBOX_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}"
 START_TIMEOUT="${HRM_SANDBOX_START_TIMEOUT:-300}"
@@ -32,6 +34,16 @@ say() { echo "hapi-sandbox: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 base_url() { echo "http://127.0.0.1:$1/fhir"; }
+
+m2_size() { # ", <Maven repository> holds N MB" (how far the first build's downloads have got)
+	local repo="$HOME/.m2/repository"
+	if [[ "${HRM_SANDBOX_MVN_OPTS:-}" =~ -Dmaven\.repo\.local=([^[:space:]]+) ]]; then
+		repo="${BASH_REMATCH[1]}"
+	fi
+	if [ -d "$repo" ]; then
+		echo ", $repo holds $(du -sm "$repo" 2>/dev/null | cut -f1) MB"
+	fi
+}
 
 needs_build() {
 	[ -f "$JAR" ] || return 0
@@ -55,15 +67,23 @@ cmd_build() {
 	command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ and Java 17 are needed)"
 	command -v java >/dev/null || die "java not found (Java 17 is needed)"
 	if needs_build; then
-		say "building $JAR (mvn package) ..."
+		say "building $JAR with Maven (the first build downloads about 230 MB into ~/.m2) ..."
 		local t0=$SECONDS
-		local rc
-		set +e
+		local rc=0
+		mkdir -p "$RUN_DIR"
 		# shellcheck disable=SC2086
-		mvn -q -B ${HRM_SANDBOX_MVN_OPTS:-} -f "$HERE/pom.xml" package -DskipTests 2>&1 |
-			sed -e 's/\x1b\[[0-9;]*m//g' | awk 'NF' >&2
-		rc=${PIPESTATUS[0]}
-		set -e
+		mvn -q -B ${HRM_SANDBOX_MVN_OPTS:-} -f "$HERE/pom.xml" package -DskipTests >"$BUILD_LOG" 2>&1 &
+		local mvn_pid=$!
+		local said=$SECONDS
+		while kill -0 "$mvn_pid" 2>/dev/null; do
+			sleep 1
+			if [ $((SECONDS - said)) -ge "$HEARTBEAT" ]; then
+				said=$SECONDS
+				say "still building: $((SECONDS - t0)) s$(m2_size)"
+			fi
+		done
+		wait "$mvn_pid" || rc=$?
+		sed -e 's/\x1b\[[0-9;]*m//g' "$BUILD_LOG" | awk 'NF' >&2
 		[ "$rc" -eq 0 ] || die "Maven build failed (exit $rc)"
 		[ -f "$JAR" ] || die "build finished but $JAR is missing"
 		touch "$JAR"
@@ -134,6 +154,7 @@ cmd_start() {
 	echo "$pid" >"$PID_FILE"
 	echo "$port" >"$PORT_FILE"
 
+	local said=$SECONDS
 	while true; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			rm -f "$PID_FILE" "$PORT_FILE"
@@ -143,6 +164,10 @@ cmd_start() {
 		fi
 		if [ "$(metadata_status "$port")" = 200 ]; then
 			break
+		fi
+		if [ $((SECONDS - said)) -ge "$HEARTBEAT" ]; then
+			said=$SECONDS
+			say "still starting: $((SECONDS - t0)) s (HAPI takes 20-30 s on a quiet machine, more on a busy one)"
 		fi
 		if [ $((SECONDS - t0)) -ge "$START_TIMEOUT" ]; then
 			say "FAILED: /fhir/metadata did not answer 200 within ${START_TIMEOUT} s; stopping pid $pid"

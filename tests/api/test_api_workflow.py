@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 
 from hrm_fhir.app import service_state
 from hrm_fhir.records import UserRecord, WorkflowEventRecord
+from hrm_fhir.workflow import service
 from tests.api.conftest import INTEGRATION, OPERATOR, READ
+from tests.pages.fakes import review_item, worklist_entry
 
 TASK = "/api/v1/tasks/hrm-abc"
 UNUSABLE_HASH = "!"
@@ -160,6 +162,38 @@ def test_lists_of_another_practice_are_a_403(client: FlaskClient, tech: dict[str
         ).status_code
         == 400
     )
+
+
+def test_the_lists_are_paged_with_their_total_and_links(
+    client: FlaskClient, tech: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = [worklist_entry(patient=f"Patient/p{n:03}") for n in range(150)]
+    monkeypatch.setattr(service, "worklist", lambda *args, **kwargs: entries)
+    monkeypatch.setattr(service, "review_queue", lambda *args, **kwargs: [review_item()] * 3)
+
+    first = client.get("/api/v1/worklist?drug_group=lithium", headers=tech).json
+    assert first is not None
+    assert [e["patient"] for e in first["entries"]] == [f"Patient/p{n:03}" for n in range(100)]
+    assert (first["total"], first["offset"], first["limit"]) == (150, 0, 100)
+    assert first["links"] == {
+        "self": "/api/v1/worklist?drug_group=lithium&offset=0&limit=100",
+        "next": "/api/v1/worklist?drug_group=lithium&offset=100&limit=100",
+        "prev": None,
+    }
+    second = client.get(first["links"]["next"], headers=tech).json
+    assert second is not None
+    assert [e["patient"] for e in second["entries"]] == [
+        f"Patient/p{n:03}" for n in range(100, 150)
+    ]
+    assert (second["links"]["next"], second["links"]["prev"]) == (
+        None,
+        "/api/v1/worklist?drug_group=lithium&offset=0&limit=100",
+    )
+    queue = client.get("/api/v1/review-queue?limit=2&offset=2", headers=tech).json
+    assert queue is not None
+    assert (len(queue["items"]), queue["total"], queue["links"]["next"]) == (1, 3, None)
+    for bad in ("limit=0", "limit=501", "offset=-1", "limit=ten"):
+        assert client.get(f"/api/v1/worklist?{bad}", headers=tech).status_code == 400
 
 
 SHARED = "/api/v1/patients/p-1/monitored-elsewhere"

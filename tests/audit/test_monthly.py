@@ -357,6 +357,16 @@ def test_a_month_on_the_weekly_cadence_has_no_gaps(small: MonthlyReport) -> None
     assert small.cadence_gaps == ()
 
 
+def test_the_days_before_the_programme_first_searched_are_not_a_missed_search() -> None:
+    started = tuple(s for s in SWEEPS if s.started_at.date() >= date(2027, 4, 19))
+    report = build_report(AuditInputs(MONTH, (), (), (), (), started), PRACTICE)
+    assert report.cadence_gaps == ()
+    stopped = tuple(s for s in started if s.started_at.date() <= date(2027, 4, 19))
+    assert build_report(AuditInputs(MONTH, (), (), (), (), stopped), PRACTICE).cadence_gaps == (
+        "No search completed from 2027-04-20 to 2027-04-30 (11 days).",
+    )
+
+
 def test_a_missed_weekly_search_is_reported() -> None:
     missed = [s for s in SWEEPS if s.started_at.date() != date(2027, 4, 12)]
     inputs = AuditInputs(MONTH, (), (), (), (), tuple(missed))

@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -128,6 +128,19 @@ def test_the_header_documents_the_schedules_audited_against(
         *report.rule_packs,
     ):
         assert text in html
+
+
+def test_a_record_read_after_the_month_says_what_the_month_end_position_leaves_out(
+    report: MonthlyReport, html: str
+) -> None:
+    assert report.record_as_at is not None
+    assert report.record_as_at.date() > date(2027, 4, 30)
+    assert (
+        "(read after the month: the month-end position leaves out results and prescriptions "
+        "dated after 2027-04-30)"
+    ) in html
+    within = replace(report, record_as_at=datetime(2027, 4, 30, 6, tzinfo=UTC))
+    assert "read after the month" not in render_html(within)
 
 
 def test_the_totals_row_and_key_figures_are_shown(report: MonthlyReport, html: str) -> None:

@@ -157,6 +157,18 @@ def test_transaction_is_not_retried_on_timeout(
     assert (len(mock.calls), sleeps) == (1, [])
 
 
+def test_a_transaction_its_caller_calls_idempotent_is_retried_on_a_5xx_like_a_put(
+    mock: responses.RequestsMock, gateway: FHIRGateway, sleeps: list[float]
+) -> None:
+    reply = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+    mock.post(BASE, status=503)
+    mock.post(BASE, json=reply)
+
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    assert gateway.transaction(bundle, idempotent=True) == reply
+    assert sleeps == [0.5]
+
+
 @pytest.mark.parametrize(
     ("status", "body", "text"),
     [

@@ -177,7 +177,7 @@ def test_the_evidence_pack_shows_task_history_contacts_sign_off_and_schedule(
     assert "by: Phil Pharmacist (phil), pharmacist, attester" in text.stdout
     assert f"<{SPS_MTX}>" in text.stdout
 
-    page = tmp_path / "evidence.html"
+    page = tmp_path / "reports" / "evidence.html"  # a folder that does not exist yet
     html = CliRunner().invoke(main, [*args, "--format", "html", "--out", str(page)])
     assert (html.exit_code, html.stdout) == (0, "")
     assert "Phil Pharmacist" in page.read_text()

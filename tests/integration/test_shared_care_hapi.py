@@ -292,7 +292,7 @@ def test_a_hospital_prescription_in_the_record_closes_the_routine_task(flow: Flo
 
     ref = f"Patient/{p.pid('lith')}"
     fetched = read_records(flow.gateway, [ref], FetchReport(), extra=arrangement_searches(rules()))
-    records, _ = _records(rules(), [orjson.dumps(fetched[ref])])
+    records, _, _ = _records(rules(), [orjson.dumps(fetched[ref])])
     [register] = (
         Engine.create(rules(), AS_OF + timedelta(days=1)).assess(records[PatientRef(ref)]).register
     )

@@ -91,9 +91,15 @@ def test_the_sweep_command_writes_then_finds_nothing_to_do(
     assert summary["created"] == summary["findings"] >= 4
     assert "(incremental)" in again.output
     assert (
-        f"created 0, repaired 0, updated 0, closed 0, unchanged {summary['created']},"
+        f"wrote: created 0, repaired 0, updated 0, closed 0, unchanged {summary['created']},"
         in again.output
     )
+    # then what the engine found, as evaluate --format summary prints it, urgent first
+    lines = again.output.splitlines()
+    urgent = next(i for i, line in enumerate(lines) if line.startswith("URGENT (same working day)"))
+    assert lines[urgent + 1].startswith(f"- Patient/{harness.practice.pid('lith')} [lithium] ")
+    assert any(line.startswith("DRUG GROUP") for line in lines[urgent:])
+    assert not [line for line in lines if line.startswith("- FAILED")]
 
 
 def test_written_resources_pass_hapi_validate(harness: Harness) -> None:

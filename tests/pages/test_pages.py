@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from hrm_fhir import users
 from hrm_fhir.app import create_app, db_session, service_state
+from hrm_fhir.domain import Severity
 from hrm_fhir.errors import (
     WorkflowConflictError,
     WorkflowError,
@@ -22,7 +23,15 @@ from hrm_fhir.users import disable_user
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role, Stage
 from tests.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of
-from tests.pages.fakes import AS_OF, MTX, FakeService, card, review_item, task_summary
+from tests.pages.fakes import (
+    AS_OF,
+    MTX,
+    FakeService,
+    card,
+    review_item,
+    task_summary,
+    worklist_entry,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +175,11 @@ def test_without_a_secret_key_the_pages_refuse_to_run_but_the_api_runs(
     response = client.get("/sign-in")
     assert response.status_code == 503
     assert "HRM_SECRET_KEY is not set" in response.text
+    assert "set HRM_SECRET_KEY to a random value of at least 32 characters" in response.text
+    assert "secrets.token_hex(32)" in response.text
     assert client.get("/health").status_code == 200
+    with client.get("/static/pages.css") as stylesheet:
+        assert (stylesheet.status_code, stylesheet.mimetype) == (200, "text/css")
 
 
 def test_a_short_secret_key_is_refused(make_app: AppFactory) -> None:
@@ -376,6 +389,76 @@ def test_the_review_queue_lists_urgent_items_with_trend_and_thresholds(
     assert "Continue with caveats" in html
 
 
+def test_the_pages_write_units_and_dates_as_people_read_them_and_the_age_of_a_result(
+    pinned: Flask, fake: FakeService
+) -> None:
+    inr = service.Trend(
+        "inr", "INR", [service.ResultPoint("Observation/o2", date(2025, 11, 7), 8.4, "{INR}")]
+    )
+    neutrophils = service.Trend(
+        "neutrophils",
+        "Neutrophil count",
+        [service.ResultPoint("Observation/o3", date(2026, 11, 13), 0.8, "10*9/L")],
+    )
+    fake.queue = [
+        review_item(
+            description="INR 8.4 {INR} on 2025-11-07 is at or above 8 {INR}: stop warfarin",
+            since=date(2025, 11, 7),
+            trend=[inr, neutrophils],
+            thresholds=[service.ThresholdInfo("inr", ">= 8 {INR}", Severity.URGENT, "stop")],
+        )
+    ]
+    fake.card = card(results=[inr, neutrophils])
+    client = pinned.test_client()
+    sign_in(client, "pharm")
+    for html in (client.get("/review").text, client.get("/patients/p-mtx").text):
+        assert "{INR}" not in html
+        assert "10*9/L" not in html
+        assert "0.8 ×10⁹/L" in html
+        assert '<td class="numeric">8.4</td>' in html
+        assert "<td>12 months ago</td>" in html
+        assert "<td>2 weeks ago</td>" in html
+    review = client.get("/review").text
+    assert "INR 8.4 on 7 Nov 2025 is at or above 8: stop warfarin" in review
+    assert "2025-11-07" not in review
+    assert "7 Nov 2025 (12 months ago)" in review
+    assert "<td>&gt;= 8</td>" in review
+
+
+def test_a_long_worklist_is_paged_and_its_links_keep_the_filters(
+    pinned: Flask, fake: FakeService
+) -> None:
+    fake.entries = [worklist_entry(chase_due=n % 2 == 0) for n in range(30)]
+    client = pinned.test_client()
+    sign_in(client, "tech")
+    first = client.get("/worklist?drug_group=methotrexate").text
+    assert "<strong>30</strong> patients on the list; <strong>15</strong> due a contact" in first
+    assert first.count('<tr class="row-overdue">') == 25
+    assert "Showing 1 to 25 of 30 patients: page 1 of 2." in first
+    assert 'href="/worklist?drug_group=methotrexate&amp;page=2" rel="next"' in first
+    second = client.get("/worklist?drug_group=methotrexate&page=2").text
+    assert second.count('<tr class="row-overdue">') == 5
+    assert "Showing 26 to 30 of 30 patients: page 2 of 2." in second
+    assert 'href="/worklist?drug_group=methotrexate&amp;page=1" rel="prev"' in second
+    assert 'rel="next"' not in second
+
+
+def test_the_review_queue_shows_ten_items_a_page_and_counts_all_of_them(
+    pinned: Flask, fake: FakeService
+) -> None:
+    fake.queue = [review_item(task_id=f"flag-{n:02}") for n in range(12)]
+    client = pinned.test_client()
+    sign_in(client, "pharm")
+    first = client.get("/review").text
+    assert "<strong>12</strong> items to review, <strong>12 urgent</strong>." in first
+    assert first.count('<article class="panel panel-urgent"') == 10
+    assert "Showing 1 to 10 of 12 items to review: page 1 of 2." in first
+    second = client.get("/review?page=2").text
+    assert second.count('<article class="panel panel-urgent"') == 2
+    assert 'id="item-flag-11"' in second
+    assert 'id="item-flag-00"' not in second
+
+
 # ------------------------------------------------------------------ form posts
 
 
@@ -538,9 +621,9 @@ def test_a_non_engagement_decision_and_an_acknowledgement(pinned: Flask, fake: F
         ),
         (WorkflowNotFoundError("no Task or Flag flag-1"), 404, "No Task or Flag flag-1."),
         (
-            WorkflowPermissionError("this patient is registered with another practice"),
+            WorkflowPermissionError("a technician may not sign off (allowed: admin, pharmacist)"),
             403,
-            "another practice",
+            "A technician may not sign off",
         ),
     ],
 )

@@ -303,6 +303,28 @@ def test_evaluate_summary_counts_the_register_and_the_unrecognised(tmp_path: Pat
     assert "1 medication entries not recognised" in result.stdout
 
 
+def test_the_summary_puts_urgent_findings_first_with_the_patient_and_explains_each_skip(
+    tmp_path: Path,
+) -> None:
+    chain = repeats(MTX, AS_OF - timedelta(days=500), AS_OF - timedelta(days=5), dosage="weekly")
+    low = observation(NEUT, 0.4, "10*9/L", AS_OF - timedelta(days=3))
+    odd = observation(NEUT, 1.2, "furlongs", AS_OF - timedelta(days=30), rid="odd")
+    _write_ndjson(tmp_path / "e.ndjson", [patient(), *chain, low, odd])
+    out = _run("evaluate", "--as-of", AS_OF.isoformat(), "--format", "summary", str(tmp_path))
+    lines = out.stdout.splitlines()
+    urgent = lines.index("URGENT (same working day): 1")
+    assert urgent < next(i for i, line in enumerate(lines) if line.startswith("DRUG GROUP"))
+    assert lines[urgent + 1].startswith(
+        "- Patient/p1 [methotrexate] Neutrophil count 0.4 ×10⁹/L on"
+    )
+    assert "10*9/L" not in out.stdout
+    assert lines[-1] == (
+        "- 1 x unit 'furlongs' for neutrophils cannot be read: not counted as the test done, "
+        "never compared with a threshold (an incomplete finding names it) (e.g. Observation/odd)"
+    )
+    assert lines[-2].startswith("SKIPPED: 1 resources or lines left out of the evaluation")
+
+
 def test_rules_show_prints_tolerances_and_rules_shared_care_the_codes() -> None:
     shown = _run("rules", "show", "lithium").stdout
     assert "severely overdue when a test has not been done on therapy for 3 months" in shown
