@@ -50,6 +50,8 @@ TRANSIENT_ISSUES = frozenset(
 )
 """IssueType ``transient`` and its children: a status answer that says "ask again later"."""
 _CHUNK = 1024 * 1024
+_FOLDERS = {"output": "", "error": "error/", "deleted": "deleted/"}
+"""Where each kind of file goes, under the export folder."""
 _TYPE = re.compile(r"[A-Z][A-Za-z]+")
 
 
@@ -422,23 +424,22 @@ class BulkExporter:
         result.requires_access_token = manifest.get("requiresAccessToken") is True
 
     def _download_all(self, manifest: dict[str, Any], result: ExportResult) -> None:
-        items = [
-            (kind, item)
-            for kind in ("output", "error", "deleted")
-            for item in _entries(manifest, kind)
-        ]
+        """Every output, error and deleted file, in that order, each into its list."""
+        lists = {"output": result.output, "error": result.errors, "deleted": result.deleted}
+        items = [(kind, item) for kind in lists for item in manifest.get(kind) or ()]
         taken: dict[str, int] = {}
         for index, (kind, item) in enumerate(items, start=1):
-            folder = {"output": "", "error": "error/", "deleted": "deleted/"}[kind]
-            taken[folder + item["type"]] = number = taken.get(folder + item["type"], 0) + 1
+            stem = f"{_FOLDERS[kind]}{item['type']}"
+            taken[stem] = taken.get(stem, 0) + 1
+            count = item.get("count")
             record = FileRecord(
-                item["type"], item["url"], f"{folder}{item['type']}-{number}.ndjson"
+                item["type"],
+                item["url"],
+                f"{stem}-{taken[stem]}.ndjson",
+                count=count if type(count) is int else None,
             )
-            record.count = item.get("count") if type(item.get("count")) is int else None
             self._download(record, result, index, len(items))
-            {"output": result.output, "error": result.errors, "deleted": result.deleted}[
-                kind
-            ].append(record)
+            lists[kind].append(record)
             if kind == "error":
                 result.issues.extend(_issues(result.folder / record.file, record.file))
 
@@ -569,11 +570,6 @@ def _manifest(response: requests.Response) -> dict[str, Any]:
         ):
             raise BulkExportError(f"export manifest: {kind} is not a list of type and url")
     return body
-
-
-def _entries(manifest: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = manifest.get(kind) or []
-    return items
 
 
 def _issue_codes(body: object) -> set[str]:
