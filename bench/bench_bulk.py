@@ -13,7 +13,8 @@ times:
 Before the first run, one unmeasured paged sweep writes every Task and Flag, so each measured
 sweep finds them on the server and writes nothing: the two sweeps then differ only in how they
 read. Each sweep's summary counts are compared (the same population must give the same plan).
-Then one **incremental** sweep of each kind with nothing changed, on the ledgers of the last run.
+Then one **incremental** sweep of each kind with nothing changed (once the load and the warm-up
+are older than the watermark overlap), each after a full sweep of its kind on a fresh ledger.
 Prints wall times, this process's CPU and the server's CPU, and the ratios bulk/paged and
 bulk/export (median wall over runs). Writes bench/out/bulk-results.json.
 
@@ -136,6 +137,7 @@ def main() -> None:
             print("writing every Task and Flag once (unmeasured paged sweep) ...", flush=True)
             line("warm-up", sweep(settings_for(base, args.seed, OUT / "bulk-warm.db"), rules, pid,
                                   full=True, bulk=False))  # fmt: skip
+        written = time.monotonic()  # nothing is written after this
         runs: list[dict[str, Any]] = []
         for index in range(1, args.runs + 1):
             print(f"run {index} of {args.runs}", flush=True)
@@ -148,6 +150,11 @@ def main() -> None:
                 line(f"{name} full sweep", run[name])
             runs.append(run)
         incremental: dict[str, Any] = {}
+        overlap = Settings().watermark_overlap_seconds
+        wait = overlap + 10 - (time.monotonic() - written)
+        if wait > 0 and not args.written:  # else "nothing changed" would see the load and warm-up
+            print(f"waiting {wait:.0f} s: the last write must be older than the overlap")
+            time.sleep(wait)
         for name, bulk in (("paged", False), ("bulk", True)):
             settings = settings_for(base, args.seed, OUT / f"bulk-{name}-incr.db")
             sweep(settings, rules, pid, full=True, bulk=bulk)
