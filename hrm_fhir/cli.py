@@ -7,15 +7,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import click
 import orjson
 
-from hrm_fhir.config import Settings, load_settings
+from hrm_fhir import clock
+from hrm_fhir.config import Settings, configured_zone, load_settings
 from hrm_fhir.errors import HRMError, InputError
 from hrm_fhir.loader import CHUNK_SIZE, WORKERS
 from hrm_fhir.offline import EvaluationRun, evaluate_paths
@@ -27,12 +27,7 @@ if TYPE_CHECKING:
     from hrm_fhir.adapters.bulk_export import ExportRequest, ExportResult
     from hrm_fhir.audit.model import MonthlyReport
 
-LONDON = ZoneInfo("Europe/London")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _today() -> date:
-    return datetime.now(LONDON).date()
 
 
 def _problem(where: str, what: str) -> None:
@@ -62,10 +57,14 @@ _FHIR_BASE = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """hrm-fhir: high-risk drug monitoring on FHIR R4."""
+    try:
+        clock.use_zone(configured_zone())
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
 
 
 @main.command()
-@_as_of_option("Evaluate as of this date (default: today, Europe/London).")
+@_as_of_option("Evaluate as of this date (default: today in HRM_TIMEZONE).")
 @click.option(
     "--format",
     "fmt",
@@ -86,7 +85,7 @@ def evaluate(
     as_of: datetime | None, fmt: str, window_days: int | None, paths: tuple[Path, ...]
 ) -> None:
     """Evaluate FHIR Bundles, NDJSON files or directories and print the findings."""
-    day = as_of.date() if as_of else _today()
+    day = as_of.date() if as_of else clock.today()
 
     try:
         run = evaluate_paths(paths, _rules(), day, window_days, _problem)
@@ -226,7 +225,7 @@ def init_db_command() -> None:
 
 @main.command()
 @_FHIR_BASE
-@_as_of_option("Evaluate as of this date (default: today, Europe/London).")
+@_as_of_option("Evaluate as of this date (default: today in HRM_TIMEZONE).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option(
     "--full",
@@ -268,7 +267,7 @@ def sweep(
     """Run one sweep against a FHIR server and print its summary."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.db import init_db, make_session_factory
-    from hrm_fhir.sweep import default_as_of, run_sweep
+    from hrm_fhir.sweep import run_sweep
 
     settings = _settings(fhir_base_url=fhir_base, practice=practice)
     engine = init_db(settings.database_url)
@@ -279,7 +278,7 @@ def sweep(
             make_session_factory(engine),
             gateway,
             _rules(),
-            as_of=as_of.date() if as_of else default_as_of(settings),
+            as_of=as_of.date() if as_of else clock.today(),
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
             bulk=bulk,
@@ -577,9 +576,10 @@ def serve(host: str, port: int, with_scheduler: bool) -> None:
     """Serve the HTTP API under waitress until Ctrl-C or SIGTERM, logging JSON lines."""
     import waitress  # type: ignore[import-untyped]
 
-    from hrm_fhir.app import create_app, service_state
+    from hrm_fhir.app import create_app
     from hrm_fhir.logs import configure_logging
     from hrm_fhir.scheduling import build_scheduler
+    from hrm_fhir.web.state import service_state
 
     configure_logging()
     app = create_app()
@@ -611,9 +611,10 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduled sweeps in the foreground until interrupted, logging JSON lines."""
-    from hrm_fhir.app import create_app, service_state
+    from hrm_fhir.app import create_app
     from hrm_fhir.logs import configure_logging
     from hrm_fhir.scheduling import run_scheduler
+    from hrm_fhir.web.state import service_state
 
     configure_logging()
     app = create_app()
@@ -825,7 +826,7 @@ def report() -> None:
     "--month",
     type=click.DateTime(formats=["%Y-%m"]),
     default=None,
-    help="YYYY-MM (default: last month, Europe/London).",
+    help="YYYY-MM (default: last month in HRM_TIMEZONE).",
 )
 @click.option("--practice", default=None, help="Organization id (default HRM_PRACTICE).")
 @click.option("--pcn", default=None, help="A PCN named in HRM_PCNS: its practices together.")
@@ -853,7 +854,7 @@ def report_monthly(
     if practice and pcn:
         raise click.UsageError("give --practice or --pcn, not both")
     settings = _settings(fhir_base_url=fhir_base)
-    first = month.date() if month else previous_month(_today())
+    first = month.date() if month else previous_month(clock.today())
     engine = init_db(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -900,16 +901,15 @@ def _post_measure_report(settings: Settings, result: MonthlyReport) -> None:
     show_default=True,
     help="csv: NHS number, name, phone, preferred contact, tests needed, due date.",
 )
-@_as_of_option("Overdue and chases as of this date (default: today, Europe/London).")
+@_as_of_option("Overdue and chases as of this date (default: today in HRM_TIMEZONE).")
 def worklist(fhir_base: str | None, practice: str | None, fmt: str, as_of: datetime | None) -> None:
     """Print the technician's worklist: one line per patient, most pressing first."""
     from hrm_fhir.adapters.fhir_gateway import FHIRGateway
     from hrm_fhir.db import init_db, make_session_factory
-    from hrm_fhir.sweep import default_as_of
     from hrm_fhir.workflow import export, service
 
     settings = _settings(fhir_base_url=fhir_base, practice=practice)
-    day = as_of.date() if as_of else default_as_of(settings)
+    day = as_of.date() if as_of else clock.today()
     engine = init_db(settings.database_url)
     gateway = FHIRGateway.from_settings(settings)
     try:
@@ -968,7 +968,6 @@ def evidence(
     from hrm_fhir.audit.evidence import build_pack
     from hrm_fhir.audit.evidence_render import render
     from hrm_fhir.db import init_db, make_session_factory
-    from hrm_fhir.sweep import default_as_of
 
     settings = _settings(fhir_base_url=fhir_base)
     engine = init_db(settings.database_url)
@@ -982,8 +981,8 @@ def evidence(
             pack = build_pack(
                 source,
                 _rules(),
-                as_of=as_of.date() if as_of else default_as_of(settings),
-                generated_at=datetime.now(LONDON),
+                as_of=as_of.date() if as_of else clock.today(),
+                generated_at=clock.local_now(),
             )
     except HRMError as exc:
         raise click.ClickException(f"the FHIR server request failed: {exc}") from exc

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hrm_fhir.clock import DEFAULT_ZONE, parse_zone
+
 _PRACTICE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
@@ -38,7 +40,8 @@ class Settings:
     due_window_days: int | None = None
     sweep_cron: str = "0 6 * * mon"
     reconcile_cron: str = "0 5 1 * *"
-    timezone: str = "Europe/London"
+    timezone: str = DEFAULT_ZONE
+    """The programme's calendar (today, due dates, months): an IANA zone name (``HRM_TIMEZONE``)."""
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """API key -> its grant, ``role`` or ``role:practice`` (``parse_grant``)."""
     watermark_overlap_seconds: int = 300
@@ -179,6 +182,7 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "HRM_TECHNICIAN_TESTS_PER_DAY": ("technician_tests_per_day", float),
     "HRM_TECHNICIAN_DAYS_PER_WEEK": ("technician_days_per_week", float),
     "HRM_REPORT_CRON": ("report_cron", str),
+    "HRM_TIMEZONE": ("timezone", lambda text: parse_zone(text).key),
     "HRM_REPORT_DIR": ("report_dir", str),
     "HRM_REPORT_POST": ("report_post", lambda text: _flag("HRM_REPORT_POST", text)),
 }
@@ -220,6 +224,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if env.get("HRM_PCNS"):
         values["pcns"] = _pcns(env["HRM_PCNS"])
     return Settings(**values)
+
+
+def configured_zone(environ: Mapping[str, str] | None = None) -> str:
+    """``HRM_TIMEZONE`` checked (ValueError when it names no zone), or the default; commands
+    that need no other setting read only this."""
+    env = os.environ if environ is None else environ
+    return parse_zone(env.get("HRM_TIMEZONE") or DEFAULT_ZONE).key
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:

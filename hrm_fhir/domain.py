@@ -113,7 +113,7 @@ class LabResult:
     patient: PatientRef
     analyte: str
     effective: date
-    """The Europe/London calendar date of the sample (due dates count from it)."""
+    """The local calendar date (``clock.py``) of the sample (due dates count from it)."""
     value: float | None
     unit: str | None
     """The analyte's canonical unit when ``normalised``, else the unit as recorded."""

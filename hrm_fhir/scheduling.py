@@ -3,7 +3,7 @@ monthly audit report.
 
 ``settings.sweep_cron`` (default ``0 6 * * mon``) runs the regular sweep, incremental once a
 watermark exists; ``settings.reconcile_cron`` (default ``0 5 1 * *``) re-reads everything. Both
-are crontab expressions in ``settings.timezone`` (Europe/London), with the day of week given by
+are crontab expressions in the service's time zone (``HRM_TIMEZONE``), with the day of week given by
 name: APScheduler 3 numbers weekdays from Monday=0, unlike cron, so digits there are refused.
 
 ``settings.report_cron`` (default ``0 7 1-3 * mon-fri``) wakes the report job on the first
@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -39,8 +39,8 @@ from apscheduler.schedulers.base import BaseScheduler  # type: ignore[import-unt
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from flask import Flask
 
+from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.app import SweepRequest, service_state
 from hrm_fhir.audit.measure_report import report_id
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.outputs import (
@@ -53,6 +53,7 @@ from hrm_fhir.audit.outputs import (
 from hrm_fhir.audit.service import all_scopes, monthly_report
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import HRMError
+from hrm_fhir.web.state import SweepRequest, service_state
 
 logger = logging.getLogger(__name__)
 REPORT_JOB = "monthly-report"
@@ -102,7 +103,7 @@ def run_monthly_reports(app: Flask, today: date | None = None) -> list[Path]:
     practice and PCN, written to files and (with ``report_post``) PUT to the FHIR server; on any
     other day nothing. A failed post is logged and leaves the files; returns the folders."""
     state = service_state(app)
-    today = today or datetime.now(ZoneInfo(state.settings.timezone)).date()
+    today = today or clock.today()
     if today != first_working_day(today):
         logger.info("monthly report skipped: not the first working day", extra={"day": str(today)})
         return []
@@ -141,7 +142,7 @@ def build_scheduler(
 ) -> BaseScheduler:
     """A scheduler holding the app's sweep jobs, not yet started."""
     settings = service_state(app).settings
-    zone = ZoneInfo(settings.timezone)
+    zone = clock.zone()
     scheduler = scheduler_cls(timezone=zone)
     for job in scheduled_sweeps(settings):
         scheduler.add_job(

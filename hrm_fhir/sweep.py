@@ -68,7 +68,9 @@ from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.summary import render_summary
 from hrm_fhir.sweep_source import export_records, in_scope
 from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
-from hrm_fhir.workflow.service import TaskSummary, exhausted_chases, route_exhausted_chases
+from hrm_fhir.workflow.actions import route_exhausted_chases
+from hrm_fhir.workflow.queries import exhausted_chases
+from hrm_fhir.workflow.views import TaskSummary
 
 LOCK_TTL_SECONDS = 15 * 60
 log = logging.getLogger(__name__)
@@ -619,10 +621,3 @@ def render_sweep(session: Session, summary: SweepSummary) -> str:
     if summary.evaluation is not None:
         lines += ["", render_summary(summary.evaluation, heading=False)]
     return "\n".join(lines)
-
-
-def default_as_of(settings: Settings) -> date:
-    """Today in the service's time zone."""
-    from zoneinfo import ZoneInfo
-
-    return datetime.now(ZoneInfo(settings.timezone)).date()

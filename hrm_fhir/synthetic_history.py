@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy.orm import Session
 
+from hrm_fhir import clock
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import Finding, FindingKind, PatientRecord, PatientRef, Severity
@@ -36,7 +36,6 @@ from hrm_fhir.tasks.build import is_flag
 from hrm_fhir.tasks.emit import PatientContext, close_reason
 
 Resource = Mapping[str, Any]
-LONDON = ZoneInfo("Europe/London")
 TECHNICIAN = ("sim-technician", "technician")
 PHARMACIST = ("sim-pharmacist", "pharmacist")
 GP = ("sim-gp", "gp")
@@ -110,7 +109,7 @@ def monday_mornings(start: date, end: date) -> list[datetime]:
     monday = start + timedelta(days=(7 - start.weekday()) % 7)
     out = []
     while monday <= end:
-        out.append(datetime.combine(monday, time(6), LONDON).astimezone(UTC))
+        out.append(clock.start_of(monday, time(6)).astimezone(UTC))
         monday += timedelta(weeks=1)
     return out
 
@@ -133,7 +132,7 @@ def write_history(
     for resource in [*shared.values(), *(r for rs in by_patient.values() for r in rs)]:
         builder.add("synthetic", dict(resource))
     monitored = {k: r for k, r in builder.finish().items() if r.prescriptions}
-    horizon = datetime.combine(end + timedelta(days=1), time(), LONDON).astimezone(UTC)
+    horizon = clock.start_of(end + timedelta(days=1)).astimezone(UTC)
     ledger = _Ledger(
         session,
         {k: r.patient.practice if r.patient else None for k, r in monitored.items()},
@@ -194,7 +193,7 @@ def _sweep_record(session: Session, moment: datetime, *, first: bool) -> SweepRe
         dry_run=False,
         fhir_base="synthetic",
         scope="all",
-        as_of=moment.astimezone(LONDON).date(),
+        as_of=clock.local_date(moment),
     )
     session.add(sweep)
     session.flush()
@@ -209,7 +208,7 @@ def _sweep(
     moment: datetime,
 ) -> tuple[list[tuple[FindingRecord, Finding]], list[FindingRecord]]:
     """Open what the engine finds today, close what no longer holds; returns both."""
-    engine = Engine.create(rules, moment.astimezone(LONDON).date())
+    engine = Engine.create(rules, clock.local_date(moment))
     found = {f.identifier: f for record in monitored.values() for f in engine.evaluate(record)}
     opened = []
     for identifier in sorted(found):
@@ -334,8 +333,8 @@ def _review(
     if rng.random() >= (0.9 if urgent else 0.75):
         return
     at = _hours_after(rng, moment, 2, 30) if urgent else _hours_after(rng, moment, 12, 120)
-    observed = finding.observed_on or moment.astimezone(LONDON).date()
-    result_at = datetime.combine(observed, time(9, 30), LONDON).astimezone(UTC)
+    observed = finding.observed_on or clock.local_date(moment)
+    result_at = clock.start_of(observed, time(9, 30)).astimezone(UTC)
     hours = round((at - result_at).total_seconds() / 3600, 1)
     detail: dict[str, object] = {
         "flags": [row.resource_id] if row.resource_type is ResourceType.FLAG else [],

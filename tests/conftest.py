@@ -27,6 +27,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, settings
 
+from hrm_fhir import clock
 from tests.databases import PostgresServer, PostgresUnavailableError, throwaway_cluster
 
 settings.register_profile("dev", max_examples=40, deadline=None, derandomize=True)
@@ -41,6 +42,14 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "sandbox" / "hapi" / "run.sh"
+
+
+@pytest.fixture(autouse=True)
+def _default_zone() -> Iterator[None]:
+    """Every test starts and ends in the default zone (``clock.use_zone`` is process-wide)."""
+    clock.use_zone(clock.DEFAULT_ZONE)
+    yield
+    clock.use_zone(clock.DEFAULT_ZONE)
 
 
 def _reachable(base: str) -> bool:

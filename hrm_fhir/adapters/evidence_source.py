@@ -12,7 +12,7 @@ from hrm_fhir.adapters.fhir_gateway import FHIRGateway, Resource
 from hrm_fhir.audit.evidence import EvidenceSource
 from hrm_fhir.fetch import OURS_TAG, FetchReport, read_records
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
-from hrm_fhir.workflow.service import referring
+from hrm_fhir.workflow.reads import referring
 
 
 def read_evidence(gateway: FHIRGateway, session: Session, patient: str) -> EvidenceSource | None:

@@ -2,7 +2,8 @@
 
 Each resource either becomes a domain object, is ignored because it is out of scope (an
 unmonitored analyte, a product no rule uses), or is skipped with a reason a person can act on.
-Dates are read as Europe/London calendar dates; a partial date takes its first day.
+Dates are read as calendar dates in the service's time zone (``clock.py``); a partial date takes
+its first day.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 
+from hrm_fhir import clock
 from hrm_fhir.adapters.arrangements import ArrangementReader
 from hrm_fhir.adapters.dosage import parse_dosage
 from hrm_fhir.domain import (
@@ -35,7 +36,6 @@ from hrm_fhir.rules.strength import Strength, first_strength, single_strength
 from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.rules.units import UnitTable
 
-LONDON = ZoneInfo("Europe/London")
 RESULT_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 """Observation statuses whose values are read (``preliminary`` only for thresholds)."""
 _NO_RESULT = {
@@ -111,14 +111,14 @@ class MappingError(ValueError):
 
 
 def parse_date(value: Any) -> date | None:
-    """A FHIR date/dateTime/instant as a Europe/London calendar date; None if absent or bad."""
+    """A FHIR date/dateTime/instant as a local calendar date; None if absent or bad."""
     moment = parse_moment(value)
     return None if moment is None else moment[0]
 
 
 def parse_moment(value: Any) -> Moment | None:
-    """A FHIR date/dateTime/instant in Europe/London: its date, its time of day when it has
-    one, and its instant; None if absent or bad. A time without a zone is London time."""
+    """A FHIR date/dateTime/instant in the service's time zone: its date, its time of day when
+    it has one, and its instant; None if absent or bad. A time without a zone is local time."""
     if not isinstance(value, str) or len(value) < 4:
         return None
     try:
@@ -131,7 +131,8 @@ def parse_moment(value: Any) -> Moment | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    moment = moment.replace(tzinfo=LONDON) if moment.tzinfo is None else moment.astimezone(LONDON)
+    local = clock.zone()
+    moment = moment.replace(tzinfo=local) if moment.tzinfo is None else moment.astimezone(local)
     seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
     return moment.date(), seconds, int(moment.timestamp())
 

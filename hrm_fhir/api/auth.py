@@ -27,10 +27,11 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
 
 from hrm_fhir.api.workflow_schemas import ACTING_USER
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.config import KeyGrant, parse_grant
 from hrm_fhir.credentials import user_for_token
 from hrm_fhir.users import User, get_user
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow.model import Actor, Role
 
 HEADER = "X-API-Key"

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from hrm_fhir.adapters import store
 from hrm_fhir.api.auth import scoped_practice
 from hrm_fhir.api.schemas import FindingRecordSchema, load_finding_query
-from hrm_fhir.app import db_session
+from hrm_fhir.web.db import db_session
 
 bp = Blueprint("findings", __name__, url_prefix="/findings")
 

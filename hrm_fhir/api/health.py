@@ -10,8 +10,9 @@ from sqlalchemy import text
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.api.schemas import ReadinessSchema
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.errors import FHIRError
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 
 READY_TIMEOUT_SECONDS = 3.0
 """How long the readiness probe waits for the FHIR server's CapabilityStatement."""

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
+from hrm_fhir import clock
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.evidence_source import read_evidence
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
@@ -22,7 +23,6 @@ from hrm_fhir.api.schemas import (
     load_monitoring_query,
     load_patient_ref,
 )
-from hrm_fhir.app import ServiceState, db_session, service_state
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json
 from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
@@ -30,8 +30,9 @@ from hrm_fhir.fetch import FetchReport, read_records, record_searches
 from hrm_fhir.records import FindingRecord
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
-from hrm_fhir.sweep import default_as_of
-from hrm_fhir.workflow.service import NO_PATIENT, general_practitioners_of
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import ServiceState, service_state
+from hrm_fhir.workflow.fields import NO_PATIENT, general_practitioners_of
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -51,7 +52,7 @@ def evaluate_patient(
 ) -> Monitoring:
     """Read the patient's record from the FHIR server and evaluate it on ``as_of`` (default
     today); NotFound when the server has no such Patient."""
-    day = as_of or default_as_of(state.settings)
+    day = as_of or clock.today()
     gateway = FHIRGateway.from_settings(state.settings)
     try:
         resources = read_records(
@@ -106,7 +107,7 @@ def evidence(patient_id: str) -> Response:
     pack = build_pack(
         source,
         state.rules,
-        as_of=query.as_of or default_as_of(state.settings),
+        as_of=query.as_of or clock.today(),
         generated_at=datetime.now(UTC),
     )
     if query.format == "html":

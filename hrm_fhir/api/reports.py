@@ -7,14 +7,15 @@ import orjson
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import Forbidden, NotFound
 
+from hrm_fhir import clock
 from hrm_fhir.api.auth import caller, scoped_practice
 from hrm_fhir.api.schemas import load_report_query
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.audit.measure_report import measure_report
 from hrm_fhir.audit.outputs import previous_month
 from hrm_fhir.audit.render import render_html, report_to_json
 from hrm_fhir.audit.service import ReportScopeError, monthly_report, resolve_scope
-from hrm_fhir.sweep import default_as_of
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -37,7 +38,7 @@ def monthly() -> Response:
         )
     except ReportScopeError as exc:
         raise NotFound(str(exc)) from exc
-    month = query.month or previous_month(default_as_of(state.settings))
+    month = query.month or previous_month(clock.today())
     report = monthly_report(session, state.rules, state.settings, month, scope)
     if query.format == "html":
         return Response(render_html(report), mimetype="text/html")

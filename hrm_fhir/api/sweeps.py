@@ -18,8 +18,9 @@ from hrm_fhir.api.schemas import (
     load_sweep_list_query,
     load_sweep_request,
 )
-from hrm_fhir.app import SweepLauncher, SweepRequest, db_session, service_state
 from hrm_fhir.sweep import SweepBusyError
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import SweepLauncher, SweepRequest, service_state
 
 bp = Blueprint("sweeps", __name__, url_prefix="/sweeps")
 

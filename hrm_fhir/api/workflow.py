@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, request, url_for
 
-from hrm_fhir import paging
+from hrm_fhir import clock, paging
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.api.auth import acting_user, scoped_practice
 from hrm_fhir.api.schemas import load_monitoring_query, load_patient_ref
@@ -42,8 +42,8 @@ from hrm_fhir.api.workflow_schemas import (
     load_practice_query,
     load_worklist_query,
 )
-from hrm_fhir.app import db_session, service_state
-from hrm_fhir.sweep import default_as_of
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor
 
@@ -113,7 +113,7 @@ def worklist() -> Response:
         entries = service.worklist(
             gateway,
             db_session(),
-            as_of=query.as_of or default_as_of(settings),
+            as_of=query.as_of or clock.today(),
             practice=scoped_practice(query.practice),
             drug_group=query.drug_group,
             stage=query.stage,
@@ -133,7 +133,7 @@ def review_queue() -> Response:
             db_session(),
             practice=scoped_practice(query.practice),
             rules=service_state().rules,
-            as_of=default_as_of(service_state().settings),
+            as_of=clock.today(),
         )
     return _page("items", items, query.offset, query.limit)
 
@@ -149,7 +149,7 @@ def patient_card(patient_id: str) -> Response:
             gateway,
             db_session(),
             patient,
-            as_of=query.as_of or default_as_of(settings),
+            as_of=query.as_of or clock.today(),
             actor=actor,
             chase_interval_days=settings.chase_interval_days,
             rules=service_state().rules,
@@ -161,7 +161,7 @@ def patient_card(patient_id: str) -> Response:
 def contacts(task_id: str) -> Response:
     actor = acting_user()
     body = load_body(ContactSchema(), request.get_json(), Contact)
-    return _act(service.record_contact, actor, task_id, body)
+    return _act(service.record_contact, actor, task_id, body, rules=service_state().rules)
 
 
 @bp.post("/tasks/<task_id>/bookings")

@@ -11,10 +11,13 @@ from typing import Any, TypeVar
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 from werkzeug.datastructures import MultiDict
 
-from hrm_fhir.api.schemas import FHIR_ID, _load, _Strict, query_args
+from hrm_fhir.api.schemas import FHIR_ID, _as_of, _load, _Strict, described, query_args
 from hrm_fhir.errors import WorkflowError
 from hrm_fhir.paging import API_LIMIT, API_MAX_LIMIT
 from hrm_fhir.workflow.model import (
+    MAX_DOSE,
+    MAX_NOTE,
+    MAX_TEAM,
     NON_ENGAGEMENT_DECISIONS,
     SIGN_OFF_DECISIONS,
     ContactOutcome,
@@ -27,17 +30,13 @@ from hrm_fhir.workflow.model import (
 T = TypeVar("T")
 ACTING_USER = "X-Acting-User"
 """The header naming the user an API request acts for."""
-MAX_NOTE = 2000
-MAX_DOSE = 200
-MAX_TEAM = 200
-"""The longest name of the organisation or team that monitors."""
 
 
 def _version() -> fields.String:
     return fields.String(
         required=True,
         validate=validate.Regexp(FHIR_ID + r"\Z", error="A FHIR versionId such as 3."),
-        metadata={"description": "The Task's meta.versionId as it was loaded."},
+        metadata=described("The Task's meta.versionId as it was loaded; a stale one is a 409."),
     )
 
 
@@ -55,13 +54,27 @@ def _decision(allowed: frozenset[Decision]) -> fields.Enum[Decision]:
 
 
 def _offset() -> fields.Integer:
-    """Where a list's page starts (0-based)."""
-    return fields.Integer(validate=validate.Range(min=0), load_default=0)
+    return fields.Integer(
+        validate=validate.Range(min=0),
+        load_default=0,
+        metadata=described("Where the page starts (default 0)."),
+    )
 
 
 def _limit() -> fields.Integer:
-    """How many items a list's page holds."""
-    return fields.Integer(validate=validate.Range(min=1, max=API_MAX_LIMIT), load_default=API_LIMIT)
+    return fields.Integer(
+        validate=validate.Range(min=1, max=API_MAX_LIMIT),
+        load_default=API_LIMIT,
+        metadata=described(f"Items on the page (default {API_LIMIT}, at most {API_MAX_LIMIT})."),
+    )
+
+
+def _practice() -> fields.String:
+    return fields.String(
+        validate=validate.Length(min=1, max=128),
+        load_default=None,
+        metadata=described("Organization id or reference (default: the user's)."),
+    )
 
 
 @dataclass(frozen=True)
@@ -75,10 +88,19 @@ class WorklistQuery:
 
 
 class WorklistQuerySchema(_Strict):
-    practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
-    drug_group = fields.String(validate=validate.Length(min=1, max=64), load_default=None)
-    stage = fields.Enum(Stage, by_value=True, load_default=None)
-    as_of = fields.Date(load_default=None)
+    practice = _practice()
+    drug_group = fields.String(
+        validate=validate.Length(min=1, max=64),
+        load_default=None,
+        metadata=described("E.g. methotrexate, lithium."),
+    )
+    stage = fields.Enum(
+        Stage,
+        by_value=True,
+        load_default=None,
+        metadata=described("One stage (default: the technician's stages)."),
+    )
+    as_of = _as_of()
     offset = _offset()
     limit = _limit()
 
@@ -95,7 +117,7 @@ class PracticeQuery:
 
 
 class PracticeQuerySchema(_Strict):
-    practice = fields.String(validate=validate.Length(min=1, max=128), load_default=None)
+    practice = _practice()
     offset = _offset()
     limit = _limit()
 
@@ -168,8 +190,15 @@ class SignOffSchema(_Strict):
     version = _version()
     decision = _decision(SIGN_OFF_DECISIONS)
     note = _note()
-    new_dose = fields.String(validate=validate.Length(max=MAX_DOSE), load_default="")
-    repeat_on = fields.Date(load_default=None)
+    new_dose = fields.String(
+        validate=validate.Length(max=MAX_DOSE),
+        load_default="",
+        metadata=described("Required with dose-adjusted, refused otherwise."),
+    )
+    repeat_on = fields.Date(
+        load_default=None,
+        metadata=described("Required with repeat-test-booked, refused otherwise."),
+    )
 
     @validates_schema
     def _details(self, data: dict[str, Any], **_: Any) -> None:
@@ -225,13 +254,17 @@ def _optional_version() -> fields.String:
         validate=validate.Regexp(FHIR_ID + r"\Z", error="A FHIR versionId such as 3."),
         metadata={
             "description": "The arrangement Task's meta.versionId as loaded; null or absent "
-            "for a first decision about this patient and drug group."
+            "for a first decision about this patient and drug group (a 409 if one exists)."
         },
     )
 
 
 def _drug_group() -> fields.String:
-    return fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]{1,64}\Z"))
+    return fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[a-z0-9-]{1,64}\Z"),
+        metadata=described("A rule pack's drug group."),
+    )
 
 
 @dataclass(frozen=True)
@@ -245,8 +278,15 @@ class MonitoredElsewhere:
 
 class MonitoredElsewhereSchema(_Strict):
     drug_group = _drug_group()
-    monitored_by = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEAM))
-    review_on = fields.Date(required=True)
+    monitored_by = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_TEAM),
+        metadata=described("The organisation or team that monitors."),
+    )
+    review_on = fields.Date(
+        required=True,
+        metadata=described("After today and within a year: the pharmacist reviews then."),
+    )
     version = _optional_version()
     note = _note()
 

@@ -13,7 +13,7 @@ them), with no clock and no I/O. The sections, in order:
    events and the findings ledger.
 
 ``as_of`` picks the rule packs and therapies, and cuts the record off at the end of that day in
-Europe/London: later results, versions, contacts and decisions are left out, and a finding
+the service's time zone: later results, versions, contacts and decisions are left out, and a finding
 closed later is shown open. The patient's name, NHS number and birth date are read from the
 Patient resource into the pack only; they are never stored in the ledger nor logged.
 """
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 
+from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.domain import (
     MatchMethod,
@@ -44,17 +44,12 @@ from hrm_fhir.rules.model import Catalogue, RulePack
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.terminology import BUSINESS_STATUS, USER_ROLE, WORKFLOW_ACTION
+from hrm_fhir.workflow.fields import contact_details, contact_item, version_of
 from hrm_fhir.workflow.model import Stage, stage_of
-from hrm_fhir.workflow.service import (
-    HistoryItem,
-    contact_details,
-    contact_item,
-    provenance_targets,
-    resource_item,
-    version_of,
-)
+from hrm_fhir.workflow.queries import resource_item
+from hrm_fhir.workflow.transaction import provenance_targets
+from hrm_fhir.workflow.views import HistoryItem
 
-LONDON = ZoneInfo("Europe/London")
 Resource = dict[str, Any]
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
@@ -246,7 +241,7 @@ def build_pack(
     generated_at: datetime,
 ) -> EvidencePack:
     """The evidence pack from what was read (see the module docstring for the cut-off)."""
-    cutoff = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=LONDON)
+    cutoff = clock.start_of(as_of + timedelta(days=1))
     builder = RecordBuilder(rules.catalogue, rules.medicines())
     for resource in source.record:
         builder.add("server", resource)

@@ -1,8 +1,8 @@
 """The evidence pack as people and tools read it: plain text, JSON or printable HTML.
 
 Every format has the sections in the same order (see ``evidence.py``). Times are shown in
-Europe/London with the zone; JSON keeps the pack's field order and sorts the keys of the ledger's
-free-form ``detail`` objects, so the same pack always gives the same bytes.
+the service's time zone, named; JSON keeps the pack's field order and sorts the keys of the
+ledger's free-form ``detail`` objects, so the same pack always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import date, datetime
 import orjson
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from hrm_fhir import clock
 from hrm_fhir.audit.evidence import (
-    LONDON,
     Attestation,
     EvidencePack,
     LedgerEvent,
@@ -26,7 +26,7 @@ from hrm_fhir.audit.evidence import (
     WrittenResource,
 )
 from hrm_fhir.untrusted import is_http_url
-from hrm_fhir.workflow.service import HistoryItem
+from hrm_fhir.workflow.views import HistoryItem
 
 NOT_SIGNED_OFF = "NOT CLINICALLY SIGNED OFF"
 UNVERIFIED = "[UNVERIFIED]"
@@ -62,8 +62,8 @@ def _environment() -> Environment:
 
 
 def when(moment: datetime | None) -> str:
-    """``2026-11-27 10:00 GMT``: an instant in Europe/London, with the zone."""
-    return moment.astimezone(LONDON).strftime("%Y-%m-%d %H:%M %Z") if moment else "unknown"
+    """``2026-11-27 10:00 GMT``: an instant in the service's time zone, with the zone."""
+    return moment.astimezone(clock.zone()).strftime("%Y-%m-%d %H:%M %Z") if moment else "unknown"
 
 
 def day(value: date | None) -> str:
@@ -111,7 +111,7 @@ def _header(pack: EvidencePack) -> str:
             f"Reference:   {who.reference}",
             f"Practice:    {who.practice or 'not recorded'}",
             f"As of:       {pack.as_of.isoformat()} (records to the end of that day, "
-            "Europe/London)",
+            f"{clock.zone().key})",
             f"Generated:   {when(pack.generated_at)}",
             "Contains patient-identifiable information: keep and share it as the practice's "
             "information governance requires.",

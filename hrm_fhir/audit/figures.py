@@ -5,22 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from statistics import median
-from zoneinfo import ZoneInfo
 
+from hrm_fhir import clock
 from hrm_fhir.audit.model import Figure, ListRow, PatientList
 from hrm_fhir.rules.durations import add_months
-
-LONDON = ZoneInfo("Europe/London")
 
 
 def month_bounds(month: date) -> tuple[date, date, datetime, datetime]:
     """First and last local day, and the UTC instants the month starts and the next one does."""
     first = month.replace(day=1)
     following = add_months(first, 1)
-    start = datetime.combine(first, time(), LONDON).astimezone(UTC)
-    end = datetime.combine(following, time(), LONDON).astimezone(UTC)
+    start = clock.start_of(first).astimezone(UTC)
+    end = clock.start_of(following).astimezone(UTC)
     return first, following - timedelta(days=1), start, end
 
 
@@ -30,7 +28,7 @@ def practice_id(reference: str | None) -> str | None:
 
 
 def local_day(moment: datetime) -> date:
-    return moment.astimezone(LONDON).date()
+    return clock.local_date(moment)
 
 
 @dataclass

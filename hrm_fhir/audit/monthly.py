@@ -1,6 +1,6 @@
 """The monthly audit summary, computed from the audit inputs (pure).
 
-Month boundaries are local (Europe/London) days; ledger instants are compared with the local
+Month boundaries are local days (``clock.py``); ledger instants are compared with the local
 start of the month and of the next month. Nothing after the month's end is read, so a past month
 reproduces exactly from the same inputs. See docs/audit.md for every definition.
 """

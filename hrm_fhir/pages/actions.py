@@ -17,18 +17,20 @@ from collections.abc import Callable
 from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.errors import (
     WorkflowConflictError,
     WorkflowError,
     WorkflowNotFoundError,
     WorkflowPermissionError,
 )
-from hrm_fhir.pages import bp, forms
+from hrm_fhir.pages import forms
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.context import actor, as_of, chase_interval_days, gateway
 from hrm_fhir.pages.forms import Posted
 from hrm_fhir.pages.session import ACKNOWLEDGE_ROLES, CONTACT_ROLES, SIGN_OFF_ROLES, requires
 from hrm_fhir.pages.views import check_id, render_card, render_escalations, render_review
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ def contact(task_id: str) -> ResponseReturnValue:
             medium=medium,
             outcome=outcome,
             note=posted.values["note"],
+            rules=service_state().rules,
         ),
         f"Contact attempt recorded: {medium.label}, {outcome.label}.",
         _card_url(),

@@ -8,13 +8,14 @@ from datetime import date
 
 from flask import current_app, g
 
+from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.app import service_state
-from hrm_fhir.pages import bp
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.session import current_user
-from hrm_fhir.sweep import default_as_of
+from hrm_fhir.web.state import service_state
+from hrm_fhir.workflow.fields import contact_details
 from hrm_fhir.workflow.model import Actor, Role
-from hrm_fhir.workflow.service import PatientDetails, contact_details
+from hrm_fhir.workflow.views import PatientDetails
 
 PATIENTS_PER_SEARCH = 50
 UNKNOWN = PatientDetails(name="", nhs_number="", phone="", preferred_contact="")
@@ -48,7 +49,7 @@ def actor() -> Actor:
 def as_of() -> date:
     """Today in the service's time zone (tests pin it with ``PAGES_AS_OF``)."""
     pinned = current_app.config.get("PAGES_AS_OF")
-    return pinned if isinstance(pinned, date) else default_as_of(service_state().settings)
+    return pinned if isinstance(pinned, date) else clock.today()
 
 
 def chase_interval_days() -> int:

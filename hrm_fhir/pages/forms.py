@@ -15,6 +15,9 @@ from typing import TypeVar
 
 from hrm_fhir.errors import WorkflowError
 from hrm_fhir.workflow.model import (
+    MAX_DOSE,
+    MAX_NOTE,
+    MAX_TEAM,
     NON_ENGAGEMENT_DECISIONS,
     SIGN_OFF_DECISIONS,
     ContactOutcome,
@@ -24,9 +27,6 @@ from hrm_fhir.workflow.model import (
     check_sign_off,
 )
 
-MAX_NOTE = 2000
-MAX_DOSE = 200
-MAX_TEAM = 200
 E = TypeVar("E", bound=StrEnum)
 
 MEDIA: list[tuple[str, str]] = [(m.value, m.label[0].upper() + m.label[1:]) for m in Medium]

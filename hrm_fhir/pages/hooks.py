@@ -11,9 +11,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from hrm_fhir import display
-from hrm_fhir.app import service_state
 from hrm_fhir.errors import FHIRAuthError, FHIRCapabilityError, FHIRError, FHIRTemporaryError
-from hrm_fhir.pages import DISABLED, TO_TURN_ON, bp
+from hrm_fhir.pages.blueprint import DISABLED, TO_TURN_ON, bp
 from hrm_fhir.pages.csrf import CSRFError, protect
 from hrm_fhir.pages.forms import state
 from hrm_fhir.pages.session import (
@@ -26,6 +25,7 @@ from hrm_fhir.pages.session import (
 )
 from hrm_fhir.pages.sources import Source, sources_for
 from hrm_fhir.untrusted import is_http_url
+from hrm_fhir.web.state import service_state
 
 logger = logging.getLogger(__name__)
 

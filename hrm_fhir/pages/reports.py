@@ -19,7 +19,6 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden, NotFound
 
 from hrm_fhir.adapters.evidence_source import read_evidence
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html
 from hrm_fhir.audit.model import MonthlyReport
@@ -27,7 +26,7 @@ from hrm_fhir.audit.outputs import previous_month
 from hrm_fhir.audit.pdf_renderer import RendererBusyError
 from hrm_fhir.audit.render import pdf_html, render_html
 from hrm_fhir.audit.service import ReportScopeError, Scope, monthly_report, resolve_scope
-from hrm_fhir.pages import bp
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.context import actor, as_of, gateway
 from hrm_fhir.pages.hooks import error_page
 from hrm_fhir.pages.session import (
@@ -38,8 +37,10 @@ from hrm_fhir.pages.session import (
     requires,
 )
 from hrm_fhir.pages.views import FHIR_ID, check_id
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
+from hrm_fhir.workflow.fields import NO_PATIENT, general_practitioners_of
 from hrm_fhir.workflow.model import require_practice
-from hrm_fhir.workflow.service import NO_PATIENT, general_practitioners_of
 
 READERS = CONTACT_ROLES | SIGN_OFF_ROLES | ACKNOWLEDGE_ROLES
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")

@@ -24,7 +24,6 @@ from flask import current_app, flash, g, redirect, render_template, request, ses
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.credentials import (
     SessionEnd,
     SessionLimits,
@@ -32,9 +31,11 @@ from hrm_fhir.credentials import (
     resume_session,
     start_session,
 )
-from hrm_fhir.pages import THROTTLE, bp
+from hrm_fhir.pages.blueprint import THROTTLE, bp
 from hrm_fhir.pages.throttle import SignInThrottle
 from hrm_fhir.users import User, UserRole, authenticate, is_account
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 
 logger = logging.getLogger(__name__)
 

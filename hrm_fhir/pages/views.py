@@ -12,10 +12,10 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from hrm_fhir import paging
-from hrm_fhir.app import db_session, service_state
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
-from hrm_fhir.pages import bp, forms
+from hrm_fhir.pages import forms
+from hrm_fhir.pages.blueprint import bp
 from hrm_fhir.pages.context import actor, as_of, chase_interval_days, gateway, patient_details
 from hrm_fhir.pages.forms import Posted
 from hrm_fhir.pages.session import (
@@ -25,6 +25,8 @@ from hrm_fhir.pages.session import (
     current_user,
     requires,
 )
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import CONTACT_STAGES, TECHNICIAN_STAGES, ChaseStep, Stage
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.untrusted import csv_writer, safe_cell
-from hrm_fhir.workflow.service import PatientDetails, WorklistEntry, contact_details
+from hrm_fhir.workflow.fields import contact_details
+from hrm_fhir.workflow.views import PatientDetails, WorklistEntry
 
 CSV_COLUMNS = ("NHS number", "Name", "Phone", "Preferred contact", "Tests needed", "Due date")
 PATIENTS_PER_SEARCH = 20

@@ -23,6 +23,12 @@ MONITORING_TASK_CODE = "monitoring-due"
 ARRANGEMENT_TASK_CODE = "monitored-elsewhere"
 """``Task.code`` of the Task that records who monitors a patient's drug group (one per patient and
 group): ``on-hold`` while another organisation monitors, ``completed`` once the practice does."""
+MAX_NOTE = 2000
+"""The longest note a person may add to an action (the API and the pages alike)."""
+MAX_DOSE = 200
+"""The longest new dose a sign-off may give."""
+MAX_TEAM = 200
+"""The longest name of the organisation or team that monitors."""
 
 
 class Role(StrEnum):

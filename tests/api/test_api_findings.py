@@ -9,9 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hrm_fhir.adapters import store
-from hrm_fhir.app import service_state
 from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.records import ResourceType
+from hrm_fhir.web.state import service_state
 from tests.api.conftest import READ
 from tests.store.examples import NOW, finding, start
 

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.cli import ScriptInfo
 
-from hrm_fhir.app import service_state
 from hrm_fhir.cli import main
 from hrm_fhir.logs import JSONFormatter, configure_logging
+from hrm_fhir.web.state import service_state
 
 
 @pytest.fixture

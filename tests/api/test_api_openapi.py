@@ -1,13 +1,25 @@
-"""The OpenAPI document cannot drift from the routes the app registers."""
+"""The OpenAPI document cannot drift from the routes the app registers, nor from the answers."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
+import pytest
 from flask import Flask
+from marshmallow import Schema
+from openapi_spec_validator import validate
 
+from hrm_fhir.api import response_schemas as answers
+from hrm_fhir.api import schemas
 from hrm_fhir.api.openapi import build_document
+from hrm_fhir.audit import evidence
+from hrm_fhir.audit.model import MonthlyReport
+from hrm_fhir.domain import Finding, Skipped
+from hrm_fhir.rules.describe import Statement
+from hrm_fhir.rules.model import Citation
+from hrm_fhir.workflow import service
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
@@ -81,3 +93,61 @@ def test_only_the_probes_and_this_document_are_public(app: Flask) -> None:
             assert operation["responses"]
             if path not in public:
                 assert {"401", "403"} <= set(operation["responses"]), path
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    validate(build_document())
+
+
+def test_a_broken_document_is_refused_by_the_validator() -> None:
+    document = build_document()
+    document["paths"]["/health"]["get"]["responses"] = "none"
+    with pytest.raises(Exception, match="is not of type 'object'"):
+        validate(document)
+
+
+_ANSWERS: list[tuple[type[Schema], type]] = [
+    (schemas.FindingSchema, Finding),
+    (schemas.SkippedSchema, Skipped),
+    (answers.ActionResultSchema, service.ActionResult),
+    (answers.HistoryItemSchema, service.HistoryItem),
+    (answers.TaskSummarySchema, service.TaskSummary),
+    (answers.WorklistEntrySchema, service.WorklistEntry),
+    (answers.ResultPointSchema, service.ResultPoint),
+    (answers.TrendSchema, service.Trend),
+    (answers.FlagSummarySchema, service.FlagSummary),
+    (answers.ThresholdInfoSchema, service.ThresholdInfo),
+    (answers.ReviewItemSchema, service.ReviewItem),
+    (answers.PatientDetailsSchema, service.PatientDetails),
+    (answers.OpenItemSchema, service.OpenItem),
+    (answers.PatientCardSchema, service.PatientCard),
+    (answers.CitationSchema, Citation),
+    (answers.StatementSchema, Statement),
+    (answers.VersionSchema, evidence.Version),
+    (answers.WrittenResourceSchema, evidence.WrittenResource),
+    (answers.PatientIdentitySchema, evidence.PatientIdentity),
+    (answers.TestDoneSchema, evidence.TestDone),
+    (answers.ScheduleAppliedSchema, evidence.ScheduleApplied),
+    (answers.ResultConsideredSchema, evidence.ResultConsidered),
+    (answers.AgentSchema, evidence.Agent),
+    (answers.AttestationSchema, evidence.Attestation),
+    (answers.LedgerEventSchema, evidence.LedgerEvent),
+    (answers.LedgerFindingSchema, evidence.LedgerFinding),
+    (answers.EvidencePackSchema, evidence.EvidencePack),
+    (answers.MonthlyReportSchema, MonthlyReport),
+]
+
+
+@pytest.mark.parametrize(("schema", "kind"), _ANSWERS, ids=[s.__name__ for s, _ in _ANSWERS])
+def test_each_documented_answer_names_the_fields_its_dataclass_sends(
+    schema: type[Schema], kind: type
+) -> None:
+    """The answers are these dataclasses dumped by orjson (every field, by name): a field added
+    to one and not to its schema, or the reverse, fails here."""
+    assert set(schema().fields) == {field.name for field in dataclasses.fields(kind)}
+
+
+def test_the_paged_lists_name_the_fields_the_pages_send() -> None:
+    page = {"total", "offset", "limit", "links"}
+    assert set(answers.WorklistSchema().fields) == page | {"entries"}
+    assert set(answers.ReviewQueueSchema().fields) == page | {"items"}

@@ -10,7 +10,6 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from hrm_fhir.app import SweepRequest, service_state
 from hrm_fhir.scheduling import (
     MISFIRE_GRACE_SECONDS,
     build_scheduler,
@@ -19,6 +18,7 @@ from hrm_fhir.scheduling import (
     scheduled_sweeps,
 )
 from hrm_fhir.sweep import SweepBusyError, SweepSummary
+from hrm_fhir.web.state import SweepRequest, service_state
 from tests.api.conftest import AppFactory
 
 LONDON = ZoneInfo("Europe/London")

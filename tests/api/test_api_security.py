@@ -12,10 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from hrm_fhir.app import service_state
 from hrm_fhir.credentials import issue_token, revoke_tokens
 from hrm_fhir.records import WorkflowEventRecord
 from hrm_fhir.users import disable_user
+from hrm_fhir.web.state import service_state
 from tests.api.conftest import INTEGRATION, INTEGRATION_KEY, KEYS, OPERATOR, READ
 from tests.api.test_api_findings import ledger  # noqa: F401 - the findings fixture
 from tests.api.test_api_workflow import add_user

@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hrm_fhir.adapters import store
-from hrm_fhir.app import SweepRequest, service_state
 from hrm_fhir.records import SweepStatus
 from hrm_fhir.sweep import SweepSummary
+from hrm_fhir.web.state import SweepRequest, service_state
 from tests.api.conftest import OPERATOR, READ, AppFactory
 from tests.store.examples import NOW, start
 

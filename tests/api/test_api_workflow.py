@@ -13,8 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from hrm_fhir.app import service_state
 from hrm_fhir.records import UserRecord, WorkflowEventRecord
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from tests.api.conftest import INTEGRATION, OPERATOR, READ
 from tests.pages.fakes import review_item, worklist_entry

@@ -16,10 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from hrm_fhir import terminology as t
-from hrm_fhir.app import create_app, db_session, service_state
+from hrm_fhir.app import create_app
 from hrm_fhir.cli import main
 from hrm_fhir.credentials import issue_token
 from hrm_fhir.users import create_user
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from tests.builders import rules

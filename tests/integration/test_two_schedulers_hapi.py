@@ -16,10 +16,11 @@ import pytest
 
 from hrm_fhir import terminology
 from hrm_fhir.adapters import store
-from hrm_fhir.app import create_app, service_state
+from hrm_fhir.app import create_app
 from hrm_fhir.records import SweepStatus
 from hrm_fhir.scheduling import build_scheduler
 from hrm_fhir.sweep import utc_now
+from hrm_fhir.web.state import service_state
 from tests.integration.harness import Harness
 from tests.integration.practice import starter
 

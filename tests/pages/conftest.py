@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir.app import db_session
 from hrm_fhir.users import create_user
+from hrm_fhir.web.db import db_session
 from tests.apps import AppFactory, app_factory
 from tests.databases import database_for
 

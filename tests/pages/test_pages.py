@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hrm_fhir import users
-from hrm_fhir.app import create_app, db_session, service_state
+from hrm_fhir.app import create_app
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import (
     WorkflowConflictError,
@@ -20,6 +20,8 @@ from hrm_fhir.errors import (
     WorkflowPermissionError,
 )
 from hrm_fhir.users import disable_user
+from hrm_fhir.web.db import db_session
+from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role, Stage
 from tests.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of
