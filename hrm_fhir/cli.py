@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from hrm_fhir.rules.registry import RuleSet, load_rule_set
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from hrm_fhir.adapters.bulk_export import ExportRequest, ExportResult
     from hrm_fhir.audit.model import MonthlyReport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -242,6 +244,12 @@ def init_db_command() -> None:
 )
 @click.option("--practice", default=None, help="Organization id: sweep only its patients.")
 @click.option(
+    "--bulk/--search",
+    default=None,
+    help="Read through a Bulk Data export (_since the watermark when incremental) instead of "
+    "searches (default HRM_SWEEP_BULK, else --search; docs/bulk.md).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["json", "summary"]),
@@ -255,6 +263,7 @@ def sweep(
     dry_run: bool,
     mode: str | None,
     practice: str | None,
+    bulk: bool | None,
     fmt: str,
 ) -> None:
     """Run one sweep against a FHIR server and print its summary."""
@@ -274,6 +283,7 @@ def sweep(
             as_of=as_of.date() if as_of else clock.today(),
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
+            bulk=bulk,
         )
         for warning in summary.warnings:
             click.echo(f"hrm-fhir: warning: {warning}", err=True)
@@ -289,6 +299,126 @@ def sweep(
     finally:
         gateway.close()
         engine.dispose()
+
+
+@main.command()
+@_FHIR_BASE
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="A new (or empty) folder for the NDJSON files and manifest.json.",
+)
+@click.option("--since", default=None, help="Only resources changed after this FHIR instant.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    help="Resource types to export (repeat, or comma-separated; default: all).",
+)
+@click.option(
+    "--type-filter",
+    "type_filters",
+    multiple=True,
+    help="_typeFilter, Type?search (repeat): of that type, only what matches one of them.",
+)
+@click.option("--group", default=None, help="Export the members of Group/<id>.")
+@click.option(
+    "--patient",
+    "patients",
+    multiple=True,
+    help="Export these patients' compartments (repeat; Patient/<id> or <id>).",
+)
+@click.option(
+    "--all-patients", is_flag=True, help="Patient-level export: every patient's compartment."
+)
+@click.option(
+    "--poll-ceiling",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Longest wait between status polls, s (default HRM_BULK_POLL_CEILING, 15).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Give up (and delete the job) after this many s (default HRM_BULK_TIMEOUT, 3600).",
+)
+def export(
+    fhir_base: str | None,
+    out: Path,
+    since: str | None,
+    types: tuple[str, ...],
+    type_filters: tuple[str, ...],
+    group: str | None,
+    patients: tuple[str, ...],
+    all_patients: bool,
+    poll_ceiling: float | None,
+    timeout: float | None,
+) -> None:
+    """Run a FHIR Bulk Data $export (system, group or patient level) into a folder of NDJSON
+    files with manifest.json (SHA-256 and line count of each file). Exit 0 when complete, 3 when
+    complete but the server reported errors, 1 when it failed, 2 for unusable arguments."""
+    from hrm_fhir.adapters.bulk_export import ExportRequest, record_types
+
+    try:
+        request = ExportRequest(
+            types=record_types(types),
+            since=since,
+            type_filters=type_filters,
+            group=group,
+            patients=patients,
+            patient_level=all_patients,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    settings = _settings(
+        fhir_base_url=fhir_base, bulk_poll_ceiling=poll_ceiling, bulk_timeout=timeout
+    )
+    try:
+        result = _run_export(settings, request, out)
+    except HRMError as exc:
+        raise click.ClickException(f"export failed: {exc}") from exc
+    summary = {k: v for k, v in result.to_json().items() if k not in ("output", "error", "deleted")}
+    _write({**summary, "files": len(result.output), "folder": str(out)})
+    for issue in result.issues:
+        click.echo(
+            f"hrm-fhir: server reported {issue.severity} ({issue.code}) at {issue.where}: "
+            f"{issue.diagnostics}",
+            err=True,
+        )
+    if result.error_issues:
+        click.echo(
+            f"hrm-fhir: the export is incomplete: {len(result.error_issues)} error(s) in the "
+            "server's error files (above; kept under error/)",
+            err=True,
+        )
+        sys.exit(3)
+
+
+def _run_export(settings: Settings, request: ExportRequest, out: Path) -> ExportResult:
+    """One export with the settings' gateway and limits, a progress bar on a terminal."""
+    from hrm_fhir.adapters.bulk_export import BulkExporter
+    from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+    from hrm_fhir.terminal import TerminalProgress
+
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    gateway = FHIRGateway.from_settings(settings)
+    # SIGTERM (a stopped service, a killed cron job) unwinds like Ctrl-C: the job is deleted.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        exporter = BulkExporter(
+            gateway,
+            poll_ceiling=settings.bulk_poll_ceiling,
+            timeout=settings.bulk_timeout,
+            progress=progress,
+        )
+        return exporter.export(request, out)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if progress is not None:
+            progress.close()
+        gateway.close()
 
 
 @main.command()
@@ -446,8 +576,6 @@ def rules_shared_care() -> None:
 )
 def serve(host: str, port: int, with_scheduler: bool) -> None:
     """Serve the HTTP API under waitress until Ctrl-C or SIGTERM, logging JSON lines."""
-    import signal
-
     import waitress  # type: ignore[import-untyped]
 
     from hrm_fhir.app import create_app
@@ -470,6 +598,11 @@ def serve(host: str, port: int, with_scheduler: bool) -> None:
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
         service_state(app).close()
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    """End the work in hand as an interruption, with the shell's status for the signal."""
+    raise SystemExit(128 + signum)
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:

@@ -45,6 +45,12 @@ class Settings:
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """API key -> its grant, ``role`` or ``role:practice`` (``parse_grant``)."""
     watermark_overlap_seconds: int = 300
+    bulk_poll_ceiling: float = 15.0
+    """Longest wait between Bulk Data status polls, seconds, whatever Retry-After asks."""
+    bulk_timeout: float = 3600.0
+    """A Bulk Data export that has not finished (and downloaded) in this many seconds fails."""
+    sweep_bulk: bool = False
+    """Sweeps read through a Bulk Data export instead of searches (``sweep --bulk``)."""
     chase_interval_days: int = 14
     """Days after the last contact attempt before the next reminder (or routing) is due."""
     secret_key: str = field(default="", repr=False)
@@ -158,6 +164,9 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "HRM_SWEEP_CRON": ("sweep_cron", str),
     "HRM_RECONCILE_CRON": ("reconcile_cron", str),
     "HRM_WATERMARK_OVERLAP_SECONDS": ("watermark_overlap_seconds", int),
+    "HRM_BULK_POLL_CEILING": ("bulk_poll_ceiling", float),
+    "HRM_BULK_TIMEOUT": ("bulk_timeout", float),
+    "HRM_SWEEP_BULK": ("sweep_bulk", lambda text: _flag("HRM_SWEEP_BULK", text)),
     "HRM_CHASE_INTERVAL_DAYS": ("chase_interval_days", int),
     "HRM_SECRET_KEY": ("secret_key", str),
     "HRM_SESSION_MINUTES": ("session_minutes", int),

@@ -208,23 +208,32 @@ def changed_patients(
             **scope.params(resource_type),
             "_elements": _CHANGE_ELEMENTS.get(resource_type, "subject"),
         }
-        medication = resource_type in MEDICATION_TYPES
         for page in gateway.iter_pages(resource_type, params):
             report.searches += 1
             report.note_time((page.get("meta") or {}).get("lastUpdated"))
             for entry in page.get("entry") or ():
-                resource = entry["resource"]
-                key = patient_key(resource)
-                if key is not None and (
-                    key in known
-                    or (
-                        medication and ("medicationReference" in resource or is_monitored(resource))
-                    )
-                ):
+                key = to_reread(entry["resource"], known, is_monitored)
+                if key is not None:
                     found.add(key)
             if len(found) > limit:
                 return None
     return found
+
+
+def to_reread(
+    resource: Resource, known: set[str], is_monitored: Callable[[Resource], bool]
+) -> str | None:
+    """The patient whose record a changed resource asks to re-read, if any: a ``known`` one, or
+    anyone with a prescription or statement of a monitored drug (or of a referenced Medication,
+    which only the whole record shows)."""
+    key = patient_key(resource)
+    if key is None or key in known:
+        return key
+    if resource.get("resourceType") in MEDICATION_TYPES and (
+        "medicationReference" in resource or is_monitored(resource)
+    ):
+        return key
+    return None
 
 
 _CHANGE_ELEMENTS = {
@@ -269,34 +278,49 @@ def _collect(
     report: FetchReport,
     wanted: set[str] | None,
 ) -> dict[str, list[Resource]]:
-    """Run the searches; keep the resources of ``wanted`` patients (all when None), newest
-    version of each, with the Medications their prescriptions reference."""
-    by_patient: dict[str, dict[tuple[str, str], Resource]] = {p: {} for p in wanted or ()}
-    medications: dict[str, Resource] = {}
+    """Run the searches; keep the resources of ``wanted`` patients (all when None)."""
+    return group_records(_found(gateway, searches, report), wanted, report)
+
+
+def _found(
+    gateway: FHIRGateway, searches: Iterable[tuple[str, dict[str, str]]], report: FetchReport
+) -> Iterator[Resource]:
+    """Every resource the searches' pages hold."""
     for resource_type, params in searches:
         for page in gateway.iter_pages(resource_type, params):
             report.searches += 1
             report.note_time((page.get("meta") or {}).get("lastUpdated"))
             for entry in page.get("entry") or ():
                 resource = entry.get("resource")
-                if not isinstance(resource, dict):
-                    continue
-                report.resources += 1
-                if resource.get("resourceType") == "Medication":
-                    medications[f"Medication/{resource.get('id')}"] = resource
-                    continue
-                key = patient_key(resource)
-                if key is None or (wanted is not None and key not in wanted):
-                    continue
-                _keep_newest(by_patient.setdefault(key, {}), resource)
+                if isinstance(resource, dict):
+                    yield resource
+
+
+def group_records(
+    resources: Iterable[Resource], wanted: set[str] | None, report: FetchReport
+) -> dict[str, list[Resource]]:
+    """The resources of ``wanted`` patients (all when None) per patient, newest version of
+    each, with the Medications their prescriptions reference (from search pages, or from the
+    files of a Bulk Data export)."""
+    by_patient: dict[str, dict[tuple[str, str], Resource]] = {p: {} for p in wanted or ()}
+    medications: dict[str, Resource] = {}
+    for resource in resources:
+        report.resources += 1
+        if resource.get("resourceType") == "Medication":
+            medications[f"Medication/{resource.get('id')}"] = resource
+            continue
+        key = patient_key(resource)
+        if key is None or (wanted is not None and key not in wanted):
+            continue
+        _keep_newest(by_patient.setdefault(key, {}), resource)
     out: dict[str, list[Resource]] = {}
-    for patient, resources in by_patient.items():
+    for patient, kept in by_patient.items():
         referenced = {
             ref
-            for r in resources.values()
+            for r in kept.values()
             if (ref := (r.get("medicationReference") or {}).get("reference")) in medications
         }
-        out[patient] = [*resources.values(), *(medications[ref] for ref in sorted(referenced))]
+        out[patient] = [*kept.values(), *(medications[ref] for ref in sorted(referenced))]
     return out
 
 

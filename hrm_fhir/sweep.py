@@ -58,6 +58,7 @@ from hrm_fhir.fetch import (
     record_searches,
     resources_by_id,
     searches_per_group,
+    to_reread,
 )
 from hrm_fhir.offline import EvaluationRun, UnrecognisedKey, unrecognised_products
 from hrm_fhir.reconcile import check_server, keep_marker, new_marker_id
@@ -65,6 +66,7 @@ from hrm_fhir.records import ResourceType, SweepMode, SweepStatus, WriteOutcome
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.summary import render_summary
+from hrm_fhir.sweep_source import export_records, in_scope
 from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
 from hrm_fhir.workflow.actions import route_exhausted_chases
 from hrm_fhir.workflow.queries import exhausted_chases
@@ -95,6 +97,8 @@ class SweepSummary:
     """Patients whose records were read from the server this sweep (the rest from snapshots)."""
     reset: bool = False
     """The server was found reset or replaced, so the sweep reconciled in full."""
+    source: str = "search"
+    """How the records were read: ``search`` (pages) or ``bulk`` (a Bulk Data export)."""
     duration_seconds: float = 0.0
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -116,6 +120,7 @@ class SweepSummary:
             "routed_to_pharmacist": self.routed,
             "records_read": self.records_read,
             "reset": self.reset,
+            "source": self.source,
             "duration_seconds": round(self.duration_seconds, 3),
             "watermark": self.watermark,
             "warnings": self.warnings,
@@ -145,8 +150,10 @@ def run_sweep(
     full: bool | None = None,
     clock: Callable[[], datetime] = utc_now,
     holder: str | None = None,
+    bulk: bool | None = None,
 ) -> SweepSummary:
-    """Run one sweep; ``full`` None means incremental when a watermark exists, else full."""
+    """Run one sweep; ``full`` None means incremental when a watermark exists, else full;
+    ``bulk`` reads the records through a Bulk Data export (None: ``settings.sweep_bulk``)."""
     holder = holder or f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
     _take_lock(sessions, holder, clock)
@@ -174,6 +181,7 @@ def run_sweep(
             dry_run=dry_run,
             as_of=as_of,
             scope=scope.label,
+            source="bulk" if (settings.sweep_bulk if bulk is None else bulk) else "search",
         )
         try:
             _sweep(
@@ -231,16 +239,19 @@ def _sweep(
     known = set(snapshots) | {r.patient for r in open_records}
     since = None if is_full or server.reset or cursor is None else cursor
     extra = record_searches(rules)
+    bulk = summary.source == "bulk"
     fetched = None
     if since is not None:
-        fetched = _read_changes(
-            settings, gateway, rules, scope, report, extra, known, since, scope_pages
-        )
+        changes = _export_changes if bulk else _read_changes
+        fetched = changes(settings, gateway, rules, scope, report, extra, known, since, scope_pages)
     whole = None
     if fetched is None:
         before = report.searches
-        everyone = read_scope(gateway, scope, report, extra)
-        whole = report.searches - before
+        if bulk:
+            everyone = in_scope(export_records(gateway, settings, rules, report), scope)
+        else:
+            everyone = read_scope(gateway, scope, report, extra)
+            whole = report.searches - before
         fetched = {p: everyone.get(p, []) for p in _monitored(rules, everyone) | known}
     summary.records_read = len(fetched)
     _renew(sessions, holder, clock)
@@ -381,10 +392,7 @@ def _read_changes(
     """The records of the patients whose records (or what the ``extra`` searches find) changed
     since the watermark, or None as soon as there are so many that paging the whole scope costs
     less (see the module docstring)."""
-    if scope_pages is None:
-        counts = record_counts(gateway, scope, report, extra)
-        scope_pages = page_requests(counts, gateway.page_size)
-    limit = batch_limit(scope_pages, searches_per_group(extra))
+    limit = _change_limit(gateway, scope, report, extra, scope_pages)
     since = _since(cursor, settings.watermark_overlap_seconds)
     wanted = changed_patients(
         gateway,
@@ -400,6 +408,50 @@ def _read_changes(
         log.info("more than %d patients changed: reading everything in scope", limit)
         return None
     return read_records(gateway, wanted, report, extra=extra)
+
+
+def _change_limit(
+    gateway: FHIRGateway,
+    scope: Scope,
+    report: FetchReport,
+    extra: Sequence[Search],
+    scope_pages: int | None,
+) -> int:
+    """The most changed patients worth re-reading twenty per search rather than reading the
+    whole scope (``scope_pages`` as recorded at the last whole read, else counted now)."""
+    if scope_pages is None:
+        scope_pages = page_requests(record_counts(gateway, scope, report, extra), gateway.page_size)
+    return batch_limit(scope_pages, searches_per_group(extra))
+
+
+def _export_changes(
+    settings: Settings,
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    scope: Scope,
+    report: FetchReport,
+    extra: Sequence[Search],
+    known: set[str],
+    cursor: str,
+    scope_pages: int | None,
+) -> dict[str, list[dict[str, Any]]] | None:
+    """``_read_changes`` with the changes found by a ``_since`` export instead of searches:
+    the changed patients' records are re-read twenty per search, or None (export everything)
+    when there are so many that paging the whole scope would cost less."""
+    since = _since(cursor, settings.watermark_overlap_seconds)
+    changed = export_records(gateway, settings, rules, report, since)
+    matcher = _text_matcher(rules)
+    wanted = {
+        key
+        for resources in changed.values()
+        for resource in resources
+        if (key := to_reread(resource, known, matcher)) is not None
+    }
+    limit = _change_limit(gateway, scope, report, extra, scope_pages)
+    if len(wanted) > limit:
+        log.info("%d patients changed (more than %d): exporting everything", len(wanted), limit)
+        return None
+    return in_scope(read_records(gateway, wanted, report, extra=extra), scope)
 
 
 def _switch_to_full(sessions: sessionmaker[Session], summary: SweepSummary) -> None:

@@ -228,7 +228,7 @@ class FHIRGateway:
         """Every version of one resource, ``GET [base]/Type/id/_history`` across its pages, in
         the server's order (newest first on HAPI); deleted versions carry no resource and are
         left out. Empty when the server has no such resource (404 or 410)."""
-        path = _path(resource_type, resource_id)
+        path = resource_path(resource_type, resource_id)
         pages = self._pages(
             f"{path}/_history", [("_count", str(self._page_size))], f"history {path}", "history"
         )
@@ -244,7 +244,7 @@ class FHIRGateway:
 
     def read(self, resource_type: str, resource_id: str) -> Resource | None:
         """``GET [base]/Type/id``; None when the server answers 404 or 410."""
-        path = _path(resource_type, resource_id)
+        path = resource_path(resource_type, resource_id)
         label = f"read {path}"
         try:
             response = self._send("GET", f"{self.base_url}/{path}", label)
@@ -257,7 +257,7 @@ class FHIRGateway:
 
         A 409 or 412 when ``if_match`` was given raises VersionConflict.
         """
-        path = _path(_resource_type(resource), str(resource.get("id", "")))
+        path = resource_path(_resource_type(resource), str(resource.get("id", "")))
         headers = {}
         if if_match is not None:
             if _ID.fullmatch(if_match) is None:
@@ -311,6 +311,39 @@ class FHIRGateway:
         response = self._send("POST", url, label, body=resource, accept=(400, 412, 422))
         return _resource(response, label, "OperationOutcome")
 
+    def request(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        body: Resource | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
+        stream: bool = False,
+        credentials: bool = True,
+    ) -> requests.Response:
+        """Any request, with the retry rules of the module docstring, for protocols beyond
+        search and CRUD (Bulk Data ``$export``). ``url`` is absolute or relative to the base;
+        with ``credentials`` it must stay under the base (OffOriginLinkError otherwise), without
+        them no Authorization is sent. A ``stream``ed response is the caller's to close."""
+        absolute = url if urlsplit(url).scheme else f"{self.base_url}/{url.lstrip('/')}"
+        if credentials:
+            self._check_on_base(absolute, label)
+        return self._send(
+            method,
+            absolute,
+            label,
+            params=params,
+            body=body,
+            headers=headers,
+            idempotent=method in ("GET", "PUT", "DELETE"),
+            accept=accept,
+            stream=stream,
+            credentials=credentials,
+        )
+
     def close(self) -> None:
         """Release connections; a session passed in by the caller is left to the caller."""
         if self._owns_session:
@@ -356,7 +389,7 @@ class FHIRGateway:
         if not on_base:
             where = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "a relative URL"
             raise OffOriginLinkError(
-                f"{label}: next link to {where} leaves the configured "
+                f"{label}: link to {where} leaves the configured "
                 f"base {self.base_url} and is not followed (a server behind a proxy may need its "
                 "public address configured)"
             )
@@ -372,6 +405,8 @@ class FHIRGateway:
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
         accept: Collection[int] = (),
+        stream: bool = False,
+        credentials: bool = True,
     ) -> requests.Response:
         """Send with retries; return a 2xx response (or one in ``accept``), else raise FHIRError."""
         extra = dict(headers or {})
@@ -393,9 +428,10 @@ class FHIRGateway:
                     url,
                     params=params,
                     data=data,
-                    headers={"Accept": FHIR_JSON, **self._auth.headers(), **extra},
+                    headers={"Accept": FHIR_JSON, **self._credentials(credentials), **extra},
                     timeout=self._timeout,
                     allow_redirects=False,
+                    stream=stream,
                 )
             except _TRANSPORT_ERRORS as exc:
                 error: FHIRError = FHIRTemporaryError(f"{label}: {type(exc).__name__}")
@@ -403,14 +439,16 @@ class FHIRGateway:
                 retryable = idempotent
             else:
                 status = response.status_code
-                if status == 401 and not reauthorised:
+                if status == 401 and credentials and not reauthorised:
                     logger.info("%s: HTTP 401, retrying once with fresh credentials", label)
+                    response.close()
                     self._auth.invalidate()
                     reauthorised = True
                     continue
                 if 200 <= status < 300 or status in accept:
                     return response
                 error = _error(response, label, versioned=versioned)
+                response.close()
                 if not isinstance(error, FHIRTemporaryError):
                     raise error
                 retryable = idempotent or status == 429
@@ -426,9 +464,12 @@ class FHIRGateway:
             logger.warning("%s; retry %d of %d in %.2fs", error, retries, self._max_retries, delay)
             self._sleep(delay)
 
+    def _credentials(self, wanted: bool) -> dict[str, str]:
+        return self._auth.headers() if wanted else {}
+
     def _delay(self, retries: int, retry_after: str | None) -> float | None:
         """Seconds before the next attempt; None when Retry-After asks for more than max_backoff."""
-        asked = None if retry_after is None else _retry_after_seconds(retry_after)
+        asked = None if retry_after is None else retry_after_seconds(retry_after)
         if asked is None:
             return float(min(self._max_backoff, self._backoff * 2**retries))
         return asked if asked <= self._max_backoff else None
@@ -461,7 +502,7 @@ def _check_type(resource_type: str) -> None:
         raise ValueError(f"not a FHIR resource type: {resource_type!r}")
 
 
-def _path(resource_type: str, resource_id: str) -> str:
+def resource_path(resource_type: str, resource_id: str) -> str:
     _check_type(resource_type)
     if _ID.fullmatch(resource_id) is None or not resource_id.strip("."):
         raise ValueError(f"{resource_type} needs a FHIR id ([A-Za-z0-9-.]{{1,64}})")
@@ -476,7 +517,7 @@ def _resource_type(resource: Resource) -> str:
     return resource_type
 
 
-def _retry_after_seconds(value: str) -> float | None:
+def retry_after_seconds(value: str) -> float | None:
     """``Retry-After`` as seconds from now (delta-seconds or HTTP-date); None when unreadable."""
     value = value.strip()
     if value.isdigit():
@@ -509,7 +550,7 @@ def _error(response: requests.Response, label: str, *, versioned: bool) -> FHIRE
         kind = FHIRFatalError
         if 300 <= status < 400:
             message += " (redirects are not followed)"
-    return kind(message, status=status, outcome=_outcome_text(_json_or_none(response.content)))
+    return kind(message, status=status, outcome=outcome_text(_json_or_none(response.content)))
 
 
 def _json_or_none(content: bytes) -> object:
@@ -519,7 +560,7 @@ def _json_or_none(content: bytes) -> object:
         return None
 
 
-def _outcome_text(body: object) -> str | None:
+def outcome_text(body: object) -> str | None:
     """The first OperationOutcome issue's diagnostics, else its details.text."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return None
@@ -555,7 +596,7 @@ def _resource(response: requests.Response, label: str, expected: str) -> Resourc
         raise FHIRFatalError(
             f"{label}: expected {expected}, got {got}",
             status=response.status_code,
-            outcome=_outcome_text(body),
+            outcome=outcome_text(body),
         )
     return body
 

@@ -19,6 +19,7 @@ Resource = dict[str, Any]
 SUFFIXES = (".json", ".ndjson", ".jsonl")
 Problem = Callable[[str, str], None]
 """Called with (where, what went wrong) for a file or line that cannot be read."""
+_EXPORT_KEYS = {"kick_off", "transaction_time", "output"}
 _BUFFER = 64 * 1024
 """Read buffer for NDJSON: eight times the default halves the cost of splitting lines."""
 
@@ -108,6 +109,8 @@ def _json(path: Path, problem: Problem) -> Iterator[tuple[str, Resource]]:
     except orjson.JSONDecodeError as exc:
         problem(str(path), f"not valid JSON: {exc}")
         return
+    if isinstance(data, dict) and data.keys() >= _EXPORT_KEYS and "resourceType" not in data:
+        return  # the manifest ``hrm-fhir export`` writes beside its files: not a resource
     yield from _unwrap(str(path), data, problem)
 
 

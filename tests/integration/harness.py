@@ -73,14 +73,18 @@ def a_week_of_changes(h: Harness, copies: int) -> None:
             p.result(f"lith{n}", LITHIUM, 0.6, "mmol/L", AS_OF - timedelta(days=1)),
             {k: v for k, v in latest.items() if k != "meta"} | {"status": "stopped"},
         ]
-    resources += [
-        p.patient("new"),
+    h.upload([*resources, *a_new_start(p)])
+
+
+def a_new_start(p: Practice, name: str = "new") -> list[Resource]:
+    """A patient new to the sweep, on methotrexate for a year."""
+    return [
+        p.patient(name),
         *p.repeats(
-            "new",
+            name,
             "Methotrexate 2.5mg tablets",
             AS_OF - timedelta(days=400),
             AS_OF - timedelta(days=9),
             dosage="10mg weekly",
         ),
     ]
-    h.upload(resources)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from datetime import date
 
+import orjson
 import pytest
 import responses
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,7 @@ from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.errors import FHIRCapabilityError, FHIRTemporaryError
 from hrm_fhir.records import SweepStatus
 from hrm_fhir.sweep import SweepBusyError, run_sweep, utc_now
+from hrm_fhir.sweep_source import IncompleteExportError
 from tests.builders import rules
 
 BASE = "http://fhir.test/fhir"
@@ -100,4 +102,51 @@ def test_a_second_sweeper_is_refused_while_the_lock_is_held(
         run_sweep(
             Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
         )
+    gateway.close()
+
+
+@responses.activate
+def test_a_bulk_sweep_whose_export_reports_errors_fails_and_writes_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    status = f"{BASE}/$export-poll-status?_jobId=j1"
+    manifest = {
+        "transactionTime": "2026-11-27T06:00:00Z",
+        "requiresAccessToken": True,
+        "output": [{"type": "Patient", "url": f"{BASE}/Binary/p"}],
+        "error": [{"type": "OperationOutcome", "url": f"{BASE}/Binary/e"}],
+    }
+    failed = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "processing", "diagnostics": "Observation lost"}],
+    }
+    responses.get(f"{BASE}/metadata", json=_capabilities("Patient", "Task", "Flag"))
+    responses.get(f"{BASE}/$export", status=202, headers={"Content-Location": status})
+    responses.get(status, json=manifest)
+    responses.get(f"{BASE}/Binary/p", body=b'{"resourceType":"Patient","id":"p1"}\n')
+    responses.get(f"{BASE}/Binary/e", body=orjson.dumps(failed))
+    responses.delete(status, status=202)
+    responses.get(
+        re.compile(rf"{re.escape(BASE)}/[A-Z][A-Za-z]+(\?.*)?$"),
+        json={"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []},
+    )
+    writes = responses.put(re.compile(rf"{re.escape(BASE)}/.*"))
+    gateway = FHIRGateway(BASE, sleep=lambda s: None)
+
+    with pytest.raises(IncompleteExportError, match="1 error"):
+        run_sweep(
+            Settings(fhir_base_url=BASE),
+            sessions,
+            gateway,
+            rules(),
+            as_of=date(2026, 11, 27),
+            bulk=True,
+        )
+
+    assert writes.call_count == 0
+    with sessions.begin() as session:
+        [sweep] = store.list_sweeps(session)
+        assert sweep.status is SweepStatus.FAILED
+        assert "the export is incomplete" in (sweep.error or "")
+        assert store.get_cursor(session, "all") is None
     gateway.close()
