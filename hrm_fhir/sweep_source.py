@@ -7,7 +7,7 @@ newest version of each resource, referenced Medications attached), kept to the p
 scope by each Patient's ``generalPractitioner`` (an export has no chained search). An
 incremental sweep asks for ``_since`` its watermark, less the overlap. The export's
 ``transactionTime`` is the server's moment the files reflect, the next watermark. An export
-whose error files hold errors is not a whole record: the sweep fails (hazard H80).
+whose error files hold errors is not a whole record: the sweep fails (hazard H67).
 """
 
 from __future__ import annotations
