@@ -1,4 +1,4 @@
-"""GET /api/v1/findings: ledger rows written with the store functions, filters and validation."""
+"""GET /api/v1/findings: ledger rows written with the ledger functions, filters and validation."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir.adapters import store
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.records import ResourceType
 from hrm_fhir.domain import FindingKind, Severity
-from hrm_fhir.records import ResourceType
 from hrm_fhir.web.state import service_state
 from tests.api.conftest import READ
 from tests.store.examples import NOW, finding, start
 
 
 @pytest.fixture
-def ledger(app: Flask) -> None:
+def four_findings(app: Flask) -> None:
     """Four findings in two practices; the lithium one is closed."""
     rows = [
         (finding("f-mtx", kind=FindingKind.OVERDUE, drug_group="methotrexate"), "gp1", 0),
@@ -47,7 +47,7 @@ def ledger(app: Flask) -> None:
     with service_state(app).sessions().begin() as session:
         sweep = start(session)
         for found, practice, minutes in rows:
-            store.open_finding(
+            ledger.open_finding(
                 session,
                 found,
                 practice=f"Organization/{practice}",
@@ -61,7 +61,7 @@ def ledger(app: Flask) -> None:
                 sweep_id=sweep.id,
                 now=NOW + timedelta(minutes=minutes),
             )
-        store.close_finding(
+        ledger.close_finding(
             session,
             "f-lith",
             reason="result received",
@@ -79,7 +79,7 @@ def _ids(client: FlaskClient, query: str = "") -> list[str]:
     return [row["identifier"] for row in response.json["findings"]]
 
 
-@pytest.mark.usefixtures("database_url", "ledger")
+@pytest.mark.usefixtures("database_url", "four_findings")
 def test_lists_every_finding_newest_first_with_its_ledger_fields(client: FlaskClient) -> None:
     response = client.get("/api/v1/findings", headers=READ)
     assert response.json is not None
@@ -108,7 +108,7 @@ def test_lists_every_finding_newest_first_with_its_ledger_fields(client: FlaskCl
     assert rows[3]["closed_at"] is None
 
 
-@pytest.mark.usefixtures("database_url", "ledger")
+@pytest.mark.usefixtures("database_url", "four_findings")
 @pytest.mark.parametrize(
     ("query", "expected"),
     [

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.cli import ScriptInfo
 
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 from hrm_fhir.logs import JSONFormatter, configure_logging
 from hrm_fhir.web.state import service_state
 
@@ -137,7 +137,7 @@ def test_flask_finds_the_factory_in_the_package() -> None:
 
 def test_the_rules_and_the_cli_do_not_import_flask() -> None:
     code = (
-        "import sys, hrm_fhir, hrm_fhir.rules.registry, hrm_fhir.cli; "
+        "import sys, hrm_fhir, hrm_fhir.rules.registry, hrm_fhir.cli.main; "
         "assert 'flask' not in sys.modules, 'flask imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

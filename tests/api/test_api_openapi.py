@@ -11,14 +11,14 @@ from flask import Flask
 from marshmallow import Schema
 from openapi_spec_validator import validate
 
-from hrm_fhir.api import response_schemas as answers
-from hrm_fhir.api import schemas
-from hrm_fhir.api.openapi import build_document
 from hrm_fhir.audit import evidence
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.domain import Finding, Skipped
 from hrm_fhir.rules.describe import Statement
 from hrm_fhir.rules.model import Citation
+from hrm_fhir.web.api import response_schemas as answers
+from hrm_fhir.web.api import schemas
+from hrm_fhir.web.api.openapi import build_document
 from hrm_fhir.workflow import service
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")

@@ -10,15 +10,16 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from hrm_fhir.scheduling import (
+from hrm_fhir.sweep.launcher import SweepRequest
+from hrm_fhir.sweep.run import SweepBusyError, SweepSummary
+from hrm_fhir.web.scheduling import (
     MISFIRE_GRACE_SECONDS,
     build_scheduler,
     cron_trigger,
     run_scheduled_sweep,
     scheduled_sweeps,
 )
-from hrm_fhir.sweep import SweepBusyError, SweepSummary
-from hrm_fhir.web.state import SweepRequest, service_state
+from hrm_fhir.web.state import service_state
 from tests.api.conftest import AppFactory
 
 LONDON = ZoneInfo("Europe/London")

@@ -12,12 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from hrm_fhir.credentials import issue_token, revoke_tokens
-from hrm_fhir.records import WorkflowEventRecord
-from hrm_fhir.users import disable_user
+from hrm_fhir.adapters.store.credentials import issue_token, revoke_tokens
+from hrm_fhir.adapters.store.records import WorkflowEventRecord
+from hrm_fhir.adapters.store.users import disable_user
 from hrm_fhir.web.state import service_state
 from tests.api.conftest import INTEGRATION, INTEGRATION_KEY, KEYS, OPERATOR, READ
-from tests.api.test_api_findings import ledger  # noqa: F401 - the findings fixture
+from tests.api.test_api_findings import four_findings  # noqa: F401 - the findings fixture
 from tests.api.test_api_workflow import add_user
 from tests.apps import AppFactory
 
@@ -113,7 +113,7 @@ def test_only_the_digest_of_a_token_is_stored(app: Flask) -> None:
     add_user(app, "tess", "technician")
     token = _token(app, "tess")
     with service_state(app).sessions()() as session:
-        from hrm_fhir.records import UserTokenRecord
+        from hrm_fhir.adapters.store.records import UserTokenRecord
 
         [stored] = session.scalars(select(UserTokenRecord)).all()
     assert token not in stored.digest
@@ -155,9 +155,9 @@ def bound(make_app: AppFactory) -> Flask:
     )
 
 
-@pytest.mark.usefixtures("ledger")
+@pytest.mark.usefixtures("four_findings")
 def test_a_bound_key_lists_only_its_practice_s_findings(bound: Flask, app: Flask) -> None:
-    # the ledger fixture filled ``app``'s database, which ``bound`` shares
+    # the four_findings fixture filled ``app``'s database, which ``bound`` shares
     client = bound.test_client()
     key = {"X-API-Key": "gp1-key"}
     rows = client.get("/api/v1/findings", headers=key).json

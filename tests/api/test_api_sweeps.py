@@ -10,10 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir.adapters import store
-from hrm_fhir.records import SweepStatus
-from hrm_fhir.sweep import SweepSummary
-from hrm_fhir.web.state import SweepRequest, service_state
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.records import SweepStatus
+from hrm_fhir.sweep.launcher import SweepRequest
+from hrm_fhir.sweep.run import SweepSummary
+from hrm_fhir.web.state import service_state
 from tests.api.conftest import OPERATOR, READ, AppFactory
 from tests.store.examples import NOW, start
 
@@ -72,7 +73,7 @@ def test_post_is_409_while_another_process_holds_the_sweep_lock(
     client = app.test_client()
     with service_state(app).sessions()() as session:
         now = datetime.now(UTC)
-        assert store.acquire_lock(session, store.SWEEP_LOCK, "other:1", ttl_seconds=60, now=now)
+        assert ledger.acquire_lock(session, ledger.SWEEP_LOCK, "other:1", ttl_seconds=60, now=now)
     response = client.post("/api/v1/sweeps", headers=OPERATOR)
     assert response.status_code == 409
     assert blocking.requests == []
@@ -139,7 +140,7 @@ def test_sweeps_are_listed_newest_first_and_read_one_by_one(
     with service_state(app).sessions().begin() as session:
         older = start(session)
         newer = start(session, now=NOW + timedelta(hours=1))
-        store.finish_sweep(
+        ledger.finish_sweep(
             session,
             older,
             status=SweepStatus.COMPLETED,

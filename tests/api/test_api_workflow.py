@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from hrm_fhir.records import UserRecord, WorkflowEventRecord
+from hrm_fhir.adapters.store.records import UserRecord, WorkflowEventRecord
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from tests.api.conftest import INTEGRATION, OPERATOR, READ

@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hrm_fhir import terminology
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.app import create_app
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
+from hrm_fhir.adapters.store.users import create_user
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
-from hrm_fhir.sweep import run_sweep
-from hrm_fhir.users import create_user
+from hrm_fhir.sweep.run import run_sweep
+from hrm_fhir.web.app import create_app
 from hrm_fhir.web.state import service_state
 from tests.builders import rules
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource

@@ -18,8 +18,7 @@ import responses
 from click.testing import CliRunner
 from responses import matchers
 
-from hrm_fhir.adapters.auth import SMARTBackendAuth
-from hrm_fhir.adapters.bulk_export import (
+from hrm_fhir.adapters.fhir.bulk_export import (
     MANIFEST,
     BulkExporter,
     BulkExportError,
@@ -28,8 +27,9 @@ from hrm_fhir.adapters.bulk_export import (
     ExportRequest,
     Silent,
 )
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.cli import main
+from hrm_fhir.adapters.fhir.fhir_auth import SMARTBackendAuth
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.cli.main import main
 from hrm_fhir.errors import FHIRTemporaryError
 from tests.gateway.payloads import BASE
 

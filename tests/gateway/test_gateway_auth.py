@@ -12,8 +12,8 @@ import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
 from responses import matchers
 
-from hrm_fhir.adapters.auth import BearerToken, NoAuth, SMARTBackendAuth, build_auth
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.fhir_auth import BearerToken, NoAuth, SMARTBackendAuth, build_auth
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import FHIRAuthError, FHIRFatalError
 from tests.gateway.payloads import BASE, patient

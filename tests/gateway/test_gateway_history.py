@@ -8,7 +8,7 @@ import pytest
 import responses
 from responses import matchers
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.errors import FHIRFatalError, OffOriginLinkError
 from tests.gateway.payloads import BASE, FHIR_JSON
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.errors import FHIRFatalError, FHIRTemporaryError
 from tests.gateway.payloads import BASE, FHIR_JSON, outcome, patient, searchset
 

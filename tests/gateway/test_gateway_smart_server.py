@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from hrm_fhir.adapters.auth import ASSERTION_TYPE, SMARTBackendAuth
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.fhir_auth import ASSERTION_TYPE, SMARTBackendAuth
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from tests.gateway.payloads import FHIR_JSON, capability
 
 CLIENT_ID = "hrm-fhir-sweeper"

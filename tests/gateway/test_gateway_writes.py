@@ -7,7 +7,7 @@ import pytest
 import responses
 from responses import matchers
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway, WriteResult
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway, WriteResult
 from hrm_fhir.errors import FHIRCapabilityError, FHIRFatalError, VersionConflict
 from tests.gateway.payloads import BASE, FHIR_JSON, capability, outcome, patient
 

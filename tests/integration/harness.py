@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from tests.builders import rules
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource
 

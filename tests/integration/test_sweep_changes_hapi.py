@@ -11,8 +11,8 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from hrm_fhir.adapters import store
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from tests.builders import PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, Resource, several
@@ -84,7 +84,7 @@ def _unread_changes(p: Practice) -> dict[str, Resource]:
 def _snapshot(h: Harness, name: str) -> dict[tuple[str, str], str]:
     """The patient's snapshot kept by the last sweep: (type, id) -> version."""
     with h.sessions.begin() as session:
-        body = store.load_snapshots(session).get(f"Patient/{h.practice.pid(name)}")
+        body = ledger.load_snapshots(session).get(f"Patient/{h.practice.pid(name)}")
     resources = orjson.loads(body) if body else []
     return {(r["resourceType"], r["id"]): (r.get("meta") or {}).get("versionId") for r in resources}
 

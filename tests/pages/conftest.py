@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir.users import create_user
+from hrm_fhir.adapters.store.users import create_user
 from hrm_fhir.web.db import db_session
 from tests.apps import AppFactory, app_factory
 from tests.databases import database_for

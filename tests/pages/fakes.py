@@ -10,9 +10,9 @@ import pytest
 
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import WorkflowError
-from hrm_fhir.pages import context, views
+from hrm_fhir.programme import ChaseStep, Priority, Stage
+from hrm_fhir.web.pages import context, views
 from hrm_fhir.workflow import service
-from hrm_fhir.workflow.model import ChaseStep, Priority, Stage
 
 AS_OF = date(2026, 11, 27)
 MTX = "Patient/p-mtx"

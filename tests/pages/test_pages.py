@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir import users
-from hrm_fhir.app import create_app
+from hrm_fhir.adapters.store import users
+from hrm_fhir.adapters.store.users import disable_user
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import (
     WorkflowConflictError,
@@ -19,11 +19,11 @@ from hrm_fhir.errors import (
     WorkflowNotFoundError,
     WorkflowPermissionError,
 )
-from hrm_fhir.users import disable_user
+from hrm_fhir.programme import ContactOutcome, Decision, Medium, Role, Stage
+from hrm_fhir.web.app import create_app
 from hrm_fhir.web.db import db_session
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
-from hrm_fhir.workflow.model import ContactOutcome, Decision, Medium, Role, Stage
 from tests.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of
 from tests.pages.fakes import (
     AS_OF,

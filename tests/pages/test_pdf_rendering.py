@@ -17,7 +17,7 @@ import waitress  # type: ignore[import-untyped]
 from flask import Flask
 from waitress import wasyncore  # type: ignore[import-untyped]
 
-from hrm_fhir import users
+from hrm_fhir.adapters.store import users
 from hrm_fhir.audit.pdf_renderer import PdfRenderer, RendererBusyError
 from tests.pages.conftest import PASSWORD, AppFactory, add_users
 

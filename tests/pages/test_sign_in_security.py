@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir import users
+from hrm_fhir.adapters.store import users
+from hrm_fhir.adapters.store.users import UserError, check_password_rules, create_user
 from hrm_fhir.config import Settings
-from hrm_fhir.users import UserError, check_password_rules, create_user
 from hrm_fhir.web.db import db_session
 from tests.pages.conftest import PASSWORD, AppFactory, Clock, add_users, sign_in, token_of
 

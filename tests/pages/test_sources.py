@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrm_fhir.pages.sources import sources_for
+from hrm_fhir.web.pages.sources import sources_for
 from tests.builders import rules
 
 SPS_LITHIUM = "https://www.sps.nhs.uk/monitorings/lithium-monitoring/"

@@ -10,11 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
-from hrm_fhir.cli import main
-from hrm_fhir.credentials import list_tokens, user_for_token
-from hrm_fhir.db import init_db, make_session_factory
-from hrm_fhir.records import UserRecord
-from hrm_fhir.users import (
+from hrm_fhir.adapters.store.credentials import list_tokens, user_for_token
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
+from hrm_fhir.adapters.store.records import UserRecord
+from hrm_fhir.adapters.store.users import (
     HASH_METHOD,
     UserError,
     UserRole,
@@ -27,6 +26,7 @@ from hrm_fhir.users import (
     needs_rehash,
     verify_password,
 )
+from hrm_fhir.cli.main import main
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
 

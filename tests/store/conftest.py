@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.store import start_sweep
+from hrm_fhir.adapters.store.ledger import start_sweep
+from hrm_fhir.adapters.store.records import SweepMode, SweepRecord
 from hrm_fhir.domain import Finding, FindingKind, PatientRef, ResourceRef, Severity
-from hrm_fhir.records import SweepMode, SweepRecord
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 7, 6, 7, 0, tzinfo=LONDON)

@@ -8,7 +8,7 @@ from multiprocessing.queues import Queue
 import pytest
 from sqlalchemy import Engine, make_url
 
-from hrm_fhir.db import make_engine
+from hrm_fhir.adapters.store.database import make_engine
 from hrm_fhir.errors import DatabaseURLError
 
 

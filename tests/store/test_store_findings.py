@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.store import (
+from hrm_fhir.adapters.store.database import make_session_factory
+from hrm_fhir.adapters.store.ledger import (
     close_finding,
     find_finding,
     list_findings,
@@ -18,9 +19,14 @@ from hrm_fhir.adapters.store import (
     record_finding_write,
     record_write,
 )
-from hrm_fhir.db import make_session_factory
+from hrm_fhir.adapters.store.records import (
+    FindingRecord,
+    ResourceType,
+    WriteAction,
+    WriteOutcome,
+    WriteRecord,
+)
 from hrm_fhir.domain import Finding, FindingKind, Severity
-from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome, WriteRecord
 from hrm_fhir.rules.registry import load_rule_set
 from tests.store.examples import NOW, finding, start
 

@@ -10,9 +10,9 @@ from multiprocessing.synchronize import Barrier
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.store import acquire_lock, live_lock, release_lock
-from hrm_fhir.db import make_engine, make_session_factory
-from hrm_fhir.records import LockRecord
+from hrm_fhir.adapters.store.database import make_engine, make_session_factory
+from hrm_fhir.adapters.store.ledger import acquire_lock, live_lock, release_lock
+from hrm_fhir.adapters.store.records import LockRecord
 from tests.store.examples import NOW
 
 

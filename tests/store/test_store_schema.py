@@ -18,17 +18,7 @@ from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.store import (
-    acquire_lock,
-    get_sweep,
-    live_lock,
-    poll_cursor,
-    record_write,
-    set_cursor,
-    set_server_marker,
-)
-from hrm_fhir.cli import main
-from hrm_fhir.db import (
+from hrm_fhir.adapters.store.database import (
     MIGRATIONS,
     alembic_config,
     init_db,
@@ -37,7 +27,16 @@ from hrm_fhir.db import (
     schema_revision,
     upgrade,
 )
-from hrm_fhir.records import (
+from hrm_fhir.adapters.store.ledger import (
+    acquire_lock,
+    get_sweep,
+    live_lock,
+    poll_cursor,
+    record_write,
+    set_cursor,
+    set_server_marker,
+)
+from hrm_fhir.adapters.store.records import (
     Base,
     LockRecord,
     ResourceType,
@@ -45,6 +44,7 @@ from hrm_fhir.records import (
     WriteOutcome,
     WriteRecord,
 )
+from hrm_fhir.cli.main import main
 from tests.store.examples import LONDON, NOW, start
 
 HEAD = "0005"

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.store import (
+from hrm_fhir.adapters.store.database import make_session_factory
+from hrm_fhir.adapters.store.ledger import (
     SWEEP_LOCK,
     acquire_lock,
     close_finding,
@@ -24,8 +25,7 @@ from hrm_fhir.adapters.store import (
     set_cursor,
     set_server_marker,
 )
-from hrm_fhir.db import make_session_factory
-from hrm_fhir.records import PollCursor, ResourceType, SweepStatus
+from hrm_fhir.adapters.store.records import PollCursor, ResourceType, SweepStatus
 from tests.store.examples import NOW, finding, start
 
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fhir.resources.R4B.bundle import Bundle
 
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 from tests.builders import (
     AS_OF,
     evaluate,

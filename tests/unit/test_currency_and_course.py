@@ -12,7 +12,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 from hrm_fhir.register import register_csv
 from tests.builders import (
     AS_OF,

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from hrm_fhir import terminology as t
+from hrm_fhir.adapters.store.records import FindingRecord, ResourceType
 from hrm_fhir.domain import FindingKind
-from hrm_fhir.records import FindingRecord, ResourceType
 from hrm_fhir.tasks.emit import (
     MONITORED_ELSEWHERE,
     Closure,

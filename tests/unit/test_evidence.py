@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from hrm_fhir import terminology as t
+from hrm_fhir.adapters.store.records import FindingRecord, ResourceType, WorkflowEventRecord
 from hrm_fhir.audit.evidence import EvidencePack, EvidenceSource, build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json, to_text
 from hrm_fhir.domain import FindingKind, MatchMethod, Severity
-from hrm_fhir.records import FindingRecord, ResourceType, WorkflowEventRecord
-from hrm_fhir.workflow.model import Stage
+from hrm_fhir.programme import Stage
 from tests.builders import AS_OF, observation, patient, repeats, rules
 
 FBC, EGFR, NEUT = "1022441000000101", "1011481000000105", "1022551000000104"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from hrm_fhir.terminal import TerminalProgress
+from hrm_fhir.cli.progress import TerminalProgress
 
 
 class Terminal(io.StringIO):

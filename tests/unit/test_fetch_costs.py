@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from hrm_fhir.fetch import RECORD_TYPES, batch_limit, page_requests, searches_per_group
+from hrm_fhir.adapters.fhir.fetch import (
+    RECORD_TYPES,
+    batch_limit,
+    page_requests,
+    searches_per_group,
+)
 
 
 def test_patients_are_re_read_in_groups_only_while_that_costs_less_than_paging_the_scope() -> None:

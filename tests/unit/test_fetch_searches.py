@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrm_fhir.fetch import OURS_TAG, arrangement_searches
+from hrm_fhir.adapters.fhir.fetch import OURS_TAG, arrangement_searches
 from hrm_fhir.terminology import TASK_CODE
 from tests.builders import PRACTICE_CODES, rules, rules_with_shared_care_entries
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import responses
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.upload import load_paths
 from hrm_fhir.errors import FHIRTemporaryError
-from hrm_fhir.loader import load_paths
 
 BASE = "http://fhir.test/fhir"
 OBSERVATIONS = [{"resourceType": "Observation", "id": f"o{i}", "status": "final"} for i in range(3)]

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from hrm_fhir import offline
-from hrm_fhir.adapters.fhir_input import expand_paths, iter_resources
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.adapters.fhir.files import expand_paths, iter_resources
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.domain import Skipped
 from hrm_fhir.offline import EvaluationRun, evaluate_paths
 from hrm_fhir.rules.evaluate import Engine

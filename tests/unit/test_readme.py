@@ -23,7 +23,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

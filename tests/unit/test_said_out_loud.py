@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 from hrm_fhir.domain import Severity
 from hrm_fhir.rules.evaluate import Engine
 from tests.builders import (

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hrm_fhir import terminology as t
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.domain import ArrangementSource, Finding, MatchMethod, RegisterEntry
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 from hrm_fhir.synthetic import generate_practice, nhs_check_digit, write_practice
 
 AS_OF = date(2026, 11, 27)

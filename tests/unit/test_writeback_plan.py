@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from hrm_fhir.adapters.store.records import FindingRecord, ResourceType
 from hrm_fhir.domain import FindingKind
-from hrm_fhir.records import FindingRecord, ResourceType
 from hrm_fhir.tasks.emit import (
     Counts,
     Desired,
