@@ -30,7 +30,7 @@ from hrm_fhir.web.db import db_session
 from hrm_fhir.web.scheduling import run_monthly_reports
 from tests.apps import AppFactory, app_factory
 from tests.audit.conftest import MONTH
-from tests.pages.conftest import PASSWORD, sign_in
+from tests.web.pages.conftest import PASSWORD, sign_in
 
 READ_KEY = "read-key-0123456789"
 PCNS = {"north": ("practice-1", "practice-7")}

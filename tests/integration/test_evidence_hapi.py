@@ -28,7 +28,7 @@ from tests.builders import rules
 from tests.databases import database_for
 from tests.integration.practice import AS_OF, starter
 from tests.integration.test_workflow_hapi import Flow
-from tests.pages.conftest import PASSWORD, sign_in
+from tests.web.pages.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.hapi
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Two scheduler processes on one PostgreSQL database whose weekly sweep fires at the same
 instant: exactly one sweeps, the other logs that it skipped (against a real HAPI). The lock
-itself races on both backends in tests/store/test_store_locks.py."""
+itself races on both backends in tests/adapters/store/test_store_locks.py."""
 
 from __future__ import annotations
 

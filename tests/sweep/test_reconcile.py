@@ -14,7 +14,7 @@ from hrm_fhir.adapters.fhir.fetch import FetchReport, Scope
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.adapters.store.records import FindingRecord, ResourceType
 from hrm_fhir.sweep.reconcile import check_server, keep_marker
-from tests.gateway.payloads import searchset
+from tests.adapters.fhir.payloads import searchset
 
 BASE = "http://fhir.test/fhir"
 SEARCH = re.compile(rf"{re.escape(BASE)}/(Task|Flag)\?.*")

@@ -12,7 +12,7 @@ from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.offline import EvaluationRun
 from hrm_fhir.sweep.run import SweepSummary, render_sweep
 from hrm_fhir.tasks.emit import Counts
-from tests.store.examples import AS_OF, NOW, finding, start
+from tests.adapters.store.examples import AS_OF, NOW, finding, start
 
 
 def test_the_summary_lists_failed_writes_and_the_findings_urgent_first(tmp_path: Path) -> None:
