@@ -44,6 +44,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep.run import run_sweep
 from hrm_fhir.sweep.source import export_request
+from hrm_fhir.workflow.chases import SweepChases
 
 PAGE = 500
 COUNTED = ("patients", "findings", "created", "updated", "closed", "unchanged", "errors")
@@ -94,6 +95,7 @@ def sweep(
                 as_of=AS_OF,
                 full=full,
                 bulk=bulk,
+                chases=SweepChases.of(settings, gateway, rules),
             )
         out["summary"] = summary.to_json()
     finally:

@@ -58,6 +58,7 @@ from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from hrm_fhir.tasks.emit import Writer
+from hrm_fhir.workflow.chases import SweepChases
 
 ROOT = OUT.parent.parent
 HAPI = ROOT / "sandbox" / "hapi"
@@ -381,7 +382,13 @@ def sweep_once(
         PHASES.clear()
         with measured(server_pid) as out:
             summary: SweepSummary = run_sweep(
-                settings, sessions, gateway, rules, as_of=AS_OF, full=full
+                settings,
+                sessions,
+                gateway,
+                rules,
+                as_of=AS_OF,
+                full=full,
+                chases=SweepChases.of(settings, gateway, rules),
             )
         out["summary"] = summary.to_json()
         out["phases"] = {k: dict(v) for k, v in PHASES.items()}
@@ -537,7 +544,7 @@ def profile_sweep(base: str, seed: int, rules: RuleSet, top: int = 30) -> str:
     try:
         profiler.enable()
         summary = run_sweep(settings, make_session_factory(engine), gateway, rules, as_of=AS_OF,
-                            full=True)  # fmt: skip
+                            full=True, chases=SweepChases.of(settings, gateway, rules))  # fmt: skip
         profiler.disable()
     finally:
         engine.dispose()

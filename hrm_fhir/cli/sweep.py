@@ -56,20 +56,23 @@ def sweep(
     from hrm_fhir.adapters.fhir.gateway import FHIRGateway
     from hrm_fhir.adapters.store.database import init_db, make_session_factory
     from hrm_fhir.sweep.run import run_sweep
+    from hrm_fhir.workflow.chases import SweepChases
 
     settings = configured(fhir_base_url=fhir_base, practice=practice)
     engine = init_db(settings.database_url)
     gateway = FHIRGateway.from_settings(settings)
+    rules = rule_set()
     try:
         summary = run_sweep(
             settings,
             make_session_factory(engine),
             gateway,
-            rule_set(),
+            rules,
             as_of=as_of.date() if as_of else clock.today(),
             dry_run=dry_run,
             full=None if mode is None else mode == "full",
             bulk=bulk,
+            chases=SweepChases.of(settings, gateway, rules),
         )
         for warning in summary.warnings:
             click.echo(f"hrm-fhir: warning: {warning}", err=True)

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,9 +68,6 @@ from hrm_fhir.summary import render_summary
 from hrm_fhir.sweep.reconcile import check_server, keep_marker, new_marker_id
 from hrm_fhir.sweep.source import export_records, in_scope
 from hrm_fhir.tasks.emit import Counts, Desired, PatientContext, Writer, desired_resources, plan
-from hrm_fhir.workflow.actions import route_exhausted_chases
-from hrm_fhir.workflow.queries import exhausted_chases
-from hrm_fhir.workflow.views import TaskSummary
 
 LOCK_TTL_SECONDS = 15 * 60
 log = logging.getLogger(__name__)
@@ -78,6 +75,20 @@ log = logging.getLogger(__name__)
 
 class SweepBusyError(HRMError):
     """Another process holds the sweep lock."""
+
+
+class ChaseRouter(Protocol):
+    """The chase cadence's last step, which every sweep takes after its writes: Tasks whose second
+    reminder went unanswered go to the pharmacist. The workflow provides it
+    (``workflow.chases.SweepChases``); the sweep only calls it."""
+
+    def due(self, session: Session, as_of: date) -> set[str]:
+        """The ids of the Tasks whose chase ran out (what a dry run counts)."""
+        ...
+
+    def route(self, session: Session, as_of: date, now: datetime) -> int:
+        """Route each of them to the pharmacist; how many went."""
+        ...
 
 
 @dataclass
@@ -151,9 +162,11 @@ def run_sweep(
     clock: Callable[[], datetime] = utc_now,
     holder: str | None = None,
     bulk: bool | None = None,
+    chases: ChaseRouter,
 ) -> SweepSummary:
     """Run one sweep; ``full`` None means incremental when a watermark exists, else full;
-    ``bulk`` reads the records through a Bulk Data export (None: ``settings.sweep_bulk``)."""
+    ``bulk`` reads the records through a Bulk Data export (None: ``settings.sweep_bulk``);
+    ``chases`` takes the cadence's last step after the writes."""
     holder = holder or f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
     _take_lock(sessions, holder, clock)
@@ -185,7 +198,17 @@ def run_sweep(
         )
         try:
             _sweep(
-                settings, sessions, gateway, rules, summary, scope, cursor, is_full, clock, holder
+                settings,
+                sessions,
+                gateway,
+                rules,
+                summary,
+                scope,
+                cursor,
+                is_full,
+                clock,
+                holder,
+                chases,
             )
         except Exception as exc:
             log.error("sweep %s failed: %s", sweep_id, type(exc).__name__)
@@ -221,6 +244,7 @@ def _sweep(
     is_full: bool,
     clock: Callable[[], datetime],
     holder: str,
+    chases: ChaseRouter,
 ) -> None:
     report = FetchReport()
     with sessions.begin() as session:
@@ -280,8 +304,7 @@ def _sweep(
         summary.counts = work.counts()
         moved = {c.resource_id for c in work.closes if c.resource_type is ResourceType.TASK}
         with sessions.begin() as session:
-            due = _exhausted(gateway, session, settings, summary, rules)
-        summary.routed = len([task for task in due if task.task_id not in moved])
+            summary.routed = len(chases.due(session, summary.as_of) - moved)
         _finish(sessions, summary, clock, watermark=None)
         return
     practices: dict[str, str | None] = {
@@ -297,11 +320,7 @@ def _sweep(
     )
     summary.counts = writer.apply(work, found.contexts)
     with sessions.begin() as session:
-        due = _exhausted(gateway, session, settings, summary, rules)
-        routed = route_exhausted_chases(
-            gateway, session, due, chase_interval_days=settings.chase_interval_days, now=clock()
-        )
-    summary.routed = len(routed)
+        summary.routed = chases.route(session, summary.as_of, clock())
     dropped = {patient: b"" for patient in current if patient not in found.monitored}
     completed = bool(report.server_time) and not summary.counts.errors
     with sessions.begin() as session:
@@ -461,24 +480,6 @@ def _switch_to_full(sessions: sessionmaker[Session], summary: SweepSummary) -> N
         record = ledger.get_sweep(session, summary.sweep_id)
         assert record is not None  # noqa: S101 - created by run_sweep
         record.mode = SweepMode.FULL
-
-
-def _exhausted(
-    gateway: FHIRGateway,
-    session: Session,
-    settings: Settings,
-    summary: SweepSummary,
-    rules: RuleSet,
-) -> list[TaskSummary]:
-    """Tasks whose chase ran out, due to be routed to the pharmacist by this sweep."""
-    return exhausted_chases(
-        gateway,
-        session,
-        as_of=summary.as_of,
-        practice=settings.practice or None,
-        chase_interval_days=settings.chase_interval_days,
-        rules=rules,
-    )
 
 
 def _keep_marker(

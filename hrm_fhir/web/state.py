@@ -21,6 +21,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.sweep.launcher import SweepLauncher, SweepRequest, SweepRunner
 from hrm_fhir.sweep.run import SweepSummary, run_sweep
+from hrm_fhir.workflow.chases import SweepChases
 
 EXTENSION = "hrm"
 """The key of the service state in ``app.extensions``."""
@@ -65,6 +66,7 @@ class ServiceState:
                 as_of=request.as_of or clock.today(),
                 dry_run=request.dry_run,
                 full=request.full,
+                chases=SweepChases.of(self.settings, gateway, self.rules),
             )
         finally:
             gateway.close()

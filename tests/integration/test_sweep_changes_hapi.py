@@ -13,6 +13,7 @@ import pytest
 
 from hrm_fhir.adapters.store import ledger
 from hrm_fhir.sweep.run import SweepSummary, run_sweep
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, Resource, several
@@ -26,7 +27,14 @@ SHARED_CARE = {"system": PRACTICE_CODES, "code": "shared-care"}
 
 
 def _sweep(h: Harness) -> SweepSummary:
-    summary = run_sweep(h.settings, h.sessions, h.gateway, RULES, as_of=AS_OF)
+    summary = run_sweep(
+        h.settings,
+        h.sessions,
+        h.gateway,
+        RULES,
+        as_of=AS_OF,
+        chases=SweepChases.of(h.settings, h.gateway, RULES),
+    )
     assert summary.counts.errors == 0
     return summary
 

@@ -23,6 +23,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.errors import FHIRError
 from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from hrm_fhir.tasks import emit
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.faults import FaultProxy, KillSwitch, differences, duplicates, ours
 from tests.integration.harness import Harness, a_week_of_changes
@@ -54,7 +55,14 @@ def _sweep_until_killed(base: str, database_url: str, org: str, at: int) -> None
     engine = init_db(database_url)
     gateway = FHIRGateway.from_settings(settings)
     with KillSwitch(at).armed(engine):
-        run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
+        run_sweep(
+            settings,
+            make_session_factory(engine),
+            gateway,
+            rules(),
+            as_of=AS_OF,
+            chases=SweepChases.of(settings, gateway, rules()),
+        )
 
 
 def _counted_sweep(h: Harness) -> int:
@@ -130,7 +138,14 @@ def _sweep_through(b: Harness, proxy: FaultProxy, runs: list[SweepSummary]) -> b
     Every failed write is in the write audit: a failure is never silent."""
     gateway = _faulty_gateway(proxy)
     try:
-        summary = run_sweep(b.settings, b.sessions, gateway, rules(), as_of=AS_OF)
+        summary = run_sweep(
+            b.settings,
+            b.sessions,
+            gateway,
+            rules(),
+            as_of=AS_OF,
+            chases=SweepChases.of(b.settings, gateway, rules()),
+        )
     except FHIRError:
         return False
     finally:

@@ -24,6 +24,7 @@ from hrm_fhir.cli.main import main
 from hrm_fhir.config import Settings
 from hrm_fhir.sweep.run import run_sweep
 from hrm_fhir.tasks import emit
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, Resource, starter
@@ -299,7 +300,14 @@ def _killed_sweep(base: str, db: str, org: str) -> None:
         return result
 
     gateway.transaction = slow_transaction  # type: ignore[method-assign]
-    run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
+    run_sweep(
+        settings,
+        make_session_factory(engine),
+        gateway,
+        rules(),
+        as_of=AS_OF,
+        chases=SweepChases.of(settings, gateway, rules()),
+    )
 
 
 @pytest.mark.usefixtures("database_url")

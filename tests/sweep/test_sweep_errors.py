@@ -19,6 +19,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.errors import FHIRCapabilityError, FHIRTemporaryError
 from hrm_fhir.sweep.run import SweepBusyError, run_sweep, utc_now
 from hrm_fhir.sweep.source import IncompleteExportError
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 
 BASE = "http://fhir.test/fhir"
@@ -53,7 +54,12 @@ def test_refuses_a_server_that_cannot_store_flags_and_writes_nothing(
     gateway = FHIRGateway(BASE, sleep=lambda s: None)
     with pytest.raises(FHIRCapabilityError, match="Flag"):
         run_sweep(
-            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+            Settings(fhir_base_url=BASE),
+            sessions,
+            gateway,
+            rules(),
+            as_of=date(2026, 11, 27),
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
     with sessions.begin() as session:
         assert ledger.list_sweeps(session) == []
@@ -77,7 +83,12 @@ def test_server_unavailable_marks_the_sweep_failed_and_keeps_no_watermark(
     gateway = FHIRGateway(BASE, max_retries=2, sleep=lambda s: None)
     with pytest.raises(FHIRTemporaryError):
         run_sweep(
-            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+            Settings(fhir_base_url=BASE),
+            sessions,
+            gateway,
+            rules(),
+            as_of=date(2026, 11, 27),
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
     assert unavailable.call_count == 3, (
         "the first read was tried three times, then the sweep failed"
@@ -100,7 +111,12 @@ def test_a_second_sweeper_is_refused_while_the_lock_is_held(
     gateway = FHIRGateway(BASE)
     with pytest.raises(SweepBusyError):
         run_sweep(
-            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+            Settings(fhir_base_url=BASE),
+            sessions,
+            gateway,
+            rules(),
+            as_of=date(2026, 11, 27),
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
     gateway.close()
 
@@ -141,6 +157,7 @@ def test_a_bulk_sweep_whose_export_reports_errors_fails_and_writes_nothing(
             rules(),
             as_of=date(2026, 11, 27),
             bulk=True,
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
 
     assert writes.call_count == 0

@@ -30,6 +30,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.sweep.run import run_sweep
 from hrm_fhir.web.app import create_app
 from hrm_fhir.web.state import service_state
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource
 
@@ -150,7 +151,15 @@ def seeded(fhir_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         )
         assert all(e["response"]["status"].startswith("2") for e in reply["entry"])
-        summary = run_sweep(settings, sessions, gateway, rules(), as_of=AS_OF, full=True)
+        summary = run_sweep(
+            settings,
+            sessions,
+            gateway,
+            rules(),
+            as_of=AS_OF,
+            full=True,
+            chases=SweepChases.of(settings, gateway, rules()),
+        )
         assert summary.counts.errors == 0
         with sessions.begin() as session:
             for username, role in USERS.items():
