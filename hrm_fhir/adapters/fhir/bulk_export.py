@@ -32,12 +32,9 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
-from hrm_fhir.adapters.fhir.gateway import (
-    FHIRGateway,
-    outcome_text,
-    resource_path,
-    retry_after_seconds,
-)
+from hrm_fhir.adapters.fhir.answers import outcome_text, retry_after_seconds
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.urls import resource_path
 from hrm_fhir.errors import FHIRError, FHIRTemporaryError, HRMError, ResourceNotFound
 
 log = logging.getLogger(__name__)
