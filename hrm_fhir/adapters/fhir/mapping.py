@@ -9,25 +9,18 @@ its first day.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, NamedTuple
 
-import orjson
-
 from hrm_fhir.adapters.fhir.arrangements import ArrangementReader
-from hrm_fhir.adapters.fhir.dosage import parse_dosage
+from hrm_fhir.adapters.fhir.products import ProductReader
 from hrm_fhir.adapters.fhir.values import (
     COMPARATORS,
     UCUM_SYSTEM,
     Moment,
-    coding_pairs,
-    codings_of,
-    concept_text,
     first_code,
     goal_limits,
     interpretation_flag,
-    medication_strength,
     parse_date,
     parse_moment,
     reference,
@@ -35,7 +28,6 @@ from hrm_fhir.adapters.fhir.values import (
     text_value,
 )
 from hrm_fhir.domain import (
-    Dosage,
     LabResult,
     Patient,
     PatientRecord,
@@ -46,7 +38,6 @@ from hrm_fhir.domain import (
     Skipped,
 )
 from hrm_fhir.rules.model import Catalogue
-from hrm_fhir.rules.strength import Strength, single_strength
 from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.rules.units import UnitTable
 
@@ -92,15 +83,6 @@ ARRANGEMENT_TYPES = frozenset(
 _PRESCRIPTIONS_AND_DECISIONS = frozenset({"MedicationRequest", "MedicationStatement", "Task"})
 
 
-@dataclass(frozen=True, slots=True)
-class _Product:
-    codings: tuple[tuple[str, str], ...]
-    text: str
-    strength: float | None
-    strength_unit: str | None
-    relevant: bool = True
-
-
 class MappingError(ValueError):
     """A resource is malformed in a way that stops it being used."""
 
@@ -112,7 +94,6 @@ class RecordBuilder:
         """With ``medicines``, prescriptions of products no rule can use (e.g. statins) are
         dropped as they are read (it is asked once per product) and a product's strength is
         that of its monitored ingredient; without, a combination product's strength is unknown."""
-        self._medicines = medicines
         self._arrangements = ArrangementReader(catalogue.shared_care)
         self._statement_types = (
             ARRANGEMENT_TYPES if self._arrangements.reads_entries else _PRESCRIPTIONS_AND_DECISIONS
@@ -122,8 +103,7 @@ class RecordBuilder:
         self._units = UnitTable(catalogue)
         self.medications: dict[str, Resource] = {}
         """Medication resources read so far, by reference (``Medication/<id>``)."""
-        self._products: dict[bytes, _Product] = {}
-        self._dosages: dict[bytes, Dosage] = {}
+        self._products = ProductReader(medicines)
         self._moments: dict[str, Moment | None] = {}
         self._dates: dict[str, date | None] = {}
         self._subjects: dict[str, str | None] = {}
@@ -480,10 +460,10 @@ class RecordBuilder:
             validity_end = self._date(validity.get("end")) if validity else None
             dosage_field = resource.get("dosageInstruction")
         concept, medication_ref, medication = self._medication(resource)
-        product = self._product(concept, medication)
+        product = self._products.product(concept, medication)
         if not product.codings and not product.text.strip():
             raise MappingError(f"{kind} names no medication (no code, no text)")
-        dosage = self._dosage(dosage_field)
+        dosage = self._products.dosage(dosage_field)
         if not product.relevant:
             self.unrecognised[(product.text, product.codings)] += 1
             return
@@ -517,56 +497,6 @@ class RecordBuilder:
             raise MappingError("MedicationStatement has no effective date nor dateAsserted")
         status = STATEMENT_STATUSES.get(str(resource.get("status")), "unknown")
         return status, "order", start, self._date(period.get("end")), resource.get("dosage")
-
-    def _product(self, concept: Any, medication: Resource | None) -> _Product:
-        """Codes, text and strength of a product; repeat issues share one cached reading."""
-        key = orjson.dumps(medication if medication is not None else concept)
-        product = self._products.get(key)
-        if product is None:
-            codings = codings_of(concept)
-            text = concept_text(concept)
-            if medication is not None:
-                for ingredient in medication.get("ingredient") or ():
-                    item = ingredient.get("itemCodeableConcept")
-                    codings.extend(codings_of(item))
-                    text = f"{text} {concept_text(item)}"
-            product = _Product(
-                tuple((system, code) for system, code, _ in codings), text, None, None
-            )
-            strength = self._strength(product, medication)
-            product = replace(
-                product,
-                strength=strength[0] if strength else None,
-                strength_unit=strength[1] if strength else None,
-                relevant=self._medicines is None or self._medicines.is_relevant(product),
-            )
-            self._products[key] = product
-        return product
-
-    def _strength(self, product: _Product, medication: Resource | None) -> Strength | None:
-        """The monitored ingredient's strength: from the Medication's ingredient of that name
-        when it gives one, else from the product's name."""
-        if self._medicines is None:
-            return medication_strength(medication, None) or single_strength(product.text)
-        match = self._medicines.match(product)
-        if match is None:
-            return None
-
-        def is_monitored(item: Any) -> bool:
-            assert self._medicines is not None  # noqa: S101 - checked above
-            found = self._medicines.match(
-                _Product(coding_pairs(item), concept_text(item), None, None)
-            )
-            return found is not None and found.ingredient == match.ingredient
-
-        return medication_strength(medication, is_monitored) or match.strength
-
-    def _dosage(self, instructions: Any) -> Dosage:
-        key = orjson.dumps(instructions)
-        dosage = self._dosages.get(key)
-        if dosage is None:
-            dosage = self._dosages[key] = parse_dosage(instructions)
-        return dosage
 
     def _medication(self, resource: Resource) -> tuple[Any, str | None, Resource | None]:
         concept = resource.get("medicationCodeableConcept")
