@@ -106,9 +106,13 @@ def line(name: str, result: dict[str, Any]) -> None:
     summary = result.get("summary") or {}
     counts = ", ".join(f"{k} {summary[k]}" for k in COUNTED if k in summary)
     server = result.get("server_cpu_s")
+    rss = result.get("server_rss_mib")
+    load = " ".join(f"{x:.1f}" for x in result["load_average"])
     print(f"  {name:<22} {result['wall_s']:8.1f} s wall, client CPU {result['client_cpu_s']:6.1f} s"
           + (f", server CPU {server:6.1f} s" if server is not None else "")
-          + (f"; {counts}" if counts else ""), flush=True)  # fmt: skip
+          + (f", server RSS {rss:,.0f} MiB (peak {result['server_peak_rss_mib']:,.0f})"
+             if rss is not None else "")
+          + f", load {load}" + (f"; {counts}" if counts else ""), flush=True)  # fmt: skip
 
 
 def main() -> None:
