@@ -104,13 +104,41 @@ def sweep(
     return out
 
 
+def incremental_pair(
+    base: str, seed: int, rules: RuleSet, server_pid: int | None, written: float | None
+) -> dict[str, Any]:
+    """An incremental sweep of each kind with nothing changed, each after a full sweep of its
+    kind on a fresh ledger; first waits until the last write (``written``, monotonic) is older
+    than the watermark overlap, else "nothing changed" would see the load and the warm-up."""
+    wait = (
+        0.0
+        if written is None
+        else Settings().watermark_overlap_seconds + 10 - (time.monotonic() - written)
+    )
+    if wait > 0:
+        print(f"waiting {wait:.0f} s: the last write must be older than the overlap")
+        time.sleep(wait)
+    incremental: dict[str, Any] = {}
+    for name, bulk in (("paged", False), ("bulk", True)):
+        settings = settings_for(base, seed, OUT / f"bulk-{name}-incr.db")
+        sweep(settings, rules, server_pid, full=True, bulk=bulk)
+        time.sleep(1)
+        incremental[name] = sweep(settings, rules, server_pid, full=False, bulk=bulk)
+        line(f"{name} incremental", incremental[name])
+    return incremental
+
+
 def line(name: str, result: dict[str, Any]) -> None:
     summary = result.get("summary") or {}
     counts = ", ".join(f"{k} {summary[k]}" for k in COUNTED if k in summary)
     server = result.get("server_cpu_s")
+    rss = result.get("server_rss_mib")
+    load = " ".join(f"{x:.1f}" for x in result["load_average"])
     print(f"  {name:<22} {result['wall_s']:8.1f} s wall, client CPU {result['client_cpu_s']:6.1f} s"
           + (f", server CPU {server:6.1f} s" if server is not None else "")
-          + (f"; {counts}" if counts else ""), flush=True)  # fmt: skip
+          + (f", server RSS {rss:,.0f} MiB (peak {result['server_peak_rss_mib']:,.0f})"
+             if rss is not None else "")
+          + f", load {load}" + (f"; {counts}" if counts else ""), flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -123,6 +151,8 @@ def main() -> None:
     parser.add_argument("--server-pid", type=int, help="the --fhir-base server's pid, for its CPU")
     parser.add_argument("--written", action="store_true",
                         help="the server holds every Task and Flag: no warm-up")  # fmt: skip
+    parser.add_argument("--no-incremental", action="store_true",
+                        help="skip the incremental pair (four more sweeps)")  # fmt: skip
     args = parser.parse_args()
     if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
         sys.exit("--fhir-base must be on 127.0.0.1")
@@ -151,18 +181,14 @@ def main() -> None:
                                   bulk=bulk)  # fmt: skip
                 line(f"{name} full sweep", run[name])
             runs.append(run)
-        incremental: dict[str, Any] = {}
-        overlap = Settings().watermark_overlap_seconds
-        wait = overlap + 10 - (time.monotonic() - written)
-        if wait > 0 and not args.written:  # else "nothing changed" would see the load and warm-up
-            print(f"waiting {wait:.0f} s: the last write must be older than the overlap")
-            time.sleep(wait)
-        for name, bulk in (("paged", False), ("bulk", True)):
-            settings = settings_for(base, args.seed, OUT / f"bulk-{name}-incr.db")
-            sweep(settings, rules, pid, full=True, bulk=bulk)
-            time.sleep(1)
-            incremental[name] = sweep(settings, rules, pid, full=False, bulk=bulk)
-            line(f"{name} incremental", incremental[name])
+            wall = {name: run[name]["wall_s"] for name in ("export", "paged", "bulk")}
+            print(f"  run {index}: bulk/paged {wall['bulk'] / wall['paged']:.2f}x, "
+                  f"bulk/export {wall['bulk'] / wall['export']:.2f}x", flush=True)  # fmt: skip
+        incremental = (
+            {}
+            if args.no_incremental
+            else incremental_pair(base, args.seed, rules, pid, None if args.written else written)
+        )
     median = {
         name: statistics.median(run[name]["wall_s"] for run in runs)
         for name in ("export", "paged", "bulk")

@@ -63,7 +63,9 @@ from hrm_fhir.workflow.chases import SweepChases
 ROOT = OUT.parent.parent
 HAPI = ROOT / "sandbox" / "hapi"
 JAR = HAPI / "target" / "app" / "hrm-hapi-sandbox.jar"
-JAVA = ["java", "-Xms256m", "-Xmx3g", "-XX:+ExitOnOutOfMemoryError", "-jar", str(JAR)]
+JAVA_OPTS = os.environ.get("HRM_SANDBOX_JAVA_OPTS", "-Xms256m -Xmx3g -XX:+ExitOnOutOfMemoryError")
+"""The private sandbox's JVM options: ``HRM_SANDBOX_JAVA_OPTS`` replaces them, as for run.sh."""
+JAVA = ["java", *JAVA_OPTS.split(), "-jar", str(JAR)]
 START_TIMEOUT_S = 300
 PAGE = 500
 MAX_PAGES_PER_SEARCH = 2_000
@@ -240,6 +242,18 @@ def _cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
+def _memory_mib(pid: int | None) -> dict[str, float]:
+    """The process's resident memory now and at its peak (``VmRSS``, ``VmHWM``), in MiB."""
+    if pid is None:
+        return {}
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    names = {"VmRSS:": "server_rss_mib", "VmHWM:": "server_peak_rss_mib"}
+    return {names[f[0]]: int(f[1]) / 1024 for f in map(str.split, lines) if f and f[0] in names}
+
+
 def _metadata_ok(base: str) -> bool:
     try:
         return requests.get(f"{base}/metadata", timeout=10).status_code == 200
@@ -333,6 +347,8 @@ def measured(server_pid: int | None) -> Iterator[dict[str, Any]]:
     out["client_cpu_s"] = time.process_time() - cpu
     after = _cpu_seconds(server_pid)
     out["server_cpu_s"] = None if server is None or after is None else after - server
+    out.update(_memory_mib(server_pid))
+    out["load_average"] = os.getloadavg()
     out["traffic"] = traffic_since(before)
 
 

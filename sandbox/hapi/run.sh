@@ -13,7 +13,8 @@
 #                "-Xms256m -Xmx1536m -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError"),
 #              HRM_SANDBOX_START_TIMEOUT (seconds to wait for metadata, default 300),
 #              HRM_SANDBOX_MVN_OPTS (extra Maven arguments for the build, e.g. -o).
-# Pid and log files live in sandbox/hapi/.run/ (git-ignored): hapi.pid, hapi.port, hapi.log.
+# Pid and log files live in sandbox/hapi/.run/ (git-ignored): hapi.pid, hapi.port, hapi.log;
+# bulk export files (Binary content) in .run/binary/, emptied at each start and when it stops.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,6 +26,7 @@ PID_FILE="$RUN_DIR/hapi.pid"
 PORT_FILE="$RUN_DIR/hapi.port"
 LOG_FILE="$RUN_DIR/hapi.log"
 BUILD_LOG="$RUN_DIR/build.log"
+BINARY_DIR="$RUN_DIR/binary" # the server makes its own folder in here and deletes it when it stops
 HEARTBEAT=15 # seconds between "still ..." lines while building or starting
 JAVA_OPTS_DEFAULT="-Xms256m -Xmx1536m -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError"
 JAVA_OPTS="${HRM_SANDBOX_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}"
@@ -146,10 +148,12 @@ cmd_start() {
 
 	mkdir -p "$RUN_DIR"
 	[ -f "$LOG_FILE" ] && mv -f "$LOG_FILE" "$LOG_FILE.1"
+	rm -rf "$BINARY_DIR" # what a killed server left: its database is gone with it
 	say "starting on port $port (log: $LOG_FILE)"
 	local t0=$SECONDS
 	# shellcheck disable=SC2086
-	HRM_SANDBOX_PORT="$port" nohup java $JAVA_OPTS -jar "$jar" --server.port="$port" >"$LOG_FILE" 2>&1 </dev/null &
+	HRM_SANDBOX_PORT="$port" nohup java $JAVA_OPTS -jar "$jar" --server.port="$port" \
+		--hrm.sandbox.binary-storage.parent="$BINARY_DIR" >"$LOG_FILE" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$PID_FILE"
 	echo "$port" >"$PORT_FILE"

@@ -20,10 +20,13 @@ from click.testing import CliRunner
 from hrm_fhir.adapters.fhir.bulk_job import MANIFEST
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.cli.main import main
+from tests.conftest import Sandbox
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
 
 pytestmark = pytest.mark.hapi
 RECORD = "Patient,MedicationRequest,Observation"
+BINARIES = Path(__file__).resolve().parents[2] / "sandbox" / "hapi" / ".run" / "binary"
+"""Where run.sh's sandbox keeps Binary content over 1 KiB (a folder of its own in here)."""
 
 
 @pytest.fixture
@@ -99,6 +102,21 @@ def test_a_system_export_gives_every_resource_of_the_loaded_practice(
         assert record["lines"] == len(body.splitlines())
     assert manifest["status"] == "complete"
     assert manifest["job"] in ("deleted", "gone")
+
+
+def test_the_sandbox_keeps_export_files_on_disk_not_in_its_database(
+    restartable: Sandbox, run_id: str, tmp_path: Path
+) -> None:
+    gateway = FHIRGateway(restartable.base)
+    upload(gateway, starter(Practice(run_id)))
+    gateway.close()
+
+    manifest = export(restartable.base, tmp_path / "out", "--type", RECORD)
+
+    on_disk = {hashlib.sha256(f.read_bytes()).hexdigest() for f in BINARIES.rglob("*.bin")}
+    large = [record for record in manifest["output"] if record["bytes"] > 1024]
+    assert large  # the whole server's Patients, prescriptions and results: well over 1 KiB
+    assert {record["sha256"] for record in large} <= on_disk
 
 
 def test_a_group_export_gives_its_members_records_only(

@@ -10,8 +10,10 @@ import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
 import ca.uhn.fhir.jpa.api.config.ThreadPoolFactoryConfig;
 import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
 import ca.uhn.fhir.jpa.batch2.JpaBatch2Config;
+import ca.uhn.fhir.interceptor.api.IInterceptorService;
 import ca.uhn.fhir.jpa.binary.api.IBinaryStorageSvc;
-import ca.uhn.fhir.jpa.binstore.DatabaseBinaryContentStorageSvcImpl;
+import ca.uhn.fhir.jpa.binary.interceptor.BinaryStorageInterceptor;
+import ca.uhn.fhir.jpa.binstore.FilesystemBinaryStorageSvcImpl;
 import ca.uhn.fhir.jpa.config.HapiJpaConfig;
 import ca.uhn.fhir.jpa.config.r4.JpaR4Config;
 import ca.uhn.fhir.jpa.config.util.HapiEntityManagerFactoryUtil;
@@ -46,6 +48,8 @@ import org.springframework.orm.jpa.JpaTransactionManager;
 import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 import org.springframework.transaction.annotation.EnableTransactionManagement;
 
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.Properties;
 import javax.sql.DataSource;
 
@@ -91,6 +95,15 @@ public class SandboxFhirConfig {
 	@Value("${hrm.sandbox.batch2-maintenance-interval-ms:5000}")
 	private long myBatch2MaintenanceIntervalMs;
 
+	@Value("${hrm.sandbox.binary-storage.parent:${java.io.tmpdir}/hrm-sandbox}")
+	private String myBinaryParent;
+
+	@Value("${hrm.sandbox.binary-storage.min-bytes:1024}")
+	private int myBinaryMinBytes;
+
+	@Value("${hrm.sandbox.bulk-export.retention-hours:1}")
+	private int myBulkExportRetentionHours;
+
 	@Bean(destroyMethod = "close")
 	public DataSource dataSource() {
 		HikariConfig config = new HikariConfig();
@@ -121,6 +134,13 @@ public class SandboxFhirConfig {
 		s.setEnableTaskBulkExportJobExecution(true);
 		s.setEnableTaskBulkImportJobExecution(false);
 		s.setEnableTaskPreExpandValueSets(false);
+		// Export files are kept this long after their job ends (HAPI: 2 h; its purge runs hourly,
+		// so a file lives 1-2 h). Not 0: the purge would then take files a client is still
+		// downloading.
+		s.setBulkExportFileRetentionPeriodHours(myBulkExportRetentionHours);
+		// A stored Binary is read back into the resource when served; let that hold a whole export
+		// file (HAPI's file cap, 100 MiB), not only HAPI's default 10 MiB.
+		s.setAutoInflateBinariesMaximumBytes(s.getBulkExportFileMaximumSize());
 		// As on a real server (and HAPI's default): a reference to a missing resource is refused.
 		s.setEnforceReferentialIntegrityOnWrite(true);
 		// Test clean-up: conditional DELETE matching several resources, and $expunge.
@@ -174,11 +194,32 @@ public class SandboxFhirConfig {
 		return tm;
 	}
 
-	/** Bulk export writes its NDJSON output as Binary resources; keep their content in the DB. */
+	/** Where Binary content goes: a folder of this process's own, deleted when it stops. */
+	@Bean
+	public BinaryDirectory binaryDirectory() throws IOException {
+		return new BinaryDirectory(Path.of(myBinaryParent));
+	}
+
+	/**
+	 * Bulk export writes its NDJSON output as Binary resources. Their content goes to files, not
+	 * into the in-memory database (the heap): the {@link BinaryStorageInterceptor} takes the content
+	 * of any Binary over the threshold out of the resource before it is stored and puts it back
+	 * when the Binary is served.
+	 */
 	@Lazy
 	@Bean
-	public IBinaryStorageSvc binaryStorageSvc() {
-		return new DatabaseBinaryContentStorageSvcImpl();
+	public IBinaryStorageSvc binaryStorageSvc(BinaryDirectory theDirectory) {
+		FilesystemBinaryStorageSvcImpl svc =
+				new FilesystemBinaryStorageSvcImpl(theDirectory.path().toString());
+		svc.setMinimumBinarySize(myBinaryMinBytes);
+		return svc;
+	}
+
+	/** Registered with the JPA interceptor service: Batch2 writes Binaries without a REST request. */
+	@Bean
+	public SmartInitializingSingleton binaryStorageRegistration(
+			IInterceptorService interceptorService, BinaryStorageInterceptor<?> binaryStorageInterceptor) {
+		return () -> interceptorService.registerInterceptor(binaryStorageInterceptor);
 	}
 
 	/**
@@ -238,10 +279,13 @@ public class SandboxFhirConfig {
 
 		ourLog.info(
 				"hrm-fhir sandbox: default page size {}, max page size {}, search cache off, "
-						+ "client id strategy {}, bulk export on, stale If-Match -> {}",
+						+ "client id strategy {}, bulk export on (files over {} bytes on disk, kept {} h), "
+						+ "stale If-Match -> {}",
 				myDefaultPageSize,
 				myMaxPageSize,
 				storageSettings.getResourceClientIdStrategy(),
+				myBinaryMinBytes,
+				storageSettings.getBulkExportFileRetentionPeriodHours(),
 				myIfMatch412 ? "412" : "409 (HAPI default)");
 		return server;
 	}
