@@ -41,7 +41,7 @@ from hrm_fhir.errors import (
     WorkflowPermissionError,
 )
 from hrm_fhir.rules.registry import load_rule_set
-from hrm_fhir.sweep import SweepBusyError
+from hrm_fhir.sweep_lock import SweepBusyError
 from hrm_fhir.web import db
 from hrm_fhir.web.state import EXTENSION, ServiceState
 

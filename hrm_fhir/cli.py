@@ -17,8 +17,9 @@ import orjson
 from hrm_fhir import clock
 from hrm_fhir.config import Settings, configured_zone, load_settings
 from hrm_fhir.errors import HRMError, InputError
+from hrm_fhir.evaluation import EvaluationRun
 from hrm_fhir.loader import CHUNK_SIZE, WORKERS
-from hrm_fhir.offline import EvaluationRun, collector_paused, evaluate_paths
+from hrm_fhir.offline import collector_paused, evaluate_paths
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 
 if TYPE_CHECKING:
@@ -974,15 +975,16 @@ def evidence(
     settings = _settings(fhir_base_url=fhir_base)
     engine = init_db(settings.database_url)
     gateway = FHIRGateway.from_settings(settings)
+    rules = _rules()
     try:
         with make_session_factory(engine)() as session:
-            source = read_evidence(gateway, session, patient)
+            source = read_evidence(gateway, session, patient, rules)
             if source is None:
                 click.echo(f"hrm-fhir: the FHIR server has no Patient {patient!r}", err=True)
                 sys.exit(2)
             pack = build_pack(
                 source,
-                _rules(),
+                rules,
                 as_of=as_of.date() if as_of else clock.today(),
                 generated_at=clock.local_now(),
             )

@@ -7,7 +7,7 @@ give the same inputs on both."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -15,12 +15,13 @@ import orjson
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.adapters.fhir_mapping import Resource
 from hrm_fhir.audit.clinical import clinical_position
 from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.figures import month_bounds, practice_id
 from hrm_fhir.audit.model import AuditInputs, EventFact, SweepFact, TaskFact
 from hrm_fhir.domain import PatientRecord, PatientRef
+from hrm_fhir.evaluation import evaluate_records, map_records
 from hrm_fhir.records import (
     FindingRecord,
     SnapshotRecord,
@@ -28,17 +29,18 @@ from hrm_fhir.records import (
     SweepStatus,
     WorkflowEventRecord,
 )
-from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
+
+
+def snapshot_resources(session: Session) -> Iterator[Resource]:
+    """Every monitored patient's resources as the last sweep read them (the snapshots)."""
+    for body in session.scalars(select(SnapshotRecord.body).order_by(SnapshotRecord.patient)):
+        yield from orjson.loads(body)
 
 
 def snapshot_records(session: Session, rules: RuleSet) -> dict[PatientRef, PatientRecord]:
     """Every monitored patient's record, mapped from the snapshots the sweeps keep."""
-    builder = RecordBuilder(rules.catalogue, rules.medicines())
-    for body in session.scalars(select(SnapshotRecord.body).order_by(SnapshotRecord.patient)):
-        for resource in orjson.loads(body):
-            builder.add("snapshot", resource)
-    return builder.finish()
+    return map_records(rules, snapshot_resources(session), "snapshot").records
 
 
 def known_practices(session: Session) -> list[str]:
@@ -91,13 +93,15 @@ def read_audit_inputs(
         )
         if row.scope in scopes
     )
-    engine = Engine.create(rules, last, window_days)
-    records = [
-        r
-        for r in snapshot_records(session, rules).values()
-        if r.patient is not None and practice_id(r.patient.practice) in wanted
-    ]
-    groups, indicators = clinical_position(records, engine, definitions)
+    evaluation = evaluate_records(
+        rules,
+        snapshot_resources(session),
+        last,
+        window_days=window_days,
+        origin="snapshot",
+        select=lambda r: r.patient is not None and practice_id(r.patient.practice) in wanted,
+    )
+    groups, indicators = clinical_position(evaluation, definitions)
     fetched: datetime | None = session.scalar(select(func.max(SnapshotRecord.fetched_at)))
     return AuditInputs(
         month=month.replace(day=1),

@@ -15,7 +15,6 @@ from hrm_fhir import clock
 from hrm_fhir.adapters import store
 from hrm_fhir.adapters.evidence_source import read_evidence
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder
 from hrm_fhir.api.auth import acting_user, require_visible
 from hrm_fhir.api.schemas import (
     MonitoringSchema,
@@ -25,10 +24,10 @@ from hrm_fhir.api.schemas import (
 )
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json
-from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
-from hrm_fhir.fetch import FetchReport, read_records, record_searches
+from hrm_fhir.domain import PatientRef, Skipped
+from hrm_fhir.evaluation import evaluate_records
+from hrm_fhir.fetch import FetchReport, read_rule_records
 from hrm_fhir.records import FindingRecord
-from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.web.db import db_session
 from hrm_fhir.web.state import ServiceState, service_state
@@ -55,28 +54,24 @@ def evaluate_patient(
     day = as_of or clock.today()
     gateway = FHIRGateway.from_settings(state.settings)
     try:
-        resources = read_records(
-            gateway, [patient], FetchReport(), extra=record_searches(state.rules)
-        )[patient]
+        resources = read_rule_records(gateway, state.rules, [patient], FetchReport())[patient]
     finally:
         gateway.close()
     found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     if found is None:
         raise NotFound(NO_PATIENT)
     require_visible(general_practitioners_of(found), NO_PATIENT)
-    builder = RecordBuilder(state.rules.catalogue, state.rules.medicines())
-    for resource in resources:
-        builder.add("server", resource)
-    record = builder.finish().get(patient) or PatientRecord(patient=None)
-    engine = Engine.create(state.rules, day, state.settings.due_window_days)
-    therapies = engine.therapies(record)
+    evaluation = evaluate_records(
+        state.rules, resources, day, window_days=state.settings.due_window_days
+    )
+    therapies = evaluation.engine.therapies(evaluation.record(patient))
     return Monitoring(
         patient=patient,
         as_of=day,
         therapies=[therapies[group] for group in sorted(therapies)],
-        findings=[finding.to_json() for finding in engine.evaluate(record)],
+        findings=[finding.to_json() for finding in evaluation.findings_of(patient)],
         open_tasks=store.open_findings(session, patient=patient),
-        skipped=builder.skipped,
+        skipped=evaluation.skipped,
     )
 
 
@@ -98,7 +93,7 @@ def evidence(patient_id: str) -> Response:
     state = service_state()
     gateway = FHIRGateway.from_settings(state.settings)
     try:
-        source = read_evidence(gateway, db_session(), patient)
+        source = read_evidence(gateway, db_session(), patient, state.rules)
     finally:
         gateway.close()
     if source is None:

@@ -18,7 +18,7 @@ from hrm_fhir.api.schemas import (
     load_sweep_list_query,
     load_sweep_request,
 )
-from hrm_fhir.sweep import SweepBusyError
+from hrm_fhir.sweep_lock import SweepBusyError
 from hrm_fhir.web.db import db_session
 from hrm_fhir.web.state import SweepLauncher, SweepRequest, service_state
 

@@ -23,7 +23,8 @@ from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.errors import HRMError
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.sweep import SweepBusyError, SweepSummary, run_sweep
+from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep_lock import SweepBusyError
 
 EXTENSION = "hrm"
 """The key of the service state in ``app.extensions``."""

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from hrm_fhir import clock
 from hrm_fhir.adapters.fhir_gateway import FHIRGateway
 from hrm_fhir.adapters.fhir_mapping import parse_date
-from hrm_fhir.fetch import FetchReport, Scope, read_records
+from hrm_fhir.fetch import FetchReport, Scope, read_rule_records
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.model import RulePack, Threshold
 from hrm_fhir.rules.registry import RuleSet
@@ -95,7 +95,9 @@ def review_queue(
     wanted: dict[str, set[str]] = {}
     for _, resource, mine in drafts:
         wanted.setdefault(patient_of(resource), set()).update(_analytes(rule_set, resource, mine))
-    records = read_records(gateway, patients, FetchReport(), scope) if patients else {}
+    records = (
+        read_rule_records(gateway, rule_set, patients, FetchReport(), scope) if patients else {}
+    )
     trends = trends_by_patient(rule_set, [r for rs in records.values() for r in rs], wanted)
     items = [
         _review_item(kind, resource, mine, findings, trends, rule_set, wanted)

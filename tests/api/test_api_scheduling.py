@@ -17,7 +17,8 @@ from hrm_fhir.scheduling import (
     run_scheduled_sweep,
     scheduled_sweeps,
 )
-from hrm_fhir.sweep import SweepBusyError, SweepSummary
+from hrm_fhir.sweep import SweepSummary
+from hrm_fhir.sweep_lock import SweepBusyError
 from hrm_fhir.web.state import SweepRequest, service_state
 from tests.api.conftest import AppFactory
 

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from hrm_fhir.api.openapi import build_document
 from hrm_fhir.errors import FHIRFatalError, FHIRTemporaryError
-from hrm_fhir.sweep import SweepBusyError
+from hrm_fhir.sweep_lock import SweepBusyError
 from tests.api.conftest import OPERATOR, READ, AppFactory
 
 PUBLIC = {"/health", "/ready", "/api/v1/openapi.json"}

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir import sweep as sweep_module
+from hrm_fhir import sweep_reads
 from hrm_fhir.adapters import store
 from hrm_fhir.cli import main
 from hrm_fhir.sweep import SweepSummary
@@ -59,8 +59,8 @@ def by_export_only(h: Harness, **kw: object) -> SweepSummary:
         raise AssertionError("a bulk sweep read by searches")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sweep_module, "read_scope", paging)
-        patch.setattr(sweep_module, "changed_patients", paging)
+        patch.setattr(sweep_reads, "read_scope", paging)
+        patch.setattr(sweep_reads, "changed_patients", paging)
         return h.sweep(bulk=True, **kw)
 
 

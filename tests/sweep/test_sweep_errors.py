@@ -17,7 +17,8 @@ from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.errors import FHIRCapabilityError, FHIRTemporaryError
 from hrm_fhir.records import SweepStatus
-from hrm_fhir.sweep import SweepBusyError, run_sweep, utc_now
+from hrm_fhir.sweep import run_sweep, utc_now
+from hrm_fhir.sweep_lock import SweepBusyError
 from hrm_fhir.sweep_source import IncompleteExportError
 from tests.builders import rules
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from hrm_fhir.adapters import store
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.domain import FindingKind, Severity
-from hrm_fhir.offline import EvaluationRun
+from hrm_fhir.evaluation import EvaluationRun
 from hrm_fhir.records import ResourceType, WriteAction, WriteOutcome
 from hrm_fhir.sweep import SweepSummary, render_sweep
 from hrm_fhir.tasks.emit import Counts
