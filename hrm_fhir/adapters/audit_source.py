@@ -61,38 +61,6 @@ def read_audit_inputs(
     """The inputs for ``month`` and these practices (Organization ids): nothing after month end."""
     _, last, _, end = month_bounds(month)
     wanted = set(practices)
-    findings = tuple(
-        _task(row)
-        for row in session.execute(
-            select(*_FINDING_COLUMNS)
-            .where(FindingRecord.opened_at < end)
-            .order_by(FindingRecord.identifier)
-        )
-        if practice_id(row.practice) in wanted
-    )
-    events = tuple(
-        _event(row)
-        for row in session.execute(
-            select(*_EVENT_COLUMNS)
-            .where(WorkflowEventRecord.at < end)
-            .order_by(WorkflowEventRecord.at, WorkflowEventRecord.id)
-        )
-        if practice_id(row.practice) in wanted
-    )
-    scopes = {"all", *(f"Organization/{p}" for p in wanted)}
-    sweeps = tuple(
-        SweepFact(row.id, row.started_at, row.mode.value, row.scope, row.created, row.closed)
-        for row in session.scalars(
-            select(SweepRecord)
-            .where(
-                SweepRecord.status == SweepStatus.COMPLETED,
-                SweepRecord.dry_run.is_(False),
-                SweepRecord.started_at < end,
-            )
-            .order_by(SweepRecord.id)
-        )
-        if row.scope in scopes
-    )
     evaluation = evaluate_records(
         rules,
         snapshot_resources(session),
@@ -107,10 +75,49 @@ def read_audit_inputs(
         month=month.replace(day=1),
         groups=tuple(groups),
         indicators=tuple(indicators),
-        findings=findings,
-        events=events,
-        sweeps=sweeps,
+        findings=_findings(session, end, wanted),
+        events=_events(session, end, wanted),
+        sweeps=_sweeps(session, end, wanted),
         record_as_at=fetched,
+    )
+
+
+def _findings(session: Session, end: datetime, practices: set[str]) -> tuple[TaskFact, ...]:
+    """The findings opened before ``end`` at these practices."""
+    rows = session.execute(
+        select(*_FINDING_COLUMNS)
+        .where(FindingRecord.opened_at < end)
+        .order_by(FindingRecord.identifier)
+    )
+    return tuple(_task(row) for row in rows if practice_id(row.practice) in practices)
+
+
+def _events(session: Session, end: datetime, practices: set[str]) -> tuple[EventFact, ...]:
+    """The workflow events before ``end`` at these practices, in order."""
+    rows = session.execute(
+        select(*_EVENT_COLUMNS)
+        .where(WorkflowEventRecord.at < end)
+        .order_by(WorkflowEventRecord.at, WorkflowEventRecord.id)
+    )
+    return tuple(_event(row) for row in rows if practice_id(row.practice) in practices)
+
+
+def _sweeps(session: Session, end: datetime, practices: set[str]) -> tuple[SweepFact, ...]:
+    """The completed real sweeps started before ``end`` of all patients or of these practices."""
+    scopes = {"all", *(f"Organization/{p}" for p in practices)}
+    rows = session.scalars(
+        select(SweepRecord)
+        .where(
+            SweepRecord.status == SweepStatus.COMPLETED,
+            SweepRecord.dry_run.is_(False),
+            SweepRecord.started_at < end,
+        )
+        .order_by(SweepRecord.id)
+    )
+    return tuple(
+        SweepFact(row.id, row.started_at, row.mode.value, row.scope, row.created, row.closed)
+        for row in rows
+        if row.scope in scopes
     )
 
 
