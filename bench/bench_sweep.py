@@ -57,7 +57,7 @@ from hrm_fhir.loader import load_paths
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep import SweepSummary, run_sweep
-from hrm_fhir.tasks.emit import Writer
+from hrm_fhir.tasks.writer import Writer
 
 SWEEP_MODULES = tuple(
     importlib.import_module(name)

@@ -48,7 +48,8 @@ from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.summary import render_summary
 from hrm_fhir.sweep_lock import release_lock, renew_lock, take_lock
 from hrm_fhir.sweep_reads import SweepRead, read_for_sweep, read_reopened
-from hrm_fhir.tasks.emit import Counts, PatientContext, Plan, Writer, desired_resources, plan
+from hrm_fhir.tasks.emit import Counts, PatientContext, Plan, desired_resources, plan
+from hrm_fhir.tasks.writer import Writer
 from hrm_fhir.workflow.actions import route_exhausted_chases
 from hrm_fhir.workflow.queries import exhausted_chases
 from hrm_fhir.workflow.views import TaskSummary
