@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder, Resource
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder, Resource
 from hrm_fhir.domain import (
     Finding,
     PatientRecord,

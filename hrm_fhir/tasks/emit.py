@@ -30,10 +30,10 @@ from typing import Any
 import orjson
 
 from hrm_fhir import terminology as t
+from hrm_fhir.adapters.store.records import FindingRecord, ResourceType
 from hrm_fhir.domain import Finding, FindingKind, ResourceRef
-from hrm_fhir.records import FindingRecord, ResourceType
+from hrm_fhir.programme import Stage
 from hrm_fhir.tasks.build import TECHNICIANS, resource_body, validated
-from hrm_fhir.workflow.model import Stage
 
 Resource = dict[str, Any]
 MONITORED_ELSEWHERE = "monitored elsewhere"

@@ -12,10 +12,11 @@ from datetime import date, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology as t
-from hrm_fhir.adapters import store
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.records import ResourceType, WriteAction, WriteOutcome
 from hrm_fhir.errors import FHIRError, FHIRFatalError, VersionConflict
-from hrm_fhir.records import ResourceType, WriteAction, WriteOutcome
+from hrm_fhir.programme import TECHNICIAN_STAGES, Stage, stage_of
 from hrm_fhir.tasks.build import PHARMACIST
 from hrm_fhir.tasks.emit import (
     MANAGED_FIELDS,
@@ -27,7 +28,6 @@ from hrm_fhir.tasks.emit import (
     Plan,
     Resource,
 )
-from hrm_fhir.workflow.model import TECHNICIAN_STAGES, Stage, stage_of
 
 CONFLICT_RETRIES = 3
 BATCH_SIZE = 100
@@ -139,9 +139,9 @@ class Writer:
     ) -> None:
         counts.errors += 1
         with self._sessions.begin() as session:
-            existing = store.find_finding(session, identifier)
+            existing = ledger.find_finding(session, identifier)
             conflict = isinstance(error, VersionConflict)
-            store.record_write(
+            ledger.record_write(
                 session,
                 sweep_id=self._sweep_id,
                 resource_type=resource_type,
@@ -190,7 +190,7 @@ class Writer:
                 )
             break
         with self._sessions.begin() as session:
-            store.close_finding(
+            ledger.close_finding(
                 session,
                 closure.identifier,
                 reason=closure.reason,
@@ -229,9 +229,9 @@ class Writer:
         reason: str | None = None,
     ) -> None:
         rid = wanted.resource["id"]
-        existing = store.find_finding(session, wanted.finding.identifier)
+        existing = ledger.find_finding(session, wanted.finding.identifier)
         if existing is not None and existing.closed_at is None:
-            store.record_finding_write(
+            ledger.record_finding_write(
                 session,
                 wanted.finding,
                 status=str(written.get("status", "")),
@@ -239,7 +239,7 @@ class Writer:
                 version_id=version,
             )
         else:
-            store.open_finding(
+            ledger.open_finding(
                 session,
                 wanted.finding,
                 practice=self._practice_of(wanted.finding.patient),
@@ -272,7 +272,7 @@ class Writer:
         reason: str,
         identifier: str,
     ) -> None:
-        store.record_write(
+        ledger.record_write(
             session,
             sweep_id=self._sweep_id,
             resource_type=resource_type,

@@ -19,16 +19,17 @@ import orjson
 import pytest
 from flask.testing import FlaskClient
 
-from hrm_fhir.adapters import store
-from hrm_fhir.adapters.evidence_source import read_evidence
-from hrm_fhir.app import create_app
+from hrm_fhir.adapters.fhir.fetch import FetchReport, read_rule_records
+from hrm_fhir.adapters.store import ledger
 from hrm_fhir.audit.evidence import build_pack
+from hrm_fhir.audit.evidence_source import read_evidence
 from hrm_fhir.domain import PatientRef
 from hrm_fhir.evaluation import map_records
-from hrm_fhir.fetch import FetchReport, read_rule_records
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep.run import SweepSummary, run_sweep
+from hrm_fhir.web.app import create_app
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
+from hrm_fhir.workflow.chases import SweepChases
 from hrm_fhir.workflow.views import PatientCard
 from tests.builders import PRACTICE_CODES, rules_with_shared_care_entries
 from tests.integration.harness import Harness
@@ -88,7 +89,8 @@ def swept(
 ) -> Iterator[tuple[Harness, SweepSummary, FlaskClient]]:
     h = Harness(fhir_base, run_id, f"sqlite:///{tmp_path / 'ledger.db'}")
     h.upload(_practice(h.practice))
-    summary = run_sweep(h.settings, h.sessions, h.gateway, RULES, as_of=AS_OF)
+    chases = SweepChases.of(h.settings, h.gateway, RULES)
+    summary = run_sweep(h.settings, h.sessions, h.gateway, RULES, as_of=AS_OF, chases=chases)
     assert summary.counts.errors == 0
     app = create_app(
         {
@@ -114,7 +116,7 @@ def _card(h: Harness, ref: str) -> PatientCard:
 def _snapshot(h: Harness, ref: str) -> list[Resource]:
     """The patient's resources as the sweep read them (the snapshot it keeps)."""
     with h.sessions() as session:
-        resources: list[Resource] = orjson.loads(store.load_snapshots(session)[ref])
+        resources: list[Resource] = orjson.loads(ledger.load_snapshots(session)[ref])
     return resources
 
 
@@ -167,7 +169,7 @@ def test_the_card_lists_the_tasks_and_flags_the_sweep_left_open_and_what_they_re
     with h.sessions() as session:
         written = {
             f"{r.resource_type.value}/{r.resource_id}"
-            for r in store.open_findings(session, patient=ref)
+            for r in ledger.open_findings(session, patient=ref)
         }
     card = _card(h, ref)
     assert {item.reference for item in card.findings} >= written

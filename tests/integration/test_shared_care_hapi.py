@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from hrm_fhir import terminology as t
+from hrm_fhir.adapters.fhir.fetch import FetchReport, arrangement_searches, read_records
+from hrm_fhir.adapters.store.records import FindingRecord
 from hrm_fhir.domain import PatientRef
 from hrm_fhir.errors import (
     WorkflowConflictError,
@@ -22,10 +24,8 @@ from hrm_fhir.errors import (
     WorkflowPermissionError,
 )
 from hrm_fhir.evaluation import evaluate_records
-from hrm_fhir.fetch import FetchReport, arrangement_searches, read_records
-from hrm_fhir.records import FindingRecord
+from hrm_fhir.programme import Role, Stage
 from hrm_fhir.workflow import service
-from hrm_fhir.workflow.model import Role, Stage
 from tests.builders import rules
 from tests.databases import database_for
 from tests.integration.practice import AS_OF, Resource, starter
