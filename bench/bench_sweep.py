@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import importlib
+import importlib.util
 import io
 import logging
 import os
@@ -46,7 +48,6 @@ import orjson
 import requests
 from bench_evaluate import AS_OF, OUT, practice
 
-import hrm_fhir.sweep.run as sweep_module
 from hrm_fhir.adapters.fhir import gateway as fhir_gateway
 from hrm_fhir.adapters.fhir.fetch import RECORD_TYPES, record_searches
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
@@ -57,9 +58,15 @@ from hrm_fhir.config import Settings
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep.run import SweepSummary, run_sweep
-from hrm_fhir.tasks.emit import Writer
+from hrm_fhir.tasks.writer import Writer
 from hrm_fhir.workflow.chases import SweepChases
 
+SWEEP_MODULES = tuple(
+    importlib.import_module(name)
+    for name in ("hrm_fhir.sweep.run", "hrm_fhir.sweep.reads")
+    if importlib.util.find_spec(name) is not None
+)
+"""Where the sweep looks up what the phase timers replace (the package changes)."""
 ROOT = OUT.parent.parent
 HAPI = ROOT / "sandbox" / "hapi"
 JAR = HAPI / "target" / "app" / "hrm-hapi-sandbox.jar"
@@ -218,10 +225,12 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 def install_phase_timers() -> None:
     """Time what ``hrm_fhir.sweep.run`` calls, by replacing the names it looks up (bench only)."""
     for name in ("check_server", "record_counts", "changed_patients", "read_records", "read_scope",
-                 "resources_by_id", "desired_resources", "plan", "_records", "exhausted_chases",
-                 "route_exhausted_chases", "_keep_marker"):  # fmt: skip
-        if hasattr(sweep_module, name):  # the package changes; time what this version has
-            setattr(sweep_module, name, _timed(name, getattr(sweep_module, name)))
+                 "read_rule_records", "resources_by_id", "desired_resources", "plan", "_records",
+                 "evaluate_records", "exhausted_chases", "route_exhausted_chases",
+                 "_keep_marker"):  # fmt: skip
+        for module in SWEEP_MODULES:  # the package changes; time what this version has
+            if hasattr(module, name):
+                setattr(module, name, _timed(name, getattr(module, name)))
     for name in ("load_snapshots", "save_snapshots", "open_findings"):
         setattr(ledger, name, _timed(f"ledger.{name}", getattr(ledger, name)))
     for name in ("therapies", "latest_by_test", "assess"):
@@ -542,12 +551,13 @@ def change_window(
 def changed_path_forced() -> Iterator[None]:
     """Make the incremental sweep re-read its changed patients whatever paging would cost (to
     measure the path the sweep decides against): no window is too large for it."""
-    real = sweep_module.batch_limit  # type: ignore[attr-defined]
-    setattr(sweep_module, "batch_limit", lambda *_: 10**9)  # noqa: B010 - bench only
+    module = next(m for m in SWEEP_MODULES if hasattr(m, "batch_limit"))
+    real = module.batch_limit
+    setattr(module, "batch_limit", lambda *_: 10**9)  # noqa: B010 - bench only
     try:
         yield
     finally:
-        setattr(sweep_module, "batch_limit", real)  # noqa: B010
+        setattr(module, "batch_limit", real)  # noqa: B010
 
 
 def profile_sweep(base: str, seed: int, rules: RuleSet, top: int = 30) -> str:

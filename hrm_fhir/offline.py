@@ -1,5 +1,8 @@
 """Evaluate FHIR files offline: read, map, evaluate. The one place file I/O meets the rules.
 
+Each worker maps its own share of the files, so a run cannot hand all its resources to
+``evaluation.evaluate_records``; it shares its per-patient step, ``evaluation.assess_each``.
+
 Large inputs are shared between workers by bytes (the first runs in this process, the others
 in forked ones): every NDJSON file is cut into one line-aligned byte range per worker (other
 files go whole, in contiguous runs of about equal size), and each worker parses and maps only
@@ -20,7 +23,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +37,12 @@ from hrm_fhir.domain import (
     PatientRef,
     RegisterEntry,
     Skipped,
-    Unrecognised,
+)
+from hrm_fhir.evaluation import (
+    EvaluationRun,
+    UnrecognisedKey,
+    assess_each,
+    unrecognised_products,
 )
 from hrm_fhir.rules.evaluate import Engine
 from hrm_fhir.rules.registry import RuleSet
@@ -43,23 +51,8 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 Problem = Callable[[str, str], None]
-UnrecognisedKey = tuple[str, tuple[tuple[str, str], ...]]
 PARALLEL_FROM_BYTES = 32 * 1024 * 1024
 """Inputs smaller than this are evaluated in one process (workers cost more than they save)."""
-
-
-@dataclass(frozen=True)
-class EvaluationRun:
-    as_of: date
-    findings: list[Finding]
-    skipped: list[Skipped]
-    patients: int
-    monitored: list[RegisterEntry] = field(default_factory=list)
-    """The register: one line per patient and drug group on current monitored therapy."""
-    unrecognised: list[Unrecognised] = field(default_factory=list)
-    """Medication products no group or class matched, most frequent first."""
-    warnings: list[str] = field(default_factory=list)
-    """What limits the whole run (e.g. a date no rule pack version covers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +187,7 @@ class _Worker:
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
         later: list[Skipped] = []
-        for ref in sorted(records):
-            assessment = self.engine.assess(records[ref])
+        for _, assessment in assess_each(self.engine, records):
             findings.extend(assessment.findings)
             register.extend(assessment.register)
             later.extend(assessment.later)
@@ -453,14 +445,6 @@ def _combine(
         unrecognised=unrecognised_products(counts),
         warnings=engine.warnings(later),
     )
-
-
-def unrecognised_products(counts: Counter[UnrecognisedKey]) -> list[Unrecognised]:
-    """The products no group or class matched, most frequent first."""
-    return [
-        Unrecognised(text, codings, n)
-        for (text, codings), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    ]
 
 
 def default_workers() -> int:

@@ -8,7 +8,7 @@ from collections import Counter
 
 from hrm_fhir.display import readable
 from hrm_fhir.domain import FindingKind, Severity, Skipped
-from hrm_fhir.offline import EvaluationRun
+from hrm_fhir.evaluation import EvaluationRun
 
 _KINDS = (
     FindingKind.OVERDUE,

@@ -11,7 +11,8 @@ from hrm_fhir.audit.definitions import AuditDefinitions, Indicator
 from hrm_fhir.audit.figures import practice_id
 from hrm_fhir.audit.model import GroupStatus, IndicatorStatus
 from hrm_fhir.domain import FindingKind, PatientRecord
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.evaluation import Evaluation
+from hrm_fhir.rules.evaluate import Assessment, Engine
 from hrm_fhir.rules.model import RulePack
 from hrm_fhir.rules.therapy import Therapy, counts
 
@@ -33,11 +34,12 @@ def is_established(pack: RulePack, therapy: Therapy, day: date) -> bool:
 
 
 def group_statuses(
-    record: PatientRecord, engine: Engine, packs: dict[str, RulePack]
+    record: PatientRecord, assessment: Assessment, engine: Engine, packs: dict[str, RulePack]
 ) -> list[GroupStatus]:
-    """One status per drug group the patient is monitored for at ``engine.as_of``: on current
-    therapy, or stopped within a schedule that continues after stopping (``Engine.followed``:
-    their overdue thyroid function is the practice's work too)."""
+    """One status per drug group the patient is monitored for at ``engine.as_of`` (from the
+    record and its ``assessment``): on current therapy, or stopped within a schedule that
+    continues after stopping (``Engine.followed``: their overdue thyroid function is the
+    practice's work too)."""
     patient = record.patient
     if patient is None or not patient.is_alive_on(engine.as_of):
         return []
@@ -46,7 +48,6 @@ def group_statuses(
     therapies = {g: t for g, t in every.items() if g in followed and g in packs}
     if not therapies:
         return []
-    assessment = engine.assess(record)
     overdue = {f.drug_group: f for f in assessment.findings if f.kind is FindingKind.OVERDUE}
     elsewhere = {
         e.drug_group: e.monitored_elsewhere.by
@@ -121,15 +122,17 @@ def indicator_statuses(
 
 
 def clinical_position(
-    records: Iterable[PatientRecord], engine: Engine, definitions: AuditDefinitions
+    evaluation: Evaluation, definitions: AuditDefinitions
 ) -> tuple[list[GroupStatus], list[IndicatorStatus]]:
-    """Group and indicator statuses of every patient, as of ``engine.as_of``."""
+    """Group and indicator statuses of every patient evaluated, as of the evaluation's date."""
+    engine = evaluation.engine
     packs = {pack.drug_group: pack for pack in engine.packs}
     groups: list[GroupStatus] = []
     indicators: list[IndicatorStatus] = []
-    for record in records:
+    for ref, assessment in evaluation.assessments.items():
+        record = evaluation.records[ref]
         if not record.prescriptions:
             continue
-        groups.extend(group_statuses(record, engine, packs))
+        groups.extend(group_statuses(record, assessment, engine, packs))
         indicators.extend(indicator_statuses(record, engine, definitions.indicators))
     return groups, indicators

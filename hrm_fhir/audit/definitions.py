@@ -128,60 +128,18 @@ def parse_definitions(text: str, rules: RuleSet) -> AuditDefinitions:
         data = _DefinitionsSchema().load(tomllib.loads(text))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise RuleDefinitionError(f"audit definitions: {exc}") from exc
-    citations = {key: Citation(key=key, **value) for key, value in data["citations"].items()}
     families = {name: tuple(groups) for name, groups in data["families"].items()}
-    known_groups = {pack.drug_group for pack in rules.packs}
-    known_tests = set(rules.catalogue.tests)
-    problems: list[str] = []
-
-    def names(where: str, groups: tuple[str, ...], tests: tuple[str, ...]) -> None:
-        problems.extend(
-            f"{where}: unknown drug group {g!r}" for g in groups if g not in known_groups
-        )
-        problems.extend(f"{where}: unknown test {t!r}" for t in tests if t not in known_tests)
-
-    def citation(where: str, key: str) -> Citation:
-        if key not in citations:
-            problems.append(f"{where}: unknown citation {key!r}")
-        return citations.get(key) or Citation(key, "", "", "", "")
-
+    check = _NameCheck(rules, families, data["citations"])
     for name, groups in families.items():
-        names(f"family {name}", groups, ())
-    findings = []
-    for raw in data["inspector_findings"]:
-        family = raw["family"]
-        if family is not None and family not in families:
-            problems.append(f"{raw['id']}: unknown family {family!r}")
-        groups = (*families.get(family or "", ()), *raw["groups"])
-        tests = tuple(raw["tests"])
-        names(raw["id"], groups, tests)
-        findings.append(
-            InspectorFinding(
-                id=raw["id"],
-                title=raw["title"],
-                kind=raw["kind"],
-                groups=groups,
-                tests=tests,
-                established_only=raw["established_only"],
-                min_age=raw["min_age"],
-                without_contact=raw["without_contact"],
-                severities=tuple(raw["severities"]),
-                citation=citation(raw["id"], raw["citation"]),
-                verified=raw["verified"],
-                note=raw["note"],
-            )
-        )
-    indicators = []
-    for raw in data["indicators"]:
-        tests = tuple(raw["tests"])
-        names(raw["id"], (raw["drug_group"],), tests)
-        indicators.append(
-            Indicator(**{**raw, "tests": tests, "citation": citation(raw["id"], raw["citation"])})
-        )
+        check.names(f"family {name}", groups, ())
+    findings = [check.inspector_finding(raw) for raw in data["inspector_findings"]]
+    indicators = [check.indicator(raw) for raw in data["indicators"]]
     ids = [f.id for f in findings] + [i.id for i in indicators]
-    problems.extend(f"duplicate id {i!r}" for i in sorted({i for i in ids if ids.count(i) > 1}))
-    if problems:
-        raise RuleDefinitionError("audit definitions: " + "; ".join(problems))
+    check.problems.extend(
+        f"duplicate id {i!r}" for i in sorted({i for i in ids if ids.count(i) > 1})
+    )
+    if check.problems:
+        raise RuleDefinitionError("audit definitions: " + "; ".join(check.problems))
     return AuditDefinitions(
         id=data["id"],
         version=data["version"],
@@ -190,6 +148,59 @@ def parse_definitions(text: str, rules: RuleSet) -> AuditDefinitions:
         inspector_findings=tuple(findings),
         indicators=tuple(indicators),
     )
+
+
+class _NameCheck:
+    """Builds the definitions' entries, collecting every name the rule set or the file does not
+    know (drug groups, tests, families, citations) as a problem."""
+
+    def __init__(
+        self, rules: RuleSet, families: dict[str, tuple[str, ...]], citations: dict[str, Any]
+    ) -> None:
+        self._families = families
+        self._citations = {key: Citation(key=key, **value) for key, value in citations.items()}
+        self._groups = {pack.drug_group for pack in rules.packs}
+        self._tests = set(rules.catalogue.tests)
+        self.problems: list[str] = []
+
+    def names(self, where: str, groups: tuple[str, ...], tests: tuple[str, ...]) -> None:
+        self.problems.extend(
+            f"{where}: unknown drug group {g!r}" for g in groups if g not in self._groups
+        )
+        self.problems.extend(f"{where}: unknown test {t!r}" for t in tests if t not in self._tests)
+
+    def citation(self, where: str, key: str) -> Citation:
+        if key not in self._citations:
+            self.problems.append(f"{where}: unknown citation {key!r}")
+        return self._citations.get(key) or Citation(key, "", "", "", "")
+
+    def inspector_finding(self, raw: dict[str, Any]) -> InspectorFinding:
+        family = raw["family"]
+        if family is not None and family not in self._families:
+            self.problems.append(f"{raw['id']}: unknown family {family!r}")
+        groups = (*self._families.get(family or "", ()), *raw["groups"])
+        tests = tuple(raw["tests"])
+        self.names(raw["id"], groups, tests)
+        return InspectorFinding(
+            id=raw["id"],
+            title=raw["title"],
+            kind=raw["kind"],
+            groups=groups,
+            tests=tests,
+            established_only=raw["established_only"],
+            min_age=raw["min_age"],
+            without_contact=raw["without_contact"],
+            severities=tuple(raw["severities"]),
+            citation=self.citation(raw["id"], raw["citation"]),
+            verified=raw["verified"],
+            note=raw["note"],
+        )
+
+    def indicator(self, raw: dict[str, Any]) -> Indicator:
+        tests = tuple(raw["tests"])
+        self.names(raw["id"], (raw["drug_group"],), tests)
+        citation = self.citation(raw["id"], raw["citation"])
+        return Indicator(**{**raw, "tests": tests, "citation": citation})
 
 
 def load_definitions(rules: RuleSet) -> AuditDefinitions:

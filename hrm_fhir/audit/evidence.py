@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.domain import (
     MatchMethod,
@@ -38,6 +37,7 @@ from hrm_fhir.domain import (
     Severity,
     Skipped,
 )
+from hrm_fhir.evaluation import evaluate_records
 from hrm_fhir.programme import Stage, stage_of
 from hrm_fhir.rules.describe import Statement, statements
 from hrm_fhir.rules.evaluate import Engine
@@ -242,12 +242,9 @@ def build_pack(
 ) -> EvidencePack:
     """The evidence pack from what was read (see the module docstring for the cut-off)."""
     cutoff = clock.start_of(as_of + timedelta(days=1))
-    builder = RecordBuilder(rules.catalogue, rules.medicines())
-    for resource in source.record:
-        builder.add("server", resource)
-    ref = PatientRef(f"Patient/{source.patient['id']}")
-    record = builder.finish().get(ref) or PatientRecord(patient=None)
-    engine = Engine.create(rules, as_of)
+    evaluation = evaluate_records(rules, source.record, as_of)
+    record = evaluation.record(PatientRef(f"Patient/{source.patient['id']}"))
+    engine = evaluation.engine
     findings = {row.identifier: row for row in source.findings}
     contacts = [contact_item(c) for c in source.communications]
     return EvidencePack(
@@ -256,7 +253,7 @@ def build_pack(
         generated_at=generated_at.astimezone(UTC),
         schedules=_schedules(engine, record),
         results=_results(rules, record, as_of),
-        skipped=builder.skipped,
+        skipped=evaluation.skipped,
         tasks=_written(source.tasks, findings, cutoff),
         flags=_written(source.flags, findings, cutoff),
         contacts=sorted((c for c in contacts if c.at < cutoff), key=lambda c: c.at),

@@ -9,17 +9,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hrm_fhir.adapters.fhir.answers import Resource
-from hrm_fhir.adapters.fhir.fetch import OURS_TAG, FetchReport, read_records
+from hrm_fhir.adapters.fhir.fetch import OURS_TAG, FetchReport, read_rule_records
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.audit.evidence import EvidenceSource
+from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.workflow.reads import referring
 
 
-def read_evidence(gateway: FHIRGateway, session: Session, patient: str) -> EvidenceSource | None:
-    """The patient's record, the Tasks and Flags the service wrote with every version, the
-    Communications and Provenance about them, and the ledger's rows; None when the server has
-    no such Patient (or ``patient``, an id or ``Patient/<id>``, is not a FHIR id)."""
+def read_evidence(
+    gateway: FHIRGateway, session: Session, patient: str, rules: RuleSet
+) -> EvidenceSource | None:
+    """The patient's record as a sweep reads it (``fetch.read_rule_records``), the Tasks and
+    Flags the service wrote with every version, the Communications and Provenance about them,
+    and the ledger's rows; None when the server has no such Patient (or ``patient``, an id or
+    ``Patient/<id>``, is not a FHIR id)."""
     patient_id = patient.removeprefix("Patient/")
     try:
         found = gateway.read("Patient", patient_id)
@@ -34,7 +38,7 @@ def read_evidence(gateway: FHIRGateway, session: Session, patient: str) -> Evide
     flag_refs = [f"Flag/{flag['id']}" for flag in flags]
     return EvidenceSource(
         patient=found,
-        record=read_records(gateway, [ref], FetchReport())[ref],
+        record=read_rule_records(gateway, rules, [ref], FetchReport())[ref],
         tasks=[_versions(gateway, task) for task in tasks],
         flags=[_versions(gateway, flag) for flag in flags],
         communications=referring(gateway, "Communication", "based-on", task_refs),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 
 from hrm_fhir.audit.backlog import OverdueSpan, forecast, week_endings, weekly_trend
@@ -17,6 +18,7 @@ from hrm_fhir.audit.definitions import UNESCALATED, AuditDefinitions, InspectorF
 from hrm_fhir.audit.figures import Lists, Month, local_day, median_of, month_bounds, pct
 from hrm_fhir.audit.model import (
     AuditInputs,
+    EventFact,
     Figure,
     GroupRow,
     GroupStatus,
@@ -58,111 +60,163 @@ def _overdue_detail(status: GroupStatus, last: date) -> str:
     return f"due {status.due_date.isoformat()}, {days} days overdue: {', '.join(status.tests)}"
 
 
+_BANDS = (
+    ("overdue-up-to-4w", "overdue up to 4 weeks", None, FOUR_WEEKS),
+    ("overdue-4-12w", "overdue 4 to 12 weeks", FOUR_WEEKS, TWELVE_WEEKS),
+    ("overdue-over-12w", "overdue over 12 weeks", TWELVE_WEEKS, None),
+)
+"""The overdue bands: list id, title, and days overdue after ``low`` up to ``high`` (open ends
+None)."""
+_Spans = Sequence[tuple[TaskFact, OverdueSpan]]
+
+
+@dataclass(frozen=True)
+class _GroupFigures:
+    """The figures of one drug group's row, each named after the group, with its patient list."""
+
+    group: str
+    title: str
+    last: date
+    lists: Lists
+
+    def of(self, key: str, text: str, rows: Iterable[ListRow]) -> Figure:
+        return self.lists.figure(f"{self.group}-{key}", f"{self.title}: {text}", rows)
+
+    def statuses(
+        self, key: str, text: str, items: Iterable[GroupStatus], overdue: bool = False
+    ) -> Figure:
+        """Patients at month end, with what is overdue when ``overdue``."""
+        return self.of(
+            key,
+            text,
+            [
+                ListRow(s.patient, s.drug_group, _overdue_detail(s, self.last) if overdue else "")
+                for s in items
+            ],
+        )
+
+    def tasks(
+        self, key: str, text: str, items: _Spans, what: Callable[[TaskFact, OverdueSpan], str]
+    ) -> Figure:
+        """Overdue Tasks, each with ``what`` happened to it."""
+        return self.of(
+            key,
+            text,
+            [
+                ListRow(
+                    t.patient, t.drug_group, f"Task/{t.resource_id} due {t.due_date}, {what(t, s)}"
+                )
+                for t, s in items
+            ],
+        )
+
+    def elsewhere(self, statuses: Iterable[GroupStatus]) -> Figure:
+        """Patients another organisation monitors, and by whom."""
+        return self.of(
+            "monitored-elsewhere",
+            "monitored elsewhere at month end",
+            [
+                ListRow(s.patient, s.drug_group, f"by {s.monitored_elsewhere}")
+                for s in statuses
+                if s.monitored_elsewhere is not None
+            ],
+        )
+
+    def bands(self, overdue: Sequence[GroupStatus]) -> list[Figure]:
+        """The overdue patients in each band of days overdue at month end."""
+
+        def days(s: GroupStatus) -> int:
+            return (self.last - s.due_date).days if s.due_date else 0
+
+        return [
+            self.statuses(
+                key,
+                f"{text} at month end",
+                (
+                    s
+                    for s in overdue
+                    if (low is None or days(s) > low) and (high is None or days(s) <= high)
+                ),
+                overdue=True,
+            )
+            for key, text, low, high in _BANDS
+        ]
+
+
+def _overdue_from(_task: TaskFact, span: OverdueSpan) -> str:
+    return f"overdue from {span.start}"
+
+
+def _closed_as(task: TaskFact, span: OverdueSpan) -> str:
+    return f"closed {span.end} ({task.close_reason})"
+
+
+def _in_month(tasks: _Spans, month: Month) -> tuple[_Spans, _Spans]:
+    """The Tasks that became overdue in the month, and the overdue ones closed in it."""
+    newly = [(t, s) for t, s in tasks if month.first <= s.start <= month.last]
+    closed = [
+        (t, s)
+        for t, s in tasks
+        if s.closed_overdue and s.end is not None and month.first <= s.end <= month.last
+    ]
+    return newly, closed
+
+
 def _group_row(
     group: str,
     title: str,
     statuses: Sequence[GroupStatus],
-    tasks: Sequence[tuple[TaskFact, OverdueSpan]],
+    tasks: _Spans,
     month: Month,
     lists: Lists,
 ) -> GroupRow:
-    last = month.last
-    elsewhere = [s for s in statuses if s.monitored_elsewhere is not None]
+    figures = _GroupFigures(group, title, month.last, lists)
     ours = [s for s in statuses if s.monitored_elsewhere is None]
     established = [s for s in ours if s.established]
     new = [s for s in ours if not s.established]
-
-    def rows(items: Iterable[GroupStatus], overdue: bool = False) -> list[ListRow]:
-        return [
-            ListRow(s.patient, s.drug_group, _overdue_detail(s, last) if overdue else "")
-            for s in items
-        ]
-
-    def days(s: GroupStatus) -> int:
-        return (last - s.due_date).days if s.due_date else 0
-
     overdue = [s for s in established if s.due_date is not None]
-    bands = (
-        (
-            "overdue-up-to-4w",
-            "overdue up to 4 weeks",
-            [s for s in overdue if days(s) <= FOUR_WEEKS],
-        ),
-        (
-            "overdue-4-12w",
-            "overdue 4 to 12 weeks",
-            [s for s in overdue if FOUR_WEEKS < days(s) <= TWELVE_WEEKS],
-        ),
-        (
-            "overdue-over-12w",
-            "overdue over 12 weeks",
-            [s for s in overdue if days(s) > TWELVE_WEEKS],
-        ),
-    )
-    band_figures = [
-        lists.figure(f"{group}-{key}", f"{title}: {text} at month end", rows(items, True))
-        for key, text, items in bands
-    ]
-    newly = [(t, s) for t, s in tasks if month.first <= s.start <= last]
-    closed = [
-        (t, s)
-        for t, s in tasks
-        if s.closed_overdue and s.end is not None and month.first <= s.end <= last
-    ]
-    closure_days = [
-        float((s.end - t.due_date).days) for t, s in closed if s.end is not None and t.due_date
-    ]
-
-    def task_rows(
-        items: Iterable[tuple[TaskFact, OverdueSpan]], what: Callable[[TaskFact, OverdueSpan], str]
-    ) -> list[ListRow]:
-        return [
-            ListRow(t.patient, t.drug_group, f"Task/{t.resource_id} due {t.due_date}, {what(t, s)}")
-            for t, s in items
-        ]
-
+    bands = figures.bands(overdue)
     in_date = [s for s in established if s.due_date is None]
+    newly, closed = _in_month(tasks, month)
     return GroupRow(
         drug_group=group,
         title=title,
-        established=lists.figure(
-            f"{group}-established", f"{title}: on established therapy", rows(established)
-        ),
-        in_date=lists.figure(f"{group}-in-date", f"{title}: in date at month end", rows(in_date)),
+        established=figures.statuses("established", "on established therapy", established),
+        in_date=figures.statuses("in-date", "in date at month end", in_date),
         in_date_pct=pct(len(in_date), len(established)),
-        overdue=lists.figure(
-            f"{group}-overdue", f"{title}: overdue at month end", rows(overdue, True)
+        overdue=figures.statuses("overdue", "overdue at month end", overdue, overdue=True),
+        overdue_up_to_4w=bands[0],
+        overdue_4_to_12w=bands[1],
+        overdue_over_12w=bands[2],
+        severely_overdue=figures.statuses(
+            "severely-overdue",
+            "severely overdue at month end (past the schedule's tolerance)",
+            (s for s in overdue if s.severely_overdue),
+            overdue=True,
         ),
-        overdue_up_to_4w=band_figures[0],
-        overdue_4_to_12w=band_figures[1],
-        overdue_over_12w=band_figures[2],
-        severely_overdue=lists.figure(
-            f"{group}-severely-overdue",
-            f"{title}: severely overdue at month end (past the schedule's tolerance)",
-            rows((s for s in overdue if s.severely_overdue), True),
+        new_starts=figures.statuses("new-starts", "new starts", new),
+        new_starts_overdue=figures.statuses(
+            "new-starts-overdue",
+            "new starts overdue at month end",
+            (s for s in new if s.due_date is not None),
+            overdue=True,
         ),
-        new_starts=lists.figure(f"{group}-new-starts", f"{title}: new starts", rows(new)),
-        new_starts_overdue=lists.figure(
-            f"{group}-new-starts-overdue",
-            f"{title}: new starts overdue at month end",
-            rows((s for s in new if s.due_date is not None), True),
+        newly_overdue=figures.tasks(
+            "newly-overdue",
+            "newly overdue in the month",
+            newly,
+            lambda _, s: f"overdue from {s.start}",
         ),
-        newly_overdue=lists.figure(
-            f"{group}-newly-overdue",
-            f"{title}: newly overdue in the month",
-            task_rows(newly, lambda _, s: f"overdue from {s.start}"),
+        closed=figures.tasks(
+            "closed",
+            "overdue Tasks closed in the month",
+            closed,
+            lambda t, s: f"closed {s.end} ({t.close_reason})",
         ),
-        closed=lists.figure(
-            f"{group}-closed",
-            f"{title}: overdue Tasks closed in the month",
-            task_rows(closed, lambda t, s: f"closed {s.end} ({t.close_reason})"),
+        median_days_overdue_at_closure=median_of(
+            [float((s.end - t.due_date).days) for t, s in closed if s.end and t.due_date]
         ),
-        median_days_overdue_at_closure=median_of(closure_days),
-        monitored_elsewhere=lists.figure(
-            f"{group}-monitored-elsewhere",
-            f"{title}: monitored elsewhere at month end",
-            [ListRow(s.patient, s.drug_group, f"by {s.monitored_elsewhere}") for s in elsewhere],
-        ),
+        monitored_elsewhere=figures.elsewhere(statuses),
     )
 
 
@@ -278,7 +332,61 @@ def build_monthly_report(
     events = sorted((e for e in inputs.events if e.at < end), key=event_order)
     programme_start = _programme_start(inputs, findings)
     spans = {f.identifier: s for f in findings if (s := _span(f, programme_start)) is not None}
+    groups = _group_rows(inputs, findings, spans, packs, month, lists)
+    totals = _total_row(groups, lists)
+    actions = actions_by_finding(events)
+    results = [f for f in findings if f.kind is FindingKind.OUT_OF_RANGE and _open_at(f, start)]
+    unescalated = [f for f in results if not actions.get(f.resource_id)]
+    contacted = _contacted(findings, events, end)
+    inspector = tuple(
+        _inspector_row(d, inputs.groups, contacted, results, unescalated, lists, last)
+        for d in definitions.inspector_findings
+    )
+    indicators = _indicator_rows(inputs, definitions, lists)
+    work = workload(findings, events, results, actions, month, lists)
+    sweeps = tuple(
+        SweepRow(s.started_at, s.mode, s.created, s.closed)
+        for s in sorted(inputs.sweeps, key=lambda s: s.started_at)
+        if month.within(s.started_at)
+    )
+    first_search = min((local_day(s.started_at) for s in inputs.sweeps), default=None)
+    weeks = week_endings(programme_start or first, last)
+    return MonthlyReport(
+        cadence_gaps=cadence_gaps(sweeps, month, first_search),
+        scope=scope,
+        practices=tuple(practices),
+        month=first,
+        period_start=first,
+        period_end=last,
+        definitions=definitions.ref,
+        rule_packs=tuple(p.ref for p in packs),
+        record_as_at=inputs.record_as_at,
+        groups=groups,
+        totals=totals,
+        inspector_findings=inspector,
+        indicators=indicators,
+        workload=work,
+        backlog=tuple(weekly_trend(list(spans.values()), weeks)),
+        forecast=forecast(list(spans.values()), last, capacity_per_week),
+        sweeps=sweeps,
+        lists=lists.lists,
+    )
 
+
+def _open_at(task: TaskFact, moment: datetime) -> bool:
+    """Not closed before ``moment``."""
+    return task.closed_at is None or task.closed_at >= moment
+
+
+def _group_rows(
+    inputs: AuditInputs,
+    findings: Sequence[TaskFact],
+    spans: dict[str, OverdueSpan],
+    packs: Sequence[RulePack],
+    month: Month,
+    lists: Lists,
+) -> tuple[GroupRow, ...]:
+    """One row per rule pack's drug group, in the packs' order."""
     by_group_status: dict[str, list[GroupStatus]] = defaultdict(list)
     for status in inputs.groups:
         by_group_status[status.drug_group].append(status)
@@ -286,14 +394,18 @@ def build_monthly_report(
     for f in findings:
         if f.identifier in spans:
             by_group_tasks[f.drug_group].append((f, spans[f.identifier]))
-    groups = tuple(
+    return tuple(
         _group_row(g, title, by_group_status[g], by_group_tasks[g], month, lists)
         for g, title in ((p.drug_group, p.title) for p in packs)
     )
-    totals = _total_row(groups, lists)
 
-    contacts = [e for e in events if e.action == "contact"]
-    contacted_tasks = {e.task_id for e in contacts}
+
+def _contacted(
+    findings: Sequence[TaskFact], events: Sequence[EventFact], end: datetime
+) -> Callable[[GroupStatus], bool]:
+    """Whether anyone contacted the patient about the group's overdue Task (or one open at
+    month end)."""
+    contacted_tasks = {e.task_id for e in events if e.action == "contact"}
     tasks_by_patient_group: dict[tuple[str, str], list[TaskFact]] = defaultdict(list)
     for f in findings:
         if f.is_monitoring:
@@ -309,49 +421,7 @@ def build_monthly_report(
             or t.closed_at >= end
         )
 
-    actions = actions_by_finding(events)
-    results = [
-        f
-        for f in findings
-        if f.kind is FindingKind.OUT_OF_RANGE and (f.closed_at is None or f.closed_at >= start)
-    ]
-    unescalated = [f for f in results if not actions.get(f.resource_id)]
-    inspector = tuple(
-        _inspector_row(d, inputs.groups, contacted, results, unescalated, lists, last)
-        for d in definitions.inspector_findings
-    )
-    indicators = _indicator_rows(inputs, definitions, lists)
-    work = workload(findings, events, results, actions, month, lists)
-    days = week_endings(programme_start or first, last)
-    trend = weekly_trend(list(spans.values()), days)
-    outlook = forecast(list(spans.values()), last, capacity_per_week)
-    sweeps = tuple(
-        SweepRow(s.started_at, s.mode, s.created, s.closed)
-        for s in sorted(inputs.sweeps, key=lambda s: s.started_at)
-        if month.within(s.started_at)
-    )
-    return MonthlyReport(
-        cadence_gaps=cadence_gaps(
-            sweeps, month, min((local_day(s.started_at) for s in inputs.sweeps), default=None)
-        ),
-        scope=scope,
-        practices=tuple(practices),
-        month=first,
-        period_start=first,
-        period_end=last,
-        definitions=definitions.ref,
-        rule_packs=tuple(p.ref for p in packs),
-        record_as_at=inputs.record_as_at,
-        groups=groups,
-        totals=totals,
-        inspector_findings=inspector,
-        indicators=indicators,
-        workload=work,
-        backlog=tuple(trend),
-        forecast=outlook,
-        sweeps=sweeps,
-        lists=lists.lists,
-    )
+    return contacted
 
 
 def cadence_gaps(

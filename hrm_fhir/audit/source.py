@@ -7,7 +7,7 @@ give the same inputs on both."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.fhir.mapping import RecordBuilder
+from hrm_fhir.adapters.fhir.mapping import Resource
 from hrm_fhir.adapters.store.records import (
     FindingRecord,
     SnapshotRecord,
@@ -28,17 +28,19 @@ from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.figures import month_bounds, practice_id
 from hrm_fhir.audit.model import AuditInputs, EventFact, SweepFact, TaskFact
 from hrm_fhir.domain import PatientRecord, PatientRef
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.evaluation import evaluate_records, map_records
 from hrm_fhir.rules.registry import RuleSet
+
+
+def snapshot_resources(session: Session) -> Iterator[Resource]:
+    """Every monitored patient's resources as the last sweep read them (the snapshots)."""
+    for body in session.scalars(select(SnapshotRecord.body).order_by(SnapshotRecord.patient)):
+        yield from orjson.loads(body)
 
 
 def snapshot_records(session: Session, rules: RuleSet) -> dict[PatientRef, PatientRecord]:
     """Every monitored patient's record, mapped from the snapshots the sweeps keep."""
-    builder = RecordBuilder(rules.catalogue, rules.medicines())
-    for body in session.scalars(select(SnapshotRecord.body).order_by(SnapshotRecord.patient)):
-        for resource in orjson.loads(body):
-            builder.add("snapshot", resource)
-    return builder.finish()
+    return map_records(rules, snapshot_resources(session), "snapshot").records
 
 
 def known_practices(session: Session) -> list[str]:
@@ -59,54 +61,63 @@ def read_audit_inputs(
     """The inputs for ``month`` and these practices (Organization ids): nothing after month end."""
     _, last, _, end = month_bounds(month)
     wanted = set(practices)
-    findings = tuple(
-        _task(row)
-        for row in session.execute(
-            select(*_FINDING_COLUMNS)
-            .where(FindingRecord.opened_at < end)
-            .order_by(FindingRecord.identifier)
-        )
-        if practice_id(row.practice) in wanted
+    evaluation = evaluate_records(
+        rules,
+        snapshot_resources(session),
+        last,
+        window_days=window_days,
+        origin="snapshot",
+        select=lambda r: r.patient is not None and practice_id(r.patient.practice) in wanted,
     )
-    events = tuple(
-        _event(row)
-        for row in session.execute(
-            select(*_EVENT_COLUMNS)
-            .where(WorkflowEventRecord.at < end)
-            .order_by(WorkflowEventRecord.at, WorkflowEventRecord.id)
-        )
-        if practice_id(row.practice) in wanted
-    )
-    scopes = {"all", *(f"Organization/{p}" for p in wanted)}
-    sweeps = tuple(
-        SweepFact(row.id, row.started_at, row.mode.value, row.scope, row.created, row.closed)
-        for row in session.scalars(
-            select(SweepRecord)
-            .where(
-                SweepRecord.status == SweepStatus.COMPLETED,
-                SweepRecord.dry_run.is_(False),
-                SweepRecord.started_at < end,
-            )
-            .order_by(SweepRecord.id)
-        )
-        if row.scope in scopes
-    )
-    engine = Engine.create(rules, last, window_days)
-    records = [
-        r
-        for r in snapshot_records(session, rules).values()
-        if r.patient is not None and practice_id(r.patient.practice) in wanted
-    ]
-    groups, indicators = clinical_position(records, engine, definitions)
+    groups, indicators = clinical_position(evaluation, definitions)
     fetched: datetime | None = session.scalar(select(func.max(SnapshotRecord.fetched_at)))
     return AuditInputs(
         month=month.replace(day=1),
         groups=tuple(groups),
         indicators=tuple(indicators),
-        findings=findings,
-        events=events,
-        sweeps=sweeps,
+        findings=_findings(session, end, wanted),
+        events=_events(session, end, wanted),
+        sweeps=_sweeps(session, end, wanted),
         record_as_at=fetched,
+    )
+
+
+def _findings(session: Session, end: datetime, practices: set[str]) -> tuple[TaskFact, ...]:
+    """The findings opened before ``end`` at these practices."""
+    rows = session.execute(
+        select(*_FINDING_COLUMNS)
+        .where(FindingRecord.opened_at < end)
+        .order_by(FindingRecord.identifier)
+    )
+    return tuple(_task(row) for row in rows if practice_id(row.practice) in practices)
+
+
+def _events(session: Session, end: datetime, practices: set[str]) -> tuple[EventFact, ...]:
+    """The workflow events before ``end`` at these practices, in order."""
+    rows = session.execute(
+        select(*_EVENT_COLUMNS)
+        .where(WorkflowEventRecord.at < end)
+        .order_by(WorkflowEventRecord.at, WorkflowEventRecord.id)
+    )
+    return tuple(_event(row) for row in rows if practice_id(row.practice) in practices)
+
+
+def _sweeps(session: Session, end: datetime, practices: set[str]) -> tuple[SweepFact, ...]:
+    """The completed real sweeps started before ``end`` of all patients or of these practices."""
+    scopes = {"all", *(f"Organization/{p}" for p in practices)}
+    rows = session.scalars(
+        select(SweepRecord)
+        .where(
+            SweepRecord.status == SweepStatus.COMPLETED,
+            SweepRecord.dry_run.is_(False),
+            SweepRecord.started_at < end,
+        )
+        .order_by(SweepRecord.id)
+    )
+    return tuple(
+        SweepFact(row.id, row.started_at, row.mode.value, row.scope, row.created, row.closed)
+        for row in rows
+        if row.scope in scopes
     )
 
 

@@ -61,24 +61,8 @@ def workload(
         ]
 
     contacts = [e for e in events if e.action == "contact" and month.within(e.at)]
-    completed = [
-        f
-        for f in findings
-        if f.is_monitoring
-        and f.closed_at is not None
-        and month.within(f.closed_at)
-        and f.close_reason == RESULT_RECEIVED
-    ]
-    routed: dict[str, EventFact] = {}
-    decided: dict[str, EventFact] = {}
-    for e in events:
-        if e.stage_after == NON_ENGAGEMENT:
-            routed.setdefault(e.task_id, e)
-        elif e.action == "decision":
-            decided.setdefault(e.task_id, e)
-    live = [
-        e for task, e in routed.items() if task not in decided or decided[task].at >= month.start
-    ]
+    completed = _completed_by_result(findings, month)
+    live, decided = _non_responders(events, month)
     sign_offs = [e for e in events if e.action in PHARMACIST_ACTIONS and month.within(e.at)]
     patients_contacted = {e.patient: e for e in reversed(contacts)}  # each patient's first
     attempts = len(contacts)
@@ -115,6 +99,36 @@ def workload(
             for severity in sorted(Severity, key=lambda s: -s.rank)
         ),
     )
+
+
+def _completed_by_result(findings: Sequence[TaskFact], month: Month) -> list[TaskFact]:
+    """Monitoring Tasks closed in the month because a result arrived."""
+    return [
+        f
+        for f in findings
+        if f.is_monitoring
+        and f.closed_at is not None
+        and month.within(f.closed_at)
+        and f.close_reason == RESULT_RECEIVED
+    ]
+
+
+def _non_responders(
+    events: Sequence[EventFact], month: Month
+) -> tuple[list[EventFact], dict[str, EventFact]]:
+    """The routings to a non-engagement decision still live in the month (undecided, or
+    decided in it), and the first decision on each Task."""
+    routed: dict[str, EventFact] = {}
+    decided: dict[str, EventFact] = {}
+    for e in events:
+        if e.stage_after == NON_ENGAGEMENT:
+            routed.setdefault(e.task_id, e)
+        elif e.action == "decision":
+            decided.setdefault(e.task_id, e)
+    live = [
+        e for task, e in routed.items() if task not in decided or decided[task].at >= month.start
+    ]
+    return live, decided
 
 
 def _severity_row(

@@ -123,15 +123,16 @@ def evidence(
     settings = configured(fhir_base_url=fhir_base)
     engine = init_db(settings.database_url)
     gateway = FHIRGateway.from_settings(settings)
+    rules = rule_set()
     try:
         with make_session_factory(engine)() as session:
-            source = read_evidence(gateway, session, patient)
+            source = read_evidence(gateway, session, patient, rules)
             if source is None:
                 click.echo(f"hrm-fhir: the FHIR server has no Patient {patient!r}", err=True)
                 sys.exit(2)
             pack = build_pack(
                 source,
-                rule_set(),
+                rules,
                 as_of=as_of.date() if as_of else clock.today(),
                 generated_at=clock.local_now(),
             )

@@ -11,7 +11,8 @@ import click
 from hrm_fhir import clock
 from hrm_fhir.cli.common import as_of_option, problem, rule_set, write_json
 from hrm_fhir.errors import InputError
-from hrm_fhir.offline import EvaluationRun, collector_paused, evaluate_paths
+from hrm_fhir.evaluation import EvaluationRun
+from hrm_fhir.offline import collector_paused, evaluate_paths
 
 
 @click.command()

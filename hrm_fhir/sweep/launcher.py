@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from hrm_fhir.errors import HRMError
-from hrm_fhir.sweep.run import SweepBusyError, SweepSummary
+from hrm_fhir.sweep.lock import SweepBusyError
+from hrm_fhir.sweep.run import SweepSummary
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import html
 import uuid
 from collections.abc import Iterable
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.flag import Flag
@@ -72,62 +72,66 @@ def _rule_extensions(finding: Finding) -> list[dict[str, Any]]:
     ]
 
 
-def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str, Any]:
-    """A Task for monitoring that is due or overdue, a prescribing review or a result review."""
+class _TaskKind(NamedTuple):
+    """What kind of Task a finding makes: its code and title, first stage, owner, priority."""
+
+    code: str
+    text: str
+    status: str
+    owner: dict[str, Any]
+    priority: str
+
+
+def _task_kind(finding: Finding) -> _TaskKind:
+    """Monitoring due or overdue goes to the technicians (asap when severely overdue); a
+    prescribing review, an incomplete assessment or a result review to the pharmacist."""
     if finding.kind in (FindingKind.DUE, FindingKind.OVERDUE):
-        code, text = "monitoring-due", "Drug monitoring blood test due"
-        status, owner = "to-contact", TECHNICIANS
         priority = "urgent" if finding.kind is FindingKind.OVERDUE else "routine"
         if finding.severely_overdue:
             priority = "asap"
-    elif finding.kind is FindingKind.PRESCRIBING:
+        return _TaskKind(
+            "monitoring-due", "Drug monitoring blood test due", "to-contact", TECHNICIANS, priority
+        )
+    priority = _PRIORITY[finding.severity or Severity.REVIEW]
+    if finding.kind is FindingKind.PRESCRIBING:
         code, text = "prescribing-review", "Prescribing safety review"
-        status, owner = "awaiting-pharmacist", PHARMACIST
-        priority = _PRIORITY[finding.severity or Severity.REVIEW]
     elif finding.kind is FindingKind.INCOMPLETE:
         code, text = "assessment-incomplete", "Monitoring could not be assessed"
-        status, owner = "awaiting-pharmacist", PHARMACIST
-        priority = _PRIORITY[finding.severity or Severity.REVIEW]
     else:
         code, text = "result-review", "Result review"
-        status, owner = "awaiting-pharmacist", PHARMACIST
-        priority = _PRIORITY[finding.severity or Severity.REVIEW]
-    inputs: list[dict[str, Any]] = [
-        {
-            "type": {"coding": [{"system": t.TASK_INPUT, "code": "required-test"}]},
-            "valueCodeableConcept": {
-                "coding": [{"system": t.MONITORING_TEST, "code": test}],
-                "text": test,
-            },
-        }
-        for test in finding.tests
+    return _TaskKind(code, text, "awaiting-pharmacist", PHARMACIST, priority)
+
+
+def _task_inputs(finding: Finding) -> list[dict[str, Any]]:
+    """The tests required, the data missing, the rule, its source and the evidence."""
+
+    def typed(code: str) -> dict[str, Any]:
+        return {"coding": [{"system": t.TASK_INPUT, "code": code}]}
+
+    return [
+        *(
+            {
+                "type": typed("required-test"),
+                "valueCodeableConcept": {
+                    "coding": [{"system": t.MONITORING_TEST, "code": test}],
+                    "text": test,
+                },
+            }
+            for test in finding.tests
+        ),
+        *({"type": typed("missing-data"), "valueString": m} for m in finding.missing),
+        {"type": typed("rule"), "valueString": finding.rule},
+        {"type": typed("source"), "valueUrl": finding.source},
+        *(
+            {"type": typed("evidence"), "valueReference": {"reference": r}}
+            for r in finding.evidence
+        ),
     ]
-    inputs.extend(
-        {
-            "type": {"coding": [{"system": t.TASK_INPUT, "code": "missing-data"}]},
-            "valueString": missing,
-        }
-        for missing in finding.missing
-    )
-    inputs.append(
-        {
-            "type": {"coding": [{"system": t.TASK_INPUT, "code": "rule"}]},
-            "valueString": finding.rule,
-        }
-    )
-    inputs.append(
-        {
-            "type": {"coding": [{"system": t.TASK_INPUT, "code": "source"}]},
-            "valueUrl": finding.source,
-        }
-    )
-    inputs.extend(
-        {
-            "type": {"coding": [{"system": t.TASK_INPUT, "code": "evidence"}]},
-            "valueReference": {"reference": ref},
-        }
-        for ref in finding.evidence
-    )
+
+
+def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str, Any]:
+    """A Task for monitoring that is due or overdue, a prescribing review or a result review."""
+    kind = _task_kind(finding)
     extensions = _rule_extensions(finding)
     if finding.severely_overdue:
         extensions.append({"url": t.SEVERELY_OVERDUE_EXTENSION, "valueBoolean": True})
@@ -137,19 +141,19 @@ def task_body(finding: Finding, as_of: date, window_days: int = 14) -> dict[str,
         "extension": extensions,
         "status": "requested",
         "businessStatus": {
-            "coding": [{"system": t.BUSINESS_STATUS, "code": status}],
-            "text": status,
+            "coding": [{"system": t.BUSINESS_STATUS, "code": kind.status}],
+            "text": kind.status,
         },
         "intent": "order",
-        "priority": priority,
-        "code": {"coding": [{"system": t.TASK_CODE, "code": code}], "text": text},
+        "priority": kind.priority,
+        "code": {"coding": [{"system": t.TASK_CODE, "code": kind.code}], "text": kind.text},
         "description": finding.reason,
         "for": {"reference": finding.patient},
         "focus": {"reference": finding.medication},
         "authoredOn": as_of.isoformat(),
         "requester": SERVICE,
-        "owner": owner,
-        "input": inputs,
+        "owner": kind.owner,
+        "input": _task_inputs(finding),
     }
     if finding.due_date is not None:
         start = finding.due_date - timedelta(days=window_days)

@@ -41,7 +41,7 @@ from hrm_fhir.errors import (
     WorkflowPermissionError,
 )
 from hrm_fhir.rules.registry import load_rule_set
-from hrm_fhir.sweep.run import SweepBusyError
+from hrm_fhir.sweep.lock import SweepBusyError
 from hrm_fhir.web import request_scope
 from hrm_fhir.web.state import EXTENSION, ServiceState
 

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir.fetch import OURS_TAG, FetchReport, Scope, read_records
+from hrm_fhir.adapters.fhir.fetch import OURS_TAG, FetchReport, Scope, read_rule_records
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
-from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.adapters.fhir.values import parse_date
 from hrm_fhir.adapters.store.records import FindingRecord
 from hrm_fhir.domain import PatientRef
+from hrm_fhir.evaluation import map_records
 from hrm_fhir.programme import (
     MONITORING_TASK_CODE,
     TECHNICIAN_STAGES,
@@ -247,10 +247,11 @@ def patient_card(
     rules: RuleSet | None = None,
 ) -> PatientCard:
     """Tests due, contact history, results (trend per analyte) and open findings with sources
-    for one patient (``Patient/<id>`` or the id). With ``actor``, their practice must match."""
+    for one patient (``Patient/<id>`` or the id), from the record as a sweep reads it
+    (``fetch.read_rule_records``). With ``actor``, their practice must match."""
     rule_set = rules or default_rules()
     ref = patient if patient.startswith("Patient/") else f"Patient/{patient}"
-    resources = read_records(gateway, [ref], FetchReport())[ref]
+    resources = read_rule_records(gateway, rule_set, [ref], FetchReport())[ref]
     found, practices = patient_in_reach(
         actor, next((r for r in resources if r.get("resourceType") == "Patient"), None)
     )
@@ -314,11 +315,8 @@ def trends_by_patient(
     rules: RuleSet, resources: Iterable[Resource], analytes: Mapping[str, set[str]] | None
 ) -> dict[str, list[Trend]]:
     """Per patient, the results of each analyte (only ``analytes[patient]`` when given)."""
-    builder = RecordBuilder(rules.catalogue)
-    for resource in resources:
-        builder.add("server", resource)
     out: dict[str, list[Trend]] = {}
-    for patient, record in builder.finish().items():
+    for patient, record in map_records(rules, resources, "server").records.items():
         series: dict[str, list[ResultPoint]] = {}
         for result in record.results:
             if analytes is None or result.analyte in analytes.get(patient, set()):

@@ -17,6 +17,7 @@ Every builder returns JSON-ready data (``model_dump(mode="json")`` of the valida
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -302,6 +303,64 @@ def gp_escalation_task(
 PRACTICE_MONITORS = {"display": "The practice"}
 
 
+@dataclass(frozen=True)
+class _WhoMonitors:
+    """The arrangement Task's fields that say who monitors, and since and until when."""
+
+    status: str
+    stage: Stage
+    owner: dict[str, Any]
+    period: dict[str, Any]
+    execution: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    description: str
+
+
+def _who_monitors(
+    before: Mapping[str, Any],
+    drug_group: str,
+    title: str,
+    now: datetime,
+    today: date,
+    elsewhere: tuple[str, date] | None,
+) -> _WhoMonitors:
+    """Monitored elsewhere (on hold until the review date, from when it started, kept on a
+    renewal), or by the practice again (completed, the execution period ended now)."""
+    was_elsewhere = before.get("status") == "on-hold"
+    period = dict((before.get("restriction") or {}).get("period") or {})
+    inputs = [typed("drug-group", "Drug group", valueString=drug_group)]
+    execution = {"start": (before.get("executionPeriod") or {}).get("start") or instant(now)}
+    if elsewhere is None:
+        execution["end"] = instant(now)
+        description = f"{title}: monitored by the practice from {today.isoformat()}"
+        return _WhoMonitors(
+            "completed",
+            Stage.MONITORED_BY_PRACTICE,
+            PRACTICE_MONITORS,
+            period,
+            execution,
+            inputs,
+            description,
+        )
+    by, review_on = elsewhere
+    period = {"start": period["start"] if was_elsewhere else today.isoformat()}
+    period["end"] = review_on.isoformat()
+    inputs += [
+        typed("monitored-by", "Monitored by", valueString=by),
+        typed("review-date", "Review by", valueDate=review_on.isoformat()),
+    ]
+    description = f"{title}: monitored by {by}; practice review by {review_on.isoformat()}"
+    return _WhoMonitors(
+        "on-hold",
+        Stage.MONITORED_ELSEWHERE,
+        {"display": by},
+        period,
+        execution,
+        inputs,
+        description,
+    )
+
+
 def arrangement_task(
     current: Mapping[str, Any] | None,
     *,
@@ -322,46 +381,29 @@ def arrangement_task(
     monitors again, the Task is ``completed`` (monitored-by-practice) with ``executionPeriod.end``
     the day it took monitoring back."""
     before = current or {}
-    was_elsewhere = before.get("status") == "on-hold"
-    period = dict((before.get("restriction") or {}).get("period") or {})
-    inputs = [typed("drug-group", "Drug group", valueString=drug_group)]
-    execution = {"start": (before.get("executionPeriod") or {}).get("start") or instant(now)}
-    if elsewhere is not None:
-        by, review_on = elsewhere
-        period = {"start": period["start"] if was_elsewhere else today.isoformat()}
-        period["end"] = review_on.isoformat()
-        status, stage, owner = "on-hold", Stage.MONITORED_ELSEWHERE, {"display": by}
-        inputs += [
-            typed("monitored-by", "Monitored by", valueString=by),
-            typed("review-date", "Review by", valueDate=review_on.isoformat()),
-        ]
-        description = f"{title}: monitored by {by}; practice review by {review_on.isoformat()}"
-    else:
-        status, stage, owner = "completed", Stage.MONITORED_BY_PRACTICE, PRACTICE_MONITORS
-        execution["end"] = instant(now)
-        description = f"{title}: monitored by the practice from {today.isoformat()}"
+    held = _who_monitors(before, drug_group, title, now, today, elsewhere)
     body: Resource = {
         "resourceType": "Task",
         "id": resource_id,
         "meta": _meta(),
         "identifier": [{"system": t.WORKFLOW_IDENTIFIER, "value": resource_id}],
-        "status": status,
-        "businessStatus": _concept(t.BUSINESS_STATUS, stage.value, stage.label),
+        "status": held.status,
+        "businessStatus": _concept(t.BUSINESS_STATUS, held.stage.value, held.stage.label),
         "intent": "plan",
         "priority": "routine",
         "code": _concept(t.TASK_CODE, ARRANGEMENT_TASK_CODE, "Who monitors this drug"),
-        "description": description,
+        "description": held.description,
         "for": {"reference": patient},
         "authoredOn": before.get("authoredOn") or instant(now),
         "lastModified": instant(now),
         "requester": person(actor),
-        "owner": owner,
-        "executionPeriod": execution,
-        "input": inputs,
+        "owner": held.owner,
+        "executionPeriod": held.execution,
+        "input": held.inputs,
     }
-    if period:
-        body["restriction"] = {"period": period}
-    if status == "completed":
+    if held.period:
+        body["restriction"] = {"period": held.period}
+    if held.status == "completed":
         body["statusReason"] = {"text": "monitoring returned to the practice"}
     notes = list(before.get("note", []))
     if note:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir.fetch import FetchReport, Scope, read_records
+from hrm_fhir.adapters.fhir.fetch import FetchReport, Scope, read_rule_records
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.adapters.fhir.values import parse_date
 from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
@@ -95,7 +95,9 @@ def review_queue(
     wanted: dict[str, set[str]] = {}
     for _, resource, mine in drafts:
         wanted.setdefault(patient_of(resource), set()).update(_analytes(rule_set, resource, mine))
-    records = read_records(gateway, patients, FetchReport(), scope) if patients else {}
+    records = (
+        read_rule_records(gateway, rule_set, patients, FetchReport(), scope) if patients else {}
+    )
     trends = trends_by_patient(rule_set, [r for rs in records.values() for r in rs], wanted)
     items = [
         _review_item(kind, resource, mine, findings, trends, rule_set, wanted)
@@ -207,6 +209,26 @@ def _threshold_text(threshold: Threshold) -> str:
     return f"more than {threshold.value:g}% above baseline"
 
 
+def _flag_summary(flag: Resource, finding: FindingRecord | None) -> FlagSummary:
+    return FlagSummary(
+        flag_id=str(flag["id"]),
+        version=version_of(flag),
+        severity=flag_severity(flag, finding),
+        text=str((flag.get("code") or {}).get("text", "")),
+        observation=flag_observation(flag),
+        since=parse_date((flag.get("period") or {}).get("start")),
+    )
+
+
+def _thresholds(pack: RulePack | None, analytes: set[str]) -> list[ThresholdInfo]:
+    """The pack's thresholds on these analytes, as the pharmacist reads them."""
+    return [
+        ThresholdInfo(th.analyte, _threshold_text(th), th.severity, th.advice)
+        for th in (pack.thresholds if pack is not None else ())
+        if th.analyte in analytes
+    ]
+
+
 def _review_item(
     kind: str,
     resource: Resource,
@@ -218,28 +240,12 @@ def _review_item(
 ) -> ReviewItem:
     patient = patient_of(resource)
     finding = findings.get(resource["id"])
-    summaries = [
-        FlagSummary(
-            flag_id=str(f["id"]),
-            version=version_of(f),
-            severity=flag_severity(f, findings.get(f["id"])),
-            text=str((f.get("code") or {}).get("text", "")),
-            observation=flag_observation(f),
-            since=parse_date((f.get("period") or {}).get("start")),
-        )
-        for f in flags
-    ]
+    summaries = [_flag_summary(f, findings.get(f["id"])) for f in flags]
     severities = [s.severity for s in summaries if s.severity is not None]
     if finding is not None and finding.severity is not None and kind != "flag":
         severities.append(finding.severity)
     rule = rule_of(resource)
-    pack = _pack(rules, rule)
     analytes = wanted.get(patient, set()) & _analytes(rules, resource, flags)
-    thresholds = [
-        ThresholdInfo(th.analyte, _threshold_text(th), th.severity, th.advice)
-        for th in (pack.thresholds if pack is not None else ())
-        if th.analyte in analytes
-    ]
     is_flag = kind == "flag"
     since = summaries[0].since if is_flag else parse_date(resource.get("authoredOn"))
     if kind == "monitored-elsewhere":
@@ -268,6 +274,6 @@ def _review_item(
         flags=summaries,
         results=results,
         trend=[tr for tr in trends.get(patient, []) if tr.analyte in analytes],
-        thresholds=thresholds,
+        thresholds=_thresholds(_pack(rules, rule), analytes),
         severely_overdue=is_severely_overdue(resource),
     )

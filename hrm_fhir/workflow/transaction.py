@@ -236,34 +236,59 @@ def act(
                 gateway, session, actor, action, subject, version, provenance_id, moment
             )
         change = plan(subject, moment)
-        try:
-            written = _commit(gateway, change, provenance_id, actor, action, moment)
-        except _StaleError:
-            log.info("workflow %s: a related resource changed; re-reading", action.value)
+        last = attempt == CONFLICT_RETRIES
+        written = _try_commit(gateway, change, provenance_id, actor, action, moment, last)
+        if written is None:
             continue
-        except FHIRTemporaryError:
-            if attempt == CONFLICT_RETRIES:
-                raise
-            log.warning("workflow %s: no answer to the write; re-reading", action.value)
-            continue
-        subject_version = next((v for ref, v in written if ref == reference_of(subject)), version)
         _record(
             session, actor, action, subject, patient, practices[patient], change, written, moment
         )
-        log.info(
-            "workflow %s on %s: %d resources written",
-            action.value,
-            reference_of(subject),
-            len(written),
-        )
-        return ActionResult(
-            task_id=subject_id,
-            version=subject_version,
-            stage=change.stage_after,
-            written=[_versioned(ref, v) for ref, v in written],
-        )
+        return _result(action, subject, subject_id, version, change, written)
     raise WorkflowConflictError(
         f"resources related to {subject_id} kept changing while the action was written; try again"
+    )
+
+
+def _try_commit(
+    gateway: FHIRGateway,
+    change: Change,
+    provenance_id: str,
+    actor: Actor,
+    action: Action,
+    moment: datetime,
+    last: bool,
+) -> list[tuple[str, str | None]] | None:
+    """``_commit``; None when a related resource changed, or the server did not answer (unless
+    this was the ``last`` attempt): the action re-reads and plans again."""
+    try:
+        return _commit(gateway, change, provenance_id, actor, action, moment)
+    except _StaleError:
+        log.info("workflow %s: a related resource changed; re-reading", action.value)
+    except FHIRTemporaryError:
+        if last:
+            raise
+        log.warning("workflow %s: no answer to the write; re-reading", action.value)
+    return None
+
+
+def _result(
+    action: Action,
+    subject: Resource,
+    subject_id: str,
+    version: str | None,
+    change: Change,
+    written: list[tuple[str, str | None]],
+) -> ActionResult:
+    """What the action wrote: the subject's new version and stage, and every resource."""
+    log.info(
+        "workflow %s on %s: %d resources written", action.value, reference_of(subject), len(written)
+    )
+    subject_version = next((v for ref, v in written if ref == reference_of(subject)), version)
+    return ActionResult(
+        task_id=subject_id,
+        version=subject_version,
+        stage=change.stage_after,
+        written=[_versioned(ref, v) for ref, v in written],
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from hrm_fhir.audit.clinical import clinical_position, is_established
 from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import IndicatorStatus
+from hrm_fhir.evaluation import evaluate_records
 from hrm_fhir.rules.evaluate import Engine
 from tests.builders import SNOMED, observation, patient, prescription, records, repeats, rules
 
@@ -28,8 +29,8 @@ def _indicator(
     definitions: AuditDefinitions, drug: str, issued: list[date], results: list[dict[str, Any]]
 ) -> list[IndicatorStatus]:
     resources = [patient(), *(prescription(drug, day, status="completed") for day in issued)]
-    engine = Engine.create(rules(), MONTH_END)
-    _, statuses = clinical_position(records([*resources, *results]).values(), engine, definitions)
+    evaluation = evaluate_records(rules(), [*resources, *results], MONTH_END)
+    _, statuses = clinical_position(evaluation, definitions)
     return statuses
 
 
@@ -120,8 +121,9 @@ def test_a_deceased_patient_is_in_no_indicator(definitions: AuditDefinitions) ->
         prescription("lithium carbonate 400mg", date(2026, 12, 1), status="completed"),
         prescription("lithium carbonate 400mg", date(2027, 3, 1)),
     ]
-    engine = Engine.create(rules(), MONTH_END)
-    groups, statuses = clinical_position(records(resources).values(), engine, definitions)
+    groups, statuses = clinical_position(
+        evaluate_records(rules(), resources, MONTH_END), definitions
+    )
     assert groups == []
     assert statuses == []
 
@@ -139,8 +141,8 @@ def test_the_month_end_position_says_severely_overdue_and_monitored_elsewhere(
     ]
     lithium[-1]["requester"] = {"display": "Oakfield CMHT"}
     lithium[-1]["category"] = [{"coding": [{"system": SNOMED, "code": "394828003"}]}]
-    engine = Engine.create(rules(), MONTH_END)
-    groups, _ = clinical_position(records([*mtx, *lithium]).values(), engine, definitions)
+    evaluation = evaluate_records(rules(), [*mtx, *lithium], MONTH_END)
+    groups, _ = clinical_position(evaluation, definitions)
     by_patient = {g.patient: g for g in groups}
     assert by_patient["Patient/p1"].severely_overdue is True
     assert by_patient["Patient/p1"].monitored_elsewhere is None

@@ -23,9 +23,8 @@ from hrm_fhir.errors import (
     WorkflowNotFoundError,
     WorkflowPermissionError,
 )
+from hrm_fhir.evaluation import evaluate_records
 from hrm_fhir.programme import Role, Stage
-from hrm_fhir.rules.evaluate import Engine
-from hrm_fhir.sweep.run import _records
 from hrm_fhir.workflow import service
 from tests.builders import rules
 from tests.databases import database_for
@@ -292,10 +291,8 @@ def test_a_hospital_prescription_in_the_record_closes_the_routine_task(flow: Flo
 
     ref = f"Patient/{p.pid('lith')}"
     fetched = read_records(flow.gateway, [ref], FetchReport(), extra=arrangement_searches(rules()))
-    records, _, _ = _records(rules(), [orjson.dumps(fetched[ref])])
-    [register] = (
-        Engine.create(rules(), AS_OF + timedelta(days=1)).assess(records[PatientRef(ref)]).register
-    )
+    found = evaluate_records(rules(), fetched[ref], AS_OF + timedelta(days=1))
+    [register] = found.assessments[PatientRef(ref)].register
     assert register.monitored_elsewhere is not None
     assert register.monitored_elsewhere.by == "Oakfield community mental health team"
 

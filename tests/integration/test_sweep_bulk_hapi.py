@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from hrm_fhir.adapters.store import ledger
 from hrm_fhir.cli.main import main
-from hrm_fhir.sweep import run as sweep_module
+from hrm_fhir.sweep import reads as sweep_reads
 from hrm_fhir.sweep.run import SweepSummary
 from tests.integration.harness import Harness, a_new_start
 from tests.integration.practice import AS_OF, LITHIUM, starter
@@ -59,8 +59,8 @@ def by_export_only(h: Harness, **kw: object) -> SweepSummary:
         raise AssertionError("a bulk sweep read by searches")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sweep_module, "read_scope", paging)
-        patch.setattr(sweep_module, "changed_patients", paging)
+        patch.setattr(sweep_reads, "read_scope", paging)
+        patch.setattr(sweep_reads, "changed_patients", paging)
         return h.sweep(bulk=True, **kw)
 
 

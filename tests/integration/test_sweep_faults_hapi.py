@@ -22,7 +22,7 @@ from hrm_fhir.adapters.store.records import WriteOutcome
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import FHIRError
 from hrm_fhir.sweep.run import SweepSummary, run_sweep
-from hrm_fhir.tasks import emit
+from hrm_fhir.tasks import writer
 from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.faults import FaultProxy, KillSwitch, differences, duplicates, ours
@@ -50,7 +50,7 @@ def twins(fhir_base: str, run_id: str, tmp_path: Path) -> Iterator[tuple[Harness
 
 def _sweep_until_killed(base: str, database_url: str, org: str, at: int) -> None:
     """In a forked child: one sweep that SIGKILLs itself at its ``at``-th kill point."""
-    emit.BATCH_SIZE = BATCH
+    writer.BATCH_SIZE = BATCH
     settings = Settings(fhir_base_url=base, database_url=database_url, practice=org)
     engine = init_db(database_url)
     gateway = FHIRGateway.from_settings(settings)
@@ -111,7 +111,7 @@ def test_kill_9_at_random_points_then_a_rerun_duplicates_nothing_and_misses_noth
     twins: tuple[Harness, Harness], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = twins
-    monkeypatch.setattr(emit, "BATCH_SIZE", BATCH)
+    monkeypatch.setattr(writer, "BATCH_SIZE", BATCH)
     rng = random.Random(SEED)  # noqa: S311 - seeded kill points, not secrets
     totals = {"runs": 0, "kills": 0, "duplicates": 0, "missing": 0}
     for phase in ("first sweep", "after a week of changes"):
@@ -165,7 +165,7 @@ def test_a_storm_of_429_503_drops_and_timeouts_loses_no_write_and_duplicates_non
     twins: tuple[Harness, Harness], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = twins
-    monkeypatch.setattr(emit, "BATCH_SIZE", BATCH)
+    monkeypatch.setattr(writer, "BATCH_SIZE", BATCH)
     proxy = FaultProxy(
         b.settings.fhir_base_url,
         seed=SEED,

@@ -23,7 +23,7 @@ from hrm_fhir.adapters.store.records import SweepStatus
 from hrm_fhir.cli.main import main
 from hrm_fhir.config import Settings
 from hrm_fhir.sweep.run import run_sweep
-from hrm_fhir.tasks import emit
+from hrm_fhir.tasks import writer
 from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.harness import Harness
@@ -250,7 +250,7 @@ def test_interrupted_sweep_rerun_converges_without_duplicates(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness.upload(starter(harness.practice))
-    monkeypatch.setattr(emit, "BATCH_SIZE", 1)
+    monkeypatch.setattr(writer, "BATCH_SIZE", 1)
     real_transaction = harness.gateway.transaction
     calls = {"n": 0}
 
@@ -292,7 +292,7 @@ def _killed_sweep(base: str, db: str, org: str) -> None:
     engine = init_db(db)
     gateway = FHIRGateway.from_settings(settings)
     real_transaction = gateway.transaction
-    emit.BATCH_SIZE = 1
+    writer.BATCH_SIZE = 1
 
     def slow_transaction(bundle: Resource) -> Any:
         result = real_transaction(bundle)
@@ -356,7 +356,7 @@ def test_every_sweep_recreates_a_resource_missing_from_the_server(harness: Harne
             for w in ledger.sweep_writes(session, incremental.sweep_id)
             if w.resource_id == flag["id"]
         ]
-        assert write.reason == emit.REPAIR_REASON
+        assert write.reason == writer.REPAIR_REASON
     full = harness.sweep(full=True)
     assert (full.counts.repaired, full.counts.created, full.counts.updated) == (0, 0, 0)
 

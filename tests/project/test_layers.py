@@ -23,6 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "config programme",
         "rules",
         "adapters adapters.fhir adapters.store",
+        "evaluation",
         "offline",
         "summary register tasks",
         "workflow sweep synthetic synthetic_history",

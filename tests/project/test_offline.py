@@ -15,7 +15,8 @@ from hrm_fhir import offline
 from hrm_fhir.adapters.fhir.files import expand_paths, iter_resources
 from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.domain import Skipped
-from hrm_fhir.offline import EvaluationRun, evaluate_paths
+from hrm_fhir.evaluation import EvaluationRun
+from hrm_fhir.offline import evaluate_paths
 from hrm_fhir.rules.evaluate import Engine
 from tests.builders import rules
 

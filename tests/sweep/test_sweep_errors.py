@@ -17,7 +17,8 @@ from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.adapters.store.records import SweepStatus
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import FHIRCapabilityError, FHIRTemporaryError
-from hrm_fhir.sweep.run import SweepBusyError, run_sweep, utc_now
+from hrm_fhir.sweep.lock import SweepBusyError
+from hrm_fhir.sweep.run import run_sweep, utc_now
 from hrm_fhir.sweep.source import IncompleteExportError
 from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules

@@ -9,7 +9,7 @@ from hrm_fhir.adapters.store import ledger
 from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.adapters.store.records import ResourceType, WriteAction, WriteOutcome
 from hrm_fhir.domain import FindingKind, Severity
-from hrm_fhir.offline import EvaluationRun
+from hrm_fhir.evaluation import EvaluationRun
 from hrm_fhir.sweep.run import SweepSummary, render_sweep
 from hrm_fhir.tasks.emit import Counts
 from tests.adapters.store.examples import AS_OF, NOW, finding, start

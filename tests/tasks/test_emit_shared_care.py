@@ -13,10 +13,10 @@ from hrm_fhir.tasks.emit import (
     MONITORED_ELSEWHERE,
     Closure,
     PatientContext,
-    _closed,
     _resumed,
     close_reason,
 )
+from hrm_fhir.tasks.writer import _closed
 
 DAY = date(2026, 11, 27)
 

@@ -265,6 +265,20 @@ def read_records(
     return _collect(gateway, _patient_searches(wanted, extra), report, set(wanted))
 
 
+def read_rule_records(
+    gateway: FHIRGateway,
+    rules: RuleSet,
+    patients: Iterable[str],
+    report: FetchReport,
+    scope: Scope | None = None,
+) -> dict[str, list[Resource]]:
+    """Every resource a rule can read of these patients (``read_records``): the record types
+    and what the rules name beyond them (``record_searches``). The one read of patients'
+    records: the sweep's re-reads, the patient card, the review queue, the API's monitoring and
+    the evidence pack all call it, so each shows what the sweep evaluated (hazard H73)."""
+    return read_records(gateway, patients, report, scope, extra=record_searches(rules))
+
+
 def read_scope(
     gateway: FHIRGateway, scope: Scope, report: FetchReport, extra: Sequence[Search] = ()
 ) -> dict[str, list[Resource]]:

@@ -12,15 +12,14 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir.fetch import FetchReport, read_records, record_searches
-from hrm_fhir.adapters.fhir.mapping import RecordBuilder
+from hrm_fhir.adapters.fhir.fetch import FetchReport, read_rule_records
 from hrm_fhir.adapters.store import ledger
 from hrm_fhir.adapters.store.records import FindingRecord
 from hrm_fhir.audit.evidence import build_pack
 from hrm_fhir.audit.evidence_render import to_html, to_json
 from hrm_fhir.audit.evidence_source import read_evidence
-from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.domain import PatientRef, Skipped
+from hrm_fhir.evaluation import evaluate_records
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.web.api.api_keys import acting_user, require_visible
 from hrm_fhir.web.api.schemas import (
@@ -52,26 +51,22 @@ def evaluate_patient(
     """Read the patient's record from the FHIR server and evaluate it on ``as_of`` (default
     today); NotFound when the server has no such Patient."""
     day = as_of or clock.today()
-    resources = read_records(
-        fhir_gateway(), [patient], FetchReport(), extra=record_searches(state.rules)
-    )[patient]
+    resources = read_rule_records(fhir_gateway(), state.rules, [patient], FetchReport())[patient]
     found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     if found is None:
         raise NotFound(NO_PATIENT)
     require_visible(general_practitioners_of(found), NO_PATIENT)
-    builder = RecordBuilder(state.rules.catalogue, state.rules.medicines())
-    for resource in resources:
-        builder.add("server", resource)
-    record = builder.finish().get(patient) or PatientRecord(patient=None)
-    engine = Engine.create(state.rules, day, state.settings.due_window_days)
-    therapies = engine.therapies(record)
+    evaluation = evaluate_records(
+        state.rules, resources, day, window_days=state.settings.due_window_days
+    )
+    therapies = evaluation.engine.therapies(evaluation.record(patient))
     return Monitoring(
         patient=patient,
         as_of=day,
         therapies=[therapies[group] for group in sorted(therapies)],
-        findings=[finding.to_json() for finding in engine.evaluate(record)],
+        findings=[finding.to_json() for finding in evaluation.findings_of(patient)],
         open_tasks=ledger.open_findings(session, patient=patient),
-        skipped=builder.skipped,
+        skipped=evaluation.skipped,
     )
 
 
@@ -91,7 +86,7 @@ def evidence(patient_id: str) -> Response:
     patient = load_patient_ref(patient_id)
     query = load_evidence_query(request.args)
     state = service_state()
-    source = read_evidence(fhir_gateway(), db_session(), patient)
+    source = read_evidence(fhir_gateway(), db_session(), patient, state.rules)
     if source is None:
         raise NotFound(NO_PATIENT)
     require_visible(general_practitioners_of(source.patient), NO_PATIENT)

@@ -12,7 +12,7 @@ from werkzeug.exceptions import NotFound
 
 from hrm_fhir.adapters.store import ledger
 from hrm_fhir.sweep.launcher import SweepLauncher, SweepRequest
-from hrm_fhir.sweep.run import SweepBusyError
+from hrm_fhir.sweep.lock import SweepBusyError
 from hrm_fhir.web.api.api_keys import caller
 from hrm_fhir.web.api.schemas import (
     SweepSchema,

@@ -140,13 +140,14 @@ def monthly_report_document() -> ResponseReturnValue:
 def evidence_pack(patient_id: str) -> ResponseReturnValue:
     """The patient's evidence pack as one printable page (``hrm-fhir evidence`` in HTML)."""
     patient = f"Patient/{check_id(patient_id, 'patient')}"
-    source = read_evidence(fhir_gateway(), db_session(), patient)
+    rules = service_state().rules
+    source = read_evidence(fhir_gateway(), db_session(), patient, rules)
     if source is None:
         raise NotFound(NO_PATIENT)
     require_practice(actor(), general_practitioners_of(source.patient), NO_PATIENT)
     pack = build_pack(
         source,
-        service_state().rules,
+        rules,
         as_of=as_of(),
         generated_at=datetime.now(UTC),
     )

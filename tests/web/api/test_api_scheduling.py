@@ -11,7 +11,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from hrm_fhir.sweep.launcher import SweepRequest
-from hrm_fhir.sweep.run import SweepBusyError, SweepSummary
+from hrm_fhir.sweep.lock import SweepBusyError
+from hrm_fhir.sweep.run import SweepSummary
 from hrm_fhir.web.scheduling import (
     MISFIRE_GRACE_SECONDS,
     build_scheduler,

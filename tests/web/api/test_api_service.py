@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hrm_fhir.errors import FHIRFatalError, FHIRTemporaryError
-from hrm_fhir.sweep.run import SweepBusyError
+from hrm_fhir.sweep.lock import SweepBusyError
 from hrm_fhir.web.api.openapi import build_document
 from tests.web.api.conftest import OPERATOR, READ, AppFactory
 
