@@ -53,7 +53,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.fetch import RECORD_TYPES, record_searches
 from hrm_fhir.loader import load_paths
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep import SweepSummary, run_sweep
 from hrm_fhir.tasks.emit import Writer
@@ -221,7 +221,7 @@ def install_phase_timers() -> None:
     for name in ("load_snapshots", "save_snapshots", "open_findings"):
         setattr(store, name, _timed(f"store.{name}", getattr(store, name)))
     for name in ("therapies", "latest_by_test", "assess"):
-        setattr(Engine, name, _timed(f"Engine.{name}", getattr(Engine, name)))
+        setattr(Evaluator, name, _timed(f"Evaluator.{name}", getattr(Evaluator, name)))
     Writer.apply = _timed("Writer.apply (writeback)", Writer.apply)  # type: ignore[method-assign]
 
 

@@ -63,7 +63,7 @@ from hrm_fhir.fetch import (
 from hrm_fhir.offline import EvaluationRun, UnrecognisedKey, unrecognised_products
 from hrm_fhir.reconcile import check_server, keep_marker, new_marker_id
 from hrm_fhir.records import ResourceType, SweepMode, SweepStatus, WriteOutcome
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.summary import render_summary
 from hrm_fhir.sweep_source import export_records, in_scope
@@ -341,24 +341,26 @@ def _evaluate(
     rules: RuleSet, settings: Settings, as_of: date, current: dict[str, bytes]
 ) -> _Evaluation:
     """Every patient's findings, and what closing a finding needs to know about them."""
-    engine = Engine.create(rules, as_of, settings.due_window_days)
+    evaluator = Evaluator.create(rules, as_of, settings.due_window_days)
     records, skipped, unrecognised = _records(rules, current.values())
-    out = _Evaluation(records, skipped, [], [], unrecognised, {}, {}, engine.window_days, [])
+    out = _Evaluation(records, skipped, [], [], unrecognised, {}, {}, evaluator.window_days, [])
     later = 0
     for key in sorted(records):
         record = records[key]
-        therapies = engine.therapies(record)
-        groups = engine.followed(therapies)
+        therapies = evaluator.therapies(record)
+        groups = evaluator.followed(therapies)
         alive = record.patient is None or record.patient.is_alive_on(as_of)
-        assessment = engine.assess(record)
+        assessment = evaluator.assess(record)
         elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
-        out.contexts[key] = PatientContext(alive, groups, engine.latest_by_test(record), elsewhere)
+        out.contexts[key] = PatientContext(
+            alive, groups, evaluator.latest_by_test(record), elsewhere
+        )
         out.findings.extend(assessment.findings)
         out.register.extend(assessment.register)
         later += len(assessment.later)
         if therapies and key in current:
             out.monitored[key] = current[key]
-    out.warnings = engine.warnings(later)
+    out.warnings = evaluator.warnings(later)
     return out
 
 

@@ -30,7 +30,7 @@ from hrm_fhir.records import (
     SweepStatus,
     WorkflowEventRecord,
 )
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.tasks.build import is_flag
 from hrm_fhir.tasks.emit import PatientContext, close_reason
@@ -208,8 +208,8 @@ def _sweep(
     moment: datetime,
 ) -> tuple[list[tuple[FindingRecord, Finding]], list[FindingRecord]]:
     """Open what the engine finds today, close what no longer holds; returns both."""
-    engine = Engine.create(rules, clock.local_date(moment))
-    found = {f.identifier: f for record in monitored.values() for f in engine.evaluate(record)}
+    evaluator = Evaluator.create(rules, clock.local_date(moment))
+    found = {f.identifier: f for record in monitored.values() for f in evaluator.evaluate(record)}
     opened = []
     for identifier in sorted(found):
         finding = found[identifier]
@@ -228,10 +228,10 @@ def _sweep(
         if row.identifier in found:
             continue
         record = monitored[PatientRef(row.patient)]
-        therapies = engine.therapies(record)
+        therapies = evaluator.therapies(record)
         context = PatientContext(
-            alive=record.patient is None or record.patient.is_alive_on(engine.as_of),
-            current_groups=engine.followed(therapies),
+            alive=record.patient is None or record.patient.is_alive_on(evaluator.as_of),
+            current_groups=evaluator.followed(therapies),
             latest_results={},
         )
         row.closed_at, row.closed_sweep_id = moment, sweep.id

@@ -28,7 +28,7 @@ from hrm_fhir.records import (
     SweepStatus,
     WorkflowEventRecord,
 )
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 
 
@@ -91,13 +91,13 @@ def read_audit_inputs(
         )
         if row.scope in scopes
     )
-    engine = Engine.create(rules, last, window_days)
+    evaluator = Evaluator.create(rules, last, window_days)
     records = [
         r
         for r in snapshot_records(session, rules).values()
         if r.patient is not None and practice_id(r.patient.practice) in wanted
     ]
-    groups, indicators = clinical_position(records, engine, definitions)
+    groups, indicators = clinical_position(records, evaluator, definitions)
     fetched: datetime | None = session.scalar(select(func.max(SnapshotRecord.fetched_at)))
     return AuditInputs(
         month=month.replace(day=1),

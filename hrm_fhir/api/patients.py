@@ -28,7 +28,7 @@ from hrm_fhir.audit.evidence_render import to_html, to_json
 from hrm_fhir.domain import PatientRecord, PatientRef, Skipped
 from hrm_fhir.fetch import FetchReport, read_records, record_searches
 from hrm_fhir.records import FindingRecord
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.web.db import db_session
 from hrm_fhir.web.state import ServiceState, service_state
@@ -68,13 +68,13 @@ def evaluate_patient(
     for resource in resources:
         builder.add("server", resource)
     record = builder.finish().get(patient) or PatientRecord(patient=None)
-    engine = Engine.create(state.rules, day, state.settings.due_window_days)
-    therapies = engine.therapies(record)
+    evaluator = Evaluator.create(state.rules, day, state.settings.due_window_days)
+    therapies = evaluator.therapies(record)
     return Monitoring(
         patient=patient,
         as_of=day,
         therapies=[therapies[group] for group in sorted(therapies)],
-        findings=[finding.to_json() for finding in engine.evaluate(record)],
+        findings=[finding.to_json() for finding in evaluator.evaluate(record)],
         open_tasks=store.open_findings(session, patient=patient),
         skipped=builder.skipped,
     )

@@ -10,7 +10,7 @@ import pytest
 from hrm_fhir.audit.clinical import clinical_position, is_established
 from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import IndicatorStatus
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from tests.builders import SNOMED, observation, patient, prescription, records, repeats, rules
 
 MONTH_END = date(2027, 4, 30)
@@ -28,8 +28,10 @@ def _indicator(
     definitions: AuditDefinitions, drug: str, issued: list[date], results: list[dict[str, Any]]
 ) -> list[IndicatorStatus]:
     resources = [patient(), *(prescription(drug, day, status="completed") for day in issued)]
-    engine = Engine.create(rules(), MONTH_END)
-    _, statuses = clinical_position(records([*resources, *results]).values(), engine, definitions)
+    evaluator = Evaluator.create(rules(), MONTH_END)
+    _, statuses = clinical_position(
+        records([*resources, *results]).values(), evaluator, definitions
+    )
     return statuses
 
 
@@ -38,11 +40,11 @@ def _indicator(
     [(date(2026, 4, 30), True), (date(2026, 5, 1), False)],  # the first-year phase ends on 04-30
 )
 def test_lithium_is_established_after_its_first_year(start: date, expected: bool) -> None:
-    engine = Engine.create(rules(), MONTH_END)
-    pack = next(p for p in engine.packs if p.drug_group == "lithium")
+    evaluator = Evaluator.create(rules(), MONTH_END)
+    pack = next(p for p in evaluator.packs if p.drug_group == "lithium")
     chain = repeats("lithium carbonate 400mg tablets", start, MONTH_END)
     record = records([patient(), *chain])["Patient/p1"]
-    therapy = engine.therapies(record)["lithium"]
+    therapy = evaluator.therapies(record)["lithium"]
     assert therapy.start == start
     assert is_established(pack, therapy, MONTH_END) is expected
 
@@ -120,8 +122,8 @@ def test_a_deceased_patient_is_in_no_indicator(definitions: AuditDefinitions) ->
         prescription("lithium carbonate 400mg", date(2026, 12, 1), status="completed"),
         prescription("lithium carbonate 400mg", date(2027, 3, 1)),
     ]
-    engine = Engine.create(rules(), MONTH_END)
-    groups, statuses = clinical_position(records(resources).values(), engine, definitions)
+    evaluator = Evaluator.create(rules(), MONTH_END)
+    groups, statuses = clinical_position(records(resources).values(), evaluator, definitions)
     assert groups == []
     assert statuses == []
 
@@ -139,8 +141,8 @@ def test_the_month_end_position_says_severely_overdue_and_monitored_elsewhere(
     ]
     lithium[-1]["requester"] = {"display": "Oakfield CMHT"}
     lithium[-1]["category"] = [{"coding": [{"system": SNOMED, "code": "394828003"}]}]
-    engine = Engine.create(rules(), MONTH_END)
-    groups, _ = clinical_position(records([*mtx, *lithium]).values(), engine, definitions)
+    evaluator = Evaluator.create(rules(), MONTH_END)
+    groups, _ = clinical_position(records([*mtx, *lithium]).values(), evaluator, definitions)
     by_patient = {g.patient: g for g in groups}
     assert by_patient["Patient/p1"].severely_overdue is True
     assert by_patient["Patient/p1"].monitored_elsewhere is None

@@ -19,7 +19,7 @@ from hrm_fhir.audit.model import AuditInputs, MonthlyReport
 from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.domain import FindingKind
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.synthetic import generate_practice
 from hrm_fhir.synthetic_history import write_history
@@ -122,12 +122,12 @@ def test_ledger_figures_match_a_direct_count(
 def test_month_end_position_matches_the_engine(
     report: MonthlyReport, history_sessions: sessionmaker[Session], rules: RuleSet
 ) -> None:
-    engine = Engine.create(rules, LAST)
+    evaluator = Evaluator.create(rules, LAST)
     with history_sessions() as session:
         records = snapshot_records(session, rules)
     overdue = Counter[str]()
     for record in records.values():
-        for finding in engine.evaluate(record):
+        for finding in evaluator.evaluate(record):
             if finding.kind is FindingKind.OVERDUE:
                 overdue[finding.drug_group] += 1
     for group in report.groups:

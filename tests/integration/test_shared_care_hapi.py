@@ -23,7 +23,7 @@ from hrm_fhir.errors import (
 )
 from hrm_fhir.fetch import FetchReport, arrangement_searches, read_records
 from hrm_fhir.records import FindingRecord
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.sweep import _records
 from hrm_fhir.workflow import service
 from hrm_fhir.workflow.model import Role, Stage
@@ -294,7 +294,9 @@ def test_a_hospital_prescription_in_the_record_closes_the_routine_task(flow: Flo
     fetched = read_records(flow.gateway, [ref], FetchReport(), extra=arrangement_searches(rules()))
     records, _, _ = _records(rules(), [orjson.dumps(fetched[ref])])
     [register] = (
-        Engine.create(rules(), AS_OF + timedelta(days=1)).assess(records[PatientRef(ref)]).register
+        Evaluator.create(rules(), AS_OF + timedelta(days=1))
+        .assess(records[PatientRef(ref)])
+        .register
     )
     assert register.monitored_elsewhere is not None
     assert register.monitored_elsewhere.by == "Oakfield community mental health team"
