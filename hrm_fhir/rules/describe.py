@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hrm_fhir.rules.analyte_plan import result_lookback
 from hrm_fhir.rules.model import (
     RISE_OPERATORS,
     ArrangementCode,
@@ -19,7 +20,6 @@ from hrm_fhir.rules.model import (
     Threshold,
 )
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.results import result_lookback
 from hrm_fhir.rules.targets import decimal_text
 
 _SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}

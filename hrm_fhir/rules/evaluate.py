@@ -21,6 +21,7 @@ from hrm_fhir.domain import (
     ResourceRef,
     Skipped,
 )
+from hrm_fhir.rules.analyte_plan import AnalytePlan, result_plan
 from hrm_fhir.rules.arrangements import monitored_elsewhere
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import Facts, business_identifier
@@ -37,14 +38,7 @@ from hrm_fhir.rules.monitoring import (
 from hrm_fhir.rules.ome import reads_ome
 from hrm_fhir.rules.prescribing import UNISSUED_ACTIVE, prescribing_findings, unissued_findings
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.results import (
-    AnalytePlan,
-    Stale,
-    crossing,
-    result_findings,
-    result_plan,
-    stale_notes,
-)
+from hrm_fhir.rules.results import Stale, crossing, result_findings, stale_notes
 from hrm_fhir.rules.therapy import Currency, MedicationIndex, Therapy, build_therapies
 
 __all__ = [

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from typing import NamedTuple
 
 from hrm_fhir.domain import Finding, FindingKind, LabResult, MonitoredElsewhere, RegisterEntry
+from hrm_fhir.rules.analyte_plan import AnalytePlan
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import (
     Facts,
@@ -20,7 +21,6 @@ from hrm_fhir.rules.facts import (
 )
 from hrm_fhir.rules.model import Baseline, Modifier, RulePack, Schedule, Tolerance
 from hrm_fhir.rules.ome import pack_measures
-from hrm_fhir.rules.results import AnalytePlan
 from hrm_fhir.rules.therapy import Therapy
 
 RESULTS_NOT_SEEN = "results-not-seen"
