@@ -19,7 +19,7 @@ from typing import Any
 
 from hrm_fhir import terminology as t
 from hrm_fhir.domain import Arrangement, ArrangementSource, PatientRef, ResourceRef
-from hrm_fhir.rules.model import ArrangementCode, SharedCare
+from hrm_fhir.rules.catalogue import ArrangementCode, SharedCare
 from hrm_fhir.workflow.model import ARRANGEMENT_TASK_CODE
 
 Resource = dict[str, Any]

@@ -38,9 +38,10 @@ from hrm_fhir.domain import (
     Skipped,
 )
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
+from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.describe import Statement, statements
 from hrm_fhir.rules.evaluate import Evaluator
-from hrm_fhir.rules.model import Catalogue, RulePack
+from hrm_fhir.rules.model import RulePack
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.terminology import BUSINESS_STATUS, USER_ROLE, WORKFLOW_ACTION

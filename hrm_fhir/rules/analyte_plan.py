@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.judgement import TARGET_SIDE
-from hrm_fhir.rules.model import Catalogue, RulePack, Threshold
+from hrm_fhir.rules.model import RulePack, Threshold
 
 _EPOCH = date(2001, 1, 1)
 

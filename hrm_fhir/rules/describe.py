@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrm_fhir.rules.analyte_plan import result_lookback
+from hrm_fhir.rules.catalogue import ArrangementCode, Catalogue
 from hrm_fhir.rules.model import (
     RISE_OPERATORS,
-    ArrangementCode,
     Baseline,
-    Catalogue,
     Citation,
     Ingredient,
     Modifier,

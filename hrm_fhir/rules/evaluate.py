@@ -23,9 +23,10 @@ from hrm_fhir.domain import (
 )
 from hrm_fhir.rules.analyte_plan import AnalytePlan, result_plan
 from hrm_fhir.rules.arrangements import monitored_elsewhere
+from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.facts import Facts, business_identifier
-from hrm_fhir.rules.model import Catalogue, PrescribingCheck, RulePack
+from hrm_fhir.rules.model import PrescribingCheck, RulePack
 from hrm_fhir.rules.monitoring import (
     RESULTS_NOT_SEEN,
     continuing_plan,

@@ -20,7 +20,8 @@ from typing import Any
 
 from hrm_fhir.config import cache_dir
 from hrm_fhir.errors import RuleDefinitionError
-from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack
+from hrm_fhir.rules.catalogue import Catalogue
+from hrm_fhir.rules.model import RANGE_OPS, Condition, RulePack
 from hrm_fhir.rules.therapy import MedicationIndex
 
 _MEDICINES: dict[int, tuple[RuleSet, MedicationIndex]] = {}
@@ -97,8 +98,9 @@ def build_rule_set(
     package's own when None) given as text; raise on any problem."""
     from marshmallow import ValidationError
 
+    from hrm_fhir.rules.catalogue_schema import load_catalogue
     from hrm_fhir.rules.products import read_code_lists
-    from hrm_fhir.rules.schema import load_catalogue, load_pack
+    from hrm_fhir.rules.schema import load_pack
 
     try:
         catalogue = load_catalogue(_read_toml("catalogue.toml", catalogue_text))
@@ -266,7 +268,9 @@ def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
 _DEFINED_BY = (
     "rules/registry.py",
     "rules/schema.py",
+    "rules/catalogue_schema.py",
     "rules/model.py",
+    "rules/catalogue.py",
     "rules/durations.py",
     "rules/products.py",
     "domain.py",

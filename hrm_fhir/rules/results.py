@@ -16,9 +16,10 @@ from datetime import date
 
 from hrm_fhir.domain import Finding, FindingKind, LabResult, ResourceRef, Severity
 from hrm_fhir.rules.analyte_plan import AnalytePlan
+from hrm_fhir.rules.catalogue import Analyte
 from hrm_fhir.rules.facts import Facts, business_identifier, pack_finding
 from hrm_fhir.rules.judgement import TARGET_SIDE, Judgement, also_state, judge, value_text
-from hrm_fhir.rules.model import Analyte, RulePack, Threshold
+from hrm_fhir.rules.model import RulePack, Threshold
 from hrm_fhir.rules.targets import Target, patient_target
 from hrm_fhir.rules.therapy import Therapy
 
