@@ -21,8 +21,8 @@ from hrm_fhir.domain import FindingKind
 from hrm_fhir.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.synthetic import generate_practice
-from hrm_fhir.synthetic_history import write_history
+from hrm_fhir.synthetic.history import write_history
+from hrm_fhir.synthetic.practice import generate_practice
 from tests.audit.conftest import HISTORY_END, HISTORY_START, MONTH, PRACTICE, build_report
 
 START = datetime(2027, 3, 31, 23, tzinfo=UTC)  # 1 April 00:00 BST
