@@ -25,10 +25,9 @@ from hrm_fhir.rules.analyte_plan import AnalytePlan, result_plan
 from hrm_fhir.rules.arrangements import monitored_elsewhere
 from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.facts import Facts, business_identifier
+from hrm_fhir.rules.facts import Facts
 from hrm_fhir.rules.model import PrescribingCheck, RulePack
 from hrm_fhir.rules.monitoring import (
-    RESULTS_NOT_SEEN,
     continuing_plan,
     monitoring_findings,
     register_entry,
@@ -37,19 +36,10 @@ from hrm_fhir.rules.monitoring import (
     test_dues,
 )
 from hrm_fhir.rules.ome import reads_ome
-from hrm_fhir.rules.prescribing import UNISSUED_ACTIVE, prescribing_findings, unissued_findings
+from hrm_fhir.rules.prescribing import prescribing_findings, unissued_findings
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.results import Stale, crossing, result_findings, stale_notes
 from hrm_fhir.rules.therapy import Currency, MedicationIndex, Therapy, build_therapies
-
-__all__ = [
-    "RESULTS_NOT_SEEN",
-    "UNISSUED_ACTIVE",
-    "Assessment",
-    "Evaluator",
-    "Facts",
-    "business_identifier",
-]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from fhir.resources.R4B.task import Task
 
 from hrm_fhir import terminology as t
 from hrm_fhir.domain import Severity
-from hrm_fhir.rules.evaluate import business_identifier
+from hrm_fhir.rules.facts import business_identifier
 from hrm_fhir.workflow.model import (
     ARRANGEMENT_TASK_CODE,
     GP_TASK_CODE,
