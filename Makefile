@@ -60,7 +60,7 @@ evaluate: $(RUN_STAMP)
 ## Lint, format check, strict type check and the whole test suite.
 test: chromium pango postgresql lint typecheck unit
 
-## The browser tests (tests/browser) drive Debian's Chromium through Playwright: install it when missing.
+## The browser tests (tests/web/browser) drive Debian's Chromium through Playwright: install it when missing.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:

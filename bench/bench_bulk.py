@@ -37,13 +37,14 @@ import orjson
 from bench_evaluate import AS_OF, OUT, practice
 from bench_sweep import _external, hapi, load, measured, patients_on_server
 
-from hrm_fhir.adapters.bulk_export import BulkExporter
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.bulk_export import BulkExporter
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
-from hrm_fhir.sweep import run_sweep
-from hrm_fhir.sweep_source import export_request
+from hrm_fhir.sweep.run import run_sweep
+from hrm_fhir.sweep.source import export_request
+from hrm_fhir.workflow.chases import SweepChases
 
 PAGE = 500
 COUNTED = ("patients", "findings", "created", "updated", "closed", "unchanged", "errors")
@@ -94,6 +95,7 @@ def sweep(
                 as_of=AS_OF,
                 full=full,
                 bulk=bulk,
+                chases=SweepChases.of(settings, gateway, rules),
             )
         out["summary"] = summary.to_json()
     finally:

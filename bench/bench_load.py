@@ -33,8 +33,8 @@ import requests
 from bench_evaluate import OUT, practice
 from bench_sweep import _cpu_seconds, _external, hapi
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.loader import CHUNK_SIZE, WORKERS, load_paths
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.upload import CHUNK_SIZE, WORKERS, load_paths
 
 ROOT = OUT.parent.parent
 BUNDLED = ROOT / "fixtures" / "practice" / "ndjson"

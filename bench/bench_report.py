@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from bench_evaluate import HRM_FHIR, MIB, OUT, measure, summary
 
-from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.rules.registry import load_rule_set
 from hrm_fhir.synthetic.history import write_history
 from hrm_fhir.synthetic.practice import generate_practice
@@ -54,7 +54,7 @@ from datetime import date
 from hrm_fhir.audit.render import render_html
 from hrm_fhir.audit.service import monthly_report, resolve_scope
 from hrm_fhir.config import load_settings
-from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.rules.registry import load_rule_set
 settings = load_settings()
 with make_session_factory(init_db(settings.database_url))() as session:

@@ -13,7 +13,7 @@ practice's NDJSON into it when it is not there yet, then, per run:
 
 Every HTTP request in this process is counted (``requests.Session.send`` is wrapped here, not in
 the package), with the time spent waiting for it; the sweep's phases are timed by wrapping the
-functions ``hrm_fhir.sweep`` calls. Writes bench/out/sweep-results.json.
+functions ``hrm_fhir.sweep.run`` calls. Writes bench/out/sweep-results.json.
 
     .venv/bin/python bench/bench_sweep.py                        # 20,000 patients, 1 run
     .venv/bin/python bench/bench_sweep.py --patients 2000 --profile
@@ -46,17 +46,19 @@ import orjson
 import requests
 from bench_evaluate import AS_OF, OUT, practice
 
-import hrm_fhir.sweep as sweep_module
-from hrm_fhir.adapters import fhir_gateway, store
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+import hrm_fhir.sweep.run as sweep_module
+from hrm_fhir.adapters.fhir import gateway as fhir_gateway
+from hrm_fhir.adapters.fhir.fetch import RECORD_TYPES, record_searches
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.upload import load_paths
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
-from hrm_fhir.fetch import RECORD_TYPES, record_searches
-from hrm_fhir.loader import load_paths
 from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from hrm_fhir.tasks.emit import Writer
+from hrm_fhir.workflow.chases import SweepChases
 
 ROOT = OUT.parent.parent
 HAPI = ROOT / "sandbox" / "hapi"
@@ -212,14 +214,14 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install_phase_timers() -> None:
-    """Time what ``hrm_fhir.sweep`` calls, by replacing the names it looks up (bench only)."""
+    """Time what ``hrm_fhir.sweep.run`` calls, by replacing the names it looks up (bench only)."""
     for name in ("check_server", "record_counts", "changed_patients", "read_records", "read_scope",
                  "resources_by_id", "desired_resources", "plan", "_records", "exhausted_chases",
                  "route_exhausted_chases", "_keep_marker"):  # fmt: skip
         if hasattr(sweep_module, name):  # the package changes; time what this version has
             setattr(sweep_module, name, _timed(name, getattr(sweep_module, name)))
     for name in ("load_snapshots", "save_snapshots", "open_findings"):
-        setattr(store, name, _timed(f"store.{name}", getattr(store, name)))
+        setattr(ledger, name, _timed(f"ledger.{name}", getattr(ledger, name)))
     for name in ("therapies", "latest_by_test", "assess"):
         setattr(Evaluator, name, _timed(f"Evaluator.{name}", getattr(Evaluator, name)))
     Writer.apply = _timed("Writer.apply (writeback)", Writer.apply)  # type: ignore[method-assign]
@@ -380,7 +382,13 @@ def sweep_once(
         PHASES.clear()
         with measured(server_pid) as out:
             summary: SweepSummary = run_sweep(
-                settings, sessions, gateway, rules, as_of=AS_OF, full=full
+                settings,
+                sessions,
+                gateway,
+                rules,
+                as_of=AS_OF,
+                full=full,
+                chases=SweepChases.of(settings, gateway, rules),
             )
         out["summary"] = summary.to_json()
         out["phases"] = {k: dict(v) for k, v in PHASES.items()}
@@ -453,7 +461,7 @@ def monitored_patients(database_url: str) -> list[str]:
     engine = init_db(database_url)
     try:
         with make_session_factory(engine)() as session:
-            return sorted(store.load_snapshots(session))
+            return sorted(ledger.load_snapshots(session))
     finally:
         engine.dispose()
 
@@ -536,7 +544,7 @@ def profile_sweep(base: str, seed: int, rules: RuleSet, top: int = 30) -> str:
     try:
         profiler.enable()
         summary = run_sweep(settings, make_session_factory(engine), gateway, rules, as_of=AS_OF,
-                            full=True)  # fmt: skip
+                            full=True, chases=SweepChases.of(settings, gateway, rules))  # fmt: skip
         profiler.disable()
     finally:
         engine.dispose()

@@ -30,7 +30,7 @@ FIXTURES = ROOT / "fixtures"
 RUN = """
 import sys
 import hrm_fhir
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 package = sys.argv.pop(1)
 if not hrm_fhir.__file__.startswith(package):
     sys.exit(f"imported {hrm_fhir.__file__}, not the package under {package}")

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
-    """The Flask application (see ``hrm_fhir.app.create_app``)."""
-    from hrm_fhir.app import create_app as factory
+    """The Flask application (see ``hrm_fhir.web.app.create_app``)."""
+    from hrm_fhir.web.app import create_app as factory
 
     return factory(overrides)
 

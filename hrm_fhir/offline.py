@@ -25,8 +25,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hrm_fhir.adapters.fhir_input import NdjsonPart, expand_paths, is_ndjson, iter_resources
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder, Resource
+from hrm_fhir.adapters.fhir.files import NdjsonPart, expand_paths, is_ndjson, iter_resources
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder, Resource
 from hrm_fhir.domain import (
     FINDING_ORDER,
     Finding,

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from hrm_fhir.app import create_app
+from hrm_fhir.web.app import create_app
 from hrm_fhir.web.state import service_state
 
 UNREACHABLE_FHIR = "http://127.0.0.1:9/fhir"

@@ -6,7 +6,7 @@ import itertools
 from datetime import date, timedelta
 from typing import Any
 
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.domain import Finding, PatientRecord
 from hrm_fhir.rules.evaluate import Assessment, Evaluator
 from hrm_fhir.rules.registry import RuleSet, _package_files, build_rule_set, load_rule_set

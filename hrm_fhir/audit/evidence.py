@@ -28,7 +28,8 @@ from typing import Any
 import orjson
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder
+from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.domain import (
     MatchMethod,
     PatientRecord,
@@ -37,7 +38,7 @@ from hrm_fhir.domain import (
     Severity,
     Skipped,
 )
-from hrm_fhir.records import FindingRecord, WorkflowEventRecord
+from hrm_fhir.programme import Stage, stage_of
 from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.describe import Statement, statements
 from hrm_fhir.rules.evaluate import Evaluator
@@ -46,7 +47,6 @@ from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.terminology import BUSINESS_STATUS, USER_ROLE, WORKFLOW_ACTION
 from hrm_fhir.workflow.fields import contact_details, contact_item, version_of
-from hrm_fhir.workflow.model import Stage, stage_of
 from hrm_fhir.workflow.queries import resource_item
 from hrm_fhir.workflow.transaction import provenance_targets
 from hrm_fhir.workflow.views import HistoryItem

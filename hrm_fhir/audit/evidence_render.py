@@ -50,7 +50,7 @@ def to_html(pack: EvidencePack) -> str:
 @functools.cache
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("hrm_fhir", "templates"),
+        loader=PackageLoader("hrm_fhir.audit", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -73,7 +73,9 @@ def html_context(report: MonthlyReport, *, compact_lists: bool = False) -> dict[
 @functools.cache
 def _environment() -> Environment:
     return Environment(
-        loader=PackageLoader("hrm_fhir", "templates"), autoescape=True, undefined=StrictUndefined
+        loader=PackageLoader("hrm_fhir.audit", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
     )
 
 

@@ -9,11 +9,11 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.audit_source import known_practices, read_audit_inputs
 from hrm_fhir.audit.definitions import AuditDefinitions, load_definitions
 from hrm_fhir.audit.figures import month_bounds
 from hrm_fhir.audit.model import AuditInputs, MonthlyReport
 from hrm_fhir.audit.monthly import build_monthly_report, practice_row
+from hrm_fhir.audit.source import known_practices, read_audit_inputs
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import HRMError
 from hrm_fhir.rules.registry import RuleSet

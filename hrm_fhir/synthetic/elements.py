@@ -1,16 +1,12 @@
-"""FHIR elements every synthetic resource is built from: code systems, instants, quantities,
-NHS numbers from the test range, medication concepts and dosage.
+"""FHIR elements every synthetic resource is built from: code systems, instants, quantities and
+NHS numbers from the test range.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from hrm_fhir.synthetic.groups import Dose, Product
-
+from typing import Any
 
 Resource = dict[str, Any]
 
@@ -65,50 +61,3 @@ def nhs_numbers(seed: int) -> Iterator[str]:
         if check is not None:
             yield f"{nine}{check}"
         serial = (serial + 1) % 1_000_000
-
-
-def concept(product: Product) -> Resource:
-    return {
-        "coding": [{"system": s, "code": c, "display": product.text} for s, c in product.codes],
-        "text": product.text,
-    }
-
-
-def medication_body(product: Product) -> Resource:
-    """``code`` and ``ingredient`` of a Medication; strength only for tablets and capsules."""
-    ingredient: Resource = {"itemCodeableConcept": {"text": product.ingredient}}
-    if product.strength_mg is not None and product.form != "patch":
-        form, code = ("capsule", "{cap}") if product.form == "capsule" else ("tablet", "{tbl}")
-        ingredient["strength"] = {
-            "numerator": quantity(product.strength_mg, "mg"),
-            "denominator": {"value": 1, "unit": form, "system": UCUM, "code": code},
-        }
-    return {"code": concept(product), "ingredient": [ingredient]}
-
-
-def dosage(product: Product, dose: Dose, *, structured: bool) -> Resource:
-    """A ``dosageInstruction``: the text, and when ``structured`` its timing and dose."""
-    out: Resource = {"text": dose.text}
-    if not structured or dose.frequency is None:
-        return out
-    out["timing"] = {
-        "repeat": {
-            "frequency": dose.frequency,
-            "period": dose.period,
-            "periodUnit": dose.period_unit,
-        }
-    }
-    if dose.mg is not None and product.strength_mg and product.form != "patch":
-        units = dose.mg / product.strength_mg
-        form, code = ("capsule", "{cap}") if product.form == "capsule" else ("tablet", "{tbl}")
-        out["doseAndRate"] = [
-            {
-                "doseQuantity": {
-                    "value": rounded(units, 0 if units.is_integer() else 2),
-                    "unit": form,
-                    "system": UCUM,
-                    "code": code,
-                }
-            }
-        ]
-    return out

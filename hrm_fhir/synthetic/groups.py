@@ -1,5 +1,6 @@
 """The drug groups a synthetic patient may be on (products, doses, the analytes monitored and the
-abnormal values some patients get), and the analytes' codes, units and normal values.
+abnormal values some patients get), the analytes' codes, units and normal values, and how a product,
+its dosage and an analyte's value are written in FHIR.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hrm_fhir.synthetic.elements import LOINC, RXNORM, SNOMED, Resource, quantity, rounded
+from hrm_fhir.synthetic.elements import LOINC, RXNORM, SNOMED, UCUM, Resource, quantity, rounded
 
 Override = tuple[tuple[str, float], ...]
 """Analyte values forced onto the latest blood draw, e.g. ``(("inr", 5.5),)``."""
@@ -336,3 +337,50 @@ def analyte_value(key: str, value: float, variant: bool) -> Resource:
         "code": {"coding": coding, "text": analyte.display},
         "valueQuantity": quantity(rounded(value, digits), unit),
     }
+
+
+def concept(product: Product) -> Resource:
+    return {
+        "coding": [{"system": s, "code": c, "display": product.text} for s, c in product.codes],
+        "text": product.text,
+    }
+
+
+def medication_body(product: Product) -> Resource:
+    """``code`` and ``ingredient`` of a Medication; strength only for tablets and capsules."""
+    ingredient: Resource = {"itemCodeableConcept": {"text": product.ingredient}}
+    if product.strength_mg is not None and product.form != "patch":
+        form, code = ("capsule", "{cap}") if product.form == "capsule" else ("tablet", "{tbl}")
+        ingredient["strength"] = {
+            "numerator": quantity(product.strength_mg, "mg"),
+            "denominator": {"value": 1, "unit": form, "system": UCUM, "code": code},
+        }
+    return {"code": concept(product), "ingredient": [ingredient]}
+
+
+def dosage(product: Product, dose: Dose, *, structured: bool) -> Resource:
+    """A ``dosageInstruction``: the text, and when ``structured`` its timing and dose."""
+    out: Resource = {"text": dose.text}
+    if not structured or dose.frequency is None:
+        return out
+    out["timing"] = {
+        "repeat": {
+            "frequency": dose.frequency,
+            "period": dose.period,
+            "periodUnit": dose.period_unit,
+        }
+    }
+    if dose.mg is not None and product.strength_mg and product.form != "patch":
+        units = dose.mg / product.strength_mg
+        form, code = ("capsule", "{cap}") if product.form == "capsule" else ("tablet", "{tbl}")
+        out["doseAndRate"] = [
+            {
+                "doseQuantity": {
+                    "value": rounded(units, 0 if units.is_integer() else 2),
+                    "unit": form,
+                    "system": UCUM,
+                    "code": code,
+                }
+            }
+        ]
+    return out

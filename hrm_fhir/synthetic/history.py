@@ -19,10 +19,9 @@ import orjson
 from sqlalchemy.orm import Session
 
 from hrm_fhir import clock
-from hrm_fhir.adapters import store
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder
-from hrm_fhir.domain import Finding, FindingKind, PatientRecord, PatientRef, Severity
-from hrm_fhir.records import (
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder
+from hrm_fhir.adapters.store.ledger import save_snapshots
+from hrm_fhir.adapters.store.records import (
     FindingRecord,
     ResourceType,
     SweepMode,
@@ -30,6 +29,7 @@ from hrm_fhir.records import (
     SweepStatus,
     WorkflowEventRecord,
 )
+from hrm_fhir.domain import Finding, FindingKind, PatientRecord, PatientRef, Severity
 from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.tasks.build import is_flag
@@ -150,7 +150,7 @@ def write_history(
         bodies: dict[str, bytes] = {
             key: _snapshot(by_patient[key], shared) for key in monitored if key in by_patient
         }
-        store.save_snapshots(session, bodies, sweep_id=sweep.id, now=ticks[-1])
+        save_snapshots(session, bodies, sweep_id=sweep.id, now=ticks[-1])
     session.flush()
     return HistorySummary(len(ticks), len(ledger.rows), len(ledger.events), len(monitored))
 

@@ -13,11 +13,8 @@ from hrm_fhir.synthetic.elements import (
     NHS_NUMBER,
     SNOMED,
     Resource,
-    concept,
     dates_every,
-    dosage,
     instant,
-    medication_body,
     quantity,
 )
 from hrm_fhir.synthetic.groups import (
@@ -36,6 +33,9 @@ from hrm_fhir.synthetic.groups import (
     Group,
     Product,
     analyte_value,
+    concept,
+    dosage,
+    medication_body,
     previous_dose,
 )
 from hrm_fhir.synthetic.plans import NON_COUNTING, Plan

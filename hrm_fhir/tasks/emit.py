@@ -31,13 +31,13 @@ import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology as t
-from hrm_fhir.adapters import store
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
 from hrm_fhir.domain import Finding, FindingKind, ResourceRef
 from hrm_fhir.errors import FHIRError, FHIRFatalError, VersionConflict
-from hrm_fhir.records import FindingRecord, ResourceType, WriteAction, WriteOutcome
+from hrm_fhir.programme import TECHNICIAN_STAGES, Stage, stage_of
 from hrm_fhir.tasks.build import PHARMACIST, TECHNICIANS, resource_body, validated
-from hrm_fhir.workflow.model import TECHNICIAN_STAGES, Stage, stage_of
 
 Resource = dict[str, Any]
 CONFLICT_RETRIES = 3
@@ -385,9 +385,9 @@ class Writer:
     ) -> None:
         counts.errors += 1
         with self._sessions.begin() as session:
-            existing = store.find_finding(session, identifier)
+            existing = ledger.find_finding(session, identifier)
             conflict = isinstance(error, VersionConflict)
-            store.record_write(
+            ledger.record_write(
                 session,
                 sweep_id=self._sweep_id,
                 resource_type=resource_type,
@@ -436,7 +436,7 @@ class Writer:
                 )
             break
         with self._sessions.begin() as session:
-            store.close_finding(
+            ledger.close_finding(
                 session,
                 closure.identifier,
                 reason=closure.reason,
@@ -475,9 +475,9 @@ class Writer:
         reason: str | None = None,
     ) -> None:
         rid = wanted.resource["id"]
-        existing = store.find_finding(session, wanted.finding.identifier)
+        existing = ledger.find_finding(session, wanted.finding.identifier)
         if existing is not None and existing.closed_at is None:
-            store.record_finding_write(
+            ledger.record_finding_write(
                 session,
                 wanted.finding,
                 status=str(written.get("status", "")),
@@ -485,7 +485,7 @@ class Writer:
                 version_id=version,
             )
         else:
-            store.open_finding(
+            ledger.open_finding(
                 session,
                 wanted.finding,
                 practice=self._practice_of(wanted.finding.patient),
@@ -518,7 +518,7 @@ class Writer:
         reason: str,
         identifier: str,
     ) -> None:
-        store.record_write(
+        ledger.record_write(
             session,
             sweep_id=self._sweep_id,
             resource_type=resource_type,

@@ -9,9 +9,21 @@ from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.fetch import OPEN_TASK_STATUSES, OURS_TAG, Scope
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.errors import WorkflowConflictError, WorkflowError, WorkflowNotFoundError
-from hrm_fhir.fetch import OPEN_TASK_STATUSES, OURS_TAG, Scope
+from hrm_fhir.programme import (
+    MONITORING_TASK_CODE,
+    TECHNICIAN_STAGES,
+    Action,
+    Actor,
+    ContactOutcome,
+    Decision,
+    Medium,
+    Role,
+    check_sign_off,
+    stage_of,
+)
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.workflow.decisions import (
     Arrangement,
@@ -32,18 +44,6 @@ from hrm_fhir.workflow.fields import (
     patient_of,
     references_in,
     typed_entries,
-)
-from hrm_fhir.workflow.model import (
-    MONITORING_TASK_CODE,
-    TECHNICIAN_STAGES,
-    Action,
-    Actor,
-    ContactOutcome,
-    Decision,
-    Medium,
-    Role,
-    check_sign_off,
-    stage_of,
 )
 from hrm_fhir.workflow.plans import (
     Request,

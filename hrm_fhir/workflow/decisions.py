@@ -10,9 +10,19 @@ from datetime import UTC, date, datetime
 
 from hrm_fhir import clock
 from hrm_fhir import terminology as t
-from hrm_fhir.adapters.fhir_mapping import parse_date
+from hrm_fhir.adapters.fhir.mapping import parse_date
+from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.errors import WorkflowError
-from hrm_fhir.records import FindingRecord, WorkflowEventRecord
+from hrm_fhir.programme import (
+    GP_TASK_CODE,
+    RESOLVING_DECISIONS,
+    Action,
+    Decision,
+    Stage,
+    check_arrangement,
+    next_stage,
+    stage_of,
+)
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.workflow.fields import (
     code_of,
@@ -26,16 +36,6 @@ from hrm_fhir.workflow.fields import (
     rule_of,
     typed_entries,
     version_of,
-)
-from hrm_fhir.workflow.model import (
-    GP_TASK_CODE,
-    RESOLVING_DECISIONS,
-    Action,
-    Decision,
-    Stage,
-    check_arrangement,
-    next_stage,
-    stage_of,
 )
 from hrm_fhir.workflow.plans import Request, task_note
 from hrm_fhir.workflow.resources import (

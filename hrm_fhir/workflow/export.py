@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import date
 from typing import Any
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.untrusted import csv_writer, safe_cell
 from hrm_fhir.workflow.fields import contact_details
 from hrm_fhir.workflow.views import PatientDetails, WorklistEntry

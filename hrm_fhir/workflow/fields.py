@@ -10,20 +10,20 @@ from typing import Any
 import orjson
 
 from hrm_fhir import terminology as t
-from hrm_fhir.adapters.fhir_mapping import parse_date
+from hrm_fhir.adapters.fhir.mapping import parse_date
+from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import (
     WorkflowError,
     WorkflowNotFoundError,
 )
-from hrm_fhir.records import FindingRecord, WorkflowEventRecord
-from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.workflow.model import (
+from hrm_fhir.programme import (
     Action,
     Actor,
     Stage,
     require_practice,
 )
+from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.workflow.resources import (
     Resource,
 )

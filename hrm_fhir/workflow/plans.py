@@ -16,6 +16,16 @@ from datetime import date, datetime
 
 from hrm_fhir import clock
 from hrm_fhir.errors import WorkflowError
+from hrm_fhir.programme import (
+    Action,
+    Actor,
+    ContactOutcome,
+    Medium,
+    Stage,
+    next_chase,
+    next_stage,
+    stage_of,
+)
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.tasks.build import PHARMACIST
 from hrm_fhir.workflow.fields import (
@@ -25,16 +35,6 @@ from hrm_fhir.workflow.fields import (
     reference_of,
     test_title,
     tests_of,
-)
-from hrm_fhir.workflow.model import (
-    Action,
-    Actor,
-    ContactOutcome,
-    Medium,
-    Stage,
-    next_chase,
-    next_stage,
-    stage_of,
 )
 from hrm_fhir.workflow.resources import (
     Resource,

@@ -9,11 +9,22 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.adapters.fhir_mapping import RecordBuilder, parse_date
+from hrm_fhir.adapters.fhir.fetch import OURS_TAG, FetchReport, Scope, read_records
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder, parse_date
+from hrm_fhir.adapters.store.records import FindingRecord
 from hrm_fhir.domain import PatientRef
-from hrm_fhir.fetch import OURS_TAG, FetchReport, Scope, read_records
-from hrm_fhir.records import FindingRecord
+from hrm_fhir.programme import (
+    MONITORING_TASK_CODE,
+    TECHNICIAN_STAGES,
+    Actor,
+    ChaseStep,
+    Stage,
+    due_this_week,
+    next_chase,
+    priority,
+    stage_of,
+)
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.workflow.fields import (
     SEVERITY_RANK,
@@ -36,17 +47,6 @@ from hrm_fhir.workflow.fields import (
     tests_of,
     typed_entries,
     version_of,
-)
-from hrm_fhir.workflow.model import (
-    MONITORING_TASK_CODE,
-    TECHNICIAN_STAGES,
-    Actor,
-    ChaseStep,
-    Stage,
-    due_this_week,
-    next_chase,
-    priority,
-    stage_of,
 )
 from hrm_fhir.workflow.reads import (
     active_flags,

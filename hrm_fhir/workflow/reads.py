@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.fetch import OPEN_TASK_STATUSES, OURS_TAG, Scope
-from hrm_fhir.records import FindingRecord, WorkflowEventRecord
+from hrm_fhir.adapters.fhir.fetch import OPEN_TASK_STATUSES, OURS_TAG, Scope
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.workflow.resources import (
     Resource,

@@ -27,8 +27,7 @@ from fhir.resources.R4B.task import Task
 
 from hrm_fhir import terminology as t
 from hrm_fhir.domain import Severity
-from hrm_fhir.rules.facts import business_identifier
-from hrm_fhir.workflow.model import (
+from hrm_fhir.programme import (
     ARRANGEMENT_TASK_CODE,
     GP_TASK_CODE,
     Action,
@@ -37,6 +36,7 @@ from hrm_fhir.workflow.model import (
     Medium,
     Stage,
 )
+from hrm_fhir.rules.facts import business_identifier
 
 Resource = dict[str, Any]
 GP_TEAM = {"display": "Practice GP team"}

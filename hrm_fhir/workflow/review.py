@@ -10,10 +10,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.adapters.fhir_mapping import parse_date
-from hrm_fhir.fetch import FetchReport, Scope, read_records
-from hrm_fhir.records import FindingRecord, WorkflowEventRecord
+from hrm_fhir.adapters.fhir.fetch import FetchReport, Scope, read_records
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.mapping import parse_date
+from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
+from hrm_fhir.programme import (
+    ARRANGEMENT_TASK_CODE,
+    GP_TASK_CODE,
+    Stage,
+    stage_of,
+)
 from hrm_fhir.rules.model import RulePack, Threshold
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.workflow.fields import (
@@ -35,12 +41,6 @@ from hrm_fhir.workflow.fields import (
     tests_of,
     typed_entries,
     version_of,
-)
-from hrm_fhir.workflow.model import (
-    ARRANGEMENT_TASK_CODE,
-    GP_TASK_CODE,
-    Stage,
-    stage_of,
 )
 from hrm_fhir.workflow.queries import (
     trends_by_patient,

@@ -31,27 +31,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hrm_fhir import terminology as t
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.records import WorkflowEventRecord
 from hrm_fhir.errors import (
     FHIRFatalError,
     FHIRTemporaryError,
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
-from hrm_fhir.records import WorkflowEventRecord
-from hrm_fhir.workflow.fields import (
-    general_practitioners_of,
-    patient_of,
-    reference_of,
-    version_of,
-)
-from hrm_fhir.workflow.model import (
+from hrm_fhir.programme import (
     Action,
     Actor,
     Stage,
     require_practice,
     require_role,
     stage_of,
+)
+from hrm_fhir.workflow.fields import (
+    general_practitioners_of,
+    patient_of,
+    reference_of,
+    version_of,
 )
 from hrm_fhir.workflow.resources import (
     Resource,

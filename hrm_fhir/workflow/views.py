@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from hrm_fhir.domain import Severity
-from hrm_fhir.workflow.model import (
+from hrm_fhir.programme import (
     ChaseStep,
     Priority,
     Stage,

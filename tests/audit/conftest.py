@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from hrm_fhir.adapters.audit_source import read_audit_inputs
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.audit.definitions import AuditDefinitions, load_definitions
 from hrm_fhir.audit.model import AuditInputs, MonthlyReport
 from hrm_fhir.audit.monthly import build_monthly_report
-from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.audit.source import read_audit_inputs
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.synthetic.history import write_history
 from hrm_fhir.synthetic.practice import generate_practice

@@ -13,12 +13,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hrm_fhir.adapters.audit_source import known_practices, read_audit_inputs, snapshot_records
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
+from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import AuditInputs, MonthlyReport
-from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.audit.source import known_practices, read_audit_inputs, snapshot_records
 from hrm_fhir.domain import FindingKind
-from hrm_fhir.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.synthetic.history import write_history

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.audit.measure_report import INDICATOR, POPULATION, measure_report, report_id
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.outputs import post_measure_report

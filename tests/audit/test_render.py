@@ -193,7 +193,7 @@ def test_the_page_is_self_contained_and_names_no_patient(report: MonthlyReport, 
 def test_a_flask_app_renders_the_same_template_to_the_same_document(
     report: MonthlyReport, html: str
 ) -> None:
-    app = Flask("hrm_fhir")  # templates from hrm_fhir/templates, as the service's app
+    app = Flask("hrm_fhir.audit")  # templates from hrm_fhir/audit/templates
     with app.app_context():
         assert render_template("audit/monthly.html", **html_context(report)) == html
 

@@ -17,20 +17,20 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from hrm_fhir.adapters.store.users import create_user
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.outputs import first_working_day, previous_month, report_folder
 from hrm_fhir.audit.render import report_to_json
 from hrm_fhir.audit.service import monthly_report, resolve_scope
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 from hrm_fhir.config import Settings
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.scheduling import run_monthly_reports
 from hrm_fhir.untrusted import safe_name
-from hrm_fhir.users import create_user
 from hrm_fhir.web.db import db_session
+from hrm_fhir.web.scheduling import run_monthly_reports
 from tests.apps import AppFactory, app_factory
 from tests.audit.conftest import MONTH
-from tests.pages.conftest import PASSWORD, sign_in
+from tests.web.pages.conftest import PASSWORD, sign_in
 
 READ_KEY = "read-key-0123456789"
 PCNS = {"north": ("practice-1", "practice-7")}

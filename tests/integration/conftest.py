@@ -1,5 +1,5 @@
 """The integration tests' fixtures, ``fhir_base`` (a real HAPI FHIR server) and ``run_id``, live in
-tests/conftest.py, so the browser tests (tests/browser) share the same server; ``harness`` is one
+tests/conftest.py, so the browser tests (tests/web/browser) share the same server; ``harness`` is one
 test's practice, database and gateway on it."""
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir import terminology
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep.run import SweepSummary, run_sweep
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource
 
@@ -43,7 +44,13 @@ class Harness:
 
     def sweep(self, **kw: Any) -> SweepSummary:
         return run_sweep(
-            self.settings, self.sessions, self.gateway, rules(), as_of=kw.pop("as_of", AS_OF), **kw
+            self.settings,
+            self.sessions,
+            self.gateway,
+            rules(),
+            as_of=kw.pop("as_of", AS_OF),
+            **kw,
+            chases=SweepChases.of(self.settings, self.gateway, rules()),
         )
 
     def ours(self, kind: str, patient: str) -> list[Resource]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from hrm_fhir.workflow.model import Actor, Role
+from hrm_fhir.programme import Actor, Role
 from hrm_fhir.workflow.resources import arrangement_task
 from tests.builders import LOINC, SNOMED, observation, patient, prescription, repeats
 

@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.app import create_app
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.web.app import create_app
 from hrm_fhir.web.state import service_state
 from tests.integration.practice import AS_OF, Practice, Resource, starter
 

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from hrm_fhir import terminology
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
-from hrm_fhir.sweep import run_sweep
+from hrm_fhir.sweep.run import run_sweep
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import LOINC, SNOMED, observation, rules
 from tests.integration.practice import AS_OF, Practice, Resource
 
@@ -93,7 +94,14 @@ def test_the_sweep_flags_a_coded_toxic_lithium_and_reads_the_inr_target_from_a_g
             for r in _records(practice)
         ]
         gateway.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
-        summary = run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
+        summary = run_sweep(
+            settings,
+            make_session_factory(engine),
+            gateway,
+            rules(),
+            as_of=AS_OF,
+            chases=SweepChases.of(settings, gateway, rules()),
+        )
         assert summary.counts.errors == 0
 
         def flags(name: str) -> list[dict[str, Any]]:

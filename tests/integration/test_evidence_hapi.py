@@ -16,19 +16,19 @@ import pytest
 from click.testing import CliRunner
 
 from hrm_fhir import terminology as t
-from hrm_fhir.app import create_app
-from hrm_fhir.cli import main
-from hrm_fhir.credentials import issue_token
-from hrm_fhir.users import create_user
+from hrm_fhir.adapters.store.credentials import issue_token
+from hrm_fhir.adapters.store.users import create_user
+from hrm_fhir.cli.main import main
+from hrm_fhir.programme import Actor, ContactOutcome, Decision, Medium, Role, Stage
+from hrm_fhir.web.app import create_app
 from hrm_fhir.web.db import db_session
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
-from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from tests.builders import rules
 from tests.databases import database_for
 from tests.integration.practice import AS_OF, starter
 from tests.integration.test_workflow_hapi import Flow
-from tests.pages.conftest import PASSWORD, sign_in
+from tests.web.pages.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.hapi
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

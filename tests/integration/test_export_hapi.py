@@ -17,9 +17,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir.adapters.bulk_export import MANIFEST
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.cli import main
+from hrm_fhir.adapters.fhir.bulk_export import MANIFEST
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.cli.main import main
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter
 
 pytestmark = pytest.mark.hapi

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.cli import main
-from hrm_fhir.loader import load_paths
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.upload import load_paths
+from hrm_fhir.cli.main import main
 from tests.integration.practice import AS_OF, EGFR, Practice, Resource
 
 pytestmark = pytest.mark.hapi

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from hrm_fhir.adapters import store
+from hrm_fhir.adapters.store import ledger
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, Practice, Resource
 
@@ -103,6 +103,6 @@ def test_a_stopped_amiodarone_keeps_its_thyroid_task_until_the_result_arrives(
     assert task["status"] == "in-progress"
     with harness.sessions.begin() as session:
         closed = [
-            f for f in store.list_findings(session, state="closed") if f.patient.endswith(name)
+            f for f in ledger.list_findings(session, state="closed") if f.patient.endswith(name)
         ]
         assert [f.close_reason for f in closed] == ["result received"]

@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from hrm_fhir import terminology as t
+from hrm_fhir.adapters.fhir.fetch import FetchReport, arrangement_searches, read_records
+from hrm_fhir.adapters.store.records import FindingRecord
 from hrm_fhir.domain import PatientRef
 from hrm_fhir.errors import (
     WorkflowConflictError,
@@ -21,12 +23,10 @@ from hrm_fhir.errors import (
     WorkflowNotFoundError,
     WorkflowPermissionError,
 )
-from hrm_fhir.fetch import FetchReport, arrangement_searches, read_records
-from hrm_fhir.records import FindingRecord
+from hrm_fhir.programme import Role, Stage
 from hrm_fhir.rules.evaluate import Evaluator
-from hrm_fhir.sweep import _records
+from hrm_fhir.sweep.run import _records
 from hrm_fhir.workflow import service
-from hrm_fhir.workflow.model import Role, Stage
 from tests.builders import rules
 from tests.databases import database_for
 from tests.integration.practice import AS_OF, Resource, starter

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir import sweep as sweep_module
-from hrm_fhir.adapters import store
-from hrm_fhir.cli import main
-from hrm_fhir.sweep import SweepSummary
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.cli.main import main
+from hrm_fhir.sweep import run as sweep_module
+from hrm_fhir.sweep.run import SweepSummary
 from tests.integration.harness import Harness, a_new_start
 from tests.integration.practice import AS_OF, LITHIUM, starter
 from tests.integration.test_sweep_server_hapi import _lithium_and_warfarin, _new_entries
@@ -66,7 +66,7 @@ def by_export_only(h: Harness, **kw: object) -> SweepSummary:
 
 def open_findings(h: Harness) -> set[tuple[str, str]]:
     with h.sessions.begin() as session:
-        return {(r.identifier, r.patient) for r in store.open_findings(session)}
+        return {(r.identifier, r.patient) for r in ledger.open_findings(session)}
 
 
 def test_a_bulk_sweep_writes_the_tasks_and_flags_a_paged_sweep_would(

@@ -11,8 +11,9 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from hrm_fhir.adapters import store
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.sweep.run import SweepSummary, run_sweep
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, Resource, several
@@ -26,7 +27,14 @@ SHARED_CARE = {"system": PRACTICE_CODES, "code": "shared-care"}
 
 
 def _sweep(h: Harness) -> SweepSummary:
-    summary = run_sweep(h.settings, h.sessions, h.gateway, RULES, as_of=AS_OF)
+    summary = run_sweep(
+        h.settings,
+        h.sessions,
+        h.gateway,
+        RULES,
+        as_of=AS_OF,
+        chases=SweepChases.of(h.settings, h.gateway, RULES),
+    )
     assert summary.counts.errors == 0
     return summary
 
@@ -84,7 +92,7 @@ def _unread_changes(p: Practice) -> dict[str, Resource]:
 def _snapshot(h: Harness, name: str) -> dict[tuple[str, str], str]:
     """The patient's snapshot kept by the last sweep: (type, id) -> version."""
     with h.sessions.begin() as session:
-        body = store.load_snapshots(session).get(f"Patient/{h.practice.pid(name)}")
+        body = ledger.load_snapshots(session).get(f"Patient/{h.practice.pid(name)}")
     resources = orjson.loads(body) if body else []
     return {(r["resourceType"], r["id"]): (r.get("meta") or {}).get("versionId") for r in resources}
 

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from hrm_fhir.adapters import store
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
+from hrm_fhir.adapters.store.records import WriteOutcome
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.errors import FHIRError
-from hrm_fhir.records import WriteOutcome
-from hrm_fhir.sweep import SweepSummary, run_sweep
+from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from hrm_fhir.tasks import emit
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.faults import FaultProxy, KillSwitch, differences, duplicates, ours
 from tests.integration.harness import Harness, a_week_of_changes
@@ -54,7 +55,14 @@ def _sweep_until_killed(base: str, database_url: str, org: str, at: int) -> None
     engine = init_db(database_url)
     gateway = FHIRGateway.from_settings(settings)
     with KillSwitch(at).armed(engine):
-        run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
+        run_sweep(
+            settings,
+            make_session_factory(engine),
+            gateway,
+            rules(),
+            as_of=AS_OF,
+            chases=SweepChases.of(settings, gateway, rules()),
+        )
 
 
 def _counted_sweep(h: Harness) -> int:
@@ -95,7 +103,7 @@ def _assert_same(a: Harness, b: Harness) -> tuple[int, int]:
     again = b.sweep(dry_run=True, full=True)
     assert (again.counts.created, again.counts.repaired, again.counts.updated) == (0, 0, 0)
     with a.sessions.begin() as sa, b.sessions.begin() as sb:
-        assert len(store.open_findings(sa)) == len(store.open_findings(sb))
+        assert len(ledger.open_findings(sa)) == len(ledger.open_findings(sb))
     return doubled, missing
 
 
@@ -130,7 +138,14 @@ def _sweep_through(b: Harness, proxy: FaultProxy, runs: list[SweepSummary]) -> b
     Every failed write is in the write audit: a failure is never silent."""
     gateway = _faulty_gateway(proxy)
     try:
-        summary = run_sweep(b.settings, b.sessions, gateway, rules(), as_of=AS_OF)
+        summary = run_sweep(
+            b.settings,
+            b.sessions,
+            gateway,
+            rules(),
+            as_of=AS_OF,
+            chases=SweepChases.of(b.settings, gateway, rules()),
+        )
     except FHIRError:
         return False
     finally:
@@ -139,7 +154,7 @@ def _sweep_through(b: Harness, proxy: FaultProxy, runs: list[SweepSummary]) -> b
     with b.sessions.begin() as session:
         failed = [
             w
-            for w in store.sweep_writes(session, summary.sweep_id)
+            for w in ledger.sweep_writes(session, summary.sweep_id)
             if w.outcome is not WriteOutcome.OK
         ]
     assert len(failed) == summary.counts.errors

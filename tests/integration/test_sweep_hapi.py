@@ -16,14 +16,15 @@ import requests
 from click.testing import CliRunner
 
 from hrm_fhir import terminology
-from hrm_fhir.adapters import store
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.cli import main
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
+from hrm_fhir.adapters.store.records import SweepStatus
+from hrm_fhir.cli.main import main
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
-from hrm_fhir.records import SweepStatus
-from hrm_fhir.sweep import run_sweep
+from hrm_fhir.sweep.run import run_sweep
 from hrm_fhir.tasks import emit
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, Resource, starter
@@ -124,8 +125,8 @@ def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
     assert len(plan.plan["create"]) == plan.findings > 0  # type: ignore[arg-type]
     assert harness.ours("Task", "mtx") == []
     with harness.sessions.begin() as session:
-        assert store.open_findings(session) == []
-        assert store.get_cursor(session, f"Organization/{harness.practice.org}") is None
+        assert ledger.open_findings(session) == []
+        assert ledger.get_cursor(session, f"Organization/{harness.practice.org}") is None
 
 
 def test_a_sweep_on_a_date_no_rule_pack_covers_says_so(harness: Harness) -> None:
@@ -181,7 +182,7 @@ def test_new_result_moves_the_task_on_to_pharmacist_review(harness: Harness) -> 
     assert outputs & {f"Observation/{r['id']}" for r in fresh}
     with harness.sessions.begin() as session:
         closed = [
-            f for f in store.list_findings(session, state="closed") if f.patient.endswith("-mtx")
+            f for f in ledger.list_findings(session, state="closed") if f.patient.endswith("-mtx")
         ]
         assert [f.close_reason for f in closed] == ["result received"]
 
@@ -268,8 +269,8 @@ def test_interrupted_sweep_rerun_converges_without_duplicates(
     assert rerun.mode == "full", "no watermark was saved by the failed sweep"
     assert rerun.counts.errors == 0
     with harness.sessions.begin() as session:
-        open_ids = {f.identifier for f in store.open_findings(session)}
-        sweeps = store.list_sweeps(session)
+        open_ids = {f.identifier for f in ledger.open_findings(session)}
+        sweeps = ledger.list_sweeps(session)
         assert [s.status for s in sweeps][-2:] in (
             [SweepStatus.COMPLETED, SweepStatus.FAILED],
             [SweepStatus.FAILED, SweepStatus.COMPLETED],
@@ -299,7 +300,14 @@ def _killed_sweep(base: str, db: str, org: str) -> None:
         return result
 
     gateway.transaction = slow_transaction  # type: ignore[method-assign]
-    run_sweep(settings, make_session_factory(engine), gateway, rules(), as_of=AS_OF)
+    run_sweep(
+        settings,
+        make_session_factory(engine),
+        gateway,
+        rules(),
+        as_of=AS_OF,
+        chases=SweepChases.of(settings, gateway, rules()),
+    )
 
 
 @pytest.mark.usefixtures("database_url")
@@ -322,9 +330,9 @@ def test_killed_sweep_is_marked_interrupted_and_the_next_one_completes(harness: 
     summary = harness.sweep()
     assert summary.counts.errors == 0
     with harness.sessions.begin() as session:
-        statuses = [s.status for s in store.list_sweeps(session)]
+        statuses = [s.status for s in ledger.list_sweeps(session)]
         assert SweepStatus.INTERRUPTED in statuses
-        assert store.open_findings(session)
+        assert ledger.open_findings(session)
     again = harness.sweep()
     assert (again.counts.created, again.counts.updated, again.counts.closed) == (0, 0, 0)
 
@@ -345,7 +353,7 @@ def test_every_sweep_recreates_a_resource_missing_from_the_server(harness: Harne
     with harness.sessions.begin() as session:
         [write] = [
             w
-            for w in store.sweep_writes(session, incremental.sweep_id)
+            for w in ledger.sweep_writes(session, incremental.sweep_id)
             if w.resource_id == flag["id"]
         ]
         assert write.reason == emit.REPAIR_REASON

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from hrm_fhir.adapters import store
-from hrm_fhir.reconcile import MARKER_TYPE
-from hrm_fhir.records import WriteAction
-from hrm_fhir.sweep import SweepSummary
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.records import WriteAction
+from hrm_fhir.sweep.reconcile import MARKER_TYPE
+from hrm_fhir.sweep.run import SweepSummary
 from tests.builders import SNOMED
 from tests.conftest import Sandbox
 from tests.integration.harness import Harness, a_week_of_changes
@@ -45,7 +45,7 @@ def _writes(h: Harness, summary: SweepSummary) -> dict[str, set[str]]:
     """The sweep's successful writes by action, as ``Type/id``."""
     out: dict[str, set[str]] = {}
     with h.sessions.begin() as session:
-        for write in store.sweep_writes(session, summary.sweep_id):
+        for write in ledger.sweep_writes(session, summary.sweep_id):
             if write.outcome.value == "ok":
                 key = f"{write.resource_type.value}/{write.resource_id}"
                 out.setdefault(write.action.value, set()).add(key)
@@ -90,7 +90,7 @@ def test_a_server_without_the_ledgers_marker_is_taken_as_reset_and_reconciled_in
     harness.sweep()
     scope = f"Organization/{harness.practice.org}"
     with harness.sessions.begin() as session:
-        kept = store.poll_cursor(session, scope)
+        kept = ledger.poll_cursor(session, scope)
         marker = kept.server_marker if kept else None
     assert marker is not None
     written = harness.gateway.read(MARKER_TYPE, marker)
@@ -113,7 +113,7 @@ def test_a_server_holding_none_of_the_open_resources_is_taken_as_reset(harness: 
     harness.upload(starter(harness.practice))
     first = harness.sweep()
     with harness.sessions.begin() as session:
-        keys = [f"{f.resource_type.value}/{f.resource_id}" for f in store.open_findings(session)]
+        keys = [f"{f.resource_type.value}/{f.resource_id}" for f in ledger.open_findings(session)]
     for key in keys:
         _delete(harness, key)
     summary = harness.sweep()

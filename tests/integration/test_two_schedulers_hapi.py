@@ -1,6 +1,6 @@
 """Two scheduler processes on one PostgreSQL database whose weekly sweep fires at the same
 instant: exactly one sweeps, the other logs that it skipped (against a real HAPI). The lock
-itself races on both backends in tests/store/test_store_locks.py."""
+itself races on both backends in tests/adapters/store/test_store_locks.py."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from multiprocessing.synchronize import Barrier
 import pytest
 
 from hrm_fhir import terminology
-from hrm_fhir.adapters import store
-from hrm_fhir.app import create_app
-from hrm_fhir.records import SweepStatus
-from hrm_fhir.scheduling import build_scheduler
-from hrm_fhir.sweep import utc_now
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.records import SweepStatus
+from hrm_fhir.sweep.run import utc_now
+from hrm_fhir.web.app import create_app
+from hrm_fhir.web.scheduling import build_scheduler
 from hrm_fhir.web.state import service_state
 from tests.integration.harness import Harness
 from tests.integration.practice import starter
@@ -58,8 +58,8 @@ def _scheduler(
     state = service_state(app)
     state.sessions()
     outcome = _Outcome()
-    logging.getLogger("hrm_fhir.app").addHandler(outcome)
-    logging.getLogger("hrm_fhir.app").setLevel(logging.INFO)
+    logging.getLogger("hrm_fhir.sweep.launcher").addHandler(outcome)
+    logging.getLogger("hrm_fhir.sweep.launcher").setLevel(logging.INFO)
     scheduler = build_scheduler(app)
     scheduler.start()
     try:
@@ -110,11 +110,11 @@ def test_two_schedulers_firing_together_make_exactly_one_sweep(harness: Harness)
 
     assert seen == ["skipped", "swept"]
     with harness.sessions.begin() as session:
-        [sweep] = store.list_sweeps(session)
+        [sweep] = ledger.list_sweeps(session)
         assert sweep.status is SweepStatus.COMPLETED
         assert sweep.created > 0
-        assert store.live_lock(session, store.SWEEP_LOCK, now=utc_now()) is None
-        identifiers = [f.identifier for f in store.open_findings(session)]
+        assert ledger.live_lock(session, ledger.SWEEP_LOCK, now=utc_now()) is None
+        identifiers = [f.identifier for f in ledger.open_findings(session)]
     assert len(identifiers) == sweep.created
     for identifier in identifiers:
         found = [

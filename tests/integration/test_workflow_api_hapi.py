@@ -12,13 +12,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.app import create_app
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.web.app import create_app
 from hrm_fhir.web.state import service_state
-from tests.api.conftest import KEYS, OPERATOR, READ
-from tests.api.test_api_workflow import add_user
 from tests.integration.practice import AS_OF, Practice, starter
 from tests.integration.test_api_hapi import _upload
+from tests.web.api.conftest import KEYS, OPERATOR, READ
+from tests.web.api.test_api_workflow import add_user
 
 pytestmark = pytest.mark.hapi
 

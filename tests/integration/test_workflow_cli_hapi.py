@@ -11,7 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir.cli import main
+from hrm_fhir.cli.main import main
 from tests.builders import rules
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, Practice, starter

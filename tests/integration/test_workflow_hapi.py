@@ -13,6 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from hrm_fhir.adapters.store.records import WorkflowEventRecord
 from hrm_fhir.errors import (
     FHIRTemporaryError,
     WorkflowConflictError,
@@ -20,9 +21,7 @@ from hrm_fhir.errors import (
     WorkflowNotFoundError,
     WorkflowPermissionError,
 )
-from hrm_fhir.records import WorkflowEventRecord
-from hrm_fhir.workflow import service
-from hrm_fhir.workflow.model import (
+from hrm_fhir.programme import (
     Actor,
     ChaseStep,
     ContactOutcome,
@@ -32,6 +31,7 @@ from hrm_fhir.workflow.model import (
     Role,
     Stage,
 )
+from hrm_fhir.workflow import service
 from tests.databases import database_for
 from tests.integration.harness import Harness
 from tests.integration.practice import AS_OF, LITHIUM, Resource, starter

@@ -10,11 +10,11 @@ from datetime import date
 import pytest
 import responses
 
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
-from hrm_fhir.fetch import FetchReport, Scope
-from hrm_fhir.reconcile import check_server, keep_marker
-from hrm_fhir.records import FindingRecord, ResourceType
-from tests.gateway.payloads import searchset
+from hrm_fhir.adapters.fhir.fetch import FetchReport, Scope
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store.records import FindingRecord, ResourceType
+from hrm_fhir.sweep.reconcile import check_server, keep_marker
+from tests.adapters.fhir.payloads import searchset
 
 BASE = "http://fhir.test/fhir"
 SEARCH = re.compile(rf"{re.escape(BASE)}/(Task|Flag)\?.*")

@@ -11,14 +11,15 @@ import pytest
 import responses
 from sqlalchemy.orm import Session, sessionmaker
 
-from hrm_fhir.adapters import store
-from hrm_fhir.adapters.fhir_gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
+from hrm_fhir.adapters.store.records import SweepStatus
 from hrm_fhir.config import Settings
-from hrm_fhir.db import init_db, make_session_factory
 from hrm_fhir.errors import FHIRCapabilityError, FHIRTemporaryError
-from hrm_fhir.records import SweepStatus
-from hrm_fhir.sweep import SweepBusyError, run_sweep, utc_now
-from hrm_fhir.sweep_source import IncompleteExportError
+from hrm_fhir.sweep.run import SweepBusyError, run_sweep, utc_now
+from hrm_fhir.sweep.source import IncompleteExportError
+from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import rules
 
 BASE = "http://fhir.test/fhir"
@@ -53,11 +54,16 @@ def test_refuses_a_server_that_cannot_store_flags_and_writes_nothing(
     gateway = FHIRGateway(BASE, sleep=lambda s: None)
     with pytest.raises(FHIRCapabilityError, match="Flag"):
         run_sweep(
-            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+            Settings(fhir_base_url=BASE),
+            sessions,
+            gateway,
+            rules(),
+            as_of=date(2026, 11, 27),
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
     with sessions.begin() as session:
-        assert store.list_sweeps(session) == []
-        assert store.live_lock(session, store.SWEEP_LOCK, now=utc_now()) is None, "lock released"
+        assert ledger.list_sweeps(session) == []
+        assert ledger.live_lock(session, ledger.SWEEP_LOCK, now=utc_now()) is None, "lock released"
     gateway.close()
 
 
@@ -77,16 +83,21 @@ def test_server_unavailable_marks_the_sweep_failed_and_keeps_no_watermark(
     gateway = FHIRGateway(BASE, max_retries=2, sleep=lambda s: None)
     with pytest.raises(FHIRTemporaryError):
         run_sweep(
-            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+            Settings(fhir_base_url=BASE),
+            sessions,
+            gateway,
+            rules(),
+            as_of=date(2026, 11, 27),
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
     assert unavailable.call_count == 3, (
         "the first read was tried three times, then the sweep failed"
     )
     with sessions.begin() as session:
-        [sweep] = store.list_sweeps(session)
+        [sweep] = ledger.list_sweeps(session)
         assert sweep.status is SweepStatus.FAILED
         assert "FHIRTemporaryError" in (sweep.error or "")
-        assert store.get_cursor(session, "all") is None
+        assert ledger.get_cursor(session, "all") is None
     gateway.close()
 
 
@@ -94,13 +105,18 @@ def test_a_second_sweeper_is_refused_while_the_lock_is_held(
     sessions: sessionmaker[Session],
 ) -> None:
     with sessions.begin() as session:
-        assert store.acquire_lock(
-            session, store.SWEEP_LOCK, "otherhost:1", ttl_seconds=600, now=utc_now()
+        assert ledger.acquire_lock(
+            session, ledger.SWEEP_LOCK, "otherhost:1", ttl_seconds=600, now=utc_now()
         )
     gateway = FHIRGateway(BASE)
     with pytest.raises(SweepBusyError):
         run_sweep(
-            Settings(fhir_base_url=BASE), sessions, gateway, rules(), as_of=date(2026, 11, 27)
+            Settings(fhir_base_url=BASE),
+            sessions,
+            gateway,
+            rules(),
+            as_of=date(2026, 11, 27),
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
     gateway.close()
 
@@ -141,12 +157,13 @@ def test_a_bulk_sweep_whose_export_reports_errors_fails_and_writes_nothing(
             rules(),
             as_of=date(2026, 11, 27),
             bulk=True,
+            chases=SweepChases.of(Settings(fhir_base_url=BASE), gateway, rules()),
         )
 
     assert writes.call_count == 0
     with sessions.begin() as session:
-        [sweep] = store.list_sweeps(session)
+        [sweep] = ledger.list_sweeps(session)
         assert sweep.status is SweepStatus.FAILED
         assert "the export is incomplete" in (sweep.error or "")
-        assert store.get_cursor(session, "all") is None
+        assert ledger.get_cursor(session, "all") is None
     gateway.close()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrm_fhir.adapters import store
-from hrm_fhir.db import init_db, make_session_factory
+from hrm_fhir.adapters.store import ledger
+from hrm_fhir.adapters.store.database import init_db, make_session_factory
+from hrm_fhir.adapters.store.records import ResourceType, WriteAction, WriteOutcome
 from hrm_fhir.domain import FindingKind, Severity
 from hrm_fhir.offline import EvaluationRun
-from hrm_fhir.records import ResourceType, WriteAction, WriteOutcome
-from hrm_fhir.sweep import SweepSummary, render_sweep
+from hrm_fhir.sweep.run import SweepSummary, render_sweep
 from hrm_fhir.tasks.emit import Counts
-from tests.store.examples import AS_OF, NOW, finding, start
+from tests.adapters.store.examples import AS_OF, NOW, finding, start
 
 
 def test_the_summary_lists_failed_writes_and_the_findings_urgent_first(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_the_summary_lists_failed_writes_and_the_findings_urgent_first(tmp_path:
         with make_session_factory(engine).begin() as session:
             sweep = start(session)
             for rid, outcome in (("hrm-1", WriteOutcome.OK), ("hrm-2", WriteOutcome.FAILED)):
-                store.record_write(session, sweep_id=sweep.id, resource_type=ResourceType.TASK,
+                ledger.record_write(session, sweep_id=sweep.id, resource_type=ResourceType.TASK,
                                    resource_id=rid, action=WriteAction.CREATE, outcome=outcome,
                                    reason="new finding", now=NOW, http_status=500)  # fmt: skip
             summary = SweepSummary(

@@ -8,9 +8,9 @@ from datetime import date
 
 import pytest
 
+from hrm_fhir.programme import ChaseStep, Priority, Stage
 from hrm_fhir.untrusted import safe_cell
 from hrm_fhir.workflow.export import to_csv, to_table
-from hrm_fhir.workflow.model import ChaseStep, Priority, Stage
 from hrm_fhir.workflow.service import PatientDetails, WorklistEntry
 
 

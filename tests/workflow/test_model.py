@@ -8,7 +8,7 @@ import pytest
 
 from hrm_fhir import terminology as t
 from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
-from hrm_fhir.workflow.model import (
+from hrm_fhir.programme import (
     Action,
     Actor,
     Chase,

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from hrm_fhir import terminology as t
+from hrm_fhir.adapters.store.records import WorkflowEventRecord
 from hrm_fhir.errors import WorkflowError
-from hrm_fhir.records import WorkflowEventRecord
+from hrm_fhir.programme import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from hrm_fhir.workflow.decisions import (
     Arrangement,
     SignOff,
@@ -20,7 +21,6 @@ from hrm_fhir.workflow.decisions import (
     plan_sign_off,
     plan_who_monitors,
 )
-from hrm_fhir.workflow.model import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from hrm_fhir.workflow.plans import (
     Request,
     plan_booking,

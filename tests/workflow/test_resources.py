@@ -11,8 +11,8 @@ from fhir.resources.R4B.task import Task
 
 from hrm_fhir import terminology as t
 from hrm_fhir.domain import Severity
+from hrm_fhir.programme import Action, Actor, ContactOutcome, Medium, Role, Stage
 from hrm_fhir.workflow import resources as r
-from hrm_fhir.workflow.model import Action, Actor, ContactOutcome, Medium, Role, Stage
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
 TECH = Actor("tess", Role.TECHNICIAN, "Tess Tech", "org-1")

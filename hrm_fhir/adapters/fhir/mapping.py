@@ -1,0 +1,795 @@
+"""Translate parsed FHIR R4 resources (plain dicts) into domain records, purely.
+
+Each resource either becomes a domain object, is ignored because it is out of scope (an
+unmonitored analyte, a product no rule uses), or is skipped with a reason a person can act on.
+Dates are read as calendar dates in the service's time zone (``clock.py``); a partial date takes
+its first day.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+from hrm_fhir import clock
+from hrm_fhir.adapters.fhir.arrangements import ArrangementReader
+from hrm_fhir.adapters.fhir.dosage import parse_dosage
+from hrm_fhir.domain import (
+    Dosage,
+    LabResult,
+    Patient,
+    PatientRecord,
+    PatientRef,
+    Prescription,
+    RecordedTarget,
+    ResourceRef,
+    Skipped,
+)
+from hrm_fhir.rules.catalogue import Catalogue
+from hrm_fhir.rules.strength import Strength, first_strength, single_strength
+from hrm_fhir.rules.therapy import MedicationIndex
+from hrm_fhir.rules.units import UnitTable
+
+RESULT_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
+"""Observation statuses whose values are read (``preliminary`` only for thresholds)."""
+_NO_RESULT = {
+    "cancelled": "cancelled",
+    "entered-in-error": "entered in error",
+    "registered": "registered, no result yet",
+}
+INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+INTERPRETATIONS = frozenset({"H", "HH", "HU", "L", "LL", "LU", "A", "AA", "N", "<", ">"})
+_COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "\u2264": "<=", "\u2265": ">="}
+_VALUE_STRING = re.compile(
+    r"^\s*(<=|>=|<|>|\u2264|\u2265)?\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*(.*?)\s*$"
+)
+_RANGE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|to|\u2013)\s*(\d+(?:\.\d+)?)")
+STATEMENT_STATUSES = {
+    "active": "active",
+    "completed": "stopped",
+    "stopped": "stopped",
+    "on-hold": "on-hold",
+    "intended": "draft",
+    "not-taken": "cancelled",
+    "entered-in-error": "entered-in-error",
+    "unknown": "unknown",
+}
+"""MedicationStatement status -> the request status whose currency it has (docs/design.md)."""
+_MEDICATION_KINDS = ("MedicationRequest", "MedicationStatement")
+_NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
+"""Condition verification statuses that say the finding is not the patient's."""
+_NOT_CURRENT = frozenset({"inactive", "resolved", "remission"})
+"""Condition clinical statuses that say the episode is over."""
+_GOALS_IN_FORCE = frozenset({"active", "accepted", "on-hold"})
+_MASS_TO_MG = {
+    "mg": 1.0,
+    "g": 1000.0,
+    "microgram": 0.001,
+    "micrograms": 0.001,
+    "mcg": 0.001,
+    "ug": 0.001,
+}
+
+Resource = dict[str, Any]
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+Moment = tuple[date, int | None, int | None]
+"""A FHIR date or dateTime: (London calendar date, seconds after London midnight or None for a
+date only, POSIX seconds or None)."""
+_UNPARSED: Moment = (date.min, None, None)
+ARRANGEMENT_TYPES = frozenset(
+    {
+        "MedicationRequest",
+        "MedicationStatement",
+        "Observation",
+        "Condition",
+        "Procedure",
+        "Flag",
+        "Task",
+    }
+)
+"""Resources that may say who monitors a drug group (adapters/arrangements.py)."""
+_PRESCRIPTIONS_AND_DECISIONS = frozenset({"MedicationRequest", "MedicationStatement", "Task"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Product:
+    codings: tuple[tuple[str, str], ...]
+    text: str
+    strength: float | None
+    strength_unit: str | None
+    relevant: bool = True
+
+
+class MappingError(ValueError):
+    """A resource is malformed in a way that stops it being used."""
+
+
+def parse_date(value: Any) -> date | None:
+    """A FHIR date/dateTime/instant as a local calendar date; None if absent or bad."""
+    moment = parse_moment(value)
+    return None if moment is None else moment[0]
+
+
+def parse_moment(value: Any) -> Moment | None:
+    """A FHIR date/dateTime/instant in the service's time zone: its date, its time of day when
+    it has one, and its instant; None if absent or bad. A time without a zone is local time."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value), None, None
+        if len(value) == 4:
+            return date(int(value), 1, 1), None, None
+        if len(value) == 7:
+            return date(int(value[:4]), int(value[5:7]), 1), None, None
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    local = clock.zone()
+    moment = moment.replace(tzinfo=local) if moment.tzinfo is None else moment.astimezone(local)
+    seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
+    return moment.date(), seconds, int(moment.timestamp())
+
+
+def _reference(value: Any, kind: str) -> str | None:
+    ref = value.get("reference") if isinstance(value, dict) else None
+    if not isinstance(ref, str) or not ref:
+        return None
+    if ref.startswith(kind) and ref.count("/") == 1 and ref[len(kind)] == "/":
+        return ref
+    ref = ref.split("/_history/")[0]
+    parts = ref.rsplit("/", 2)
+    if len(parts) >= 2 and parts[-2] == kind:
+        return f"{kind}/{parts[-1]}"
+    if ref.startswith("urn:uuid:"):
+        return f"{kind}/{ref[9:]}"
+    return None
+
+
+def patient_key(resource: Resource) -> str | None:
+    """The ``Patient/<id>`` a resource belongs to, if it says."""
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        rid = resource.get("id")
+        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
+    return _reference(resource.get("subject") or resource.get("for"), "Patient")
+
+
+def _codings(concept: Any) -> list[tuple[str, str, str]]:
+    if not isinstance(concept, dict):
+        return []
+    out = []
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and coding.get("code") is not None:
+            out.append(
+                (str(coding.get("system", "")), str(coding["code"]), str(coding.get("display", "")))
+            )
+    return out
+
+
+def _concept_text(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    parts = [str(concept.get("text") or "")]
+    parts.extend(display for _, _, display in _codings(concept))
+    return " ".join(p for p in parts if p).lower()
+
+
+def product_strength(text: str) -> Strength | None:
+    """Unit strength from text: ``10mg`` -> (10, mg); ``25 micrograms/hour`` -> (25, ug/h)."""
+    return first_strength(text)
+
+
+class RecordBuilder:
+    """Collect resources (in any order) into one PatientRecord per patient."""
+
+    def __init__(self, catalogue: Catalogue, medicines: MedicationIndex | None = None) -> None:
+        """With ``medicines``, prescriptions of products no rule can use (e.g. statins) are
+        dropped as they are read (it is asked once per product) and a product's strength is
+        that of its monitored ingredient; without, a combination product's strength is unknown."""
+        self._medicines = medicines
+        self._arrangements = ArrangementReader(catalogue.shared_care)
+        self._statement_types = (
+            ARRANGEMENT_TYPES if self._arrangements.reads_entries else _PRESCRIPTIONS_AND_DECISIONS
+        )
+        """Types that can say who monitors: coded entries only when the catalogue lists codes."""
+        self._codes = catalogue.code_index
+        self._units = UnitTable(catalogue)
+        self.medications: dict[str, Resource] = {}
+        """Medication resources read so far, by reference (``Medication/<id>``)."""
+        self._products: dict[bytes, _Product] = {}
+        self._dosages: dict[bytes, Dosage] = {}
+        self._moments: dict[str, Moment | None] = {}
+        self._dates: dict[str, date | None] = {}
+        self._subjects: dict[str, str | None] = {}
+        self._pending: list[tuple[str, Resource]] = []
+        self.records: dict[PatientRef, PatientRecord] = {}
+        self.skipped: list[Skipped] = []
+        self.unrecognised: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        """Medication entries whose product ``is_relevant`` rejected, by (text, codings)."""
+
+    def add(self, origin: str, resource: Resource) -> None:
+        """Map one resource; malformed ones are recorded in ``skipped`` and never raise."""
+        kind = resource.get("resourceType")
+        try:
+            if kind in self._statement_types:
+                self._arrangement(resource)
+            if kind == "Observation":
+                self._observation(resource)
+            elif kind in _MEDICATION_KINDS:
+                if "medicationReference" in resource:
+                    self._pending.append((origin, resource))
+                else:
+                    self._prescription(resource)
+            elif kind == "Patient":
+                self._patient(resource)
+            elif kind == "Medication":
+                if isinstance(resource.get("id"), str):
+                    self.medications[f"Medication/{resource['id']}"] = resource
+            elif kind == "DiagnosticReport":
+                self._diagnostic_report(resource)
+            elif kind == "Procedure":
+                self._procedure(resource)
+            elif kind == "Condition":
+                self._condition(resource)
+            elif kind == "Goal":
+                self._goal(resource)
+        except MappingError as exc:
+            self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            self.skipped.append(
+                Skipped(source=_label(origin, resource), reason=f"malformed {kind}: {exc}")
+            )
+
+    def finish(self) -> dict[PatientRef, PatientRecord]:
+        """Map MedicationRequests and MedicationStatements that reference a Medication (every
+        Medication is known now) and return the records."""
+        for origin, resource in self._pending:
+            try:
+                self._prescription(resource)
+            except MappingError as exc:
+                self.skipped.append(Skipped(source=_label(origin, resource), reason=str(exc)))
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                self.skipped.append(
+                    Skipped(
+                        source=_label(origin, resource),
+                        reason=f"malformed {resource.get('resourceType')}: {exc}",
+                    )
+                )
+        self._pending.clear()
+        return self.records
+
+    def take(self) -> dict[PatientRef, PatientRecord]:
+        """The records built so far; whatever is mapped after this starts new records."""
+        records, self.records = self.records, {}
+        return records
+
+    def _record(self, patient: PatientRef) -> PatientRecord:
+        record = self.records.get(patient)
+        if record is None:
+            # positional, with its lists: half the cost of the defaults' factories
+            record = self.records[patient] = PatientRecord(None, [], [], [], [])
+        return record
+
+    def _arrangement(self, resource: Resource) -> None:
+        """Statements of who monitors a drug group (shared care) the resource makes."""
+        for statement in self._arrangements.read(resource, self._date):
+            self._record(statement.patient).arrangements.append(statement)
+
+    def _patient(self, resource: Resource) -> None:
+        rid = _require_id(resource)
+        deceased_on = self._date(resource.get("deceasedDateTime"))
+        deceased = bool(resource.get("deceasedBoolean")) or deceased_on is not None
+        practice = None
+        for gp in resource.get("generalPractitioner") or []:
+            practice = _reference(gp, "Organization") or practice
+        practice = _reference(resource.get("managingOrganization"), "Organization") or practice
+        gender = resource.get("gender")
+        patient = Patient(  # positional: keywords cost twice as much on this path
+            PatientRef(f"Patient/{rid}"),
+            self._date(resource.get("birthDate")),
+            gender if gender in ("male", "female") else None,
+            deceased,
+            deceased_on,
+            practice,
+        )
+        self._record(patient.ref).patient = patient
+
+    def _subject(self, value: Any) -> str | None:
+        """The ``Patient/<id>`` a subject reference names (``_reference``), remembered per
+        reference: every resource of a patient names the same one."""
+        ref = value.get("reference") if isinstance(value, dict) else None
+        if not isinstance(ref, str):
+            return None
+        patient = self._subjects.get(ref, "")
+        if patient == "":
+            patient = self._subjects[ref] = _reference(value, "Patient")
+        return patient
+
+    def _moment(self, value: Any) -> Moment | None:
+        """``parse_moment``, remembered: an export repeats the same dates and times many times."""
+        if not isinstance(value, str):
+            return None
+        moment = self._moments.get(value, _UNPARSED)
+        if moment is _UNPARSED:
+            moment = self._moments[value] = parse_moment(value)
+        return moment
+
+    def _date(self, value: Any) -> date | None:
+        """``parse_date``, remembered (requests and patients need no time of day)."""
+        if not isinstance(value, str):
+            return None
+        day = self._dates.get(value, date.min)
+        if day is date.min:
+            day = self._dates[value] = parse_date(value)
+        return day
+
+    def _observation(self, resource: Resource, subject: str | None = None) -> None:
+        analyte = self._analyte(resource.get("code"))
+        components = resource.get("component") or []
+        if analyte is None and not components:
+            return
+        status = resource.get("status")
+        if status not in RESULT_STATUSES:
+            if analyte is None and not any(self._analyte(c.get("code")) for c in components):
+                return
+            why = _NO_RESULT.get(str(status), f"status {status!r} is not a result")
+            raise MappingError(f"Observation {why}: not used")
+        rid = _require_id(resource)
+        patient = self._subject(resource.get("subject")) or subject
+        if patient is None:
+            raise MappingError("Observation has no Patient subject")
+        issued = self._moment(resource["issued"]) if "issued" in resource else None
+        effective = (
+            self._moment(resource.get("effectiveDateTime"))
+            or self._moment((resource.get("effectivePeriod") or {}).get("start"))
+            or self._moment(resource.get("effectiveInstant"))
+            or issued
+        )
+        if effective is None:
+            raise MappingError("Observation has no usable effective date or issued time")
+        taken = _Taken(
+            ResourceRef(f"Observation/{rid}"),
+            PatientRef(patient),
+            effective,
+            -1 if issued is None or issued[2] is None else issued[2],
+            status == "preliminary",
+        )
+        results = self._record(taken.patient).results
+        if analyte is not None:
+            results.append(self._result(taken, analyte, resource))
+        for component in components:
+            part = self._analyte(component.get("code"))
+            if part is not None:
+                results.append(self._result(taken, part, component))
+
+    def _procedure(self, resource: Resource) -> None:
+        """A completed Procedure whose code shows a test done that has no value to read (a
+        structured medication review, a chest X-ray): read like a panel code. Procedures of
+        other codes are out of scope; one not completed is skipped with its status."""
+        analyte = self._analyte(resource.get("code"))
+        if analyte is None or not self._units.presence_only(analyte):
+            return
+        status = resource.get("status")
+        if status != "completed":
+            raise MappingError(f"Procedure with status {status!r} is not a completed one: not used")
+        period = resource.get("performedPeriod") or {}
+        moments = (resource.get("performedDateTime"), period.get("start"))
+        self._without_value(
+            resource, analyte, moments, "usable performedDateTime or performedPeriod"
+        )
+
+    def _analyte(self, concept: Any) -> str | None:
+        if not isinstance(concept, dict):
+            return None
+        for coding in concept.get("coding") or ():
+            analyte = self._codes.get((coding.get("system"), coding.get("code")))
+            if analyte is not None:
+                return analyte
+        return None
+
+    def _result(self, taken: _Taken, analyte: str, element: Resource) -> LabResult:
+        """One analyte's value: from ``valueQuantity`` (with its comparator), ``valueString``
+        (``9.2``, ``>8.0``, ``<0.1 mmol/L``) or ``valueInteger``; its range and flag; its unit
+        normalised, or kept as written (and reported) when it cannot be read."""
+        quantity = element.get("valueQuantity")
+        if quantity.__class__ is dict:  # the common case, read here: this path runs per result
+            value = quantity.get("value")
+            comparator = quantity.get("comparator")
+            comparator = _COMPARATORS.get(comparator) if comparator else None
+            unit = quantity.get("code") if quantity.get("system") == UCUM_SYSTEM else None
+            unit = unit or quantity.get("unit")
+            if value.__class__ is int:
+                value = float(value)
+            elif value.__class__ is not float:  # absent, text or a bool: no number
+                value = None
+        else:
+            value, comparator, unit = _text_value(element)
+        day, seconds, _ = taken.effective
+        time = -1 if seconds is None else seconds
+        flags = element.get("interpretation")
+        interpretation = None if flags is None else _interpretation(flags)
+        if value is None or self._units.presence_only(analyte):
+            return LabResult(
+                taken.ref, taken.patient, analyte, day, None, None, False,
+                None, None, time, taken.issued, None, interpretation, taken.preliminary,
+            )  # fmt: skip
+        ranges = element.get("referenceRange")
+        low, high, range_unit = (None, None, None) if ranges is None else _reference_range(ranges)
+        normal = self._units.normalise(analyte, value, unit)
+        if normal is None:
+            self.skipped.append(
+                Skipped(
+                    source=taken.ref,
+                    reason=f"unit {unit!r} for {analyte} cannot be read: not counted as the test "
+                    "done, never compared with a threshold (an incomplete finding names it)",
+                )
+            )
+            return LabResult(
+                taken.ref, taken.patient, analyte, day, value, unit, False,
+                low, high, time, taken.issued, comparator, interpretation, taken.preliminary,
+            )  # fmt: skip
+        if low is not None or high is not None:
+            low, high = self._normal_range(analyte, low, high, range_unit or unit)
+        return LabResult(
+            taken.ref, taken.patient, analyte, day, normal[0], normal[1], True,
+            low, high, time, taken.issued, comparator, interpretation, taken.preliminary,
+        )  # fmt: skip
+
+    def _normal_range(
+        self, analyte: str, low: float | None, high: float | None, unit: str | None
+    ) -> tuple[float | None, float | None]:
+        """The laboratory range in the canonical unit (none when its unit cannot be read)."""
+        limits = []
+        for limit in (low, high):
+            normal = None if limit is None else self._units.normalise(analyte, limit, unit)
+            limits.append(None if normal is None else normal[0])
+        return limits[0], limits[1]
+
+    def _diagnostic_report(self, resource: Resource) -> None:
+        subject = self._subject(resource.get("subject"))
+        for contained in resource.get("contained") or ():
+            if isinstance(contained, dict) and contained.get("resourceType") == "Observation":
+                contained = {**contained, "id": f"{resource.get('id')}-{contained.get('id')}"}
+                if "effectiveDateTime" not in contained and "effectivePeriod" not in contained:
+                    contained["effectiveDateTime"] = resource.get("effectiveDateTime")
+                    contained.setdefault("issued", resource.get("issued"))
+                self._observation(contained, subject)
+
+    def _condition(self, resource: Resource) -> None:
+        """A Condition coded as a finding a rule reads (``lithium level high - toxic``): a
+        result with no value, dated by its onset (else when it was recorded). A refuted,
+        erroneous, resolved or inactive one is skipped with the reason."""
+        analyte = self._analyte(resource.get("code"))
+        if analyte is None:
+            return
+        for element, unused in (
+            ("verificationStatus", _NOT_CONFIRMED),
+            ("clinicalStatus", _NOT_CURRENT),
+        ):
+            status = _first_code(resource.get(element))
+            if status in unused:
+                raise MappingError(f"Condition {element} {status!r}: not used")
+        onset = resource.get("onsetPeriod") or {}
+        moments = (resource.get("onsetDateTime"), onset.get("start"), resource.get("recordedDate"))
+        self._without_value(resource, analyte, moments, "onset or recorded date")
+
+    def _without_value(
+        self, resource: Resource, analyte: str, moments: tuple[Any, ...], dated_by: str
+    ) -> None:
+        """A record of ``analyte`` with no value to read (a Procedure done, a Condition coded as a
+        finding), dated by the first of ``moments`` that can be read; none is skipped, saying
+        what it lacks (``dated_by``)."""
+        kind = resource["resourceType"]
+        rid = _require_id(resource)
+        patient = self._subject(resource.get("subject"))
+        if patient is None:
+            raise MappingError(f"{kind} has no Patient subject")
+        moment = next((m for value in moments if (m := self._moment(value)) is not None), None)
+        if moment is None:
+            raise MappingError(f"{kind} has no {dated_by}")
+        day, seconds, _ = moment
+        record = LabResult(
+            ResourceRef(f"{kind}/{rid}"),
+            PatientRef(patient),
+            analyte,
+            day,
+            value=None,
+            unit=None,
+            normalised=False,
+            time=-1 if seconds is None else seconds,
+        )
+        self._record(record.patient).results.append(record)
+
+    def _goal(self, resource: Resource) -> None:
+        """A Goal whose target measures an analyte (INR) is the patient's own target range:
+        ``detailRange``, or ``detailQuantity`` (one value, widened by the pack). Only a goal in
+        force (``active``, ``accepted``, ``on-hold``) counts; another is skipped with its status."""
+        for target in resource.get("target") or ():
+            if not isinstance(target, dict):
+                continue
+            analyte = self._analyte(target.get("measure"))
+            if analyte is None:
+                continue
+            status = resource.get("lifecycleStatus")
+            if status not in _GOALS_IN_FORCE:
+                raise MappingError(f"Goal lifecycleStatus {status!r}: not used as a target")
+            limits = _goal_limits(target)
+            if limits is None:
+                raise MappingError("Goal target has no detailRange low and high")
+            patient = self._subject(resource.get("subject"))
+            if patient is None:
+                raise MappingError("Goal has no Patient subject")
+            recorded = self._date(resource.get("startDate")) or self._date(
+                resource.get("statusDate")
+            )
+            self._record(PatientRef(patient)).targets.append(
+                RecordedTarget(
+                    ResourceRef(f"Goal/{_require_id(resource)}"),
+                    PatientRef(patient),
+                    analyte,
+                    limits[0],
+                    limits[1],
+                    recorded,
+                )
+            )
+            return
+
+    def _prescription(self, resource: Resource) -> None:
+        """A MedicationRequest, or a MedicationStatement read as one (status, dates, dosage)."""
+        kind = str(resource.get("resourceType"))
+        rid = _require_id(resource)
+        patient = self._subject(resource.get("subject"))
+        if patient is None:
+            raise MappingError(f"{kind} has no Patient subject")
+        if kind == "MedicationStatement":
+            status, intent, authored, validity_end, dosage_field = self._statement(resource)
+        else:
+            validity = (resource.get("dispenseRequest") or {}).get("validityPeriod") or {}
+            status = str(resource.get("status") or "unknown")
+            intent = str(resource.get("intent") or "order")
+            written = self._date(resource.get("authoredOn")) or self._date(validity.get("start"))
+            if written is None:
+                raise MappingError("MedicationRequest has no authoredOn date")
+            authored = written
+            validity_end = self._date(validity.get("end")) if validity else None
+            dosage_field = resource.get("dosageInstruction")
+        concept, medication_ref, medication = self._medication(resource)
+        product = self._product(concept, medication)
+        if not product.codings and not product.text.strip():
+            raise MappingError(f"{kind} names no medication (no code, no text)")
+        dosage = self._dosage(dosage_field)
+        if not product.relevant:
+            self.unrecognised[(product.text, product.codings)] += 1
+            return
+        prescription = Prescription(  # positional: keywords cost twice as much on this path
+            ResourceRef(f"{kind}/{rid}"),
+            PatientRef(patient),
+            status,
+            intent,
+            authored,
+            product.codings,
+            product.text,
+            product.strength,
+            product.strength_unit,
+            dosage,
+            validity_end,
+            ResourceRef(medication_ref) if medication_ref else None,
+        )
+        self._record(prescription.patient).prescriptions.append(prescription)
+
+    def _statement(self, resource: Resource) -> tuple[str, str, date, date | None, Any]:
+        """Status, intent, start, end and dosage of a MedicationStatement: it starts when its
+        effective time does (else when it was asserted) and, when active, runs to the end of
+        its effectivePeriod; see STATEMENT_STATUSES for what each status counts as."""
+        period = resource.get("effectivePeriod") or {}
+        start = (
+            self._date(resource.get("effectiveDateTime"))
+            or self._date(period.get("start"))
+            or self._date(resource.get("dateAsserted"))
+        )
+        if start is None:
+            raise MappingError("MedicationStatement has no effective date nor dateAsserted")
+        status = STATEMENT_STATUSES.get(str(resource.get("status")), "unknown")
+        return status, "order", start, self._date(period.get("end")), resource.get("dosage")
+
+    def _product(self, concept: Any, medication: Resource | None) -> _Product:
+        """Codes, text and strength of a product; repeat issues share one cached reading."""
+        key = orjson.dumps(medication if medication is not None else concept)
+        product = self._products.get(key)
+        if product is None:
+            codings = _codings(concept)
+            text = _concept_text(concept)
+            if medication is not None:
+                for ingredient in medication.get("ingredient") or ():
+                    item = ingredient.get("itemCodeableConcept")
+                    codings.extend(_codings(item))
+                    text = f"{text} {_concept_text(item)}"
+            product = _Product(
+                tuple((system, code) for system, code, _ in codings), text, None, None
+            )
+            strength = self._strength(product, medication)
+            product = replace(
+                product,
+                strength=strength[0] if strength else None,
+                strength_unit=strength[1] if strength else None,
+                relevant=self._medicines is None or self._medicines.is_relevant(product),
+            )
+            self._products[key] = product
+        return product
+
+    def _strength(self, product: _Product, medication: Resource | None) -> Strength | None:
+        """The monitored ingredient's strength: from the Medication's ingredient of that name
+        when it gives one, else from the product's name."""
+        if self._medicines is None:
+            return _medication_strength(medication, None) or single_strength(product.text)
+        match = self._medicines.match(product)
+        if match is None:
+            return None
+
+        def is_monitored(item: Any) -> bool:
+            assert self._medicines is not None  # noqa: S101 - checked above
+            found = self._medicines.match(
+                _Product(_coding_pairs(item), _concept_text(item), None, None)
+            )
+            return found is not None and found.ingredient == match.ingredient
+
+        return _medication_strength(medication, is_monitored) or match.strength
+
+    def _dosage(self, instructions: Any) -> Dosage:
+        key = orjson.dumps(instructions)
+        dosage = self._dosages.get(key)
+        if dosage is None:
+            dosage = self._dosages[key] = parse_dosage(instructions)
+        return dosage
+
+    def _medication(self, resource: Resource) -> tuple[Any, str | None, Resource | None]:
+        concept = resource.get("medicationCodeableConcept")
+        if concept is not None:
+            return concept, None, None
+        ref = (resource.get("medicationReference") or {}).get("reference")
+        if not isinstance(ref, str):
+            raise MappingError(
+                f"{resource.get('resourceType')} has neither medicationCodeableConcept "
+                "nor medicationReference"
+            )
+        if ref.startswith("#"):
+            for contained in resource.get("contained") or ():
+                if contained.get("resourceType") == "Medication" and contained.get("id") == ref[1:]:
+                    return contained.get("code"), None, contained
+            raise MappingError(
+                f"{resource.get('resourceType')} references contained {ref} that is not there"
+            )
+        key = _reference({"reference": ref}, "Medication")
+        medication = self.medications.get(key or "")
+        if medication is None:
+            raise MappingError(
+                f"{resource.get('resourceType')} references {ref}, which is not in the input"
+            )
+        return medication.get("code"), key, medication
+
+
+class _Taken(NamedTuple):
+    """What the values of one Observation (and its components) share. (A named tuple: one is
+    made per Observation read.)"""
+
+    ref: ResourceRef
+    patient: PatientRef
+    effective: Moment
+    issued: int
+    """POSIX seconds, -1 when not recorded."""
+    preliminary: bool
+
+
+def _text_value(element: Resource) -> tuple[float | None, str | None, str | None]:
+    """(number, comparator, unit as written) of a value that is not a ``valueQuantity``."""
+    text = element.get("valueString")
+    if isinstance(text, str):
+        match = _VALUE_STRING.match(text)
+        if match is None:
+            return None, None, None
+        comparator, number, unit = match.groups()
+        return float(number), _COMPARATORS.get(comparator or ""), unit or None
+    return _number(element.get("valueInteger")), None, None
+
+
+def _interpretation(concepts: Any) -> str | None:
+    """The first v3 ObservationInterpretation flag (``H``, ``LL``, ``A``...) the laboratory gave."""
+    for concept in concepts or ():
+        for coding in (concept.get("coding") or ()) if isinstance(concept, dict) else ():
+            code = coding.get("code")
+            if code in INTERPRETATIONS and coding.get("system") in (INTERPRETATION_SYSTEM, None):
+                return str(code)
+    return None
+
+
+def _reference_range(ranges: Any) -> tuple[float | None, float | None, str | None]:
+    """(low, high, unit) of the first ``referenceRange`` that has a limit, or whose text reads
+    ``133-146``."""
+    for entry in ranges or ():
+        if not isinstance(entry, dict):
+            continue
+        low, high = entry.get("low") or {}, entry.get("high") or {}
+        low_value, high_value = _number(low.get("value")), _number(high.get("value"))
+        if low_value is not None or high_value is not None:
+            unit = low.get("code") or low.get("unit") or high.get("code") or high.get("unit")
+            return low_value, high_value, unit
+        match = _RANGE_TEXT.match(str(entry.get("text") or ""))
+        if match is not None:
+            return float(match.group(1)), float(match.group(2)), None
+    return None, None, None
+
+
+def _first_code(concept: Any) -> str | None:
+    """The first code of a CodeableConcept (a status such as ``resolved``)."""
+    codings = _codings(concept)
+    return codings[0][1] if codings else None
+
+
+def _goal_limits(target: Resource) -> tuple[float, float] | None:
+    """(low, high) of a Goal target's ``detailRange``; a ``detailQuantity`` gives (value, value)
+    and the rules widen it by the pack's half width."""
+    detail = target.get("detailRange")
+    if isinstance(detail, dict):
+        low = _number((detail.get("low") or {}).get("value"))
+        high = _number((detail.get("high") or {}).get("value"))
+        if low is not None and high is not None and low < high:
+            return low, high
+        return None
+    quantity = target.get("detailQuantity")
+    value = _number(quantity.get("value")) if isinstance(quantity, dict) else None
+    return None if value is None else (value, value)
+
+
+def _coding_pairs(concept: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((system, code) for system, code, _ in _codings(concept))
+
+
+def _medication_strength(
+    medication: Resource | None, is_monitored: Callable[[Any], bool] | None
+) -> Strength | None:
+    """The strength of the monitored ingredient of a Medication (of its only ingredient when
+    ``is_monitored`` is None)."""
+    if medication is None:
+        return None
+    ingredients = medication.get("ingredient") or ()
+    if is_monitored is None and len(ingredients) != 1:
+        return None
+    for ingredient in ingredients:
+        if is_monitored is not None and not is_monitored(ingredient.get("itemCodeableConcept")):
+            continue
+        ratio = ingredient.get("strength") or {}
+        numerator = ratio.get("numerator") or {}
+        denominator = ratio.get("denominator") or {}
+        value = _number(numerator.get("value"))
+        unit = str(numerator.get("code") or numerator.get("unit") or "").lower()
+        per = str(denominator.get("code") or denominator.get("unit") or "").lower()
+        if value is None or unit not in _MASS_TO_MG:
+            continue
+        if per in ("h", "hour", "hr"):
+            return value * _MASS_TO_MG[unit] * 1000, "ug/h"
+        return value * _MASS_TO_MG[unit], "mg"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _require_id(resource: Resource) -> str:
+    rid = resource.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise MappingError(f"{resource.get('resourceType')} has no id")
+    return rid
+
+
+def _label(origin: str, resource: Resource) -> str:
+    rid = resource.get("id")
+    kind = resource.get("resourceType", "resource")
+    return f"{kind}/{rid} ({origin})" if isinstance(rid, str) else f"{kind} at {origin}"

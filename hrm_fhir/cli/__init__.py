@@ -1,0 +1,1 @@
+"""The command line: ``hrm-fhir`` (``main.py``) and one module per command group."""

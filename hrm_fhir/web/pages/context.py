@@ -1,0 +1,70 @@
+"""What the page views share: this request's FHIR gateway, the acting user as the workflow's
+``Actor``, the as-of date, and patients' names for the lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from flask import current_app, g
+
+from hrm_fhir import clock
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.programme import Actor, Role
+from hrm_fhir.web.pages.blueprint import bp
+from hrm_fhir.web.pages.session import current_user
+from hrm_fhir.web.state import service_state
+from hrm_fhir.workflow.fields import contact_details
+from hrm_fhir.workflow.views import PatientDetails
+
+PATIENTS_PER_SEARCH = 50
+UNKNOWN = PatientDetails(name="", nhs_number="", phone="", preferred_contact="")
+
+
+def gateway() -> FHIRGateway:
+    """This request's gateway, closed when the request ends."""
+    if "pages_gateway" not in g:
+        g.pages_gateway = FHIRGateway.from_settings(service_state().settings)
+    found: FHIRGateway = g.pages_gateway
+    return found
+
+
+@bp.teardown_request
+def _close_gateway(_error: BaseException | None) -> None:
+    found = g.pop("pages_gateway", None)
+    if found is not None:
+        found.close()
+
+
+def actor() -> Actor:
+    user = current_user()
+    return Actor(
+        username=user.username,
+        role=Role(user.role.value),
+        display_name=user.display_name,
+        practice=user.practice,
+    )
+
+
+def as_of() -> date:
+    """Today in the service's time zone (tests pin it with ``PAGES_AS_OF``)."""
+    pinned = current_app.config.get("PAGES_AS_OF")
+    return pinned if isinstance(pinned, date) else clock.today()
+
+
+def chase_interval_days() -> int:
+    """Days between chases (``HRM_CHASE_INTERVAL_DAYS``)."""
+    return service_state().settings.chase_interval_days
+
+
+def patient_details(patients: Iterable[str]) -> dict[str, PatientDetails]:
+    """Name, NHS number and phone of each ``Patient/<id>``, read from the FHIR server in a few
+    searches; a patient the server does not return gets empty details."""
+    wanted = sorted({p.removeprefix("Patient/") for p in patients})
+    found: dict[str, PatientDetails] = {}
+    for start in range(0, len(wanted), PATIENTS_PER_SEARCH):
+        chunk = wanted[start : start + PATIENTS_PER_SEARCH]
+        for resource in gateway().search("Patient", {"_id": ",".join(chunk)}).resources:
+            if resource.get("resourceType") == "Patient":
+                found[f"Patient/{resource['id']}"] = contact_details(resource)
+    return {f"Patient/{pid}": found.get(f"Patient/{pid}", UNKNOWN) for pid in wanted}
