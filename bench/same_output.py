@@ -30,7 +30,10 @@ FIXTURES = ROOT / "fixtures"
 RUN = """
 import sys
 import hrm_fhir
-from hrm_fhir.cli.main import main
+try:
+    from hrm_fhir.cli.main import main
+except ModuleNotFoundError:  # before the package moves of issue 12
+    from hrm_fhir.cli import main
 package = sys.argv.pop(1)
 if not hrm_fhir.__file__.startswith(package):
     sys.exit(f"imported {hrm_fhir.__file__}, not the package under {package}")

@@ -8,8 +8,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hrm_fhir.adapters.fhir.answers import Resource
 from hrm_fhir.adapters.fhir.fetch import OURS_TAG, FetchReport, read_records
-from hrm_fhir.adapters.fhir.gateway import FHIRGateway, Resource
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.audit.evidence import EvidenceSource
 from hrm_fhir.workflow.reads import referring

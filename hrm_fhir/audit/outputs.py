@@ -8,7 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from hrm_fhir.adapters.fhir.gateway import FHIRGateway, WriteResult
+from hrm_fhir.adapters.fhir.answers import WriteResult
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.audit.measure_report import measure_report
 from hrm_fhir.audit.model import MonthlyReport
 from hrm_fhir.audit.render import render_html, render_pdf, report_to_json, write_tables

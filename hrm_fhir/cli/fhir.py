@@ -17,7 +17,7 @@ from hrm_fhir.config import Settings
 from hrm_fhir.errors import HRMError, InputError
 
 if TYPE_CHECKING:
-    from hrm_fhir.adapters.fhir.bulk_export import ExportRequest, ExportResult
+    from hrm_fhir.adapters.fhir.bulk_job import ExportRequest, ExportResult
 
 from hrm_fhir.cli.common import FHIR_BASE, configured, problem, write_json
 
@@ -80,7 +80,7 @@ def export(
     """Run a FHIR Bulk Data $export (system, group or patient level) into a folder of NDJSON
     files with manifest.json (SHA-256 and line count of each file). Exit 0 when complete, 3 when
     complete but the server reported errors, 1 when it failed, 2 for unusable arguments."""
-    from hrm_fhir.adapters.fhir.bulk_export import ExportRequest, record_types
+    from hrm_fhir.adapters.fhir.bulk_job import ExportRequest, record_types
 
     try:
         request = ExportRequest(

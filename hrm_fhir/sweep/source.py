@@ -18,12 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
-from hrm_fhir.adapters.fhir.bulk_export import (
-    BulkExporter,
-    BulkExportError,
-    ExportRequest,
-    ExportResult,
-)
+from hrm_fhir.adapters.fhir.bulk_export import BulkExporter
+from hrm_fhir.adapters.fhir.bulk_job import BulkExportError, ExportRequest, ExportResult
 from hrm_fhir.adapters.fhir.fetch import (
     RECORD_TYPES,
     FetchReport,

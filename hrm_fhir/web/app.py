@@ -42,7 +42,7 @@ from hrm_fhir.errors import (
 )
 from hrm_fhir.rules.registry import load_rule_set
 from hrm_fhir.sweep.run import SweepBusyError
-from hrm_fhir.web import db
+from hrm_fhir.web import request_scope
 from hrm_fhir.web.state import EXTENSION, ServiceState
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         bool(app.config.get("SWEEP_BACKGROUND", True)),
         app.config.get("PDF_RENDER"),
     )
-    db.init_app(app)
+    request_scope.init_app(app)
     _register_blueprints(app)
     _register_error_handlers(app)
     _register_request_log(app)

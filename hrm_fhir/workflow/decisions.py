@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 
 from hrm_fhir import clock
 from hrm_fhir import terminology as t
-from hrm_fhir.adapters.fhir.mapping import parse_date
+from hrm_fhir.adapters.fhir.values import parse_date
 from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.errors import WorkflowError
 from hrm_fhir.programme import (

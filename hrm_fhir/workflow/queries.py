@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from hrm_fhir import clock
 from hrm_fhir.adapters.fhir.fetch import OURS_TAG, FetchReport, Scope, read_records
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
-from hrm_fhir.adapters.fhir.mapping import RecordBuilder, parse_date
+from hrm_fhir.adapters.fhir.mapping import RecordBuilder
+from hrm_fhir.adapters.fhir.values import parse_date
 from hrm_fhir.adapters.store.records import FindingRecord
 from hrm_fhir.domain import PatientRef
 from hrm_fhir.programme import (

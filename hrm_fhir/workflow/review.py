@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from hrm_fhir import clock
 from hrm_fhir.adapters.fhir.fetch import FetchReport, Scope, read_records
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
-from hrm_fhir.adapters.fhir.mapping import parse_date
+from hrm_fhir.adapters.fhir.values import parse_date
 from hrm_fhir.adapters.store.records import FindingRecord, WorkflowEventRecord
 from hrm_fhir.programme import (
     ARRANGEMENT_TASK_CODE,

@@ -26,7 +26,7 @@ from hrm_fhir.cli.main import main
 from hrm_fhir.config import Settings
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.untrusted import safe_name
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.scheduling import run_monthly_reports
 from tests.apps import AppFactory, app_factory
 from tests.audit.conftest import MONTH

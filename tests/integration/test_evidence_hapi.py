@@ -21,7 +21,7 @@ from hrm_fhir.adapters.store.users import create_user
 from hrm_fhir.cli.main import main
 from hrm_fhir.programme import Actor, ContactOutcome, Decision, Medium, Role, Stage
 from hrm_fhir.web.app import create_app
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from tests.builders import rules

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from hrm_fhir.adapters.fhir.bulk_export import MANIFEST
+from hrm_fhir.adapters.fhir.bulk_job import MANIFEST
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.cli.main import main
 from tests.integration.practice import AS_OF, LITHIUM, Practice, Resource, starter

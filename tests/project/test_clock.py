@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hrm_fhir import clock, create_app
-from hrm_fhir.adapters.fhir.mapping import parse_date
+from hrm_fhir.adapters.fhir.values import parse_date
 from hrm_fhir.cli.main import main
 from hrm_fhir.config import configured_zone, load_settings
 from tests.builders import AS_OF, observation, patient, repeats

@@ -22,29 +22,36 @@ import os
 import re
 import time
 from base64 import b64decode
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import requests
 
-from hrm_fhir.adapters.fhir.gateway import (
-    FHIRGateway,
-    outcome_text,
-    resource_path,
-    retry_after_seconds,
+from hrm_fhir.adapters.fhir.answers import outcome_text, retry_after_seconds
+from hrm_fhir.adapters.fhir.bulk_job import (
+    MANIFEST,
+    NDJSON,
+    BulkExportError,
+    DownloadError,
+    ExportJobGone,
+    ExportRequest,
+    ExportResult,
+    FileRecord,
+    Issue,
+    Progress,
+    Silent,
+    parse_instant,
 )
-from hrm_fhir.errors import FHIRError, FHIRTemporaryError, HRMError, ResourceNotFound
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.urls import RESOURCE_TYPE
+from hrm_fhir.errors import FHIRError, FHIRTemporaryError, ResourceNotFound
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-"""What ``export`` writes beside the files: the server's manifest and what arrived."""
-NDJSON = "application/fhir+ndjson"
 TRANSIENT_ISSUES = frozenset(
     {"transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled"}
 )
@@ -52,234 +59,6 @@ TRANSIENT_ISSUES = frozenset(
 _CHUNK = 1024 * 1024
 _FOLDERS = {"output": "", "error": "error/", "deleted": "deleted/"}
 """Where each kind of file goes, under the export folder."""
-_TYPE = re.compile(r"[A-Z][A-Za-z]+")
-
-
-class BulkExportError(HRMError):
-    """The export failed: refused, failed on the server, timed out, or its files did not arrive."""
-
-
-class ExportJobGone(BulkExportError):  # noqa: N818 - named for branching, after ResourceNotFound
-    """The status URL answers 404/410: the job expired or was deleted."""
-
-
-class DownloadError(BulkExportError):
-    """One file did not arrive whole (short, cut mid-line, or failing a checksum)."""
-
-
-@dataclass(frozen=True)
-class ExportRequest:
-    """What to export: ``group`` (Group/<id>/$export), ``patients`` (Patient/$export of those
-    patients, sent as a Parameters POST), ``patient_level`` (every patient's compartment), else
-    the whole system; ``types`` for ``_type`` and ``since`` (a FHIR instant) for ``_since``."""
-
-    types: tuple[str, ...] = ()
-    since: str | None = None
-    type_filters: tuple[str, ...] = ()
-    """``_typeFilter`` values, ``Type?search``: of a type with filters, only the resources that
-    match one of them are exported."""
-    group: str | None = None
-    patients: tuple[str, ...] = ()
-    patient_level: bool = False
-
-    def __post_init__(self) -> None:
-        for kind in self.types:
-            if _TYPE.fullmatch(kind) is None:
-                raise ValueError(f"not a FHIR resource type: {kind!r}")
-        for query in self.type_filters:
-            kind, mark, _ = query.partition("?")
-            if not mark or _TYPE.fullmatch(kind) is None or (self.types and kind not in self.types):
-                raise ValueError(f"a type filter is Type?search of an exported type: {query!r}")
-        if self.group and (self.patients or self.patient_level):
-            raise ValueError("export a group or patients, not both")
-        if self.group:
-            resource_path("Group", self.group)
-        for patient in self.patients:
-            resource_path("Patient", patient.removeprefix("Patient/"))
-        if self.since is not None:
-            parse_instant(self.since)
-
-    @property
-    def level(self) -> str:
-        if self.group:
-            return "group"
-        return "patient" if self.patients or self.patient_level else "system"
-
-    @property
-    def path(self) -> str:
-        if self.group:
-            return f"{resource_path('Group', self.group)}/$export"
-        return "Patient/$export" if self.level == "patient" else "$export"
-
-    def params(self) -> list[tuple[str, str]]:
-        query = [("_outputFormat", NDJSON)]
-        if self.types:
-            query.append(("_type", ",".join(self.types)))
-        if self.since:
-            query.append(("_since", self.since))
-        query += [("_typeFilter", value) for value in self.type_filters]
-        return query
-
-    def parameters(self) -> dict[str, Any]:
-        """The kick-off as a Parameters resource (a POST, needed to name patients)."""
-        values: list[dict[str, Any]] = [
-            {"name": name, "valueString": value} for name, value in self.params()
-        ]
-        values += [
-            {"name": "patient", "valueReference": {"reference": f"Patient/{p.split('/')[-1]}"}}
-            for p in self.patients
-        ]
-        return {"resourceType": "Parameters", "parameter": values}
-
-
-def parse_instant(text: str) -> datetime:
-    """A FHIR instant (date, time and zone); ValueError otherwise."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or "T" not in text:
-        raise ValueError(f"not a FHIR instant with a time zone: {text!r}")
-    return moment
-
-
-@dataclass
-class FileRecord:
-    """One downloaded file: where it came from, where it is, and what arrived."""
-
-    type: str
-    url: str
-    file: str
-    """Path relative to the export folder."""
-    bytes: int = 0
-    lines: int = 0
-    """Non-empty lines: one resource each."""
-    sha256: str = ""
-    count: int | None = None
-    """The manifest's ``count``, when the server gave one."""
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "type": self.type,
-            "url": self.url,
-            "file": self.file,
-            "bytes": self.bytes,
-            "lines": self.lines,
-            "sha256": self.sha256,
-            "count": self.count,
-        }
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One issue of an OperationOutcome in an ``error`` file."""
-
-    severity: str
-    code: str
-    diagnostics: str
-    where: str
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity in ("error", "fatal")
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "severity": self.severity,
-            "code": self.code,
-            "diagnostics": self.diagnostics,
-            "where": self.where,
-        }
-
-
-@dataclass
-class ExportResult:
-    """A finished export: the server's manifest fields and every file that arrived."""
-
-    folder: Path
-    request: ExportRequest
-    kick_off: str
-    status_url: str = ""
-    status: str = "running"
-    """``complete``, ``failed`` or ``interrupted``."""
-    transaction_time: str | None = None
-    requires_access_token: bool = False
-    output: list[FileRecord] = field(default_factory=list)
-    errors: list[FileRecord] = field(default_factory=list)
-    deleted: list[FileRecord] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    job: str = ""
-    """What became of the server's job: ``deleted``, ``gone`` (the server had already removed
-    it, or keeps a finished one until its own retention ends) or ``not deleted: <why>``."""
-    failure: str | None = None
-    started_at: str = ""
-    seconds: float = 0.0
-
-    @property
-    def error_issues(self) -> list[Issue]:
-        """Issues of severity error or fatal: resources the export could not deliver."""
-        return [issue for issue in self.issues if issue.is_error]
-
-    def files(self) -> list[Path]:
-        """The output files, in manifest order."""
-        return [self.folder / record.file for record in self.output]
-
-    def resources_by_type(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for record in self.output:
-            counts[record.type] = counts.get(record.type, 0) + record.lines
-        return counts
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "status": self.status,
-            "failure": self.failure,
-            "level": self.request.level,
-            "group": self.request.group,
-            "patients": len(self.request.patients),
-            "types": list(self.request.types),
-            "since": self.request.since,
-            "kick_off": self.kick_off,
-            "status_url": self.status_url,
-            "transaction_time": self.transaction_time,
-            "requires_access_token": self.requires_access_token,
-            "started_at": self.started_at,
-            "seconds": round(self.seconds, 3),
-            "resources": self.resources_by_type(),
-            "output": [record.to_json() for record in self.output],
-            "error": [record.to_json() for record in self.errors],
-            "deleted": [record.to_json() for record in self.deleted],
-            "issues": [issue.to_json() for issue in self.issues],
-            "job": self.job,
-        }
-
-
-class Progress(Protocol):
-    """What the exporter tells a person watching (the CLI draws it on a terminal)."""
-
-    def waiting(self, progress: str | None, elapsed: float) -> None: ...
-
-    def file_started(self, index: int, total: int, name: str, size: int | None) -> None: ...
-
-    def received(self, size: int) -> None: ...
-
-    def file_done(self) -> None: ...
-
-
-class Silent:
-    """No progress shown."""
-
-    def waiting(self, progress: str | None, elapsed: float) -> None:
-        """Nothing to show."""
-
-    def file_started(self, index: int, total: int, name: str, size: int | None) -> None:
-        """Nothing to show."""
-
-    def received(self, size: int) -> None:
-        """Nothing to show."""
-
-    def file_done(self) -> None:
-        """Nothing to show."""
 
 
 class BulkExporter:
@@ -563,7 +342,7 @@ def _manifest(response: requests.Response) -> dict[str, Any]:
         if not isinstance(items, list) or not all(
             isinstance(item, dict)
             and isinstance(item.get("type"), str)
-            and _TYPE.fullmatch(item["type"])
+            and RESOURCE_TYPE.fullmatch(item["type"])
             and isinstance(item.get("url"), str)
             and urlsplit(item["url"]).scheme in ("http", "https")
             for item in items
@@ -630,13 +409,3 @@ def _server_digest(headers: Mapping[str, str]) -> bytes | None:
             except ValueError:
                 return b""  # an unreadable digest never matches
     return None
-
-
-def record_types(types: Sequence[str]) -> tuple[str, ...]:
-    """Resource types, from repeated and comma-separated values, de-duplicated in order."""
-    seen: dict[str, None] = {}
-    for value in types:
-        for kind in value.split(","):
-            if kind.strip():
-                seen[kind.strip()] = None
-    return tuple(seen)

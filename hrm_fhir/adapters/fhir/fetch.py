@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
-from hrm_fhir.adapters.fhir.mapping import patient_key
+from hrm_fhir.adapters.fhir.values import patient_key
 from hrm_fhir.programme import ARRANGEMENT_TASK_CODE
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.terminology import TAG, TASK_CODE

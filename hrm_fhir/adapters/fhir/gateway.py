@@ -21,19 +21,36 @@ statuses, never query values or bodies.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 import requests
 
+from hrm_fhir.adapters.fhir.answers import (
+    Resource,
+    SearchResult,
+    WriteResult,
+    bundle_of,
+    error_for,
+    give_up,
+    next_link,
+    objects,
+    resource_of,
+    retry_after_seconds,
+    write_result,
+)
 from hrm_fhir.adapters.fhir.fhir_auth import AuthProvider, NoAuth, build_auth
+from hrm_fhir.adapters.fhir.urls import (
+    FHIR_ID,
+    check_type,
+    origin,
+    resource_path,
+    resource_type_of,
+    server_path,
+)
 from hrm_fhir.config import Settings
 from hrm_fhir.errors import (
     FHIRCapabilityError,
@@ -42,53 +59,42 @@ from hrm_fhir.errors import (
     FHIRTemporaryError,
     OffOriginLinkError,
     ResourceNotFound,
-    VersionConflict,
 )
 
 logger = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 Params = Mapping[str, str | Sequence[str]]
-Resource = dict[str, Any]
 _NO_CACHE = {"Cache-Control": "no-cache"}
 _TRANSPORT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]+")
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_ETAG = re.compile(r'(?:W/)?"([^"]+)"')
 
 
-@dataclass(frozen=True)
-class SearchResult:
-    """Every matched resource of a search, across all its pages."""
+class _Request(NamedTuple):
+    """What ``_send`` sends, the same on every attempt."""
 
-    resources: list[Resource]
-    """Entries whose ``search.mode`` is ``match`` or absent (``_include``d ones are left out)."""
-    total: int | None
-    """``Bundle.total`` of the first page, when the server gave it."""
-    pages: int
-    server_time: str | None
-    """``Bundle.meta.lastUpdated`` of the first page: the server's clock, for watermarks."""
-
-    @property
-    def shortfall(self) -> int:
-        """Matches the server counted but did not deliver (paging caps); 0 when total is unknown."""
-        return 0 if self.total is None else max(0, self.total - len(self.resources))
+    method: str
+    url: str
+    label: str
+    params: list[tuple[str, str]] | None
+    data: bytes | None
+    headers: dict[str, str]
+    stream: bool
+    credentials: bool
+    accept: Collection[int]
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """What the server said about a create or update."""
+class _Failure(NamedTuple):
+    """An attempt that failed in a way a retry may mend."""
 
-    resource: Resource | None
-    """The returned body; None when the server sent none."""
-    status: int
-    version_id: str | None
-    """From the ETag (``W/"n"``) or else the body's ``meta.versionId``."""
-    location: str | None
+    error: FHIRError
+    cause: Exception | None
+    refused_unprocessed: bool
+    """HTTP 429: the server did not process it, so even a POST may be sent again."""
+    retry_after: str | None
 
 
 class FHIRGateway:
@@ -113,7 +119,7 @@ class FHIRGateway:
         if max_retries < 0 or page_size < 1:
             raise ValueError("max_retries must be >= 0 and page_size >= 1")
         self.base_url = base_url.rstrip("/")
-        self._origin = _origin(self.base_url)
+        self._origin = origin(self.base_url)
         self._base_path = urlsplit(self.base_url).path
         self._auth: AuthProvider = auth or NoAuth()
         self._timeout = timeout
@@ -147,17 +153,17 @@ class FHIRGateway:
         if self._capabilities is None:
             label = "capabilities"
             response = self._send("GET", f"{self.base_url}/metadata", label)
-            self._capabilities = _resource(response, label, "CapabilityStatement")
+            self._capabilities = resource_of(response, label, "CapabilityStatement")
         return self._capabilities
 
     def require_writable(self, resource_types: Sequence[str] = ("Task", "Flag")) -> None:
         """Raise FHIRCapabilityError unless the server can create and update every type given."""
         statement = self.capabilities()
         interactions: dict[str, set[str]] = {}
-        for rest in _objects(statement.get("rest")):
+        for rest in objects(statement.get("rest")):
             if rest.get("mode") == "server":
-                for entry in _objects(rest.get("resource")):
-                    codes = {i.get("code") for i in _objects(entry.get("interaction"))}
+                for entry in objects(rest.get("resource")):
+                    codes = {i.get("code") for i in objects(entry.get("interaction"))}
                     interactions.setdefault(str(entry.get("type")), set()).update(
                         code for code in codes if isinstance(code, str)
                     )
@@ -211,7 +217,7 @@ class FHIRGateway:
         self, resource_type: str, params: Params, *, count: int | None = None
     ) -> Iterator[Resource]:
         """Yield each searchset Bundle page; stops at a page without a next link or entries."""
-        _check_type(resource_type)
+        check_type(resource_type)
         if "_count" in params:
             raise ValueError("pass count= rather than a _count parameter")
         if count is not None and count < 1:
@@ -250,24 +256,24 @@ class FHIRGateway:
             response = self._send("GET", f"{self.base_url}/{path}", label)
         except ResourceNotFound:
             return None
-        return _resource(response, label, resource_type)
+        return resource_of(response, label, resource_type)
 
     def update(self, resource: Resource, *, if_match: str | None = None) -> WriteResult:
         """``PUT [base]/Type/id``; ``if_match`` is a versionId, sent as ``If-Match: W/"n"``.
 
         A 409 or 412 when ``if_match`` was given raises VersionConflict.
         """
-        path = resource_path(_resource_type(resource), str(resource.get("id", "")))
+        path = resource_path(resource_type_of(resource), str(resource.get("id", "")))
         headers = {}
         if if_match is not None:
-            if _ID.fullmatch(if_match) is None:
+            if FHIR_ID.fullmatch(if_match) is None:
                 raise ValueError('if_match is a bare versionId such as "3"')
             headers["If-Match"] = f'W/"{if_match}"'
         label = f"update {path}"
         response = self._send(
             "PUT", f"{self.base_url}/{path}", label, body=resource, headers=headers
         )
-        return _write_result(response, label)
+        return write_result(response, label)
 
     def create(self, resource: Resource, *, if_none_exist: str | None = None) -> WriteResult:
         """``POST [base]/Type``, conditional on ``If-None-Exist`` (e.g. ``identifier=sys|value``).
@@ -275,7 +281,7 @@ class FHIRGateway:
         With ``if_none_exist`` a 200 means a match already existed; several matches give a 412
         FHIRFatalError. Never retried except on 429 (see the module docstring).
         """
-        resource_type = _resource_type(resource)
+        resource_type = resource_type_of(resource)
         headers = {} if if_none_exist is None else {"If-None-Exist": if_none_exist}
         label = f"create {resource_type}"
         response = self._send(
@@ -286,7 +292,7 @@ class FHIRGateway:
             headers=headers,
             idempotent=False,
         )
-        return _write_result(response, label)
+        return write_result(response, label)
 
     def transaction(self, bundle: Resource, *, idempotent: bool = False) -> Resource:
         """``POST [base]`` with a transaction or batch Bundle; returns the response Bundle.
@@ -298,18 +304,18 @@ class FHIRGateway:
             raise ValueError("transaction() takes a Bundle of type transaction or batch")
         label = f"{kind} Bundle"
         response = self._send("POST", self.base_url, label, body=bundle, idempotent=idempotent)
-        result = _resource(response, label, "Bundle")
+        result = resource_of(response, label, "Bundle")
         if result.get("type") != f"{kind}-response":
             raise FHIRFatalError(f"{label}: response Bundle is not a {kind}-response")
         return result
 
     def validate(self, resource: Resource) -> Resource:
         """``POST [base]/Type/$validate``; the OperationOutcome, also when sent with 400/412/422."""
-        resource_type = _resource_type(resource)
+        resource_type = resource_type_of(resource)
         label = f"validate {resource_type}"
         url = f"{self.base_url}/{resource_type}/$validate"
         response = self._send("POST", url, label, body=resource, accept=(400, 412, 422))
-        return _resource(response, label, "OperationOutcome")
+        return resource_of(response, label, "OperationOutcome")
 
     def request(
         self,
@@ -360,9 +366,9 @@ class FHIRGateway:
         while True:
             label = f"{what} page {page}"
             response = self._send("GET", url, label, params=params, headers=_NO_CACHE)
-            bundle = _bundle(response, label, kind)
+            bundle = bundle_of(response, label, kind)
             yield bundle
-            next_url = _next_link(bundle, label)
+            next_url = next_link(bundle, label)
             if next_url is None or not bundle.get("entry"):
                 return
             self._check_on_base(next_url, label)
@@ -373,13 +379,13 @@ class FHIRGateway:
 
     def _check_on_base(self, url: str, label: str) -> None:
         """Refuse a link outside the configured scheme, host, port and base path, judged on the
-        path as the server will read it (``_server_path``): percent-encoded dot segments
+        path as the server will read it (``server_path``): percent-encoded dot segments
         (``/fhir/%2e%2e/other``) and the like are refused, not passed."""
         parts = urlsplit(url)
         try:
-            path = _server_path(parts.path)
+            path = server_path(parts.path)
             on_base = (
-                _origin(url) == self._origin
+                origin(url) == self._origin
                 and parts.username is None
                 and path is not None
                 and (path == self._base_path or path.startswith(self._base_path + "/"))
@@ -417,52 +423,70 @@ class FHIRGateway:
         # A PUT that collides with another writer (409, or 412 on If-Match) is a version conflict
         # the caller resolves by re-reading and re-applying.
         versioned = method == "PUT" or "If-Match" in extra
+        sent = _Request(method, url, label, params, data, extra, stream, credentials, accept)
         retries = 0
         reauthorised = False
         while True:
-            retry_after = None
-            cause: Exception | None = None
-            try:
-                response = self._session.request(
-                    method,
-                    url,
-                    params=params,
-                    data=data,
-                    headers={"Accept": FHIR_JSON, **self._credentials(credentials), **extra},
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    stream=stream,
-                )
-            except _TRANSPORT_ERRORS as exc:
-                error: FHIRError = FHIRTemporaryError(f"{label}: {type(exc).__name__}")
-                cause = exc
-                retryable = idempotent
-            else:
-                status = response.status_code
-                if status == 401 and credentials and not reauthorised:
-                    logger.info("%s: HTTP 401, retrying once with fresh credentials", label)
-                    response.close()
-                    self._auth.invalidate()
-                    reauthorised = True
-                    continue
-                if 200 <= status < 300 or status in accept:
-                    return response
-                error = _error(response, label, versioned=versioned)
-                response.close()
-                if not isinstance(error, FHIRTemporaryError):
-                    raise error
-                retryable = idempotent or status == 429
-                retry_after = response.headers.get("Retry-After")
-            if not retryable:
-                raise _give_up(error, "not retried: repeating a POST could write twice") from cause
-            if retries >= self._max_retries:
-                raise _give_up(error, f"gave up after {retries + 1} attempts") from cause
-            delay = self._delay(retries, retry_after)
-            if delay is None:
-                raise _give_up(error, f"Retry-After exceeds {self._max_backoff}s") from cause
+            answer = self._attempt(sent, versioned=versioned, reauthorise=not reauthorised)
+            if isinstance(answer, requests.Response):
+                return answer
+            if answer is None:  # 401: credentials refreshed, sent once more
+                reauthorised = True
+                continue
+            self._wait_before_retry(answer, retries, idempotent=idempotent)
             retries += 1
-            logger.warning("%s; retry %d of %d in %.2fs", error, retries, self._max_retries, delay)
-            self._sleep(delay)
+
+    def _attempt(
+        self, sent: _Request, *, versioned: bool, reauthorise: bool
+    ) -> requests.Response | _Failure | None:
+        """One request: the response when it is wanted, None after a 401 whose credentials were
+        just invalidated, the failure when it may be retried; raises a failure that may not."""
+        try:
+            response = self._session.request(
+                sent.method,
+                sent.url,
+                params=sent.params,
+                data=sent.data,
+                headers={
+                    "Accept": FHIR_JSON,
+                    **self._credentials(sent.credentials),
+                    **sent.headers,
+                },
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=sent.stream,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            error = FHIRTemporaryError(f"{sent.label}: {type(exc).__name__}")
+            return _Failure(error, exc, refused_unprocessed=False, retry_after=None)
+        status = response.status_code
+        if status == 401 and sent.credentials and reauthorise:
+            logger.info("%s: HTTP 401, retrying once with fresh credentials", sent.label)
+            response.close()
+            self._auth.invalidate()
+            return None
+        if 200 <= status < 300 or status in sent.accept:
+            return response
+        failure = error_for(response, sent.label, versioned=versioned)
+        response.close()
+        if not isinstance(failure, FHIRTemporaryError):
+            raise failure
+        retry_after = response.headers.get("Retry-After")
+        return _Failure(failure, None, refused_unprocessed=status == 429, retry_after=retry_after)
+
+    def _wait_before_retry(self, failure: _Failure, retries: int, *, idempotent: bool) -> None:
+        """Sleep before the next attempt, or raise the failure when it must not be retried: a POST
+        the server may have applied, the attempts used up, or a Retry-After beyond max_backoff."""
+        error, cause = failure.error, failure.cause
+        if not (idempotent or failure.refused_unprocessed):
+            raise give_up(error, "not retried: repeating a POST could write twice") from cause
+        if retries >= self._max_retries:
+            raise give_up(error, f"gave up after {retries + 1} attempts") from cause
+        delay = self._delay(retries, failure.retry_after)
+        if delay is None:
+            raise give_up(error, f"Retry-After exceeds {self._max_backoff}s") from cause
+        logger.warning("%s; retry %d of %d in %.2fs", error, retries + 1, self._max_retries, delay)
+        self._sleep(delay)
 
     def _credentials(self, wanted: bool) -> dict[str, str]:
         return self._auth.headers() if wanted else {}
@@ -473,181 +497,3 @@ class FHIRGateway:
         if asked is None:
             return float(min(self._max_backoff, self._backoff * 2**retries))
         return asked if asked <= self._max_backoff else None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    default_port = {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or ""), parts.port or default_port
-
-
-def _server_path(path: str) -> str | None:
-    """``path`` percent-decoded, as a server reads it; None when it could step out of its
-    folder however the server reads it: a ``.`` or ``..`` segment (also with a ``;param``, which
-    some servlet containers drop), a backslash, an encoded slash, a ``%`` left after one decoding
-    (double encoding) or a control character."""
-    decoded = unquote(path, errors="strict")
-    if "%" in decoded or "\\" in decoded or any(ord(c) < 0x20 or c == "\x7f" for c in decoded):
-        return None
-    if decoded.count("/") != path.count("/"):  # an encoded slash
-        return None
-    if any(segment.split(";")[0] in (".", "..") for segment in decoded.split("/")):
-        return None
-    return decoded
-
-
-def _check_type(resource_type: str) -> None:
-    if _RESOURCE_TYPE.fullmatch(resource_type) is None:
-        raise ValueError(f"not a FHIR resource type: {resource_type!r}")
-
-
-def resource_path(resource_type: str, resource_id: str) -> str:
-    _check_type(resource_type)
-    if _ID.fullmatch(resource_id) is None or not resource_id.strip("."):
-        raise ValueError(f"{resource_type} needs a FHIR id ([A-Za-z0-9-.]{{1,64}})")
-    return f"{resource_type}/{resource_id}"
-
-
-def _resource_type(resource: Resource) -> str:
-    resource_type = resource.get("resourceType")
-    if not isinstance(resource_type, str):
-        raise ValueError("resource has no resourceType")
-    _check_type(resource_type)
-    return resource_type
-
-
-def retry_after_seconds(value: str) -> float | None:
-    """``Retry-After`` as seconds from now (delta-seconds or HTTP-date); None when unreadable."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _give_up(error: FHIRError, why: str) -> FHIRError:
-    return type(error)(f"{error} ({why})", status=error.status, outcome=error.outcome)
-
-
-def _error(response: requests.Response, label: str, *, versioned: bool) -> FHIRError:
-    """The exception for a non-2xx response."""
-    status = response.status_code
-    message = f"{label}: HTTP {status}"
-    kind: type[FHIRError]
-    if status in (404, 410):
-        kind = ResourceNotFound
-    elif versioned and status in (409, 412):
-        kind = VersionConflict
-    elif status in (408, 429) or status >= 500:
-        kind = FHIRTemporaryError
-    else:
-        kind = FHIRFatalError
-        if 300 <= status < 400:
-            message += " (redirects are not followed)"
-    return kind(message, status=status, outcome=outcome_text(_json_or_none(response.content)))
-
-
-def _json_or_none(content: bytes) -> object:
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def outcome_text(body: object) -> str | None:
-    """The first OperationOutcome issue's diagnostics, else its details.text."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return None
-    issues = _objects(body.get("issue"))
-    if not issues:
-        return None
-    diagnostics = issues[0].get("diagnostics")
-    if isinstance(diagnostics, str) and diagnostics:
-        return diagnostics
-    details = issues[0].get("details")
-    text = details.get("text") if isinstance(details, dict) else None
-    return text if isinstance(text, str) and text else None
-
-
-def _json_body(response: requests.Response, label: str) -> Resource | None:
-    """The body as a JSON object; None when empty; FHIRFatalError when it is anything else."""
-    if not response.content:
-        return None
-    body = _json_or_none(response.content)
-    if not isinstance(body, dict):
-        raise FHIRFatalError(
-            f"{label}: response body is not a JSON object", status=response.status_code
-        )
-    return body
-
-
-def _resource(response: requests.Response, label: str, expected: str) -> Resource:
-    """The body, which must be a resource of the expected type."""
-    body = _json_body(response, label)
-    found = None if body is None else body.get("resourceType")
-    if body is None or found != expected:
-        got = f"resourceType {found}" if isinstance(found, str) else "no resource"
-        raise FHIRFatalError(
-            f"{label}: expected {expected}, got {got}",
-            status=response.status_code,
-            outcome=outcome_text(body),
-        )
-    return body
-
-
-def _bundle(response: requests.Response, label: str, kind: str) -> Resource:
-    """A ``kind`` Bundle (searchset or history) whose entries all carry a resource object; in a
-    history, a deleted version's entry carries none."""
-    bundle = _resource(response, label, "Bundle")
-    if bundle.get("type") != kind:
-        raise FHIRFatalError(f"{label}: Bundle type is not {kind}", status=response.status_code)
-    entries = bundle.get("entry", [])
-    if not isinstance(entries, list) or not all(
-        isinstance(entry, dict)
-        and (
-            isinstance(entry.get("resource"), dict)
-            or (kind == "history" and "resource" not in entry)
-        )
-        for entry in entries
-    ):
-        raise FHIRFatalError(
-            f"{label}: Bundle.entry is not a list of entries with resources",
-            status=response.status_code,
-        )
-    links = bundle.get("link", [])
-    if not isinstance(links, list) or not all(isinstance(link, dict) for link in links):
-        raise FHIRFatalError(f"{label}: Bundle.link is not a list", status=response.status_code)
-    return bundle
-
-
-def _next_link(bundle: Resource, label: str) -> str | None:
-    for link in bundle.get("link", []):
-        if link.get("relation") == "next":
-            url = link.get("url")
-            if not isinstance(url, str) or not url:
-                raise FHIRFatalError(f"{label}: next link has no url")
-            return url
-    return None
-
-
-def _write_result(response: requests.Response, label: str) -> WriteResult:
-    body = _json_body(response, label)
-    etag = _ETAG.fullmatch(response.headers.get("ETag", "").strip())
-    version_id = etag.group(1) if etag else None
-    if version_id is None and body is not None:
-        meta = body.get("meta")
-        found = meta.get("versionId") if isinstance(meta, dict) else None
-        version_id = found if isinstance(found, str) else None
-    location = response.headers.get("Location") or response.headers.get("Content-Location")
-    return WriteResult(body, response.status_code, version_id, location)
-
-
-def _objects(value: object) -> list[Resource]:
-    """The JSON objects in a JSON array (anything else contributes nothing)."""
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

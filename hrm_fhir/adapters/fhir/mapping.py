@@ -8,20 +8,26 @@ its first day.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from typing import Any, NamedTuple
 
-import orjson
-
-from hrm_fhir import clock
 from hrm_fhir.adapters.fhir.arrangements import ArrangementReader
-from hrm_fhir.adapters.fhir.dosage import parse_dosage
+from hrm_fhir.adapters.fhir.products import ProductReader
+from hrm_fhir.adapters.fhir.values import (
+    COMPARATORS,
+    UCUM_SYSTEM,
+    Moment,
+    first_code,
+    goal_limits,
+    interpretation_flag,
+    parse_date,
+    parse_moment,
+    reference,
+    reference_range,
+    text_value,
+)
 from hrm_fhir.domain import (
-    Dosage,
     LabResult,
     Patient,
     PatientRecord,
@@ -32,7 +38,6 @@ from hrm_fhir.domain import (
     Skipped,
 )
 from hrm_fhir.rules.catalogue import Catalogue
-from hrm_fhir.rules.strength import Strength, first_strength, single_strength
 from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.rules.units import UnitTable
 
@@ -43,13 +48,6 @@ _NO_RESULT = {
     "entered-in-error": "entered in error",
     "registered": "registered, no result yet",
 }
-INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-INTERPRETATIONS = frozenset({"H", "HH", "HU", "L", "LL", "LU", "A", "AA", "N", "<", ">"})
-_COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "\u2264": "<=", "\u2265": ">="}
-_VALUE_STRING = re.compile(
-    r"^\s*(<=|>=|<|>|\u2264|\u2265)?\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*(.*?)\s*$"
-)
-_RANGE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|to|\u2013)\s*(\d+(?:\.\d+)?)")
 STATEMENT_STATUSES = {
     "active": "active",
     "completed": "stopped",
@@ -67,20 +65,8 @@ _NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
 _NOT_CURRENT = frozenset({"inactive", "resolved", "remission"})
 """Condition clinical statuses that say the episode is over."""
 _GOALS_IN_FORCE = frozenset({"active", "accepted", "on-hold"})
-_MASS_TO_MG = {
-    "mg": 1.0,
-    "g": 1000.0,
-    "microgram": 0.001,
-    "micrograms": 0.001,
-    "mcg": 0.001,
-    "ug": 0.001,
-}
 
 Resource = dict[str, Any]
-UCUM_SYSTEM = "http://unitsofmeasure.org"
-Moment = tuple[date, int | None, int | None]
-"""A FHIR date or dateTime: (London calendar date, seconds after London midnight or None for a
-date only, POSIX seconds or None)."""
 _UNPARSED: Moment = (date.min, None, None)
 ARRANGEMENT_TYPES = frozenset(
     {
@@ -97,93 +83,8 @@ ARRANGEMENT_TYPES = frozenset(
 _PRESCRIPTIONS_AND_DECISIONS = frozenset({"MedicationRequest", "MedicationStatement", "Task"})
 
 
-@dataclass(frozen=True, slots=True)
-class _Product:
-    codings: tuple[tuple[str, str], ...]
-    text: str
-    strength: float | None
-    strength_unit: str | None
-    relevant: bool = True
-
-
 class MappingError(ValueError):
     """A resource is malformed in a way that stops it being used."""
-
-
-def parse_date(value: Any) -> date | None:
-    """A FHIR date/dateTime/instant as a local calendar date; None if absent or bad."""
-    moment = parse_moment(value)
-    return None if moment is None else moment[0]
-
-
-def parse_moment(value: Any) -> Moment | None:
-    """A FHIR date/dateTime/instant in the service's time zone: its date, its time of day when
-    it has one, and its instant; None if absent or bad. A time without a zone is local time."""
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    try:
-        if len(value) == 10:
-            return date.fromisoformat(value), None, None
-        if len(value) == 4:
-            return date(int(value), 1, 1), None, None
-        if len(value) == 7:
-            return date(int(value[:4]), int(value[5:7]), 1), None, None
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    local = clock.zone()
-    moment = moment.replace(tzinfo=local) if moment.tzinfo is None else moment.astimezone(local)
-    seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
-    return moment.date(), seconds, int(moment.timestamp())
-
-
-def _reference(value: Any, kind: str) -> str | None:
-    ref = value.get("reference") if isinstance(value, dict) else None
-    if not isinstance(ref, str) or not ref:
-        return None
-    if ref.startswith(kind) and ref.count("/") == 1 and ref[len(kind)] == "/":
-        return ref
-    ref = ref.split("/_history/")[0]
-    parts = ref.rsplit("/", 2)
-    if len(parts) >= 2 and parts[-2] == kind:
-        return f"{kind}/{parts[-1]}"
-    if ref.startswith("urn:uuid:"):
-        return f"{kind}/{ref[9:]}"
-    return None
-
-
-def patient_key(resource: Resource) -> str | None:
-    """The ``Patient/<id>`` a resource belongs to, if it says."""
-    kind = resource.get("resourceType")
-    if kind == "Patient":
-        rid = resource.get("id")
-        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
-    return _reference(resource.get("subject") or resource.get("for"), "Patient")
-
-
-def _codings(concept: Any) -> list[tuple[str, str, str]]:
-    if not isinstance(concept, dict):
-        return []
-    out = []
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, dict) and coding.get("code") is not None:
-            out.append(
-                (str(coding.get("system", "")), str(coding["code"]), str(coding.get("display", "")))
-            )
-    return out
-
-
-def _concept_text(concept: Any) -> str:
-    if not isinstance(concept, dict):
-        return ""
-    parts = [str(concept.get("text") or "")]
-    parts.extend(display for _, _, display in _codings(concept))
-    return " ".join(p for p in parts if p).lower()
-
-
-def product_strength(text: str) -> Strength | None:
-    """Unit strength from text: ``10mg`` -> (10, mg); ``25 micrograms/hour`` -> (25, ug/h)."""
-    return first_strength(text)
 
 
 class RecordBuilder:
@@ -193,7 +94,6 @@ class RecordBuilder:
         """With ``medicines``, prescriptions of products no rule can use (e.g. statins) are
         dropped as they are read (it is asked once per product) and a product's strength is
         that of its monitored ingredient; without, a combination product's strength is unknown."""
-        self._medicines = medicines
         self._arrangements = ArrangementReader(catalogue.shared_care)
         self._statement_types = (
             ARRANGEMENT_TYPES if self._arrangements.reads_entries else _PRESCRIPTIONS_AND_DECISIONS
@@ -203,8 +103,7 @@ class RecordBuilder:
         self._units = UnitTable(catalogue)
         self.medications: dict[str, Resource] = {}
         """Medication resources read so far, by reference (``Medication/<id>``)."""
-        self._products: dict[bytes, _Product] = {}
-        self._dosages: dict[bytes, Dosage] = {}
+        self._products = ProductReader(medicines)
         self._moments: dict[str, Moment | None] = {}
         self._dates: dict[str, date | None] = {}
         self._subjects: dict[str, str | None] = {}
@@ -288,8 +187,8 @@ class RecordBuilder:
         deceased = bool(resource.get("deceasedBoolean")) or deceased_on is not None
         practice = None
         for gp in resource.get("generalPractitioner") or []:
-            practice = _reference(gp, "Organization") or practice
-        practice = _reference(resource.get("managingOrganization"), "Organization") or practice
+            practice = reference(gp, "Organization") or practice
+        practice = reference(resource.get("managingOrganization"), "Organization") or practice
         gender = resource.get("gender")
         patient = Patient(  # positional: keywords cost twice as much on this path
             PatientRef(f"Patient/{rid}"),
@@ -302,14 +201,14 @@ class RecordBuilder:
         self._record(patient.ref).patient = patient
 
     def _subject(self, value: Any) -> str | None:
-        """The ``Patient/<id>`` a subject reference names (``_reference``), remembered per
+        """The ``Patient/<id>`` a subject reference names (``reference``), remembered per
         reference: every resource of a patient names the same one."""
         ref = value.get("reference") if isinstance(value, dict) else None
         if not isinstance(ref, str):
             return None
         patient = self._subjects.get(ref, "")
         if patient == "":
-            patient = self._subjects[ref] = _reference(value, "Patient")
+            patient = self._subjects[ref] = reference(value, "Patient")
         return patient
 
     def _moment(self, value: Any) -> Moment | None:
@@ -402,7 +301,7 @@ class RecordBuilder:
         if quantity.__class__ is dict:  # the common case, read here: this path runs per result
             value = quantity.get("value")
             comparator = quantity.get("comparator")
-            comparator = _COMPARATORS.get(comparator) if comparator else None
+            comparator = COMPARATORS.get(comparator) if comparator else None
             unit = quantity.get("code") if quantity.get("system") == UCUM_SYSTEM else None
             unit = unit or quantity.get("unit")
             if value.__class__ is int:
@@ -410,18 +309,18 @@ class RecordBuilder:
             elif value.__class__ is not float:  # absent, text or a bool: no number
                 value = None
         else:
-            value, comparator, unit = _text_value(element)
+            value, comparator, unit = text_value(element)
         day, seconds, _ = taken.effective
         time = -1 if seconds is None else seconds
         flags = element.get("interpretation")
-        interpretation = None if flags is None else _interpretation(flags)
+        interpretation = None if flags is None else interpretation_flag(flags)
         if value is None or self._units.presence_only(analyte):
             return LabResult(
                 taken.ref, taken.patient, analyte, day, None, None, False,
                 None, None, time, taken.issued, None, interpretation, taken.preliminary,
             )  # fmt: skip
         ranges = element.get("referenceRange")
-        low, high, range_unit = (None, None, None) if ranges is None else _reference_range(ranges)
+        low, high, range_unit = (None, None, None) if ranges is None else reference_range(ranges)
         normal = self._units.normalise(analyte, value, unit)
         if normal is None:
             self.skipped.append(
@@ -473,7 +372,7 @@ class RecordBuilder:
             ("verificationStatus", _NOT_CONFIRMED),
             ("clinicalStatus", _NOT_CURRENT),
         ):
-            status = _first_code(resource.get(element))
+            status = first_code(resource.get(element))
             if status in unused:
                 raise MappingError(f"Condition {element} {status!r}: not used")
         onset = resource.get("onsetPeriod") or {}
@@ -520,7 +419,7 @@ class RecordBuilder:
             status = resource.get("lifecycleStatus")
             if status not in _GOALS_IN_FORCE:
                 raise MappingError(f"Goal lifecycleStatus {status!r}: not used as a target")
-            limits = _goal_limits(target)
+            limits = goal_limits(target)
             if limits is None:
                 raise MappingError("Goal target has no detailRange low and high")
             patient = self._subject(resource.get("subject"))
@@ -561,10 +460,10 @@ class RecordBuilder:
             validity_end = self._date(validity.get("end")) if validity else None
             dosage_field = resource.get("dosageInstruction")
         concept, medication_ref, medication = self._medication(resource)
-        product = self._product(concept, medication)
+        product = self._products.product(concept, medication)
         if not product.codings and not product.text.strip():
             raise MappingError(f"{kind} names no medication (no code, no text)")
-        dosage = self._dosage(dosage_field)
+        dosage = self._products.dosage(dosage_field)
         if not product.relevant:
             self.unrecognised[(product.text, product.codings)] += 1
             return
@@ -599,56 +498,6 @@ class RecordBuilder:
         status = STATEMENT_STATUSES.get(str(resource.get("status")), "unknown")
         return status, "order", start, self._date(period.get("end")), resource.get("dosage")
 
-    def _product(self, concept: Any, medication: Resource | None) -> _Product:
-        """Codes, text and strength of a product; repeat issues share one cached reading."""
-        key = orjson.dumps(medication if medication is not None else concept)
-        product = self._products.get(key)
-        if product is None:
-            codings = _codings(concept)
-            text = _concept_text(concept)
-            if medication is not None:
-                for ingredient in medication.get("ingredient") or ():
-                    item = ingredient.get("itemCodeableConcept")
-                    codings.extend(_codings(item))
-                    text = f"{text} {_concept_text(item)}"
-            product = _Product(
-                tuple((system, code) for system, code, _ in codings), text, None, None
-            )
-            strength = self._strength(product, medication)
-            product = replace(
-                product,
-                strength=strength[0] if strength else None,
-                strength_unit=strength[1] if strength else None,
-                relevant=self._medicines is None or self._medicines.is_relevant(product),
-            )
-            self._products[key] = product
-        return product
-
-    def _strength(self, product: _Product, medication: Resource | None) -> Strength | None:
-        """The monitored ingredient's strength: from the Medication's ingredient of that name
-        when it gives one, else from the product's name."""
-        if self._medicines is None:
-            return _medication_strength(medication, None) or single_strength(product.text)
-        match = self._medicines.match(product)
-        if match is None:
-            return None
-
-        def is_monitored(item: Any) -> bool:
-            assert self._medicines is not None  # noqa: S101 - checked above
-            found = self._medicines.match(
-                _Product(_coding_pairs(item), _concept_text(item), None, None)
-            )
-            return found is not None and found.ingredient == match.ingredient
-
-        return _medication_strength(medication, is_monitored) or match.strength
-
-    def _dosage(self, instructions: Any) -> Dosage:
-        key = orjson.dumps(instructions)
-        dosage = self._dosages.get(key)
-        if dosage is None:
-            dosage = self._dosages[key] = parse_dosage(instructions)
-        return dosage
-
     def _medication(self, resource: Resource) -> tuple[Any, str | None, Resource | None]:
         concept = resource.get("medicationCodeableConcept")
         if concept is not None:
@@ -666,7 +515,7 @@ class RecordBuilder:
             raise MappingError(
                 f"{resource.get('resourceType')} references contained {ref} that is not there"
             )
-        key = _reference({"reference": ref}, "Medication")
+        key = reference({"reference": ref}, "Medication")
         medication = self.medications.get(key or "")
         if medication is None:
             raise MappingError(
@@ -685,101 +534,6 @@ class _Taken(NamedTuple):
     issued: int
     """POSIX seconds, -1 when not recorded."""
     preliminary: bool
-
-
-def _text_value(element: Resource) -> tuple[float | None, str | None, str | None]:
-    """(number, comparator, unit as written) of a value that is not a ``valueQuantity``."""
-    text = element.get("valueString")
-    if isinstance(text, str):
-        match = _VALUE_STRING.match(text)
-        if match is None:
-            return None, None, None
-        comparator, number, unit = match.groups()
-        return float(number), _COMPARATORS.get(comparator or ""), unit or None
-    return _number(element.get("valueInteger")), None, None
-
-
-def _interpretation(concepts: Any) -> str | None:
-    """The first v3 ObservationInterpretation flag (``H``, ``LL``, ``A``...) the laboratory gave."""
-    for concept in concepts or ():
-        for coding in (concept.get("coding") or ()) if isinstance(concept, dict) else ():
-            code = coding.get("code")
-            if code in INTERPRETATIONS and coding.get("system") in (INTERPRETATION_SYSTEM, None):
-                return str(code)
-    return None
-
-
-def _reference_range(ranges: Any) -> tuple[float | None, float | None, str | None]:
-    """(low, high, unit) of the first ``referenceRange`` that has a limit, or whose text reads
-    ``133-146``."""
-    for entry in ranges or ():
-        if not isinstance(entry, dict):
-            continue
-        low, high = entry.get("low") or {}, entry.get("high") or {}
-        low_value, high_value = _number(low.get("value")), _number(high.get("value"))
-        if low_value is not None or high_value is not None:
-            unit = low.get("code") or low.get("unit") or high.get("code") or high.get("unit")
-            return low_value, high_value, unit
-        match = _RANGE_TEXT.match(str(entry.get("text") or ""))
-        if match is not None:
-            return float(match.group(1)), float(match.group(2)), None
-    return None, None, None
-
-
-def _first_code(concept: Any) -> str | None:
-    """The first code of a CodeableConcept (a status such as ``resolved``)."""
-    codings = _codings(concept)
-    return codings[0][1] if codings else None
-
-
-def _goal_limits(target: Resource) -> tuple[float, float] | None:
-    """(low, high) of a Goal target's ``detailRange``; a ``detailQuantity`` gives (value, value)
-    and the rules widen it by the pack's half width."""
-    detail = target.get("detailRange")
-    if isinstance(detail, dict):
-        low = _number((detail.get("low") or {}).get("value"))
-        high = _number((detail.get("high") or {}).get("value"))
-        if low is not None and high is not None and low < high:
-            return low, high
-        return None
-    quantity = target.get("detailQuantity")
-    value = _number(quantity.get("value")) if isinstance(quantity, dict) else None
-    return None if value is None else (value, value)
-
-
-def _coding_pairs(concept: Any) -> tuple[tuple[str, str], ...]:
-    return tuple((system, code) for system, code, _ in _codings(concept))
-
-
-def _medication_strength(
-    medication: Resource | None, is_monitored: Callable[[Any], bool] | None
-) -> Strength | None:
-    """The strength of the monitored ingredient of a Medication (of its only ingredient when
-    ``is_monitored`` is None)."""
-    if medication is None:
-        return None
-    ingredients = medication.get("ingredient") or ()
-    if is_monitored is None and len(ingredients) != 1:
-        return None
-    for ingredient in ingredients:
-        if is_monitored is not None and not is_monitored(ingredient.get("itemCodeableConcept")):
-            continue
-        ratio = ingredient.get("strength") or {}
-        numerator = ratio.get("numerator") or {}
-        denominator = ratio.get("denominator") or {}
-        value = _number(numerator.get("value"))
-        unit = str(numerator.get("code") or numerator.get("unit") or "").lower()
-        per = str(denominator.get("code") or denominator.get("unit") or "").lower()
-        if value is None or unit not in _MASS_TO_MG:
-            continue
-        if per in ("h", "hour", "hr"):
-            return value * _MASS_TO_MG[unit] * 1000, "ug/h"
-        return value * _MASS_TO_MG[unit], "mg"
-    return None
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _require_id(resource: Resource) -> str:

@@ -31,7 +31,7 @@ from hrm_fhir.adapters.store.users import User, get_user
 from hrm_fhir.config import KeyGrant, parse_grant
 from hrm_fhir.programme import Actor, Role
 from hrm_fhir.web.api.workflow_schemas import ACTING_USER
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.state import service_state
 
 HEADER = "X-API-Key"

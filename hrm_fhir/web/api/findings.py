@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from hrm_fhir.adapters.store import ledger
 from hrm_fhir.web.api.api_keys import scoped_practice
 from hrm_fhir.web.api.schemas import FindingRecordSchema, load_finding_query
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 
 bp = Blueprint("findings", __name__, url_prefix="/findings")
 

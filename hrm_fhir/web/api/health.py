@@ -11,7 +11,7 @@ from sqlalchemy import text
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.errors import FHIRError
 from hrm_fhir.web.api.schemas import ReadinessSchema
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.state import service_state
 
 READY_TIMEOUT_SECONDS = 3.0

@@ -13,7 +13,6 @@ from werkzeug.exceptions import NotFound
 
 from hrm_fhir import clock
 from hrm_fhir.adapters.fhir.fetch import FetchReport, read_records, record_searches
-from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.adapters.store import ledger
 from hrm_fhir.adapters.store.records import FindingRecord
@@ -30,7 +29,7 @@ from hrm_fhir.web.api.schemas import (
     load_monitoring_query,
     load_patient_ref,
 )
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session, fhir_gateway
 from hrm_fhir.web.state import ServiceState, service_state
 from hrm_fhir.workflow.fields import NO_PATIENT, general_practitioners_of
 
@@ -53,13 +52,9 @@ def evaluate_patient(
     """Read the patient's record from the FHIR server and evaluate it on ``as_of`` (default
     today); NotFound when the server has no such Patient."""
     day = as_of or clock.today()
-    gateway = FHIRGateway.from_settings(state.settings)
-    try:
-        resources = read_records(
-            gateway, [patient], FetchReport(), extra=record_searches(state.rules)
-        )[patient]
-    finally:
-        gateway.close()
+    resources = read_records(
+        fhir_gateway(), [patient], FetchReport(), extra=record_searches(state.rules)
+    )[patient]
     found = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     if found is None:
         raise NotFound(NO_PATIENT)
@@ -96,11 +91,7 @@ def evidence(patient_id: str) -> Response:
     patient = load_patient_ref(patient_id)
     query = load_evidence_query(request.args)
     state = service_state()
-    gateway = FHIRGateway.from_settings(state.settings)
-    try:
-        source = read_evidence(gateway, db_session(), patient)
-    finally:
-        gateway.close()
+    source = read_evidence(fhir_gateway(), db_session(), patient)
     if source is None:
         raise NotFound(NO_PATIENT)
     require_visible(general_practitioners_of(source.patient), NO_PATIENT)

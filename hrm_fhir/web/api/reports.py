@@ -14,7 +14,7 @@ from hrm_fhir.audit.render import render_html, report_to_json
 from hrm_fhir.audit.service import ReportScopeError, monthly_report, resolve_scope
 from hrm_fhir.web.api.api_keys import caller, scoped_practice
 from hrm_fhir.web.api.schemas import load_report_query
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.state import service_state
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")

@@ -20,7 +20,7 @@ from hrm_fhir.web.api.schemas import (
     load_sweep_list_query,
     load_sweep_request,
 )
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.state import service_state
 
 bp = Blueprint("sweeps", __name__, url_prefix="/sweeps")

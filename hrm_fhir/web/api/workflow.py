@@ -8,8 +8,7 @@ patients only, and another practice's patient or Task is a 404, as for none."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -17,7 +16,6 @@ import orjson
 from flask import Blueprint, Response, request, url_for
 
 from hrm_fhir import clock, paging
-from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.programme import Actor
 from hrm_fhir.web.api.api_keys import acting_user, scoped_practice
 from hrm_fhir.web.api.schemas import load_monitoring_query, load_patient_ref
@@ -42,20 +40,11 @@ from hrm_fhir.web.api.workflow_schemas import (
     load_practice_query,
     load_worklist_query,
 )
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session, fhir_gateway
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 
 bp = Blueprint("workflow", __name__)
-
-
-@contextmanager
-def _gateway() -> Iterator[FHIRGateway]:
-    gateway = FHIRGateway.from_settings(service_state().settings)
-    try:
-        yield gateway
-    finally:
-        gateway.close()
 
 
 def _json(value: Any) -> Response:
@@ -97,8 +86,8 @@ def _act(
 ) -> Response:
     """Run one workflow action with the request's fields (named as the service names them) and
     commit its ledger rows."""
-    with _gateway() as gateway:
-        result = action(gateway, db_session(), actor, task_id, **asdict(body), **extra)
+    gateway = fhir_gateway()
+    result = action(gateway, db_session(), actor, task_id, **asdict(body), **extra)
     db_session().commit()
     return _json(asdict(result))
 
@@ -108,17 +97,17 @@ def worklist() -> Response:
     acting_user()
     query = load_worklist_query(request.args)
     settings = service_state().settings
-    with _gateway() as gateway:
-        entries = service.worklist(
-            gateway,
-            db_session(),
-            as_of=query.as_of or clock.today(),
-            practice=scoped_practice(query.practice),
-            drug_group=query.drug_group,
-            stage=query.stage,
-            chase_interval_days=settings.chase_interval_days,
-            rules=service_state().rules,
-        )
+    gateway = fhir_gateway()
+    entries = service.worklist(
+        gateway,
+        db_session(),
+        as_of=query.as_of or clock.today(),
+        practice=scoped_practice(query.practice),
+        drug_group=query.drug_group,
+        stage=query.stage,
+        chase_interval_days=settings.chase_interval_days,
+        rules=service_state().rules,
+    )
     return _page("entries", entries, query.offset, query.limit)
 
 
@@ -126,14 +115,14 @@ def worklist() -> Response:
 def review_queue() -> Response:
     acting_user()
     query = load_practice_query(request.args)
-    with _gateway() as gateway:
-        items = service.review_queue(
-            gateway,
-            db_session(),
-            practice=scoped_practice(query.practice),
-            rules=service_state().rules,
-            as_of=clock.today(),
-        )
+    gateway = fhir_gateway()
+    items = service.review_queue(
+        gateway,
+        db_session(),
+        practice=scoped_practice(query.practice),
+        rules=service_state().rules,
+        as_of=clock.today(),
+    )
     return _page("items", items, query.offset, query.limit)
 
 
@@ -143,16 +132,16 @@ def patient_card(patient_id: str) -> Response:
     patient = load_patient_ref(patient_id)
     query = load_monitoring_query(request.args)
     settings = service_state().settings
-    with _gateway() as gateway:
-        card = service.patient_card(
-            gateway,
-            db_session(),
-            patient,
-            as_of=query.as_of or clock.today(),
-            actor=actor,
-            chase_interval_days=settings.chase_interval_days,
-            rules=service_state().rules,
-        )
+    gateway = fhir_gateway()
+    card = service.patient_card(
+        gateway,
+        db_session(),
+        patient,
+        as_of=query.as_of or clock.today(),
+        actor=actor,
+        chase_interval_days=settings.chase_interval_days,
+        rules=service_state().rules,
+    )
     return _json(card)
 
 

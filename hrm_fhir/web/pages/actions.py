@@ -23,13 +23,13 @@ from hrm_fhir.errors import (
     WorkflowNotFoundError,
     WorkflowPermissionError,
 )
-from hrm_fhir.web.db import db_session
 from hrm_fhir.web.pages import forms
 from hrm_fhir.web.pages.blueprint import bp
-from hrm_fhir.web.pages.context import actor, as_of, chase_interval_days, gateway
+from hrm_fhir.web.pages.context import actor, as_of, chase_interval_days
 from hrm_fhir.web.pages.forms import Posted
 from hrm_fhir.web.pages.session import ACKNOWLEDGE_ROLES, CONTACT_ROLES, SIGN_OFF_ROLES, requires
 from hrm_fhir.web.pages.views import check_id, render_card, render_escalations, render_review
+from hrm_fhir.web.request_scope import db_session, fhir_gateway
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 
@@ -98,7 +98,7 @@ def contact(task_id: str) -> ResponseReturnValue:
         posted,
         page,
         lambda: service.record_contact(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             task_id,
@@ -125,7 +125,7 @@ def booking(task_id: str) -> ResponseReturnValue:
         posted,
         page,
         lambda: service.record_booking(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             task_id,
@@ -150,7 +150,7 @@ def sample(task_id: str) -> ResponseReturnValue:
         posted,
         page,
         lambda: service.record_sample(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             task_id,
@@ -172,7 +172,7 @@ def route(task_id: str) -> ResponseReturnValue:
         posted,
         page,
         lambda: service.route_non_engagement(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             task_id,
@@ -195,7 +195,7 @@ def sign_off(task_id: str) -> ResponseReturnValue:
         posted,
         render_review,
         lambda: service.sign_off(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             task_id,
@@ -221,7 +221,7 @@ def non_engagement(task_id: str) -> ResponseReturnValue:
         posted,
         render_review,
         lambda: service.decide_non_engagement(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             task_id,
@@ -243,7 +243,7 @@ def acknowledge(task_id: str) -> ResponseReturnValue:
         posted,
         render_escalations,
         lambda: service.acknowledge_escalation(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             task_id,
@@ -275,7 +275,7 @@ def _who_monitors(patient_id: str, *, elsewhere: bool) -> ResponseReturnValue:
         assert chosen is not None  # noqa: S101 - checked above
         if chosen.review_on is None:
             return service.record_monitored_by_practice(
-                gateway(),
+                fhir_gateway(),
                 db_session(),
                 actor(),
                 patient,
@@ -285,7 +285,7 @@ def _who_monitors(patient_id: str, *, elsewhere: bool) -> ResponseReturnValue:
                 rules=rules,
             )
         return service.record_monitored_elsewhere(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             actor(),
             patient,

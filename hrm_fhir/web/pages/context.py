@@ -1,39 +1,23 @@
-"""What the page views share: this request's FHIR gateway, the acting user as the workflow's
-``Actor``, the as-of date, and patients' names for the lists."""
+"""What the page views share: the acting user as the workflow's ``Actor``, the as-of date, and
+patients' names for the lists."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
 
-from flask import current_app, g
+from flask import current_app
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.programme import Actor, Role
-from hrm_fhir.web.pages.blueprint import bp
 from hrm_fhir.web.pages.session import current_user
+from hrm_fhir.web.request_scope import fhir_gateway
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow.fields import contact_details
 from hrm_fhir.workflow.views import PatientDetails
 
 PATIENTS_PER_SEARCH = 50
 UNKNOWN = PatientDetails(name="", nhs_number="", phone="", preferred_contact="")
-
-
-def gateway() -> FHIRGateway:
-    """This request's gateway, closed when the request ends."""
-    if "pages_gateway" not in g:
-        g.pages_gateway = FHIRGateway.from_settings(service_state().settings)
-    found: FHIRGateway = g.pages_gateway
-    return found
-
-
-@bp.teardown_request
-def _close_gateway(_error: BaseException | None) -> None:
-    found = g.pop("pages_gateway", None)
-    if found is not None:
-        found.close()
 
 
 def actor() -> Actor:
@@ -64,7 +48,7 @@ def patient_details(patients: Iterable[str]) -> dict[str, PatientDetails]:
     found: dict[str, PatientDetails] = {}
     for start in range(0, len(wanted), PATIENTS_PER_SEARCH):
         chunk = wanted[start : start + PATIENTS_PER_SEARCH]
-        for resource in gateway().search("Patient", {"_id": ",".join(chunk)}).resources:
+        for resource in fhir_gateway().search("Patient", {"_id": ",".join(chunk)}).resources:
             if resource.get("resourceType") == "Patient":
                 found[f"Patient/{resource['id']}"] = contact_details(resource)
     return {f"Patient/{pid}": found.get(f"Patient/{pid}", UNKNOWN) for pid in wanted}

@@ -27,9 +27,8 @@ from hrm_fhir.audit.pdf_renderer import RendererBusyError
 from hrm_fhir.audit.render import pdf_html, render_html
 from hrm_fhir.audit.service import ReportScopeError, Scope, monthly_report, resolve_scope
 from hrm_fhir.programme import require_practice
-from hrm_fhir.web.db import db_session
 from hrm_fhir.web.pages.blueprint import bp
-from hrm_fhir.web.pages.context import actor, as_of, gateway
+from hrm_fhir.web.pages.context import actor, as_of
 from hrm_fhir.web.pages.hooks import error_page
 from hrm_fhir.web.pages.session import (
     ACKNOWLEDGE_ROLES,
@@ -39,6 +38,7 @@ from hrm_fhir.web.pages.session import (
     requires,
 )
 from hrm_fhir.web.pages.views import FHIR_ID, check_id
+from hrm_fhir.web.request_scope import db_session, fhir_gateway
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow.fields import NO_PATIENT, general_practitioners_of
 
@@ -140,7 +140,7 @@ def monthly_report_document() -> ResponseReturnValue:
 def evidence_pack(patient_id: str) -> ResponseReturnValue:
     """The patient's evidence pack as one printable page (``hrm-fhir evidence`` in HTML)."""
     patient = f"Patient/{check_id(patient_id, 'patient')}"
-    source = read_evidence(gateway(), db_session(), patient)
+    source = read_evidence(fhir_gateway(), db_session(), patient)
     if source is None:
         raise NotFound(NO_PATIENT)
     require_practice(actor(), general_practitioners_of(source.patient), NO_PATIENT)

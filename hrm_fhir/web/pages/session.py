@@ -32,9 +32,9 @@ from hrm_fhir.adapters.store.credentials import (
     start_session,
 )
 from hrm_fhir.adapters.store.users import User, UserRole, authenticate, is_account
-from hrm_fhir.web.db import db_session
 from hrm_fhir.web.pages.blueprint import THROTTLE, bp
 from hrm_fhir.web.pages.throttle import SignInThrottle
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.state import service_state
 
 logger = logging.getLogger(__name__)

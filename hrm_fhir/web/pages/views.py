@@ -15,10 +15,9 @@ from hrm_fhir import paging
 from hrm_fhir.domain import Severity
 from hrm_fhir.errors import WorkflowError, WorkflowNotFoundError, WorkflowPermissionError
 from hrm_fhir.programme import CONTACT_STAGES, TECHNICIAN_STAGES, ChaseStep, Stage
-from hrm_fhir.web.db import db_session
 from hrm_fhir.web.pages import forms
 from hrm_fhir.web.pages.blueprint import bp
-from hrm_fhir.web.pages.context import actor, as_of, chase_interval_days, gateway, patient_details
+from hrm_fhir.web.pages.context import actor, as_of, chase_interval_days, patient_details
 from hrm_fhir.web.pages.forms import Posted
 from hrm_fhir.web.pages.session import (
     ACKNOWLEDGE_ROLES,
@@ -27,6 +26,7 @@ from hrm_fhir.web.pages.session import (
     current_user,
     requires,
 )
+from hrm_fhir.web.request_scope import db_session, fhir_gateway
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 
@@ -128,7 +128,7 @@ def worklist() -> ResponseReturnValue:
     entries: list[service.WorklistEntry] = []
     if not errors:
         entries = service.worklist(
-            gateway(),
+            fhir_gateway(),
             db_session(),
             as_of=day,
             practice=values["practice"] or None,
@@ -163,7 +163,7 @@ def render_card(
 ) -> ResponseReturnValue:
     day = as_of()
     card = service.patient_card(
-        gateway(),
+        fhir_gateway(),
         db_session(),
         f"Patient/{check_id(patient_id, 'patient')}",
         as_of=day,
@@ -204,7 +204,7 @@ def card(patient_id: str) -> ResponseReturnValue:
 
 def _queue() -> list[service.ReviewItem]:
     return service.review_queue(
-        gateway(), db_session(), practice=current_user().practice, as_of=as_of()
+        fhir_gateway(), db_session(), practice=current_user().practice, as_of=as_of()
     )
 
 

@@ -18,9 +18,9 @@ import responses
 from click.testing import CliRunner
 from responses import matchers
 
-from hrm_fhir.adapters.fhir.bulk_export import (
+from hrm_fhir.adapters.fhir.bulk_export import BulkExporter
+from hrm_fhir.adapters.fhir.bulk_job import (
     MANIFEST,
-    BulkExporter,
     BulkExportError,
     DownloadError,
     ExportJobGone,

@@ -7,7 +7,8 @@ import pytest
 import responses
 from responses import matchers
 
-from hrm_fhir.adapters.fhir.gateway import FHIRGateway, WriteResult
+from hrm_fhir.adapters.fhir.answers import WriteResult
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.errors import FHIRCapabilityError, FHIRFatalError, VersionConflict
 from tests.adapters.fhir.payloads import BASE, FHIR_JSON, capability, outcome, patient
 

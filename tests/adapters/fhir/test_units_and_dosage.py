@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hrm_fhir.adapters.fhir.dosage import parse_dosage
-from hrm_fhir.adapters.fhir.mapping import parse_date, product_strength
+from hrm_fhir.adapters.fhir.values import parse_date, product_strength
 from hrm_fhir.rules.units import UnitTable
 from tests.builders import rules
 

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hrm_fhir.adapters.store.users import create_user
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from tests.apps import AppFactory, app_factory
 from tests.databases import database_for
 

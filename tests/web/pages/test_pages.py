@@ -21,7 +21,7 @@ from hrm_fhir.errors import (
 )
 from hrm_fhir.programme import ContactOutcome, Decision, Medium, Role, Stage
 from hrm_fhir.web.app import create_app
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from hrm_fhir.web.state import service_state
 from hrm_fhir.workflow import service
 from tests.web.pages.conftest import PASSWORD, AppFactory, Clock, sign_in, token_of

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from hrm_fhir.adapters.store import users
 from hrm_fhir.adapters.store.users import UserError, check_password_rules, create_user
 from hrm_fhir.config import Settings
-from hrm_fhir.web.db import db_session
+from hrm_fhir.web.request_scope import db_session
 from tests.web.pages.conftest import PASSWORD, AppFactory, Clock, add_users, sign_in, token_of
 
 WRONG = "not the password at all"
