@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 import hrm_fhir
-from hrm_fhir.synthetic import write_practice
+from hrm_fhir.synthetic.practice import write_practice
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"

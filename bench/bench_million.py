@@ -1,6 +1,6 @@
 """Evaluate a 1,000,000-patient synthetic Bulk Data export offline: time and peak memory.
 
-Generates (once; kept for reruns) the synthetic practice with ``hrm_fhir.synthetic.
+Generates (once; kept for reruns) the synthetic practice with ``hrm_fhir.synthetic.practice.
 generate_practice`` as a Bulk Data ``$export`` lays it out, one NDJSON file per resource type,
 into a temporary folder outside the repository (``--out``, default ``$TMPDIR/hrm-million-s<seed>
 -n<patients>``; nothing is committed). Then, alternating, each in a fresh process:
@@ -33,7 +33,7 @@ from typing import IO, Any
 import orjson
 from bench_evaluate import AS_OF, HRM_FHIR, MIB, PARSE
 
-from hrm_fhir.synthetic import generate_practice
+from hrm_fhir.synthetic.practice import generate_practice
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -30,8 +30,8 @@ from bench_evaluate import HRM_FHIR, MIB, OUT, measure, summary
 
 from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.rules.registry import load_rule_set
-from hrm_fhir.synthetic import generate_practice
-from hrm_fhir.synthetic_history import write_history
+from hrm_fhir.synthetic.history import write_history
+from hrm_fhir.synthetic.practice import generate_practice
 
 START, END = date(2026, 11, 27), date(2027, 11, 28)
 MONTH = "2027-10"

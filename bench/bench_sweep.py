@@ -55,7 +55,7 @@ from hrm_fhir.adapters.fhir.upload import load_paths
 from hrm_fhir.adapters.store import ledger
 from hrm_fhir.adapters.store.database import init_db, make_session_factory
 from hrm_fhir.config import Settings
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
 from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from hrm_fhir.tasks.writer import Writer
@@ -234,7 +234,7 @@ def install_phase_timers() -> None:
     for name in ("load_snapshots", "save_snapshots", "open_findings"):
         setattr(ledger, name, _timed(f"ledger.{name}", getattr(ledger, name)))
     for name in ("therapies", "latest_by_test", "assess"):
-        setattr(Engine, name, _timed(f"Engine.{name}", getattr(Engine, name)))
+        setattr(Evaluator, name, _timed(f"Evaluator.{name}", getattr(Evaluator, name)))
     Writer.apply = _timed("Writer.apply (writeback)", Writer.apply)  # type: ignore[method-assign]
 
 

@@ -25,7 +25,7 @@ from hrm_fhir.domain import (
     Skipped,
     Unrecognised,
 )
-from hrm_fhir.rules.evaluate import Assessment, Engine
+from hrm_fhir.rules.evaluate import Assessment, Evaluator
 from hrm_fhir.rules.registry import RuleSet
 
 UnrecognisedKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -60,9 +60,9 @@ class MappedRecords:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Every patient's record and its assessment on ``engine.as_of``."""
+    """Every patient's record and its assessment on ``evaluator.as_of``."""
 
-    engine: Engine
+    evaluator: Evaluator
     records: dict[PatientRef, PatientRecord]
     assessments: dict[PatientRef, Assessment]
     """In patient order."""
@@ -95,8 +95,8 @@ class Evaluation:
         return [s for a in self.assessments.values() for s in a.later]
 
     def warnings(self) -> list[str]:
-        """What limits the whole run (``Engine.warnings``)."""
-        return self.engine.warnings(len(self.later))
+        """What limits the whole run (``Evaluator.warnings``)."""
+        return self.evaluator.warnings(len(self.later))
 
 
 def map_records(rules: RuleSet, resources: Iterable[Resource], origin: str) -> MappedRecords:
@@ -110,10 +110,10 @@ def map_records(rules: RuleSet, resources: Iterable[Resource], origin: str) -> M
 
 
 def assess_each(
-    engine: Engine, records: dict[PatientRef, PatientRecord]
+    evaluator: Evaluator, records: dict[PatientRef, PatientRecord]
 ) -> Iterator[tuple[PatientRef, Assessment]]:
     """The per-patient step every evaluation shares: each record assessed, in patient order."""
-    assess = engine.assess
+    assess = evaluator.assess
     for ref in sorted(records):
         yield ref, assess(records[ref])
 
@@ -130,13 +130,13 @@ def evaluate_records(
     """Map ``resources`` and assess every patient's record (only those ``select`` keeps, when
     given) with the rules in force on ``as_of`` (``window_days``: how far ahead a test counts
     as due; the catalogue's when None)."""
-    engine = Engine.create(rules, as_of, window_days)
+    evaluator = Evaluator.create(rules, as_of, window_days)
     mapped = map_records(rules, resources, origin)
     records = mapped.records
     if select is not None:
         records = {ref: record for ref, record in records.items() if select(record)}
-    assessments = dict(assess_each(engine, records))
-    return Evaluation(engine, records, assessments, mapped.skipped, mapped.unrecognised)
+    assessments = dict(assess_each(evaluator, records))
+    return Evaluation(evaluator, records, assessments, mapped.skipped, mapped.unrecognised)
 
 
 def unrecognised_products(counts: Counter[UnrecognisedKey]) -> list[Unrecognised]:

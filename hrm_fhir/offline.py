@@ -44,7 +44,7 @@ from hrm_fhir.evaluation import (
     assess_each,
     unrecognised_products,
 )
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 
 if TYPE_CHECKING:
@@ -121,9 +121,11 @@ def collector_paused() -> Iterator[None]:
 class _Worker:
     """One process's share of a run: read its chunks, then evaluate the patients it owns."""
 
-    def __init__(self, engine: Engine, chunks: list[_Chunk], index: int, workers: int) -> None:
-        self._rules = engine.rules
-        self.engine = engine
+    def __init__(
+        self, evaluator: Evaluator, chunks: list[_Chunk], index: int, workers: int
+    ) -> None:
+        self._rules = evaluator.rules
+        self.evaluator = evaluator
         self._chunks = [chunk for chunk in chunks if chunk.worker == index]
         self._index = index
         self._workers = workers
@@ -187,7 +189,7 @@ class _Worker:
         findings: list[Finding] = []
         register: list[RegisterEntry] = []
         later: list[Skipped] = []
-        for _, assessment in assess_each(self.engine, records):
+        for _, assessment in assess_each(self.evaluator, records):
             findings.extend(assessment.findings)
             register.extend(assessment.register)
             later.extend(assessment.later)
@@ -409,7 +411,7 @@ class _Origins:
 
 
 def _combine(
-    engine: Engine,
+    evaluator: Evaluator,
     chunks: list[_Chunk],
     reads: list[_Read],
     results: list[_Result],
@@ -437,13 +439,13 @@ def _combine(
     for result in results:
         counts.update(result.unrecognised)
     return EvaluationRun(
-        as_of=engine.as_of,
+        as_of=evaluator.as_of,
         findings=findings,
         skipped=skipped,
         patients=patients,
         monitored=register,
         unrecognised=unrecognised_products(counts),
-        warnings=engine.warnings(later),
+        warnings=evaluator.warnings(later),
     )
 
 
@@ -472,9 +474,9 @@ def evaluate_paths(
     if not hasattr(os, "fork"):
         workers = 1
     chunks = _plan(files, workers)
-    engine = Engine.create(rules, as_of, window_days)
+    evaluator = Evaluator.create(rules, as_of, window_days)
     rules.medicines()  # built here, once, and inherited by every forked worker
-    team = [_Worker(engine, chunks, k, workers) for k in range(workers)]
+    team = [_Worker(evaluator, chunks, k, workers) for k in range(workers)]
     with collector_paused():
         reads, results = _run_workers(team)
-        return _combine(team[0].engine, chunks, reads, results, problem)
+        return _combine(team[0].evaluator, chunks, reads, results, problem)

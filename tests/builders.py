@@ -8,7 +8,7 @@ from typing import Any
 
 from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.domain import Finding, PatientRecord
-from hrm_fhir.rules.evaluate import Assessment, Engine
+from hrm_fhir.rules.evaluate import Assessment, Evaluator
 from hrm_fhir.rules.registry import RuleSet, _package_files, build_rule_set, load_rule_set
 
 AS_OF = date(2026, 11, 27)
@@ -217,18 +217,18 @@ def reader(resources: list[dict[str, Any]]) -> RecordBuilder:
 def evaluate(
     resources: list[dict[str, Any]], as_of: date = AS_OF, window_days: int | None = None
 ) -> list[Finding]:
-    """Map and evaluate resources through the real reader and engine."""
-    engine = Engine.create(rules(), as_of, window_days)
+    """Map and evaluate resources through the real reader and evaluator."""
+    evaluator = Evaluator.create(rules(), as_of, window_days)
     found: list[Finding] = []
     for _, record in sorted(records(resources).items()):
-        found.extend(engine.evaluate(record))
+        found.extend(evaluator.evaluate(record))
     return found
 
 
 def assess(resources: list[dict[str, Any]], as_of: date = AS_OF) -> Assessment:
     """Map and assess one patient's resources: findings and register lines."""
     [record] = records(resources).values()
-    return Engine.create(rules(), as_of).assess(record)
+    return Evaluator.create(rules(), as_of).assess(record)
 
 
 def of_kind(findings: list[Finding], kind: str, group: str | None = None) -> list[Finding]:

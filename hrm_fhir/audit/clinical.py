@@ -12,7 +12,7 @@ from hrm_fhir.audit.figures import practice_id
 from hrm_fhir.audit.model import GroupStatus, IndicatorStatus
 from hrm_fhir.domain import FindingKind, PatientRecord
 from hrm_fhir.evaluation import Evaluation
-from hrm_fhir.rules.evaluate import Assessment, Engine
+from hrm_fhir.rules.evaluate import Assessment, Evaluator
 from hrm_fhir.rules.model import RulePack
 from hrm_fhir.rules.therapy import Therapy, counts
 
@@ -34,17 +34,17 @@ def is_established(pack: RulePack, therapy: Therapy, day: date) -> bool:
 
 
 def group_statuses(
-    record: PatientRecord, assessment: Assessment, engine: Engine, packs: dict[str, RulePack]
+    record: PatientRecord, assessment: Assessment, evaluator: Evaluator, packs: dict[str, RulePack]
 ) -> list[GroupStatus]:
-    """One status per drug group the patient is monitored for at ``engine.as_of`` (from the
+    """One status per drug group the patient is monitored for at ``evaluator.as_of`` (from the
     record and its ``assessment``): on current therapy, or stopped within a schedule that
-    continues after stopping (``Engine.followed``: their overdue thyroid function is the
+    continues after stopping (``Evaluator.followed``: their overdue thyroid function is the
     practice's work too)."""
     patient = record.patient
-    if patient is None or not patient.is_alive_on(engine.as_of):
+    if patient is None or not patient.is_alive_on(evaluator.as_of):
         return []
-    every = engine.therapies(record)
-    followed = engine.followed(every)
+    every = evaluator.therapies(record)
+    followed = evaluator.followed(every)
     therapies = {g: t for g, t in every.items() if g in followed and g in packs}
     if not therapies:
         return []
@@ -54,7 +54,7 @@ def group_statuses(
         for e in assessment.register
         if e.monitored_elsewhere is not None and not e.monitored_elsewhere.lapsed
     }
-    age = patient.age_on(engine.as_of)
+    age = patient.age_on(evaluator.as_of)
     out = []
     for group in sorted(therapies):
         finding = overdue.get(group)
@@ -63,7 +63,7 @@ def group_statuses(
                 patient=patient.ref,
                 practice=practice_id(patient.practice),
                 drug_group=group,
-                established=is_established(packs[group], therapies[group], engine.as_of),
+                established=is_established(packs[group], therapies[group], evaluator.as_of),
                 age=age,
                 overdue_identifier=finding.identifier if finding else None,
                 due_date=finding.due_date if finding else None,
@@ -76,7 +76,7 @@ def group_statuses(
 
 
 def indicator_statuses(
-    record: PatientRecord, engine: Engine, indicators: Iterable[Indicator]
+    record: PatientRecord, evaluator: Evaluator, indicators: Iterable[Indicator]
 ) -> list[IndicatorStatus]:
     """The patient's place in each indicator whose initial population they are in.
 
@@ -86,17 +86,17 @@ def indicator_statuses(
     ``lookback``. Windows are half-open: (month end - duration, month end].
     """
     patient = record.patient
-    end = engine.as_of
+    end = evaluator.as_of
     if patient is None or not patient.is_alive_on(end):
         return []
     issued: dict[str, list[date]] = {}
     for prescription in record.prescriptions:
         if not counts(prescription, end):
             continue
-        match = engine.index.match(prescription)
+        match = evaluator.index.match(prescription)
         if match is not None:
             issued.setdefault(match.group, []).append(prescription.authored_on)
-    latest = engine.latest_by_test(record)
+    latest = evaluator.latest_by_test(record)
     out = []
     for indicator in indicators:
         recent_from = indicator.issued_recent.before(end)
@@ -125,14 +125,14 @@ def clinical_position(
     evaluation: Evaluation, definitions: AuditDefinitions
 ) -> tuple[list[GroupStatus], list[IndicatorStatus]]:
     """Group and indicator statuses of every patient evaluated, as of the evaluation's date."""
-    engine = evaluation.engine
-    packs = {pack.drug_group: pack for pack in engine.packs}
+    evaluator = evaluation.evaluator
+    packs = {pack.drug_group: pack for pack in evaluator.packs}
     groups: list[GroupStatus] = []
     indicators: list[IndicatorStatus] = []
     for ref, assessment in evaluation.assessments.items():
         record = evaluation.records[ref]
         if not record.prescriptions:
             continue
-        groups.extend(group_statuses(record, assessment, engine, packs))
-        indicators.extend(indicator_statuses(record, engine, definitions.indicators))
+        groups.extend(group_statuses(record, assessment, evaluator, packs))
+        indicators.extend(indicator_statuses(record, evaluator, definitions.indicators))
     return groups, indicators

@@ -39,9 +39,10 @@ from hrm_fhir.domain import (
 )
 from hrm_fhir.evaluation import evaluate_records
 from hrm_fhir.programme import Stage, stage_of
+from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.describe import Statement, statements
-from hrm_fhir.rules.evaluate import Engine
-from hrm_fhir.rules.model import Catalogue, RulePack
+from hrm_fhir.rules.evaluate import Evaluator
+from hrm_fhir.rules.model import RulePack
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.rules.therapy import Therapy
 from hrm_fhir.terminology import BUSINESS_STATUS, USER_ROLE, WORKFLOW_ACTION
@@ -244,14 +245,14 @@ def build_pack(
     cutoff = clock.start_of(as_of + timedelta(days=1))
     evaluation = evaluate_records(rules, source.record, as_of)
     record = evaluation.record(PatientRef(f"Patient/{source.patient['id']}"))
-    engine = evaluation.engine
+    evaluator = evaluation.evaluator
     findings = {row.identifier: row for row in source.findings}
     contacts = [contact_item(c) for c in source.communications]
     return EvidencePack(
         patient=_identity(source.patient, record),
         as_of=as_of,
         generated_at=generated_at.astimezone(UTC),
-        schedules=_schedules(engine, record),
+        schedules=_schedules(evaluator, record),
         results=_results(rules, record, as_of),
         skipped=evaluation.skipped,
         tasks=_written(source.tasks, findings, cutoff),
@@ -277,13 +278,13 @@ def _identity(patient: Mapping[str, Any], record: PatientRecord) -> PatientIdent
     )
 
 
-def _schedules(engine: Engine, record: PatientRecord) -> list[ScheduleApplied]:
+def _schedules(evaluator: Evaluator, record: PatientRecord) -> list[ScheduleApplied]:
     """The pack in force for each drug group the patient has a course of."""
-    packs = {pack.drug_group: pack for pack in engine.packs}
-    therapies = engine.therapies(record)
-    latest = engine.latest_by_test(record)
+    packs = {pack.drug_group: pack for pack in evaluator.packs}
+    therapies = evaluator.therapies(record)
+    latest = evaluator.latest_by_test(record)
     return [
-        _applied(packs[group], therapies[group], engine.rules.catalogue, latest)
+        _applied(packs[group], therapies[group], evaluator.rules.catalogue, latest)
         for group in sorted(therapies.keys() & packs.keys())
     ]
 

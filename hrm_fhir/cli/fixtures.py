@@ -31,7 +31,7 @@ def fixtures() -> None:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
 def fixtures_generate(patients: int, seed: int, as_of: datetime, out: Path) -> None:
     """Write a deterministic synthetic practice as NDJSON (ndjson/) and Bundles (bundles/)."""
-    from hrm_fhir.synthetic import write_practice
+    from hrm_fhir.synthetic.practice import write_practice
 
     counts = write_practice(out, patients, seed, as_of.date())
     click.echo(orjson.dumps(counts).decode())
@@ -61,8 +61,8 @@ def fixtures_history(patients: int, seed: int, start: datetime, end: datetime) -
 
     from hrm_fhir.adapters.store.database import init_db, make_session_factory, shown_url
     from hrm_fhir.adapters.store.records import FindingRecord
-    from hrm_fhir.synthetic import generate_practice
-    from hrm_fhir.synthetic_history import write_history
+    from hrm_fhir.synthetic.history import write_history
+    from hrm_fhir.synthetic.practice import generate_practice
 
     if end <= start:
         raise click.BadParameter("--end must be after --start")

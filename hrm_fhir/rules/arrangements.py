@@ -22,7 +22,7 @@ from hrm_fhir.domain import (
     Prescription,
     ResourceRef,
 )
-from hrm_fhir.rules.model import SharedCare
+from hrm_fhir.rules.catalogue import SharedCare
 from hrm_fhir.rules.therapy import Currency, MedicationIndex, Therapy
 
 ANOTHER_ORGANISATION = "another organisation"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hrm_fhir.rules.analyte_plan import result_lookback
+from hrm_fhir.rules.catalogue import ArrangementCode, Catalogue
 from hrm_fhir.rules.model import (
     RISE_OPERATORS,
-    ArrangementCode,
     Baseline,
-    Catalogue,
     Citation,
     Ingredient,
     Modifier,
@@ -19,7 +19,6 @@ from hrm_fhir.rules.model import (
     Threshold,
 )
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.rules.results import result_lookback
 from hrm_fhir.rules.targets import decimal_text
 
 _SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -234,32 +233,7 @@ def _ome_text(ingredient: Ingredient) -> str:
 def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
     """Every schedule (with its modifiers), threshold, prescribing check and OME factor of the
     pack, in the pack's order, each with its citation and whether its value is verified."""
-    out: list[Statement] = []
-    for s in pack.schedules:
-        text = "; ".join(
-            part
-            for part in (
-                f"{_schedule_text(s, catalogue)}: {_phases(s)}",
-                _ends_text(s),
-                f"note: {s.note}" if s.note else None,
-            )
-            if part
-        )
-        out.append(Statement("schedule", text, s.verified, pack.citations[s.citation]))
-        out += [
-            Statement(
-                "modifier",
-                f"{s.title}: {_modifier_text(m)}",
-                m.verified,
-                pack.citations[m.citation],
-            )
-            for m in s.modifiers
-        ]
-        if s.severely_overdue is not None:
-            tolerance = s.severely_overdue
-            citation = pack.citations[tolerance.citation]
-            text = f"{s.title}: {_tolerance_text(s)}"
-            out.append(Statement("tolerance", text, tolerance.verified, citation))
+    out = _schedule_statements(pack, catalogue)
     out += [
         Statement(
             "baseline",
@@ -305,16 +279,39 @@ def statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
     return out
 
 
+def _schedule_statements(pack: RulePack, catalogue: Catalogue) -> list[Statement]:
+    """Each schedule, then its modifiers and its severely-overdue tolerance."""
+    out: list[Statement] = []
+    for s in pack.schedules:
+        text = "; ".join(
+            part
+            for part in (
+                f"{_schedule_text(s, catalogue)}: {_phases(s)}",
+                _ends_text(s),
+                f"note: {s.note}" if s.note else None,
+            )
+            if part
+        )
+        out.append(Statement("schedule", text, s.verified, pack.citations[s.citation]))
+        out += [
+            Statement(
+                "modifier",
+                f"{s.title}: {_modifier_text(m)}",
+                m.verified,
+                pack.citations[m.citation],
+            )
+            for m in s.modifiers
+        ]
+        if s.severely_overdue is not None:
+            tolerance = s.severely_overdue
+            citation = pack.citations[tolerance.citation]
+            text = f"{s.title}: {_tolerance_text(s)}"
+            out.append(Statement("tolerance", text, tolerance.verified, citation))
+    return out
+
+
 def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
     """The whole pack in plain text, each clinical number with its source and verification."""
-
-    def mark(verified: bool) -> str:
-        return "" if verified else "  [UNVERIFIED]"
-
-    def cite(key: str) -> str:
-        c = pack.citations[key]
-        return f"{c.publisher}, {c.title} <{c.url}>"
-
     lines = [
         f"{pack.title} ({pack.ref}, {pack.status}, "
         f"effective from {pack.effective_from.isoformat()})",
@@ -327,57 +324,91 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
     ]
     if pack.escalation:
         lines.append(f"Escalation: {pack.escalation}")
-    if pack.schedules:
-        lines += ["", "MONITORING SCHEDULE"]
-        for s in pack.schedules:
-            lines.append(f"- {_schedule_text(s, catalogue)}{mark(s.verified)}")
-            lines.append(f"    {_phases(s)}")
-            if (ends := _ends_text(s)) is not None:
-                lines.append(f"    {ends}")
-            for m in s.modifiers:
-                lines.append(f"    {_modifier_text(m)}{mark(m.verified)}  ({cite(m.citation)})")
-            if s.note:
-                lines.append(f"    note: {s.note}")
-            lines.append(f"    source: {cite(s.citation)}")
-            tolerance = s.severely_overdue
-            if tolerance is None:
-                lines.append(f"    {_tolerance_text(s)}")
-            else:
-                lines.append(
-                    f"    {_tolerance_text(s)}{mark(tolerance.verified)}  "
-                    f"({cite(tolerance.citation)})"
-                )
-    if pack.baselines:
-        lines += ["", "BASELINE AT THE START OF A COURSE"]
-        for b in pack.baselines:
-            lines.append(f"- {_baseline_text(b, catalogue)}{mark(b.verified)}")
-            if b.note:
-                lines.append(f"    note: {b.note}")
-            lines.append(f"    source: {cite(b.citation)}")
-        rules = catalogue.baseline
-        lines.append(
-            f"    windows: {_cite_catalogue(catalogue, rules.citation)}{mark(rules.verified)}"
-        )
-    if pack.thresholds:
-        lines += ["", "RESULTS THAT NEED ACTION (most severe wins)"]
-        for th in pack.thresholds:
-            rule = _threshold_text(th, catalogue)
-            lines.append(f"- {th.severity.value.upper():<7} {rule}: {th.advice}{mark(th.verified)}")
-            lines.append(f"    source: {cite(th.citation)}")
-    if pack.thresholds:
-        lines += [
-            "",
-            "HOW RESULTS ARE READ",
-            "- The newest result of each analyte counts; results that could share a moment "
-            "(same day, no time to tell them apart) are weighed together and the worst counts. "
-            "A preliminary result is compared (the finding says so) but never counts as the "
-            "test done. A value given as a bound (>8.0, <0.1) crosses a limit only when every "
-            "value it allows does; otherwise, and when a unit cannot be read or no range is "
-            "known, an incomplete finding says what is missing.",
-            "- A result is acted on while it is at most this old; an older abnormal result is "
-            "shown with its age in the monitoring finding:",
-            *_lookback_lines(pack, catalogue),
-        ]
+    lines += _schedule_lines(pack, catalogue)
+    lines += _baseline_lines(pack, catalogue)
+    lines += _threshold_lines(pack, catalogue)
+    lines += _target_lines(pack, catalogue)
+    lines += _prescribing_lines(pack)
+    return "\n".join(lines)
+
+
+def _mark(verified: bool) -> str:
+    return "" if verified else "  [UNVERIFIED]"
+
+
+def _cite(pack: RulePack, key: str) -> str:
+    c = pack.citations[key]
+    return f"{c.publisher}, {c.title} <{c.url}>"
+
+
+def _schedule_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
+    if not pack.schedules:
+        return []
+    lines = ["", "MONITORING SCHEDULE"]
+    for s in pack.schedules:
+        lines.append(f"- {_schedule_text(s, catalogue)}{_mark(s.verified)}")
+        lines.append(f"    {_phases(s)}")
+        if (ends := _ends_text(s)) is not None:
+            lines.append(f"    {ends}")
+        for m in s.modifiers:
+            lines.append(f"    {_modifier_text(m)}{_mark(m.verified)}  ({_cite(pack, m.citation)})")
+        if s.note:
+            lines.append(f"    note: {s.note}")
+        lines.append(f"    source: {_cite(pack, s.citation)}")
+        tolerance = s.severely_overdue
+        if tolerance is None:
+            lines.append(f"    {_tolerance_text(s)}")
+        else:
+            lines.append(
+                f"    {_tolerance_text(s)}{_mark(tolerance.verified)}  "
+                f"({_cite(pack, tolerance.citation)})"
+            )
+    return lines
+
+
+def _baseline_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
+    if not pack.baselines:
+        return []
+    lines = ["", "BASELINE AT THE START OF A COURSE"]
+    for b in pack.baselines:
+        lines.append(f"- {_baseline_text(b, catalogue)}{_mark(b.verified)}")
+        if b.note:
+            lines.append(f"    note: {b.note}")
+        lines.append(f"    source: {_cite(pack, b.citation)}")
+    rules = catalogue.baseline
+    lines.append(
+        f"    windows: {_cite_catalogue(catalogue, rules.citation)}{_mark(rules.verified)}"
+    )
+    return lines
+
+
+def _threshold_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
+    """The thresholds, then how results are read and for how long they are acted on."""
+    if not pack.thresholds:
+        return []
+    lines = ["", "RESULTS THAT NEED ACTION (most severe wins)"]
+    for th in pack.thresholds:
+        rule = _threshold_text(th, catalogue)
+        lines.append(f"- {th.severity.value.upper():<7} {rule}: {th.advice}{_mark(th.verified)}")
+        lines.append(f"    source: {_cite(pack, th.citation)}")
+    return [
+        *lines,
+        "",
+        "HOW RESULTS ARE READ",
+        "- The newest result of each analyte counts; results that could share a moment "
+        "(same day, no time to tell them apart) are weighed together and the worst counts. "
+        "A preliminary result is compared (the finding says so) but never counts as the "
+        "test done. A value given as a bound (>8.0, <0.1) crosses a limit only when every "
+        "value it allows does; otherwise, and when a unit cannot be read or no range is "
+        "known, an incomplete finding says what is missing.",
+        "- A result is acted on while it is at most this old; an older abnormal result is "
+        "shown with its age in the monitoring finding:",
+        *_lookback_lines(pack, catalogue),
+    ]
+
+
+def _target_lines(pack: RulePack, catalogue: Catalogue) -> list[str]:
+    lines = []
     for target in pack.targets.values():
         title = catalogue.analytes[target.analyte].title
         lines += [
@@ -387,22 +418,28 @@ def describe_pack(pack: RulePack, catalogue: Catalogue) -> str:
             f"dosage text of a current prescription states ('target {target.names[0].upper()} "
             f"3.5' is 3.5 +/- {target.half_width:g}); else "
             f"{decimal_text(target.low)}-{decimal_text(target.high)}, "
-            f"said in the finding to be assumed.{mark(target.verified)}",
-            f"    source: {cite(target.citation)}",
+            f"said in the finding to be assumed.{_mark(target.verified)}",
+            f"    source: {_cite(pack, target.citation)}",
         ]
+    return lines
+
+
+def _prescribing_lines(pack: RulePack) -> list[str]:
+    """The prescribing checks, then the OME factors."""
+    lines = []
     if pack.prescribing:
         lines += ["", "PRESCRIBING SAFETY CHECKS"]
         for c in pack.prescribing:
             rule = _check_text(c)
-            lines.append(f"- {c.severity.value.upper():<7} {rule}: {c.advice}{mark(c.verified)}")
-            lines.append(f"    source: {cite(c.citation)}")
+            lines.append(f"- {c.severity.value.upper():<7} {rule}: {c.advice}{_mark(c.verified)}")
+            lines.append(f"    source: {_cite(pack, c.citation)}")
     ome = [i for i in pack.ingredients if i.ome is not None]
     if ome:
         lines += ["", "ORAL MORPHINE EQUIVALENT FACTORS"]
         for i in ome:
             assert i.ome is not None  # noqa: S101 - filtered above
-            lines.append(f"- {_ome_text(i)}{mark(i.ome.verified)} ({cite(i.ome.citation)})")
-    return "\n".join(lines)
+            lines.append(f"- {_ome_text(i)}{_mark(i.ome.verified)} ({_cite(pack, i.ome.citation)})")
+    return lines
 
 
 def describe_shared_care(catalogue: Catalogue) -> str:

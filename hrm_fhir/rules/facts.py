@@ -26,8 +26,9 @@ from hrm_fhir.domain import (
     RecordedTarget,
     ResourceRef,
 )
+from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.model import Catalogue, Condition, RulePack
+from hrm_fhir.rules.model import Condition, RulePack
 from hrm_fhir.rules.registry import DERIVED_MEASURES
 from hrm_fhir.rules.therapy import ProductRequest, Therapy
 

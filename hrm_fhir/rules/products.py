@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 
 from hrm_fhir.errors import RuleDefinitionError
-from hrm_fhir.rules.model import Catalogue, CodeList, ProductCode
+from hrm_fhir.rules.catalogue import Catalogue, CodeList, ProductCode
 
 COLUMNS = ["code", "term", "ingredient", "brand"]
 _BRAND = re.compile(r"^[a-z][a-z0-9 .'-]*[a-z0-9]$")

@@ -20,7 +20,8 @@ from typing import Any
 
 from hrm_fhir.config import cache_dir
 from hrm_fhir.errors import RuleDefinitionError
-from hrm_fhir.rules.model import RANGE_OPS, Catalogue, Condition, RulePack
+from hrm_fhir.rules.catalogue import Analyte, Catalogue
+from hrm_fhir.rules.model import RANGE_OPS, Condition, RulePack
 from hrm_fhir.rules.therapy import MedicationIndex
 
 _MEDICINES: dict[int, tuple[RuleSet, MedicationIndex]] = {}
@@ -97,8 +98,9 @@ def build_rule_set(
     package's own when None) given as text; raise on any problem."""
     from marshmallow import ValidationError
 
+    from hrm_fhir.rules.catalogue_schema import load_catalogue
     from hrm_fhir.rules.products import read_code_lists
-    from hrm_fhir.rules.schema import load_catalogue, load_pack
+    from hrm_fhir.rules.schema import load_pack
 
     try:
         catalogue = load_catalogue(_read_toml("catalogue.toml", catalogue_text))
@@ -164,7 +166,15 @@ def _check_conditions(pack: RulePack) -> Iterable[Condition]:
 
 
 def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
-    analytes = catalogue.analytes
+    """What the pack names that the catalogue or the pack does not define, and conditions that
+    stand where they cannot be read."""
+    yield from _unknown_tests(pack, catalogue)
+    yield from _misplaced_fires(pack)
+    yield from _threshold_problems(pack, catalogue.analytes)
+    yield from _condition_problems(pack, catalogue.analytes)
+
+
+def _unknown_tests(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
     for s in pack.schedules:
         for test in s.tests:
             if test not in catalogue.tests:
@@ -173,6 +183,11 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
         for test in b.tests:
             if test not in catalogue.tests:
                 yield f"baseline {b.id} asks for unknown test {test!r}"
+
+
+def _misplaced_fires(pack: RulePack) -> Iterable[str]:
+    """A ``fires`` condition on an unknown threshold or outside a schedule modifier, and
+    ``together_less_than`` in a threshold."""
     thresholds = {t.id for t in pack.thresholds}
     for s in pack.schedules:
         for m in s.modifiers:
@@ -185,6 +200,9 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
     for cond in (c for t in pack.thresholds for c in t.also):
         if cond.together_less_than is not None:
             yield "together_less_than belongs in a schedule modifier or prescribing check"
+
+
+def _threshold_problems(pack: RulePack, analytes: Mapping[str, Analyte]) -> Iterable[str]:
     for t in pack.thresholds:
         if t.analyte not in analytes:
             yield f"threshold {t.id} names unknown analyte {t.analyte!r}"
@@ -201,6 +219,9 @@ def _reference_problems(pack: RulePack, catalogue: Catalogue) -> Iterable[str]:
     for analyte in pack.targets:
         if analyte not in analytes:
             yield f"targets name unknown analyte {analyte!r}"
+
+
+def _condition_problems(pack: RulePack, analytes: Mapping[str, Analyte]) -> Iterable[str]:
     for cond in _conditions(pack):
         in_also = any(cond in t.also for t in pack.thresholds)
         if cond.op in RANGE_OPS and (not in_also or cond.measure not in analytes):
@@ -266,7 +287,9 @@ def load_rule_set(extra_dir: Path | None = None) -> RuleSet:
 _DEFINED_BY = (
     "rules/registry.py",
     "rules/schema.py",
+    "rules/catalogue_schema.py",
     "rules/model.py",
+    "rules/catalogue.py",
     "rules/durations.py",
     "rules/products.py",
     "domain.py",

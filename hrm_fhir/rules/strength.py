@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from hrm_fhir.rules.model import Combination
+from hrm_fhir.rules.catalogue import Combination
 
 Strength = tuple[float, str]
 """A unit strength: (value, ``mg``) or, for transdermal patches, (value, ``ug/h``)."""

@@ -9,7 +9,8 @@ from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 from hrm_fhir.domain import Coding, MatchMethod, Prescription
-from hrm_fhir.rules.model import Catalogue, Combination, Ingredient, RulePack
+from hrm_fhir.rules.catalogue import Catalogue, Combination
+from hrm_fhir.rules.model import Ingredient, RulePack
 from hrm_fhir.rules.strength import Strength, ingredient_strength
 
 COUNTING_INTENTS = frozenset(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrm_fhir.rules.model import Catalogue
+from hrm_fhir.rules.catalogue import Catalogue
 
 
 def unit_key(unit: str) -> str:

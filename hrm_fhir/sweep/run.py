@@ -320,16 +320,16 @@ def _evaluate(rules: RuleSet, settings: Settings, as_of: date, current: dict[str
     """Step 3: every patient's findings, and what closing a finding needs to know about them."""
     resources = (resource for body in current.values() for resource in orjson.loads(body))
     evaluation = evaluate_records(rules, resources, as_of, window_days=settings.due_window_days)
-    engine = evaluation.engine
+    evaluator = evaluation.evaluator
     contexts: dict[str, PatientContext] = {}
     monitored: dict[str, bytes] = {}
     for key, assessment in evaluation.assessments.items():
         record = evaluation.records[key]
-        therapies = engine.therapies(record)
+        therapies = evaluator.therapies(record)
         alive = record.patient is None or record.patient.is_alive_on(as_of)
         elsewhere = frozenset(e.drug_group for e in assessment.register if _held(e))
-        latest = engine.latest_by_test(record)
-        contexts[key] = PatientContext(alive, engine.followed(therapies), latest, elsewhere)
+        latest = evaluator.latest_by_test(record)
+        contexts[key] = PatientContext(alive, evaluator.followed(therapies), latest, elsewhere)
         if therapies and key in current:
             monitored[key] = current[key]
     return _Found(evaluation, evaluation.findings, contexts, monitored)
@@ -337,7 +337,7 @@ def _evaluate(rules: RuleSet, settings: Settings, as_of: date, current: dict[str
 
 def _plan(run: _Run, found: _Found, kept: _Ledger, server: ServerState) -> Plan:
     """Step 3: the writes that bring the server's copies to what the findings want."""
-    window = found.evaluation.engine.window_days
+    window = found.evaluation.evaluator.window_days
     desired = desired_resources(found.findings, run.summary.as_of, window)
     read_reopened(run.sessions, run.gateway, run.report, desired, server.copies)
     return plan(desired, kept.open_records, found.contexts, server.copies)

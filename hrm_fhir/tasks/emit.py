@@ -112,7 +112,7 @@ class PatientContext:
     alive: bool
     current_groups: frozenset[str]
     """The drug groups still monitored: on current therapy, or within a schedule that continues
-    after stopping (``Engine.followed``)."""
+    after stopping (``Evaluator.followed``)."""
     latest_results: Mapping[str, tuple[date, ResourceRef]]
     """Per test id, the newest result that shows it done."""
     elsewhere: frozenset[str] = frozenset()

@@ -37,7 +37,7 @@ from hrm_fhir.programme import (
     Medium,
     Stage,
 )
-from hrm_fhir.rules.evaluate import business_identifier
+from hrm_fhir.rules.facts import business_identifier
 
 Resource = dict[str, Any]
 GP_TEAM = {"display": "Practice GP team"}

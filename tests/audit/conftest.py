@@ -15,8 +15,8 @@ from hrm_fhir.audit.model import AuditInputs, MonthlyReport
 from hrm_fhir.audit.monthly import build_monthly_report
 from hrm_fhir.audit.source import read_audit_inputs
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
-from hrm_fhir.synthetic import generate_practice
-from hrm_fhir.synthetic_history import write_history
+from hrm_fhir.synthetic.history import write_history
+from hrm_fhir.synthetic.practice import generate_practice
 
 HISTORY_START = date(2026, 11, 27)
 HISTORY_END = date(2027, 5, 31)

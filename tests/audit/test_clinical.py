@@ -11,7 +11,7 @@ from hrm_fhir.audit.clinical import clinical_position, is_established
 from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import IndicatorStatus
 from hrm_fhir.evaluation import evaluate_records
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from tests.builders import SNOMED, observation, patient, prescription, records, repeats, rules
 
 MONTH_END = date(2027, 4, 30)
@@ -39,11 +39,11 @@ def _indicator(
     [(date(2026, 4, 30), True), (date(2026, 5, 1), False)],  # the first-year phase ends on 04-30
 )
 def test_lithium_is_established_after_its_first_year(start: date, expected: bool) -> None:
-    engine = Engine.create(rules(), MONTH_END)
-    pack = next(p for p in engine.packs if p.drug_group == "lithium")
+    evaluator = Evaluator.create(rules(), MONTH_END)
+    pack = next(p for p in evaluator.packs if p.drug_group == "lithium")
     chain = repeats("lithium carbonate 400mg tablets", start, MONTH_END)
     record = records([patient(), *chain])["Patient/p1"]
-    therapy = engine.therapies(record)["lithium"]
+    therapy = evaluator.therapies(record)["lithium"]
     assert therapy.start == start
     assert is_established(pack, therapy, MONTH_END) is expected
 

@@ -19,10 +19,10 @@ from hrm_fhir.audit.definitions import AuditDefinitions
 from hrm_fhir.audit.model import AuditInputs, MonthlyReport
 from hrm_fhir.audit.source import known_practices, read_audit_inputs, snapshot_records
 from hrm_fhir.domain import FindingKind
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
-from hrm_fhir.synthetic import generate_practice
-from hrm_fhir.synthetic_history import write_history
+from hrm_fhir.synthetic.history import write_history
+from hrm_fhir.synthetic.practice import generate_practice
 from tests.audit.conftest import HISTORY_END, HISTORY_START, MONTH, PRACTICE, build_report
 
 START = datetime(2027, 3, 31, 23, tzinfo=UTC)  # 1 April 00:00 BST
@@ -122,12 +122,12 @@ def test_ledger_figures_match_a_direct_count(
 def test_month_end_position_matches_the_engine(
     report: MonthlyReport, history_sessions: sessionmaker[Session], rules: RuleSet
 ) -> None:
-    engine = Engine.create(rules, LAST)
+    evaluator = Evaluator.create(rules, LAST)
     with history_sessions() as session:
         records = snapshot_records(session, rules)
     overdue = Counter[str]()
     for record in records.values():
-        for finding in engine.evaluate(record):
+        for finding in evaluator.evaluate(record):
             if finding.kind is FindingKind.OVERDUE:
                 overdue[finding.drug_group] += 1
     for group in report.groups:

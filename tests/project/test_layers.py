@@ -26,7 +26,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "evaluation",
         "offline",
         "summary register tasks",
-        "workflow sweep synthetic synthetic_history",
+        "workflow sweep synthetic",
         "audit",
         "web",
         "cli",

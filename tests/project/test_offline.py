@@ -17,7 +17,7 @@ from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.domain import Skipped
 from hrm_fhir.evaluation import EvaluationRun
 from hrm_fhir.offline import evaluate_paths
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from tests.builders import rules
 
 PRACTICE = Path(__file__).resolve().parents[2] / "fixtures" / "practice" / "ndjson"
@@ -49,8 +49,8 @@ def _one_reader(paths: list[Path]) -> tuple[bytes, list[tuple[str, str]]]:
     for origin, resource in iter_resources(expand_paths(paths), lambda *p: problems.append(p)):
         builder.add(origin, resource)
     records = builder.finish()
-    engine = Engine.create(rules(), AS_OF)
-    assessments = [engine.assess(records[key]) for key in sorted(records)]
+    evaluator = Evaluator.create(rules(), AS_OF)
+    assessments = [evaluator.assess(records[key]) for key in sorted(records)]
     findings = [f for a in assessments for f in a.findings]
     findings.sort(key=lambda f: (f.patient, f.drug_group, f.kind.value, f.check, f.identifier))
     later = [s for a in assessments for s in a.later]

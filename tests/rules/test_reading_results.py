@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hrm_fhir.domain import Finding, Severity
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from tests.builders import (
     AS_OF,
     LOINC,
@@ -301,7 +301,7 @@ def test_an_abnormal_result_still_inside_its_test_interval_is_acted_on() -> None
 def test_a_result_after_the_as_of_date_is_skipped_with_a_reason() -> None:
     later = _level(1.6, AS_OF + timedelta(days=2), rid="later")
     [record] = records(_lithium() + [later]).values()
-    assessment = Engine.create(rules(), AS_OF).assess(record)
+    assessment = Evaluator.create(rules(), AS_OF).assess(record)
     assert [s.source for s in assessment.later] == ["Observation/later"]
     assert "after the as-of date" in assessment.later[0].reason
     assert of_kind(assessment.findings, "out_of_range") == []

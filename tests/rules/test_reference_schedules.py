@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from tests.builders import (
     AS_OF,
     LOINC,
@@ -197,14 +197,14 @@ def test_a_raised_tsh_after_stopping_amiodarone_is_still_flagged() -> None:
 
 
 def test_after_its_twelve_months_a_stopped_amiodarone_is_followed_no_more() -> None:
-    """Engine.followed (which the sweep uses to close Tasks) keeps amiodarone while its thyroid
+    """Evaluator.followed (which the sweep uses to close Tasks) keeps amiodarone while its thyroid
     function continues, and lets it go after: a result then closes a Task as 'result received',
     the end of the period as 'drug stopped'."""
-    engine = Engine.create(rules(), AS_OF)
+    evaluator = Evaluator.create(rules(), AS_OF)
     for last, followed in ((_ago(150), True), (_ago(500), False)):
         chain = _stopped("Amiodarone 200mg tablets", last - timedelta(days=700), last)
         [record] = records([patient(), *chain]).values()
-        assert ("amiodarone" in engine.followed(engine.therapies(record))) is followed
+        assert ("amiodarone" in evaluator.followed(evaluator.therapies(record))) is followed
 
 
 # ------------------------------------------------------------------ lithium 3-monthly triggers

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hrm_fhir.domain import Severity
+from hrm_fhir.rules.analyte_plan import result_lookbacks
 from hrm_fhir.rules.durations import Duration
 from hrm_fhir.rules.model import (
     RISE_OPERATORS,
@@ -24,7 +25,6 @@ from hrm_fhir.rules.model import (
     Schedule,
     Threshold,
 )
-from hrm_fhir.rules.results import result_lookbacks
 from tests.builders import (
     AS_OF,
     assess,

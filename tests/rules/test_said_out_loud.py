@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from hrm_fhir.cli.main import main
 from hrm_fhir.domain import Severity
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from tests.builders import (
     AS_OF,
     assess,
@@ -120,7 +120,7 @@ def test_every_pack_takes_effect_from_its_guidance_so_past_months_evaluate() -> 
     """A month before the service existed (October 2026) is evaluated and audited."""
     day = date(2026, 10, 1)
     assert {p.id for p in rules().in_force(day)} == {p.id for p in rules().packs}
-    assert Engine.create(rules(), day).warnings() == []
+    assert Evaluator.create(rules(), day).warnings() == []
     on = [patient(), *repeats("Warfarin 3mg tablets", day - timedelta(days=400), day)]
     assert of_kind(evaluate(on, as_of=day), "overdue", "warfarin")
 

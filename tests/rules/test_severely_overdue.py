@@ -15,8 +15,9 @@ import pytest
 
 from hrm_fhir.domain import LabResult, PatientRef, ResourceRef
 from hrm_fhir.rules.durations import Duration
-from hrm_fhir.rules.evaluate import Engine, _past_tolerance, _TestDue
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.model import RulePack, Schedule
+from hrm_fhir.rules.monitoring import NextDue, past_tolerance
 from hrm_fhir.rules.therapy import Therapy
 from tests.builders import AS_OF, evaluate, of_kind, patient, records, repeats, rules
 from tests.builders import done as _done
@@ -96,8 +97,8 @@ def test_tolerance_arithmetic_on_both_sides(pack: RulePack, schedule: Schedule) 
         result = LabResult(
             ResourceRef("Observation/o"), PatientRef("Patient/p1"), test, last, 1.0, "1", True
         )
-        due = _TestDue(test, AS_OF - timedelta(days=1), result, schedule, None, None, True)
-        return bool(_past_tolerance([due], therapy, AS_OF))
+        due = NextDue(test, AS_OF - timedelta(days=1), result, schedule, None, None, True)
+        return bool(past_tolerance([due], therapy, AS_OF))
 
     at = tolerance.after.before(AS_OF)
     assert past(at)
@@ -115,8 +116,8 @@ def test_a_test_not_yet_overdue_is_never_severe() -> None:
         "mmol/L",
         True,
     )
-    due = _TestDue("lithium", AS_OF, result, schedule, None, None, True)
-    assert _past_tolerance([due], _therapy(LONG_AGO), AS_OF) == []
+    due = NextDue("lithium", AS_OF, result, schedule, None, None, True)
+    assert past_tolerance([due], _therapy(LONG_AGO), AS_OF) == []
 
 
 def test_the_tolerance_runs_from_the_course_start_when_the_last_result_predates_it() -> None:
@@ -153,6 +154,6 @@ def _therapy(start: date) -> Therapy:
     """A real lithium course from ``start``, current on AS_OF."""
     resources = [patient(), *repeats("lithium carbonate 400mg tablets", start, AS_OF)]
     [record] = records(resources).values()
-    therapy = Engine.create(rules(), AS_OF).therapies(record)["lithium"]
+    therapy = Evaluator.create(rules(), AS_OF).therapies(record)["lithium"]
     assert (therapy.start, therapy.current) == (start, True)
     return therapy

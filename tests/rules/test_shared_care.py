@@ -12,7 +12,7 @@ import pytest
 from hrm_fhir import terminology as t
 from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.domain import ArrangementSource, Finding, MatchMethod, RegisterEntry
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 from tests.builders import (
     AS_OF,
@@ -44,11 +44,11 @@ def _assess(
     builder = RecordBuilder(rule_set.catalogue, rule_set.medicines())
     for resource in resources:
         builder.add("test", resource)
-    engine = Engine.create(rule_set, as_of)
+    evaluator = Evaluator.create(rule_set, as_of)
     findings: list[Finding] = []
     register: list[RegisterEntry] = []
     for _, record in sorted(builder.finish().items()):
-        assessment = engine.assess(record)
+        assessment = evaluator.assess(record)
         findings += assessment.findings
         register += assessment.register
     return findings, register

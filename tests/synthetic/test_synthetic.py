@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from hrm_fhir.cli.main import main
-from hrm_fhir.synthetic import generate_practice, nhs_check_digit, write_practice
+from hrm_fhir.synthetic.elements import nhs_check_digit
+from hrm_fhir.synthetic.practice import generate_practice, write_practice
 
 AS_OF = date(2026, 11, 27)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"

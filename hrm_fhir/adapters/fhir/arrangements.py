@@ -20,7 +20,7 @@ from typing import Any
 from hrm_fhir import terminology as t
 from hrm_fhir.domain import Arrangement, ArrangementSource, PatientRef, ResourceRef
 from hrm_fhir.programme import ARRANGEMENT_TASK_CODE
-from hrm_fhir.rules.model import ArrangementCode, SharedCare
+from hrm_fhir.rules.catalogue import ArrangementCode, SharedCare
 
 Resource = dict[str, Any]
 DateOf = Callable[[Any], date | None]

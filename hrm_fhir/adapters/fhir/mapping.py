@@ -37,7 +37,7 @@ from hrm_fhir.domain import (
     ResourceRef,
     Skipped,
 )
-from hrm_fhir.rules.model import Catalogue
+from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.therapy import MedicationIndex
 from hrm_fhir.rules.units import UnitTable
 

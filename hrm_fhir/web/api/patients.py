@@ -59,7 +59,7 @@ def evaluate_patient(
     evaluation = evaluate_records(
         state.rules, resources, day, window_days=state.settings.due_window_days
     )
-    therapies = evaluation.engine.therapies(evaluation.record(patient))
+    therapies = evaluation.evaluator.therapies(evaluation.record(patient))
     return Monitoring(
         patient=patient,
         as_of=day,

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from hrm_fhir.rules.evaluate import RESULTS_NOT_SEEN, UNISSUED_ACTIVE
-from hrm_fhir.rules.model import (
-    Baseline,
-    Citation,
-    PrescribingCheck,
-    ResultsNotSeen,
-    RulePack,
-    Schedule,
-    Threshold,
-    UnissuedActive,
-)
+from hrm_fhir.rules.catalogue import ResultsNotSeen, UnissuedActive
+from hrm_fhir.rules.model import Baseline, Citation, PrescribingCheck, RulePack, Schedule, Threshold
+from hrm_fhir.rules.monitoring import RESULTS_NOT_SEEN
+from hrm_fhir.rules.prescribing import UNISSUED_ACTIVE
 from hrm_fhir.rules.registry import RuleSet
 
 

@@ -19,7 +19,6 @@ import orjson
 from sqlalchemy.orm import Session
 
 from hrm_fhir import clock
-from hrm_fhir.adapters.fhir.mapping import RecordBuilder
 from hrm_fhir.adapters.store.ledger import save_snapshots
 from hrm_fhir.adapters.store.records import (
     FindingRecord,
@@ -30,7 +29,8 @@ from hrm_fhir.adapters.store.records import (
     WorkflowEventRecord,
 )
 from hrm_fhir.domain import Finding, FindingKind, PatientRecord, PatientRef, Severity
-from hrm_fhir.rules.evaluate import Engine
+from hrm_fhir.evaluation import map_records
+from hrm_fhir.rules.evaluate import Evaluator
 from hrm_fhir.rules.registry import RuleSet
 from hrm_fhir.tasks.build import is_flag
 from hrm_fhir.tasks.emit import PatientContext, close_reason
@@ -128,10 +128,9 @@ def write_history(
     The caller commits."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
     by_patient, shared = _by_patient(resources)
-    builder = RecordBuilder(rules.catalogue, rules.medicines())
-    for resource in [*shared.values(), *(r for rs in by_patient.values() for r in rs)]:
-        builder.add("synthetic", dict(resource))
-    monitored = {k: r for k, r in builder.finish().items() if r.prescriptions}
+    every = [*shared.values(), *(r for rs in by_patient.values() for r in rs)]
+    mapped = map_records(rules, (dict(resource) for resource in every), "synthetic")
+    monitored = {k: r for k, r in mapped.records.items() if r.prescriptions}
     horizon = clock.start_of(end + timedelta(days=1)).astimezone(UTC)
     ledger = _Ledger(
         session,
@@ -208,8 +207,8 @@ def _sweep(
     moment: datetime,
 ) -> tuple[list[tuple[FindingRecord, Finding]], list[FindingRecord]]:
     """Open what the engine finds today, close what no longer holds; returns both."""
-    engine = Engine.create(rules, clock.local_date(moment))
-    found = {f.identifier: f for record in monitored.values() for f in engine.evaluate(record)}
+    evaluator = Evaluator.create(rules, clock.local_date(moment))
+    found = {f.identifier: f for record in monitored.values() for f in evaluator.evaluate(record)}
     opened = []
     for identifier in sorted(found):
         finding = found[identifier]
@@ -228,10 +227,10 @@ def _sweep(
         if row.identifier in found:
             continue
         record = monitored[PatientRef(row.patient)]
-        therapies = engine.therapies(record)
+        therapies = evaluator.therapies(record)
         context = PatientContext(
-            alive=record.patient is None or record.patient.is_alive_on(engine.as_of),
-            current_groups=engine.followed(therapies),
+            alive=record.patient is None or record.patient.is_alive_on(evaluator.as_of),
+            current_groups=evaluator.followed(therapies),
             latest_results={},
         )
         row.closed_at, row.closed_sweep_id = moment, sweep.id
