@@ -12,8 +12,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from hrm_fhir.adapters.fhir.deletions import deleted_since, holders
 from hrm_fhir.adapters.fhir.fetch import (
     MEDICATION_TYPES,
+    RECORD_TYPES,
     FetchReport,
     Resource,
     Scope,
@@ -54,6 +56,8 @@ class SweepRead:
     """Read through a Bulk Data export rather than searches."""
     known: set[str]
     """Patients with a snapshot or an open finding: re-read whenever their record changes."""
+    snapshots: Mapping[str, bytes]
+    """Each monitored patient's resources as the last sweep read them (to find deletions in)."""
     scope_pages: int | None
     """The page requests of the last whole read of the scope, if one was recorded."""
 
@@ -96,20 +100,32 @@ def _read_changes(
     since the watermark, or None as soon as there are so many that paging the whole scope costs
     less (see the module docstring of ``run.py``)."""
     limit = _change_limit(read, extra)
+    since = _since(cursor, read.settings.watermark_overlap_seconds)
     wanted = changed_patients(
         read.gateway,
         read.scope,
         read.report,
-        _since(cursor, read.settings.watermark_overlap_seconds),
+        since,
         known=read.known,
         is_monitored=_text_matcher(read.rules),
         limit=limit,
         extra=extra,
     )
-    if wanted is None:
+    if wanted is not None:
+        wanted |= _holding_deleted(read, extra, since)
+    if wanted is None or len(wanted) > limit:
         log.info("more than %d patients changed: reading everything in scope", limit)
         return None
     return read_rule_records(read.gateway, read.rules, wanted, read.report)
+
+
+def _holding_deleted(read: SweepRead, extra: Sequence[Search], since: str) -> set[str]:
+    """The patients whose snapshot holds a resource deleted since ``since`` (hazard H74): a
+    change search cannot show a deletion. None found when the server cannot list deletions (its
+    refusal is a warning of the sweep)."""
+    types = [*RECORD_TYPES, "Medication", *(kind for kind, _ in extra)]
+    deleted = deleted_since(read.gateway, types, since, read.report)
+    return holders(deleted or set(), read.snapshots)
 
 
 def _change_limit(read: SweepRead, extra: Sequence[Search]) -> int:
@@ -137,6 +153,7 @@ def _export_changes(
         for resource in resources
         if (key := to_reread(resource, read.known, matcher)) is not None
     }
+    wanted |= _holding_deleted(read, extra, since)
     limit = _change_limit(read, extra)
     if len(wanted) > limit:
         log.info("%d patients changed (more than %d): exporting everything", len(wanted), limit)

@@ -301,6 +301,7 @@ def _source(run: _Run, kept: _Ledger) -> SweepRead:
         report=run.report,
         bulk=run.summary.source == "bulk",
         known=set(kept.snapshots) | {r.patient for r in kept.open_records},
+        snapshots=kept.snapshots,
         scope_pages=kept.scope_pages,
     )
 

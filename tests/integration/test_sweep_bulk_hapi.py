@@ -131,3 +131,32 @@ def test_the_sweep_command_takes_bulk(
     summary = orjson.loads(result.stdout)
     assert (summary["source"], summary["errors"]) == ("bulk", 0)
     assert summary["created"] == summary["findings"] >= 4
+
+
+def test_an_incremental_bulk_sweep_sees_a_deleted_result_as_a_paged_one_does(
+    twins: tuple[Harness, Harness],
+) -> None:
+    """An export ``_since`` holds no deleted resource; both sweeps find the deletion in the
+    type histories and re-read the one patient whose snapshot held it (hazard H74)."""
+    bulk, paged = twins
+    p = bulk.practice
+    practice = starter(p)
+    bulk.upload(practice)
+    by_export_only(bulk)
+    paged.sweep(bulk=False)
+    [level] = [
+        r["id"]
+        for r in practice
+        if r["resourceType"] == "Observation"
+        and r["subject"]["reference"] == f"Patient/{p.pid('lith')}"
+        and r["code"]["coding"][0]["code"] == LITHIUM
+    ]
+    bulk.gateway.request("DELETE", f"Observation/{level}", "delete the lithium level")
+
+    planned, _ = plans(bulk, paged)
+
+    assert planned.mode == "incremental"
+    assert planned.records_read == 1, "lith, whose record lost its level"
+    changed = by_export_only(bulk)
+    assert [f["status"] for f in bulk.ours("Flag", "lith")] == ["inactive"]
+    assert changed.counts.created >= 1, "the lithium level, now overdue"

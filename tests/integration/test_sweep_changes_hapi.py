@@ -119,3 +119,43 @@ def test_an_incremental_sweep_re_reads_a_patient_after_a_change_of_any_type_a_ru
     assert summary.records_read == len(changes), "the changed patients, in groups, and no one else"
     assert ("Condition", unread["mtx3"]["id"]) not in _snapshot(h, "mtx3")
     assert _snapshot(h, "statin2") == {}, "not on a monitored drug: not followed"
+
+
+def _open_lithium(h: Harness, name: str) -> set[str]:
+    """The kinds of the patient's open lithium findings."""
+    patient = f"Patient/{h.practice.pid(name)}"
+    with h.sessions.begin() as session:
+        rows = ledger.open_findings(session, patient=patient)
+        return {row.kind.value for row in rows if row.drug_group == "lithium"}
+
+
+@pytest.mark.usefixtures("database_url")
+def test_an_incremental_sweep_re_reads_a_patient_whose_result_was_deleted(
+    harness: Harness,
+) -> None:
+    """A change search cannot show a deletion: without the type histories, the deleted lithium
+    level would stay in the snapshot, the level would count as done and no overdue finding
+    would open until the next full sweep (hazard H74)."""
+    h = harness
+    h.settings = dataclasses.replace(h.settings, watermark_overlap_seconds=0)
+    practice = several(h.practice, 2)
+    h.upload(practice)
+    assert _sweep(h).mode == "full"
+    [level] = [
+        ("Observation", r["id"])
+        for r in practice
+        if r["resourceType"] == "Observation"
+        and r["subject"]["reference"] == f"Patient/{h.practice.pid('lith0')}"
+        and r["code"]["coding"][0]["code"] == LITHIUM
+    ]
+    assert level in _snapshot(h, "lith0")
+    assert "out_of_range" in _open_lithium(h, "lith0")
+    h.gateway.request("DELETE", "/".join(level), "delete the lithium level")
+
+    summary = _sweep(h)
+
+    assert summary.mode == "incremental"
+    assert summary.records_read == 1, "the patient whose record lost a resource, and no one else"
+    assert level not in _snapshot(h, "lith0")
+    assert _open_lithium(h, "lith0") == {"overdue"}, "no level on record: due now, not in range"
+    assert "out_of_range" in _open_lithium(h, "lith1"), "an unchanged patient keeps its finding"

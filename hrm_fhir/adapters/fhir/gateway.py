@@ -214,9 +214,10 @@ class FHIRGateway:
         return result
 
     def iter_pages(
-        self, resource_type: str, params: Params, *, count: int | None = None
+        self, resource_type: str, params: Params, *, count: int | None = None, history: bool = False
     ) -> Iterator[Resource]:
-        """Yield each searchset Bundle page; stops at a page without a next link or entries."""
+        """Yield each searchset Bundle page (with ``history``, each page of the type's history,
+        ``GET [base]/Type/_history``); stops at a page without a next link or entries."""
         check_type(resource_type)
         if "_count" in params:
             raise ValueError("pass count= rather than a _count parameter")
@@ -228,6 +229,10 @@ class FHIRGateway:
             for item in ([value] if isinstance(value, str) else value)
         ]
         query.append(("_count", str(count or self._page_size)))
+        if history:
+            return self._pages(
+                f"{resource_type}/_history", query, f"history {resource_type}", "history"
+            )
         return self._pages(resource_type, query, f"search {resource_type}")
 
     def history(self, resource_type: str, resource_id: str) -> list[Resource]:

@@ -1,0 +1,71 @@
+"""Resources deleted on the server since a moment, and the patients whose kept records held them.
+
+A change search (``_lastUpdated``) never returns a deleted resource, so without this a result
+deleted from a patient's record stays in the snapshot an incremental sweep evaluates, and may
+hide an overdue test until the next full sweep (hazard H74). The type-level history
+(``GET [base]/Type/_history?_since=``, ids only) lists each deletion as an entry whose request
+is a ``DELETE``; the patients to re-read are those whose snapshot holds the deleted resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import orjson
+
+from hrm_fhir.adapters.fhir.fetch import FetchReport, Resource
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.adapters.fhir.urls import FHIR_ID
+from hrm_fhir.errors import FHIRFatalError
+
+
+def deleted_since(
+    gateway: FHIRGateway, resource_types: Iterable[str], since: str, report: FetchReport
+) -> set[str] | None:
+    """``Type/id`` of every resource of ``resource_types`` deleted after ``since``; None when the
+    server refuses to list them (why, and what it means, is added to ``report.shortfalls``)."""
+    deleted: set[str] = set()
+    for resource_type in dict.fromkeys(resource_types):
+        params = {"_since": since, "_elements": "id"}
+        try:
+            for page in gateway.iter_pages(resource_type, params, history=True):
+                report.searches += 1
+                report.note_time((page.get("meta") or {}).get("lastUpdated"))
+                deleted.update(_deletions(page, resource_type))
+        except FHIRFatalError as error:
+            report.shortfalls.append(
+                f"the server did not list the {resource_type} resources deleted since {since} "
+                f"({error}): a deletion from a patient's record is seen at the next full sweep"
+            )
+            return None
+    return deleted
+
+
+def _deletions(page: Resource, resource_type: str) -> Iterable[str]:
+    """The ``Type/id`` of each deleted version in one history page (``request.url`` is
+    ``Type/id/_history/n`` on HAPI; the ``fullUrl`` ends ``Type/id``)."""
+    for entry in page.get("entry") or ():
+        request = entry.get("request") or {}
+        if request.get("method") != "DELETE":
+            continue
+        for url in (request.get("url"), entry.get("fullUrl")):
+            parts = str(url or "").split("/_history/")[0].rstrip("/").split("/")
+            if len(parts) >= 2 and parts[-2] == resource_type and FHIR_ID.fullmatch(parts[-1]):
+                yield f"{resource_type}/{parts[-1]}"
+                break
+
+
+def holders(deleted: set[str], snapshots: Mapping[str, bytes]) -> set[str]:
+    """The patients whose snapshot holds one of the ``deleted`` resources (``Type/id``): a byte
+    search for each id, then the candidates parsed to confirm type and id."""
+    if not deleted:
+        return set()
+    needles = {b'"id":' + orjson.dumps(ref.split("/", 1)[1]) for ref in deleted}
+    found = set()
+    for patient, body in snapshots.items():
+        if not any(needle in body for needle in needles):
+            continue
+        held = (f"{r.get('resourceType')}/{r.get('id')}" for r in orjson.loads(body))
+        if any(ref in deleted for ref in held):
+            found.add(patient)
+    return found

@@ -1,0 +1,108 @@
+"""Deletions since a moment (``Type/_history?_since=``) and the patients whose snapshot held them:
+what a server that refuses to list them does to a sweep (the real server's answers are tested
+against HAPI in tests/integration/test_sweep_changes_hapi.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import responses
+from responses import matchers
+
+from hrm_fhir.adapters.fhir.deletions import deleted_since, holders
+from hrm_fhir.adapters.fhir.fetch import FetchReport
+from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from tests.adapters.fhir.payloads import BASE
+
+SINCE = "2026-11-20T09:00:00.000Z"
+
+
+def _history(*entries: dict[str, Any], next_url: str | None = None) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "meta": {"lastUpdated": "2026-11-27T08:00:00.000+00:00"},
+        "entry": list(entries),
+    }
+    if next_url is not None:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    return bundle
+
+
+def _deleted(kind: str, rid: str, version: int = 2) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{BASE}/{kind}/{rid}",
+        "request": {"method": "DELETE", "url": f"{kind}/{rid}/_history/{version}"},
+        "response": {"status": "200 OK"},
+    }
+
+
+def _created(kind: str, rid: str) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{BASE}/{kind}/{rid}",
+        "resource": {"resourceType": kind, "id": rid},
+        "request": {"method": "POST", "url": f"{kind}/{rid}/_history/1"},
+    }
+
+
+def test_deletions_are_read_from_every_page_of_each_types_history_and_nothing_else(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    page2 = f"{BASE}/Observation/_history?_since={SINCE}&_elements=id&_count=20&_offset=20"
+    wanted = matchers.query_param_matcher({"_since": SINCE, "_elements": "id", "_count": "20"})
+    mock.get(
+        f"{BASE}/Observation/_history",
+        json=_history(_deleted("Observation", "o1"), _created("Observation", "o2"), next_url=page2),
+        match=[wanted],
+    )
+    mock.get(page2, json=_history({"request": {"method": "DELETE", "url": "Observation/o3"}}))
+    mock.get(f"{BASE}/Condition/_history", json=_history(), match=[wanted])
+    report = FetchReport()
+
+    deleted = deleted_since(gateway, ["Observation", "Condition", "Observation"], SINCE, report)
+
+    assert deleted == {"Observation/o1", "Observation/o3"}
+    assert report.searches == 3
+    assert report.server_time == "2026-11-27T08:00:00.000+00:00"
+    assert report.shortfalls == []
+
+
+def test_a_server_that_refuses_to_list_deletions_is_a_warning_not_a_silent_empty_list(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    mock.get(f"{BASE}/Patient/_history", json=_history())
+    mock.get(
+        f"{BASE}/Observation/_history",
+        status=405,
+        json={
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "not-supported", "diagnostics": "no history"}],
+        },
+    )
+    report = FetchReport()
+
+    assert deleted_since(gateway, ["Patient", "Observation", "Condition"], SINCE, report) is None
+    [warning] = report.shortfalls
+    assert "did not list the Observation resources deleted since" in warning
+    assert "seen at the next full sweep" in warning
+
+
+def test_holders_are_the_patients_whose_snapshot_holds_a_deleted_resource() -> None:
+    snapshots = {
+        "Patient/a": orjson.dumps(
+            [{"resourceType": "Patient", "id": "a"}, {"resourceType": "Observation", "id": "o1"}]
+        ),
+        "Patient/b": orjson.dumps(
+            [{"resourceType": "Patient", "id": "b"}, {"resourceType": "Condition", "id": "o1"}]
+        ),
+        "Patient/c": orjson.dumps([{"resourceType": "Patient", "id": "c"}]),
+        "Patient/d": orjson.dumps(
+            [{"resourceType": "Patient", "id": "d"}, {"resourceType": "Medication", "id": "m1"}]
+        ),
+    }
+
+    assert holders({"Observation/o1", "Medication/m1"}, snapshots) == {"Patient/a", "Patient/d"}
+    assert holders({"Patient/c"}, snapshots) == {"Patient/c"}
+    assert holders({"Observation/o9"}, snapshots) == set()
+    assert holders(set(), snapshots) == set()
