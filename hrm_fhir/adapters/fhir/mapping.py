@@ -10,22 +10,18 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any
 
 from hrm_fhir.adapters.fhir.arrangements import ArrangementReader
+from hrm_fhir.adapters.fhir.lab_values import ResultReader, Taken
 from hrm_fhir.adapters.fhir.products import ProductReader
 from hrm_fhir.adapters.fhir.values import (
-    COMPARATORS,
-    UCUM_SYSTEM,
     Moment,
     first_code,
     goal_limits,
-    interpretation_flag,
     parse_date,
     parse_moment,
     reference,
-    reference_range,
-    text_value,
 )
 from hrm_fhir.domain import (
     LabResult,
@@ -39,7 +35,6 @@ from hrm_fhir.domain import (
 )
 from hrm_fhir.rules.catalogue import Catalogue
 from hrm_fhir.rules.therapy import MedicationIndex
-from hrm_fhir.rules.units import UnitTable
 
 RESULT_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 """Observation statuses whose values are read (``preliminary`` only for thresholds)."""
@@ -99,8 +94,6 @@ class RecordBuilder:
             ARRANGEMENT_TYPES if self._arrangements.reads_entries else _PRESCRIPTIONS_AND_DECISIONS
         )
         """Types that can say who monitors: coded entries only when the catalogue lists codes."""
-        self._codes = catalogue.code_index
-        self._units = UnitTable(catalogue)
         self.medications: dict[str, Resource] = {}
         """Medication resources read so far, by reference (``Medication/<id>``)."""
         self._products = ProductReader(medicines)
@@ -110,6 +103,10 @@ class RecordBuilder:
         self._pending: list[tuple[str, Resource]] = []
         self.records: dict[PatientRef, PatientRecord] = {}
         self.skipped: list[Skipped] = []
+        results = ResultReader(catalogue, self.skipped)
+        self._units = results.units
+        self._analyte = results.analyte
+        self._result = results.read
         self.unrecognised: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
         """Medication entries whose product ``is_relevant`` rejected, by (text, codings)."""
 
@@ -253,7 +250,7 @@ class RecordBuilder:
         )
         if effective is None:
             raise MappingError("Observation has no usable effective date or issued time")
-        taken = _Taken(
+        taken = Taken(
             ResourceRef(f"Observation/{rid}"),
             PatientRef(patient),
             effective,
@@ -283,73 +280,6 @@ class RecordBuilder:
         self._without_value(
             resource, analyte, moments, "usable performedDateTime or performedPeriod"
         )
-
-    def _analyte(self, concept: Any) -> str | None:
-        if not isinstance(concept, dict):
-            return None
-        for coding in concept.get("coding") or ():
-            analyte = self._codes.get((coding.get("system"), coding.get("code")))
-            if analyte is not None:
-                return analyte
-        return None
-
-    def _result(self, taken: _Taken, analyte: str, element: Resource) -> LabResult:
-        """One analyte's value: from ``valueQuantity`` (with its comparator), ``valueString``
-        (``9.2``, ``>8.0``, ``<0.1 mmol/L``) or ``valueInteger``; its range and flag; its unit
-        normalised, or kept as written (and reported) when it cannot be read."""
-        quantity = element.get("valueQuantity")
-        if quantity.__class__ is dict:  # the common case, read here: this path runs per result
-            value = quantity.get("value")
-            comparator = quantity.get("comparator")
-            comparator = COMPARATORS.get(comparator) if comparator else None
-            unit = quantity.get("code") if quantity.get("system") == UCUM_SYSTEM else None
-            unit = unit or quantity.get("unit")
-            if value.__class__ is int:
-                value = float(value)
-            elif value.__class__ is not float:  # absent, text or a bool: no number
-                value = None
-        else:
-            value, comparator, unit = text_value(element)
-        day, seconds, _ = taken.effective
-        time = -1 if seconds is None else seconds
-        flags = element.get("interpretation")
-        interpretation = None if flags is None else interpretation_flag(flags)
-        if value is None or self._units.presence_only(analyte):
-            return LabResult(
-                taken.ref, taken.patient, analyte, day, None, None, False,
-                None, None, time, taken.issued, None, interpretation, taken.preliminary,
-            )  # fmt: skip
-        ranges = element.get("referenceRange")
-        low, high, range_unit = (None, None, None) if ranges is None else reference_range(ranges)
-        normal = self._units.normalise(analyte, value, unit)
-        if normal is None:
-            self.skipped.append(
-                Skipped(
-                    source=taken.ref,
-                    reason=f"unit {unit!r} for {analyte} cannot be read: not counted as the test "
-                    "done, never compared with a threshold (an incomplete finding names it)",
-                )
-            )
-            return LabResult(
-                taken.ref, taken.patient, analyte, day, value, unit, False,
-                low, high, time, taken.issued, comparator, interpretation, taken.preliminary,
-            )  # fmt: skip
-        if low is not None or high is not None:
-            low, high = self._normal_range(analyte, low, high, range_unit or unit)
-        return LabResult(
-            taken.ref, taken.patient, analyte, day, normal[0], normal[1], True,
-            low, high, time, taken.issued, comparator, interpretation, taken.preliminary,
-        )  # fmt: skip
-
-    def _normal_range(
-        self, analyte: str, low: float | None, high: float | None, unit: str | None
-    ) -> tuple[float | None, float | None]:
-        """The laboratory range in the canonical unit (none when its unit cannot be read)."""
-        limits = []
-        for limit in (low, high):
-            normal = None if limit is None else self._units.normalise(analyte, limit, unit)
-            limits.append(None if normal is None else normal[0])
-        return limits[0], limits[1]
 
     def _diagnostic_report(self, resource: Resource) -> None:
         subject = self._subject(resource.get("subject"))
@@ -522,18 +452,6 @@ class RecordBuilder:
                 f"{resource.get('resourceType')} references {ref}, which is not in the input"
             )
         return medication.get("code"), key, medication
-
-
-class _Taken(NamedTuple):
-    """What the values of one Observation (and its components) share. (A named tuple: one is
-    made per Observation read.)"""
-
-    ref: ResourceRef
-    patient: PatientRef
-    effective: Moment
-    issued: int
-    """POSIX seconds, -1 when not recorded."""
-    preliminary: bool
 
 
 def _require_id(resource: Resource) -> str:
