@@ -12,21 +12,24 @@ histories buy. Writes ``bench/out/deletions-results.json``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import logging
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from bench_bulk import line, settings_for, sweep
 from bench_evaluate import OUT, practice
-from bench_sweep import _external, hapi, load, patients_on_server
+from bench_sweep import (
+    _external,
+    hapi,
+    load,
+    patients_on_server,
+    server_arguments,
+    server_parser,
+)
 
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.config import Settings
@@ -77,17 +80,11 @@ def delete_levels(base: str, organization: str, count: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the deletion listing of a sweep.")
-    parser.add_argument("--patients", type=int, default=2_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--port", type=int, default=18460)
-    parser.add_argument("--fhir-base", help="use this running server (127.0.0.1 only)")
-    parser.add_argument("--runs", type=int, default=5)
+    parser = server_parser(
+        "Benchmark the deletion listing of a sweep.", patients=2_000, port=18460, runs=5
+    )
     parser.add_argument("--delete", type=int, default=20, help="lithium levels to delete")
-    args = parser.parse_args()
-    if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
-        sys.exit("--fhir-base must be on 127.0.0.1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = server_arguments(parser)
     folder, counts, _ = practice(args.patients, args.seed)
     rules = load_rule_set()
     organization = f"Organization/practice-{args.seed}"

@@ -22,7 +22,6 @@ functions ``hrm_fhir.sweep.run`` calls. Writes bench/out/sweep-results.json.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import functools
 import importlib
@@ -35,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from argparse import ArgumentParser, Namespace
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -667,14 +667,31 @@ def package_version() -> dict[str, Any]:
             "uncommitted": git("status", "--porcelain", "--", "hrm_fhir").splitlines()}  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Benchmark a sweep against bare FHIR paging.")
-    parser.add_argument("--patients", type=int, default=20_000)
+def server_parser(description: str, *, patients: int, port: int, runs: int) -> ArgumentParser:
+    """The arguments of every benchmark against a HAPI sandbox: the practice, the server, runs."""
+    parser = ArgumentParser(description=description)
+    parser.add_argument("--patients", type=int, default=patients)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--port", type=int, default=18450)
+    parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--fhir-base", help="use this running server (127.0.0.1 only)")
+    parser.add_argument("--runs", type=int, default=runs)
+    return parser
+
+
+def server_arguments(parser: ArgumentParser) -> Namespace:
+    """The parsed arguments; a ``--fhir-base`` off this machine is refused."""
+    args = parser.parse_args()
+    if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
+        sys.exit("--fhir-base must be on 127.0.0.1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args
+
+
+def main() -> None:
+    parser = server_parser(
+        "Benchmark a sweep against bare FHIR paging.", patients=20_000, port=18450, runs=1
+    )
     parser.add_argument("--keep-server", action="store_true", help="leave the started HAPI up")
-    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", action="store_true",
                         help="also profile one more full sweep (cProfile, top 30)")  # fmt: skip
     parser.add_argument(
@@ -689,10 +706,7 @@ def main() -> None:
         default=0.25,
         help="large window: this share of the monitored patients (default 25%%)",
     )
-    args = parser.parse_args()
-    if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
-        sys.exit("--fhir-base must be on 127.0.0.1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = server_arguments(parser)
 
     folder, counts, generated = practice(args.patients, args.seed)
     if generated is not None:
