@@ -101,7 +101,7 @@ def _read_changes(
     less (see the module docstring of ``run.py``)."""
     limit = _change_limit(read, extra)
     since = _since(cursor, read.settings.watermark_overlap_seconds)
-    wanted = changed_patients(
+    changes = changed_patients(
         read.gateway,
         read.scope,
         read.report,
@@ -111,21 +111,21 @@ def _read_changes(
         limit=limit,
         extra=extra,
     )
-    if wanted is not None:
-        wanted |= _holding_deleted(read, extra, since)
+    wanted = None if changes is None else changes[0] | _holding(read, extra, since, changes[1])
     if wanted is None or len(wanted) > limit:
         log.info("more than %d patients changed: reading everything in scope", limit)
         return None
     return read_rule_records(read.gateway, read.rules, wanted, read.report)
 
 
-def _holding_deleted(read: SweepRead, extra: Sequence[Search], since: str) -> set[str]:
-    """The patients whose snapshot holds a resource deleted since ``since`` (hazard H74): a
-    change search cannot show a deletion. None found when the server cannot list deletions (its
-    refusal is a warning of the sweep)."""
+def _holding(read: SweepRead, extra: Sequence[Search], since: str, updated: set[str]) -> set[str]:
+    """The patients whose snapshot holds a resource deleted since ``since``, or one of the
+    ``updated`` ones (``Type/id``), which may now name another patient (hazard H74): a change
+    search shows neither to the patient who had it. No deletions are found when the server
+    cannot list them (its refusal is a warning of the sweep)."""
     types = [*RECORD_TYPES, "Medication", *(kind for kind, _ in extra)]
-    deleted = deleted_since(read.gateway, types, since, read.report)
-    return holders(deleted or set(), read.snapshots)
+    deleted = deleted_since(read.gateway, types, since, read.report) or set()
+    return holders(deleted | updated, read.snapshots)
 
 
 def _change_limit(read: SweepRead, extra: Sequence[Search]) -> int:
@@ -153,7 +153,13 @@ def _export_changes(
         for resource in resources
         if (key := to_reread(resource, read.known, matcher)) is not None
     }
-    wanted |= _holding_deleted(read, extra, since)
+    updated = {
+        f"{resource.get('resourceType')}/{resource.get('id')}"
+        for resources in changed.values()
+        for resource in resources
+        if (resource.get("meta") or {}).get("versionId") != "1"
+    }
+    wanted |= _holding(read, extra, since, updated)
     limit = _change_limit(read, extra)
     if len(wanted) > limit:
         log.info("%d patients changed (more than %d): exporting everything", len(wanted), limit)

@@ -159,3 +159,32 @@ def test_an_incremental_sweep_re_reads_a_patient_whose_result_was_deleted(
     assert level not in _snapshot(h, "lith0")
     assert _open_lithium(h, "lith0") == {"overdue"}, "no level on record: due now, not in range"
     assert "out_of_range" in _open_lithium(h, "lith1"), "an unchanged patient keeps its finding"
+
+
+@pytest.mark.usefixtures("database_url")
+def test_a_result_moved_to_another_patient_leaves_the_first_patients_record(
+    harness: Harness,
+) -> None:
+    """A lithium level filed to the wrong patient, then corrected to name the right one: the
+    change search names only the new patient, so the first would keep the level in its snapshot
+    (the level counted as done) unless whoever held it is re-read too (hazard H74)."""
+    h = harness
+    h.settings = dataclasses.replace(h.settings, watermark_overlap_seconds=0)
+    practice = several(h.practice, 2)
+    h.upload(practice)
+    assert _sweep(h).mode == "full"
+    [level] = [
+        r
+        for r in practice
+        if r["resourceType"] == "Observation"
+        and r["subject"]["reference"] == f"Patient/{h.practice.pid('lith0')}"
+        and r["code"]["coding"][0]["code"] == LITHIUM
+    ]
+    h.upload([{**level, "subject": {"reference": f"Patient/{h.practice.pid('lith1')}"}}])
+
+    summary = _sweep(h)
+
+    assert summary.mode == "incremental"
+    assert summary.records_read == 2, "the patient who had the level and the one who has it"
+    assert ("Observation", level["id"]) not in _snapshot(h, "lith0")
+    assert _open_lithium(h, "lith0") == {"overdue"}

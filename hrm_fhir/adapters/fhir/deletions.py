@@ -1,14 +1,18 @@
-"""Resources deleted on the server since a moment, and the patients whose kept records held them.
+"""Resources deleted on the server since a moment, and the patients whose kept records hold a
+resource (deleted, or changed so that it may name another patient now).
 
 A change search (``_lastUpdated``) never returns a deleted resource, so without this a result
 deleted from a patient's record stays in the snapshot an incremental sweep evaluates, and may
 hide an overdue test until the next full sweep (hazard H74). The type-level history
 (``GET [base]/Type/_history?_since=``, ids only) lists each deletion as an entry whose request
 is a ``DELETE``; the patients to re-read are those whose snapshot holds the deleted resource.
+Likewise a result filed to the wrong patient and then moved to the right one stays in the first
+patient's snapshot unless that patient is re-read too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 import orjson
@@ -55,17 +59,28 @@ def _deletions(page: Resource, resource_type: str) -> Iterable[str]:
                 break
 
 
-def holders(deleted: set[str], snapshots: Mapping[str, bytes]) -> set[str]:
-    """The patients whose snapshot holds one of the ``deleted`` resources (``Type/id``): a byte
-    search for each id, then the candidates parsed to confirm type and id."""
-    if not deleted:
+def holders(refs: set[str], snapshots: Mapping[str, bytes]) -> set[str]:
+    """The patients whose snapshot holds one of the resources ``refs`` (``Type/id``): the ids
+    looked for in the snapshots' bytes (a search per id when there are few, else one pass that
+    lists every id of a snapshot), then the candidates parsed to confirm type and id."""
+    if not refs:
         return set()
-    needles = {b'"id":' + orjson.dumps(ref.split("/", 1)[1]) for ref in deleted}
+    ids = {ref.split("/", 1)[1].encode() for ref in refs}
+    needles = [b'"id":"' + rid + b'"' for rid in ids]
+    few = len(needles) <= _FEW_IDS
     found = set()
     for patient, body in snapshots.items():
-        if not any(needle in body for needle in needles):
+        if few and not any(needle in body for needle in needles):
+            continue
+        if not few and ids.isdisjoint(_IDS.findall(body)):
             continue
         held = (f"{r.get('resourceType')}/{r.get('id')}" for r in orjson.loads(body))
-        if any(ref in deleted for ref in held):
+        if any(ref in refs for ref in held):
             found.add(patient)
     return found
+
+
+_FEW_IDS = 8
+"""Up to this many ids, a byte search for each beats listing the ids of every snapshot."""
+_IDS = re.compile(rb'"id":"([^"\\]{1,64})"')
+"""An id as orjson writes it in a snapshot (no spaces; an id never holds quotes)."""

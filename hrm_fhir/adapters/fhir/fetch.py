@@ -191,15 +191,18 @@ def changed_patients(
     is_monitored: Callable[[Resource], bool],
     limit: int,
     extra: Sequence[Search] = (),
-) -> set[str] | None:
+) -> tuple[set[str], set[str]] | None:
     """Patients to re-read after a change since ``since``: the ``known`` ones (monitored, or
     with an open finding) whose record changed (any record type, or what an ``extra`` search
     finds: an arrangement Task, a coded Condition, a Goal), and anyone with a changed
     prescription or statement of a monitored drug, matched locally by code or text, or held in a
-    referenced Medication (no code search can see those). One search per record type and per
-    extra search with just the fields needed, paged; None, without asking for more pages, as
-    soon as more than ``limit`` patients are found."""
+    referenced Medication (no code search can see those); and ``updated``, each changed resource
+    past its first version (``Type/id``), which may have moved from the patient it named before
+    (``sweep/reads.py``). One search per record type and per extra search with just the fields
+    needed, paged; None, without asking for more pages, as soon as more than ``limit``
+    patients are found."""
     found: set[str] = set()
+    updated: set[str] = set()
     searches: list[Search] = [*((kind, {}) for kind in RECORD_TYPES), *extra]
     for resource_type, narrowing in searches:
         params = {
@@ -212,12 +215,15 @@ def changed_patients(
             report.searches += 1
             report.note_time((page.get("meta") or {}).get("lastUpdated"))
             for entry in page.get("entry") or ():
-                key = to_reread(entry["resource"], known, is_monitored)
+                resource = entry["resource"]
+                key = to_reread(resource, known, is_monitored)
                 if key is not None:
                     found.add(key)
+                if (resource.get("meta") or {}).get("versionId") != "1":
+                    updated.add(f"{resource.get('resourceType')}/{resource.get('id')}")
             if len(found) > limit:
                 return None
-    return found
+    return found, updated
 
 
 def to_reread(

@@ -106,3 +106,18 @@ def test_holders_are_the_patients_whose_snapshot_holds_a_deleted_resource() -> N
     assert holders({"Patient/c"}, snapshots) == {"Patient/c"}
     assert holders({"Observation/o9"}, snapshots) == set()
     assert holders(set(), snapshots) == set()
+
+
+def test_holders_of_many_resources_list_each_snapshots_ids_once() -> None:
+    snapshots = {
+        f"Patient/p{n}": orjson.dumps(
+            [
+                {"resourceType": "Patient", "id": f"p{n}"},
+                {"resourceType": "Observation", "id": f"o{n}"},
+            ]
+        )
+        for n in range(30)
+    }
+    wanted = {f"Observation/o{n}" for n in range(0, 30, 3)} | {"Condition/o1", "Observation/x"}
+
+    assert holders(wanted, snapshots) == {f"Patient/p{n}" for n in range(0, 30, 3)}
