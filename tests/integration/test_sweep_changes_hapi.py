@@ -188,3 +188,44 @@ def test_a_result_moved_to_another_patient_leaves_the_first_patients_record(
     assert summary.records_read == 2, "the patient who had the level and the one who has it"
     assert ("Observation", level["id"]) not in _snapshot(h, "lith0")
     assert _open_lithium(h, "lith0") == {"overdue"}
+
+
+@pytest.mark.usefixtures("database_url")
+def test_a_medication_recoded_as_a_monitored_drug_brings_its_patients_in(
+    harness: Harness,
+) -> None:
+    """Prescriptions that reference a Medication recorded as a statin, whose Medication is then
+    corrected to methotrexate: neither the prescriptions nor the patient changed, so only the
+    Medication's change, traced back to whoever is prescribed it, can bring the patient in."""
+    h = harness
+    h.settings = dataclasses.replace(h.settings, watermark_overlap_seconds=0)
+    p = h.practice
+    medication = {
+        "resourceType": "Medication",
+        "id": p.pid("med"),
+        "code": {"text": "Atorvastatin 20mg tablets"},
+    }
+    chain = p.repeats(
+        "recoded",
+        "unused",
+        AS_OF - timedelta(days=400),
+        AS_OF - timedelta(days=10),
+        dosage="10mg once weekly",
+    )
+    for request in chain:
+        del request["medicationCodeableConcept"]
+        request["medicationReference"] = {"reference": f"Medication/{medication['id']}"}
+    h.upload([*several(p, 1), p.patient("recoded"), medication, *chain])
+    assert _sweep(h).mode == "full"
+    assert _snapshot(h, "recoded") == {}, "on a statin: not followed"
+    h.upload([{**medication, "code": {"text": "Methotrexate 2.5mg tablets"}}])
+
+    summary = _sweep(h)
+
+    assert summary.mode == "incremental"
+    assert summary.records_read == 1, "the patient prescribed the recoded Medication"
+    assert ("Medication", medication["id"]) in _snapshot(h, "recoded")
+    patient = f"Patient/{p.pid('recoded')}"
+    with h.sessions.begin() as session:
+        groups = {row.drug_group for row in ledger.open_findings(session, patient=patient)}
+    assert "methotrexate" in groups

@@ -104,7 +104,7 @@ class Scope:
         return f"Organization/{self.practice}" if self.practice else "all"
 
     def params(self, resource_type: str) -> dict[str, str]:
-        if not self.practice:
+        if not self.practice or resource_type == "Medication":  # a Medication names no patient
             return {}
         org = f"Organization/{self.practice}"
         if resource_type == "Patient":
@@ -196,14 +196,15 @@ def changed_patients(
     with an open finding) whose record changed (any record type, or what an ``extra`` search
     finds: an arrangement Task, a coded Condition, a Goal), and anyone with a changed
     prescription or statement of a monitored drug, matched locally by code or text, or held in a
-    referenced Medication (no code search can see those); and ``updated``, each changed resource
-    past its first version (``Type/id``), which may have moved from the patient it named before
-    (``sweep/reads.py``). One search per record type and per extra search with just the fields
-    needed, paged; None, without asking for more pages, as soon as more than ``limit``
-    patients are found."""
+    referenced Medication (no code search can see those), or whose prescriptions or statements
+    reference a Medication changed since its first version (recoded: it may name a monitored
+    drug now); and ``updated``, each changed resource past its first version (``Type/id``),
+    which may have moved from the patient it named before (``sweep/reads.py``). One search per
+    record type, for Medications and per extra search with just the fields needed, paged; None,
+    without asking for more pages, as soon as more than ``limit`` patients are found."""
     found: set[str] = set()
     updated: set[str] = set()
-    searches: list[Search] = [*((kind, {}) for kind in RECORD_TYPES), *extra]
+    searches: list[Search] = [*((kind, {}) for kind in (*RECORD_TYPES, "Medication")), *extra]
     for resource_type, narrowing in searches:
         params = {
             **narrowing,
@@ -223,7 +224,27 @@ def changed_patients(
                     updated.add(f"{resource.get('resourceType')}/{resource.get('id')}")
             if len(found) > limit:
                 return None
-    return found, updated
+    recoded = sorted(ref.split("/", 1)[1] for ref in updated if ref.startswith("Medication/"))
+    found |= _prescribed(gateway, scope, report, recoded)
+    return None if len(found) > limit else (found, updated)
+
+
+def _prescribed(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, medications: Sequence[str]
+) -> set[str]:
+    """The patients in scope whose prescriptions or statements reference these Medications."""
+    found = set()
+    for kind in MEDICATION_TYPES:
+        for group in _chunks(medications, IDS_PER_SEARCH):
+            params = {
+                "medication": ",".join(f"Medication/{rid}" for rid in group),
+                **scope.params(kind),
+                "_elements": "subject",
+            }
+            for resource in _found(gateway, [(kind, params)], report):
+                if (key := patient_key(resource)) is not None:
+                    found.add(key)
+    return found
 
 
 def to_reread(
@@ -244,6 +265,7 @@ def to_reread(
 
 _CHANGE_ELEMENTS = {
     "Patient": "id",
+    "Medication": "id",
     **dict.fromkeys(MEDICATION_TYPES, "subject,medicationCodeableConcept,medicationReference"),
     "Task": "for",
 }
