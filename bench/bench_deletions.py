@@ -2,8 +2,9 @@
 
 Loads the synthetic practice into a HAPI sandbox (or uses ``--fhir-base``), runs a full paged
 sweep on each of two fresh ledgers, then alternates incremental sweeps with nothing changed:
-one as shipped (the record types' histories since the watermark are read for deletions) and
-one with that step switched off (the sweep before hazard H74 was controlled). Then deletes
+one as shipped (the record types' histories since the watermark are read for deletions, the
+snapshots searched for changed resources, Medications searched for changes) and one with those
+steps switched off (the sweep before hazard H74 was controlled). Then deletes
 ``--delete`` lithium levels and runs one incremental sweep of each kind, to show what the
 histories buy. Writes ``bench/out/deletions-results.json``.
 
@@ -31,6 +32,7 @@ from bench_sweep import (
     server_parser,
 )
 
+from hrm_fhir.adapters.fhir import fetch
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.config import Settings
 from hrm_fhir.rules.registry import RuleSet, load_rule_set
@@ -42,13 +44,15 @@ LITHIUM_LEVEL = "1006681000000100"
 
 @contextmanager
 def without_deletions() -> Iterator[None]:
-    """The sweep as it was before deletions were listed."""
-    shipped = reads._holding_deleted
-    reads._holding_deleted = lambda *_args: set()
+    """The sweep as it was before hazard H74 was controlled: no deletions listed, no patient
+    re-read for holding a changed resource, no Medication change search."""
+    holding, types = reads._holding, fetch.CHANGE_TYPES
+    reads._holding = lambda *_args: set()
+    fetch.CHANGE_TYPES = fetch.RECORD_TYPES
     try:
         yield
     finally:
-        reads._holding_deleted = shipped
+        reads._holding, fetch.CHANGE_TYPES = holding, types
 
 
 def incremental(

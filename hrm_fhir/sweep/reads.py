@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hrm_fhir.adapters.fhir.deletions import deleted_since, holders
 from hrm_fhir.adapters.fhir.fetch import (
+    CHANGE_TYPES,
     MEDICATION_TYPES,
-    RECORD_TYPES,
     FetchReport,
     Resource,
     Scope,
@@ -123,7 +123,7 @@ def _holding(read: SweepRead, extra: Sequence[Search], since: str, updated: set[
     ``updated`` ones (``Type/id``), which may now name another patient (hazard H74): a change
     search shows neither to the patient who had it. No deletions are found when the server
     cannot list them (its refusal is a warning of the sweep)."""
-    types = [*RECORD_TYPES, "Medication", *(kind for kind, _ in extra)]
+    types = [*CHANGE_TYPES, *(kind for kind, _ in extra)]
     deleted = deleted_since(read.gateway, types, since, read.report) or set()
     return holders(deleted | updated, read.snapshots)
 

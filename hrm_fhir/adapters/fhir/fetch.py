@@ -42,6 +42,8 @@ MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 RESULT_TYPES = ("Observation", "DiagnosticReport", "Procedure")
 """What shows a test done: results, reports, and procedures such as a medication review."""
 RECORD_TYPES = ("Patient", *MEDICATION_TYPES, *RESULT_TYPES)
+CHANGE_TYPES = (*RECORD_TYPES, "Medication")
+"""What the change searches look at: the record types and the Medications they reference."""
 Search = tuple[str, dict[str, str]]
 """A search beyond the record types: resource type and the parameters that narrow it."""
 IDS_PER_SEARCH = 50
@@ -204,7 +206,7 @@ def changed_patients(
     without asking for more pages, as soon as more than ``limit`` patients are found."""
     found: set[str] = set()
     updated: set[str] = set()
-    searches: list[Search] = [*((kind, {}) for kind in (*RECORD_TYPES, "Medication")), *extra]
+    searches: list[Search] = [*((kind, {}) for kind in CHANGE_TYPES), *extra]
     for resource_type, narrowing in searches:
         params = {
             **narrowing,
