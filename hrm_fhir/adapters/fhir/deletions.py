@@ -20,7 +20,7 @@ import orjson
 from hrm_fhir.adapters.fhir.fetch import FetchReport, Resource
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
 from hrm_fhir.adapters.fhir.urls import FHIR_ID
-from hrm_fhir.errors import FHIRFatalError
+from hrm_fhir.errors import FHIRError, FHIRFatalError
 
 
 def deleted_since(
@@ -36,13 +36,22 @@ def deleted_since(
                 report.searches += 1
                 report.note_time((page.get("meta") or {}).get("lastUpdated"))
                 deleted.update(_deletions(page, resource_type))
-        except FHIRFatalError as error:
+        except FHIRError as error:
+            if not _refused(error):
+                raise
             report.shortfalls.append(
                 f"the server did not list the {resource_type} resources deleted since {since} "
                 f"({error}): a deletion from a patient's record is seen at the next full sweep"
             )
             return None
     return deleted
+
+
+def _refused(error: FHIRError) -> bool:
+    """The server will not list the history however often it is asked: a 4xx, or 501 Not
+    Implemented (a 5xx, so the gateway retried it as temporary). Anything else that is
+    temporary fails the sweep, which is repeated from the same watermark."""
+    return isinstance(error, FHIRFatalError) or error.status == 501
 
 
 def _deletions(page: Resource, resource_type: str) -> Iterable[str]:

@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 import responses
 from responses import matchers
 
 from hrm_fhir.adapters.fhir.deletions import deleted_since, holders
 from hrm_fhir.adapters.fhir.fetch import FetchReport
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.errors import FHIRTemporaryError
 from tests.adapters.fhir.payloads import BASE
 
 SINCE = "2026-11-20T09:00:00.000Z"
@@ -121,3 +123,25 @@ def test_holders_of_many_resources_list_each_snapshots_ids_once() -> None:
     wanted = {f"Observation/o{n}" for n in range(0, 30, 3)} | {"Condition/o1", "Observation/x"}
 
     assert holders(wanted, snapshots) == {f"Patient/p{n}" for n in range(0, 30, 3)}
+
+
+def test_a_server_that_does_not_implement_type_history_is_a_warning_not_a_failed_sweep(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    # 501 Not Implemented is a 5xx, so the gateway retries it and gives up with a temporary
+    # error; raised as such it failed every incremental sweep until the monthly full one.
+    mock.get(f"{BASE}/Observation/_history", status=501)
+    report = FetchReport()
+
+    assert deleted_since(gateway, ["Observation"], SINCE, report) is None
+    [warning] = report.shortfalls
+    assert "did not list the Observation resources deleted since" in warning
+
+
+def test_a_history_that_fails_for_now_fails_the_sweep_so_it_is_repeated_from_the_same_moment(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    mock.get(f"{BASE}/Observation/_history", status=503)
+
+    with pytest.raises(FHIRTemporaryError):
+        deleted_since(gateway, ["Observation"], SINCE, FetchReport())
