@@ -31,11 +31,16 @@ def deleted_since(
     deleted: set[str] = set()
     for resource_type in dict.fromkeys(resource_types):
         params = {"_since": since, "_elements": "id"}
+        unnamed = 0
         try:
             for page in gateway.iter_pages(resource_type, params, history=True):
                 report.searches += 1
                 report.note_time((page.get("meta") or {}).get("lastUpdated"))
-                deleted.update(_deletions(page, resource_type))
+                for ref in _deletions(page, resource_type):
+                    if ref is None:
+                        unnamed += 1
+                    else:
+                        deleted.add(ref)
         except FHIRError as error:
             if not _refused(error):
                 raise
@@ -44,6 +49,12 @@ def deleted_since(
                 f"({error}): a deletion from a patient's record is seen at the next full sweep"
             )
             return None
+        if unnamed:
+            report.shortfalls.append(
+                f"{unnamed} deletion(s) in the server's {resource_type} history since {since} "
+                f"name no {resource_type} id: a deletion from a patient's record is seen at the "
+                "next full sweep"
+            )
     return deleted
 
 
@@ -54,18 +65,23 @@ def _refused(error: FHIRError) -> bool:
     return isinstance(error, FHIRFatalError) or error.status == 501
 
 
-def _deletions(page: Resource, resource_type: str) -> Iterable[str]:
+def _deletions(page: Resource, resource_type: str) -> Iterable[str | None]:
     """The ``Type/id`` of each deleted version in one history page (``request.url`` is
-    ``Type/id/_history/n`` on HAPI; the ``fullUrl`` ends ``Type/id``)."""
+    ``Type/id/_history/n`` on HAPI; the ``fullUrl`` ends ``Type/id``), None for one that names
+    no id of the type. A deleted version is an entry whose request is a ``DELETE``, or one with
+    neither resource nor request (a server that leaves out the request R4 asks for)."""
     for entry in page.get("entry") or ():
         request = entry.get("request") or {}
-        if request.get("method") != "DELETE":
+        method = request.get("method")
+        if method != "DELETE" and (method is not None or "resource" in entry):
             continue
         for url in (request.get("url"), entry.get("fullUrl")):
             parts = str(url or "").split("/_history/")[0].rstrip("/").split("/")
             if len(parts) >= 2 and parts[-2] == resource_type and FHIR_ID.fullmatch(parts[-1]):
                 yield f"{resource_type}/{parts[-1]}"
                 break
+        else:
+            yield None
 
 
 def holders(refs: set[str], snapshots: Mapping[str, bytes]) -> set[str]:

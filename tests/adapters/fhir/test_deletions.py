@@ -145,3 +145,33 @@ def test_a_history_that_fails_for_now_fails_the_sweep_so_it_is_repeated_from_the
 
     with pytest.raises(FHIRTemporaryError):
         deleted_since(gateway, ["Observation"], SINCE, FetchReport())
+
+
+def test_deletions_are_read_from_unusual_entries_and_one_that_names_nothing_is_a_warning(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    mock.get(
+        f"{BASE}/Observation/_history",
+        json=_history(
+            # absolute request URL
+            {"request": {"method": "DELETE", "url": f"{BASE}/Observation/a.1/_history/3"}},
+            # request URL without the id (a conditional delete), versioned fullUrl
+            {
+                "fullUrl": f"{BASE}/Observation/o-2/_history/2",
+                "request": {"method": "DELETE", "url": "Observation?identifier=x|1"},
+            },
+            # no request at all: an entry without a resource is a deleted version
+            {"fullUrl": f"{BASE}/Observation/o3"},
+            # a deletion that names no Observation
+            {"request": {"method": "DELETE", "url": "Observation?identifier=x|2"}},
+            _created("Observation", "o4"),
+        ),
+    )
+    report = FetchReport()
+
+    deleted = deleted_since(gateway, ["Observation"], SINCE, report)
+
+    assert deleted == {"Observation/a.1", "Observation/o-2", "Observation/o3"}
+    [warning] = report.shortfalls
+    assert "1 deletion" in warning
+    assert "seen at the next full sweep" in warning
