@@ -25,6 +25,7 @@ from hrm_fhir.adapters.fhir.fetch import (
     page_requests,
     read_rule_records,
     read_scope,
+    recoded_prescribers,
     record_counts,
     record_searches,
     resources_by_id,
@@ -141,9 +142,11 @@ def _change_limit(read: SweepRead, extra: Sequence[Search]) -> int:
 def _export_changes(
     read: SweepRead, extra: Sequence[Search], cursor: str
 ) -> dict[str, list[Resource]] | None:
-    """``_read_changes`` with the changes found by a ``_since`` export instead of searches:
-    the changed patients' records are re-read twenty per search, or None (export everything)
-    when there are so many that paging the whole scope would cost less."""
+    """``_read_changes`` with the changes found by a ``_since`` export instead of searches
+    (and the Medications recoded in place by the paged sweep's search: the export gives one
+    only with a changed prescription): the changed patients' records are re-read twenty per
+    search, or None (export everything) when there are so many that paging the whole scope
+    would cost less."""
     since = _since(cursor, read.settings.watermark_overlap_seconds)
     changed = export_records(read.gateway, read.settings, read.rules, read.report, since)
     matcher = _text_matcher(read.rules)
@@ -160,6 +163,7 @@ def _export_changes(
         if (resource.get("meta") or {}).get("versionId") != "1"
     }
     wanted |= _holding(read, extra, since, updated)
+    wanted |= recoded_prescribers(read.gateway, read.scope, read.report, since)
     limit = _change_limit(read, extra)
     if len(wanted) > limit:
         log.info("%d patients changed (more than %d): exporting everything", len(wanted), limit)
