@@ -168,7 +168,10 @@ def _export_changes(
     if len(wanted) > limit:
         log.info("%d patients changed (more than %d): exporting everything", len(wanted), limit)
         return None
-    return in_scope(read_rule_records(read.gateway, read.rules, wanted, read.report), read.scope)
+    # a known patient re-read but not in scope (deleted, or moved to another practice) gets an
+    # empty record, as in a full read, so the sweep does not go on evaluating the old snapshot
+    fetched = read_rule_records(read.gateway, read.rules, wanted, read.report)
+    return {patient: [] for patient in wanted & read.known} | in_scope(fetched, read.scope)
 
 
 def monitored_patients(rules: RuleSet, by_patient: dict[str, list[Resource]]) -> set[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import orjson
 import pytest
 
 from hrm_fhir.adapters.fhir.fetch import FetchReport, Resource, Scope, group_records
@@ -158,4 +159,25 @@ def test_a_medication_recoded_in_place_brings_in_its_patient_as_a_paged_sweep_do
         "MedicationRequest/mr1",
         "Medication/m1",
     }
+    assert bulk == paged
+
+
+def test_a_deleted_patient_in_a_practice_leaves_an_empty_record_as_a_paged_sweep_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The patient and the level deleted: the re-read finds no Patient, so the practice filter of
+    # a bulk sweep dropped the patient and the sweep kept evaluating the old snapshot, level and
+    # all; a paged sweep (and a full one) gives the patient an empty record.
+    level = {
+        "resourceType": "Observation",
+        "id": "o2",
+        "meta": _meta("1", BEFORE),
+        "subject": {"reference": "Patient/p2"},
+    }
+    server = FakeServer([], deleted=["Patient/p2", "Observation/o2"])
+    snapshots = {"Patient/p2": orjson.dumps([_patient("p2"), level])}
+
+    paged, bulk = _changes(monkeypatch, server, snapshots, practice="org1")
+
+    assert paged == {"Patient/p2": []}
     assert bulk == paged
