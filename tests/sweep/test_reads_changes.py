@@ -48,6 +48,18 @@ class FakeServer:
                 for ref in self.deleted
                 if ref.startswith(f"{resource_type}/")
             ]
+            entries += [
+                {
+                    "resource": {"resourceType": resource_type, "id": r["id"], "meta": r["meta"]},
+                    "request": {
+                        "method": "PUT" if r["meta"]["versionId"] != "1" else "POST",
+                        "url": f"{_ref(r)}/_history/{r['meta']['versionId']}",
+                    },
+                }
+                for r in self.resources
+                if r["resourceType"] == resource_type
+                and r["meta"]["lastUpdated"] >= params["_since"]
+            ]
             yield {"resourceType": "Bundle", "type": "history", "meta": meta, "entry": entries}
             return
         found = [r for r in self.resources if r["resourceType"] == resource_type]
@@ -180,4 +192,26 @@ def test_a_deleted_patient_in_a_practice_leaves_an_empty_record_as_a_paged_sweep
     paged, bulk = _changes(monkeypatch, server, snapshots, practice="org1")
 
     assert paged == {"Patient/p2": []}
+    assert bulk == paged
+
+
+def test_a_result_moved_to_a_patient_of_another_practice_leaves_the_first_patients_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A level filed to p1 (practice org1), then moved to p3 of practice org2: the change search
+    # of the practice no longer finds it, but p1's snapshot still holds it.
+    level = {
+        "resourceType": "Observation",
+        "id": "o5",
+        "meta": _meta("2", AFTER),
+        "subject": {"reference": "Patient/p3"},
+    }
+    server = FakeServer([_patient("p1"), _patient("p3", practice="org2"), level])
+    was = {**level, "meta": _meta("1", BEFORE), "subject": {"reference": "Patient/p1"}}
+    snapshots = {"Patient/p1": orjson.dumps([_patient("p1"), was])}
+
+    paged, bulk = _changes(monkeypatch, server, snapshots, practice="org1")
+
+    assert paged is not None
+    assert {_ref(r) for r in paged["Patient/p1"]} == {"Patient/p1"}
     assert bulk == paged

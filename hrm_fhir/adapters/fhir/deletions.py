@@ -24,10 +24,18 @@ from hrm_fhir.errors import FHIRError, FHIRFatalError
 
 
 def deleted_since(
-    gateway: FHIRGateway, resource_types: Iterable[str], since: str, report: FetchReport
+    gateway: FHIRGateway,
+    resource_types: Iterable[str],
+    since: str,
+    report: FetchReport,
+    *,
+    updated: set[str] | None = None,
 ) -> set[str] | None:
     """``Type/id`` of every resource of ``resource_types`` deleted after ``since``; None when the
-    server refuses to list them (why, and what it means, is added to ``report.shortfalls``)."""
+    server refuses to list them (why, and what it means, is added to ``report.shortfalls``).
+    ``updated``, when given, gets each resource the histories show changed past its first
+    version: a history is server-wide, where a practice's change searches miss a result moved
+    to a patient of another practice."""
     deleted: set[str] = set()
     for resource_type in dict.fromkeys(resource_types):
         params = {"_since": since, "_elements": "id"}
@@ -41,6 +49,8 @@ def deleted_since(
                         unnamed += 1
                     else:
                         deleted.add(ref)
+                if updated is not None:
+                    updated.update(_updates(page, resource_type))
         except FHIRError as error:
             if not _refused(error):
                 raise
@@ -82,6 +92,21 @@ def _deletions(page: Resource, resource_type: str) -> Iterable[str | None]:
                 break
         else:
             yield None
+
+
+def _updates(page: Resource, resource_type: str) -> Iterable[str]:
+    """The ``Type/id`` of each version past the first in one history page (its resource's
+    ``meta.versionId``, else the ``_history/n`` of its request URL; counted when neither says)."""
+    for entry in page.get("entry") or ():
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+            continue
+        version = (resource.get("meta") or {}).get("versionId")
+        if version is None:
+            url = str((entry.get("request") or {}).get("url") or "")
+            version = url.partition("/_history/")[2].split("/")[0] or None
+        if version != "1":
+            yield f"{resource_type}/{resource.get('id')}"
 
 
 def holders(refs: set[str], snapshots: Mapping[str, bytes]) -> set[str]:

@@ -175,3 +175,31 @@ def test_deletions_are_read_from_unusual_entries_and_one_that_names_nothing_is_a
     [warning] = report.shortfalls
     assert "1 deletion" in warning
     assert "seen at the next full sweep" in warning
+
+
+def test_the_histories_also_name_every_resource_changed_past_its_first_version(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    def version(rid: str, meta: str | None, url: str) -> dict[str, Any]:
+        resource: dict[str, Any] = {"resourceType": "Observation", "id": rid}
+        if meta is not None:
+            resource["meta"] = {"versionId": meta}
+        return {"resource": resource, "request": {"method": "PUT", "url": url}}
+
+    mock.get(
+        f"{BASE}/Observation/_history",
+        json=_history(
+            version("o1", "2", "Observation/o1"),
+            version("o2", None, "Observation/o2/_history/3"),
+            version("o3", None, "Observation/o3"),  # says no version: counted
+            version("o4", "1", "Observation/o4/_history/1"),
+            version("o5", None, f"{BASE}/Observation/o5/_history/1"),
+            _deleted("Observation", "o6"),
+        ),
+    )
+    updated: set[str] = set()
+
+    deleted = deleted_since(gateway, ["Observation"], SINCE, FetchReport(), updated=updated)
+
+    assert deleted == {"Observation/o6"}
+    assert updated == {"Observation/o1", "Observation/o2", "Observation/o3"}
