@@ -123,11 +123,11 @@ def _holding(read: SweepRead, extra: Sequence[Search], since: str, updated: set[
     """The patients whose snapshot holds a resource deleted since ``since``, or one of the
     ``updated`` ones (``Type/id``) or one the histories show changed past its first version,
     which may now name another patient (hazard H74), of another practice too: a change search
-    shows neither to the patient who had it. No deletions are found when the server cannot list
-    them (its refusal is a warning of the sweep)."""
+    shows neither to the patient who had it. No deletions of a type are found when the server
+    cannot list them (its refusal is a warning of the sweep)."""
     types = [*RECORD_TYPES, "Medication", *(kind for kind, _ in extra)]
     changed: set[str] = set()  # server-wide, so also what moved out of the practice
-    deleted = deleted_since(read.gateway, types, since, read.report, updated=changed) or set()
+    deleted = deleted_since(read.gateway, types, since, read.report, updated=changed)
     return holders(deleted | updated | changed, read.snapshots)
 
 

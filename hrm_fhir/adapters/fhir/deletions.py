@@ -30,14 +30,16 @@ def deleted_since(
     report: FetchReport,
     *,
     updated: set[str] | None = None,
-) -> set[str] | None:
-    """``Type/id`` of every resource of ``resource_types`` deleted after ``since``; None when the
-    server refuses to list them (why, and what it means, is added to ``report.shortfalls``).
+) -> set[str]:
+    """``Type/id`` of every resource of ``resource_types`` deleted after ``since``, as far as
+    the server lists them: a type whose history it refuses adds a warning to
+    ``report.shortfalls`` (why, and what it means), and the other types are still listed.
     ``updated``, when given, gets each resource the histories show changed past its first
     version: a history is server-wide, where a practice's change searches miss a result moved
     to a patient of another practice."""
     deleted: set[str] = set()
-    for resource_type in dict.fromkeys(resource_types):
+    types = list(dict.fromkeys(resource_types))
+    for number, resource_type in enumerate(types):
         params = {"_since": since, "_elements": "id"}
         unnamed = 0
         try:
@@ -54,11 +56,16 @@ def deleted_since(
         except FHIRError as error:
             if not _refused(error):
                 raise
+            # 501: type history not implemented, for any type (asking each costs its retries)
+            unlisted = types[number:] if error.status == 501 else [resource_type]
             report.shortfalls.append(
-                f"the server did not list the {resource_type} resources deleted since {since} "
-                f"({error}): a deletion from a patient's record is seen at the next full sweep"
+                f"the server did not list the {', '.join(unlisted)} resources deleted since "
+                f"{since} ({error}): a deletion from a patient's record is seen at the next full "
+                "sweep"
             )
-            return None
+            if error.status == 501:
+                break
+            continue
         if unnamed:
             report.shortfalls.append(
                 f"{unnamed} deletion(s) in the server's {resource_type} history since {since} "

@@ -73,7 +73,9 @@ def test_deletions_are_read_from_every_page_of_each_types_history_and_nothing_el
 def test_a_server_that_refuses_to_list_deletions_is_a_warning_not_a_silent_empty_list(
     mock: responses.RequestsMock, gateway: FHIRGateway
 ) -> None:
-    mock.get(f"{BASE}/Patient/_history", json=_history())
+    # a refusal for one type keeps the deletions the other types list: before, the first
+    # refusal threw away every deletion found, and its warning named that one type only
+    mock.get(f"{BASE}/Patient/_history", json=_history(_deleted("Patient", "p9")))
     mock.get(
         f"{BASE}/Observation/_history",
         status=405,
@@ -82,9 +84,12 @@ def test_a_server_that_refuses_to_list_deletions_is_a_warning_not_a_silent_empty
             "issue": [{"severity": "error", "code": "not-supported", "diagnostics": "no history"}],
         },
     )
+    mock.get(f"{BASE}/Condition/_history", json=_history(_deleted("Condition", "c1")))
     report = FetchReport()
 
-    assert deleted_since(gateway, ["Patient", "Observation", "Condition"], SINCE, report) is None
+    deleted = deleted_since(gateway, ["Patient", "Observation", "Condition"], SINCE, report)
+
+    assert deleted == {"Patient/p9", "Condition/c1"}
     [warning] = report.shortfalls
     assert "did not list the Observation resources deleted since" in warning
     assert "seen at the next full sweep" in warning
@@ -130,12 +135,15 @@ def test_a_server_that_does_not_implement_type_history_is_a_warning_not_a_failed
 ) -> None:
     # 501 Not Implemented is a 5xx, so the gateway retries it and gives up with a temporary
     # error; raised as such it failed every incremental sweep until the monthly full one.
+    mock.get(f"{BASE}/Patient/_history", json=_history(_deleted("Patient", "p9")))
     mock.get(f"{BASE}/Observation/_history", status=501)
     report = FetchReport()
 
-    assert deleted_since(gateway, ["Observation"], SINCE, report) is None
-    [warning] = report.shortfalls
-    assert "did not list the Observation resources deleted since" in warning
+    deleted = deleted_since(gateway, ["Patient", "Observation", "Condition"], SINCE, report)
+
+    assert deleted == {"Patient/p9"}
+    [warning] = report.shortfalls  # Condition not asked: 501 is retried, and means every type
+    assert "did not list the Observation, Condition resources deleted since" in warning
 
 
 def test_a_history_that_fails_for_now_fails_the_sweep_so_it_is_repeated_from_the_same_moment(
