@@ -42,13 +42,13 @@ LITHIUM_LEVEL = "1006681000000100"
 
 @contextmanager
 def without_deletions() -> Iterator[None]:
-    """The sweep as it was before deletions were listed."""
-    shipped = reads._holding_deleted
-    reads._holding_deleted = lambda *_args: set()
+    """The sweep as it was before deletions (and moved resources) were looked for."""
+    shipped = reads._holding
+    reads._holding = lambda *_args: set()
     try:
         yield
     finally:
-        reads._holding_deleted = shipped
+        reads._holding = shipped
 
 
 def incremental(
