@@ -25,6 +25,7 @@ from hrm_fhir.adapters.fhir.fetch import (
     page_requests,
     read_rule_records,
     read_scope,
+    recoded_prescribers,
     record_counts,
     record_searches,
     resources_by_id,
@@ -120,12 +121,14 @@ def _read_changes(
 
 def _holding(read: SweepRead, extra: Sequence[Search], since: str, updated: set[str]) -> set[str]:
     """The patients whose snapshot holds a resource deleted since ``since``, or one of the
-    ``updated`` ones (``Type/id``), which may now name another patient (hazard H74): a change
-    search shows neither to the patient who had it. No deletions are found when the server
+    ``updated`` ones (``Type/id``) or one the histories show changed past its first version,
+    which may now name another patient (hazard H74), of another practice too: a change search
+    shows neither to the patient who had it. No deletions of a type are found when the server
     cannot list them (its refusal is a warning of the sweep)."""
     types = [*CHANGE_TYPES, *(kind for kind, _ in extra)]
-    deleted = deleted_since(read.gateway, types, since, read.report) or set()
-    return holders(deleted | updated, read.snapshots)
+    changed: set[str] = set()  # server-wide, so also what moved out of the practice
+    deleted = deleted_since(read.gateway, types, since, read.report, updated=changed)
+    return holders(deleted | updated | changed, read.snapshots)
 
 
 def _change_limit(read: SweepRead, extra: Sequence[Search]) -> int:
@@ -141,9 +144,11 @@ def _change_limit(read: SweepRead, extra: Sequence[Search]) -> int:
 def _export_changes(
     read: SweepRead, extra: Sequence[Search], cursor: str
 ) -> dict[str, list[Resource]] | None:
-    """``_read_changes`` with the changes found by a ``_since`` export instead of searches:
-    the changed patients' records are re-read twenty per search, or None (export everything)
-    when there are so many that paging the whole scope would cost less."""
+    """``_read_changes`` with the changes found by a ``_since`` export instead of searches
+    (and the Medications recoded in place by the paged sweep's search: the export gives one
+    only with a changed prescription): the changed patients' records are re-read twenty per
+    search, or None (export everything) when there are so many that paging the whole scope
+    would cost less."""
     since = _since(cursor, read.settings.watermark_overlap_seconds)
     changed = export_records(read.gateway, read.settings, read.rules, read.report, since)
     matcher = _text_matcher(read.rules)
@@ -160,11 +165,15 @@ def _export_changes(
         if (resource.get("meta") or {}).get("versionId") != "1"
     }
     wanted |= _holding(read, extra, since, updated)
+    wanted |= recoded_prescribers(read.gateway, read.scope, read.report, since)
     limit = _change_limit(read, extra)
     if len(wanted) > limit:
         log.info("%d patients changed (more than %d): exporting everything", len(wanted), limit)
         return None
-    return in_scope(read_rule_records(read.gateway, read.rules, wanted, read.report), read.scope)
+    # a known patient re-read but not in scope (deleted, or moved to another practice) gets an
+    # empty record, as in a full read, so the sweep does not go on evaluating the old snapshot
+    fetched = read_rule_records(read.gateway, read.rules, wanted, read.report)
+    return {patient: [] for patient in wanted & read.known} | in_scope(fetched, read.scope)
 
 
 def monitored_patients(rules: RuleSet, by_patient: dict[str, list[Resource]]) -> set[str]:

@@ -231,6 +231,22 @@ def changed_patients(
     return None if len(found) > limit else (found, updated)
 
 
+def recoded_prescribers(
+    gateway: FHIRGateway, scope: Scope, report: FetchReport, since: str
+) -> set[str]:
+    """The patients in scope whose prescriptions or statements reference a Medication changed
+    since ``since`` past its first version (recoded: it may name a monitored drug now), with
+    ``changed_patients``' own searches: for a sweep whose changes came from a ``_since`` export,
+    where a Medication reaches only the patients whose own prescription changed too."""
+    params = {"_lastUpdated": f"gt{since}", "_elements": _CHANGE_ELEMENTS["Medication"]}
+    recoded = {
+        str(medication.get("id"))
+        for medication in _found(gateway, [("Medication", params)], report)
+        if (medication.get("meta") or {}).get("versionId") != "1"
+    }
+    return _prescribed(gateway, scope, report, sorted(recoded))
+
+
 def _prescribed(
     gateway: FHIRGateway, scope: Scope, report: FetchReport, medications: Sequence[str]
 ) -> set[str]:

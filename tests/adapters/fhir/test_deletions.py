@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 import responses
 from responses import matchers
 
 from hrm_fhir.adapters.fhir.deletions import deleted_since, holders
 from hrm_fhir.adapters.fhir.fetch import FetchReport
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
+from hrm_fhir.errors import FHIRTemporaryError
 from tests.adapters.fhir.payloads import BASE
 
 SINCE = "2026-11-20T09:00:00.000Z"
@@ -71,7 +73,9 @@ def test_deletions_are_read_from_every_page_of_each_types_history_and_nothing_el
 def test_a_server_that_refuses_to_list_deletions_is_a_warning_not_a_silent_empty_list(
     mock: responses.RequestsMock, gateway: FHIRGateway
 ) -> None:
-    mock.get(f"{BASE}/Patient/_history", json=_history())
+    # a refusal for one type keeps the deletions the other types list: before, the first
+    # refusal threw away every deletion found, and its warning named that one type only
+    mock.get(f"{BASE}/Patient/_history", json=_history(_deleted("Patient", "p9")))
     mock.get(
         f"{BASE}/Observation/_history",
         status=405,
@@ -80,9 +84,12 @@ def test_a_server_that_refuses_to_list_deletions_is_a_warning_not_a_silent_empty
             "issue": [{"severity": "error", "code": "not-supported", "diagnostics": "no history"}],
         },
     )
+    mock.get(f"{BASE}/Condition/_history", json=_history(_deleted("Condition", "c1")))
     report = FetchReport()
 
-    assert deleted_since(gateway, ["Patient", "Observation", "Condition"], SINCE, report) is None
+    deleted = deleted_since(gateway, ["Patient", "Observation", "Condition"], SINCE, report)
+
+    assert deleted == {"Patient/p9", "Condition/c1"}
     [warning] = report.shortfalls
     assert "did not list the Observation resources deleted since" in warning
     assert "seen at the next full sweep" in warning
@@ -121,3 +128,86 @@ def test_holders_of_many_resources_list_each_snapshots_ids_once() -> None:
     wanted = {f"Observation/o{n}" for n in range(0, 30, 3)} | {"Condition/o1", "Observation/x"}
 
     assert holders(wanted, snapshots) == {f"Patient/p{n}" for n in range(0, 30, 3)}
+
+
+def test_a_server_that_does_not_implement_type_history_is_a_warning_not_a_failed_sweep(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    # 501 Not Implemented is a 5xx, so the gateway retries it and gives up with a temporary
+    # error; raised as such it failed every incremental sweep until the monthly full one.
+    mock.get(f"{BASE}/Patient/_history", json=_history(_deleted("Patient", "p9")))
+    mock.get(f"{BASE}/Observation/_history", status=501)
+    report = FetchReport()
+
+    deleted = deleted_since(gateway, ["Patient", "Observation", "Condition"], SINCE, report)
+
+    assert deleted == {"Patient/p9"}
+    [warning] = report.shortfalls  # Condition not asked: 501 is retried, and means every type
+    assert "did not list the Observation, Condition resources deleted since" in warning
+
+
+def test_a_history_that_fails_for_now_fails_the_sweep_so_it_is_repeated_from_the_same_moment(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    mock.get(f"{BASE}/Observation/_history", status=503)
+
+    with pytest.raises(FHIRTemporaryError):
+        deleted_since(gateway, ["Observation"], SINCE, FetchReport())
+
+
+def test_deletions_are_read_from_unusual_entries_and_one_that_names_nothing_is_a_warning(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    mock.get(
+        f"{BASE}/Observation/_history",
+        json=_history(
+            # absolute request URL
+            {"request": {"method": "DELETE", "url": f"{BASE}/Observation/a.1/_history/3"}},
+            # request URL without the id (a conditional delete), versioned fullUrl
+            {
+                "fullUrl": f"{BASE}/Observation/o-2/_history/2",
+                "request": {"method": "DELETE", "url": "Observation?identifier=x|1"},
+            },
+            # no request at all: an entry without a resource is a deleted version
+            {"fullUrl": f"{BASE}/Observation/o3"},
+            # a deletion that names no Observation
+            {"request": {"method": "DELETE", "url": "Observation?identifier=x|2"}},
+            _created("Observation", "o4"),
+        ),
+    )
+    report = FetchReport()
+
+    deleted = deleted_since(gateway, ["Observation"], SINCE, report)
+
+    assert deleted == {"Observation/a.1", "Observation/o-2", "Observation/o3"}
+    [warning] = report.shortfalls
+    assert "1 deletion" in warning
+    assert "seen at the next full sweep" in warning
+
+
+def test_the_histories_also_name_every_resource_changed_past_its_first_version(
+    mock: responses.RequestsMock, gateway: FHIRGateway
+) -> None:
+    def version(rid: str, meta: str | None, url: str) -> dict[str, Any]:
+        resource: dict[str, Any] = {"resourceType": "Observation", "id": rid}
+        if meta is not None:
+            resource["meta"] = {"versionId": meta}
+        return {"resource": resource, "request": {"method": "PUT", "url": url}}
+
+    mock.get(
+        f"{BASE}/Observation/_history",
+        json=_history(
+            version("o1", "2", "Observation/o1"),
+            version("o2", None, "Observation/o2/_history/3"),
+            version("o3", None, "Observation/o3"),  # says no version: counted
+            version("o4", "1", "Observation/o4/_history/1"),
+            version("o5", None, f"{BASE}/Observation/o5/_history/1"),
+            _deleted("Observation", "o6"),
+        ),
+    )
+    updated: set[str] = set()
+
+    deleted = deleted_since(gateway, ["Observation"], SINCE, FetchReport(), updated=updated)
+
+    assert deleted == {"Observation/o6"}
+    assert updated == {"Observation/o1", "Observation/o2", "Observation/o3"}
