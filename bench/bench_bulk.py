@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--server-pid", type=int, help="the --fhir-base server's pid, for its CPU")
     parser.add_argument("--written", action="store_true",
                         help="the server holds every Task and Flag: no warm-up")  # fmt: skip
+    parser.add_argument("--keep-server", action="store_true",
+                        help="leave the started HAPI up (reuse it with --fhir-base)")  # fmt: skip
     parser.add_argument("--no-incremental", action="store_true",
                         help="skip the incremental pair (four more sweeps)")  # fmt: skip
     args = parser.parse_args()
@@ -159,7 +161,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     folder, counts, _ = practice(args.patients, args.seed)
     rules = load_rule_set()
-    server: Any = _external(args.fhir_base) if args.fhir_base else hapi(args.port, False)
+    server: Any = _external(args.fhir_base) if args.fhir_base else hapi(args.port, args.keep_server)
     with server as (base, started_pid):
         pid = started_pid or args.server_pid
         if patients_on_server(base, f"Organization/practice-{args.seed}") < args.patients:
