@@ -23,19 +23,23 @@ bulk/export (median wall over runs). Writes bench/out/bulk-results.json.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from bench_evaluate import AS_OF, OUT, practice
-from bench_sweep import _external, hapi, load, measured, patients_on_server
+from bench_sweep import (
+    _external,
+    hapi,
+    load,
+    measured,
+    patients_on_server,
+    server_arguments,
+    server_parser,
+)
 
 from hrm_fhir.adapters.fhir.bulk_export import BulkExporter
 from hrm_fhir.adapters.fhir.gateway import FHIRGateway
@@ -142,24 +146,18 @@ def line(name: str, result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the bulk sweep.")
-    parser.add_argument("--patients", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--port", type=int, default=18450)
-    parser.add_argument("--fhir-base", help="use this running server (127.0.0.1 only)")
-    parser.add_argument("--runs", type=int, default=2)
+    parser = server_parser("Benchmark the bulk sweep.", patients=20_000, port=18450, runs=2)
     parser.add_argument("--server-pid", type=int, help="the --fhir-base server's pid, for its CPU")
     parser.add_argument("--written", action="store_true",
                         help="the server holds every Task and Flag: no warm-up")  # fmt: skip
+    parser.add_argument("--keep-server", action="store_true",
+                        help="leave the started HAPI up (reuse it with --fhir-base)")  # fmt: skip
     parser.add_argument("--no-incremental", action="store_true",
                         help="skip the incremental pair (four more sweeps)")  # fmt: skip
-    args = parser.parse_args()
-    if args.fhir_base and urlsplit(args.fhir_base).hostname != "127.0.0.1":
-        sys.exit("--fhir-base must be on 127.0.0.1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = server_arguments(parser)
     folder, counts, _ = practice(args.patients, args.seed)
     rules = load_rule_set()
-    server: Any = _external(args.fhir_base) if args.fhir_base else hapi(args.port, False)
+    server: Any = _external(args.fhir_base) if args.fhir_base else hapi(args.port, args.keep_server)
     with server as (base, started_pid):
         pid = started_pid or args.server_pid
         if patients_on_server(base, f"Organization/practice-{args.seed}") < args.patients:
