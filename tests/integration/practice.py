@@ -142,6 +142,18 @@ class Practice:
         ]
 
 
+def lithium_level(practice: Practice, resources: list[Resource], name: str) -> Resource:
+    """The one lithium level of patient ``name`` among ``resources``."""
+    [level] = [
+        r
+        for r in resources
+        if r["resourceType"] == "Observation"
+        and r["subject"]["reference"] == f"Patient/{practice.pid(name)}"
+        and r["code"]["coding"][0]["code"] == LITHIUM
+    ]
+    return level
+
+
 def starter(practice: Practice) -> list[Resource]:
     """Four patients: methotrexate bloods overdue, lithium toxic level, high-dose opioid, none."""
     return [practice.organization(), *_four(practice, "")]

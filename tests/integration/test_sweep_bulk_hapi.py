@@ -17,7 +17,7 @@ from hrm_fhir.cli.main import main
 from hrm_fhir.sweep import reads as sweep_reads
 from hrm_fhir.sweep.run import SweepSummary
 from tests.integration.harness import Harness, a_new_start
-from tests.integration.practice import AS_OF, LITHIUM, starter
+from tests.integration.practice import AS_OF, LITHIUM, lithium_level, starter
 from tests.integration.test_sweep_server_hapi import _lithium_and_warfarin, _new_entries
 
 pytestmark = pytest.mark.hapi
@@ -144,13 +144,7 @@ def test_an_incremental_bulk_sweep_sees_a_deleted_result_as_a_paged_one_does(
     bulk.upload(practice)
     by_export_only(bulk)
     paged.sweep(bulk=False)
-    [level] = [
-        r["id"]
-        for r in practice
-        if r["resourceType"] == "Observation"
-        and r["subject"]["reference"] == f"Patient/{p.pid('lith')}"
-        and r["code"]["coding"][0]["code"] == LITHIUM
-    ]
+    level = lithium_level(p, practice, "lith")["id"]
     bulk.gateway.request("DELETE", f"Observation/{level}", "delete the lithium level")
 
     planned, _ = plans(bulk, paged)

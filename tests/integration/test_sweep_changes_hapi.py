@@ -16,7 +16,15 @@ from hrm_fhir.sweep.run import SweepSummary, run_sweep
 from hrm_fhir.workflow.chases import SweepChases
 from tests.builders import PRACTICE_CODES, SNOMED, rules_with_shared_care_entries
 from tests.integration.harness import Harness
-from tests.integration.practice import AS_OF, LITHIUM, TOXIC_LITHIUM, Practice, Resource, several
+from tests.integration.practice import (
+    AS_OF,
+    LITHIUM,
+    TOXIC_LITHIUM,
+    Practice,
+    Resource,
+    lithium_level,
+    several,
+)
 
 pytestmark = pytest.mark.hapi
 RULES = rules_with_shared_care_entries()
@@ -141,13 +149,7 @@ def test_an_incremental_sweep_re_reads_a_patient_whose_result_was_deleted(
     practice = several(h.practice, 2)
     h.upload(practice)
     assert _sweep(h).mode == "full"
-    [level] = [
-        ("Observation", r["id"])
-        for r in practice
-        if r["resourceType"] == "Observation"
-        and r["subject"]["reference"] == f"Patient/{h.practice.pid('lith0')}"
-        and r["code"]["coding"][0]["code"] == LITHIUM
-    ]
+    level = ("Observation", lithium_level(h.practice, practice, "lith0")["id"])
     assert level in _snapshot(h, "lith0")
     assert "out_of_range" in _open_lithium(h, "lith0")
     h.gateway.request("DELETE", "/".join(level), "delete the lithium level")
@@ -173,13 +175,7 @@ def test_a_result_moved_to_another_patient_leaves_the_first_patients_record(
     practice = several(h.practice, 2)
     h.upload(practice)
     assert _sweep(h).mode == "full"
-    [level] = [
-        r
-        for r in practice
-        if r["resourceType"] == "Observation"
-        and r["subject"]["reference"] == f"Patient/{h.practice.pid('lith0')}"
-        and r["code"]["coding"][0]["code"] == LITHIUM
-    ]
+    level = lithium_level(h.practice, practice, "lith0")
     h.upload([{**level, "subject": {"reference": f"Patient/{h.practice.pid('lith1')}"}}])
 
     summary = _sweep(h)
